@@ -1,0 +1,1 @@
+"""Fabrics drctl can drive, each behind the Protocol in `base`."""

@@ -1,0 +1,149 @@
+"""Observed-state value types: what a fabric reports about its sites, VMs and jobs.
+
+Providers build these; the planner, the CLI and the metrics read them. Plain
+frozen dataclasses rather than pydantic models: an observation of 100k VMs
+builds 100k of them on every reconcile, and they are never parsed from input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class Operation(StrEnum):
+    """Operations a fabric runs on one VM, named as the ASR REST API names them."""
+
+    PLANNED_FAILOVER = "PlannedFailover"
+    UNPLANNED_FAILOVER = "UnplannedFailover"
+    APPLY_RECOVERY_POINT = "ApplyRecoveryPoint"
+    COMMIT = "Commit"
+    REVERSE_REPLICATE = "ReverseReplicate"
+    TEST_FAILOVER = "TestFailover"
+    TEST_FAILOVER_CLEANUP = "TestFailoverCleanup"
+    ENABLE_REPLICATION = "EnableReplication"
+    DISABLE_REPLICATION = "DisableReplication"
+    STOP_VM = "StopVM"
+
+
+FAILOVERS = frozenset({Operation.PLANNED_FAILOVER, Operation.UNPLANNED_FAILOVER})
+
+
+class ReplicationState(StrEnum):
+    INITIAL_SYNC = "InitialSync"
+    REPLICATING = "Replicating"
+    RESYNC_REQUIRED = "ResyncRequired"
+    PAUSED = "Paused"
+    OFF = "Off"
+    ERROR = "Error"
+
+
+class Health(StrEnum):
+    NORMAL = "Normal"
+    WARNING = "Warning"
+    CRITICAL = "Critical"
+
+
+class ProtectionState(StrEnum):
+    """Where a VM rests in its DR lifecycle (a running job is reported apart)."""
+
+    PROTECTED = "Protected"  # runs at its active site, replication configured
+    UNPROTECTED = "Unprotected"  # runs at its active site, no replication
+    COMMIT_PENDING = "CommitPending"  # failed over, recovery points still kept
+    COMMITTED = "Committed"  # failover final, replication not yet reversed
+
+
+class TestFailoverState(StrEnum):
+    NONE = "None"
+    RUNNING = "Running"  # a test copy runs at the target on an isolated network
+
+
+class JobState(StrEnum):
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class FailoverKind(StrEnum):
+    PLANNED = "Planned"
+    UNPLANNED = "Unplanned"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One operation the fabric accepted, as the fabric reports it."""
+
+    id: str
+    vm: str
+    operation: Operation
+    state: JobState
+    started_at: datetime
+    finished_at: datetime | None = None
+    progress: float = 0.0  # 0..1
+    target_site: str | None = None
+    error: str | None = None
+    data_loss_seconds: float | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.state is JobState.RUNNING
+
+
+@dataclass(frozen=True, slots=True)
+class Replication:
+    """Replication of one VM: from the active copy to the replica."""
+
+    source: str
+    target: str
+    state: ReplicationState
+    health: Health = Health.NORMAL
+    last_sync: datetime | None = None
+    interval_seconds: float | None = None
+
+    @property
+    def direction(self) -> str:
+        return f"{self.source}->{self.target}"
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedVM:
+    """One replicated VM as the fabric reports it now."""
+
+    name: str
+    active_site: str
+    running: tuple[str, ...]
+    protection_state: ProtectionState
+    replication: Replication | None  # None: replication is off
+    allowed_operations: frozenset[Operation]
+    job: Job | None = None  # the job in progress, if any
+    recovery_points: tuple[datetime, ...] = ()
+    test_failover: TestFailoverState = TestFailoverState.NONE
+    last_failover: FailoverKind | None = None
+
+    @property
+    def replication_text(self) -> str:
+        """Replication as every output writes it: `<from>-><to>` or `off`."""
+        return "off" if self.replication is None else self.replication.direction
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    name: str
+    connected: bool
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything a provider reports in one observation."""
+
+    sites: Mapping[str, Site]
+    vms: Mapping[str, ObservedVM]
+    at: datetime | None = None
+    can_stop_vms: bool = True
+    jobs: tuple[Job, ...] = field(default=())
+
+    def site_connected(self, name: str) -> bool:
+        site = self.sites.get(name)
+        return site is not None and site.connected
