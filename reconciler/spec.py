@@ -260,7 +260,7 @@ def _load_document(file: Path, index: int, doc: Any, issues: list[_Issue]) -> Pl
 def _explain(error: Any) -> str:
     """Turn one pydantic error into a sentence that says what to change."""
     loc = error["loc"]
-    where = ".".join(str(p) for p in loc) or "document"
+    where = _dotted(loc) or "document"
     key = str(loc[-1]) if loc else ""
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -284,7 +284,12 @@ def _explain(error: Any) -> str:
 
 
 def _parent(loc: Sequence[str | int]) -> str:
-    return ".".join(str(p) for p in loc[:-1]) or "the document"
+    return _dotted(loc[:-1]) or "the document"
+
+
+def _dotted(loc: Sequence[str | int]) -> str:
+    """A document path as a reader writes it: spec.vms[2].policy."""
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
 
 
 def _in_sites(loc: Sequence[str | int]) -> bool:
