@@ -26,6 +26,9 @@ class Operation(StrEnum):
     ENABLE_REPLICATION = "EnableReplication"
     DISABLE_REPLICATION = "DisableReplication"
     STOP_VM = "StopVM"
+    # Not in the fabric's list of DR operations, but needed to undo our own
+    # StopVM when a spec is reverted before the failover it prepared.
+    START_VM = "StartVM"
 
 
 FAILOVERS = frozenset({Operation.PLANNED_FAILOVER, Operation.UNPLANNED_FAILOVER})
