@@ -1,0 +1,229 @@
+"""SQLite storage of the simulated fabric: `<state-dir>/fabric.db`, shared by processes.
+
+Only `providers.sim` uses it. A daemon and CLI calls open the same file at
+once, so the database runs in WAL mode (readers never wait for the writer),
+every read-modify-write runs in `BEGIN IMMEDIATE` (two processes cannot both
+decide from the same state) and a busy timeout makes a second writer wait
+instead of failing. VM state lives in columns so that an observation of 100k
+VMs is one scan, and the running jobs have a partial index of their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from reconciler import errors, lifecycle
+
+DB_NAME = "fabric.db"
+BUSY_TIMEOUT_SECONDS = 30.0
+
+_TIMING_COLUMNS = (
+    "planned_failover", "unplanned_failover", "commit_seconds", "reverse_replicate",
+    "initial_replication", "stop_vm", "test_failover", "test_failover_cleanup",
+    "replication_interval",
+)
+
+# One statement per string: executescript() would commit the caller's transaction.
+_SCHEMA = (
+    f"""
+CREATE TABLE fabric (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    created_at REAL NOT NULL,
+    {", ".join(f"{c} REAL NOT NULL" for c in _TIMING_COLUMNS)}
+)
+""",
+    """
+CREATE TABLE sites (
+    position INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+)
+""",
+    """
+-- A site is disconnected while it has an outage with no end. Past outages
+-- stay: a job fails if one of its sites went down while it ran.
+CREATE TABLE outages (
+    id INTEGER PRIMARY KEY,
+    site TEXT NOT NULL,
+    down_at REAL NOT NULL,
+    up_at REAL
+)
+""",
+    """
+-- Times are seconds since the epoch (UTC). Replication ships every interval
+-- counted from sync_anchor; the last sync and the recovery points are derived
+-- from it at read time, so an observation writes nothing.
+CREATE TABLE vms (
+    name TEXT NOT NULL UNIQUE,
+    active_site TEXT NOT NULL,
+    active_running INTEGER NOT NULL,
+    peer_running INTEGER NOT NULL,     -- a stale copy still runs at the other site
+    protection TEXT NOT NULL,
+    replication TEXT NOT NULL,
+    last_failover TEXT,
+    test_failover TEXT NOT NULL,
+    job_id INTEGER,                    -- the running job
+    sync_anchor REAL,
+    lag REAL NOT NULL DEFAULT 0,       -- `drctl fabric lag`: replication ships this far behind
+    resync_from REAL,                  -- `drctl fabric resync-required`: shipping stopped then
+    resync_until REAL,                 -- ... and the fabric's own resync ends then
+    writes_stopped_at REAL,            -- the active copy was stopped then
+    rp_latest REAL,                    -- recovery points kept after a failover, until Commit
+    rp_oldest REAL,
+    written_until REAL                 -- the source's last write before the failover
+)
+""",
+    """
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    vm TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    state TEXT NOT NULL,
+    target_site TEXT,
+    started_at REAL NOT NULL,
+    due_at REAL NOT NULL,
+    finished_at REAL,
+    error TEXT,
+    data_loss REAL,                    -- decided at the start, reported when it succeeds
+    recovery_point REAL,               -- the point a failover or ApplyRecoveryPoint boots
+    source_stopped INTEGER NOT NULL DEFAULT 0,
+    injected_error TEXT,               -- `drctl fabric fail`: the job fails with this
+    written_until REAL                 -- a failover's source took its last write then
+)
+""",
+    """
+CREATE INDEX jobs_running ON jobs (due_at) WHERE state = 'Running'
+""",
+    """
+CREATE TABLE failures (
+    vm TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    remaining INTEGER NOT NULL,
+    PRIMARY KEY (vm, operation)
+)
+""",
+)
+
+_TABLES = ("failures", "jobs", "vms", "outages", "sites", "fabric")
+# Built from the constant column list, never from input.
+_INSERT_FABRIC = (f"INSERT INTO fabric (id, created_at, {', '.join(_TIMING_COLUMNS)}) "  # noqa: S608
+                  f"VALUES (1, ?, {', '.join('?' * len(_TIMING_COLUMNS))})")
+_SELECT_TIMINGS = f"SELECT {', '.join(_TIMING_COLUMNS)} FROM fabric"  # noqa: S608
+
+NOT_INITIALISED = "run drctl fabric init INVENTORY.yaml first"
+
+
+class Store:
+    """One connection to a fabric database, with read and write transactions."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self.conn = conn
+
+    @classmethod
+    def open(cls, state_dir: Path) -> Store:
+        """Open the fabric of `state_dir`; TerminalError if there is none."""
+        path = state_dir / DB_NAME
+        if not path.is_file():
+            raise errors.TerminalError(f"no simulated fabric in {state_dir}: {NOT_INITIALISED}")
+        store = cls(path, _connect(path, create=False))
+        with store.read() as db:
+            found = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'fabric'").fetchone()
+        if found is None:
+            store.close()
+            raise errors.TerminalError(f"no simulated fabric in {state_dir}: {NOT_INITIALISED}")
+        return store
+
+    @classmethod
+    def create(cls, state_dir: Path) -> tuple[Store, bool]:
+        """Open (creating) the database of `state_dir`; True if it held a fabric already."""
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise errors.TerminalError(f"cannot create state directory {state_dir}: {exc}") from exc
+        path = state_dir / DB_NAME
+        conn = _connect(path, create=True)
+        try:
+            # WAL is a property of the file: set once here, every process gets it.
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise errors.TerminalError(f"cannot use {path}: {exc}") from exc
+        store = cls(path, conn)
+        with store.read() as db:
+            existed = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'fabric'").fetchone() is not None
+        return store, existed
+
+    def reset(self, db: sqlite3.Connection, sites: tuple[str, str], timings: lifecycle.Timings,
+              now: float) -> None:
+        """Replace whatever fabric the database held by an empty one (inside `write`)."""
+        for table in _TABLES:
+            db.execute(f"DROP TABLE IF EXISTS {table}")
+        for statement in _SCHEMA:
+            db.execute(statement)
+        values = (timings.planned_failover, timings.unplanned_failover, timings.commit,
+                  timings.reverse_replicate, timings.initial_replication, timings.stop_vm,
+                  timings.test_failover, timings.test_failover_cleanup,
+                  timings.replication_interval)
+        db.execute(_INSERT_FABRIC, (now, *values))
+        db.executemany("INSERT INTO sites (position, name) VALUES (?, ?)", enumerate(sites))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent snapshot across several SELECTs; never blocks a writer."""
+        with self._transaction("BEGIN") as db:
+            yield db
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """The write lock for a read-modify-write; other writers wait (busy timeout)."""
+        with self._transaction("BEGIN IMMEDIATE") as db:
+            yield db
+
+    @contextlib.contextmanager
+    def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
+        try:
+            self.conn.execute(begin)
+        except sqlite3.OperationalError as exc:
+            raise errors.TransientError(f"fabric database {self.path} is busy: {exc}") from exc
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            self.conn.execute("ROLLBACK")
+            raise errors.TransientError(f"fabric database {self.path} is busy: {exc}") from exc
+
+    def timings(self, db: sqlite3.Connection) -> lifecycle.Timings:
+        row = db.execute(_SELECT_TIMINGS).fetchone()
+        return lifecycle.Timings(*row)
+
+    def sites(self, db: sqlite3.Connection) -> tuple[str, str]:
+        rows = db.execute("SELECT name FROM sites ORDER BY position").fetchall()
+        return rows[0][0], rows[1][0]
+
+    def outages_at(self, db: sqlite3.Connection, t: float) -> dict[str, float]:
+        """The sites that were disconnected at `t`, and since when."""
+        rows = db.execute("SELECT site, down_at FROM outages WHERE down_at <= ? "
+                          "AND (up_at IS NULL OR up_at > ?)", (t, t)).fetchall()
+        return dict(rows)
+
+
+def _connect(path: Path, *, create: bool) -> sqlite3.Connection:
+    mode = "rwc" if create else "rw"
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode={mode}", uri=True,
+                               timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        conn.execute("PRAGMA synchronous = NORMAL")
+    except sqlite3.Error as exc:
+        raise errors.TerminalError(f"cannot open the fabric database {path}: {exc}") from exc
+    return conn
