@@ -242,7 +242,7 @@ def _show_text(observed: Observed, jobs: list[Job]) -> str:
         ["ID", "VM", "OPERATION", "STATE", "STARTED", "FINISHED", "LOSS", "ERROR"],
         [[j.id, j.vm, str(j.operation), str(j.state), _short(j.started_at),
           _short(j.finished_at),
-          "-" if j.data_loss_seconds is None else f"{j.data_loss_seconds:g}s",
+          "-" if j.data_loss_seconds is None else f"{j.data_loss_seconds:.1f}s",
           j.error or ""] for j in shown]) if shown else "no jobs yet"
     return f"{sites}\n\n{vms}\n\n{title}\n{job_table}"
 

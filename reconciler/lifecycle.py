@@ -298,8 +298,10 @@ def _check_test_cleanup(vm: VMState, cond: Conditions, flavour: Flavour,
 
 def _check_commit(vm: VMState, cond: Conditions, flavour: Flavour,
                   target: str | None) -> str | None:
+    if vm.protection is ProtectionState.COMMITTED:
+        return "the failover is already committed"
     if vm.protection is not ProtectionState.COMMIT_PENDING:
-        return f"the VM is {vm.protection}: only a failover that is not committed yet commits"
+        return f"the VM is {vm.protection}: there is no failover to commit"
     return None
 
 

@@ -8,6 +8,7 @@ false, which is accepted for `replication` like the string "off".
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,13 @@ class _Inventory(_Model):
     timings: _Timings = _Timings()
 
 
+_KNOWN_KEYS = {
+    "": ["sites", "vms", "timings"],
+    "vms": ["name", "activeSite", "replication"],
+    "timings": [field.alias or "" for field in _Timings.model_fields.values()],
+}
+
+
 def load_inventory(path: Path) -> Inventory:
     """Read and validate an inventory file; raise InventoryError listing every problem."""
     try:
@@ -85,7 +93,7 @@ def load_inventory(path: Path) -> Inventory:
     try:
         model = _Inventory.model_validate(raw)
     except pydantic.ValidationError as exc:
-        found = [_explain(e) for e in exc.errors()]
+        found = dict.fromkeys(_explain(e) for e in exc.errors())  # unique, in order
         raise errors.InventoryError("\n".join(f"{path}: {p}" for p in found)) from exc
     problems: list[str] = []
     inventory = _resolve(model, problems)
@@ -95,9 +103,18 @@ def load_inventory(path: Path) -> Inventory:
 
 
 def _explain(error: Any) -> str:
-    where = ".".join(str(p) for p in error["loc"]) or "inventory"
+    loc = error["loc"]
+    if "replication" in loc and loc[-1] != "replication":
+        # A union reports one error per member (str, bool): say it once.
+        loc = loc[:loc.index("replication") + 1]
+        return (f"{'.'.join(str(p) for p in loc)}: replication must be '<from>-><to>' "
+                f"(e.g. ams->rtm) or off, not {error['input']!r}")
+    where = ".".join(str(p) for p in loc) or "inventory"
     if error["type"] == "extra_forbidden":
-        return f"unknown key '{error['loc'][-1]}' at {where}: remove it or fix its spelling"
+        known = _KNOWN_KEYS[str(loc[0]) if len(loc) > 1 else ""]
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        fix = f"did you mean '{close[0]}'?" if close else f"known keys are {', '.join(known)}"
+        return f"unknown key '{loc[-1]}' at {where}: {fix}"
     if error["type"] == "missing":
         return f"missing required key '{error['loc'][-1]}' at {where}"
     if error["type"] == "string_pattern_mismatch" and error["loc"][0] == "sites":

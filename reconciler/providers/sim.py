@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from reconciler import errors, lifecycle
 from reconciler.clock import Clock, WallClock
@@ -43,9 +44,8 @@ FLAVOUR = lifecycle.ASR_VMM
 
 _JOB_COLUMNS = ("id, vm, operation, state, target_site, started_at, due_at, finished_at, error, "
                 "data_loss, recovery_point, source_stopped, injected_error, written_until")
-# Built from constant column lists, never from input.
+# Built from a constant column list, never from input.
 _SELECT_JOBS = f"SELECT {_JOB_COLUMNS} FROM jobs "  # noqa: S608
-_SELECT_VMS = f"SELECT {tl.VM_COLUMNS} FROM vms "  # noqa: S608
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,21 +69,31 @@ class _JobRow:
 def init_fabric(state_dir: Path, inventory: Inventory, clock: Clock | None = None) -> bool:
     """Create the fabric of `inventory` in `state_dir`; True if it replaced one."""
     now = (clock or WallClock()).now().timestamp()
+    anchor = tl.grid_floor(now, inventory.timings.replication_interval)
+    rows = []
+    for vm in inventory.vms:
+        peer = inventory.sites[1] if vm.active_site == inventory.sites[0] else inventory.sites[0]
+        if vm.replication is None:
+            state = lifecycle.unprotected(vm.active_site, peer)
+        else:
+            state = lifecycle.protected(vm.active_site, peer)
+        rows.append(_EMPTY_ROW._replace(name=vm.name, **tl.state_columns(state),
+                                        sync_anchor=anchor if vm.replication else None))
     store, existed = sim_store.Store.create(state_dir)
     try:
         with store.write() as db:
             store.reset(db, inventory.sites, inventory.timings, now)
-            db.executemany(
-                "INSERT INTO vms (name, active_site, active_running, peer_running, protection, "
-                "replication, test_failover, sync_anchor) VALUES (?, ?, 1, 0, ?, ?, ?, ?)",
-                [(vm.name, vm.active_site,
-                  ProtectionState.PROTECTED if vm.replication else ProtectionState.UNPROTECTED,
-                  ReplicationState.REPLICATING if vm.replication else ReplicationState.OFF,
-                  TestFailoverState.NONE, now if vm.replication else None)
-                 for vm in inventory.vms])
+            sim_store.insert_vms(db, rows)
     finally:
         store.close()
     return existed
+
+
+_EMPTY_ROW = sim_store.VMRow(
+    name="", active_site="", active_running=0, peer_running=0, protection="", replication="",
+    last_failover=None, test_failover=TestFailoverState.NONE.value, job_id=None,
+    sync_anchor=None, lag=0.0, resync_from=None, resync_until=None, writes_stopped_at=None,
+    rp_latest=None, rp_oldest=None, written_until=None)
 
 
 def job_id_text(number: int) -> str:
@@ -107,11 +117,9 @@ class SimFabric:
         self._finish_due(t)
         with self._store.read() as db:
             world = self._world(db, t)
-            vm_rows = db.execute(_SELECT_VMS + "ORDER BY rowid").fetchall()
-            jobs = [_JobRow(*r) for r in db.execute(
+            jobs = [self._job(_JobRow(*r), t) for r in db.execute(
                 _SELECT_JOBS + "WHERE state = 'Running' ORDER BY id")]
-        return sim_observe.build_observed(world, vm_rows, [self._job(j, t) for j in jobs],
-                                          FLAVOUR)
+            return sim_observe.build_observed(db, world, jobs, FLAVOUR)
 
     def start(self, request: base.Request) -> str:
         t = self._now()
@@ -187,8 +195,9 @@ class SimFabric:
             if seconds and row.sync_anchor is None:
                 raise errors.UsageError(f"{vm} does not replicate ({row.protection}): only a "
                                         "replicating VM can lag")
-            db.execute("UPDATE vms SET lag = ? WHERE name = ?", (seconds, vm))
-            return tl.health(row._replace(lag=seconds), self._world(db, t))
+            row = row._replace(lag=seconds)
+            sim_store.save_vm(db, row)
+            return tl.health(row, self._world(db, t))
 
     def resync_required(self, vm: str) -> float:
         """Make replication of `vm` need a resync; returns when the fabric's own resync ends."""
@@ -203,12 +212,11 @@ class SimFabric:
                                         f"{tl.replication_state(row, world)}): only a "
                                         "replicating VM can need a resync")
             until = t + world.timings.initial_replication
-            # Ticks during the resync-required period are withheld (see
-            # sim_timeline), so the last sync stays the one before now.
-            db.execute("UPDATE vms SET replication = ?, resync_from = ?, resync_until = ?, "
-                       "sync_anchor = ? WHERE name = ?",
-                       (ReplicationState.RESYNC_REQUIRED.value, t, until,
-                        tl.replication_anchor(row, world), vm))
+            # Nothing ships from now until the resync ends (see sim_timeline),
+            # so the last sync stays the one before now.
+            sim_store.save_vm(db, row._replace(
+                replication=ReplicationState.RESYNC_REQUIRED.value, resync_from=t,
+                resync_until=until, sync_anchor=tl.replication_anchor(row, world)))
             return until - t
 
     def move(self, vm: str, site: str) -> None:
@@ -223,10 +231,10 @@ class SimFabric:
             if row.active_site == site:
                 raise errors.UsageError(f"{vm} is already active at {site}: move it to "
                                         f"{world.peer(site)}, or leave it")
-            state = lifecycle.protected(site, world.peer(site))
-            columns = {**tl.state_columns(state), "last_failover": FailoverKind.PLANNED.value,
-                       **_replication_restarted(t)}
-            _update_vm(db, vm, columns)
+            state = replace(lifecycle.protected(site, world.peer(site)),
+                            last_failover=FailoverKind.PLANNED)
+            sim_store.save_vm(db, row._replace(**tl.state_columns(state),
+                                               **_replication_restarted(world)))
 
     # --- internals --------------------------------------------------------------
 
@@ -234,23 +242,24 @@ class SimFabric:
         return self._clock.now().timestamp()
 
     def _world(self, db: sqlite3.Connection, t: float) -> tl.World:
-        return tl.World(t, self._store.sites(db), self._store.timings(db),
-                        self._store.outages_at(db, t))
+        return tl.World(t, sim_store.sites(db), sim_store.timings(db),
+                        sim_store.outages_at(db, t))
 
-    def _vm_row(self, db: sqlite3.Connection, name: str, *, usage: bool = False) -> tl.VMRow:
-        found = db.execute(_SELECT_VMS + "WHERE name = ?", (name,)).fetchone()
+    def _vm_row(self, db: sqlite3.Connection, name: str, *,
+                usage: bool = False) -> sim_store.VMRow:
+        found = sim_store.vm_row(db, name)
         if found is None:
             error = errors.UsageError if usage else errors.TerminalError
             raise error(f"no VM '{name}' in the simulated fabric: drctl fabric show lists "
                         "its VMs")
-        return tl.VMRow(*found)
+        return found
 
     def _job(self, job: _JobRow, t: float) -> Job:
         return sim_observe.job(job_id_text(job.id), job.vm, job.operation, job.state,
                                job.target_site, job.started_at, job.due_at, job.finished_at,
                                job.error, job.data_loss, t)
 
-    def _start(self, db: sqlite3.Connection, world: tl.World, row: tl.VMRow,
+    def _start(self, db: sqlite3.Connection, world: tl.World, row: sim_store.VMRow,
                request: base.Request) -> int:
         op = request.operation
         state = tl.vm_state(row, world)
@@ -270,16 +279,16 @@ class SimFabric:
              loss, point, int(source_stopped), _take_failure(db, row.name, op), written))
         number = cursor.lastrowid
         assert number is not None  # noqa: S101 (an INSERT always sets it)
-        db.execute("UPDATE vms SET job_id = ? WHERE name = ?", (number, row.name))
+        sim_store.save_vm(db, row._replace(job_id=number))
         return number
 
-    def _running_job_text(self, db: sqlite3.Connection, row: tl.VMRow) -> str | None:
+    def _running_job_text(self, db: sqlite3.Connection, row: sim_store.VMRow) -> str | None:
         if row.job_id is None:
             return None
         op = db.execute("SELECT operation FROM jobs WHERE id = ?", (row.job_id,)).fetchone()
         return f"{job_id_text(row.job_id)} ({op[0]})"
 
-    def _data_at_start(self, row: tl.VMRow, world: tl.World, op: Operation,
+    def _data_at_start(self, row: sim_store.VMRow, world: tl.World, op: Operation,
                        request: base.Request) -> tuple[float | None, float | None, float | None]:
         """(recovery point booted, seconds of writes lost, source's last write) of a job."""
         if op in {Operation.PLANNED_FAILOVER, Operation.UNPLANNED_FAILOVER}:
@@ -323,23 +332,22 @@ class SimFabric:
         if error is not None:
             db.execute("UPDATE jobs SET state = ?, finished_at = ?, error = ? WHERE id = ?",
                        (JobState.FAILED.value, job.due_at, error, job.id))
-            db.execute("UPDATE vms SET job_id = NULL WHERE name = ?", (job.vm,))
+            sim_store.save_vm(db, row._replace(job_id=None))
             return
         new = lifecycle.apply_effect(state, op, FLAVOUR, target=job.target_site,
                                      source_stopped=bool(job.source_stopped))
-        columns = {**tl.state_columns(new), "job_id": None,
-                   **_time_columns(row, world, op, new, job)}
-        _update_vm(db, job.vm, columns)
+        sim_store.save_vm(db, row._replace(**tl.state_columns(new), job_id=None,
+                                           **_time_columns(row, world, op, new, job)))
         db.execute("UPDATE jobs SET state = ?, finished_at = ? WHERE id = ?",
                    (JobState.SUCCEEDED.value, job.due_at, job.id))
 
 
-def _time_columns(row: tl.VMRow, world: tl.World, op: Operation, new: lifecycle.VMState,
-                  job: _JobRow) -> dict[str, object]:
+def _time_columns(row: sim_store.VMRow, world: tl.World, op: Operation, new: lifecycle.VMState,
+                  job: _JobRow) -> dict[str, Any]:
     """How the replication anchors change when `op` finishes at `world.t`."""
     if op in {Operation.PLANNED_FAILOVER, Operation.UNPLANNED_FAILOVER}:
         if new.protection is ProtectionState.PROTECTED:  # a flavour that reverses at once
-            return _replication_restarted(world.t)
+            return _replication_restarted(world)
         point = job.recovery_point
         anchor = tl.replication_anchor(row, world)
         # An unplanned failover keeps the points it could have booted, until
@@ -356,7 +364,7 @@ def _time_columns(row: tl.VMRow, world: tl.World, op: Operation, new: lifecycle.
     if op is Operation.APPLY_RECOVERY_POINT:
         return {}
     if op in {Operation.REVERSE_REPLICATE, Operation.ENABLE_REPLICATION}:
-        return _replication_restarted(world.t)
+        return _replication_restarted(world)
     if op is Operation.DISABLE_REPLICATION:
         return {"sync_anchor": None, "resync_from": None, "resync_until": None}
     if op is Operation.STOP_VM and job.target_site == row.active_site:
@@ -366,16 +374,11 @@ def _time_columns(row: tl.VMRow, world: tl.World, op: Operation, new: lifecycle.
     return {}
 
 
-def _replication_restarted(t: float) -> dict[str, object]:
-    """Replication (re)starts at `t` with a full copy: the replica holds every write."""
-    return {"sync_anchor": t, "resync_from": None, "resync_until": None,
-            "writes_stopped_at": None, "rp_latest": None, "rp_oldest": None,
-            "written_until": None}
-
-
-def _update_vm(db: sqlite3.Connection, name: str, columns: dict[str, object]) -> None:
-    assignments = ", ".join(f"{column} = ?" for column in columns)
-    db.execute(f"UPDATE vms SET {assignments} WHERE name = ?", (*columns.values(), name))  # noqa: S608
+def _replication_restarted(world: tl.World) -> dict[str, Any]:
+    """Replication (re)starts now with a full copy, its first recovery point on the grid."""
+    return {"sync_anchor": tl.grid_floor(world.t, world.interval), "resync_from": None,
+            "resync_until": None, "writes_stopped_at": None, "rp_latest": None,
+            "rp_oldest": None, "written_until": None}
 
 
 def _site_lost(db: sqlite3.Connection, state: lifecycle.VMState, op: Operation,
@@ -416,7 +419,7 @@ def _check_site(world: tl.World, site: str) -> None:
                                 f"{', '.join(world.sites)}")
 
 
-def _check_idle(row: tl.VMRow) -> None:
+def _check_idle(row: sim_store.VMRow) -> None:
     if row.job_id is not None:
         raise errors.UsageError(f"{row.name} has job {job_id_text(row.job_id)} running: wait "
                                 "for it to finish")

@@ -11,9 +11,11 @@ VMs is one scan, and the running jobs have a partial index of their own.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from reconciler import errors, lifecycle
 
@@ -52,9 +54,9 @@ CREATE TABLE outages (
 )
 """,
     """
--- Times are seconds since the epoch (UTC). Replication ships every interval
--- counted from sync_anchor; the last sync and the recovery points are derived
--- from it at read time, so an observation writes nothing.
+-- Times are seconds since the epoch (UTC). The last sync and the recovery
+-- points are derived from sync_anchor at read time (sim_timeline), so an
+-- observation writes nothing.
 CREATE TABLE vms (
     name TEXT NOT NULL UNIQUE,
     active_site TEXT NOT NULL,
@@ -72,7 +74,10 @@ CREATE TABLE vms (
     writes_stopped_at REAL,            -- the active copy was stopped then
     rp_latest REAL,                    -- recovery points kept after a failover, until Commit
     rp_oldest REAL,
-    written_until REAL                 -- the source's last write before the failover
+    written_until REAL,                -- the source's last write before the failover
+    -- Every column above but the name, as one string: an observation reads
+    -- (name, state_key) and computes each distinct state once.
+    state_key TEXT NOT NULL
 )
 """,
     """
@@ -107,7 +112,42 @@ CREATE TABLE failures (
 )
 
 _TABLES = ("failures", "jobs", "vms", "outages", "sites", "fabric")
-# Built from the constant column list, never from input.
+
+
+class VMRow(NamedTuple):
+    """One VM as stored (the `vms` table without its state_key)."""
+
+    name: str
+    active_site: str
+    active_running: int
+    peer_running: int
+    protection: str
+    replication: str
+    last_failover: str | None
+    test_failover: str
+    job_id: int | None
+    sync_anchor: float | None
+    lag: float
+    resync_from: float | None
+    resync_until: float | None
+    writes_stopped_at: float | None
+    rp_latest: float | None
+    rp_oldest: float | None
+    written_until: float | None
+
+    @property
+    def state_key(self) -> str:
+        """Every column but the name: VMs with equal keys are observed alike."""
+        return repr(self[1:])
+
+
+_VM_COLUMNS = ", ".join(VMRow._fields)
+# Built from constant column lists, never from input.
+_SELECT_VM = f"SELECT {_VM_COLUMNS} FROM vms WHERE name = ?"  # noqa: S608
+_INSERT_VM = (f"INSERT INTO vms ({_VM_COLUMNS}, state_key) "  # noqa: S608
+              f"VALUES ({', '.join('?' * (len(VMRow._fields) + 1))})")
+_UPDATE_VM = (f"UPDATE vms SET {', '.join(f'{c} = ?' for c in VMRow._fields[1:])}, "  # noqa: S608
+              "state_key = ? WHERE name = ?")
 _INSERT_FABRIC = (f"INSERT INTO fabric (id, created_at, {', '.join(_TIMING_COLUMNS)}) "  # noqa: S608
                   f"VALUES (1, ?, {', '.join('?' * len(_TIMING_COLUMNS))})")
 _SELECT_TIMINGS = f"SELECT {', '.join(_TIMING_COLUMNS)} FROM fabric"  # noqa: S608
@@ -164,11 +204,7 @@ class Store:
             db.execute(f"DROP TABLE IF EXISTS {table}")
         for statement in _SCHEMA:
             db.execute(statement)
-        values = (timings.planned_failover, timings.unplanned_failover, timings.commit,
-                  timings.reverse_replicate, timings.initial_replication, timings.stop_vm,
-                  timings.test_failover, timings.test_failover_cleanup,
-                  timings.replication_interval)
-        db.execute(_INSERT_FABRIC, (now, *values))
+        db.execute(_INSERT_FABRIC, (now, *dataclasses.astuple(timings)))
         db.executemany("INSERT INTO sites (position, name) VALUES (?, ?)", enumerate(sites))
 
     def close(self) -> None:
@@ -203,19 +239,40 @@ class Store:
             self.conn.execute("ROLLBACK")
             raise errors.TransientError(f"fabric database {self.path} is busy: {exc}") from exc
 
-    def timings(self, db: sqlite3.Connection) -> lifecycle.Timings:
-        row = db.execute(_SELECT_TIMINGS).fetchone()
-        return lifecycle.Timings(*row)
 
-    def sites(self, db: sqlite3.Connection) -> tuple[str, str]:
-        rows = db.execute("SELECT name FROM sites ORDER BY position").fetchall()
-        return rows[0][0], rows[1][0]
+def timings(db: sqlite3.Connection) -> lifecycle.Timings:
+    return lifecycle.Timings(*db.execute(_SELECT_TIMINGS).fetchone())
 
-    def outages_at(self, db: sqlite3.Connection, t: float) -> dict[str, float]:
-        """The sites that were disconnected at `t`, and since when."""
-        rows = db.execute("SELECT site, down_at FROM outages WHERE down_at <= ? "
-                          "AND (up_at IS NULL OR up_at > ?)", (t, t)).fetchall()
-        return dict(rows)
+
+def sites(db: sqlite3.Connection) -> tuple[str, str]:
+    rows = db.execute("SELECT name FROM sites ORDER BY position").fetchall()
+    return rows[0][0], rows[1][0]
+
+
+def outages_at(db: sqlite3.Connection, t: float) -> dict[str, float]:
+    """The sites that were disconnected at `t`, and since when."""
+    rows = db.execute("SELECT site, down_at FROM outages WHERE down_at <= ? "
+                      "AND (up_at IS NULL OR up_at > ?)", (t, t)).fetchall()
+    return dict(rows)
+
+
+def vm_row(db: sqlite3.Connection, name: str) -> VMRow | None:
+    found = db.execute(_SELECT_VM, (name,)).fetchone()
+    return None if found is None else VMRow(*found)
+
+
+def vm_keys(db: sqlite3.Connection) -> list[tuple[str, str]]:
+    """(name, state_key) of every VM, in inventory order."""
+    return db.execute("SELECT name, state_key FROM vms ORDER BY rowid").fetchall()
+
+
+def insert_vms(db: sqlite3.Connection, rows: Iterable[VMRow]) -> None:
+    db.executemany(_INSERT_VM, ((*row, row.state_key) for row in rows))
+
+
+def save_vm(db: sqlite3.Connection, row: VMRow) -> None:
+    """Write every column of `row`: the one way a VM changes, so state_key stays true."""
+    db.execute(_UPDATE_VM, (*row[1:], row.state_key, row.name))
 
 
 def _connect(path: Path, *, create: bool) -> sqlite3.Connection:

@@ -9,20 +9,25 @@ one read. Pure functions of (row, world); no I/O.
 The rules, for a VM replicating active -> peer every `interval` seconds:
 - writes arrive continuously at the active copy while it runs and its site is
   connected;
-- replication ships at anchor + k * interval, the writes up to `lag` seconds
-  before that moment; it ships nothing while either site is disconnected or a
-  resync is required;
-- the replica's newest write (the last sync) is therefore the last such tick,
-  and the unshipped writes are those after it.
+- replication ships on one fabric-wide grid, at every multiple of the
+  interval, the writes up to `lag` seconds before that moment; it ships
+  nothing while either site is disconnected or a resync is required;
+- a (re)started replication holds a full copy as of its anchor, a grid point:
+  the first recovery point;
+- the replica's newest write (the last sync) is therefore the last grid point
+  it shipped, and the unshipped writes are those after it.
+The grid keeps the anchors of VMs reprotected within one interval equal, so
+such VMs share one computed observation.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any
 
 from reconciler import lifecycle
+from reconciler.providers.sim_store import VMRow
 from reconciler.state import (
     FailoverKind,
     Health,
@@ -32,35 +37,6 @@ from reconciler.state import (
 )
 
 MAX_RECOVERY_POINTS = 3
-
-VM_COLUMNS = (
-    "name, active_site, active_running, peer_running, protection, replication, last_failover, "
-    "test_failover, job_id, sync_anchor, lag, resync_from, resync_until, writes_stopped_at, "
-    "rp_latest, rp_oldest, written_until"
-)
-
-
-class VMRow(NamedTuple):
-    """One row of the `vms` table (see sim_store's schema)."""
-
-    name: str
-    active_site: str
-    active_running: int
-    peer_running: int
-    protection: str
-    replication: str
-    last_failover: str | None
-    test_failover: str
-    job_id: int | None
-    sync_anchor: float | None
-    lag: float
-    resync_from: float | None
-    resync_until: float | None
-    writes_stopped_at: float | None
-    rp_latest: float | None
-    rp_oldest: float | None
-    written_until: float | None
-
 
 @dataclass(frozen=True)
 class World:
@@ -109,7 +85,7 @@ def replication_state(row: VMRow, world: World) -> ReplicationState:
     return ReplicationState(row.replication)
 
 
-def state_columns(state: lifecycle.VMState) -> dict[str, object]:
+def state_columns(state: lifecycle.VMState) -> dict[str, Any]:
     """The columns that hold a model state."""
     return {
         "active_site": state.active_site,
@@ -122,12 +98,17 @@ def state_columns(state: lifecycle.VMState) -> dict[str, object]:
     }
 
 
+def grid_floor(t: float, interval: float) -> float:
+    """The last replication grid point at or before `t`."""
+    return math.floor(t / interval) * interval
+
+
 def replication_anchor(row: VMRow, world: World) -> float | None:
-    """When the current run of replication started shipping (a finished resync restarts it)."""
+    """The first recovery point of the current replication (a finished resync restarts it)."""
     if row.sync_anchor is None:
         return None
     if row.resync_until is not None and world.t >= row.resync_until:
-        return max(row.sync_anchor, row.resync_until)
+        return max(row.sync_anchor, grid_floor(row.resync_until, world.interval))
     return row.sync_anchor
 
 
@@ -150,7 +131,7 @@ def last_sync(row: VMRow, world: World) -> float | None:
     cut = _shipping_cut(row, world)
     if cut is not None:
         until = min(until, cut)
-    return anchor + math.floor((until - anchor) / world.interval) * world.interval
+    return max(anchor, grid_floor(until, world.interval))
 
 
 def recovery_points(row: VMRow, world: World) -> tuple[float, ...]:
@@ -162,8 +143,7 @@ def recovery_points(row: VMRow, world: World) -> tuple[float, ...]:
         synced, anchor = last_sync(row, world), replication_anchor(row, world)
         if synced is None or anchor is None:
             return ()
-        # The first point is the end of the initial sync (or of a resync).
-        newest, oldest = synced, min(anchor, synced)
+        newest, oldest = synced, anchor
     points = [newest - k * world.interval for k in range(MAX_RECOVERY_POINTS)]
     return tuple(p for p in points if p >= oldest)
 
