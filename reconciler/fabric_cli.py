@@ -83,12 +83,9 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    fabric = _open(args)
-    try:
+    with _open(args) as fabric:
         observed = fabric.observe()
         jobs = fabric.list_jobs()
-    finally:
-        fabric.close()
     if args.output == "json":
         print(json.dumps(show_document(observed, jobs), indent=2))
     else:
@@ -97,22 +94,16 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _site_down(args: argparse.Namespace) -> int:
-    fabric = _open(args)
-    try:
+    with _open(args) as fabric:
         changed = fabric.site_down(args.site)
-    finally:
-        fabric.close()
     print(f"site {args.site} is now disconnected" if changed
           else f"site {args.site} was already disconnected")
     return errors.EXIT_OK
 
 
 def _site_up(args: argparse.Namespace) -> int:
-    fabric = _open(args)
-    try:
+    with _open(args) as fabric:
         changed = fabric.site_up(args.site)
-    finally:
-        fabric.close()
     print(f"site {args.site} is connected again" if changed
           else f"site {args.site} was already connected")
     return errors.EXIT_OK
@@ -120,11 +111,8 @@ def _site_up(args: argparse.Namespace) -> int:
 
 def _fail(args: argparse.Namespace) -> int:
     operation = parse_operation(args.operation)
-    fabric = _open(args)
-    try:
+    with _open(args) as fabric:
         fabric.inject_failure(args.vm, operation, args.times)
-    finally:
-        fabric.close()
     jobs = "job" if args.times == 1 else f"{args.times} jobs"
     print(f"the next {jobs} of {operation} on {args.vm} will fail")
     return errors.EXIT_OK
@@ -133,11 +121,8 @@ def _fail(args: argparse.Namespace) -> int:
 def _lag(args: argparse.Namespace) -> int:
     if not math.isfinite(args.seconds):
         raise errors.UsageError(f"lag must be a number of seconds, not {args.seconds}")
-    fabric = _open(args)
-    try:
+    with _open(args) as fabric:
         health = fabric.lag(args.vm, args.seconds)
-    finally:
-        fabric.close()
     if args.seconds:
         print(f"replication of {args.vm} now stays {args.seconds:g} s behind (health {health}); "
               f"drctl fabric lag {args.vm} 0 clears it")
@@ -147,22 +132,16 @@ def _lag(args: argparse.Namespace) -> int:
 
 
 def _resync_required(args: argparse.Namespace) -> int:
-    fabric = _open(args)
-    try:
+    with _open(args) as fabric:
         seconds = fabric.resync_required(args.vm)
-    finally:
-        fabric.close()
     print(f"replication of {args.vm} needs a resync; the fabric resyncs it by itself in "
           f"{seconds:g} s")
     return errors.EXIT_OK
 
 
 def _move(args: argparse.Namespace) -> int:
-    fabric = _open(args)
-    try:
+    with _open(args) as fabric:
         fabric.move(args.vm, args.site)
-    finally:
-        fabric.close()
     print(f"{args.vm} now runs at {args.site} only, replicating from {args.site} "
           "(failed over by hand, behind drctl's back)")
     return errors.EXIT_OK

@@ -97,7 +97,7 @@ def load_inventory(path: Path) -> Inventory:
         raise errors.InventoryError("\n".join(f"{path}: {p}" for p in found)) from exc
     problems: list[str] = []
     inventory = _resolve(model, problems)
-    if problems:
+    if inventory is None or problems:
         raise errors.InventoryError("\n".join(f"{path}: {p}" for p in problems))
     return inventory
 
@@ -123,12 +123,13 @@ def _explain(error: Any) -> str:
     return f"{where}: {error['msg']} (found {error['input']!r})"
 
 
-def _resolve(model: _Inventory, problems: list[str]) -> Inventory:
+def _resolve(model: _Inventory, problems: list[str]) -> Inventory | None:
     sites = model.sites
     if len(sites) != 2 or sites[0] == sites[1]:
+        # Every VM names its sites: checking them against a wrong list says nothing.
         problems.append(f"sites must name exactly two different sites, e.g. [ams, rtm]; "
                         f"found {sites}")
-        sites = [*sites, "", ""][:2]
+        return None
     pair = (sites[0], sites[1])
     vms: list[InventoryVM] = []
     seen: set[str] = set()

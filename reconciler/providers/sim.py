@@ -8,19 +8,18 @@ use the Provider methods.
 
 Time comes from an injected clock: a job started at t with duration d is
 finished by the first call that looks after t + d (observe, start, get_job,
-list_jobs), and finishes as of t + d. The lifecycle model decides what is
-allowed when a job starts (`lifecycle.check_operation`) and what the job did
-when it finishes (`lifecycle.apply_effect`); as in the real fabric, a job is
-accepted first and can fail later, leaving the VM as it was.
+list_jobs), as of t + d. The lifecycle model decides what is allowed when a
+job starts (`lifecycle.check_operation`) and what the job did when it
+finishes (`lifecycle.apply_effect`); as in the real fabric, a job is accepted
+first and can fail later, leaving the VM as it was.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import replace
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from reconciler import errors, lifecycle
@@ -28,6 +27,8 @@ from reconciler.clock import Clock, WallClock
 from reconciler.providers import base, sim_observe, sim_store
 from reconciler.providers import sim_timeline as tl
 from reconciler.providers.inventory import Inventory
+from reconciler.providers.sim_observe import iso, job_id
+from reconciler.providers.sim_store import JobRow, VMRow
 from reconciler.state import (
     FailoverKind,
     Health,
@@ -41,33 +42,21 @@ from reconciler.state import (
 )
 
 FLAVOUR = lifecycle.ASR_VMM
+FAILOVERS = frozenset({Operation.PLANNED_FAILOVER, Operation.UNPLANNED_FAILOVER})
 
-_JOB_COLUMNS = ("id, vm, operation, state, target_site, started_at, due_at, finished_at, error, "
-                "data_loss, recovery_point, source_stopped, injected_error, written_until")
-# Built from a constant column list, never from input.
-_SELECT_JOBS = f"SELECT {_JOB_COLUMNS} FROM jobs "  # noqa: S608
-
-
-@dataclass(frozen=True, slots=True)
-class _JobRow:
-    id: int
-    vm: str
-    operation: str
-    state: str
-    target_site: str | None
-    started_at: float
-    due_at: float
-    finished_at: float | None
-    error: str | None
-    data_loss: float | None
-    recovery_point: float | None
-    source_stopped: int
-    injected_error: str | None
-    written_until: float | None
+_EMPTY_ROW = VMRow(
+    name="", active_site="", active_running=0, peer_running=0, protection="", replication="",
+    last_failover=None, test_failover=TestFailoverState.NONE.value, job_id=None,
+    sync_anchor=None, lag=0.0, resync_from=None, resync_until=None, writes_stopped_at=None,
+    rp_latest=None, rp_oldest=None, written_until=None)
 
 
 def init_fabric(state_dir: Path, inventory: Inventory, clock: Clock | None = None) -> bool:
-    """Create the fabric of `inventory` in `state_dir`; True if it replaced one."""
+    """Create the fabric of `inventory` in `state_dir`; True if it replaced one.
+
+    Every VM starts at its active site, protected in its direction with the
+    initial sync done, or unprotected.
+    """
     now = (clock or WallClock()).now().timestamp()
     anchor = tl.grid_floor(now, inventory.timings.replication_interval)
     rows = []
@@ -89,17 +78,6 @@ def init_fabric(state_dir: Path, inventory: Inventory, clock: Clock | None = Non
     return existed
 
 
-_EMPTY_ROW = sim_store.VMRow(
-    name="", active_site="", active_running=0, peer_running=0, protection="", replication="",
-    last_failover=None, test_failover=TestFailoverState.NONE.value, job_id=None,
-    sync_anchor=None, lag=0.0, resync_from=None, resync_until=None, writes_stopped_at=None,
-    rp_latest=None, rp_oldest=None, written_until=None)
-
-
-def job_id_text(number: int) -> str:
-    return f"job-{number:06d}"
-
-
 class SimFabric:
     """A simulated two-site fabric in `<state_dir>/fabric.db` (see `init_fabric`)."""
 
@@ -110,43 +88,47 @@ class SimFabric:
     def close(self) -> None:
         self._store.close()
 
+    def __enter__(self) -> SimFabric:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
     # --- the Provider Protocol ----------------------------------------------
 
     def observe(self) -> Observed:
+        """Every site and VM now; `Observed.jobs` holds the running jobs."""
         t = self._now()
         self._finish_due(t)
         with self._store.read() as db:
-            world = self._world(db, t)
-            jobs = [self._job(_JobRow(*r), t) for r in db.execute(
-                _SELECT_JOBS + "WHERE state = 'Running' ORDER BY id")]
+            world = _world(db, t)
+            jobs = [sim_observe.job(j, t) for j in sim_store.running_jobs(db)]
             return sim_observe.build_observed(db, world, jobs, FLAVOUR)
 
     def start(self, request: base.Request) -> str:
         t = self._now()
         with self._store.write() as db:
             self._finish_due_in(db, t)
-            world = self._world(db, t)
-            row = self._vm_row(db, request.vm)
-            return job_id_text(self._start(db, world, row, request))
+            return job_id(_start(db, _world(db, t), _vm_row(db, request.vm), request))
 
     def get_job(self, job_id: str) -> Job:
         number = _job_number(job_id)
         t = self._now()
         self._finish_due(t)
         with self._store.read() as db:
-            found = db.execute(_SELECT_JOBS + "WHERE id = ?",
-                               (number,)).fetchone()
+            found = sim_store.job_row(db, number)
         if found is None:
             raise errors.TerminalError(f"no job {job_id} in this fabric: drctl fabric show "
                                        "lists every job")
-        return self._job(_JobRow(*found), t)
+        return sim_observe.job(found, t)
 
     def list_jobs(self) -> list[Job]:
         t = self._now()
         self._finish_due(t)
         with self._store.read() as db:
-            rows = db.execute(_SELECT_JOBS + "ORDER BY id").fetchall()
-        return [self._job(_JobRow(*r), t) for r in rows]
+            rows = sim_store.jobs(db)
+        return [sim_observe.job(row, t) for row in rows]
 
     # --- fault injection (`drctl fabric ...`), not part of the Protocol --------
 
@@ -155,11 +137,11 @@ class SimFabric:
         t = self._now()
         with self._store.write() as db:
             self._finish_due_in(db, t)
-            world = self._world(db, t)
+            world = _world(db, t)
             _check_site(world, site)
             if site in world.down_at:
                 return False
-            db.execute("INSERT INTO outages (site, down_at) VALUES (?, ?)", (site, t))
+            sim_store.start_outage(db, site, t)
             return True
 
     def site_up(self, site: str) -> bool:
@@ -167,11 +149,11 @@ class SimFabric:
         t = self._now()
         with self._store.write() as db:
             self._finish_due_in(db, t)
-            world = self._world(db, t)
+            world = _world(db, t)
             _check_site(world, site)
             if site not in world.down_at:
                 return False
-            db.execute("UPDATE outages SET up_at = ? WHERE site = ? AND up_at IS NULL", (t, site))
+            sim_store.end_outage(db, site, t)
             return True
 
     def inject_failure(self, vm: str, operation: Operation, times: int = 1) -> None:
@@ -179,10 +161,8 @@ class SimFabric:
         if times < 1:
             raise errors.UsageError(f"--times must be at least 1, not {times}")
         with self._store.write() as db:
-            self._vm_row(db, vm, usage=True)
-            db.execute("INSERT INTO failures (vm, operation, remaining) VALUES (?, ?, ?) "
-                       "ON CONFLICT (vm, operation) DO UPDATE SET remaining = excluded.remaining",
-                       (vm, operation.value, times))
+            _vm_row(db, vm, usage=True)
+            sim_store.set_failures(db, vm, operation.value, times)
 
     def lag(self, vm: str, seconds: float) -> Health:
         """Keep replication of `vm` `seconds` behind (0 clears it); returns its health now."""
@@ -191,42 +171,42 @@ class SimFabric:
         t = self._now()
         with self._store.write() as db:
             self._finish_due_in(db, t)
-            row = self._vm_row(db, vm, usage=True)
+            row = _vm_row(db, vm, usage=True)
             if seconds and row.sync_anchor is None:
                 raise errors.UsageError(f"{vm} does not replicate ({row.protection}): only a "
                                         "replicating VM can lag")
             row = row._replace(lag=seconds)
             sim_store.save_vm(db, row)
-            return tl.health(row, self._world(db, t))
+            return tl.health(row, _world(db, t))
 
     def resync_required(self, vm: str) -> float:
-        """Make replication of `vm` need a resync; returns when the fabric's own resync ends."""
+        """Make replication of `vm` need a resync; returns in how many seconds it resyncs."""
         t = self._now()
         with self._store.write() as db:
             self._finish_due_in(db, t)
-            world = self._world(db, t)
-            row = self._vm_row(db, vm, usage=True)
+            world = _world(db, t)
+            row = _vm_row(db, vm, usage=True)
             _check_idle(row)
-            if tl.replication_state(row, world) is not ReplicationState.REPLICATING:
+            state = tl.replication_state(row, world)
+            if row.sync_anchor is None or state is not ReplicationState.REPLICATING:
                 raise errors.UsageError(f"{vm} is not replicating ({row.protection}, replication "
-                                        f"{tl.replication_state(row, world)}): only a "
-                                        "replicating VM can need a resync")
-            until = t + world.timings.initial_replication
-            # Nothing ships from now until the resync ends (see sim_timeline),
-            # so the last sync stays the one before now.
+                                        f"{state}): only a replicating VM can need a resync")
+            # Nothing ships from now until the fabric's own resync ends (see
+            # sim_timeline), so the last sync stays the one before now.
+            seconds = world.timings.initial_replication
             sim_store.save_vm(db, row._replace(
                 replication=ReplicationState.RESYNC_REQUIRED.value, resync_from=t,
-                resync_until=until, sync_anchor=tl.replication_anchor(row, world)))
-            return until - t
+                resync_until=t + seconds, sync_anchor=tl.replication_anchor(row, world)))
+            return seconds
 
     def move(self, vm: str, site: str) -> None:
         """A manual failover behind drctl's back: `vm` runs at `site` only, replicating out."""
         t = self._now()
         with self._store.write() as db:
             self._finish_due_in(db, t)
-            world = self._world(db, t)
+            world = _world(db, t)
             _check_site(world, site)
-            row = self._vm_row(db, vm, usage=True)
+            row = _vm_row(db, vm, usage=True)
             _check_idle(row)
             if row.active_site == site:
                 raise errors.UsageError(f"{vm} is already active at {site}: move it to "
@@ -236,122 +216,113 @@ class SimFabric:
             sim_store.save_vm(db, row._replace(**tl.state_columns(state),
                                                **_replication_restarted(world)))
 
-    # --- internals --------------------------------------------------------------
+    # --- finishing jobs ---------------------------------------------------------
 
     def _now(self) -> float:
         return self._clock.now().timestamp()
-
-    def _world(self, db: sqlite3.Connection, t: float) -> tl.World:
-        return tl.World(t, sim_store.sites(db), sim_store.timings(db),
-                        sim_store.outages_at(db, t))
-
-    def _vm_row(self, db: sqlite3.Connection, name: str, *,
-                usage: bool = False) -> sim_store.VMRow:
-        found = sim_store.vm_row(db, name)
-        if found is None:
-            error = errors.UsageError if usage else errors.TerminalError
-            raise error(f"no VM '{name}' in the simulated fabric: drctl fabric show lists "
-                        "its VMs")
-        return found
-
-    def _job(self, job: _JobRow, t: float) -> Job:
-        return sim_observe.job(job_id_text(job.id), job.vm, job.operation, job.state,
-                               job.target_site, job.started_at, job.due_at, job.finished_at,
-                               job.error, job.data_loss, t)
-
-    def _start(self, db: sqlite3.Connection, world: tl.World, row: sim_store.VMRow,
-               request: base.Request) -> int:
-        op = request.operation
-        state = tl.vm_state(row, world)
-        cond = lifecycle.Conditions(world.connected, tl.health(row, world),
-                                    self._running_job_text(db, row))
-        reason = lifecycle.check_operation(state, op, cond, FLAVOUR, request.target_site)
-        if reason is not None:
-            raise errors.RejectedError(f"{row.name}: {op} is not allowed: {reason}")
-        target = lifecycle.resolve_target(state, op, request.target_site)
-        point, loss, written = self._data_at_start(row, world, op, request)
-        source_stopped = request.shutdown_source and row.active_site in world.connected
-        cursor = db.execute(
-            "INSERT INTO jobs (vm, operation, state, target_site, started_at, due_at, data_loss, "
-            "recovery_point, source_stopped, injected_error, written_until) "
-            "VALUES (?, ?, 'Running', ?, ?, ?, ?, ?, ?, ?, ?)",
-            (row.name, op.value, target, world.t, world.t + world.timings.duration(state, op),
-             loss, point, int(source_stopped), _take_failure(db, row.name, op), written))
-        number = cursor.lastrowid
-        assert number is not None  # noqa: S101 (an INSERT always sets it)
-        sim_store.save_vm(db, row._replace(job_id=number))
-        return number
-
-    def _running_job_text(self, db: sqlite3.Connection, row: sim_store.VMRow) -> str | None:
-        if row.job_id is None:
-            return None
-        op = db.execute("SELECT operation FROM jobs WHERE id = ?", (row.job_id,)).fetchone()
-        return f"{job_id_text(row.job_id)} ({op[0]})"
-
-    def _data_at_start(self, row: sim_store.VMRow, world: tl.World, op: Operation,
-                       request: base.Request) -> tuple[float | None, float | None, float | None]:
-        """(recovery point booted, seconds of writes lost, source's last write) of a job."""
-        if op in {Operation.PLANNED_FAILOVER, Operation.UNPLANNED_FAILOVER}:
-            written = tl.written_until(row, world)
-            synced = tl.last_sync(row, world)
-            assert synced is not None  # noqa: S101 (a failover needs replication)
-            # A planned failover ships what is left: its replica holds every write.
-            point = written if op is Operation.PLANNED_FAILOVER else min(synced, written)
-            return point, lifecycle.failover_data_loss(op, written, synced), written
-        if op is Operation.APPLY_RECOVERY_POINT:
-            points = tl.recovery_points(row, world)
-            point = points[0] if request.recovery_point is None else _parse_point(
-                request.recovery_point, points, row.name)
-            written = point if row.written_until is None else row.written_until
-            return point, max(0.0, written - point), written
-        return None, None, None
 
     def _finish_due(self, t: float) -> None:
         # A cheap read first: most observations find nothing due and must not
         # queue behind another process's write lock.
         with self._store.read() as db:
-            due = db.execute("SELECT 1 FROM jobs WHERE state = 'Running' AND due_at <= ? "
-                             "LIMIT 1", (t,)).fetchone()
-        if due is not None:
+            due = sim_store.any_job_due(db, t)
+        if due:
             with self._store.write() as db:
                 self._finish_due_in(db, t)
 
     def _finish_due_in(self, db: sqlite3.Connection, t: float) -> None:
-        due = [_JobRow(*r) for r in db.execute(
-            _SELECT_JOBS + "WHERE state = 'Running' AND due_at <= ? ORDER BY due_at, id", (t,))]
-        for job in due:
-            self._finish(db, job)
-
-    def _finish(self, db: sqlite3.Connection, job: _JobRow) -> None:
-        """Finish `job` as of its due time: apply its effect, or fail it and change nothing."""
-        world = self._world(db, job.due_at)
-        row = self._vm_row(db, job.vm)
-        op = Operation(job.operation)
-        state = tl.vm_state(row, world)
-        error = job.injected_error or _site_lost(db, state, op, job)
-        if error is not None:
-            db.execute("UPDATE jobs SET state = ?, finished_at = ?, error = ? WHERE id = ?",
-                       (JobState.FAILED.value, job.due_at, error, job.id))
-            sim_store.save_vm(db, row._replace(job_id=None))
-            return
-        new = lifecycle.apply_effect(state, op, FLAVOUR, target=job.target_site,
-                                     source_stopped=bool(job.source_stopped))
-        sim_store.save_vm(db, row._replace(**tl.state_columns(new), job_id=None,
-                                           **_time_columns(row, world, op, new, job)))
-        db.execute("UPDATE jobs SET state = ?, finished_at = ? WHERE id = ?",
-                   (JobState.SUCCEEDED.value, job.due_at, job.id))
+        for job in sim_store.due_jobs(db, t):
+            _finish(db, job)
 
 
-def _time_columns(row: sim_store.VMRow, world: tl.World, op: Operation, new: lifecycle.VMState,
-                  job: _JobRow) -> dict[str, Any]:
+def _world(db: sqlite3.Connection, t: float) -> tl.World:
+    return tl.World(t, sim_store.sites(db), sim_store.timings(db), sim_store.outages_at(db, t))
+
+
+def _start(db: sqlite3.Connection, world: tl.World, row: VMRow, request: base.Request) -> int:
+    """Check `request` against the model and record its job; return the job's number."""
+    op = request.operation
+    state = tl.vm_state(row, world)
+    running = None
+    if row.job_id is not None:
+        job = sim_store.job_row(db, row.job_id)
+        running = f"{job_id(row.job_id)} ({job.operation if job else '?'})"
+    cond = lifecycle.Conditions(world.connected, tl.health(row, world), running)
+    reason = lifecycle.check_operation(state, op, cond, FLAVOUR, request.target_site)
+    if reason is not None:
+        raise errors.RejectedError(f"{row.name}: {op} is not allowed: {reason}")
+    point, loss, written = _data_at_start(row, world, op, request)
+    injected = None
+    if sim_store.take_failure(db, row.name, op.value):
+        injected = (f"{op} of {row.name} failed: the fabric reported an error (injected with "
+                    "drctl fabric fail); the VM is as it was before the job")
+    number = sim_store.insert_job(db, JobRow(
+        id=0, vm=row.name, operation=op.value, state=JobState.RUNNING.value,
+        target_site=lifecycle.resolve_target(state, op, request.target_site),
+        started_at=world.t, due_at=world.t + world.timings.duration(state, op),
+        finished_at=None, error=None, data_loss=loss, recovery_point=point,
+        source_stopped=int(request.shutdown_source and row.active_site in world.connected),
+        injected_error=injected, written_until=written))
+    sim_store.save_vm(db, row._replace(job_id=number))
+    return number
+
+
+def _data_at_start(row: VMRow, world: tl.World, op: Operation,
+                   request: base.Request) -> tuple[float | None, float | None, float | None]:
+    """(recovery point the job boots, seconds of writes it loses, the source's last write).
+
+    Decided when a failover starts: that is when the source stops taking
+    writes (or stopped earlier) and the replica's newest point is chosen.
+    """
+    if op in FAILOVERS:
+        written = tl.written_until(row, world)
+        synced = tl.last_sync(row, world)
+        assert synced is not None  # noqa: S101 (the model allows no failover without replication)
+        # A planned failover ships what is left first: its replica holds every write.
+        point = written if op is Operation.PLANNED_FAILOVER else min(synced, written)
+        return point, lifecycle.failover_data_loss(op, written, synced), written
+    if op is Operation.APPLY_RECOVERY_POINT:
+        points = tl.recovery_points(row, world)
+        point = points[0] if request.recovery_point is None else _pick_point(
+            request.recovery_point, points, row.name)
+        written = point if row.written_until is None else row.written_until
+        return point, max(0.0, written - point), written
+    return None, None, None
+
+
+def _finish(db: sqlite3.Connection, job: JobRow) -> None:
+    """Finish `job` as of its due time: apply its effect, or fail it and change nothing."""
+    world = _world(db, job.due_at)
+    row = _vm_row(db, job.vm)
+    op = Operation(job.operation)
+    state = tl.vm_state(row, world)
+    error = job.injected_error
+    lost = sim_store.first_outage(db, lifecycle.required_sites(state, op, job.target_site),
+                                  job.started_at, job.due_at)
+    if error is None and lost is not None:
+        site, down_at = lost
+        error = (f"{op} of {job.vm} failed: site {site} went down at {iso(down_at)} while "
+                 f"the job ran; the VM is as it was before the job; retry when {site} is back")
+    if error is not None:
+        sim_store.end_job(db, job.id, JobState.FAILED.value, job.due_at, error)
+        sim_store.save_vm(db, row._replace(job_id=None))
+        return
+    new = lifecycle.apply_effect(state, op, FLAVOUR, target=job.target_site,
+                                 source_stopped=bool(job.source_stopped))
+    sim_store.save_vm(db, row._replace(**tl.state_columns(new), job_id=None,
+                                       **_time_columns(row, world, op, new, job)))
+    sim_store.end_job(db, job.id, JobState.SUCCEEDED.value, job.due_at, None)
+
+
+def _time_columns(row: VMRow, world: tl.World, op: Operation, new: lifecycle.VMState,
+                  job: JobRow) -> dict[str, Any]:
     """How the replication anchors change when `op` finishes at `world.t`."""
-    if op in {Operation.PLANNED_FAILOVER, Operation.UNPLANNED_FAILOVER}:
+    if op in FAILOVERS:
         if new.protection is ProtectionState.PROTECTED:  # a flavour that reverses at once
             return _replication_restarted(world)
-        point = job.recovery_point
-        anchor = tl.replication_anchor(row, world)
         # An unplanned failover keeps the points it could have booted, until
         # Commit; a planned one keeps only the point it shipped.
+        point, anchor = job.recovery_point, tl.replication_anchor(row, world)
         oldest = point
         if op is Operation.UNPLANNED_FAILOVER and point is not None and anchor is not None:
             oldest = min(anchor, point)
@@ -359,10 +330,7 @@ def _time_columns(row: sim_store.VMRow, world: tl.World, op: Operation, new: lif
                 "writes_stopped_at": None, "rp_latest": point, "rp_oldest": oldest,
                 "written_until": job.written_until}
     if op is Operation.COMMIT:
-        # Commit deletes every other recovery point.
         return {"rp_latest": None, "rp_oldest": None, "written_until": None}
-    if op is Operation.APPLY_RECOVERY_POINT:
-        return {}
     if op in {Operation.REVERSE_REPLICATE, Operation.ENABLE_REPLICATION}:
         return _replication_restarted(world)
     if op is Operation.DISABLE_REPLICATION:
@@ -381,36 +349,12 @@ def _replication_restarted(world: tl.World) -> dict[str, Any]:
             "rp_oldest": None, "written_until": None}
 
 
-def _site_lost(db: sqlite3.Connection, state: lifecycle.VMState, op: Operation,
-               job: _JobRow) -> str | None:
-    """The error of a job one of whose sites went down while it ran, if one did."""
-    sites = sorted(lifecycle.required_sites(state, op, job.target_site))
-    if not sites:
-        return None
-    found = db.execute(
-        f"SELECT site, down_at FROM outages WHERE site IN ({', '.join('?' * len(sites))}) "  # noqa: S608
-        "AND down_at <= ? AND (up_at IS NULL OR up_at > ?) ORDER BY down_at LIMIT 1",
-        (*sites, job.due_at, job.started_at)).fetchone()
+def _vm_row(db: sqlite3.Connection, name: str, *, usage: bool = False) -> VMRow:
+    found = sim_store.vm_row(db, name)
     if found is None:
-        return None
-    site, down_at = found
-    return (f"{op} of {job.vm} failed: site {site} went down at {_iso(down_at)} while the job "
-            f"ran; the VM is as it was before the job; retry when {site} is back")
-
-
-def _take_failure(db: sqlite3.Connection, vm: str, op: Operation) -> str | None:
-    """Consume one injected failure of `op` on `vm`, if any: the error the job will end with."""
-    found = db.execute("SELECT remaining FROM failures WHERE vm = ? AND operation = ?",
-                       (vm, op.value)).fetchone()
-    if found is None:
-        return None
-    if found[0] <= 1:
-        db.execute("DELETE FROM failures WHERE vm = ? AND operation = ?", (vm, op.value))
-    else:
-        db.execute("UPDATE failures SET remaining = remaining - 1 WHERE vm = ? AND "
-                   "operation = ?", (vm, op.value))
-    return (f"{op} of {vm} failed: the fabric reported an error (injected with drctl fabric "
-            "fail); the VM is as it was before the job")
+        error = errors.UsageError if usage else errors.TerminalError
+        raise error(f"no VM '{name}' in the simulated fabric: drctl fabric show lists its VMs")
+    return found
 
 
 def _check_site(world: tl.World, site: str) -> None:
@@ -419,32 +363,28 @@ def _check_site(world: tl.World, site: str) -> None:
                                 f"{', '.join(world.sites)}")
 
 
-def _check_idle(row: sim_store.VMRow) -> None:
+def _check_idle(row: VMRow) -> None:
     if row.job_id is not None:
-        raise errors.UsageError(f"{row.name} has job {job_id_text(row.job_id)} running: wait "
+        raise errors.UsageError(f"{row.name} has job {job_id(row.job_id)} running: wait "
                                 "for it to finish")
 
 
-def _job_number(job_id: str) -> int:
-    prefix, _, digits = job_id.partition("-")
+def _job_number(text: str) -> int:
+    prefix, _, digits = text.partition("-")
     if prefix != "job" or not digits.isdigit():
-        raise errors.TerminalError(f"no job {job_id!r} in this fabric: job ids look like "
+        raise errors.TerminalError(f"no job {text!r} in this fabric: job ids look like "
                                    "job-000042")
     return int(digits)
 
 
-def _parse_point(text: str, points: Iterable[float], vm: str) -> float:
-    available = list(points)
+def _pick_point(text: str, points: tuple[float, ...], vm: str) -> float:
+    """The recovery point named by its ISO 8601 time, among those the VM keeps."""
     try:
-        wanted = datetime.fromisoformat(text).timestamp()
+        wanted: float | None = sim_observe.from_iso(text)
     except ValueError:
         wanted = None
-    for point in available:
+    for point in points:
         if wanted is not None and abs(point - wanted) < 1e-3:
             return point
-    shown = ", ".join(_iso(p) for p in available) or "none"
+    shown = ", ".join(iso(p) for p in points) or "none"
     raise errors.RejectedError(f"{vm}: no recovery point {text!r}: the VM keeps {shown}")
-
-
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds")

@@ -102,31 +102,46 @@ def _replication(row: sim_store.VMRow, state: lifecycle.VMState, world: tl.World
                        interval)
 
 
-def job(job_id: str, vm: str, operation: str, job_state: str, target_site: str | None,
-        started_at: float, due_at: float, finished_at: float | None, error: str | None,
-        data_loss: float | None, t: float) -> Job:
+def job_id(number: int) -> str:
+    """The id a job is known by: readable, unique within the fabric."""
+    return f"job-{number:06d}"
+
+
+def job(row: sim_store.JobRow, t: float) -> Job:
     """A job as the fabric reports it at `t`."""
-    status = JobState(job_state)
+    status = JobState(row.state)
+    progress = 1.0
     if status is JobState.RUNNING:
-        duration = due_at - started_at
-        progress = 1.0 if duration <= 0 else min(1.0, max(0.0, (t - started_at) / duration))
-    else:
-        progress = 1.0
+        duration = row.due_at - row.started_at
+        if duration > 0:
+            progress = min(1.0, max(0.0, (t - row.started_at) / duration))
     return Job(
-        id=job_id,
-        vm=vm,
-        operation=Operation(operation),
+        id=job_id(row.id),
+        vm=row.vm,
+        operation=Operation(row.operation),
         state=status,
-        started_at=to_datetime(started_at),
-        finished_at=None if finished_at is None else to_datetime(finished_at),
+        started_at=to_datetime(row.started_at),
+        finished_at=None if row.finished_at is None else to_datetime(row.finished_at),
         progress=progress,
-        target_site=target_site,
-        error=error,
+        target_site=row.target_site,
+        error=row.error,
         # The job result says how much a failover lost, once it succeeded.
-        data_loss_seconds=data_loss if status is JobState.SUCCEEDED else None,
+        data_loss_seconds=row.data_loss if status is JobState.SUCCEEDED else None,
     )
 
 
 def to_datetime(t: float) -> datetime:
     return datetime.fromtimestamp(t, UTC)
 
+
+def iso(t: float) -> str:
+    """ISO 8601 in UTC with microseconds, as every output of the fabric writes time."""
+    return to_datetime(t).isoformat(timespec="microseconds")
+
+
+def from_iso(text: str) -> float:
+    """Seconds since the epoch of an ISO 8601 time (UTC if it names no zone)."""
+    at = datetime.fromisoformat(text)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.timestamp()

@@ -141,11 +141,33 @@ class VMRow(NamedTuple):
         return repr(self[1:])
 
 
+class JobRow(NamedTuple):
+    """One row of the `jobs` table."""
+
+    id: int
+    vm: str
+    operation: str
+    state: str
+    target_site: str | None
+    started_at: float
+    due_at: float
+    finished_at: float | None
+    error: str | None
+    data_loss: float | None
+    recovery_point: float | None
+    source_stopped: int
+    injected_error: str | None
+    written_until: float | None
+
+
 _VM_COLUMNS = ", ".join(VMRow._fields)
 # Built from constant column lists, never from input.
 _SELECT_VM = f"SELECT {_VM_COLUMNS} FROM vms WHERE name = ?"  # noqa: S608
 _INSERT_VM = (f"INSERT INTO vms ({_VM_COLUMNS}, state_key) "  # noqa: S608
               f"VALUES ({', '.join('?' * (len(VMRow._fields) + 1))})")
+_SELECT_JOBS = f"SELECT {', '.join(JobRow._fields)} FROM jobs "  # noqa: S608
+_INSERT_JOB = (f"INSERT INTO jobs ({', '.join(JobRow._fields[1:])}) "  # noqa: S608
+               f"VALUES ({', '.join('?' * (len(JobRow._fields) - 1))})")
 _UPDATE_VM = (f"UPDATE vms SET {', '.join(f'{c} = ?' for c in VMRow._fields[1:])}, "  # noqa: S608
               "state_key = ? WHERE name = ?")
 _INSERT_FABRIC = (f"INSERT INTO fabric (id, created_at, {', '.join(_TIMING_COLUMNS)}) "  # noqa: S608
@@ -273,6 +295,85 @@ def insert_vms(db: sqlite3.Connection, rows: Iterable[VMRow]) -> None:
 def save_vm(db: sqlite3.Connection, row: VMRow) -> None:
     """Write every column of `row`: the one way a VM changes, so state_key stays true."""
     db.execute(_UPDATE_VM, (*row[1:], row.state_key, row.name))
+
+
+def jobs(db: sqlite3.Connection) -> list[JobRow]:
+    """Every job, in start order."""
+    return [JobRow(*r) for r in db.execute(_SELECT_JOBS + "ORDER BY id")]
+
+
+def running_jobs(db: sqlite3.Connection) -> list[JobRow]:
+    return [JobRow(*r) for r in db.execute(_SELECT_JOBS + "WHERE state = 'Running' ORDER BY id")]
+
+
+def due_jobs(db: sqlite3.Connection, t: float) -> list[JobRow]:
+    """Running jobs due at `t`, in the order they end."""
+    return [JobRow(*r) for r in db.execute(
+        _SELECT_JOBS + "WHERE state = 'Running' AND due_at <= ? ORDER BY due_at, id", (t,))]
+
+
+def any_job_due(db: sqlite3.Connection, t: float) -> bool:
+    return db.execute("SELECT 1 FROM jobs WHERE state = 'Running' AND due_at <= ? LIMIT 1",
+                      (t,)).fetchone() is not None
+
+
+def job_row(db: sqlite3.Connection, number: int) -> JobRow | None:
+    found = db.execute(_SELECT_JOBS + "WHERE id = ?", (number,)).fetchone()
+    return None if found is None else JobRow(*found)
+
+
+def insert_job(db: sqlite3.Connection, job: JobRow) -> int:
+    """Insert `job` (its id is ignored) and return the id it got."""
+    number = db.execute(_INSERT_JOB, job[1:]).lastrowid
+    assert number is not None  # noqa: S101 (an INSERT always sets it)
+    return number
+
+
+def end_job(db: sqlite3.Connection, number: int, state: str, finished_at: float,
+            error: str | None) -> None:
+    db.execute("UPDATE jobs SET state = ?, finished_at = ?, error = ? WHERE id = ?",
+               (state, finished_at, error, number))
+
+
+def start_outage(db: sqlite3.Connection, site: str, t: float) -> None:
+    db.execute("INSERT INTO outages (site, down_at) VALUES (?, ?)", (site, t))
+
+
+def end_outage(db: sqlite3.Connection, site: str, t: float) -> None:
+    db.execute("UPDATE outages SET up_at = ? WHERE site = ? AND up_at IS NULL", (t, site))
+
+
+def first_outage(db: sqlite3.Connection, sites: Iterable[str], start: float,
+                 end: float) -> tuple[str, float] | None:
+    """The first outage of one of `sites` that overlaps [start, end]: (site, down_at)."""
+    names = sorted(sites)
+    if not names:
+        return None
+    found = db.execute(
+        f"SELECT site, down_at FROM outages WHERE site IN ({', '.join('?' * len(names))}) "  # noqa: S608
+        "AND down_at <= ? AND (up_at IS NULL OR up_at > ?) ORDER BY down_at LIMIT 1",
+        (*names, end, start)).fetchone()
+    return None if found is None else (found[0], found[1])
+
+
+def set_failures(db: sqlite3.Connection, vm: str, operation: str, times: int) -> None:
+    db.execute("INSERT INTO failures (vm, operation, remaining) VALUES (?, ?, ?) "
+               "ON CONFLICT (vm, operation) DO UPDATE SET remaining = excluded.remaining",
+               (vm, operation, times))
+
+
+def take_failure(db: sqlite3.Connection, vm: str, operation: str) -> bool:
+    """Consume one injected failure of `operation` on `vm`; False if none is left."""
+    found = db.execute("SELECT remaining FROM failures WHERE vm = ? AND operation = ?",
+                       (vm, operation)).fetchone()
+    if found is None:
+        return False
+    if found[0] <= 1:
+        db.execute("DELETE FROM failures WHERE vm = ? AND operation = ?", (vm, operation))
+    else:
+        db.execute("UPDATE failures SET remaining = remaining - 1 WHERE vm = ? AND "
+                   "operation = ?", (vm, operation))
+    return True
 
 
 def _connect(path: Path, *, create: bool) -> sqlite3.Connection:
