@@ -149,10 +149,10 @@ def required_sites(vm: VMState, op: Operation, target: str | None = None) -> fro
 # Preconditions: each returns None when allowed, else the reason, naming the
 # state or site at fault and what would make the operation allowed.
 
-_Check = Callable[[VMState, Conditions, Flavour, str | None], str | None]
+_Check = Callable[[VMState, str | None], str | None]
 
 
-def check_operation(vm: VMState, op: Operation, cond: Conditions, flavour: Flavour,
+def check_operation(vm: VMState, op: Operation, cond: Conditions,
                     target: str | None = None) -> str | None:
     """Why `op` is not allowed on `vm` now, or None if it is.
 
@@ -162,7 +162,7 @@ def check_operation(vm: VMState, op: Operation, cond: Conditions, flavour: Flavo
     if cond.job_running is not None:
         return (f"job {cond.job_running} is running on this VM: wait for it to finish "
                 "(a running job is never cancelled)")
-    reason = (_wrong_target(vm, op, target) or _CHECKS[op](vm, cond, flavour, target)
+    reason = (_wrong_target(vm, op, target) or _CHECKS[op](vm, target)
               or _disconnected(vm, op, cond, resolve_target(vm, op, target)))
     if reason is None and op is Operation.PLANNED_FAILOVER:
         reason = _replication_behind(vm, cond)
@@ -212,11 +212,12 @@ def _wrong_target(vm: VMState, op: Operation, target: str | None) -> str | None:
 
 
 @functools.lru_cache(maxsize=4096)
-def allowed_operations(vm: VMState, cond: Conditions, flavour: Flavour) -> frozenset[Operation]:
+def allowed_operations(vm: VMState, cond: Conditions) -> frozenset[Operation]:
     """Every operation `vm` allows now (cached: an observation repeats few states)."""
     allowed: set[Operation] = {op for op in Operation
-               if op is not Operation.STOP_VM and check_operation(vm, op, cond, flavour) is None}
-    if any(check_operation(vm, Operation.STOP_VM, cond, flavour, site) is None
+                               if op is not Operation.STOP_VM
+                               and check_operation(vm, op, cond) is None}
+    if any(check_operation(vm, Operation.STOP_VM, cond, site) is None
            for site in vm.running):
         allowed.add(Operation.STOP_VM)
     return frozenset(allowed)
@@ -265,8 +266,7 @@ def _peer_runs(vm: VMState) -> str | None:
     return None
 
 
-def _check_failover(vm: VMState, cond: Conditions, flavour: Flavour,
-                    target: str | None) -> str | None:
+def _check_failover(vm: VMState, target: str | None) -> str | None:
     return _not_protected(vm) or _test_copy_up(vm) or _peer_runs(vm)
 
 
@@ -284,20 +284,17 @@ def _replication_behind(vm: VMState, cond: Conditions) -> str | None:
     return None
 
 
-def _check_test_failover(vm: VMState, cond: Conditions, flavour: Flavour,
-                         target: str | None) -> str | None:
+def _check_test_failover(vm: VMState, target: str | None) -> str | None:
     return _not_protected(vm) or _test_copy_up(vm)
 
 
-def _check_test_cleanup(vm: VMState, cond: Conditions, flavour: Flavour,
-                        target: str | None) -> str | None:
+def _check_test_cleanup(vm: VMState, target: str | None) -> str | None:
     if vm.test_failover is not TestFailoverState.RUNNING:
         return "no test failover copy runs: there is nothing to clean up"
     return None
 
 
-def _check_commit(vm: VMState, cond: Conditions, flavour: Flavour,
-                  target: str | None) -> str | None:
+def _check_commit(vm: VMState, target: str | None) -> str | None:
     if vm.protection is ProtectionState.COMMITTED:
         return "the failover is already committed"
     if vm.protection is not ProtectionState.COMMIT_PENDING:
@@ -305,8 +302,7 @@ def _check_commit(vm: VMState, cond: Conditions, flavour: Flavour,
     return None
 
 
-def _check_apply_point(vm: VMState, cond: Conditions, flavour: Flavour,
-                       target: str | None) -> str | None:
+def _check_apply_point(vm: VMState, target: str | None) -> str | None:
     if vm.protection is not ProtectionState.COMMIT_PENDING:
         return (f"the VM is {vm.protection}: a recovery point is chosen between an unplanned "
                 "failover and its commit")
@@ -316,8 +312,7 @@ def _check_apply_point(vm: VMState, cond: Conditions, flavour: Flavour,
     return None
 
 
-def _check_reverse(vm: VMState, cond: Conditions, flavour: Flavour,
-                   target: str | None) -> str | None:
+def _check_reverse(vm: VMState, target: str | None) -> str | None:
     if vm.protection is ProtectionState.PROTECTED:
         return f"replication already runs {vm.direction}"
     if vm.protection is ProtectionState.COMMIT_PENDING:
@@ -331,15 +326,13 @@ def _check_reverse(vm: VMState, cond: Conditions, flavour: Flavour,
     return None
 
 
-def _check_enable(vm: VMState, cond: Conditions, flavour: Flavour,
-                  target: str | None) -> str | None:
+def _check_enable(vm: VMState, target: str | None) -> str | None:
     if vm.protection is not ProtectionState.UNPROTECTED:
         return f"the VM is {vm.protection}: replication is already configured"
     return _peer_runs(vm)
 
 
-def _check_disable(vm: VMState, cond: Conditions, flavour: Flavour,
-                   target: str | None) -> str | None:
+def _check_disable(vm: VMState, target: str | None) -> str | None:
     if vm.protection is ProtectionState.UNPROTECTED:
         return "replication is already off"
     if vm.protection is ProtectionState.COMMIT_PENDING:
@@ -347,15 +340,13 @@ def _check_disable(vm: VMState, cond: Conditions, flavour: Flavour,
     return _test_copy_up(vm)
 
 
-def _check_start(vm: VMState, cond: Conditions, flavour: Flavour,
-                 target: str | None) -> str | None:
+def _check_start(vm: VMState, target: str | None) -> str | None:
     if vm.active_site in vm.running:
         return f"the VM already runs at {vm.active_site}"
     return None
 
 
-def _check_stop(vm: VMState, cond: Conditions, flavour: Flavour,
-                target: str | None) -> str | None:
+def _check_stop(vm: VMState, target: str | None) -> str | None:
     if not vm.running:
         return "no copy of the VM runs"
     if target is None:
@@ -396,7 +387,7 @@ def apply_operation(vm: VMState, op: Operation, cond: Conditions, flavour: Flavo
     (`shutdown_source`, ASR's `sourceSiteOperations: Required`) and the source
     site is reachable; otherwise that copy keeps running, stale.
     """
-    reason = check_operation(vm, op, cond, flavour, target)
+    reason = check_operation(vm, op, cond, target)
     if reason is not None:
         return Rejection(op, reason)
     source_stopped = shutdown_source and vm.active_site in cond.connected

@@ -244,7 +244,7 @@ def test_each_operation_moves_to_its_documented_state_or_says_why_not(
     """The effect, or a rejection whose reason names the state and what would allow it."""
     result = lifecycle.apply_operation(STATES[name], op, BOTH, ASR)
     expected = TABLE[name][op]
-    allowed = lifecycle.allowed_operations(STATES[name], BOTH, ASR)
+    allowed = lifecycle.allowed_operations(STATES[name], BOTH)
     if isinstance(expected, No):
         assert isinstance(result, Rejection)
         assert expected.words in result.reason
@@ -260,7 +260,7 @@ def test_stopping_one_of_two_copies_names_it() -> None:
     """After a split brain, StopVM at the old site stops the old copy only."""
     result = lifecycle.apply_operation(COMMITTED_SPLIT, OP.STOP_VM, BOTH, ASR, target=A)
     assert result == replace(COMMITTED_SPLIT, running=frozenset({B}))
-    assert OP.STOP_VM in lifecycle.allowed_operations(COMMITTED_SPLIT, BOTH, ASR)
+    assert OP.STOP_VM in lifecycle.allowed_operations(COMMITTED_SPLIT, BOTH)
     then = lifecycle.apply_operation(result, OP.REVERSE_REPLICATE, BOTH, ASR)
     assert isinstance(then, VMState)
     assert then.protection is PS.PROTECTED
@@ -300,7 +300,7 @@ ALL_PROTECTED_OPS = frozenset({OP.PLANNED_FAILOVER, OP.UNPLANNED_FAILOVER, OP.TE
 ], ids=["both-connected", "source-down", "target-down", "lagging", "critical", "job-running"])
 def test_allowed_operations_of_a_protected_vm(conditions: Conditions,
                                               allowed: set[Operation]) -> None:
-    assert lifecycle.allowed_operations(PROTECTED, conditions, ASR) == allowed
+    assert lifecycle.allowed_operations(PROTECTED, conditions) == allowed
 
 
 @pytest.mark.parametrize(("conditions", "words"), [
@@ -314,14 +314,14 @@ def test_allowed_operations_of_a_protected_vm(conditions: Conditions,
 ])
 def test_a_refused_planned_failover_names_the_cause_and_the_way_out(
         conditions: Conditions, words: str) -> None:
-    reason = lifecycle.check_operation(PROTECTED, OP.PLANNED_FAILOVER, conditions, ASR)
+    reason = lifecycle.check_operation(PROTECTED, OP.PLANNED_FAILOVER, conditions)
     assert reason is not None
     assert words in reason
 
 
 def test_an_old_copy_at_a_disconnected_site_cannot_be_stopped() -> None:
     reason = lifecycle.check_operation(COMMITTED_SPLIT, OP.STOP_VM, Conditions(frozenset({B})),
-                                       ASR, target=A)
+                                       target=A)
     assert reason == "site ams is disconnected: its copy cannot be stopped until the site reconnects"
 
 
@@ -332,13 +332,13 @@ def test_an_old_copy_at_a_disconnected_site_cannot_be_stopped() -> None:
 ])
 def test_a_wrong_target_is_refused(op: Operation, target: str, words: str) -> None:
     state = STOPPED if op is OP.START_VM else PROTECTED
-    reason = lifecycle.check_operation(state, op, BOTH, ASR, target)
+    reason = lifecycle.check_operation(state, op, BOTH, target)
     assert reason is not None
     assert words in reason
 
 
 def test_commit_accepts_the_active_site_as_target() -> None:
-    assert lifecycle.check_operation(PENDING_PLANNED, OP.COMMIT, BOTH, ASR, target=B) is None
+    assert lifecycle.check_operation(PENDING_PLANNED, OP.COMMIT, BOTH, target=B) is None
     assert lifecycle.resolve_target(PENDING_PLANNED, OP.COMMIT) == B
     assert lifecycle.resolve_target(PROTECTED, OP.PLANNED_FAILOVER) == B
 
@@ -445,7 +445,7 @@ def _env_step(world: World, step: tuple[str, ...]) -> None:
 def _op_step(world: World, op: Operation, target: str | None, shutdown: bool) -> None:
     before = world.vm
     cond = world.conditions()
-    allowed = lifecycle.allowed_operations(before, cond, ASR)
+    allowed = lifecycle.allowed_operations(before, cond)
     result = lifecycle.apply_operation(before, op, cond, ASR, target=target,
                                        shutdown_source=shutdown)
     if isinstance(result, Rejection):

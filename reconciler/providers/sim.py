@@ -104,7 +104,7 @@ class SimFabric:
         with self._store.read() as db:
             world = _world(db, t)
             jobs = [sim_observe.job(j, t) for j in sim_store.running_jobs(db)]
-            return sim_observe.build_observed(db, world, jobs, FLAVOUR)
+            return sim_observe.build_observed(db, world, jobs)
 
     def start(self, request: base.Request) -> str:
         t = self._now()
@@ -248,7 +248,7 @@ def _start(db: sqlite3.Connection, world: tl.World, row: VMRow, request: base.Re
         job = sim_store.job_row(db, row.job_id)
         running = f"{job_id(row.job_id)} ({job.operation if job else '?'})"
     cond = lifecycle.Conditions(world.connected, tl.health(row, world), running)
-    reason = lifecycle.check_operation(state, op, cond, FLAVOUR, request.target_site)
+    reason = lifecycle.check_operation(state, op, cond, request.target_site)
     if reason is not None:
         raise errors.RejectedError(f"{row.name}: {op} is not allowed: {reason}")
     point, loss, written = _data_at_start(row, world, op, request)
@@ -279,7 +279,7 @@ def _data_at_start(row: VMRow, world: tl.World, op: Operation,
         synced = tl.last_sync(row, world)
         assert synced is not None  # noqa: S101 (the model allows no failover without replication)
         # A planned failover ships what is left first: its replica holds every write.
-        point = written if op is Operation.PLANNED_FAILOVER else min(synced, written)
+        point = written if op is Operation.PLANNED_FAILOVER else synced
         return point, lifecycle.failover_data_loss(op, written, synced), written
     if op is Operation.APPLY_RECOVERY_POINT:
         points = tl.recovery_points(row, world)

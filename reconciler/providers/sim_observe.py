@@ -37,8 +37,8 @@ _SYNCING_JOBS = frozenset({Operation.REVERSE_REPLICATE, Operation.ENABLE_REPLICA
 _VMParts = tuple[Any, ...]  # the fields of an ObservedVM after its name, in order
 
 
-def build_observed(db: sqlite3.Connection, world: tl.World, running_jobs: list[Job],
-                   flavour: lifecycle.Flavour) -> Observed:
+def build_observed(db: sqlite3.Connection, world: tl.World,
+                   running_jobs: list[Job]) -> Observed:
     """The whole fabric as observed at `world.t`, read inside one transaction of `db`."""
     by_vm = {job.vm: job for job in running_jobs}
     computed: dict[str, _VMParts] = {}
@@ -49,7 +49,7 @@ def build_observed(db: sqlite3.Connection, world: tl.World, running_jobs: list[J
             if parts is None:
                 row = sim_store.vm_row(db, name)
                 assert row is not None  # noqa: S101 (same transaction)
-                parts = computed[key] = _vm_parts(row, world, by_vm.get(name), flavour)
+                parts = computed[key] = _vm_parts(row, world, by_vm.get(name))
             vms[name] = ObservedVM(name, *parts)
     connected = world.connected
     return Observed(
@@ -74,14 +74,13 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _vm_parts(row: sim_store.VMRow, world: tl.World, job: Job | None,
-              flavour: lifecycle.Flavour) -> _VMParts:
+def _vm_parts(row: sim_store.VMRow, world: tl.World, job: Job | None) -> _VMParts:
     state = tl.vm_state(row, world)
     replication = _replication(row, state, world, job)
     health = replication.health if replication is not None else Health.NORMAL
     job_text = None if job is None else f"{job.id} ({job.operation})"
     allowed = lifecycle.allowed_operations(
-        state, lifecycle.Conditions(world.connected, health, job_text), flavour)
+        state, lifecycle.Conditions(world.connected, health, job_text))
     running = tuple(s for s in world.sites if s in state.running)
     points = tuple(to_datetime(p) for p in tl.recovery_points(row, world))
     return (state.active_site, running, state.protection, replication, allowed, job, points,

@@ -38,6 +38,7 @@ from reconciler.state import (
 
 MAX_RECOVERY_POINTS = 3
 
+
 @dataclass(frozen=True)
 class World:
     """The fabric around the VMs at time `t`."""
