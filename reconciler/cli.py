@@ -7,12 +7,19 @@ Exit codes are a contract (README): 0 success; 1 not converged (`apply`,
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from reconciler import errors, spec
+
+if TYPE_CHECKING:
+    from reconciler import execute, plan
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -49,6 +56,36 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("specs_dir", type=Path)
     validate.set_defaults(handler=_validate)
 
+    plan_cmd = commands.add_parser(
+        "plan", help="show the ordered actions, each VM's phase and reason, and readiness"
+    )
+    plan_cmd.add_argument("specs_dir", type=Path)
+    _output_arg(plan_cmd)
+    plan_cmd.add_argument("--exit-code", action="store_true",
+                          help="exit 1 when not converged (0 when converged)")
+    state_dir_arg(plan_cmd)
+    plan_cmd.set_defaults(handler=_plan)
+
+    apply_cmd = commands.add_parser("apply", help="execute the plan until converged")
+    apply_cmd.add_argument("specs_dir", type=Path)
+    apply_cmd.add_argument("--timeout", type=float, default=1800.0, metavar="SECONDS",
+                           help="how long to wait for things that resolve by themselves "
+                           "(default 1800)")
+    apply_cmd.add_argument("--poll-interval", type=float, default=0.5, metavar="SECONDS",
+                           help="how often to poll the fabric (default 0.5)")
+    apply_cmd.add_argument("--retry-backoff", type=float, default=2.0, metavar="SECONDS",
+                           help="wait after a failed job, doubled per failure (default 2)")
+    apply_cmd.add_argument("--max-attempts", type=int, default=3,
+                           help="failed attempts per VM, operation and revision before Blocked")
+    state_dir_arg(apply_cmd)
+    apply_cmd.set_defaults(handler=_apply)
+
+    status_cmd = commands.add_parser("status", help="each VM: desired, observed, phase, reason")
+    status_cmd.add_argument("specs_dir", type=Path)
+    _output_arg(status_cmd)
+    state_dir_arg(status_cmd)
+    status_cmd.set_defaults(handler=_status)
+
     # Imported here so that `drctl validate` does not pay for the fabric's imports.
     from reconciler import fabric_cli
 
@@ -78,3 +115,108 @@ def _validate(args: argparse.Namespace) -> int:
     vms = sum(len(p.vms) for p in desired.plans)
     print(f"{args.specs_dir}: valid ({len(desired.plans)} plans, {vms} VMs)")
     return errors.EXIT_OK
+
+
+def _output_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", choices=["text", "json"], default="text")
+
+
+def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
+    from reconciler import clock, execute, journal, plan, providers, revision
+
+    desired = spec.load_specs(args.specs_dir)
+    rev = revision.spec_revision(args.specs_dir).id
+    wall = clock.WallClock()
+    provider = providers.open_provider(args.state_dir, wall)
+    # Plan with the attempts already spent on this revision, so that plan and
+    # status show Blocked after exhausted retries exactly as apply does.
+    attempts = journal.Journal(args.state_dir).attempts(rev, execute.Settings().backoff)
+    built = plan.build_plan(desired, provider.observe(), wall.now(), attempts)
+    return built, rev
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from reconciler import report
+
+    built, rev = _observe_and_plan(args)
+    if args.output == "json":
+        print(json.dumps(report.plan_json(built, rev), indent=2))
+    else:
+        report.print_plan(built, rev)
+    if args.exit_code and not built.converged:
+        return errors.EXIT_NOT_CONVERGED
+    return errors.EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    from reconciler import report
+
+    built, rev = _observe_and_plan(args)
+    if args.output == "json":
+        print(json.dumps(report.status_json(built, rev), indent=2))
+    else:
+        report.print_status(built, rev)
+    return errors.EXIT_OK
+
+
+class _StopOnInterrupt:
+    """First Ctrl-C: start nothing more, follow running jobs. Second: leave now."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, _signum: int, _frame: FrameType | None) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ndrctl: stopping: no new operation will start; running jobs are never "
+              "cancelled and are followed to their end. Ctrl-C again to leave now (they keep "
+              "running in the fabric).", file=sys.stderr, flush=True)
+
+    def restore(self) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from reconciler import clock, execute, journal, lock, providers, report, revision
+
+    desired = spec.load_specs(args.specs_dir)
+    rev = revision.spec_revision(args.specs_dir).id
+    wall = clock.WallClock()
+    settings = execute.Settings(poll_interval=args.poll_interval,
+                                backoff_base=args.retry_backoff, max_attempts=args.max_attempts)
+    with lock.hold(args.state_dir, "apply"):
+        provider = providers.open_provider(args.state_dir, wall)
+        progress = report.Progress()
+        executor = execute.Executor(provider, journal.Journal(args.state_dir), wall, settings,
+                                    on_event=progress.event)
+        print(f"applying {args.specs_dir} at revision {rev}", flush=True)
+        stop = _StopOnInterrupt()
+        try:
+            outcome = execute.apply(executor, desired, rev, args.timeout,
+                                    lambda: stop.requested, progress.step)
+        except KeyboardInterrupt:
+            print("drctl: left while jobs still run in the fabric; run drctl apply again to "
+                  "follow them", file=sys.stderr)
+            return errors.EXIT_NOT_CONVERGED
+        finally:
+            stop.restore()
+    return _summarise(outcome)
+
+
+def _summarise(outcome: execute.Outcome) -> int:
+    built = outcome.plan
+    if outcome.converged:
+        print(f"converged: {len(built.vms)} VMs at their desired site and protected")
+        return errors.EXIT_OK
+    if outcome.interrupted:
+        print("stopped on request before converging", file=sys.stderr)
+    elif outcome.timed_out:
+        print("timed out before converging", file=sys.stderr)
+    else:
+        print("cannot converge without a change by a human:", file=sys.stderr)
+    for vp in built.vms:
+        if not vp.converged:
+            print(f"  {vp.plan}/{vp.name}: {vp.phase}: {vp.reason}", file=sys.stderr)
+    return errors.EXIT_NOT_CONVERGED

@@ -1,0 +1,208 @@
+"""Renders plans, status and apply progress for people (tables, lines) and machines (JSON).
+
+The JSON shapes are a contract (README): `status_json` and `plan_json` are
+what scripts outside this repository read. Called by the CLI.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, TextIO
+
+from reconciler import execute, plan, state
+
+
+def job_json(job: state.Job | None) -> dict[str, Any] | None:
+    if job is None:
+        return None
+    return {
+        "id": job.id,
+        "operation": str(job.operation),
+        "state": str(job.state),
+        "progress": round(job.progress, 3),
+        "targetSite": job.target_site,
+        "startedAt": iso(job.started_at),
+    }
+
+
+def iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat(timespec="microseconds")
+
+
+def _vm_json(vp: plan.VMPlan) -> dict[str, Any]:
+    o = vp.observed
+    observed = None
+    if o is not None:
+        observed = {
+            "activeSite": o.active_site,
+            "replication": o.replication_text,
+            "protectionState": str(o.protection_state),
+            "job": job_json(o.job if o.job is not None and o.job.running else None),
+            "running": list(o.running),
+            "replicationState": None if o.replication is None else str(o.replication.state),
+            "replicationHealth": None if o.replication is None else str(o.replication.health),
+            "lastSync": iso(o.replication.last_sync) if o.replication else None,
+        }
+    return {
+        "plan": vp.plan,
+        "name": vp.name,
+        "desired": {"activeSite": vp.desired.active_site,
+                    "replication": vp.desired.replication_text},
+        "observed": observed,
+        "converged": vp.converged,
+        "placed": vp.placed,
+        "protected": vp.protected,
+        "phase": str(vp.phase),
+        "reason": vp.reason,
+    }
+
+
+def status_json(built: plan.Plan, revision: str) -> dict[str, Any]:
+    return {
+        "converged": built.converged,
+        "revision": revision,
+        "vms": [_vm_json(vp) for vp in built.vms],
+        "unmanaged": list(built.unmanaged),
+    }
+
+
+def _action_json(order: int, action: plan.Action) -> dict[str, Any]:
+    return {
+        "order": order,
+        "plan": action.plan,
+        "vm": action.vm,
+        "operation": str(action.operation),
+        "targetSite": action.target_site,
+        "shutdownSource": action.shutdown_source,
+        "ready": action.ready,
+        "waitingFor": list(action.waiting_for),
+    }
+
+
+def plan_json(built: plan.Plan, revision: str) -> dict[str, Any]:
+    vms = []
+    for vp in built.vms:
+        entry = _vm_json(vp)
+        r = vp.readiness
+        entry["readiness"] = {
+            "replicationHealth": r.replication_health,
+            "lastSyncAgeSeconds": None if r.last_sync_age_seconds is None
+            else round(r.last_sync_age_seconds, 3),
+            "rpoAtRisk": r.rpo_at_risk,
+        }
+        vms.append(entry)
+    return {
+        "converged": built.converged,
+        "revision": revision,
+        "actions": [_action_json(i + 1, a) for i, a in enumerate(built.actions)],
+        "vms": vms,
+        "unmanaged": list(built.unmanaged),
+    }
+
+
+def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = [c.ljust(w) for c, w in zip(row[:-1], widths[:-1], strict=True)]
+        print("  ".join([*cells, row[-1]]).rstrip(), file=out)
+
+
+def _observed_text(vp: plan.VMPlan) -> str:
+    o = vp.observed
+    if o is None:
+        return "(not in fabric)"
+    return f"{o.active_site} {o.replication_text}"
+
+
+def print_status(built: plan.Plan, revision: str, out: TextIO = sys.stdout) -> None:
+    print(f"revision {revision}", file=out)
+    rows = [["PLAN", "VM", "DESIRED", "OBSERVED", "PHASE", "REASON"]]
+    rows += [
+        [vp.plan, vp.name, f"{vp.desired.active_site} {vp.desired.replication_text}",
+         _observed_text(vp), str(vp.phase), vp.reason]
+        for vp in built.vms
+    ]
+    _table(rows, out)
+    if built.unmanaged:
+        print(f"unmanaged (in the fabric, in no spec; never touched): "
+              f"{', '.join(built.unmanaged)}", file=out)
+    done = sum(vp.converged for vp in built.vms)
+    verdict = "converged" if built.converged else "not converged"
+    print(f"{done}/{len(built.vms)} VMs converged: {verdict}", file=out)
+
+
+def print_plan(built: plan.Plan, revision: str, out: TextIO = sys.stdout) -> None:
+    print(f"revision {revision}", file=out)
+    if built.actions:
+        print("actions, in order:", file=out)
+        for i, a in enumerate(built.actions, 1):
+            where = f" -> {a.target_site}" if a.target_site else ""
+            when = "ready" if a.ready else f"after {', '.join(a.waiting_for)}"
+            print(f"  {i:>3}. {a.plan}/{a.vm}: {a.operation}{where} ({when})", file=out)
+    else:
+        print("no actions", file=out)
+    at_risk = [vp for vp in built.vms if vp.readiness.rpo_at_risk]
+    if at_risk:
+        print("RPO at risk (replication behind or unhealthy):", file=out)
+        for vp in at_risk:
+            age = vp.readiness.last_sync_age_seconds
+            ago = "never" if age is None else f"{age:.0f}s ago"
+            print(f"  {vp.plan}/{vp.name}: health {vp.readiness.replication_health}, "
+                  f"last sync {ago}", file=out)
+    print(file=out)
+    print_status(built, revision, out)
+
+
+class Progress:
+    """Apply's progress: plain lines, plus a live line per running job on a terminal."""
+
+    def __init__(self, out: TextIO = sys.stdout) -> None:
+        self.out = out
+        self.live = out.isatty()
+        self._drawn = 0
+        self._phases: dict[tuple[str, str], plan.Phase] = {}
+
+    def event(self, event: execute.Event) -> None:
+        self._erase()
+        where = f" -> {event.target_site}" if event.target_site else ""
+        what = f"{event.plan}/{event.vm} {event.operation}{where}"
+        stamp = event.at.strftime("%H:%M:%S")
+        if event.kind is execute.EventKind.STARTED:
+            line = f"started ({event.job_id})"
+        elif event.kind is execute.EventKind.SUCCEEDED:
+            loss = ""
+            if event.data_loss_seconds:
+                loss = f", {event.data_loss_seconds:.1f}s of writes lost"
+            line = f"succeeded in {event.seconds or 0:.1f}s{loss}"
+        else:
+            line = f"{event.kind}: {event.error}"
+        print(f"{stamp} {what} {line}", file=self.out, flush=True)
+
+    def step(self, built: plan.Plan) -> None:
+        self._erase()
+        for vp in built.vms:
+            key = (vp.plan, vp.name)
+            if self._phases.get(key) is not vp.phase:
+                if vp.phase in {plan.Phase.CONVERGED, plan.Phase.BLOCKED} or key in self._phases:
+                    print(f"         {vp.plan}/{vp.name}: {vp.phase}: {vp.reason}",
+                          file=self.out, flush=True)
+                self._phases[key] = vp.phase
+        if self.live:
+            lines = [
+                f"  ... {vp.plan}/{vp.name} {vp.observed.job.operation} "
+                f"{vp.observed.job.progress:.0%}"
+                for vp in built.vms
+                if vp.observed is not None and vp.observed.job is not None
+                and vp.observed.job.running
+            ]
+            for line in lines:
+                print(line, file=self.out)
+            self.out.flush()
+            self._drawn = len(lines)
+
+    def _erase(self) -> None:
+        if self.live and self._drawn:
+            self.out.write(f"\x1b[{self._drawn}F\x1b[J")
+            self._drawn = 0
