@@ -185,7 +185,8 @@ class Progress:
         for vp in built.vms:
             key = (vp.plan, vp.name)
             if self._phases.get(key) is not vp.phase:
-                if vp.phase in {plan.Phase.CONVERGED, plan.Phase.BLOCKED} or key in self._phases:
+                # A VM's first phase is news only when it needs a human.
+                if key in self._phases or vp.phase is plan.Phase.BLOCKED:
                     print(f"         {vp.plan}/{vp.name}: {vp.phase}: {vp.reason}",
                           file=self.out, flush=True)
                 self._phases[key] = vp.phase

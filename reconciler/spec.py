@@ -36,8 +36,8 @@ DEFAULT_MAX_PARALLEL = 10
 
 DocPath = tuple[str | int, ...]
 
-_SITE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 _SITE = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+SITE_NAME = rf"^{_SITE}$"
 _REPLICATION = re.compile(rf"^\s*({_SITE})\s*->\s*({_SITE})\s*$")
 _DOC_MARKER = re.compile(r"^---", re.MULTILINE)
 
@@ -105,7 +105,7 @@ class _Model(pydantic.BaseModel):
     )
 
 
-SiteName = Annotated[str, pydantic.StringConstraints(pattern=_SITE_NAME)]
+SiteName = Annotated[str, pydantic.StringConstraints(pattern=SITE_NAME)]
 VMName = Annotated[str, pydantic.StringConstraints(min_length=1, pattern=r"^\S(.*\S)?$")]
 # A bare `off` is the string "off" in YAML 1.2 and the boolean false in YAML 1.1:
 # accept both, so the meaning never depends on which parser read the file.
@@ -296,7 +296,7 @@ def _in_sites(loc: Sequence[str | int]) -> bool:
     return len(loc) >= 2 and loc[-2] == "sites"
 
 
-def _parse_replication(raw: str | bool) -> tuple[str, str] | str | None:
+def parse_replication(raw: str | bool) -> tuple[str, str] | str | None:
     """`a->b` as a pair, off as None; anything else as the message to show."""
     if raw is False or (isinstance(raw, str) and raw.strip() == "off"):
         return None
@@ -379,7 +379,7 @@ class _Resolver:
         if defaults.replication is None:
             return site, _NOT_GIVEN
         path: DocPath = ("defaults", "replication")
-        replication = _parse_replication(defaults.replication)
+        replication = parse_replication(defaults.replication)
         if isinstance(replication, str):
             self.problem(path, replication)
             return site, _NOT_GIVEN
@@ -393,7 +393,7 @@ class _Resolver:
         """The VM's replication pair, None for off, or _NOT_GIVEN after a problem."""
         if vm.replication is not None:
             path: DocPath = ("vms", i, "replication")
-            replication = _parse_replication(vm.replication)
+            replication = parse_replication(vm.replication)
             if isinstance(replication, str):
                 self.problem(path, replication)
                 return _NOT_GIVEN

@@ -9,7 +9,6 @@ false, which is accepted for `replication` like the string "off".
 from __future__ import annotations
 
 import difflib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,10 +17,7 @@ import pydantic
 import yaml
 from pydantic.alias_generators import to_camel
 
-from reconciler import errors, lifecycle
-
-_SITE = r"[A-Za-z0-9][A-Za-z0-9._-]*"
-_REPLICATION = re.compile(rf"^\s*({_SITE})\s*->\s*({_SITE})\s*$")
+from reconciler import errors, lifecycle, spec
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +63,7 @@ class _VM(_Model):
 
 
 class _Inventory(_Model):
-    sites: list[Annotated[str, pydantic.StringConstraints(pattern=rf"^{_SITE}$", strict=True)]]
+    sites: list[Annotated[str, pydantic.StringConstraints(pattern=spec.SITE_NAME, strict=True)]]
     vms: list[_VM]
     timings: _Timings = _Timings()
 
@@ -143,7 +139,7 @@ def _resolve(model: _Inventory, problems: list[str]) -> Inventory | None:
             problems.append(f"{where}: activeSite '{vm.active_site}' is not one of the sites "
                             f"{list(pair)}")
             continue
-        replication = _parse_replication(vm.replication)
+        replication = spec.parse_replication(vm.replication)
         other = pair[1] if vm.active_site == pair[0] else pair[0]
         if isinstance(replication, str):
             problems.append(f"{where}: {replication}")
@@ -162,12 +158,3 @@ def _resolve(model: _Inventory, problems: list[str]) -> Inventory | None:
         replication_interval=t.replication_interval,
     )
     return Inventory(pair, tuple(vms), timings)
-
-
-def _parse_replication(raw: str | bool) -> tuple[str, str] | str | None:
-    """`a->b` as a pair, off (or YAML 1.1's false) as None, else the message to show."""
-    if raw is False or (isinstance(raw, str) and raw.strip() == "off"):
-        return None
-    if isinstance(raw, str) and (match := _REPLICATION.match(raw)):
-        return match.group(1), match.group(2)
-    return f"replication must be '<from>-><to>' (e.g. ams->rtm) or off, not {raw!r}"
