@@ -140,7 +140,7 @@ def _plan(args: argparse.Namespace) -> int:
 
     built, rev = _observe_and_plan(args)
     if args.output == "json":
-        print(json.dumps(report.plan_json(built, rev), indent=2))
+        sys.stdout.writelines(report.plan_json_lines(built, rev))
     else:
         report.print_plan(built, rev)
     if args.exit_code and not built.converged:

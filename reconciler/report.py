@@ -6,8 +6,9 @@ what scripts outside this repository read. Called by the CLI.
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -100,6 +101,11 @@ def plan_json(built: plan.Plan, revision: str) -> dict[str, Any]:
         "vms": vms,
         "unmanaged": list(built.unmanaged),
     }
+
+
+def plan_json_lines(built: plan.Plan, revision: str) -> Iterator[str]:
+    """The text `drctl plan --output json` prints: `plan_json` as JSON."""
+    yield json.dumps(plan_json(built, revision), indent=2) + "\n"
 
 
 def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
