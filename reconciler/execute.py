@@ -75,6 +75,7 @@ class Executor:
         self.settings = settings or Settings()
         self._emit = on_event or (lambda _event: None)
         self._running: dict[str, journals.Entry] = {}  # job id -> our journal entry
+        self.last_observed: state.Observed | None = None
         self._throttled_until: datetime | None = None
         self._resume()
 
@@ -112,15 +113,27 @@ class Executor:
             self.journal.record_started(entry.id, match.id, match.started_at)
             self._running[match.id] = entry
 
-    def step(self, desired: spec.DesiredState, revision: str, *, start: bool = True) -> plan.Plan:
-        """Poll our jobs, observe, plan, and (unless `start` is False) start what is ready."""
+    def step(
+        self,
+        desired: spec.DesiredState,
+        revision: str,
+        *,
+        start: bool = True,
+        hold: Callable[[plan.Action], bool] | None = None,
+    ) -> plan.Plan:
+        """Poll our jobs, observe, plan, and start what is ready.
+
+        Nothing starts when `start` is False; an action for which `hold`
+        returns True waits (the daemon's settle time after a change).
+        """
         self._poll_jobs()
-        observed = self.provider.observe()
+        self.last_observed = self.provider.observe()
         now = self.clock.now()
         attempts = self.journal.attempts(revision, self.settings.backoff)
-        built = plan.build_plan(desired, observed, now, attempts, self.settings.max_attempts)
+        built = plan.build_plan(desired, self.last_observed, now, attempts,
+                                self.settings.max_attempts)
         if start:
-            self._start_ready(built, revision)
+            self._start_ready(built, revision, hold)
         return built
 
     def _poll_jobs(self) -> None:
@@ -145,7 +158,9 @@ class Executor:
                 (ended - job.started_at).total_seconds(), job.error, job.data_loss_seconds,
             ))
 
-    def _start_ready(self, built: plan.Plan, revision: str) -> None:
+    def _start_ready(
+        self, built: plan.Plan, revision: str, hold: Callable[[plan.Action], bool] | None
+    ) -> None:
         now = self.clock.now()
         if self._throttled_until is not None and now < self._throttled_until:
             return
@@ -155,6 +170,8 @@ class Executor:
         )
         for action in built.ready_actions():
             if in_flight[action.plan] >= built.max_parallel.get(action.plan, 1):
+                continue
+            if hold is not None and hold(action):
                 continue
             entry_id = self.journal.record_intent(action, revision, now)
             request = base.Request(action.vm, action.operation, action.target_site,

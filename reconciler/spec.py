@@ -83,6 +83,7 @@ class PlanSpec:
     max_parallel: int
     groups: tuple[Group, ...]
     vms: tuple[DesiredVM, ...]
+    settle_seconds: float = 0.0  # the daemon waits this long after a move before acting
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ RawReplication = pydantic.StrictStr | pydantic.StrictBool
 class _Policy(_Model):
     allow_data_loss: pydantic.StrictBool | None = None
     max_parallel: Annotated[pydantic.StrictInt, pydantic.Field(ge=1)] | None = None
+    settle_seconds: Annotated[float, pydantic.Field(ge=0, strict=True)] | None = None
 
 
 class _Defaults(_Model):
@@ -364,6 +366,7 @@ class _Resolver:
             max_parallel=body.policy.max_parallel or DEFAULT_MAX_PARALLEL,
             groups=tuple(Group(g.name, tuple(g.after), tuple(g.vms)) for g in body.groups),
             vms=tuple(vms),
+            settle_seconds=body.policy.settle_seconds or 0.0,
         )
 
     def _site_ok(self, path: DocPath, site: str, what: str = "activeSite") -> bool:
