@@ -88,6 +88,7 @@ class Daemon:
         self.last_change_at: datetime | None = None
         self._changed = True
         self._phases: dict[tuple[str, str], Phase] = {}
+        self._recorded: set[tuple[str, str]] = set()  # converged under the revision in force
         self._executor: execute.Executor | None = None
 
     # --- the loop ------------------------------------------------------------
@@ -118,9 +119,10 @@ class Daemon:
 
     def prepare(self) -> None:
         """Pick up what a previous daemon left: open journal entries, the revision in force."""
+        self._journal = journal.Journal(self.config.state_dir)
         self._executor = execute.Executor(
-            self.provider, journal.Journal(self.config.state_dir), self.clock,
-            self.config.settings, on_event=self._event,
+            self.provider, self._journal, self.clock, self.config.settings,
+            on_event=self._event,
         )
         self._restore_in_force()
 
@@ -238,6 +240,7 @@ class Daemon:
                 continue
             if _moves(plan_spec, observed, previous.desired if previous else None):
                 self.in_force.moving_since[plan_spec.name] = now
+        self._recorded.clear()  # each VM's convergence is recorded under each revision
         log.info("revision in force: %s", rev, extra={"event": "revision_in_force",
                                                        "revision": rev})
 
@@ -284,8 +287,12 @@ class Daemon:
 
     def _after_pass(self, built: plan.Plan) -> None:
         assert self.in_force is not None  # noqa: S101
+        converged = []
         for vp in built.vms:
             key = (vp.plan, vp.name)
+            if vp.converged and key not in self._recorded:
+                self._recorded.add(key)
+                converged.append(key)
             if self._phases.get(key) is not vp.phase:
                 self._phases[key] = vp.phase
                 if vp.phase is Phase.CONVERGED:
@@ -296,6 +303,8 @@ class Daemon:
                         "event": "vm_blocked", "plan": vp.plan, "vm": vp.name,
                         "reason": vp.reason})
         now = self.clock.now()
+        if converged:
+            self._journal.record_converged(self.in_force.revision, converged, now)
         for name, since in list(self.in_force.moving_since.items()):
             vms = [vp for vp in built.vms if vp.plan == name]
             if name not in self.in_force.placed and all(vp.placed for vp in vms):

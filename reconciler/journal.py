@@ -38,6 +38,13 @@ CREATE TABLE IF NOT EXISTS actions (
 );
 CREATE INDEX IF NOT EXISTS actions_open ON actions (result) WHERE result IN ('intended', 'running');
 CREATE INDEX IF NOT EXISTS actions_revision ON actions (revision, vm, operation);
+CREATE TABLE IF NOT EXISTS convergences (
+    revision TEXT NOT NULL,
+    plan TEXT NOT NULL,
+    vm TEXT NOT NULL,
+    converged_at TEXT NOT NULL,
+    PRIMARY KEY (revision, vm)
+);
 """
 
 INTENDED = "intended"  # recorded before calling the provider
@@ -119,6 +126,20 @@ class Journal:
                 "data_loss_seconds = ? WHERE id = ?",
                 (result, at.isoformat(), error, data_loss_seconds, entry_id),
             )
+
+    def record_converged(self, revision: str, vms: list[tuple[str, str]], at: datetime) -> None:
+        """The first time each (plan, VM) is seen converged under `revision`."""
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO convergences (revision, plan, vm, converged_at) "
+                "VALUES (?, ?, ?, ?)",
+                [(revision, plan_name, vm, at.isoformat()) for plan_name, vm in vms],
+            )
+
+    def convergences(self) -> dict[tuple[str, str], datetime]:
+        """When each VM first converged under each revision: (revision, vm) -> time."""
+        rows = self._db.execute("SELECT revision, vm, converged_at FROM convergences").fetchall()
+        return {(rev, vm): datetime.fromisoformat(at) for rev, vm, at in rows}
 
     def open_entries(self) -> list[Entry]:
         """Actions whose outcome drctl has not recorded yet, oldest first."""
