@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
-from reconciler import execute, plan, state
+from reconciler import execute, plan, spec, state
 
 
 def job_json(job: state.Job | None) -> dict[str, Any] | None:
@@ -33,30 +33,44 @@ def iso(at: datetime | None) -> str | None:
 
 
 def _vm_json(vp: plan.VMPlan) -> dict[str, Any]:
-    o = vp.observed
-    observed = None
-    if o is not None:
-        observed = {
-            "activeSite": o.active_site,
-            "replication": o.replication_text,
-            "protectionState": str(o.protection_state),
-            "job": job_json(o.job if o.job is not None and o.job.running else None),
-            "running": list(o.running),
-            "replicationState": None if o.replication is None else str(o.replication.state),
-            "replicationHealth": None if o.replication is None else str(o.replication.health),
-            "lastSync": iso(o.replication.last_sync) if o.replication else None,
-        }
     return {
         "plan": vp.plan,
         "name": vp.name,
-        "desired": {"activeSite": vp.desired.active_site,
-                    "replication": vp.desired.replication_text},
-        "observed": observed,
+        "desired": _desired_json(vp.desired),
+        "observed": _observed_json(vp.observed),
         "converged": vp.converged,
         "placed": vp.placed,
         "protected": vp.protected,
         "phase": str(vp.phase),
         "reason": vp.reason,
+    }
+
+
+def _desired_json(d: spec.DesiredVM) -> dict[str, Any]:
+    return {"activeSite": d.active_site, "replication": d.replication_text}
+
+
+def _observed_json(o: state.ObservedVM | None) -> dict[str, Any] | None:
+    if o is None:
+        return None
+    return {
+        "activeSite": o.active_site,
+        "replication": o.replication_text,
+        "protectionState": str(o.protection_state),
+        "job": job_json(o.job if o.job is not None and o.job.running else None),
+        "running": list(o.running),
+        "replicationState": None if o.replication is None else str(o.replication.state),
+        "replicationHealth": None if o.replication is None else str(o.replication.health),
+        "lastSync": iso(o.replication.last_sync) if o.replication else None,
+    }
+
+
+def _readiness_json(r: plan.Readiness) -> dict[str, Any]:
+    return {
+        "replicationHealth": r.replication_health,
+        "lastSyncAgeSeconds": None if r.last_sync_age_seconds is None
+        else round(r.last_sync_age_seconds, 3),
+        "rpoAtRisk": r.rpo_at_risk,
     }
 
 
@@ -83,29 +97,80 @@ def _action_json(order: int, action: plan.Action) -> dict[str, Any]:
 
 
 def plan_json(built: plan.Plan, revision: str) -> dict[str, Any]:
-    vms = []
-    for vp in built.vms:
-        entry = _vm_json(vp)
-        r = vp.readiness
-        entry["readiness"] = {
-            "replicationHealth": r.replication_health,
-            "lastSyncAgeSeconds": None if r.last_sync_age_seconds is None
-            else round(r.last_sync_age_seconds, 3),
-            "rpoAtRisk": r.rpo_at_risk,
-        }
-        vms.append(entry)
     return {
         "converged": built.converged,
         "revision": revision,
         "actions": [_action_json(i + 1, a) for i, a in enumerate(built.actions)],
-        "vms": vms,
+        "vms": [{**_vm_json(vp), "readiness": _readiness_json(vp.readiness)}
+                for vp in built.vms],
         "unmanaged": list(built.unmanaged),
     }
 
 
 def plan_json_lines(built: plan.Plan, revision: str) -> Iterator[str]:
-    """The text `drctl plan --output json` prints: `plan_json` as JSON."""
-    yield json.dumps(plan_json(built, revision), indent=2) + "\n"
+    """`plan_json` as the text `drctl plan --output json` prints: one action or VM a line.
+
+    The same document as `json.dumps(plan_json(...))`, written a line at a time
+    so that 100k VMs never exist at once as a tree of dicts or as one string,
+    and with the parts many VMs share encoded once (`_SharedParts`).
+    """
+    shared = _SharedParts()
+    yield f'{{"converged": {_BOOL[built.converged]}, "revision": {_string(revision)},\n'
+    actions = (json.dumps(_action_json(i, a)) for i, a in enumerate(built.actions, 1))
+    yield from _list_lines("actions", actions)
+    yield from _list_lines("vms", (shared.plan_vm(vp) for vp in built.vms))
+    yield f' "unmanaged": {json.dumps(list(built.unmanaged))}}}\n'
+
+
+def _list_lines(key: str, items: Iterable[str]) -> Iterator[str]:
+    """A list member of the top-level object, one item a line."""
+    yield f' "{key}": ['
+    separator = "\n  "
+    for item in items:
+        yield separator + item
+        separator = ",\n  "
+    yield "],\n" if separator == "\n  " else "\n ],\n"
+
+
+_BOOL = {True: "true", False: "false"}
+# What json.dumps writes for a str (ensure_ascii, the default), without its
+# per-call overhead: the C function json.dumps itself calls.
+_string = json.encoder.encode_basestring_ascii
+
+
+class _SharedParts:
+    """JSON text of a VM's desired, observed and readiness parts, once per distinct value.
+
+    At rest most VMs share these values (a 100k-VM plan has a handful of
+    distinct ones), and encoding them is most of the cost of a VM's line.
+    """
+
+    def __init__(self) -> None:
+        self._desired: dict[tuple[str, tuple[str, str] | None], str] = {}
+        self._observed: dict[tuple[Any, ...] | None, str] = {}
+        self._readiness: dict[plan.Readiness, str] = {}
+
+    def plan_vm(self, vp: plan.VMPlan) -> str:
+        """One entry of `plan_json`'s vms, as JSON text."""
+        d, o, r = vp.desired, vp.observed, vp.readiness
+        desired_key = (d.active_site, d.replication)
+        desired = self._desired.get(desired_key)
+        if desired is None:
+            desired = self._desired[desired_key] = json.dumps(_desired_json(d))
+        observed_key = (None if o is None else
+                        (o.active_site, o.running, o.protection_state, o.replication, o.job))
+        observed = self._observed.get(observed_key)
+        if observed is None:
+            observed = self._observed[observed_key] = json.dumps(_observed_json(o))
+        readiness = self._readiness.get(r)
+        if readiness is None:
+            readiness = self._readiness[r] = json.dumps(_readiness_json(r))
+        # The keys in the order of _vm_json, then readiness (as plan_json).
+        return (f'{{"plan": {_string(vp.plan)}, "name": {_string(vp.name)}, '
+                f'"desired": {desired}, "observed": {observed}, '
+                f'"converged": {_BOOL[vp.converged]}, "placed": {_BOOL[vp.placed]}, '
+                f'"protected": {_BOOL[vp.protected]}, "phase": {_string(vp.phase)}, '
+                f'"reason": {_string(vp.reason)}, "readiness": {readiness}}}')
 
 
 def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
