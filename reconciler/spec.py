@@ -4,7 +4,9 @@
 validates the documents and returns a `DesiredState` of frozen values with the
 defaults and policies resolved per VM; or raises `SpecError` listing every
 problem as `file:line: what to change`. The CLI, the planner's callers and
-the daemon use it; it does no other I/O and reads no clock.
+the daemon use it; it does no other I/O and reads no clock. `load_text` and
+`combine` do the same from texts already in memory (the audit reads files
+out of git history, not from the disk).
 
 Parsing is on the hot path of every reconcile, so the fast path parses with
 yaml-rs (Rust, YAML 1.2, rejects duplicate keys) and keeps no line numbers.
@@ -18,9 +20,9 @@ import contextlib
 import gc
 import graphlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal
 
 import pydantic
@@ -176,12 +178,40 @@ def load_specs(directory: Path) -> DesiredState:
     files = spec_files(directory)
     issues: list[_Issue] = []
     plans: list[PlanSpec] = []
+    texts: dict[Path, str] = {}
     with _gc_paused():
         for file in files:
-            plans.extend(_load_file(file, issues))
+            plans.extend(_load_file(file, issues, texts))
         issues.extend(_check_unique_across_plans(plans, files))
     if issues:
-        raise SpecError(_locate_all(issues))
+        raise SpecError(_locate_all(issues, texts))
+    return DesiredState(plans=tuple(plans))
+
+
+def load_text(name: str, text: str) -> list[PlanSpec]:
+    """Validate one spec file's `text` as if it were the file `name`; no disk access.
+
+    Problems are reported as `name:line: ...`, as `load_specs` reports them.
+    Rules that span files (a plan or VM name in two files) are `combine`'s.
+    """
+    file = Path(name)
+    issues: list[_Issue] = []
+    with _gc_paused():
+        plans = _load_text(file, text, issues)
+        issues.extend(_check_unique_across_plans(plans, [file]))
+    if issues:
+        raise SpecError(_locate_all(issues, {file: text}))
+    return plans
+
+
+def combine(plans: Sequence[PlanSpec], texts: Mapping[str, str]) -> DesiredState:
+    """The desired state of plans from `load_text`; `texts` (name -> text) locate problems.
+
+    Raises `SpecError` when a plan name or a VM name is in two plans.
+    """
+    issues = _check_unique_across_plans(list(plans), [])
+    if issues:
+        raise SpecError(_locate_all(issues, {Path(n): t for n, t in texts.items()}))
     return DesiredState(plans=tuple(plans))
 
 
@@ -192,11 +222,16 @@ def spec_files(directory: Path) -> list[Path]:
     found = [
         p
         for p in directory.rglob("*")
-        if p.suffix in {".yaml", ".yml"}
-        and p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+        if is_spec_path(p.relative_to(directory)) and p.is_file()
     ]
     return sorted(found)
+
+
+def is_spec_path(relative: PurePath) -> bool:
+    """Whether a path relative to the spec directory names a spec file (not hidden)."""
+    return relative.suffix in {".yaml", ".yml"} and not any(
+        part.startswith(".") for part in relative.parts
+    )
 
 
 @contextlib.contextmanager
@@ -212,12 +247,19 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _load_file(file: Path, issues: list[_Issue]) -> list[PlanSpec]:
+def _load_file(file: Path, issues: list[_Issue], texts: dict[Path, str]) -> list[PlanSpec]:
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         issues.append(_Issue(file, 0, (), f"cannot read the file: {exc}", line=1))
         return []
+    # Kept so that lines are found in the text that was validated, not in a
+    # second read that may see a newer version of the file.
+    texts[file] = text
+    return _load_text(file, text, issues)
+
+
+def _load_text(file: Path, text: str, issues: list[_Issue]) -> list[PlanSpec]:
     try:
         parsed = yaml_rs.loads(text, parse_datetime=False)
     except yaml_rs.YAMLDecodeError as exc:
@@ -544,24 +586,24 @@ def _duplicate_keys(node: yaml.Node) -> Iterator[tuple[yaml.Node, yaml.Node]]:
             yield from _duplicate_keys(item)
 
 
-def _locate_all(issues: list[_Issue]) -> list[SpecProblem]:
+def _locate_all(issues: list[_Issue], texts: Mapping[Path, str]) -> list[SpecProblem]:
     trees: dict[Path, list[yaml.Node]] = {}
     problems = []
     for issue in issues:
         line = issue.line
         if line is None:
             if issue.file not in trees:
-                trees[issue.file] = _compose(issue.file)
+                trees[issue.file] = _compose(texts.get(issue.file, ""))
             line = _line_of(trees[issue.file], issue.doc, issue.path)
         problems.append(SpecProblem(str(issue.file), line, issue.message))
     return problems
 
 
-def _compose(file: Path) -> list[yaml.Node]:
+def _compose(text: str) -> list[yaml.Node]:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return list(yaml.compose_all(file.read_text(encoding="utf-8"), Loader=loader))
-    except (OSError, yaml.YAMLError):
+        return list(yaml.compose_all(text, Loader=loader))
+    except yaml.YAMLError:
         return []
 
 
