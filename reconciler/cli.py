@@ -86,6 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
     state_dir_arg(status_cmd)
     status_cmd.set_defaults(handler=_status)
 
+    audit_cmd = commands.add_parser(
+        "audit", help="who moved what where, when, and did it converge: the git history of "
+        "the specs joined with the journal")
+    audit_cmd.add_argument("specs_dir", type=Path)
+    audit_cmd.add_argument("--vm", metavar="NAME", help="only the entries of this VM")
+    audit_cmd.add_argument("--since", metavar="DATE",
+                           help="only commits at or after this ISO date or datetime")
+    _output_arg(audit_cmd)
+    state_dir_arg(audit_cmd)
+    audit_cmd.set_defaults(handler=_audit)
+
     # Imported here so that `drctl validate` does not pay for the fabric's imports.
     from reconciler import fabric_cli
 
@@ -156,6 +167,18 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps(report.status_json(built, rev), indent=2))
     else:
         report.print_status(built, rev)
+    return errors.EXIT_OK
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from reconciler import audit
+
+    since = audit.parse_since(args.since) if args.since else None
+    entries = audit.audit_history(args.specs_dir, args.state_dir, vm=args.vm, since=since)
+    if args.output == "json":
+        print(json.dumps([entry.to_json() for entry in entries], indent=2))
+    else:
+        sys.stdout.writelines(audit.text_lines(entries))
     return errors.EXIT_OK
 
 

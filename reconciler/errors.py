@@ -83,3 +83,9 @@ class ThrottledError(TransientError):
 
 class TerminalError(ProviderError):
     """The call cannot succeed by retrying (unknown VM, broken fabric)."""
+
+
+class GitError(DrctlError):
+    """A git command failed; the message carries git's own words (its stderr)."""
+
+    exit_code = EXIT_RUNTIME
