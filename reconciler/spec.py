@@ -375,15 +375,30 @@ class _Resolver:
         self.sites = (body.sites[0], body.sites[1])
         default_site, default_replication = self._defaults(body.defaults)
         plan_data_loss = bool(body.policy.allow_data_loss)
-        group_of = self._groups(body.groups, {vm.name for vm in body.vms})
+        names = {vm.name for vm in body.vms}
+        group_of = self._groups(body.groups, names) if body.groups else {}
+        # What an entry that gives only its name resolves to (most entries of
+        # a large plan): worked out once, not once per entry.
+        inherited: tuple[str, tuple[str, str] | None] | None = None  # (site, replication)
+        if default_site is not None:
+            inherited = (default_site, default_replication)
+            if default_replication == _NOT_GIVEN:
+                inherited = (default_site, (default_site, self._other_site(default_site)))
         vms: list[DesiredVM] = []
-        seen: dict[str, int] = {}
+        # Entry by name, kept only when some name repeats: reported per entry.
+        seen: dict[str, int] | None = {} if len(names) < len(body.vms) else None
         for i, vm in enumerate(body.vms):
-            if vm.name in seen:
-                self.problem(("vms", i, "name"), f"VM '{vm.name}' is listed twice in plan "
-                             f"'{name}' (also entry {seen[vm.name] + 1}): remove one")
+            if seen is not None:
+                if vm.name in seen:
+                    self.problem(("vms", i, "name"), f"VM '{vm.name}' is listed twice in plan "
+                                 f"'{name}' (also entry {seen[vm.name] + 1}): remove one")
+                    continue
+                seen[vm.name] = i
+            if (inherited is not None and vm.active_site is None and vm.replication is None
+                    and vm.policy is None):
+                vms.append(DesiredVM(name, vm.name, inherited[0], inherited[1], plan_data_loss,
+                                     group_of.get(vm.name)))
                 continue
-            seen[vm.name] = i
             site = vm.active_site if vm.active_site is not None else default_site
             if site is None:
                 self.problem(("vms", i), f"VM '{vm.name}' has no activeSite: set activeSite "
@@ -410,6 +425,9 @@ class _Resolver:
             vms=tuple(vms),
             settle_seconds=body.policy.settle_seconds or 0.0,
         )
+
+    def _other_site(self, site: str) -> str:
+        return self.sites[1] if site == self.sites[0] else self.sites[0]
 
     def _site_ok(self, path: DocPath, site: str, what: str = "activeSite") -> bool:
         if site in self.sites:
@@ -443,7 +461,7 @@ class _Resolver:
                 self.problem(path, replication)
                 return _NOT_GIVEN
         elif default == _NOT_GIVEN:
-            return (site, self.sites[1] if site == self.sites[0] else self.sites[0])
+            return (site, self._other_site(site))
         else:
             # An inherited default only conflicts when the VM moved its activeSite.
             path = ("vms", i)
@@ -522,6 +540,10 @@ def _check_unique_across_plans(plans: list[PlanSpec], files: list[Path]) -> list
                                  "plan names must be unique, rename one"))
             continue
         plan_at[plan.name] = plan
+        fresh = dict.fromkeys((vm.name for vm in plan.vms), plan)
+        if len(fresh) == len(plan.vms) and fresh.keys().isdisjoint(vm_at):
+            vm_at.update(fresh)  # the usual case: no name clashes, checked as sets
+            continue
         # A plan resolves only when every entry is valid, so the index of a
         # resolved VM is the index of its entry in the file.
         for i, vm in enumerate(plan.vms):
