@@ -149,6 +149,7 @@ class _SharedParts:
         self._desired: dict[tuple[str, tuple[str, str] | None], str] = {}
         self._observed: dict[tuple[Any, ...] | None, str] = {}
         self._readiness: dict[plan.Readiness, str] = {}
+        self._rest: dict[tuple[Any, ...], str] = {}
 
     def plan_vm(self, vp: plan.VMPlan) -> str:
         """One entry of `plan_json`'s vms, as JSON text."""
@@ -165,12 +166,17 @@ class _SharedParts:
         readiness = self._readiness.get(r)
         if readiness is None:
             readiness = self._readiness[r] = json.dumps(_readiness_json(r))
-        # The keys in the order of _vm_json, then readiness (as plan_json).
-        return (f'{{"plan": {_string(vp.plan)}, "name": {_string(vp.name)}, '
+        # Everything after the name: the same text for most VMs.
+        rest_key = (desired, observed, vp.placed, vp.protected, vp.phase, vp.reason, readiness)
+        rest = self._rest.get(rest_key)
+        if rest is None:
+            # The keys in the order of _vm_json, then readiness (as plan_json).
+            rest = self._rest[rest_key] = (
                 f'"desired": {desired}, "observed": {observed}, '
                 f'"converged": {_BOOL[vp.converged]}, "placed": {_BOOL[vp.placed]}, '
                 f'"protected": {_BOOL[vp.protected]}, "phase": {_string(vp.phase)}, '
                 f'"reason": {_string(vp.reason)}, "readiness": {readiness}}}')
+        return f'{{"plan": {_string(vp.plan)}, "name": {_string(vp.name)}, {rest}'
 
 
 def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
