@@ -89,6 +89,23 @@ def build_parser() -> argparse.ArgumentParser:
     state_dir_arg(status_cmd)
     status_cmd.set_defaults(handler=_status)
 
+    run_cmd = commands.add_parser(
+        "run", help="the GitOps daemon: watch SPECS_DIR, reconcile, serve /metrics")
+    run_cmd.add_argument("specs_dir", type=Path)
+    run_cmd.add_argument("--metrics-addr", metavar="HOST:PORT",
+                         help="serve Prometheus metrics at http://HOST:PORT/metrics")
+    run_cmd.add_argument("--resync", type=float, default=30.0, metavar="SECONDS",
+                         help="re-read specs and correct drift at least this often (default 30)")
+    run_cmd.add_argument("--poll-interval", type=float, default=0.1, metavar="SECONDS",
+                         help="how often to poll the fabric while jobs run (default 0.1)")
+    run_cmd.add_argument("--retry-backoff", type=float, default=2.0, metavar="SECONDS",
+                         help="wait after a failed job, doubled per failure (default 2)")
+    run_cmd.add_argument("--max-attempts", type=int, default=3,
+                         help="failed attempts per VM, operation and revision before Blocked")
+    run_cmd.add_argument("--log-format", choices=["text", "json"], default="text")
+    state_dir_arg(run_cmd)
+    run_cmd.set_defaults(handler=_run)
+
     audit_cmd = commands.add_parser(
         "audit", help="who moved what where, when, and did it converge: the git history of "
         "the specs joined with the journal")
@@ -277,3 +294,39 @@ def _summarise(outcome: execute.Outcome) -> int:
         if not vp.converged:
             print(f"  {vp.plan}/{vp.name}: {vp.phase}: {vp.reason}", file=sys.stderr)
     return errors.EXIT_NOT_CONVERGED
+
+
+def _metrics_addr(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise errors.UsageError(f"--metrics-addr must be HOST:PORT (e.g. 127.0.0.1:9464), "
+                                f"not {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from reconciler import clock, daemon, execute, metrics, providers
+
+    address = _metrics_addr(args.metrics_addr) if args.metrics_addr else None
+    daemon.configure_logging(args.log_format)
+    wall = clock.WallClock()
+    provider = providers.open_provider(args.state_dir, wall)
+    collected = metrics.Metrics()
+    server = None
+    if address is not None:
+        server, _thread = collected.serve(*address)
+        daemon.log.info("serving metrics on http://%s:%d/metrics", address[0],
+                        server.server_port, extra={"event": "metrics_serving",
+                                                   "port": server.server_port})
+    settings = execute.Settings(poll_interval=args.poll_interval,
+                                backoff_base=args.retry_backoff, max_attempts=args.max_attempts)
+    config = daemon.Config(args.specs_dir, args.state_dir, resync=args.resync,
+                           poll_interval=args.poll_interval, settings=settings)
+    runner = daemon.Daemon(config, provider, wall, collected)
+    runner.install_signal_handlers()
+    try:
+        return runner.run()
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()

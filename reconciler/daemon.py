@@ -30,6 +30,7 @@ import watchfiles
 
 from reconciler import clock as clocks
 from reconciler import execute, journal, lock, plan, revision, spec
+from reconciler import metrics as metrics_
 from reconciler.errors import LockHeldError, SpecError
 from reconciler.plan import Phase
 from reconciler.providers import base
@@ -72,14 +73,16 @@ class Daemon:
         config: Config,
         provider: base.Provider,
         clock: clocks.Clock,
-        on_pass: Callable[[Daemon, plan.Plan], None] | None = None,
-        on_event: Callable[[execute.Event], None] | None = None,
+        metrics: metrics_.Metrics | None = None,
+        on_revision: Callable[[str, plan.Plan], None] | None = None,
     ) -> None:
         self.config = config
         self.provider = provider
         self.clock = clock
-        self.on_pass = on_pass or (lambda _daemon, _plan: None)
-        self.on_event = on_event or (lambda _event: None)
+        self.metrics = metrics or metrics_.Metrics()
+        # Called once per revision in force when it has converged or is blocked.
+        self.on_revision = on_revision or (lambda _revision, _plan: None)
+        self._outcome_told: tuple[str, bool] | None = None
         self.stop = threading.Event()
         self.wake = threading.Event()
         self.in_force: InForce | None = None
@@ -146,22 +149,26 @@ class Daemon:
             self._read_specs()
         if self.in_force is None:
             self._write_daemon_file(running=True)
+            self.metrics.record_reconcile(metrics_.RECONCILE_INVALID_SPEC,
+                                          time.monotonic() - started)
             return self.config.resync
         try:
             built = self._executor.step(
                 self.in_force.desired, self.in_force.revision,
                 start=not self.stop.is_set(), hold=self._held,
             )
+            self._after_pass(built)
         except Exception:
             # The one broad catch (style.md): a provider or journal failure must
             # not kill the daemon; log, count, and try again on the next pass.
             log.exception("reconcile pass failed; retrying")
-            self.on_pass(self, _EMPTY_PLAN)
+            self.metrics.record_reconcile(metrics_.RECONCILE_ERROR, time.monotonic() - started)
             return min(5.0, self.config.resync)
-        self._after_pass(built)
-        self.on_pass(self, built)
+        if self._executor.last_observed is not None:
+            self.metrics.update_from_plan(built, self._executor.last_observed)
+        result = metrics_.RECONCILE_INVALID_SPEC if self.spec_error else metrics_.RECONCILE_SUCCESS
+        self.metrics.record_reconcile(result, time.monotonic() - started)
         self._write_daemon_file(running=True)
-        log.debug("pass took %.3fs", time.monotonic() - started)
         return self._next_wait(built)
 
     # --- desired state -------------------------------------------------------
@@ -208,14 +215,20 @@ class Daemon:
             self._reject(rev.id, exc)
             return
         self.spec_error = None
-        if self.in_force is not None and self.in_force.revision == rev.id:
-            return
-        self._adopt(rev.id, desired)
-        self._save_in_force()
+        if self.in_force is None or self.in_force.revision != rev.id:
+            self._adopt(rev.id, desired)
+            self._save_in_force()
+        self._publish_spec()
+
+    def _publish_spec(self) -> None:
+        force = self.in_force
+        self.metrics.set_spec(self.spec_error is None, force.revision if force else None,
+                              force.seen_at.timestamp() if force else None)
 
     def _reject(self, rev: str, exc: SpecError) -> None:
         """An invalid revision: say what is wrong; the revision in force stays."""
         self.spec_error = exc
+        self._publish_spec()
         kept = self.in_force.revision if self.in_force else "none"
         for problem in exc.problems:
             log.error("invalid spec: %s", problem, extra={
@@ -270,6 +283,7 @@ class Daemon:
             return
         rev = (saved / "revision").read_text().strip()
         self.in_force = InForce(rev, desired, self.clock.now())
+        self._publish_spec()
         log.info("restored revision in force %s from the state dir", rev,
                  extra={"event": "revision_restored", "revision": rev})
 
@@ -305,6 +319,7 @@ class Daemon:
         now = self.clock.now()
         if converged:
             self._journal.record_converged(self.in_force.revision, converged, now)
+        self._tell_outcome(built)
         for name, since in list(self.in_force.moving_since.items()):
             vms = [vp for vp in built.vms if vp.plan == name]
             if name not in self.in_force.placed and all(vp.placed for vp in vms):
@@ -312,20 +327,28 @@ class Daemon:
                 seconds = (now - since).total_seconds()
                 log.info("plan %s placed in %.1fs", name, seconds, extra={
                     "event": "plan_placed", "plan": name, "seconds": seconds})
-                self.placement_done(name, seconds)
+                self.metrics.observe_placement(name, seconds)
             if all(vp.converged for vp in vms):
                 del self.in_force.moving_since[name]
                 self.in_force.placed.discard(name)
                 seconds = (now - since).total_seconds()
                 log.info("plan %s converged in %.1fs", name, seconds, extra={
                     "event": "plan_converged", "plan": name, "seconds": seconds})
-                self.convergence_done(name, seconds)
+                self.metrics.observe_convergence(name, seconds)
 
-    def placement_done(self, plan_name: str, seconds: float) -> None:
-        """Hook for metrics: every VM of a moving plan is placed."""
-
-    def convergence_done(self, plan_name: str, seconds: float) -> None:
-        """Hook for metrics: a moving plan is converged."""
+    def _tell_outcome(self, built: plan.Plan) -> None:
+        """Once per revision and outcome: converged, or stuck until a human acts."""
+        assert self.in_force is not None and self._executor is not None  # noqa: S101
+        if built.converged:
+            outcome = True
+        elif not execute.can_progress(built, self._executor):
+            outcome = False
+        else:
+            return
+        told = (self.in_force.revision, outcome)
+        if self._outcome_told != told:
+            self._outcome_told = told
+            self.on_revision(self.in_force.revision, built)
 
     def _next_wait(self, built: plan.Plan) -> float:
         assert self._executor is not None  # noqa: S101
@@ -362,7 +385,7 @@ class Daemon:
         else:
             log.warning("%s/%s %s%s %s: %s", event.plan, event.vm, event.operation, where,
                         event.kind, event.error, extra={**fields, "error": event.error})
-        self.on_event(event)
+        self.metrics.record_event(event)
 
     def _write_daemon_file(self, *, running: bool) -> None:
         """What `drctl status` shows about a running daemon."""
@@ -395,9 +418,6 @@ class Daemon:
                     raise
                 continue
             return stack
-
-
-_EMPTY_PLAN = plan.Plan(vms=(), actions=(), unmanaged=())
 
 
 def _moves(

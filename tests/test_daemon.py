@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import daemon, execute
+from reconciler import daemon, execute, metrics
 from reconciler.clock import VirtualClock
 from reconciler.providers import inventory, sim
 
@@ -46,18 +46,20 @@ class Setup:
         (tmp_path / "inv.yaml").write_text(INVENTORY)
         sim.init_fabric(self.state, inventory.load_inventory(tmp_path / "inv.yaml"), self.clock)
         self.fabric = sim.SimFabric(self.state, self.clock)
-        self.placed: list[tuple[str, float]] = []
-        self.converged: list[tuple[str, float]] = []
+        self.outcomes: list[tuple[str, bool]] = []
         self.daemon = self.new_daemon()
 
     def new_daemon(self) -> daemon.Daemon:
         d = daemon.Daemon(daemon.Config(self.specs, self.state, resync=30.0,
                                         settings=execute.Settings(backoff_base=1.0)),
-                          self.fabric, self.clock)
-        d.placement_done = lambda p, s: self.placed.append((p, s))  # type: ignore[method-assign]
-        d.convergence_done = lambda p, s: self.converged.append((p, s))  # type: ignore[method-assign]
+                          self.fabric, self.clock, metrics.Metrics(),
+                          on_revision=lambda rev, built: self.outcomes.append(
+                              (rev, built.converged)))
         d.prepare()
         return d
+
+    def sample(self, name: str, **labels: str) -> float | None:
+        return self.daemon.metrics.registry.get_sample_value(name, labels)
 
     def want(self, site: str, text: str | None = None) -> None:
         body = (text or PLAN).replace("SITE", site).replace("SETTLE", str(self.settle))
@@ -83,11 +85,18 @@ def test_a_committed_move_is_converged_and_timed(tmp_path: Path) -> None:
     s.passes(40)
     observed = s.fabric.observe()
     assert {vm.active_site for vm in observed.vms.values()} == {"rtm"}
-    assert [p for p, _ in s.placed] == ["finance"]
-    assert [p for p, _ in s.converged] == ["finance"]
-    # stop web, stop db, fail over db, then web (3 s each), commit (1 s): placed
-    assert 8 <= s.placed[0][1] <= 12
-    assert s.converged[0][1] >= s.placed[0][1]
+    assert s.sample("drctl_placement_duration_seconds_count", plan="finance") == 1
+    assert s.sample("drctl_convergence_duration_seconds_count", plan="finance") == 1
+    placed = s.sample("drctl_placement_duration_seconds_sum", plan="finance")
+    converged = s.sample("drctl_convergence_duration_seconds_sum", plan="finance")
+    assert placed is not None
+    assert converged is not None
+    # stop web, stop db (1 s each), fail over db, then web (3 s each), commit (1 s)
+    assert 9 <= placed <= 12
+    assert converged >= placed
+    assert s.sample("drctl_plan_converged", plan="finance") == 1
+    revision = s.daemon.in_force.revision if s.daemon.in_force else ""
+    assert s.outcomes[-1] == (revision, True)
 
 
 def test_invalid_revision_changes_nothing_and_the_next_valid_one_converges(tmp_path: Path) -> None:
@@ -101,10 +110,12 @@ def test_invalid_revision_changes_nothing_and_the_next_valid_one_converges(tmp_p
     assert "unknown key 'grups'" in str(s.daemon.spec_error)
     status = (s.state / daemon.DAEMON_FILE).read_text()
     assert '"specValid": false' in status
+    assert s.sample("drctl_spec_valid") == 0
     s.want("rtm")
     s.daemon.notice_change()
     s.passes(40)
     assert s.daemon.spec_error is None
+    assert s.sample("drctl_spec_valid") == 1
     assert {vm.active_site for vm in s.fabric.observe().vms.values()} == {"rtm"}
 
 

@@ -1,0 +1,181 @@
+"""Real processes for end-to-end tests: a git repository of specs, a watched clone,
+`drctl run` as a subprocess on the simulated fabric, and the ways an operator looks
+at it (`drctl status`, `drctl fabric show`, /metrics)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+THREE_TIER = """\
+apiVersion: drctl/v1
+kind: RecoveryPlan
+metadata: {name: finance}
+spec:
+  sites: [ams, rtm]
+  defaults: {activeSite: SITE, replication: SITE->OTHER}
+  policy: {maxParallel: 10}
+  groups:
+    - {name: db, vms: [sql01]}
+    - {name: app, after: [db], vms: [app01, app02]}
+    - {name: web, after: [app], vms: [web01, web02]}
+  vms:
+    - name: sql01
+    - name: app01
+    - name: app02
+    - name: web01
+    - name: web02
+"""
+
+OTHER_PLAN = """\
+apiVersion: drctl/v1
+kind: RecoveryPlan
+metadata: {name: hr}
+spec:
+  sites: [ams, rtm]
+  defaults: {activeSite: ams, replication: ams->rtm}
+  vms:
+    - name: hr-web
+"""
+
+TIMINGS = {"plannedFailover": 0.5, "unplannedFailover": 0.4, "commit": 0.2,
+           "reverseReplicate": 0.3, "initialReplication": 0.6, "stopVM": 0.2,
+           "testFailover": 0.2, "testFailoverCleanup": 0.1, "replicationInterval": 1}
+
+ENV = {**os.environ, "GIT_AUTHOR_NAME": "Ops", "GIT_AUTHOR_EMAIL": "ops@example.com",
+       "GIT_COMMITTER_NAME": "Ops", "GIT_COMMITTER_EMAIL": "ops@example.com"}
+
+
+def three_tier(site: str) -> str:
+    other = "rtm" if site == "ams" else "ams"
+    return THREE_TIER.replace("SITE->OTHER", f"{site}->{other}").replace("SITE", site)
+
+
+def git(cwd: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, env=ENV, capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)}: {done.stderr}")
+    return done.stdout.strip()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """Poll a real process's observable state until `check` returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+class Site:
+    """A git repository of specs, a clone the daemon watches, and a simulated fabric."""
+
+    def __init__(self, root: Path, timings: dict[str, float] | None = None) -> None:
+        self.root = root
+        self.upstream = root / "upstream"
+        self.upstream.mkdir()
+        git(self.upstream, "init", "-q", "-b", "main")
+        (self.upstream / "specs").mkdir()
+        (self.upstream / "specs" / "finance.yaml").write_text(three_tier("ams"))
+        (self.upstream / "specs" / "hr.yaml").write_text(OTHER_PLAN)
+        git(self.upstream, "add", "-A")
+        git(self.upstream, "commit", "-qm", "finance and hr at ams")
+        git(root, "clone", "-q", str(self.upstream), "watched")
+        self.watched = root / "watched"
+        self.specs = self.watched / "specs"
+        self.state = root / "state"
+        vms = ["sql01", "app01", "app02", "web01", "web02", "hr-web"]
+        inventory = {"sites": ["ams", "rtm"],
+                     "vms": [{"name": n, "activeSite": "ams", "replication": "ams->rtm"}
+                             for n in vms],
+                     "timings": {**TIMINGS, **(timings or {})}}
+        (root / "inventory.yaml").write_text(json.dumps(inventory))
+        self.drctl("fabric", "init", str(root / "inventory.yaml"))
+        self.metrics_port = free_port()
+        self.daemon: subprocess.Popen[str] | None = None
+        self.log = root / "daemon.log"
+
+    def commit(self, message: str, files: dict[str, str]) -> str:
+        for name, text in files.items():
+            (self.upstream / "specs" / name).write_text(text)
+        git(self.upstream, "commit", "-qam", message)
+        return git(self.upstream, "rev-parse", "HEAD")
+
+    def pull(self) -> float:
+        """`git pull` in the watched clone, as cron or a git-sync sidecar would; its start time."""
+        started = time.time()
+        git(self.watched, "pull", "-q", "--ff-only")
+        return started
+
+    def drctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, "-m", "reconciler", *args, "--state-dir",
+                               str(self.state)], capture_output=True, text=True, timeout=120,
+                              check=False)
+        if check and done.returncode != 0:
+            raise AssertionError(f"drctl {' '.join(args)} exited {done.returncode}: "
+                                 f"{done.stdout}{done.stderr}")
+        return done
+
+    def start(self, *extra: str) -> None:
+        with self.log.open("a") as log:
+            self.daemon = subprocess.Popen(
+                [sys.executable, "-m", "reconciler", "run", str(self.specs), "--state-dir",
+                 str(self.state), "--metrics-addr", f"127.0.0.1:{self.metrics_port}",
+                 "--poll-interval", "0.05", "--retry-backoff", "0.2", "--log-format", "json",
+                 *extra],
+                stdout=log, stderr=subprocess.STDOUT, text=True)
+        wait_until("the daemon to serve /metrics", self.metrics_text)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
+        assert self.daemon is not None
+        self.daemon.send_signal(sig)
+        code = self.daemon.wait(timeout=timeout)
+        self.daemon = None
+        return code
+
+    def metrics_text(self) -> str:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as response:
+                return str(response.read().decode())
+        except OSError:
+            return ""
+
+    def metric(self, name_and_labels: str) -> float | None:
+        for line in self.metrics_text().splitlines():
+            if line.startswith(name_and_labels + " "):
+                return float(line.split()[-1])
+        return None
+
+    def status(self) -> dict[str, Any]:
+        return json.loads(self.drctl("status", str(self.specs), "--output", "json").stdout)  # type: ignore[no-any-return]
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return json.loads(self.drctl("fabric", "show", "--output", "json").stdout)["jobs"]  # type: ignore[no-any-return]
+
+    def converged_at(self, site: str, plan: str = "finance") -> bool:
+        status = self.status()
+        vms = [vm for vm in status["vms"] if vm["plan"] == plan]
+        return all(vm["converged"] and vm["observed"]["activeSite"] == site for vm in vms)
+
+    def log_text(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""

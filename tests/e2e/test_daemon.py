@@ -1,0 +1,130 @@
+"""`drctl run` as a real process: git commits converge, crashes issue nothing twice,
+invalid revisions change nothing, drift is corrected, signals never cancel a job."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from harness import TIMINGS, Site, git, three_tier, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def at(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def journal_jobs(state: Path) -> list[tuple[str, str, str | None, str]]:
+    with sqlite3.connect(state / "journal.db") as db:
+        return db.execute("SELECT vm, operation, job_id, result FROM actions ORDER BY id").fetchall()
+
+
+def test_a_commit_moving_a_three_tier_plan_converges_within_its_critical_path(site: Site) -> None:
+    site.start()
+    wait_until("the first pass", lambda: site.metric("drctl_plan_converged{plan=\"finance\"}") == 1)
+    site.commit("fail finance over to rtm", {"finance.yaml": three_tier("rtm")})
+    pulled = site.pull()
+    wait_until("finance converged at rtm", lambda: site.converged_at("rtm"))
+    jobs = site.jobs()
+    finished = max(at(j["finishedAt"]) for j in jobs)
+    first_started = min(at(j["startedAt"]) for j in jobs)
+    # Critical path: dependents stopped in reverse order (3 groups), one failover per
+    # group in order, then the last group's commit and reverse replication.
+    critical = (3 * TIMINGS["stopVM"] + 3 * TIMINGS["plannedFailover"] + TIMINGS["commit"]
+                + TIMINGS["reverseReplicate"])
+    took = finished - pulled
+    assert took <= 1.1 * critical + 0.5, (took, critical)
+    assert first_started - pulled < 0.5
+    assert site.metric("drctl_plan_converged{plan=\"finance\"}") == 1
+    assert site.metric("drctl_convergence_duration_seconds_count{plan=\"finance\"}") == 1
+    assert site.metric("drctl_failover_data_loss_seconds_count{plan=\"finance\"}") == 5
+    assert site.metric("drctl_failover_data_loss_seconds_sum{plan=\"finance\"}") == 0
+    assert not [j for j in jobs if j["vm"] == "hr-web"]  # the other plan is untouched
+
+
+def test_sigkill_during_failovers_then_restart_issues_no_operation_twice(tmp_path: Path) -> None:
+    site = Site(tmp_path, timings={"plannedFailover": 2.0})
+    try:
+        site.start()
+        site.commit("fail finance over to rtm", {"finance.yaml": three_tier("rtm")})
+        site.pull()
+        wait_until("a planned failover in flight", lambda: [
+            j for j in site.jobs() if j["operation"] == "PlannedFailover" and not j["finishedAt"]])
+        site.stop(signal.SIGKILL)
+        site.start()
+        wait_until("finance converged at rtm", lambda: site.converged_at("rtm"), timeout=60)
+    finally:
+        if site.daemon is not None:
+            site.stop()
+    jobs = site.jobs()
+    per_step = Counter((j["vm"], j["operation"]) for j in jobs)
+    assert set(per_step.values()) == {1}, per_step
+    journal = journal_jobs(site.state)
+    assert sorted(job for _vm, _op, job, _res in journal if job) == sorted(j["id"] for j in jobs)
+    assert all(result == "succeeded" for *_rest, result in journal)
+
+
+def test_an_invalid_commit_changes_nothing_and_the_next_valid_one_converges(site: Site) -> None:
+    site.start()
+    broken = three_tier("rtm").replace("groups:", "grups:")
+    site.commit("a typo", {"finance.yaml": broken})
+    site.pull()
+    wait_until("drctl_spec_valid 0", lambda: site.metric("drctl_spec_valid") == 0)
+    assert "finance.yaml:8: unknown key 'grups'" in site.log_text()
+    time.sleep(0.5)  # a pass or two: nothing may start for the invalid revision
+    assert site.jobs() == []
+    assert site.drctl("status", str(site.specs), check=False).returncode == 2
+    site.commit("fix the typo", {"finance.yaml": three_tier("rtm")})
+    site.pull()
+    wait_until("finance converged at rtm", lambda: site.converged_at("rtm"))
+    assert site.metric("drctl_spec_valid") == 1
+
+
+def test_drift_made_by_hand_is_corrected_within_one_resync_interval(site: Site) -> None:
+    site.start("--resync", "2")
+    wait_until("the first pass", lambda: site.metric("drctl_plan_converged{plan=\"hr\"}") == 1)
+    site.drctl("fabric", "move", "hr-web", "rtm")
+    moved = time.time()
+    wait_until("hr-web back at ams", lambda: site.converged_at("ams", plan="hr"), timeout=30)
+    failback = 2 * TIMINGS["commit"] + TIMINGS["stopVM"] + TIMINGS["plannedFailover"] + \
+        TIMINGS["reverseReplicate"]
+    assert time.time() - moved <= 2 + failback + 2.0
+    operations = [j["operation"] for j in site.jobs() if j["vm"] == "hr-web"]
+    assert "PlannedFailover" in operations
+
+
+def test_sigterm_leaves_running_jobs_running_and_a_restart_picks_them_up(tmp_path: Path) -> None:
+    site = Site(tmp_path, timings={"plannedFailover": 3.0})
+    try:
+        site.start()
+        site.commit("fail finance over to rtm", {"finance.yaml": three_tier("rtm")})
+        site.pull()
+        running = wait_until("a planned failover in flight", lambda: [
+            j for j in site.jobs() if j["operation"] == "PlannedFailover" and not j["finishedAt"]])
+        asked = time.monotonic()
+        assert site.stop(signal.SIGTERM) == 0
+        assert time.monotonic() - asked < 5
+        still = {j["id"]: j for j in site.jobs()}
+        assert still[running[0]["id"]]["state"] in {"Running", "Succeeded"}
+        assert still[running[0]["id"]]["state"] != "Failed"
+        site.start()
+        wait_until("finance converged at rtm", lambda: site.converged_at("rtm"), timeout=60)
+    finally:
+        if site.daemon is not None:
+            site.stop()
+    per_step = Counter((j["vm"], j["operation"]) for j in site.jobs())
+    assert set(per_step.values()) == {1}, per_step
+
+
+def test_the_daemon_and_apply_never_act_at_once(site: Site) -> None:
+    site.start()
+    done = site.drctl("apply", str(site.specs), check=False)
+    assert done.returncode == 3
+    assert "drctl run (pid" in done.stderr
+    assert git(site.watched, "status", "--porcelain") == ""
