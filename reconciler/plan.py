@@ -230,6 +230,8 @@ class _PlanContext:
         # readiness and the reason they are converged are worked out once.
         self._readiness_of: dict[state.Replication | None, Readiness] = {}
         self._converged_reasons: dict[tuple[str, tuple[str, str] | None], str] = {}
+        self._last_replication: state.Replication | None = None
+        self._last_readiness = self._readiness_of_replication(None)
 
     @functools.cached_property
     def desired(self) -> dict[str, spec.DesiredVM]:
@@ -281,7 +283,7 @@ class _PlanContext:
     # --- the decision for one VM -------------------------------------------
 
     def decide(self, vm: spec.DesiredVM) -> VMPlan:
-        o = self._obs(vm.name)
+        o = self.observed.vms.get(vm.name)
         if o is not None and _placed(vm, o) and _protected(vm, o):
             # What `_result` makes of every decision for such a VM, whatever
             # else holds (a job running, say): most VMs, most of the time.
@@ -319,9 +321,12 @@ class _PlanContext:
 
     def _readiness(self, o: state.ObservedVM | None) -> Readiness:
         rep = None if o is None else o.replication
+        if rep is self._last_replication:  # a provider may share one value among VMs
+            return self._last_readiness
         readiness = self._readiness_of.get(rep)
         if readiness is None:
             readiness = self._readiness_of[rep] = self._readiness_of_replication(rep)
+        self._last_replication, self._last_readiness = rep, readiness
         return readiness
 
     def _readiness_of_replication(self, rep: state.Replication | None) -> Readiness:
