@@ -10,14 +10,20 @@ prints `AuditEntry.to_json()` or `text_lines`.
 As the daemon does, an invalid revision changes nothing: it is reported with
 its problems and the next change is measured from the last valid revision.
 
-Cost: each distinct (path, blob) is read and validated once; a revision
-costs a keyed comparison of its VMs with the last valid revision, and only
-the VMs that differ go through DeepDiff (perf-notes.md).
+Cost: each distinct (path, blob) is read and validated once, and its VMs'
+states built once; a revision then costs a keyed comparison of its VMs with
+the last valid revision (perf-notes.md), and only the VMs that differ are
+compared field by field. A VM's state is five scalars, so that comparison is
+exact; DeepDiff, which the issue suggested, takes ~0.2 ms a VM, 2-3 s of a
+10,000-commit history, for the same answer (bench/audit_scale.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,6 +35,11 @@ from reconciler import errors, history, journal, spec
 # A VM's effective desired state as the JSON names its fields, in VMState's order.
 FIELDS = ("activeSite", "replication", "allowDataLoss", "group", "plan")
 Change = dict[str, tuple[Any, Any]]  # field -> (old, new); None where the VM did not exist
+_Key = tuple[str, str]  # (path relative to the spec directory, blob sha)
+
+# Validated files kept for a revert to meet again (more when a revision has
+# more files): a few MB for plans of a few hundred VMs.
+_CACHED_FILES = 512
 
 
 class VMState(NamedTuple):
@@ -105,17 +116,22 @@ def audit_history(
     commits = history.spec_commits(repo, tip, since)
     if not commits:
         return []
+    records = _Records.read(state_dir)
+    mapped = _revisions_by_commit(repo, tip, since, commits, records)
     specs = _Specs(repo, specs_dir)
     cursor = _Cursor(specs)
     start = history.parent(repo, commits[0].sha) if since is not None else None
     if start is not None:
         cursor.tree = history.spec_tree(repo, start)
-    specs.fetch([*cursor.tree.values(), *_blobs(commits)])
-    if start is not None:
-        cursor.valid = _valid_state_at(repo, specs, start, cursor.tree)
-    records = _Records.read(state_dir)
-    mapped = _revisions_by_commit(repo, tip, since, commits, records)
-    entries = _replay(commits, cursor, records, mapped)
+    with specs.streaming([*sorted(cursor.tree.items()), *_keys(commits)]), _gc_paused():
+        if start is not None:
+            base = specs.state(cursor.tree)
+            if isinstance(base, list):
+                cursor.problems = base
+                cursor.valid = _last_valid_before(repo, specs_dir, start)
+            else:
+                cursor.valid = base
+        entries = _replay(commits, cursor, records, mapped)
     if vm is not None:
         entries = [e for e in entries if e.vm == vm]
     return entries
@@ -165,63 +181,97 @@ class _File:
     text: str
     plans: list[spec.PlanSpec]
     problems: list[errors.SpecProblem]
+    vms: dict[str, VMState] = field(default_factory=dict)
 
 
 class _Specs:
-    """Validates the files of revisions, each distinct (path, blob) once."""
+    """Validates the files of revisions, each (path, blob) once while it stays cached."""
 
     def __init__(self, repo: history.Repo, specs_dir: Path) -> None:
         self._repo = repo
         self._dir = specs_dir
-        self._blobs: dict[str, bytes] = {}
-        self._files: dict[tuple[str, str], _File] = {}
+        # Least recently used first. Bounded, so that memory follows the size
+        # of the specs rather than the length of the history.
+        self._files: OrderedDict[_Key, _File] = OrderedDict()
+        self._stream: history.BlobStream | None = None
+        self._position: dict[_Key, int] = {}  # each key's place in the stream
+        self._read = 0  # blobs taken from the stream so far
+        self._names: dict[str, str] = {}  # path -> the name problems are reported under
 
-    def fetch(self, shas: Iterable[str]) -> None:
-        """Read blobs ahead, all in one git process."""
-        self._blobs.update(history.read_blobs(self._repo, (s for s in shas
-                                                           if s not in self._blobs)))
+    @contextlib.contextmanager
+    def streaming(self, keys: Iterable[_Key]) -> Iterator[None]:
+        """Read the blobs of `keys` from one git process, in the order the replay meets them."""
+        order = list(dict.fromkeys(keys))
+        self._position = {key: i for i, key in enumerate(order)}
+        self._read = 0
+        with history.BlobStream(self._repo, [sha for _, sha in order]) as stream:
+            self._stream = stream
+            try:
+                yield
+            finally:
+                self._stream = None
 
     def state(self, tree: Mapping[str, str]) -> dict[str, VMState] | list[str]:
         """Each VM's effective state in a revision made of `tree`, or its problems."""
-        plans: list[spec.PlanSpec] = []
-        texts: dict[str, str] = {}
-        problems: list[errors.SpecProblem] = []
-        for path in sorted(tree):
-            file = self._file(path, tree[path])
-            texts[file.name] = file.text
-            plans.extend(file.plans)
-            problems.extend(file.problems)
-        if not problems:
+        files = [self._file(path, blob, len(tree)) for path, blob in sorted(tree.items())]
+        problems = [problem for file in files for problem in file.problems]
+        # One file was checked whole by load_text; several need the rules
+        # across files (a plan or VM name in two of them).
+        if not problems and len(files) > 1:
             try:
-                desired = spec.combine(plans, texts)
+                spec.combine([p for file in files for p in file.plans],
+                             {file.name: file.text for file in files})
             except errors.SpecError as exc:
                 problems = exc.problems
         if problems:
             return [str(p) for p in sorted(problems)]
-        return {
-            vm.name: VMState(vm.active_site, vm.replication_text, vm.allow_data_loss, vm.group,
-                             vm.plan)
-            for vm in desired.vms()
-        }
+        if len(files) == 1:
+            return files[0].vms  # shared, never mutated
+        merged: dict[str, VMState] = {}
+        for file in files:
+            merged.update(file.vms)
+        return merged
 
-    def _file(self, path: str, blob: str) -> _File:
+    def _file(self, path: str, blob: str, in_tree: int) -> _File:
         key = (path, blob)
-        if key not in self._files:
-            self._files[key] = self._validate(str(self._dir / path), blob)
-        return self._files[key]
+        file = self._files.get(key)
+        if file is not None:
+            self._files.move_to_end(key)
+            return file
+        if path not in self._names:
+            self._names[path] = str(self._dir / path)
+        file = self._files[key] = self._validate(self._names[path], self._contents(key))
+        while len(self._files) > max(_CACHED_FILES, 2 * in_tree):
+            self._files.popitem(last=False)
+        return file
 
-    def _validate(self, name: str, blob: str) -> _File:
-        if blob not in self._blobs:
-            self.fetch([blob])
+    def _contents(self, key: _Key) -> bytes:
+        position = self._position.get(key, -1)
+        if self._stream is not None and position >= self._read:
+            while self._read <= position:  # past blobs nobody asked for, if any
+                _sha, contents = self._stream.read()
+                self._read += 1
+            return contents
+        # Met again after it left the cache: one more git process.
+        return history.read_blobs(self._repo, [key[1]])[key[1]]
+
+    def _validate(self, name: str, contents: bytes) -> _File:
         try:
-            text = self._blobs[blob].decode("utf-8")
+            text = contents.decode("utf-8")
         except UnicodeDecodeError as exc:
             problem = errors.SpecProblem(name, 1, f"cannot read the file: {exc}")
             return _File(name, "", [], [problem])
         try:
-            return _File(name, text, spec.load_text(name, text), [])
+            plans = spec.load_text(name, text)
         except errors.SpecError as exc:
             return _File(name, text, [], exc.problems)
+        vms = {
+            vm.name: VMState(vm.active_site, vm.replication_text, vm.allow_data_loss, vm.group,
+                             vm.plan)
+            for plan in plans
+            for vm in plan.vms
+        }
+        return _File(name, text, plans, [], vms)
 
 
 @dataclass
@@ -296,62 +346,60 @@ def _replay(
     return entries
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    # What we build here lives until the end and holds no cycles; a cyclic GC
+    # pass every few thousand allocations would scan all of it again, each
+    # time (2.7 s of 8 s at 10,000 commits). spec.load_text pauses it only
+    # while it runs.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _changes(old: dict[str, VMState], new: dict[str, VMState]) -> dict[str, Change]:
     """Per VM whose effective state differs: field -> (old, new)."""
+    if old is new:
+        return {}
+    # The keyed comparison, in C: (name, state) pairs in one revision only.
+    differing = {name for name, _ in old.items() ^ new.items()}
     found: dict[str, Change] = {}
-    for name in old.keys() | new.keys():
+    for name in differing:
         before, after = old.get(name), new.get(name)
-        if before == after:
-            continue
-        if before is None:
-            found[name] = {f: (None, v) for f, v in zip(FIELDS, after or (), strict=True)}
-        elif after is None:
+        if before is None and after is not None:
+            found[name] = {f: (None, v) for f, v in zip(FIELDS, after, strict=True)}
+        elif after is None and before is not None:
             found[name] = {f: (v, None) for f, v in zip(FIELDS, before, strict=True)}
-        else:
-            found[name] = _field_changes(before, after)
+        elif before is not None and after is not None:
+            found[name] = {f: (b, a) for f, b, a in zip(FIELDS, before, after, strict=True)
+                           if b != a}
     return found
 
 
-def _field_changes(before: VMState, after: VMState) -> Change:
-    # Imported here: deepdiff costs ~0.1 s to import (perf-notes.md) and only
-    # a history with changed VMs needs it.
-    from deepdiff import DeepDiff  # noqa: PLC0415
+def _last_valid_before(repo: history.Repo, specs_dir: Path, commit: str) -> dict[str, VMState]:
+    """The last valid state up to `commit`, by replaying its whole history.
 
-    old = dict(zip(FIELDS, before, strict=True))
-    new = dict(zip(FIELDS, after, strict=True))
-    # threshold_to_diff_deeper=0: always report the fields, never "the whole
-    # mapping changed" when many of them did.
-    diff = DeepDiff(old, new, view="tree", threshold_to_diff_deeper=0)
-    changed: set[str] = set()
-    for levels in diff.values():
-        for level in levels:
-            path = level.path(output_format="list")
-            changed.update([str(path[0])] if path else FIELDS)
-    return {f: (old[f], new[f]) for f in FIELDS if f in changed and old[f] != new[f]}
-
-
-def _valid_state_at(
-    repo: history.Repo, specs: _Specs, commit: str, tree: dict[str, str]
-) -> dict[str, VMState]:
-    """The state in force at `commit`: its own if valid, else the last valid before it."""
-    state = specs.state(tree)
-    if not isinstance(state, list):
-        return state
-    # Rare: the --since window opens on an invalid revision. Replay what
-    # came before it to find the last valid one.
+    Only for the rare --since window that opens on an invalid revision.
+    """
     earlier = history.spec_commits(repo, commit)
-    specs.fetch(_blobs(earlier))
-    cursor = _Cursor(specs)
-    for past in earlier:
-        cursor.step(past)
+    past = _Specs(repo, specs_dir)
+    cursor = _Cursor(past)
+    with past.streaming(_keys(earlier)):
+        for previous in earlier:
+            cursor.step(previous)
     return cursor.valid
 
 
-def _blobs(commits: list[history.Commit]) -> Iterator[str]:
+def _keys(commits: list[history.Commit]) -> Iterator[_Key]:
+    """The (path, blob) of every file the commits set, in order."""
     for commit in commits:
-        for _path, blob in commit.changes:
+        for path, blob in commit.changes:
             if blob is not None:
-                yield blob
+                yield path, blob
 
 
 def _revisions_by_commit(

@@ -4,8 +4,9 @@
 commit. One git process per commit costs ~2.7 ms (perf-notes.md), 27 s for
 10,000 commits, so the commits and the spec blobs each one changed come from
 one `git log --raw`, and the contents of every blob from one
-`git cat-file --batch`. `git ls-tree` gives the files a `--since` window
-starts from.
+`git cat-file --batch` (`BlobStream`), read back one at a time so that memory
+holds a blob, not the history. `git ls-tree` gives the files a `--since`
+window starts from.
 
 Only the first-parent chain of HEAD is read: it is the sequence of revisions
 a daemon following the branch sees, and diffing each merge against its first
@@ -15,11 +16,14 @@ files exactly.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
+from types import TracebackType
 
 from reconciler import errors, spec
 
@@ -117,22 +121,78 @@ def spec_tree(repo: Repo, rev: str) -> dict[str, str]:
 
 
 def read_blobs(repo: Repo, shas: Iterable[str]) -> dict[str, bytes]:
-    """The contents of `shas`, all through one `git cat-file --batch`."""
+    """The contents of `shas`, all at once, through one `git cat-file --batch`."""
     wanted = list(dict.fromkeys(shas))
     if not wanted:
         return {}
-    out = _git(repo.top, "cat-file", "--batch", stdin="\n".join(wanted) + "\n")
-    blobs: dict[str, bytes] = {}
-    pos = 0
-    for _ in wanted:
-        eol = out.index(b"\n", pos)
-        header = out[pos:eol].decode().split(" ")
+    with BlobStream(repo, wanted) as stream:
+        return dict(stream.read() for _ in wanted)
+
+
+class BlobStream:
+    """The contents of blobs, in an order fixed up front, from one `git cat-file --batch`.
+
+    A thread writes every sha while the caller reads the contents back one at
+    a time: one thread doing both would deadlock once git's output fills the
+    pipe. Use as a context manager; leaving it stops git.
+    """
+
+    def __init__(self, repo: Repo, shas: list[str]) -> None:
+        self.remaining = len(shas)
+        try:
+            self._git = subprocess.Popen(
+                ["git", "cat-file", "--batch"], cwd=repo.top, stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except OSError as exc:
+            raise errors.GitError(f"cannot run git in {repo.top}: {exc}") from exc
+        self._feeder = threading.Thread(target=self._feed, args=(shas,), daemon=True)
+        self._feeder.start()
+
+    def _feed(self, shas: list[str]) -> None:
+        assert self._git.stdin is not None  # noqa: S101 (Popen with stdin=PIPE)
+        # A broken pipe means git stopped: read() reports why.
+        with contextlib.suppress(OSError):
+            for start in range(0, len(shas), 1024):
+                self._git.stdin.write("".join(f"{s}\n" for s in shas[start:start + 1024])
+                                      .encode())
+        with contextlib.suppress(OSError):
+            self._git.stdin.close()
+
+    def read(self) -> tuple[str, bytes]:
+        """The next blob: (sha, contents)."""
+        assert self._git.stdout is not None  # noqa: S101 (Popen with stdout=PIPE)
+        line = self._git.stdout.readline()
+        header = line.decode(errors="replace").split()
         if len(header) != 3:
-            raise errors.GitError(f"git cat-file: cannot read {header[0]}: {' '.join(header)}")
+            raise errors.GitError(f"git cat-file --batch: {self._why(line)}")
         size = int(header[2])
-        blobs[header[0]] = out[eol + 1 : eol + 1 + size]
-        pos = eol + 1 + size + 1  # content, then a newline
-    return blobs
+        contents = self._git.stdout.read(size)
+        self._git.stdout.read(1)  # the newline after the contents
+        self.remaining -= 1
+        return header[0], contents
+
+    def _why(self, line: bytes) -> str:
+        if line:  # `<sha> missing`, `<sha> ambiguous`
+            return line.decode(errors="replace").strip()
+        self._git.wait()  # no more output: git has stopped
+        assert self._git.stderr is not None  # noqa: S101 (Popen with stderr=PIPE)
+        return self._git.stderr.read().decode(errors="replace").strip() or "git stopped"
+
+    def close(self) -> None:
+        if self._git.poll() is None:
+            self._git.kill()
+        self._git.wait()
+        self._feeder.join()
+        for pipe in (self._git.stdout, self._git.stderr):
+            if pipe is not None:
+                pipe.close()
+
+    def __enter__(self) -> BlobStream:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
 
 
 def _since(since: datetime | None) -> list[str]:
@@ -147,6 +207,7 @@ def _parse_log(out: bytes, prefix: str) -> list[Commit]:
     commits: list[Commit] = []
     header: list[str] | None = None
     changes: list[tuple[str, str | None]] = []
+    paths: dict[bytes, str | None] = {}  # the same few paths recur in every commit
     i = 0
     while i < len(tokens):
         token = tokens[i].lstrip(b"\n")
@@ -160,7 +221,10 @@ def _parse_log(out: bytes, prefix: str) -> list[Commit]:
         elif token.startswith(b":"):
             # :old_mode new_mode old_sha new_sha status, then the path
             _old_mode, new_mode, _old, new, _status = token[1:].decode().split(" ")
-            path = _spec_path(tokens[i + 1], prefix)
+            raw = tokens[i + 1]
+            if raw not in paths:
+                paths[raw] = _spec_path(raw, prefix)
+            path = paths[raw]
             if path is not None:
                 blob = new if new_mode in _FILE_MODES and new != _NO_BLOB else None
                 changes.append((path, blob))
@@ -186,11 +250,10 @@ def _spec_path(raw: bytes, prefix: str) -> str | None:
     return relative if spec.is_spec_path(PurePosixPath(relative)) else None
 
 
-def _git(cwd: Path, *args: str, stdin: str | None = None) -> bytes:
+def _git(cwd: Path, *args: str) -> bytes:
     command = ["git", "--literal-pathspecs", "-c", "log.showSignature=false", *args]
     try:
-        done = subprocess.run(command, cwd=cwd, input=None if stdin is None else stdin.encode(),
-                              capture_output=True, check=False)
+        done = subprocess.run(command, cwd=cwd, capture_output=True, check=False)
     except OSError as exc:
         raise errors.GitError(f"cannot run git in {cwd}: {exc}") from exc
     if done.returncode != 0:

@@ -349,3 +349,39 @@ def test_a_repository_without_commits_has_an_empty_audit(
     repo: Repo, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     assert audit(capsys, str(repo.specs), "--state-dir", str(tmp_path)) == []
+
+
+def test_a_merged_branch_is_one_revision_with_its_net_change(
+    repo: Repo, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The daemon following main sees the merge, not the branch's commits."""
+    repo.commit("Protect finance", "alice", T0, {"specs/finance.yaml": PLAN})
+    repo.git("checkout", "-q", "-b", "dr-test")
+    repo.commit("Move sql01", "bob", T0 + timedelta(hours=1), {"specs/finance.yaml": MOVED})
+    repo.commit("Move web01 too", "bob", T0 + timedelta(hours=2), {
+        "specs/finance.yaml": MOVED.replace("    - name: web01\n",
+                                            "    - name: web01\n      activeSite: rtm\n")})
+    repo.git("checkout", "-q", "main")
+    repo.commit("Unrelated", "carol", T0 + timedelta(hours=3), {"README": "hello\n"})
+    env = {**os.environ, "GIT_AUTHOR_NAME": "carol", "GIT_AUTHOR_EMAIL": "c@example.com",
+           "GIT_COMMITTER_NAME": "carol", "GIT_COMMITTER_EMAIL": "c@example.com",
+           "GIT_AUTHOR_DATE": (T0 + timedelta(hours=4)).isoformat(),
+           "GIT_COMMITTER_DATE": (T0 + timedelta(hours=4)).isoformat()}
+    repo.git("merge", "-q", "--no-ff", "-m", "Merge the DR test", "dr-test", env=env)
+    merge = repo.git("rev-parse", "HEAD")
+
+    got = audit(capsys, str(repo.specs), "--state-dir", str(tmp_path))
+
+    assert [(e["revision"], e["message"], e["vm"], e["change"]["activeSite"]) for e in got[2:]] == [
+        (merge, "Merge the DR test", "sql01", ["ams", "rtm"]),
+        (merge, "Merge the DR test", "web01", ["ams", "rtm"]),
+    ]
+
+
+def test_spec_files_with_spaces_in_their_names_are_read(
+    repo: Repo, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    repo.commit("Protect finance", "alice", T0, {"specs/finance plan.yaml": PLAN})
+    repo.commit("Move sql01", "bob", T0 + timedelta(hours=1), {"specs/finance plan.yaml": MOVED})
+    got = audit(capsys, str(repo.specs), "--vm", "sql01", "--state-dir", str(tmp_path))
+    assert [e["change"]["activeSite"] for e in got] == [[None, "ams"], ["ams", "rtm"]]
