@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DRCTL_STATE_DIR ?= .drctl
 
-.PHONY: run test lint clean bench
+.PHONY: run test lint clean bench system-deps
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "drctl needs Python 3.11+"'
@@ -23,11 +23,26 @@ lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests bench
 	$(BIN)/mypy reconciler
 
-test: lint
+# The tests run real Prometheus and promtool (Debian package `prometheus`) and git.
+system-deps:
+	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1 \
+	    || ! command -v git >/dev/null 2>&1; then \
+	  echo "installing prometheus and git with apt-get"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	    prometheus git >/dev/null; \
+	fi
+
+test: system-deps lint
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python bench/plan_scale.py
+	$(BIN)/python bench/sim_scale.py
+	$(BIN)/python bench/metrics_scale.py
+	$(BIN)/python bench/audit_scale.py
+	$(BIN)/python bench/reaction.py
 
 clean:
 	rm -rf $(VENV) .drctl .mypy_cache .pytest_cache .ruff_cache

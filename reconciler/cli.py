@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.add_argument("--max-attempts", type=int, default=3,
                          help="failed attempts per VM, operation and revision before Blocked")
     run_cmd.add_argument("--log-format", choices=["text", "json"], default="text")
+    run_cmd.add_argument("--no-watch", action="store_true",
+                         help="do not watch the files (e.g. on NFS, without inotify): changes "
+                         "are then seen at each resync")
     state_dir_arg(run_cmd)
     run_cmd.set_defaults(handler=_run)
 
@@ -321,7 +324,8 @@ def _run(args: argparse.Namespace) -> int:
     settings = execute.Settings(poll_interval=args.poll_interval,
                                 backoff_base=args.retry_backoff, max_attempts=args.max_attempts)
     config = daemon.Config(args.specs_dir, args.state_dir, resync=args.resync,
-                           poll_interval=args.poll_interval, settings=settings)
+                           poll_interval=args.poll_interval, settings=settings,
+                           watch=not args.no_watch)
     runner = daemon.Daemon(config, provider, wall, collected)
     runner.install_signal_handlers()
     try:

@@ -53,6 +53,7 @@ class Config:
     resync: float = 30.0
     poll_interval: float = 0.1
     settings: execute.Settings = dataclasses.field(default_factory=execute.Settings)
+    watch: bool = True  # False: changes are seen only at each resync (no inotify)
 
 
 @dataclasses.dataclass
@@ -101,7 +102,8 @@ class Daemon:
         with self._lock():
             self.prepare()
             watcher = threading.Thread(target=self._watch, name="drctl-watch", daemon=True)
-            watcher.start()
+            if self.config.watch:
+                watcher.start()
             next_resync = self.clock.now()
             try:
                 while not self.stop.is_set():
@@ -116,7 +118,8 @@ class Daemon:
             finally:
                 self.stop.set()
                 self._write_daemon_file(running=False)
-                watcher.join(timeout=2)
+                if watcher.is_alive():
+                    watcher.join(timeout=2)
         log.info("stopped; jobs still running in the fabric were left running")
         return 0
 
