@@ -16,7 +16,8 @@ Measured, as the median of 5 runs (3 at 100k):
 - plan: `plan.build_plan`;
 - render: the JSON text `drctl plan --output json` prints (`report.plan_json_lines`);
 - the whole `drctl plan SPECS --output json --state-dir DIR` process: wall
-  time, and peak RSS of that child alone (`os.wait4` on its pid), stdout to a file.
+  time, and peak RSS of that process alone (`os.wait4` on its pid, from a
+  small intermediate process: see `_MEASURE`), stdout to a file.
 
 The naive baseline, in the same run: PyYAML's C loader (`yaml.CSafeLoader`)
 on the same spec, then one DeepDiff of {vm: {activeSite, replication}} built
@@ -32,7 +33,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -123,27 +123,37 @@ def median_seconds(runs: int, action: Callable[[], object]) -> float:
     times = []
     for _ in range(runs):
         began = time.perf_counter()
-        action()
+        result = action()
         times.append(time.perf_counter() - began)
+        del result  # freeing it is not part of the step
     return statistics.median(times)
 
 
+# Spawns ARGV, waits, and prints its wall seconds, peak RSS and exit code on
+# stderr. A small process in between because Linux counts in a child's peak
+# RSS the memory of the process that forked it (the high-water mark of the
+# address space it leaves at exec): from this benchmark's big heap, every
+# child would seem to need it.
+_MEASURE = """\
+import os, sys, time
+began = time.perf_counter()
+pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+print(time.perf_counter() - began, usage.ru_maxrss, os.waitstatus_to_exitcode(status),
+      file=sys.stderr)
+"""
+
+
 def run_process(argv: list[str], stdout: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process, its own and no other's."""
+    """Wall seconds and peak RSS (MB) of one run of `argv`, its own and no other's."""
     with stdout.open("wb") as out:
-        began = time.perf_counter()
-        child = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE)
-        # wait4 reports the rusage of this child alone (RUSAGE_CHILDREN would
-        # be the maximum over every child reaped so far).
-        _, status, usage = os.wait4(child.pid, 0)
-        seconds = time.perf_counter() - began
-    child.returncode = os.waitstatus_to_exitcode(status)
-    assert child.stderr is not None
-    errors = child.stderr.read().decode()
-    child.stderr.close()
-    if child.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} exited {child.returncode}:\n{errors}")
-    return seconds, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+        done = subprocess.run([sys.executable, "-c", _MEASURE, *argv], stdout=out,
+                              stderr=subprocess.PIPE, check=False)
+    *errors, last = done.stderr.decode().splitlines() or [""]
+    seconds, max_rss_kib, code = last.split()
+    if done.returncode != 0 or code != "0":
+        raise SystemExit(f"{' '.join(argv)} exited {code}:\n" + "\n".join(errors))
+    return float(seconds), int(max_rss_kib) / 1024
 
 
 def measure_drctl(figures: Figures, specs: Path, state_dir: Path, runs: int) -> None:
@@ -274,7 +284,11 @@ def print_table(all_figures: list[Figures]) -> None:
 
 
 def _ratio(naive: float, ours: float) -> str:
-    return f"{naive / ours:.0f}x faster" if ours > 0 else "-"
+    if naive <= 0 or ours <= 0:
+        return "-"
+    if naive >= ours:
+        return f"{naive / ours:.1f}x faster"
+    return f"{ours / naive:.1f}x slower"
 
 
 def main() -> None:
