@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.add_argument("--max-attempts", type=int, default=3,
                          help="failed attempts per VM, operation and revision before Blocked")
     run_cmd.add_argument("--log-format", choices=["text", "json"], default="text")
+    run_cmd.add_argument("--git-notes", action="store_true",
+                         help="attach the DR outcome of each converged or blocked commit as a "
+                         "git note under refs/notes/drctl")
     run_cmd.add_argument("--no-watch", action="store_true",
                          help="do not watch the files (e.g. on NFS, without inotify): changes "
                          "are then seen at each resync")
@@ -142,6 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("drctl: interrupted", file=sys.stderr)
         return errors.EXIT_RUNTIME
+    except BrokenPipeError:
+        # The reader went away (`drctl status | head`): nothing left to say to it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return errors.EXIT_OK
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -326,7 +333,8 @@ def _run(args: argparse.Namespace) -> int:
     config = daemon.Config(args.specs_dir, args.state_dir, resync=args.resync,
                            poll_interval=args.poll_interval, settings=settings,
                            watch=not args.no_watch)
-    runner = daemon.Daemon(config, provider, wall, collected)
+    on_revision = daemon.note_outcome(args.specs_dir) if args.git_notes else None
+    runner = daemon.Daemon(config, provider, wall, collected, on_revision)
     runner.install_signal_handlers()
     try:
         return runner.run()

@@ -29,13 +29,17 @@ from typing import Any
 import watchfiles
 
 from reconciler import clock as clocks
-from reconciler import execute, journal, lock, plan, revision, spec
+from reconciler import execute, journal, lock, notes, plan, revision, spec
 from reconciler import metrics as metrics_
-from reconciler.errors import LockHeldError, SpecError
+from reconciler.errors import GitError, LockHeldError, SpecError
 from reconciler.plan import Phase
 from reconciler.providers import base
 
 log = logging.getLogger("drctl")
+
+# Told once per revision in force when it has converged or is stuck: the
+# revision, the last plan, and the journal's actions for that revision.
+OnRevision = Callable[[str, plan.Plan, list[journal.Entry]], None]
 
 IN_FORCE_DIR = "in-force"
 DAEMON_FILE = "daemon.json"
@@ -75,14 +79,14 @@ class Daemon:
         provider: base.Provider,
         clock: clocks.Clock,
         metrics: metrics_.Metrics | None = None,
-        on_revision: Callable[[str, plan.Plan], None] | None = None,
+        on_revision: OnRevision | None = None,
     ) -> None:
         self.config = config
         self.provider = provider
         self.clock = clock
         self.metrics = metrics or metrics_.Metrics()
         # Called once per revision in force when it has converged or is blocked.
-        self.on_revision = on_revision or (lambda _revision, _plan: None)
+        self.on_revision = on_revision or (lambda _revision, _plan, _entries: None)
         self._outcome_told: tuple[str, bool] | None = None
         self.stop = threading.Event()
         self.wake = threading.Event()
@@ -351,7 +355,8 @@ class Daemon:
         told = (self.in_force.revision, outcome)
         if self._outcome_told != told:
             self._outcome_told = told
-            self.on_revision(self.in_force.revision, built)
+            rev = self.in_force.revision
+            self.on_revision(rev, built, self._journal.entries(revision=rev))
 
     def _next_wait(self, built: plan.Plan) -> float:
         assert self._executor is not None  # noqa: S101
@@ -421,6 +426,28 @@ class Daemon:
                     raise
                 continue
             return stack
+
+
+def note_outcome(specs_dir: Path) -> OnRevision:
+    """For `--git-notes`: attach what drctl did for a commit as a note on it."""
+
+    def attach(rev: str, built: plan.Plan, entries: list[journal.Entry]) -> None:
+        if not revision.is_commit(rev):
+            return  # dirty files or no git: there is no commit to annotate
+        blocked = {f"{vp.plan}/{vp.name}": vp.reason for vp in built.vms
+                   if vp.phase is Phase.BLOCKED}
+        outcome = "converged" if built.converged else "blocked"
+        text = notes.summarise(rev, entries, outcome, blocked)
+        try:
+            notes.attach(specs_dir, rev, text)
+        except GitError as exc:
+            log.warning("could not attach the git note to %s: %s", rev, exc,
+                        extra={"event": "git_note_failed", "revision": rev})
+            return
+        log.info("git note attached to %s: %s", rev, outcome,
+                 extra={"event": "git_note", "revision": rev, "outcome": outcome})
+
+    return attach
 
 
 def _moves(

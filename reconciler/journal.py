@@ -149,8 +149,14 @@ class Journal:
         ).fetchall()
         return [_entry(row) for row in rows]
 
-    def entries(self) -> list[Entry]:
-        rows = self._db.execute(f"SELECT {_COLUMNS} FROM actions ORDER BY id").fetchall()  # noqa: S608
+    def entries(self, revision: str | None = None) -> list[Entry]:
+        """Every action, oldest first; only those of `revision` when given."""
+        if revision is None:
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM actions ORDER BY id").fetchall()  # noqa: S608
+        else:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM actions WHERE revision = ? ORDER BY id",  # noqa: S608
+                (revision,)).fetchall()
         return [_entry(row) for row in rows]
 
     def attempts(

@@ -26,6 +26,11 @@ class Revision:
         return self.id
 
 
+def is_commit(revision_id: str) -> bool:
+    """Whether a revision id names a commit (not dirty files, not a content hash)."""
+    return len(revision_id) == 40 and all(c in "0123456789abcdef" for c in revision_id)
+
+
 def spec_revision(specs_dir: Path) -> Revision:
     """The revision of the specs under `specs_dir` as it is on disk now."""
     commit = _git(specs_dir, "rev-parse", "--verify", "-q", "HEAD")

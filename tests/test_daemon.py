@@ -53,7 +53,7 @@ class Setup:
         d = daemon.Daemon(daemon.Config(self.specs, self.state, resync=30.0,
                                         settings=execute.Settings(backoff_base=1.0)),
                           self.fabric, self.clock, metrics.Metrics(),
-                          on_revision=lambda rev, built: self.outcomes.append(
+                          on_revision=lambda rev, built, _entries: self.outcomes.append(
                               (rev, built.converged)))
         d.prepare()
         return d

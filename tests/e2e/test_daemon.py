@@ -3,12 +3,15 @@ invalid revisions change nothing, drift is corrected, signals never cancel a job
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
+import subprocess
 import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from harness import TIMINGS, Site, git, three_tier, wait_until
@@ -128,3 +131,46 @@ def test_the_daemon_and_apply_never_act_at_once(site: Site) -> None:
     assert done.returncode == 3
     assert "drctl run (pid" in done.stderr
     assert git(site.watched, "status", "--porcelain") == ""
+
+
+def test_fail_over_and_back_by_commits_is_audited_and_noted_in_git(site: Site) -> None:
+    site.start("--git-notes")
+    over = site.commit("fail finance over to rtm", {"finance.yaml": three_tier("rtm")})
+    site.pull()
+    wait_until("finance converged at rtm", lambda: site.converged_at("rtm"))
+    wait_until("the note on the failover commit",
+               lambda: "drctl: converged" in git_note(site, over))
+    assert site.metric("drctl_plan_converged{plan=\"finance\"}") == 1
+    assert site.metric(f"drctl_spec_revision_info{{revision=\"{over}\"}}") == 1
+    back = site.commit("fail finance back to ams", {"finance.yaml": three_tier("ams")})
+    site.pull()
+    wait_until("finance converged at ams", lambda: site.converged_at("ams"))
+    wait_until("the note on the failback commit",
+               lambda: "drctl: converged" in git_note(site, back))
+    assert site.metric("drctl_convergence_duration_seconds_count{plan=\"finance\"}") == 2
+
+    audit = json.loads(site.drctl("audit", str(site.specs), "--output", "json").stdout)
+    by_commit: dict[str, list[dict[str, Any]]] = {}
+    for entry in audit:
+        by_commit.setdefault(entry["revision"], []).append(entry)
+    for sha, site_name in ((over, "rtm"), (back, "ams")):
+        entries = {e["vm"]: e for e in by_commit[sha]}
+        assert sorted(entries) == ["app01", "app02", "sql01", "web01", "web02"]
+        sql = entries["sql01"]
+        assert sql["author"] == "Ops"
+        assert sql["change"]["activeSite"][1] == site_name
+        assert [a["operation"] for a in sql["actions"]] == [
+            "StopVM", "PlannedFailover", "Commit", "ReverseReplicate"]
+        assert all(a["result"] == "succeeded" for a in sql["actions"])
+        assert sql["convergedAt"] is not None
+        assert at(sql["convergedAt"]) >= at(sql["actions"][-1]["finishedAt"])
+    note = git_note(site, over)
+    assert "sql01" in note
+    assert "PlannedFailover" in note
+    assert git(site.watched, "status", "--porcelain") == ""
+
+
+def git_note(site: Site, sha: str) -> str:
+    done = subprocess.run(["git", "notes", "--ref=drctl", "show", sha], cwd=site.watched,
+                          capture_output=True, text=True, check=False)
+    return done.stdout if done.returncode == 0 else ""
