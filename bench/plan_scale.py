@@ -14,7 +14,8 @@ Measured, as the median of 5 runs (3 at 100k):
 - load+validate: `spec.load_specs` of the spec directory;
 - observe: `SimFabric.observe()`;
 - plan: `plan.build_plan`;
-- render: the JSON text `drctl plan --output json` prints (`report.plan_json_lines`);
+- render: the JSON text `drctl plan --output json` prints (`report.plan_json_lines`),
+  and for comparison what it printed before, `json.dumps(report.plan_json(...), indent=2)`;
 - the whole `drctl plan SPECS --output json --state-dir DIR` process: wall
   time, and peak RSS of that process alone (`os.wait4` on its pid, from a
   small intermediate process: see `_MEASURE`), stdout to a file.
@@ -67,6 +68,7 @@ class Figures:
     observe: float = 0.0
     plan: float = 0.0
     render: float = 0.0
+    render_dumps: float = 0.0
     process: float = 0.0
     process_mb: float = 0.0
     actions: int = 0
@@ -166,6 +168,8 @@ def measure_drctl(figures: Figures, specs: Path, state_dir: Path, runs: int) -> 
     figures.plan = median_seconds(runs, lambda: plan.build_plan(desired, observed, now, {}))
     built = plan.build_plan(desired, observed, now, {})
     figures.render = median_seconds(runs, lambda: "".join(report.plan_json_lines(built, "r")))
+    figures.render_dumps = median_seconds(
+        runs, lambda: json.dumps(report.plan_json(built, "r"), indent=2))
     figures.actions = len(built.actions)
     expected = len(range(0, figures.vms, OVERRIDE_EVERY))
     assert figures.actions == expected, (figures.actions, expected)
@@ -261,6 +265,8 @@ def print_table(all_figures: list[Figures]) -> None:
     row("observe (`SimFabric.observe`)", seconds(lambda f: f.observe))
     row("plan (`plan.build_plan`)", seconds(lambda f: f.plan))
     row("render JSON (`report.plan_json_lines`)", seconds(lambda f: f.render))
+    row("(render as before: `json.dumps(plan_json, indent=2)`)",
+        seconds(lambda f: f.render_dumps))
     row("**whole `drctl plan --output json` process**", seconds(lambda f: f.process))
     row("**peak RSS of that process**", [f"{f.process_mb:.0f} MB" for f in all_figures])
     row("actions in the plan (1% of VMs move)", [f"{f.actions:,}" for f in all_figures])
