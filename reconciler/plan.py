@@ -29,6 +29,8 @@ from reconciler.state import Operation, ProtectionState, ReplicationState
 MAX_ATTEMPTS = 3
 # Replication older than this many intervals puts the RPO at risk.
 RPO_RISK_INTERVALS = 2.0
+# Distinct replication values whose readiness is remembered within a plan.
+_SHARED_MAX = 4096
 
 
 class Phase(StrEnum):
@@ -325,7 +327,9 @@ class _PlanContext:
             return self._last_readiness
         readiness = self._readiness_of.get(rep)
         if readiness is None:
-            readiness = self._readiness_of[rep] = self._readiness_of_replication(rep)
+            readiness = self._readiness_of_replication(rep)
+            if len(self._readiness_of) < _SHARED_MAX:
+                self._readiness_of[rep] = readiness
         self._last_replication, self._last_readiness = rep, readiness
         return readiness
 

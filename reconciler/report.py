@@ -10,7 +10,7 @@ import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from reconciler import execute, plan, spec, state
 
@@ -143,6 +143,8 @@ class _SharedParts:
 
     At rest most VMs share these values (a 100k-VM plan has a handful of
     distinct ones), and encoding them is most of the cost of a VM's line.
+    Each cache stops growing at `_SHARED_MAX` values: parts that every VM has
+    its own (a reason naming the VM, a running job) are encoded each time.
     """
 
     def __init__(self) -> None:
@@ -157,26 +159,36 @@ class _SharedParts:
         desired_key = (d.active_site, d.replication)
         desired = self._desired.get(desired_key)
         if desired is None:
-            desired = self._desired[desired_key] = json.dumps(_desired_json(d))
+            desired = _keep(self._desired, desired_key, json.dumps(_desired_json(d)))
         observed_key = (None if o is None else
                         (o.active_site, o.running, o.protection_state, o.replication, o.job))
         observed = self._observed.get(observed_key)
         if observed is None:
-            observed = self._observed[observed_key] = json.dumps(_observed_json(o))
+            observed = _keep(self._observed, observed_key, json.dumps(_observed_json(o)))
         readiness = self._readiness.get(r)
         if readiness is None:
-            readiness = self._readiness[r] = json.dumps(_readiness_json(r))
+            readiness = _keep(self._readiness, r, json.dumps(_readiness_json(r)))
         # Everything after the name: the same text for most VMs.
         rest_key = (desired, observed, vp.placed, vp.protected, vp.phase, vp.reason, readiness)
         rest = self._rest.get(rest_key)
         if rest is None:
             # The keys in the order of _vm_json, then readiness (as plan_json).
-            rest = self._rest[rest_key] = (
+            rest = _keep(self._rest, rest_key, (
                 f'"desired": {desired}, "observed": {observed}, '
                 f'"converged": {_BOOL[vp.converged]}, "placed": {_BOOL[vp.placed]}, '
                 f'"protected": {_BOOL[vp.protected]}, "phase": {_string(vp.phase)}, '
-                f'"reason": {_string(vp.reason)}, "readiness": {readiness}}}')
+                f'"reason": {_string(vp.reason)}, "readiness": {readiness}}}'))
         return f'{{"plan": {_string(vp.plan)}, "name": {_string(vp.name)}, {rest}'
+
+
+_SHARED_MAX = 4096
+_K = TypeVar("_K")
+
+
+def _keep(cache: dict[_K, str], key: _K, text: str) -> str:
+    if len(cache) < _SHARED_MAX:
+        cache[key] = text
+    return text
 
 
 def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:

@@ -88,3 +88,18 @@ def test_plan_json_text_of_an_empty_plan_is_valid_json() -> None:
     text = "".join(report.plan_json_lines(empty, "abc123"))
     assert json.loads(text) == {"converged": True, "revision": "abc123", "actions": [],
                                 "vms": [], "unmanaged": []}
+
+
+def test_plan_json_text_is_right_when_every_vm_has_its_own_reason() -> None:
+    """More distinct lines than the renderer remembers: each is still the VM's own."""
+    names = [f"vm{i:05d}" for i in range(5000)]
+    desired = spec.DesiredState(plans=(spec.PlanSpec(
+        name="big", file="big.yaml", sites=("ams", "rtm"), allow_data_loss=False,
+        max_parallel=10, groups=(),
+        vms=tuple(spec.DesiredVM("big", n, "ams", ("ams", "rtm"), False, None) for n in names),
+    ),))
+    missing = Observed(sites={s: Site(s, True) for s in ("ams", "rtm")}, vms={}, at=NOW)
+    built = plan.build_plan(desired, missing, NOW)
+    text = "".join(report.plan_json_lines(built, "abc123"))
+    assert json.dumps(json.loads(text)) == json.dumps(report.plan_json(built, "abc123"))
+    assert "VM 'vm04999' is not in the fabric" in text
