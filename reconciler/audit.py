@@ -21,7 +21,6 @@ exact; DeepDiff, which the issue suggested, takes ~0.2 ms a VM, 2-3 s of a
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
@@ -30,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from reconciler import errors, history, journal, spec
+from reconciler import bulk, errors, history, journal, spec
 
 # A VM's effective desired state as the JSON names its fields, in VMState's order.
 FIELDS = ("activeSite", "replication", "allowDataLoss", "group", "plan")
@@ -123,7 +122,7 @@ def audit_history(
     start = history.parent(repo, commits[0].sha) if since is not None else None
     if start is not None:
         cursor.tree = history.spec_tree(repo, start)
-    with specs.streaming([*sorted(cursor.tree.items()), *_keys(commits)]), _gc_paused():
+    with specs.streaming([*sorted(cursor.tree.items()), *_keys(commits)]), bulk.gc_paused():
         if start is not None:
             base = specs.state(cursor.tree)
             if isinstance(base, list):
@@ -344,21 +343,6 @@ def _replay(
                 if entry.converged_at is None or at < entry.converged_at:
                     entry.converged_at = at
     return entries
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    # What we build here lives until the end and holds no cycles; a cyclic GC
-    # pass every few thousand allocations would scan all of it again, each
-    # time (2.7 s of 8 s at 10,000 commits). spec.load_text pauses it only
-    # while it runs.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _changes(old: dict[str, VMState], new: dict[str, VMState]) -> dict[str, Change]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import gc
 import itertools
 import json
 import os
@@ -19,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from reconciler import errors, spec
+from reconciler import bulk, errors, spec
 
 if TYPE_CHECKING:
     from reconciler import execute, plan
@@ -187,13 +186,8 @@ def _without_cyclic_gc(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     def run(args: argparse.Namespace) -> int:
-        was_enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with bulk.gc_paused():
             return handler(args)
-        finally:
-            if was_enabled:
-                gc.enable()
 
     return run
 

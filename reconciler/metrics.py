@@ -18,10 +18,8 @@ scrape never sees half of an update.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 from wsgiref.simple_server import WSGIServer
@@ -31,7 +29,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
-from reconciler import execute, plan, state
+from reconciler import bulk, execute, plan, state
 from reconciler.execute import EventKind
 from reconciler.plan import Phase
 from reconciler.state import Operation, ReplicationState
@@ -155,7 +153,7 @@ class _StateCollector(Collector):
         # One read of each reference: the daemon may swap in a new snapshot
         # while this scrape formats the old one.
         snap, spec_snap = self.snapshot, self.spec
-        with _gc_paused():
+        with bulk.gc_paused():
             vms = snap.vms
             yield _family(VM_CONVERGED, [
                 Sample(VM_CONVERGED, {"plan": r.plan, "vm": r.vm}, r.converged) for r in vms])
@@ -217,22 +215,6 @@ _HELP = {
     SPEC_REVISION_INFO: "The spec revision in force.",
     LAST_SPEC_CHANGE_TIMESTAMP_SECONDS: "Unix time at which the revision in force was first seen.",
 }
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    # Building 100k-500k tuples or samples triggers the cyclic GC again and
-    # again over a heap that holds the plan: it doubles update_from_plan and
-    # adds a fifth to a scrape at 100k VMs (bench/metrics_scale.py). Nothing
-    # built here forms cycles. Whoever saw it enabled enables it again, so
-    # concurrent pauses (scrape thread, daemon thread) end with it enabled.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _family(name: str, samples: list[Sample]) -> Metric:
@@ -346,7 +328,7 @@ class Metrics:
 
     def update_from_plan(self, built: plan.Plan, observed: state.Observed) -> None:
         """Replace the per-VM, per-plan and per-site series with what this pass saw."""
-        with _gc_paused():
+        with bulk.gc_paused():
             snapshot = _snapshot(built, observed)
         self._state.snapshot = snapshot
         for name, _, _ in snapshot.plans:

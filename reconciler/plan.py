@@ -13,17 +13,15 @@ fabric did, and the daemon can be killed at any moment.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import gc
 import graphlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from reconciler import spec, state
+from reconciler import bulk, spec, state
 from reconciler.state import Operation, ProtectionState, ReplicationState
 
 MAX_ATTEMPTS = 3
@@ -160,7 +158,7 @@ def build_plan(
     """Decide every managed VM's phase, reason and next action."""
     attempts = attempts or {}
     vm_plans: list[VMPlan] = []
-    with _gc_paused():
+    with bulk.gc_paused():
         for plan_spec in desired.plans:
             ctx = _PlanContext(plan_spec, observed, now)
             for vm in plan_spec.vms:
@@ -180,19 +178,6 @@ def build_plan(
         unmanaged=unmanaged,
         max_parallel={p.name: p.max_parallel for p in desired.plans},
     )
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    # A plan of 100k VMs is 100k new values with no cycles among them: the
-    # cyclic GC would scan the growing heap again and again for nothing.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _with_attempts(

@@ -16,8 +16,6 @@ time with PyYAML's node API to turn a document path into a line.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import graphlib
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -30,6 +28,7 @@ import yaml
 import yaml_rs
 from pydantic.alias_generators import to_camel
 
+from reconciler import bulk
 from reconciler.errors import SpecError, SpecProblem
 
 API_VERSION = "drctl/v1"
@@ -179,7 +178,7 @@ def load_specs(directory: Path) -> DesiredState:
     issues: list[_Issue] = []
     plans: list[PlanSpec] = []
     texts: dict[Path, str] = {}
-    with _gc_paused():
+    with bulk.gc_paused():
         for file in files:
             plans.extend(_load_file(file, issues, texts))
         issues.extend(_check_unique_across_plans(plans, files))
@@ -196,7 +195,7 @@ def load_text(name: str, text: str) -> list[PlanSpec]:
     """
     file = Path(name)
     issues: list[_Issue] = []
-    with _gc_paused():
+    with bulk.gc_paused():
         plans = _load_text(file, text, issues)
         issues.extend(_check_unique_across_plans(plans, [file]))
     if issues:
@@ -232,19 +231,6 @@ def is_spec_path(relative: PurePath) -> bool:
     return relative.suffix in {".yaml", ".yml"} and not any(
         part.startswith(".") for part in relative.parts
     )
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    # The cyclic GC triples parse time as the heap grows (perf-notes.md); the
-    # objects built here hold no cycles worth collecting mid-load.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _load_file(file: Path, issues: list[_Issue], texts: dict[Path, str]) -> list[PlanSpec]:

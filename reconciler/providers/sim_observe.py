@@ -8,14 +8,11 @@ in the same state differ only by name.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler import lifecycle
+from reconciler import bulk, lifecycle
 from reconciler.providers import sim_store
 from reconciler.providers import sim_timeline as tl
 from reconciler.state import (
@@ -43,7 +40,7 @@ def build_observed(db: sqlite3.Connection, world: tl.World,
     by_vm = {job.vm: job for job in running_jobs}
     computed: dict[str, _VMParts] = {}
     vms: dict[str, ObservedVM] = {}
-    with _gc_paused():
+    with bulk.gc_paused():
         for name, key in sim_store.vm_keys(db):
             parts = computed.get(key)
             if parts is None:
@@ -59,19 +56,6 @@ def build_observed(db: sqlite3.Connection, world: tl.World,
         can_stop_vms=True,
         jobs=tuple(running_jobs),
     )
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    # Building 100k values with no cycles among them triggers the cyclic GC
-    # again and again: a third of the observation's time.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _vm_parts(row: sim_store.VMRow, world: tl.World, job: Job | None) -> _VMParts:

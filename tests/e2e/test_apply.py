@@ -15,28 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import three_tier
 
 pytestmark = pytest.mark.e2e
-
-PLAN = """\
-apiVersion: drctl/v1
-kind: RecoveryPlan
-metadata: {name: finance}
-spec:
-  sites: [ams, rtm]
-  defaults: {activeSite: SITE, replication: SITE->OTHER}
-  policy: {maxParallel: 10}
-  groups:
-    - {name: db, vms: [sql01]}
-    - {name: app, after: [db], vms: [app01, app02]}
-    - {name: web, after: [app], vms: [web01, web02]}
-  vms:
-    - name: sql01
-    - name: app01
-    - name: app02
-    - name: web01
-    - name: web02
-"""
 
 INVENTORY = """\
 sites: [ams, rtm]
@@ -66,9 +47,7 @@ class Drctl:
         self.run("fabric", "init", str(inventory))
 
     def want(self, site: str) -> None:
-        other = "rtm" if site == "ams" else "ams"
-        text = PLAN.replace("SITE->OTHER", f"{site}->{other}").replace("SITE", site)
-        (self.specs / "finance.yaml").write_text(text)
+        (self.specs / "finance.yaml").write_text(three_tier(site))
 
     def run(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
@@ -190,8 +169,7 @@ def test_disconnected_source_without_consent_returns_at_once_blocked(tmp_path: P
 
 def test_invalid_spec_exits_2_and_touches_nothing(tmp_path: Path) -> None:
     drctl = Drctl(tmp_path)
-    (drctl.specs / "finance.yaml").write_text(PLAN.replace("SITE->OTHER", "rtm->ams")
-                                              .replace("SITE", "rtm").replace("groups", "grups"))
+    (drctl.specs / "finance.yaml").write_text(three_tier("rtm").replace("groups", "grups"))
     for command in ("apply", "plan", "status"):
         done = drctl.run(command, str(drctl.specs), check=False)
         assert done.returncode == 2, command
