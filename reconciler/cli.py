@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from reconciler import bulk, errors, spec
 
@@ -217,12 +217,29 @@ def _plan(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from reconciler import report
 
-    built, rev = _observe_and_plan(args)
+    running = daemon_state(args.state_dir)
+    try:
+        built, rev = _observe_and_plan(args)
+    except errors.SpecError:
+        if running is not None:
+            print(f"drctl: the daemon (pid {running['pid']}) keeps revision "
+                  f"{running['revisionInForce']} in force", file=sys.stderr)
+        raise
     if args.output == "json":
-        print(json.dumps(report.status_json(built, rev), indent=2))
+        print(json.dumps(report.status_json(built, rev, running), indent=2))
     else:
-        report.print_status(built, rev)
+        report.print_status(built, rev, daemon=running)
     return errors.EXIT_OK
+
+
+def daemon_state(state_dir: Path) -> dict[str, Any] | None:
+    """What the `drctl run` working on this state dir last said, if one is running."""
+    try:
+        data: dict[str, Any] = json.loads((state_dir / "daemon.json").read_text())
+        os.kill(int(data["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return data if data.get("running") else None
 
 
 def _audit(args: argparse.Namespace) -> int:

@@ -74,12 +74,15 @@ def _readiness_json(r: plan.Readiness) -> dict[str, Any]:
     }
 
 
-def status_json(built: plan.Plan, revision: str) -> dict[str, Any]:
+def status_json(
+    built: plan.Plan, revision: str, daemon: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "converged": built.converged,
         "revision": revision,
         "vms": [_vm_json(vp) for vp in built.vms],
         "unmanaged": list(built.unmanaged),
+        "daemon": daemon,
     }
 
 
@@ -205,12 +208,36 @@ def _observed_text(vp: plan.VMPlan) -> str:
     return f"{o.active_site} {o.replication_text}"
 
 
-def print_status(built: plan.Plan, revision: str, out: TextIO = sys.stdout) -> None:
+def _job_text(vp: plan.VMPlan) -> str:
+    o = vp.observed
+    if o is None or o.job is None or not o.job.running:
+        return "-"
+    return f"{o.job.operation} {o.job.progress:.0%}"
+
+
+def print_daemon(daemon: dict[str, Any] | None, revision: str, out: TextIO) -> None:
+    """What a running `drctl run` on this state dir acts on, when that is news."""
+    if daemon is None:
+        return
+    in_force = daemon.get("revisionInForce")
+    line = f"daemon (pid {daemon.get('pid')}): revision in force {in_force}"
+    if in_force != revision:
+        line += f"; not yet {revision}"
+    print(line, file=out)
+    for problem in daemon.get("specErrors") or []:
+        print(f"  newest revision invalid, kept out: {problem}", file=out)
+
+
+def print_status(
+    built: plan.Plan, revision: str, out: TextIO = sys.stdout,
+    daemon: dict[str, Any] | None = None,
+) -> None:
     print(f"revision {revision}", file=out)
-    rows = [["PLAN", "VM", "DESIRED", "OBSERVED", "PHASE", "REASON"]]
+    print_daemon(daemon, revision, out)
+    rows = [["PLAN", "VM", "DESIRED", "OBSERVED", "PHASE", "JOB", "REASON"]]
     rows += [
         [vp.plan, vp.name, f"{vp.desired.active_site} {vp.desired.replication_text}",
-         _observed_text(vp), str(vp.phase), vp.reason]
+         _observed_text(vp), str(vp.phase), _job_text(vp), vp.reason]
         for vp in built.vms
     ]
     _table(rows, out)

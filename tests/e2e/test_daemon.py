@@ -31,9 +31,16 @@ def journal_jobs(state: Path) -> list[tuple[str, str, str | None, str]]:
 def test_a_commit_moving_a_three_tier_plan_converges_within_its_critical_path(site: Site) -> None:
     site.start()
     wait_until("the first pass", lambda: site.metric("drctl_plan_converged{plan=\"finance\"}") == 1)
-    site.commit("fail finance over to rtm", {"finance.yaml": three_tier("rtm")})
+    moved = site.commit("fail finance over to rtm", {"finance.yaml": three_tier("rtm")})
     pulled = site.pull()
+    running = wait_until("a job in drctl status", lambda: [
+        vm for vm in site.status()["vms"] if vm["observed"]["job"]])
+    assert running[0]["observed"]["job"]["state"] == "Running"
+    table = site.drctl("status", str(site.specs)).stdout
+    assert f"daemon (pid {site.daemon.pid if site.daemon else 0}): revision in force {moved}" in table
+    assert "JOB" in table.splitlines()[2]
     wait_until("finance converged at rtm", lambda: site.converged_at("rtm"))
+    assert site.status()["daemon"]["revisionInForce"] == moved
     jobs = site.jobs()
     finished = max(at(j["finishedAt"]) for j in jobs)
     first_started = min(at(j["startedAt"]) for j in jobs)
@@ -82,7 +89,11 @@ def test_an_invalid_commit_changes_nothing_and_the_next_valid_one_converges(site
     assert "finance.yaml:8: unknown key 'grups'" in site.log_text()
     time.sleep(0.5)  # a pass or two: nothing may start for the invalid revision
     assert site.jobs() == []
-    assert site.drctl("status", str(site.specs), check=False).returncode == 2
+    refused = site.drctl("status", str(site.specs), check=False)
+    assert refused.returncode == 2
+    assert "finance.yaml:8: unknown key 'grups'" in refused.stderr
+    first = git(site.upstream, "rev-parse", "HEAD~1")
+    assert f"the daemon (pid {site.daemon.pid if site.daemon else 0}) keeps revision {first} in force" in refused.stderr
     site.commit("fix the typo", {"finance.yaml": three_tier("rtm")})
     site.pull()
     wait_until("finance converged at rtm", lambda: site.converged_at("rtm"))
