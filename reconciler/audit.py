@@ -471,6 +471,7 @@ def _action_json(e: journal.Entry) -> dict[str, Any]:
     return {
         "operation": str(e.operation),
         "targetSite": e.target_site,
+        "direction": e.direction,
         "startedAt": _iso(e.started_at),
         "finishedAt": _iso(e.finished_at),
         "result": e.result,

@@ -191,7 +191,7 @@ class Executor:
             self.journal.record_started(entry_id, job_id, now)
             self._running[job_id] = journals.Entry(
                 entry_id, action.plan, action.vm, action.operation, action.target_site,
-                revision, now, job_id, journals.RUNNING, None, now,
+                revision, now, job_id, journals.RUNNING, None, now, direction=action.direction,
             )
             in_flight[action.plan] += 1
             self._emit(_event(EventKind.STARTED, action, now, job_id=job_id))

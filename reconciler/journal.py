@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS actions (
     vm TEXT NOT NULL,
     operation TEXT NOT NULL,
     target_site TEXT,
+    direction TEXT,
     revision TEXT NOT NULL,
     intended_at TEXT NOT NULL,
     started_at TEXT,
@@ -69,6 +70,7 @@ class Entry:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     data_loss_seconds: float | None = None
+    direction: str | None = None  # `<from>-><to>` of a failover or a replication change
 
 
 class Journal:
@@ -78,6 +80,9 @@ class Journal:
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(actions)")}
+        if "direction" not in columns:  # a journal written before directions were kept
+            self._db.execute("ALTER TABLE actions ADD COLUMN direction TEXT")
 
     def close(self) -> None:
         self._db.close()
@@ -97,10 +102,10 @@ class Journal:
     ) -> int:
         with self._write() as db:
             cursor = db.execute(
-                "INSERT INTO actions (plan, vm, operation, target_site, revision, intended_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (action.plan, action.vm, str(action.operation), action.target_site, revision,
-                 at.isoformat()),
+                "INSERT INTO actions (plan, vm, operation, target_site, direction, revision, "
+                "intended_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (action.plan, action.vm, str(action.operation), action.target_site,
+                 action.direction, revision, at.isoformat()),
             )
             assert cursor.lastrowid is not None  # noqa: S101 (sqlite always sets it)
             return cursor.lastrowid
@@ -188,13 +193,13 @@ class Journal:
 
 _COLUMNS = (
     "id, plan, vm, operation, target_site, revision, intended_at, job_id, result, error, "
-    "started_at, finished_at, data_loss_seconds"
+    "started_at, finished_at, data_loss_seconds, direction"
 )
 
 
 def _entry(row: tuple[object, ...]) -> Entry:
     (id_, plan_, vm, operation, target, revision, intended, job_id, result, error, started,
-     finished, loss) = row
+     finished, loss, direction) = row
     return Entry(
         id=int(str(id_)),
         plan=str(plan_),
@@ -209,4 +214,5 @@ def _entry(row: tuple[object, ...]) -> Entry:
         started_at=None if started is None else datetime.fromisoformat(str(started)),
         finished_at=None if finished is None else datetime.fromisoformat(str(finished)),
         data_loss_seconds=None if loss is None else float(str(loss)),
+        direction=None if direction is None else str(direction),
     )

@@ -79,7 +79,10 @@ def attach(repo_dir: Path, commit: str, text: str) -> None:
 
 
 def _operation(entry: journal.Entry) -> str:
-    target = f" to {entry.target_site}" if entry.target_site else ""
+    if entry.direction:
+        target = f" {entry.direction}"
+    else:
+        target = f" to {entry.target_site}" if entry.target_site else ""
     parts = [f"{entry.operation}{target}: {entry.result}"]
     parts.append(f"{_time(entry.started_at)} .. {_time(entry.finished_at)}")
     if entry.job_id:

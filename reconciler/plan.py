@@ -95,6 +95,18 @@ class Action:
     ready: bool = True  # startable now; otherwise `waiting_for` says on what
     waiting_for: tuple[str, ...] = ()
     stage: tuple[int, int] = (0, 0)
+    source_site: str | None = None  # where the VM is active when the action is planned
+
+    @property
+    def direction(self) -> str | None:
+        """`<from>-><to>` for an action that moves a VM or its replication."""
+        if self.operation in _MOVES and self.source_site and self.target_site:
+            return f"{self.source_site}->{self.target_site}"
+        return None
+
+
+_MOVES = frozenset({Operation.PLANNED_FAILOVER, Operation.UNPLANNED_FAILOVER,
+                    Operation.REVERSE_REPLICATE, Operation.ENABLE_REPLICATION})
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,7 +362,8 @@ class _PlanContext:
                                 f"allow {operation} now (it allows: {allowed}); check the VM "
                                 "in the fabric")
         action = Action(vm.plan, vm.name, operation, target_site, shutdown_source,
-                        ready=ready, waiting_for=tuple(waiting_for or ()), stage=stage)
+                        ready=ready, waiting_for=tuple(waiting_for or ()), stage=stage,
+                        source_site=o.active_site)
         if waiting_for:
             reason = f"{reason}; waiting for {_names(waiting_for)}"
         return self._result(vm, o, phase, reason, action)

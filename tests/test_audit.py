@@ -67,9 +67,14 @@ class Repo:
 def record(j: journal.Journal, revision: str, vm: str, operation: Operation,
            target: str | None, at: datetime, result: str = journal.SUCCEEDED,
            error: str | None = None, loss: float | None = None) -> None:
-    entry = j.record_intent(plan.Action("finance", vm, operation, target), revision, at)
+    entry = j.record_intent(plan.Action("finance", vm, operation, target,
+                                        source_site=other_site(target)), revision, at)
     j.record_started(entry, f"job-{vm}-{operation}", at + timedelta(seconds=1))
     j.record_outcome(entry, result, at + timedelta(seconds=60), error, loss)
+
+
+def other_site(site: str | None) -> str | None:
+    return None if site is None else {"ams": "rtm", "rtm": "ams"}[site]
 
 
 def audit(capsys: pytest.CaptureFixture[str], *args: str) -> Any:
@@ -82,7 +87,9 @@ def audit(capsys: pytest.CaptureFixture[str], *args: str) -> Any:
 def action(operation: str, target: str | None, at: datetime, job: str,
            result: str = "succeeded", error: str | None = None,
            loss: float | None = None) -> dict[str, Any]:
-    return {"operation": operation, "targetSite": target,
+    moves = {"PlannedFailover", "UnplannedFailover", "ReverseReplicate", "EnableReplication"}
+    direction = f"{other_site(target)}->{target}" if target and operation in moves else None
+    return {"operation": operation, "targetSite": target, "direction": direction,
             "startedAt": (at + timedelta(seconds=1)).isoformat(),
             "finishedAt": (at + timedelta(seconds=60)).isoformat(), "result": result,
             "error": error, "dataLossSeconds": loss, "jobId": job}
