@@ -19,7 +19,7 @@ from enum import StrEnum
 from reconciler import clock as clocks
 from reconciler import journal as journals
 from reconciler import plan, spec, state
-from reconciler.errors import ProviderError, ThrottledError, TransientError
+from reconciler.errors import ProviderError, TerminalError, ThrottledError, TransientError
 from reconciler.plan import Phase
 from reconciler.providers import base
 
@@ -142,6 +142,15 @@ class Executor:
                 job = self.provider.get_job(job_id)
             except TransientError:
                 continue  # ask again next step
+            except TerminalError as exc:
+                # The fabric forgot the job (it was replaced): its outcome is
+                # unknowable; the next observation says what state the VM is in.
+                del self._running[job_id]
+                error = f"the fabric no longer knows job {job_id}: {exc}"
+                self.journal.record_outcome(entry.id, journals.FAILED, self.clock.now(), error)
+                self._emit(Event(EventKind.FAILED, entry.plan, entry.vm, entry.operation,
+                                 entry.target_site, self.clock.now(), job_id, error=error))
+                continue
             if job.running:
                 continue
             del self._running[job_id]

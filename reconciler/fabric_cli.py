@@ -15,7 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler import cli, errors
+from reconciler import cli, errors, journal, lock
+from reconciler.clock import WallClock
 from reconciler.providers import inventory, sim
 from reconciler.state import Job, Observed, ObservedVM, Operation
 
@@ -74,11 +75,23 @@ def _open(args: argparse.Namespace) -> sim.SimFabric:
 
 def _init(args: argparse.Namespace) -> int:
     inv = inventory.load_inventory(args.inventory)
-    replaced = sim.init_fabric(args.state_dir, inv)
+    # Not under a running apply or daemon: they would follow jobs that vanish.
+    with lock.hold(args.state_dir, "fabric init"):
+        replaced = sim.init_fabric(args.state_dir, inv)
+        abandoned = 0
+        if replaced and (args.state_dir / "journal.db").exists():
+            history = journal.Journal(args.state_dir)
+            try:
+                abandoned = history.abandon_open(WallClock().now(), "the simulated fabric was "
+                                                 "replaced by drctl fabric init")
+            finally:
+                history.close()
     what = ("replaced the simulated fabric (its VMs, jobs and faults are gone)" if replaced
             else "created a simulated fabric")
     print(f"{args.state_dir}: {what}: sites {', '.join(inv.sites)}, {len(inv.vms)} VMs "
           f"from {args.inventory}")
+    if abandoned:
+        print(f"{abandoned} actions still open in the journal were closed as abandoned")
     return errors.EXIT_OK
 
 

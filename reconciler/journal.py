@@ -53,6 +53,7 @@ RUNNING = "running"  # the fabric accepted it and returned a job id
 SUCCEEDED = "succeeded"
 FAILED = "failed"  # the job failed, or the provider refused the call
 NOT_ISSUED = "not-issued"  # intent recorded, but the fabric never saw the call
+ABANDONED = "abandoned"  # open when the fabric it ran on was replaced
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +146,14 @@ class Journal:
         """When each VM first converged under each revision: (revision, vm) -> time."""
         rows = self._db.execute("SELECT revision, vm, converged_at FROM convergences").fetchall()
         return {(rev, vm): datetime.fromisoformat(at) for rev, vm, at in rows}
+
+    def abandon_open(self, at: datetime, reason: str) -> int:
+        """Close every open action (the fabric was replaced); how many there were."""
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE actions SET result = ?, finished_at = ?, error = ? "
+                "WHERE result IN (?, ?)", (ABANDONED, at.isoformat(), reason, INTENDED, RUNNING))
+            return cursor.rowcount
 
     def open_entries(self) -> list[Entry]:
         """Actions whose outcome drctl has not recorded yet, oldest first."""
