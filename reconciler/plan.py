@@ -225,6 +225,7 @@ class _PlanContext:
         self.now = now
         self.rank, self.before, self.after = _group_order(plan.groups)
         self.group_vms = {g.name: g.vms for g in plan.groups}
+        self._stuck: list[str] | None = None
         # Many VMs share a replication state and a desired placement: their
         # readiness and the reason they are converged are worked out once.
         self._readiness_of: dict[state.Replication | None, Readiness] = {}
@@ -274,6 +275,25 @@ class _PlanContext:
             return []
         names = self._group_vms(self.after.get(vm.group, ()))
         return [n for n in names if self._still_running_at_source(n)]
+
+    def _cannot_move(self) -> list[str]:
+        """VMs of the plan that must fail over but cannot now (worked out once per plan)."""
+        if self._stuck is None:
+            self._stuck = []
+            for vm in self.plan.vms:
+                o = self._obs(vm.name)
+                if o is not None and (o.active_site == vm.active_site or (
+                        o.job is not None and o.job.running)):
+                    continue
+                if o is not None and o.protection_state in {
+                        ProtectionState.COMMIT_PENDING, ProtectionState.COMMITTED}:
+                    continue  # failed over already: committing or reversing replication
+                allowed = set() if o is None else o.allowed_operations
+                if Operation.PLANNED_FAILOVER in allowed or (
+                        vm.allow_data_loss and Operation.UNPLANNED_FAILOVER in allowed):
+                    continue
+                self._stuck.append(vm.name)
+        return self._stuck
 
     def _stage(self, vm: spec.DesiredVM, reverse: bool = False) -> tuple[int, int]:
         rank = self.rank.get(vm.group, 0) if vm.group else 0
@@ -473,10 +493,14 @@ class _PlanContext:
         move = f"moving from {source} to {target}"
         if Operation.PLANNED_FAILOVER in o.allowed_operations:
             if source in o.running and self.observed.can_stop_vms:
+                # Stopping is only worth it when the whole plan can move: a VM
+                # stopped for a move that cannot happen is an outage for nothing.
+                stuck = [n for n in self._cannot_move() if n != vm.name]
+                why = f"; holding the stop: {_names(stuck)} cannot fail over now" if stuck else ""
                 dependents = self._waiting_dependents(vm)
                 return self._act(vm, o, Phase.STOPPING, f"{move}: stopping it at {source} "
-                                 "(dependents first) before the planned failover",
-                                 Operation.STOP_VM, source, waiting_for=dependents,
+                                 f"(dependents first) before the planned failover{why}",
+                                 Operation.STOP_VM, source, waiting_for=[*stuck, *dependents],
                                  stage=self._stage(vm, reverse=True))
             return self._act(vm, o, Phase.FAILING_OVER, f"{move}: planned failover (no data "
                              "loss)", Operation.PLANNED_FAILOVER, target,

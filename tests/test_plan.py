@@ -362,3 +362,20 @@ def test_readiness_flags_rpo_at_risk(age: float, at_risk: bool) -> None:
     got = decide(desired(want("sql01", "rtm")), observed(vm("sql01", "ams", last_sync_age=age)))
     assert got["sql01"].readiness.rpo_at_risk is at_risk
     assert got["sql01"].readiness.last_sync_age_seconds == age
+
+
+def test_no_vm_is_stopped_while_another_vm_of_the_plan_cannot_fail_over() -> None:
+    """Stopping web02 for a move that web01's lagging replication prevents is an outage for nothing."""
+    lagging = vm("web01", health=Health.WARNING,
+                 allowed=frozenset({OP.UNPLANNED_FAILOVER, OP.STOP_VM}))
+    built = plan.build_plan(desired(want("web01", group=None), want("web02", group=None)),
+                            observed(lagging, vm("web02")), NOW)
+    assert ready(built) == []
+    by_vm = {vp.name: vp for vp in built.vms}
+    assert by_vm["web01"].phase is Phase.BLOCKED
+    assert by_vm["web02"].phase is Phase.STOPPING
+    assert "holding the stop: web01 cannot fail over now" in by_vm["web02"].reason
+    # once web01 can move again, the stops go ahead
+    built = plan.build_plan(desired(want("web01", group=None), want("web02", group=None)),
+                            observed(vm("web01"), vm("web02")), NOW)
+    assert ready(built) == [("web01", OP.STOP_VM), ("web02", OP.STOP_VM)]
