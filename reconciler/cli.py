@@ -170,7 +170,9 @@ def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
     provider = providers.open_provider(args.state_dir, wall)
     # Plan with the attempts already spent on this revision, so that plan and
     # status show Blocked after exhausted retries exactly as apply does.
-    attempts = journal.Journal(args.state_dir).attempts(rev, execute.Settings().backoff)
+    attempts: plan.AttemptsByAction = {}
+    if (args.state_dir / journal.FILE).exists():  # read-only commands create nothing
+        attempts = journal.Journal(args.state_dir).attempts(rev, execute.Settings().backoff)
     built = plan.build_plan(desired, provider.observe(), wall.now(), attempts)
     return built, rev
 
@@ -281,8 +283,8 @@ def _apply(args: argparse.Namespace) -> int:
     wall = clock.WallClock()
     settings = execute.Settings(poll_interval=args.poll_interval,
                                 backoff_base=args.retry_backoff, max_attempts=args.max_attempts)
+    provider = providers.open_provider(args.state_dir, wall)
     with lock.hold(args.state_dir, "apply"):
-        provider = providers.open_provider(args.state_dir, wall)
         progress = report.Progress()
         executor = execute.Executor(provider, journal.Journal(args.state_dir), wall, settings,
                                     on_event=progress.event)
@@ -319,9 +321,9 @@ def _summarise(outcome: execute.Outcome) -> int:
 
 def _metrics_addr(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise errors.UsageError(f"--metrics-addr must be HOST:PORT (e.g. 127.0.0.1:9464), "
-                                f"not {text!r}")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise errors.UsageError(f"--metrics-addr must be HOST:PORT with a port from 0 to "
+                                f"65535 (e.g. 127.0.0.1:9464), not {text!r}")
     return host.strip("[]"), int(port)
 
 
@@ -335,7 +337,12 @@ def _run(args: argparse.Namespace) -> int:
     collected = metrics.Metrics()
     server = None
     if address is not None:
-        server, _thread = collected.serve(*address)
+        try:
+            server, _thread = collected.serve(*address)
+        except OSError as exc:
+            why = exc.strerror or exc
+            raise errors.UsageError(f"cannot serve metrics on {args.metrics_addr}: {why}; "
+                                    "choose another --metrics-addr") from exc
         daemon.log.info("serving metrics on http://%s:%d/metrics", address[0],
                         server.server_port, extra={"event": "metrics_serving",
                                                    "port": server.server_port})

@@ -103,7 +103,11 @@ class Daemon:
 
     def run(self) -> int:
         """Reconcile until asked to stop; hold the fabric lock throughout."""
-        with self._lock():
+        held = self._lock()
+        if held is None:
+            log.info("stopped while waiting for the lock; nothing was started")
+            return 0
+        with held:
             self.prepare()
             watcher = threading.Thread(target=self._watch, name="drctl-watch", daemon=True)
             if self.config.watch:
@@ -150,10 +154,16 @@ class Daemon:
         assert self._executor is not None  # noqa: S101 (set by prepare)
         started = time.monotonic()
         if self._changed:
-            if self._dirty_too_recent():
-                return DIRTY_GRACE.total_seconds()
-            self._changed = False
-            self._read_specs()
+            try:
+                if self._dirty_too_recent():
+                    return DIRTY_GRACE.total_seconds()
+                self._changed = False
+                self._read_specs()
+            except GitError as exc:
+                # Retried at the next change or resync; the revision in force stays.
+                log.error("cannot read the spec revision: %s; revision in force: %s", exc,
+                          self.in_force.revision if self.in_force else "none",
+                          extra={"event": "git_error", "error": str(exc)})
         if self.in_force is None:
             self._write_daemon_file(running=True)
             self.metrics.record_reconcile(metrics_.RECONCILE_INVALID_SPEC,
@@ -411,8 +421,11 @@ class Daemon:
         tmp.write_text(json.dumps(data, indent=2) + "\n")
         tmp.replace(path)
 
-    def _lock(self) -> contextlib.ExitStack:
-        """The fabric lock; while `drctl apply` holds it, wait for it and say so."""
+    def _lock(self) -> contextlib.ExitStack | None:
+        """The fabric lock; while `drctl apply` holds it, wait for it and say so.
+
+        None when asked to stop while waiting: nothing was started, exit cleanly.
+        """
         stack = contextlib.ExitStack()
         told = False
         while True:
@@ -423,7 +436,7 @@ class Daemon:
                     log.warning("%s; waiting for the lock", exc)
                     told = True
                 if self.stop.wait(1.0):
-                    raise
+                    return None
                 continue
             return stack
 

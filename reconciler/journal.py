@@ -74,10 +74,13 @@ class Entry:
     direction: str | None = None  # `<from>-><to>` of a failover or a replication change
 
 
+FILE = "journal.db"
+
+
 class Journal:
     def __init__(self, state_dir: Path) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
-        self.path = state_dir / "journal.db"
+        self.path = state_dir / FILE
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)

@@ -377,6 +377,11 @@ class _PlanContext:
         """Propose `operation`; ready only when nothing is awaited and the fabric allows it."""
         ready = not waiting_for
         if ready and operation not in o.allowed_operations:
+            down = [site for site in dict.fromkeys((target_site, o.active_site))
+                    if site and not self.observed.site_connected(site)]
+            if down:
+                return self._result(vm, o, Phase.WAITING_FOR_SITE, f"{reason}, but site "
+                                    f"{down[0]} is disconnected: waiting for it to return")
             allowed = ", ".join(sorted(o.allowed_operations)) or "nothing"
             return self._result(vm, o, Phase.BLOCKED, f"{reason}, but the fabric does not "
                                 f"allow {operation} now (it allows: {allowed}); check the VM "

@@ -229,9 +229,10 @@ def print_daemon(daemon: dict[str, Any] | None, revision: str, out: TextIO) -> N
 
 
 def print_status(
-    built: plan.Plan, revision: str, out: TextIO = sys.stdout,
+    built: plan.Plan, revision: str, out: TextIO | None = None,
     daemon: dict[str, Any] | None = None,
 ) -> None:
+    out = out or sys.stdout  # looked up now: the caller may have redirected it
     print(f"revision {revision}", file=out)
     print_daemon(daemon, revision, out)
     rows = [["PLAN", "VM", "DESIRED", "OBSERVED", "PHASE", "JOB", "REASON"]]
@@ -249,7 +250,8 @@ def print_status(
     print(f"{done}/{len(built.vms)} VMs converged: {verdict}", file=out)
 
 
-def print_plan(built: plan.Plan, revision: str, out: TextIO = sys.stdout) -> None:
+def print_plan(built: plan.Plan, revision: str, out: TextIO | None = None) -> None:
+    out = out or sys.stdout  # looked up now: the caller may have redirected it
     print(f"revision {revision}", file=out)
     if built.actions:
         print("actions, in order:", file=out)
@@ -274,9 +276,9 @@ def print_plan(built: plan.Plan, revision: str, out: TextIO = sys.stdout) -> Non
 class Progress:
     """Apply's progress: plain lines, plus a live line per running job on a terminal."""
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
-        self.out = out
-        self.live = out.isatty()
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
+        self.live = self.out.isatty()
         self._drawn = 0
         self._phases: dict[tuple[str, str], plan.Phase] = {}
 

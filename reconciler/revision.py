@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reconciler import spec
+from reconciler.errors import GitError
 
 
 @dataclass(frozen=True)
@@ -36,20 +37,33 @@ def spec_revision(specs_dir: Path) -> Revision:
     commit = _git(specs_dir, "rev-parse", "--verify", "-q", "HEAD")
     if commit is None:
         return Revision(f"sha256:{_content_hash(specs_dir)}", None, dirty=False)
-    status = _git(specs_dir, "status", "--porcelain", "--untracked-files=all", "--", ".")
+    # Only spec files make the revision dirty, not an editor's swap file.
+    status = _git(specs_dir, "status", "--porcelain", "--untracked-files=all", "--",
+                  "*.yaml", "*.yml")
     if status:
         return Revision(f"{commit}+dirty.{_content_hash(specs_dir)}", commit, dirty=True)
     return Revision(commit, commit, dirty=False)
 
 
 def _git(cwd: Path, *args: str) -> str | None:
+    """git's answer; None outside a work tree or without a commit; GitError otherwise.
+
+    A repository git refuses to read (for instance "dubious ownership" when
+    drctl runs as another user) must not pass for "not in git": the revision
+    would silently become a content hash and match no commit.
+    """
     try:
         done = subprocess.run(
             ["git", *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=30
         )
     except (OSError, subprocess.TimeoutExpired):
+        return None  # no git on this machine: the specs are read as plain files
+    if done.returncode == 0:
+        return done.stdout.strip()
+    why = done.stderr.strip()
+    if not why or "not a git repository" in why:
         return None
-    return done.stdout.strip() if done.returncode == 0 else None
+    raise GitError(f"git cannot read the repository holding {cwd}: {why}")
 
 
 def _content_hash(specs_dir: Path) -> str:

@@ -379,3 +379,11 @@ def test_no_vm_is_stopped_while_another_vm_of_the_plan_cannot_fail_over() -> Non
     built = plan.build_plan(desired(want("web01", group=None), want("web02", group=None)),
                             observed(vm("web01"), vm("web02")), NOW)
     assert ready(built) == [("web01", OP.STOP_VM), ("web02", OP.STOP_VM)]
+
+
+def test_commit_waits_for_the_site_it_needs() -> None:
+    o = vm("sql01", "rtm", protection=ProtectionState.COMMIT_PENDING, replication=None,
+           allowed=frozenset())
+    got = decide(desired(want("sql01", "rtm")), observed(o, down=("rtm",)))["sql01"]
+    assert got.phase is Phase.WAITING_FOR_SITE
+    assert "site rtm is disconnected: waiting for it to return" in got.reason

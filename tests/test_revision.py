@@ -5,7 +5,10 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from reconciler import revision
+from reconciler.errors import GitError
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -58,3 +61,22 @@ def test_changes_outside_the_specs_dir_do_not_dirty_it(tmp_path: Path) -> None:
     specs = make_repo(tmp_path)
     (tmp_path / "README").write_text("notes\n")
     assert not revision.spec_revision(specs).dirty
+
+
+def test_an_editor_swap_file_does_not_dirty_the_revision(tmp_path: Path) -> None:
+    specs = make_repo(tmp_path)
+    (specs / ".p.yaml.swp").write_text("x")
+    (specs / "notes.txt").write_text("x")
+    assert not revision.spec_revision(specs).dirty
+
+
+def test_a_repository_git_refuses_to_read_is_an_error_not_a_plain_directory(
+    tmp_path: Path,
+) -> None:
+    specs = make_repo(tmp_path)
+    # As with "dubious ownership" when drctl runs as another user: git refuses.
+    git(tmp_path, "config", "core.repositoryformatversion", "99")
+    with pytest.raises(GitError) as caught:
+        revision.spec_revision(specs)
+    assert "git cannot read the repository holding" in str(caught.value)
+    assert "Expected git repo version <= 1, found 99" in str(caught.value)

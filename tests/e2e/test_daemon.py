@@ -7,6 +7,7 @@ import json
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from collections import Counter
 from datetime import datetime
@@ -185,3 +186,20 @@ def git_note(site: Site, sha: str) -> str:
     done = subprocess.run(["git", "notes", "--ref=drctl", "show", sha], cwd=site.watched,
                           capture_output=True, text=True, check=False)
     return done.stdout if done.returncode == 0 else ""
+
+
+def test_a_daemon_waiting_for_apply_s_lock_stops_cleanly_on_sigterm(site: Site) -> None:
+    holder = ("import sys\nfrom pathlib import Path\nfrom reconciler import lock\n"
+              "with lock.hold(Path(sys.argv[1]), 'apply'):\n"
+              "    print('held', flush=True)\n    sys.stdin.read()\n")
+    with subprocess.Popen([sys.executable, "-c", holder, str(site.state)], text=True,
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE) as held:
+        assert held.stdout is not None
+        assert held.stdout.readline().strip() == "held"
+        site.start()
+        wait_until("the daemon to say it waits", lambda: "waiting for the lock" in site.log_text())
+        asked = time.monotonic()
+        assert site.stop(signal.SIGTERM) == 0
+        assert time.monotonic() - asked < 5
+        held.communicate("")
+    assert site.jobs() == []
