@@ -434,18 +434,8 @@ class _PlanContext:
                 return self._result(vm, o, Phase.CONVERGED, "")
             return self._act(vm, o, Phase.SYNCING, f"replication {rep.direction} is on but the "
                              "spec says off; disabling it", Operation.DISABLE_REPLICATION, None)
-        other = want[1]
         if rep is None:
-            if not self.observed.site_connected(other):
-                return self._result(vm, o, Phase.WAITING_FOR_SITE, f"runs at {site}; "
-                                    f"replication to {other} needs site {other}, which is "
-                                    f"disconnected: waiting for {other} to return")
-            if o.protection_state is ProtectionState.COMMITTED:
-                return self._act(vm, o, Phase.REPROTECTING, f"failover to {site} committed; "
-                                 f"reversing replication to {site}->{other}",
-                                 Operation.REVERSE_REPLICATE, other)
-            return self._act(vm, o, Phase.SYNCING, f"replication is off; enabling "
-                             f"{site}->{other}", Operation.ENABLE_REPLICATION, other)
+            return self._replicate(vm, o, want[1], "")
         if (rep.source, rep.target) != want:
             return self._result(vm, o, Phase.BLOCKED, f"replication flows {rep.direction} while "
                                 f"the VM runs at {site}: check replication in the fabric")
@@ -463,18 +453,26 @@ class _PlanContext:
             stale = [s for s in o.running if s != source]
             if stale:
                 return self._fence(vm, o, stale[0])
-            if not self.observed.site_connected(target):
-                return self._result(vm, o, Phase.WAITING_FOR_SITE, f"runs at {source}; moving "
-                                    f"it to {target} needs site {target}, which is "
-                                    f"disconnected: waiting for {target} to return")
-            if o.protection_state is ProtectionState.COMMITTED:
-                return self._act(vm, o, Phase.REPROTECTING, f"runs at {source}; reversing "
-                                 f"replication to {source}->{target} before failing back",
-                                 Operation.REVERSE_REPLICATE, target)
-            return self._act(vm, o, Phase.SYNCING, f"runs at {source} with replication off; "
-                             f"enabling {source}->{target} before failing over",
-                             Operation.ENABLE_REPLICATION, target)
+            return self._replicate(vm, o, target, f" before moving it to {target}")
         return self._failover(vm, o, source, target)
+
+    def _replicate(
+        self, vm: spec.DesiredVM, o: state.ObservedVM, target: str, purpose: str
+    ) -> VMPlan:
+        """Start replication from the active copy to `target`: a reprotect after a
+        committed failover, else enabling it."""
+        source = o.active_site
+        if not self.observed.site_connected(target):
+            return self._result(vm, o, Phase.WAITING_FOR_SITE, f"runs at {source}; replication "
+                                f"to {target}{purpose} needs site {target}, which is "
+                                f"disconnected: waiting for {target} to return")
+        if o.protection_state is ProtectionState.COMMITTED:
+            return self._act(vm, o, Phase.REPROTECTING, f"failover to {source} committed; "
+                             f"reversing replication to {source}->{target}{purpose}",
+                             Operation.REVERSE_REPLICATE, target)
+        return self._act(vm, o, Phase.SYNCING, f"runs at {source} with replication off; "
+                         f"enabling {source}->{target}{purpose}",
+                         Operation.ENABLE_REPLICATION, target)
 
     def _failover(
         self, vm: spec.DesiredVM, o: state.ObservedVM, source: str, target: str
