@@ -396,6 +396,9 @@ class Daemon:
         if event.kind is execute.EventKind.STARTED:
             log.info("%s/%s %s%s started (%s)", event.plan, event.vm, event.operation, where,
                      event.job_id, extra=fields)
+        elif event.kind is execute.EventKind.ADOPTED:
+            log.info("%s/%s %s%s still running from an earlier drctl (%s): following it",
+                     event.plan, event.vm, event.operation, where, event.job_id, extra=fields)
         elif event.kind is execute.EventKind.SUCCEEDED:
             log.info("%s/%s %s%s finished in %.1fs", event.plan, event.vm, event.operation,
                      where, event.seconds or 0.0, extra={**fields, "seconds": event.seconds,

@@ -38,6 +38,7 @@ class Settings:
 
 class EventKind(StrEnum):
     STARTED = "started"
+    ADOPTED = "adopted"  # still running from a previous drctl run: followed, not restarted
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     REFUSED = "refused"  # the provider refused to start it
@@ -94,7 +95,7 @@ class Executor:
         jobs = None
         for entry in unresolved:
             if entry.job_id is not None:
-                self._running[entry.job_id] = entry
+                self._adopt(entry, entry.job_id)
                 continue
             # Intent recorded, then the process died: did the fabric get the call?
             if jobs is None:
@@ -111,7 +112,12 @@ class Executor:
                 continue
             known.add(match.id)
             self.journal.record_started(entry.id, match.id, match.started_at)
-            self._running[match.id] = entry
+            self._adopt(entry, match.id)
+
+    def _adopt(self, entry: journals.Entry, job_id: str) -> None:
+        self._running[job_id] = entry
+        self._emit(Event(EventKind.ADOPTED, entry.plan, entry.vm, entry.operation,
+                         entry.target_site, self.clock.now(), job_id))
 
     def step(
         self,

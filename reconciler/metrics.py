@@ -62,7 +62,8 @@ RECONCILE_RESULTS = (RECONCILE_SUCCESS, RECONCILE_ERROR, RECONCILE_INVALID_SPEC)
 
 # `drctl_actions_total{result}` counts outcomes; `started` is not one (it is
 # what `drctl_actions_in_flight` counts), or every action would count twice.
-ACTION_RESULTS = tuple(kind.value for kind in EventKind if kind is not EventKind.STARTED)
+ACTION_RESULTS = tuple(kind.value for kind in EventKind
+                       if kind not in {EventKind.STARTED, EventKind.ADOPTED})
 
 # Buckets, in seconds, sized to what each duration is in DR:
 # - one job: a stop or a commit takes seconds, an ASR planned failover a few
@@ -319,8 +320,8 @@ class Metrics:
                 self._actions.labels(op.value, result)
         for result in RECONCILE_RESULTS:
             self._reconciles.labels(result)
-        # Job id -> operation of the jobs counted in flight. A job adopted
-        # after a restart was never counted, so its end must not be subtracted.
+        # Job id -> operation of the jobs counted in flight (started, or adopted
+        # after a restart), so that no job's end is subtracted twice or unseen.
         self._in_flight_jobs: dict[str, str] = {}
         self._known_plans: set[str] = set()
 
@@ -351,7 +352,7 @@ class Metrics:
     def record_event(self, event: execute.Event) -> None:
         """Count an executor event; time and un-count a job when it ends."""
         op = event.operation.value
-        if event.kind is EventKind.STARTED:
+        if event.kind in {EventKind.STARTED, EventKind.ADOPTED}:
             if event.job_id is not None and event.job_id not in self._in_flight_jobs:
                 self._in_flight_jobs[event.job_id] = op
                 self._in_flight.labels(op).inc()

@@ -289,6 +289,8 @@ class Progress:
         stamp = event.at.strftime("%H:%M:%S")
         if event.kind is execute.EventKind.STARTED:
             line = f"started ({event.job_id})"
+        elif event.kind is execute.EventKind.ADOPTED:
+            line = f"still running from an earlier drctl ({event.job_id}): following it"
         elif event.kind is execute.EventKind.SUCCEEDED:
             loss = ""
             if event.data_loss_seconds:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler import execute, journal, plan, spec
+from reconciler import execute, journal, metrics, plan, spec
 from reconciler.clock import VirtualClock
 from reconciler.providers import base, inventory, sim
 from reconciler.state import Operation
@@ -36,8 +36,12 @@ def test_intent_whose_call_reached_the_fabric_is_adopted_not_reissued(tmp_path: 
     history.record_intent(STOP, "rev1", clock.now())
     # The process died right after the fabric accepted the call, before the job id was kept.
     job_id = fabric.start(base.Request("sql01", Operation.STOP_VM, "ams"))
-    executor = execute.Executor(fabric, history, clock)
+    collected = metrics.Metrics()
+    executor = execute.Executor(fabric, history, clock, on_event=collected.record_event)
     assert executor.running == 1
+    in_flight = collected.registry.get_sample_value("drctl_actions_in_flight",
+                                                    {"operation": "StopVM"})
+    assert in_flight == 1
     outcome = execute.apply(executor, desired, "rev1", timeout=120)
     assert outcome.converged
     stops = [j for j in fabric.list_jobs() if j.operation is Operation.STOP_VM]
