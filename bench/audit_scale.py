@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import sqlite3
@@ -45,8 +44,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
+
+from measure import median_seconds, run_process
 
 from reconciler import audit, history, journal, spec
 
@@ -128,30 +128,6 @@ def build_journal(state_dir: Path, repo: Path) -> None:
 
 def iso(epoch: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(epoch))
-
-
-def median_seconds(runs: int, action: Callable[[], object]) -> float:
-    times = []
-    for _ in range(runs):
-        began = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times)
-
-
-def run_process(argv: list[str], stdout: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process, its own and no other's."""
-    with stdout.open("wb") as out:
-        began = time.perf_counter()
-        child = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(child.pid, 0)
-        seconds = time.perf_counter() - began
-    assert child.stderr is not None
-    errors = child.stderr.read().decode()
-    child.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(argv)} failed:\n{errors}")
-    return seconds, usage.ru_maxrss / 1024
 
 
 def drctl_command() -> list[str]:

@@ -10,13 +10,11 @@ VMs are converged, some fail over, some do not replicate.
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import prometheus_client
+from measure import median_seconds
 
 from reconciler import metrics, plan, spec
 from reconciler.metrics import Metrics
@@ -116,32 +114,23 @@ class LabelledGauges:
         self._replicating = replicating
 
 
-def _median(runs: int, action: Callable[[], object]) -> float:
-    times = []
-    for _ in range(runs):
-        began = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times)
-
-
 def measure(count: int) -> None:
     built, observed = _inputs(count)
     runs = 3 if count >= 100_000 else 5
     ours, base = Metrics(), LabelledGauges()
     # First update creates every series; later ones (what each reconcile pays) update them.
-    first_ours = _median(1, lambda: ours.update_from_plan(built, observed))
-    first_base = _median(1, lambda: base.update(built))
-    update_ours = _median(runs, lambda: ours.update_from_plan(built, observed))
-    update_base = _median(runs, lambda: base.update(built))
+    first_ours = median_seconds(1, lambda: ours.update_from_plan(built, observed))
+    first_base = median_seconds(1, lambda: base.update(built))
+    update_ours = median_seconds(runs, lambda: ours.update_from_plan(built, observed))
+    update_base = median_seconds(runs, lambda: base.update(built))
     size = len(ours.exposition())
-    scrape_all = _median(runs, ours.exposition)
+    scrape_all = median_seconds(runs, ours.exposition)
     # Like for like: the per-VM collector alone against the labelled Gauges,
     # which stand in for the same families only.
     alone = prometheus_client.CollectorRegistry()
     alone.register(ours._state)
-    scrape_ours = _median(runs, lambda: prometheus_client.generate_latest(alone))
-    scrape_base = _median(runs, lambda: prometheus_client.generate_latest(base.registry))
+    scrape_ours = median_seconds(runs, lambda: prometheus_client.generate_latest(alone))
+    scrape_base = median_seconds(runs, lambda: prometheus_client.generate_latest(base.registry))
     print(f"{count:>7} VMs  update_from_plan: first {first_ours:.3f} s, then {update_ours:.3f} s"
           f" | labelled Gauges: first {first_base:.3f} s, then {update_base:.3f} s "
           f"({update_base / update_ours:.1f}x slower)")

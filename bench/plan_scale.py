@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from measure import median_seconds, run_process
 
 from reconciler import plan, report, spec
 from reconciler.providers import sim
@@ -119,43 +120,6 @@ def drctl_command() -> list[str]:
 
 # ---------------------------------------------------------------------------
 # Measuring.
-
-
-def median_seconds(runs: int, action: Callable[[], object]) -> float:
-    times = []
-    for _ in range(runs):
-        began = time.perf_counter()
-        result = action()
-        times.append(time.perf_counter() - began)
-        del result  # freeing it is not part of the step
-    return statistics.median(times)
-
-
-# Spawns ARGV, waits, and prints its wall seconds, peak RSS and exit code on
-# stderr. A small process in between because Linux counts in a child's peak
-# RSS the memory of the process that forked it (the high-water mark of the
-# address space it leaves at exec): from this benchmark's big heap, every
-# child would seem to need it.
-_MEASURE = """\
-import os, sys, time
-began = time.perf_counter()
-pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ)
-_, status, usage = os.wait4(pid, 0)
-print(time.perf_counter() - began, usage.ru_maxrss, os.waitstatus_to_exitcode(status),
-      file=sys.stderr)
-"""
-
-
-def run_process(argv: list[str], stdout: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one run of `argv`, its own and no other's."""
-    with stdout.open("wb") as out:
-        done = subprocess.run([sys.executable, "-c", _MEASURE, *argv], stdout=out,
-                              stderr=subprocess.PIPE, check=False)
-    *errors, last = done.stderr.decode().splitlines() or [""]
-    seconds, max_rss_kib, code = last.split()
-    if done.returncode != 0 or code != "0":
-        raise SystemExit(f"{' '.join(argv)} exited {code}:\n" + "\n".join(errors))
-    return float(seconds), int(max_rss_kib) / 1024
 
 
 def measure_drctl(figures: Figures, specs: Path, state_dir: Path, runs: int) -> None:

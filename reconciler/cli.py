@@ -73,12 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply_cmd.add_argument("--timeout", type=float, default=1800.0, metavar="SECONDS",
                            help="how long to wait for things that resolve by themselves "
                            "(default 1800)")
-    apply_cmd.add_argument("--poll-interval", type=float, default=0.5, metavar="SECONDS",
-                           help="how often to poll the fabric (default 0.5)")
-    apply_cmd.add_argument("--retry-backoff", type=float, default=2.0, metavar="SECONDS",
-                           help="wait after a failed job, doubled per failure (default 2)")
-    apply_cmd.add_argument("--max-attempts", type=int, default=3,
-                           help="failed attempts per VM, operation and revision before Blocked")
+    _executor_args(apply_cmd, poll_interval=0.5)
     state_dir_arg(apply_cmd)
     apply_cmd.set_defaults(handler=_apply)
 
@@ -95,12 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="serve Prometheus metrics at http://HOST:PORT/metrics")
     run_cmd.add_argument("--resync", type=float, default=30.0, metavar="SECONDS",
                          help="re-read specs and correct drift at least this often (default 30)")
-    run_cmd.add_argument("--poll-interval", type=float, default=0.1, metavar="SECONDS",
-                         help="how often to poll the fabric while jobs run (default 0.1)")
-    run_cmd.add_argument("--retry-backoff", type=float, default=2.0, metavar="SECONDS",
-                         help="wait after a failed job, doubled per failure (default 2)")
-    run_cmd.add_argument("--max-attempts", type=int, default=3,
-                         help="failed attempts per VM, operation and revision before Blocked")
+    _executor_args(run_cmd, poll_interval=0.1)
     run_cmd.add_argument("--log-format", choices=["text", "json"], default="text")
     run_cmd.add_argument("--git-notes", action="store_true",
                          help="attach the DR outcome of each converged or blocked commit as a "
@@ -155,6 +145,24 @@ def _validate(args: argparse.Namespace) -> int:
     vms = sum(len(p.vms) for p in desired.plans)
     print(f"{args.specs_dir}: valid ({len(desired.plans)} plans, {vms} VMs)")
     return errors.EXIT_OK
+
+
+def _executor_args(parser: argparse.ArgumentParser, poll_interval: float) -> None:
+    """How `apply` and `run` poll jobs and retry failures."""
+    parser.add_argument("--poll-interval", type=float, default=poll_interval, metavar="SECONDS",
+                        help=f"how often to poll the fabric while jobs run "
+                        f"(default {poll_interval:g})")
+    parser.add_argument("--retry-backoff", type=float, default=2.0, metavar="SECONDS",
+                        help="wait after a failed job, doubled per failure (default 2)")
+    parser.add_argument("--max-attempts", type=int, default=3,
+                        help="failed attempts per VM, operation and revision before Blocked")
+
+
+def _settings(args: argparse.Namespace) -> execute.Settings:
+    from reconciler import execute
+
+    return execute.Settings(poll_interval=args.poll_interval, backoff_base=args.retry_backoff,
+                            max_attempts=args.max_attempts)
 
 
 def _output_arg(parser: argparse.ArgumentParser) -> None:
@@ -281,8 +289,7 @@ def _apply(args: argparse.Namespace) -> int:
     desired = spec.load_specs(args.specs_dir)
     rev = revision.spec_revision(args.specs_dir).id
     wall = clock.WallClock()
-    settings = execute.Settings(poll_interval=args.poll_interval,
-                                backoff_base=args.retry_backoff, max_attempts=args.max_attempts)
+    settings = _settings(args)
     provider = providers.open_provider(args.state_dir, wall)
     with lock.hold(args.state_dir, "apply"):
         progress = report.Progress()
@@ -328,7 +335,7 @@ def _metrics_addr(text: str) -> tuple[str, int]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from reconciler import clock, daemon, execute, metrics, providers
+    from reconciler import clock, daemon, metrics, providers
 
     address = _metrics_addr(args.metrics_addr) if args.metrics_addr else None
     daemon.configure_logging(args.log_format)
@@ -346,8 +353,7 @@ def _run(args: argparse.Namespace) -> int:
         daemon.log.info("serving metrics on http://%s:%d/metrics", address[0],
                         server.server_port, extra={"event": "metrics_serving",
                                                    "port": server.server_port})
-    settings = execute.Settings(poll_interval=args.poll_interval,
-                                backoff_base=args.retry_backoff, max_attempts=args.max_attempts)
+    settings = _settings(args)
     config = daemon.Config(args.specs_dir, args.state_dir, resync=args.resync,
                            poll_interval=args.poll_interval, settings=settings,
                            watch=not args.no_watch)
