@@ -48,7 +48,9 @@ from pathlib import Path
 
 from measure import median_seconds, run_process
 
-from reconciler import audit, history, journal, spec
+from reconciler.core import spec
+from reconciler.engine import journal
+from reconciler.gitops import audit, history
 
 VMS = 20
 EPOCH = 1_790_000_000  # 2026-09-21, one commit a minute from there

@@ -16,10 +16,9 @@ from datetime import UTC, datetime, timedelta
 import prometheus_client
 from measure import median_seconds
 
-from reconciler import metrics, plan, spec
-from reconciler.metrics import Metrics
-from reconciler.plan import Phase
-from reconciler.state import (
+from reconciler.core import plan, spec
+from reconciler.core.plan import Phase
+from reconciler.core.state import (
     Job,
     JobState,
     Observed,
@@ -30,6 +29,8 @@ from reconciler.state import (
     ReplicationState,
     Site,
 )
+from reconciler.engine import metrics
+from reconciler.engine.metrics import Metrics
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 PLANS = 10

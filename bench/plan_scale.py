@@ -49,8 +49,9 @@ from typing import Any
 import yaml
 from measure import median_seconds, run_process
 
-from reconciler import plan, report, spec
-from reconciler.providers import sim
+from reconciler.core import plan, spec
+from reconciler.fabric.sim import provider as sim
+from reconciler.ui import report
 
 SIZES = (1_000, 10_000, 100_000)
 OVERRIDE_EVERY = 100  # 1% of the entries move to rtm

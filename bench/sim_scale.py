@@ -14,12 +14,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reconciler import lifecycle
-from reconciler.clock import VirtualClock
-from reconciler.providers import sim, sim_store
-from reconciler.providers.base import Request
-from reconciler.providers.inventory import Inventory, InventoryVM
-from reconciler.state import Operation
+from reconciler.core import lifecycle
+from reconciler.core.state import Operation
+from reconciler.fabric.base import Request
+from reconciler.fabric.sim import provider as sim
+from reconciler.fabric.sim import store as sim_store
+from reconciler.fabric.sim.inventory import Inventory, InventoryVM
+from reconciler.kits.clock import VirtualClock
 
 
 def _median(runs: int, action: object) -> float:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler import execute, journal, plan, spec
-from reconciler.clock import VirtualClock
-from reconciler.providers import inventory, sim
+from reconciler.core import plan, spec
+from reconciler.engine import execute, journal
+from reconciler.fabric.sim import inventory
+from reconciler.fabric.sim import provider as sim
+from reconciler.kits.clock import VirtualClock
 
 ROOT = Path(__file__).resolve().parent.parent
 

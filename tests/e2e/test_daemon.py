@@ -189,8 +189,8 @@ def git_note(site: Site, sha: str) -> str:
 
 
 def test_a_daemon_waiting_for_apply_s_lock_stops_cleanly_on_sigterm(site: Site) -> None:
-    holder = ("import sys\nfrom pathlib import Path\nfrom reconciler import lock\n"
-              "with lock.hold(Path(sys.argv[1]), 'apply'):\n"
+    holder = ("import sys\nfrom pathlib import Path\nfrom reconciler.engine.lease import flock\n"
+              "with flock.hold(Path(sys.argv[1]), 'apply'):\n"
               "    print('held', flush=True)\n    sys.stdin.read()\n")
     with subprocess.Popen([sys.executable, "-c", holder, str(site.state)], text=True,
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE) as held:

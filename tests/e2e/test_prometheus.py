@@ -26,9 +26,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from reconciler import plan, spec
-from reconciler.metrics import Metrics
-from reconciler.state import (
+from reconciler.core import plan, spec
+from reconciler.core.state import (
     Observed,
     ObservedVM,
     Operation,
@@ -37,6 +36,7 @@ from reconciler.state import (
     ReplicationState,
     Site,
 )
+from reconciler.engine.metrics import Metrics
 
 pytestmark = pytest.mark.e2e
 

@@ -1,0 +1,383 @@
+"""The `drctl` command line: parses arguments, calls the package, maps errors to exit codes.
+
+Exit codes are a contract (README): 0 success; 1 not converged (`apply`,
+`plan --exit-code`); 2 invalid input or usage; 3 runtime error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import itertools
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from reconciler import errors
+from reconciler.core import spec
+from reconciler.kits import gcpause
+
+if TYPE_CHECKING:
+    from reconciler.core import plan
+    from reconciler.engine import execute
+
+Handler = Callable[[argparse.Namespace], int]
+
+DEFAULT_STATE_DIR = ".drctl"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors with the contract's exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(errors.EXIT_INVALID)
+
+
+def state_dir_arg(parser: argparse.ArgumentParser) -> None:
+    """Add `--state-dir` (default $DRCTL_STATE_DIR, else .drctl)."""
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(os.environ.get("DRCTL_STATE_DIR") or DEFAULT_STATE_DIR),
+        help="where drctl keeps its state (default: $DRCTL_STATE_DIR or .drctl)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="drctl",
+        description="GitOps reconciler for disaster recovery of VMs replicated between two sites.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    validate = commands.add_parser("validate", help="check a directory of specs; exit 2 if invalid")
+    validate.add_argument("specs_dir", type=Path)
+    validate.set_defaults(handler=_validate)
+
+    plan_cmd = commands.add_parser(
+        "plan", help="show the ordered actions, each VM's phase and reason, and readiness"
+    )
+    plan_cmd.add_argument("specs_dir", type=Path)
+    _output_arg(plan_cmd)
+    plan_cmd.add_argument("--exit-code", action="store_true",
+                          help="exit 1 when not converged (0 when converged)")
+    state_dir_arg(plan_cmd)
+    plan_cmd.set_defaults(handler=_plan)
+
+    apply_cmd = commands.add_parser("apply", help="execute the plan until converged")
+    apply_cmd.add_argument("specs_dir", type=Path)
+    apply_cmd.add_argument("--timeout", type=float, default=1800.0, metavar="SECONDS",
+                           help="how long to wait for things that resolve by themselves "
+                           "(default 1800)")
+    _executor_args(apply_cmd, poll_interval=0.5)
+    state_dir_arg(apply_cmd)
+    apply_cmd.set_defaults(handler=_apply)
+
+    status_cmd = commands.add_parser("status", help="each VM: desired, observed, phase, reason")
+    status_cmd.add_argument("specs_dir", type=Path)
+    _output_arg(status_cmd)
+    state_dir_arg(status_cmd)
+    status_cmd.set_defaults(handler=_status)
+
+    run_cmd = commands.add_parser(
+        "run", help="the GitOps daemon: watch SPECS_DIR, reconcile, serve /metrics")
+    run_cmd.add_argument("specs_dir", type=Path)
+    run_cmd.add_argument("--metrics-addr", metavar="HOST:PORT",
+                         help="serve Prometheus metrics at http://HOST:PORT/metrics")
+    run_cmd.add_argument("--resync", type=float, default=30.0, metavar="SECONDS",
+                         help="re-read specs and correct drift at least this often (default 30)")
+    _executor_args(run_cmd, poll_interval=0.1)
+    run_cmd.add_argument("--log-format", choices=["text", "json"], default="text")
+    run_cmd.add_argument("--git-notes", action="store_true",
+                         help="attach the DR outcome of each converged or blocked commit as a "
+                         "git note under refs/notes/drctl")
+    run_cmd.add_argument("--no-watch", action="store_true",
+                         help="do not watch the files (e.g. on NFS, without inotify): changes "
+                         "are then seen at each resync")
+    state_dir_arg(run_cmd)
+    run_cmd.set_defaults(handler=_run)
+
+    audit_cmd = commands.add_parser(
+        "audit", help="who moved what where, when, and did it converge: the git history of "
+        "the specs joined with the journal")
+    audit_cmd.add_argument("specs_dir", type=Path)
+    audit_cmd.add_argument("--vm", metavar="NAME", help="only the entries of this VM")
+    audit_cmd.add_argument("--since", metavar="DATE",
+                           help="only commits at or after this ISO date or datetime")
+    _output_arg(audit_cmd)
+    state_dir_arg(audit_cmd)
+    audit_cmd.set_defaults(handler=_audit)
+
+    # Imported here so that `drctl validate` does not pay for the fabric's imports.
+    from reconciler.cli import fabric as fabric_cli
+
+    fabric_cli.add_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except errors.SpecError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return exc.exit_code
+    except errors.DrctlError as exc:
+        print(f"drctl: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("drctl: interrupted", file=sys.stderr)
+        return errors.EXIT_RUNTIME
+    except BrokenPipeError:
+        # The reader went away (`drctl status | head`): nothing left to say to it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return errors.EXIT_OK
+
+
+def _validate(args: argparse.Namespace) -> int:
+    desired = spec.load_specs(args.specs_dir)
+    vms = sum(len(p.vms) for p in desired.plans)
+    print(f"{args.specs_dir}: valid ({len(desired.plans)} plans, {vms} VMs)")
+    return errors.EXIT_OK
+
+
+def _executor_args(parser: argparse.ArgumentParser, poll_interval: float) -> None:
+    """How `apply` and `run` poll jobs and retry failures."""
+    parser.add_argument("--poll-interval", type=float, default=poll_interval, metavar="SECONDS",
+                        help=f"how often to poll the fabric while jobs run "
+                        f"(default {poll_interval:g})")
+    parser.add_argument("--retry-backoff", type=float, default=2.0, metavar="SECONDS",
+                        help="wait after a failed job, doubled per failure (default 2)")
+    parser.add_argument("--max-attempts", type=int, default=3,
+                        help="failed attempts per VM, operation and revision before Blocked")
+
+
+def _settings(args: argparse.Namespace) -> execute.Settings:
+    from reconciler.engine import execute
+
+    return execute.Settings(poll_interval=args.poll_interval, backoff_base=args.retry_backoff,
+                            max_attempts=args.max_attempts)
+
+
+def _output_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", choices=["text", "json"], default="text")
+
+
+def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
+    from reconciler import fabric
+    from reconciler.core import plan
+    from reconciler.engine import execute, journal
+    from reconciler.gitops import revision
+    from reconciler.kits import clock
+
+    desired = spec.load_specs(args.specs_dir)
+    rev = revision.spec_revision(args.specs_dir).id
+    wall = clock.WallClock()
+    provider = fabric.open_provider(args.state_dir, wall)
+    # Plan with the attempts already spent on this revision, so that plan and
+    # status show Blocked after exhausted retries exactly as apply does.
+    attempts: plan.AttemptsByAction = {}
+    if (args.state_dir / journal.FILE).exists():  # read-only commands create nothing
+        attempts = journal.Journal(args.state_dir).attempts(rev, execute.Settings().backoff)
+    built = plan.build_plan(desired, provider.observe(), wall.now(), attempts)
+    return built, rev
+
+
+def _without_cyclic_gc(handler: Handler) -> Handler:
+    """Run a command that plans once and exits with the cyclic GC paused until it returns.
+
+    Such a command builds, then drops, values for every VM (100k of them)
+    that hold no cycles: the collector would only walk them again and again,
+    and resumed inside the command, it would walk them all once more. By the
+    time the handler returns they are freed, by reference counting.
+    """
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        with gcpause.gc_paused():
+            return handler(args)
+
+    return run
+
+
+def _write_lines(lines: Iterable[str]) -> None:
+    # A write per line costs more than making the line: a thousand at a time.
+    pending = iter(lines)
+    while batch := "".join(itertools.islice(pending, 1000)):
+        sys.stdout.write(batch)
+
+
+@_without_cyclic_gc
+def _plan(args: argparse.Namespace) -> int:
+    from reconciler.ui import report
+
+    built, rev = _observe_and_plan(args)
+    if args.output == "json":
+        _write_lines(report.plan_json_lines(built, rev))
+    else:
+        report.print_plan(built, rev)
+    if args.exit_code and not built.converged:
+        return errors.EXIT_NOT_CONVERGED
+    return errors.EXIT_OK
+
+
+@_without_cyclic_gc
+def _status(args: argparse.Namespace) -> int:
+    from reconciler.ui import report
+
+    running = daemon_state(args.state_dir)
+    try:
+        built, rev = _observe_and_plan(args)
+    except errors.SpecError:
+        if running is not None:
+            print(f"drctl: the daemon (pid {running['pid']}) keeps revision "
+                  f"{running['revisionInForce']} in force", file=sys.stderr)
+        raise
+    if args.output == "json":
+        print(json.dumps(report.status_json(built, rev, running), indent=2))
+    else:
+        report.print_status(built, rev, daemon=running)
+    return errors.EXIT_OK
+
+
+def daemon_state(state_dir: Path) -> dict[str, Any] | None:
+    """What the `drctl run` working on this state dir last said, if one is running."""
+    try:
+        data: dict[str, Any] = json.loads((state_dir / "daemon.json").read_text())
+        os.kill(int(data["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return data if data.get("running") else None
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from reconciler.gitops import audit
+
+    since = audit.parse_since(args.since) if args.since else None
+    entries = audit.audit_history(args.specs_dir, args.state_dir, vm=args.vm, since=since)
+    if args.output == "json":
+        print(json.dumps([entry.to_json() for entry in entries], indent=2))
+    else:
+        sys.stdout.writelines(audit.text_lines(entries))
+    return errors.EXIT_OK
+
+
+class _StopOnInterrupt:
+    """First Ctrl-C: start nothing more, follow running jobs. Second: leave now."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, _signum: int, _frame: FrameType | None) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ndrctl: stopping: no new operation will start; running jobs are never "
+              "cancelled and are followed to their end. Ctrl-C again to leave now (they keep "
+              "running in the fabric).", file=sys.stderr, flush=True)
+
+    def restore(self) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from reconciler import fabric
+    from reconciler.engine import execute, journal
+    from reconciler.engine.lease import flock
+    from reconciler.gitops import revision
+    from reconciler.kits import clock
+    from reconciler.ui import report
+
+    desired = spec.load_specs(args.specs_dir)
+    rev = revision.spec_revision(args.specs_dir).id
+    wall = clock.WallClock()
+    settings = _settings(args)
+    provider = fabric.open_provider(args.state_dir, wall)
+    with flock.hold(args.state_dir, "apply"):
+        progress = report.Progress()
+        executor = execute.Executor(provider, journal.Journal(args.state_dir), wall, settings,
+                                    on_event=progress.event)
+        print(f"applying {args.specs_dir} at revision {rev}", flush=True)
+        stop = _StopOnInterrupt()
+        try:
+            outcome = execute.apply(executor, desired, rev, args.timeout,
+                                    lambda: stop.requested, progress.step)
+        except KeyboardInterrupt:
+            print("drctl: left while jobs still run in the fabric; run drctl apply again to "
+                  "follow them", file=sys.stderr)
+            return errors.EXIT_NOT_CONVERGED
+        finally:
+            stop.restore()
+    return _summarise(outcome)
+
+
+def _summarise(outcome: execute.Outcome) -> int:
+    built = outcome.plan
+    if outcome.converged:
+        print(f"converged: {len(built.vms)} VMs at their desired site and protected")
+        return errors.EXIT_OK
+    if outcome.interrupted:
+        print("stopped on request before converging", file=sys.stderr)
+    elif outcome.timed_out:
+        print("timed out before converging", file=sys.stderr)
+    else:
+        print("cannot converge without a change by a human:", file=sys.stderr)
+    for vp in built.vms:
+        if not vp.converged:
+            print(f"  {vp.plan}/{vp.name}: {vp.phase}: {vp.reason}", file=sys.stderr)
+    return errors.EXIT_NOT_CONVERGED
+
+
+def _metrics_addr(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise errors.UsageError(f"--metrics-addr must be HOST:PORT with a port from 0 to "
+                                f"65535 (e.g. 127.0.0.1:9464), not {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from reconciler import fabric
+    from reconciler.daemon import loop
+    from reconciler.engine import metrics
+    from reconciler.kits import clock
+
+    address = _metrics_addr(args.metrics_addr) if args.metrics_addr else None
+    loop.configure_logging(args.log_format)
+    wall = clock.WallClock()
+    provider = fabric.open_provider(args.state_dir, wall)
+    collected = metrics.Metrics()
+    server = None
+    if address is not None:
+        try:
+            server, _thread = collected.serve(*address)
+        except OSError as exc:
+            why = exc.strerror or exc
+            raise errors.UsageError(f"cannot serve metrics on {args.metrics_addr}: {why}; "
+                                    "choose another --metrics-addr") from exc
+        loop.log.info("serving metrics on http://%s:%d/metrics", address[0],
+                        server.server_port, extra={"event": "metrics_serving",
+                                                   "port": server.server_port})
+    settings = _settings(args)
+    config = loop.Config(args.specs_dir, args.state_dir, resync=args.resync,
+                           poll_interval=args.poll_interval, settings=settings,
+                           watch=not args.no_watch)
+    on_revision = loop.note_outcome(args.specs_dir) if args.git_notes else None
+    runner = loop.Daemon(config, provider, wall, collected, on_revision)
+    runner.install_signal_handlers()
+    try:
+        return runner.run()
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()

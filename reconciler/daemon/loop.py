@@ -1,0 +1,535 @@
+"""The daemon behind `drctl run`: watch the specs, reconcile, keep the last valid revision.
+
+A watcher thread (watchfiles, inotify) wakes the loop when a spec file or the
+git HEAD changes; a resync interval wakes it anyway, so drift made outside git
+is corrected. Each pass is level-triggered: read the revision (when something
+changed), observe, plan, start what the plan allows; jobs in flight are
+followed across passes by the executor. An invalid revision changes nothing:
+the last valid one stays in force, and is kept in the state dir so that a
+restarted daemon acts on it too. Called by `drctl run` (cli).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import watchfiles
+
+from reconciler.core import plan, spec
+from reconciler.core.plan import Phase
+from reconciler.engine import execute, journal
+from reconciler.engine import metrics as metrics_
+from reconciler.engine.lease import flock
+from reconciler.errors import GitError, LockHeldError, SpecError
+from reconciler.fabric import base
+from reconciler.gitops import notes, revision
+from reconciler.kits import clock as clocks
+
+log = logging.getLogger("drctl")
+
+# Told once per revision in force when it has converged or is stuck: the
+# revision, the last plan, and the journal's actions for that revision.
+OnRevision = Callable[[str, plan.Plan, list[journal.Entry]], None]
+
+IN_FORCE_DIR = "in-force"
+DAEMON_FILE = "daemon.json"
+# After a change that leaves the specs dirty, wait this long for the commit
+# (or the end of a pull) to land before acting on the dirty files.
+DIRTY_GRACE = timedelta(milliseconds=150)
+# How often to look again while something is pending that time alone resolves.
+PENDING_POLL = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    specs_dir: Path
+    state_dir: Path
+    resync: float = 30.0
+    poll_interval: float = 0.1
+    settings: execute.Settings = dataclasses.field(default_factory=execute.Settings)
+    watch: bool = True  # False: changes are seen only at each resync (no inotify)
+
+
+@dataclasses.dataclass
+class InForce:
+    """The desired state the daemon acts on: the newest valid revision it has seen."""
+
+    revision: str
+    desired: spec.DesiredState
+    seen_at: datetime
+    # When each plan's move started (revision seen), until it is converged.
+    moving_since: dict[str, datetime] = dataclasses.field(default_factory=dict)
+    placed: set[str] = dataclasses.field(default_factory=set)
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        provider: base.Provider,
+        clock: clocks.Clock,
+        metrics: metrics_.Metrics | None = None,
+        on_revision: OnRevision | None = None,
+    ) -> None:
+        self.config = config
+        self.provider = provider
+        self.clock = clock
+        self.metrics = metrics or metrics_.Metrics()
+        # Called once per revision in force when it has converged or is blocked.
+        self.on_revision = on_revision or (lambda _revision, _plan, _entries: None)
+        self._outcome_told: tuple[str, bool] | None = None
+        self.stop = threading.Event()
+        self.wake = threading.Event()
+        self.in_force: InForce | None = None
+        self.spec_error: SpecError | None = None
+        self.revision_seen: str | None = None
+        self.last_change_at: datetime | None = None
+        self._changed = True
+        self._phases: dict[tuple[str, str], Phase] = {}
+        self._recorded: set[tuple[str, str]] = set()  # converged under the revision in force
+        self._executor: execute.Executor | None = None
+
+    # --- the loop ------------------------------------------------------------
+
+    def run(self) -> int:
+        """Reconcile until asked to stop; hold the fabric lock throughout."""
+        held = self._lock()
+        if held is None:
+            log.info("stopped while waiting for the lock; nothing was started")
+            return 0
+        with held:
+            self.prepare()
+            watcher = threading.Thread(target=self._watch, name="drctl-watch", daemon=True)
+            if self.config.watch:
+                watcher.start()
+            next_resync = self.clock.now()
+            try:
+                while not self.stop.is_set():
+                    now = self.clock.now()
+                    if now >= next_resync:
+                        self._changed = True
+                        next_resync = now + timedelta(seconds=self.config.resync)
+                    wait = self.reconcile_once()
+                    wait = min(wait, max(0.0, (next_resync - self.clock.now()).total_seconds()))
+                    if self.wake.wait(timeout=wait):
+                        self.wake.clear()
+            finally:
+                self.stop.set()
+                self._write_daemon_file(running=False)
+                if watcher.is_alive():
+                    watcher.join(timeout=2)
+        log.info("stopped; jobs still running in the fabric were left running")
+        return 0
+
+    def prepare(self) -> None:
+        """Pick up what a previous daemon left: open journal entries, the revision in force."""
+        self._journal = journal.Journal(self.config.state_dir)
+        self._executor = execute.Executor(
+            self.provider, self._journal, self.clock, self.config.settings,
+            on_event=self._event,
+        )
+        self._restore_in_force()
+
+    def request_stop(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
+        """SIGTERM/SIGINT: start nothing more; the loop ends after this pass."""
+        self.stop.set()
+        self.wake.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+
+    def reconcile_once(self) -> float:
+        """One pass; returns how long the loop may sleep before the next one."""
+        assert self._executor is not None  # noqa: S101 (set by prepare)
+        started = time.monotonic()
+        if self._changed:
+            try:
+                if self._dirty_too_recent():
+                    return DIRTY_GRACE.total_seconds()
+                self._changed = False
+                self._read_specs()
+            except GitError as exc:
+                # Retried at the next change or resync; the revision in force stays.
+                log.error("cannot read the spec revision: %s; revision in force: %s", exc,
+                          self.in_force.revision if self.in_force else "none",
+                          extra={"event": "git_error", "error": str(exc)})
+        if self.in_force is None:
+            self._write_daemon_file(running=True)
+            self.metrics.record_reconcile(metrics_.RECONCILE_INVALID_SPEC,
+                                          time.monotonic() - started)
+            return self.config.resync
+        try:
+            built = self._executor.step(
+                self.in_force.desired, self.in_force.revision,
+                start=not self.stop.is_set(), hold=self._held,
+            )
+            self._after_pass(built)
+        except Exception:
+            # The one broad catch (style.md): a provider or journal failure must
+            # not kill the daemon; log, count, and try again on the next pass.
+            log.exception("reconcile pass failed; retrying")
+            self.metrics.record_reconcile(metrics_.RECONCILE_ERROR, time.monotonic() - started)
+            return min(5.0, self.config.resync)
+        if self._executor.last_observed is not None:
+            self.metrics.update_from_plan(built, self._executor.last_observed)
+        result = metrics_.RECONCILE_INVALID_SPEC if self.spec_error else metrics_.RECONCILE_SUCCESS
+        self.metrics.record_reconcile(result, time.monotonic() - started)
+        self._write_daemon_file(running=True)
+        return self._next_wait(built)
+
+    # --- desired state -------------------------------------------------------
+
+    def _watch(self) -> None:
+        paths = [self.config.specs_dir]
+        git_dir = _git_dir(self.config.specs_dir)
+        if git_dir is not None:
+            paths.append(git_dir)
+        try:
+            for _changes in watchfiles.watch(
+                *paths, watch_filter=_SpecOrRef(git_dir), debounce=100, step=5,
+                stop_event=self.stop, rust_timeout=500, yield_on_timeout=False,
+                raise_interrupt=False,
+            ):
+                self.notice_change()
+        except Exception:
+            log.exception("watching %s failed; changes are now picked up every %ss",
+                          self.config.specs_dir, self.config.resync)
+
+    def notice_change(self) -> None:
+        """Something under the specs (or the git HEAD) changed: read the specs next pass."""
+        self.last_change_at = self.clock.now()
+        self._changed = True
+        self.wake.set()
+
+    def _dirty_too_recent(self) -> bool:
+        """Right after a change, dirty files are often a pull or commit half-way."""
+        if self.last_change_at is None:
+            return False
+        young = self.clock.now() - self.last_change_at < DIRTY_GRACE
+        return young and revision.spec_revision(self.config.specs_dir).dirty
+
+    def _read_specs(self) -> None:
+        rev = revision.spec_revision(self.config.specs_dir)
+        if rev.id == self.revision_seen and (self.in_force is not None or self.spec_error):
+            return
+        self.revision_seen = rev.id
+        log.info("revision seen: %s", rev.id, extra={"event": "revision_seen",
+                                                     "revision": rev.id})
+        try:
+            desired = spec.load_specs(self.config.specs_dir)
+        except SpecError as exc:
+            self._reject(rev.id, exc)
+            return
+        self.spec_error = None
+        if self.in_force is None or self.in_force.revision != rev.id:
+            self._adopt(rev.id, desired)
+            self._save_in_force()
+        self._publish_spec()
+
+    def _publish_spec(self) -> None:
+        force = self.in_force
+        self.metrics.set_spec(self.spec_error is None, force.revision if force else None,
+                              force.seen_at.timestamp() if force else None)
+
+    def _reject(self, rev: str, exc: SpecError) -> None:
+        """An invalid revision: say what is wrong; the revision in force stays."""
+        self.spec_error = exc
+        self._publish_spec()
+        kept = self.in_force.revision if self.in_force else "none"
+        for problem in exc.problems:
+            log.error("invalid spec: %s", problem, extra={
+                "event": "spec_invalid", "revision": rev, "problem": str(problem)})
+        log.warning("revision %s is invalid: nothing changes; revision in force: %s",
+                    rev, kept, extra={"event": "spec_invalid", "revision": rev,
+                                      "in_force": kept})
+
+    def _adopt(self, rev: str, desired: spec.DesiredState) -> None:
+        previous = self.in_force
+        now = self.clock.now()
+        self.in_force = InForce(rev, desired, now)
+        if previous is not None:
+            # A plan that was still moving keeps its start: its RTO runs on.
+            self.in_force.moving_since = {
+                p: t for p, t in previous.moving_since.items()
+                if any(pl.name == p for pl in desired.plans)
+            }
+        observed = self._executor.last_observed if self._executor else None
+        for plan_spec in desired.plans:
+            if plan_spec.name in self.in_force.moving_since:
+                continue
+            if _moves(plan_spec, observed, previous.desired if previous else None):
+                self.in_force.moving_since[plan_spec.name] = now
+        self._recorded.clear()  # each VM's convergence is recorded under each revision
+        log.info("revision in force: %s", rev, extra={"event": "revision_in_force",
+                                                       "revision": rev})
+
+    def _save_in_force(self) -> None:
+        """Keep the specs of the revision in force, for a restart while HEAD is invalid."""
+        assert self.in_force is not None  # noqa: S101
+        target = self.config.state_dir / IN_FORCE_DIR
+        staging = self.config.state_dir / f".{IN_FORCE_DIR}.new"
+        shutil.rmtree(staging, ignore_errors=True)
+        (staging / "specs").mkdir(parents=True)
+        for file in spec.spec_files(self.config.specs_dir):
+            dest = staging / "specs" / file.relative_to(self.config.specs_dir)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(file, dest)
+        (staging / "revision").write_text(self.in_force.revision + "\n")
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+
+    def _restore_in_force(self) -> None:
+        saved = self.config.state_dir / IN_FORCE_DIR
+        if not (saved / "revision").is_file():
+            return
+        try:
+            desired = spec.load_specs(saved / "specs")
+        except SpecError:
+            log.warning("the saved revision in force in %s is unreadable; ignoring it", saved)
+            return
+        rev = (saved / "revision").read_text().strip()
+        self.in_force = InForce(rev, desired, self.clock.now())
+        self._publish_spec()
+        log.info("restored revision in force %s from the state dir", rev,
+                 extra={"event": "revision_restored", "revision": rev})
+
+    # --- after each pass ------------------------------------------------------
+
+    def _held(self, action: plan.Action) -> bool:
+        """Hold a moving plan's actions until its settle time has passed."""
+        assert self.in_force is not None  # noqa: S101
+        since = self.in_force.moving_since.get(action.plan)
+        if since is None:
+            return False
+        settle = next((p.settle_seconds for p in self.in_force.desired.plans
+                       if p.name == action.plan), 0.0)
+        return settle > 0 and self.clock.now() < since + timedelta(seconds=settle)
+
+    def _after_pass(self, built: plan.Plan) -> None:
+        assert self.in_force is not None  # noqa: S101
+        converged = []
+        for vp in built.vms:
+            key = (vp.plan, vp.name)
+            if vp.converged and key not in self._recorded:
+                self._recorded.add(key)
+                converged.append(key)
+            if self._phases.get(key) is not vp.phase:
+                self._phases[key] = vp.phase
+                if vp.phase is Phase.CONVERGED:
+                    log.info("%s/%s converged: %s", vp.plan, vp.name, vp.reason, extra={
+                        "event": "vm_converged", "plan": vp.plan, "vm": vp.name})
+                elif vp.phase is Phase.BLOCKED:
+                    log.warning("%s/%s blocked: %s", vp.plan, vp.name, vp.reason, extra={
+                        "event": "vm_blocked", "plan": vp.plan, "vm": vp.name,
+                        "reason": vp.reason})
+        now = self.clock.now()
+        if converged:
+            self._journal.record_converged(self.in_force.revision, converged, now)
+        self._tell_outcome(built)
+        for name, since in list(self.in_force.moving_since.items()):
+            vms = [vp for vp in built.vms if vp.plan == name]
+            if name not in self.in_force.placed and all(vp.placed for vp in vms):
+                self.in_force.placed.add(name)
+                seconds = (now - since).total_seconds()
+                log.info("plan %s placed in %.1fs", name, seconds, extra={
+                    "event": "plan_placed", "plan": name, "seconds": seconds})
+                self.metrics.observe_placement(name, seconds)
+            if all(vp.converged for vp in vms):
+                del self.in_force.moving_since[name]
+                self.in_force.placed.discard(name)
+                seconds = (now - since).total_seconds()
+                log.info("plan %s converged in %.1fs", name, seconds, extra={
+                    "event": "plan_converged", "plan": name, "seconds": seconds})
+                self.metrics.observe_convergence(name, seconds)
+
+    def _tell_outcome(self, built: plan.Plan) -> None:
+        """Once per revision and outcome: converged, or stuck until a human acts."""
+        assert self.in_force is not None and self._executor is not None  # noqa: S101
+        if built.converged:
+            outcome = True
+        elif not execute.can_progress(built, self._executor):
+            outcome = False
+        else:
+            return
+        told = (self.in_force.revision, outcome)
+        if self._outcome_told != told:
+            self._outcome_told = told
+            rev = self.in_force.revision
+            self.on_revision(rev, built, self._journal.entries(revision=rev))
+
+    def _next_wait(self, built: plan.Plan) -> float:
+        assert self._executor is not None  # noqa: S101
+        if self._executor.running:
+            return self.config.poll_interval
+        if built.converged:
+            return self.config.resync
+        waits = [self.config.resync]
+        for vp in built.vms:
+            if vp.converged:
+                continue
+            if vp.observed is not None and vp.observed.job is not None and vp.observed.job.running:
+                waits.append(self.config.poll_interval)
+            elif vp.action is not None and vp.action.ready:
+                waits.append(self.config.poll_interval)  # held by maxParallel or settle
+            elif vp.phase in {Phase.WAITING_FOR_SITE, Phase.SYNCING} or (
+                vp.action is not None and "backoff" in vp.action.waiting_for
+            ):
+                waits.append(PENDING_POLL)
+        return min(waits)
+
+    def _event(self, event: execute.Event) -> None:
+        where = f" -> {event.target_site}" if event.target_site else ""
+        fields = {"event": f"action_{event.kind}", "plan": event.plan, "vm": event.vm,
+                  "operation": str(event.operation), "target": event.target_site,
+                  "job": event.job_id}
+        if event.kind is execute.EventKind.STARTED:
+            log.info("%s/%s %s%s started (%s)", event.plan, event.vm, event.operation, where,
+                     event.job_id, extra=fields)
+        elif event.kind is execute.EventKind.ADOPTED:
+            log.info("%s/%s %s%s still running from an earlier drctl (%s): following it",
+                     event.plan, event.vm, event.operation, where, event.job_id, extra=fields)
+        elif event.kind is execute.EventKind.SUCCEEDED:
+            log.info("%s/%s %s%s finished in %.1fs", event.plan, event.vm, event.operation,
+                     where, event.seconds or 0.0, extra={**fields, "seconds": event.seconds,
+                                                         "data_loss": event.data_loss_seconds})
+        else:
+            log.warning("%s/%s %s%s %s: %s", event.plan, event.vm, event.operation, where,
+                        event.kind, event.error, extra={**fields, "error": event.error})
+        self.metrics.record_event(event)
+
+    def _write_daemon_file(self, *, running: bool) -> None:
+        """What `drctl status` shows about a running daemon."""
+        data: dict[str, Any] = {
+            "pid": os.getpid(),
+            "running": running,
+            "revisionInForce": self.in_force.revision if self.in_force else None,
+            "revisionSeen": self.revision_seen,
+            "specValid": self.spec_error is None,
+            "specErrors": [str(p) for p in self.spec_error.problems] if self.spec_error else [],
+            "updatedAt": self.clock.now().isoformat(timespec="microseconds"),
+        }
+        path = self.config.state_dir / DAEMON_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.replace(path)
+
+    def _lock(self) -> contextlib.ExitStack | None:
+        """The fabric lock; while `drctl apply` holds it, wait for it and say so.
+
+        None when asked to stop while waiting: nothing was started, exit cleanly.
+        """
+        stack = contextlib.ExitStack()
+        told = False
+        while True:
+            try:
+                stack.enter_context(flock.hold(self.config.state_dir, "run"))
+            except LockHeldError as exc:
+                if not told:
+                    log.warning("%s; waiting for the lock", exc)
+                    told = True
+                if self.stop.wait(1.0):
+                    return None
+                continue
+            return stack
+
+
+def note_outcome(specs_dir: Path) -> OnRevision:
+    """For `--git-notes`: attach what drctl did for a commit as a note on it."""
+
+    def attach(rev: str, built: plan.Plan, entries: list[journal.Entry]) -> None:
+        if not revision.is_commit(rev):
+            return  # dirty files or no git: there is no commit to annotate
+        blocked = {f"{vp.plan}/{vp.name}": vp.reason for vp in built.vms
+                   if vp.phase is Phase.BLOCKED}
+        outcome = "converged" if built.converged else "blocked"
+        text = notes.summarise(rev, entries, outcome, blocked)
+        try:
+            notes.attach(specs_dir, rev, text)
+        except GitError as exc:
+            log.warning("could not attach the git note to %s: %s", rev, exc,
+                        extra={"event": "git_note_failed", "revision": rev})
+            return
+        log.info("git note attached to %s: %s", rev, outcome,
+                 extra={"event": "git_note", "revision": rev, "outcome": outcome})
+
+    return attach
+
+
+def _moves(
+    plan_spec: spec.PlanSpec,
+    observed: Any,
+    previous: spec.DesiredState | None,
+) -> bool:
+    """Whether this revision moves VMs of the plan: a desired site differs from now."""
+    before = {} if previous is None else {vm.name: vm.active_site for vm in previous.vms()}
+    for vm in plan_spec.vms:
+        if before.get(vm.name, vm.active_site) != vm.active_site:
+            return True
+        o = None if observed is None else observed.vms.get(vm.name)
+        if o is not None and o.active_site != vm.active_site:
+            return True
+    return False
+
+
+def _git_dir(specs_dir: Path) -> Path | None:
+    for parent in [specs_dir.resolve(), *specs_dir.resolve().parents]:
+        candidate = parent / ".git"
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+class _SpecOrRef(watchfiles.DefaultFilter):
+    """Spec files, and in the git dir only what moves HEAD (refs, packed-refs)."""
+
+    def __init__(self, git_dir: Path | None) -> None:
+        super().__init__()
+        self.git_dir = str(git_dir) if git_dir is not None else None
+
+    def __call__(self, change: watchfiles.Change, path: str) -> bool:
+        if self.git_dir is not None and path.startswith(self.git_dir + os.sep):
+            rest = path[len(self.git_dir) + 1:]
+            return rest in {"HEAD", "packed-refs"} or (
+                rest.startswith("refs" + os.sep) and not rest.endswith(".lock"))
+        return path.endswith((".yaml", ".yml")) and super().__call__(change, path)
+
+
+def configure_logging(fmt: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(_JsonFormatter() if fmt == "json" else logging.Formatter(
+        "%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger("drctl")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+class _JsonFormatter(logging.Formatter):
+    _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
+
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "ts": datetime.fromtimestamp(record.created).astimezone().isoformat(
+                timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "msg": record.getMessage(),
+        }
+        data.update({k: v for k, v in vars(record).items()
+                     if k not in self._STANDARD and k not in {"message", "asctime"}})
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, default=str)

@@ -1,0 +1,230 @@
+"""The journal: an append-only SQLite history of every action drctl took.
+
+Each action is written as an intent before the provider is called, then
+updated with its job id and its outcome. The executor reads it back for two
+things only: the failed attempts per (VM, operation, revision), so that a
+restart does not reset the retry budget, and the actions whose outcome it has
+not yet seen. It is never the source of truth for what to do next: the
+fabric is.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from reconciler.core import plan
+from reconciler.core.state import Operation
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS actions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    plan TEXT NOT NULL,
+    vm TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    target_site TEXT,
+    direction TEXT,
+    revision TEXT NOT NULL,
+    intended_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    job_id TEXT,
+    result TEXT NOT NULL DEFAULT 'intended',
+    error TEXT,
+    data_loss_seconds REAL
+);
+CREATE INDEX IF NOT EXISTS actions_open ON actions (result) WHERE result IN ('intended', 'running');
+CREATE INDEX IF NOT EXISTS actions_revision ON actions (revision, vm, operation);
+CREATE TABLE IF NOT EXISTS convergences (
+    revision TEXT NOT NULL,
+    plan TEXT NOT NULL,
+    vm TEXT NOT NULL,
+    converged_at TEXT NOT NULL,
+    PRIMARY KEY (revision, vm)
+);
+"""
+
+INTENDED = "intended"  # recorded before calling the provider
+RUNNING = "running"  # the fabric accepted it and returned a job id
+SUCCEEDED = "succeeded"
+FAILED = "failed"  # the job failed, or the provider refused the call
+NOT_ISSUED = "not-issued"  # intent recorded, but the fabric never saw the call
+ABANDONED = "abandoned"  # open when the fabric it ran on was replaced
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    id: int
+    plan: str
+    vm: str
+    operation: Operation
+    target_site: str | None
+    revision: str
+    intended_at: datetime
+    job_id: str | None
+    result: str
+    error: str | None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    data_loss_seconds: float | None = None
+    direction: str | None = None  # `<from>-><to>` of a failover or a replication change
+
+
+FILE = "journal.db"
+
+
+class Journal:
+    def __init__(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.path = state_dir / FILE
+        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(actions)")}
+        if "direction" not in columns:  # a journal written before directions were kept
+            self._db.execute("ALTER TABLE actions ADD COLUMN direction TEXT")
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def record_intent(
+        self, action: plan.Action, revision: str, at: datetime
+    ) -> int:
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO actions (plan, vm, operation, target_site, direction, revision, "
+                "intended_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (action.plan, action.vm, str(action.operation), action.target_site,
+                 action.direction, revision, at.isoformat()),
+            )
+            assert cursor.lastrowid is not None  # noqa: S101 (sqlite always sets it)
+            return cursor.lastrowid
+
+    def record_started(self, entry_id: int, job_id: str, at: datetime) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE actions SET job_id = ?, started_at = ?, result = ? WHERE id = ?",
+                (job_id, at.isoformat(), RUNNING, entry_id),
+            )
+
+    def record_outcome(
+        self,
+        entry_id: int,
+        result: str,
+        at: datetime,
+        error: str | None = None,
+        data_loss_seconds: float | None = None,
+    ) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE actions SET result = ?, finished_at = ?, error = ?, "
+                "data_loss_seconds = ? WHERE id = ?",
+                (result, at.isoformat(), error, data_loss_seconds, entry_id),
+            )
+
+    def record_converged(self, revision: str, vms: list[tuple[str, str]], at: datetime) -> None:
+        """The first time each (plan, VM) is seen converged under `revision`."""
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO convergences (revision, plan, vm, converged_at) "
+                "VALUES (?, ?, ?, ?)",
+                [(revision, plan_name, vm, at.isoformat()) for plan_name, vm in vms],
+            )
+
+    def convergences(self) -> dict[tuple[str, str], datetime]:
+        """When each VM first converged under each revision: (revision, vm) -> time."""
+        rows = self._db.execute("SELECT revision, vm, converged_at FROM convergences").fetchall()
+        return {(rev, vm): datetime.fromisoformat(at) for rev, vm, at in rows}
+
+    def abandon_open(self, at: datetime, reason: str) -> int:
+        """Close every open action (the fabric was replaced); how many there were."""
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE actions SET result = ?, finished_at = ?, error = ? "
+                "WHERE result IN (?, ?)", (ABANDONED, at.isoformat(), reason, INTENDED, RUNNING))
+            return cursor.rowcount
+
+    def open_entries(self) -> list[Entry]:
+        """Actions whose outcome drctl has not recorded yet, oldest first."""
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM actions WHERE result IN (?, ?) ORDER BY id",  # noqa: S608
+            (INTENDED, RUNNING),
+        ).fetchall()
+        return [_entry(row) for row in rows]
+
+    def entries(self, revision: str | None = None) -> list[Entry]:
+        """Every action, oldest first; only those of `revision` when given."""
+        if revision is None:
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM actions ORDER BY id").fetchall()  # noqa: S608
+        else:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM actions WHERE revision = ? ORDER BY id",  # noqa: S608
+                (revision,)).fetchall()
+        return [_entry(row) for row in rows]
+
+    def attempts(
+        self, revision: str, backoff: Callable[[int], float]
+    ) -> dict[tuple[str, Operation], plan.Attempts]:
+        """Failed attempts per (VM, operation) for `revision`, with when to retry.
+
+        A success after failures resets the count: the budget is for
+        consecutive failures of one step.
+        """
+        rows = self._db.execute(
+            "SELECT vm, operation, result, error, finished_at FROM actions "
+            "WHERE revision = ? AND result IN (?, ?) ORDER BY id",
+            (revision, FAILED, SUCCEEDED),
+        ).fetchall()
+        found: dict[tuple[str, Operation], plan.Attempts] = {}
+        for vm, operation, result, error, finished_at in rows:
+            key = (vm, Operation(operation))
+            if result == SUCCEEDED:
+                found.pop(key, None)
+                continue
+            failures = found[key].failures + 1 if key in found else 1
+            at = datetime.fromisoformat(finished_at)
+            found[key] = plan.Attempts(
+                failures, error or "unknown error", at + timedelta(seconds=backoff(failures))
+            )
+        return found
+
+
+_COLUMNS = (
+    "id, plan, vm, operation, target_site, revision, intended_at, job_id, result, error, "
+    "started_at, finished_at, data_loss_seconds, direction"
+)
+
+
+def _entry(row: tuple[object, ...]) -> Entry:
+    (id_, plan_, vm, operation, target, revision, intended, job_id, result, error, started,
+     finished, loss, direction) = row
+    return Entry(
+        id=int(str(id_)),
+        plan=str(plan_),
+        vm=str(vm),
+        operation=Operation(str(operation)),
+        target_site=None if target is None else str(target),
+        revision=str(revision),
+        intended_at=datetime.fromisoformat(str(intended)),
+        job_id=None if job_id is None else str(job_id),
+        result=str(result),
+        error=None if error is None else str(error),
+        started_at=None if started is None else datetime.fromisoformat(str(started)),
+        finished_at=None if finished is None else datetime.fromisoformat(str(finished)),
+        data_loss_seconds=None if loss is None else float(str(loss)),
+        direction=None if direction is None else str(direction),
+    )

@@ -1,0 +1,131 @@
+"""Turns rows of the simulated fabric into the observed-state values of `state`.
+
+`providers.sim` calls `build_observed` inside one read transaction. This is
+the hot path of every reconcile (100k VMs): it reads each VM's name and
+state_key only, and computes the fields once per distinct state; VMs at rest
+in the same state differ only by name.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from typing import Any
+
+from reconciler.core import lifecycle
+from reconciler.core.state import (
+    Health,
+    Job,
+    JobState,
+    Observed,
+    ObservedVM,
+    Operation,
+    ProtectionState,
+    Replication,
+    ReplicationState,
+    Site,
+)
+from reconciler.fabric.sim import store as sim_store
+from reconciler.fabric.sim import timeline as tl
+from reconciler.kits import gcpause
+
+# While these jobs run, replication towards the peer is being built.
+_SYNCING_JOBS = frozenset({Operation.REVERSE_REPLICATE, Operation.ENABLE_REPLICATION})
+
+_VMParts = tuple[Any, ...]  # the fields of an ObservedVM after its name, in order
+
+
+def build_observed(db: sqlite3.Connection, world: tl.World,
+                   running_jobs: list[Job]) -> Observed:
+    """The whole fabric as observed at `world.t`, read inside one transaction of `db`."""
+    by_vm = {job.vm: job for job in running_jobs}
+    computed: dict[str, _VMParts] = {}
+    vms: dict[str, ObservedVM] = {}
+    with gcpause.gc_paused():
+        for name, key in sim_store.vm_keys(db):
+            parts = computed.get(key)
+            if parts is None:
+                row = sim_store.vm_row(db, name)
+                assert row is not None  # noqa: S101 (same transaction)
+                parts = computed[key] = _vm_parts(row, world, by_vm.get(name))
+            vms[name] = ObservedVM(name, *parts)
+    connected = world.connected
+    return Observed(
+        sites={s: Site(s, s in connected) for s in world.sites},
+        vms=vms,
+        at=to_datetime(world.t),
+        can_stop_vms=True,
+        jobs=tuple(running_jobs),
+    )
+
+
+def _vm_parts(row: sim_store.VMRow, world: tl.World, job: Job | None) -> _VMParts:
+    state = tl.vm_state(row, world)
+    replication = _replication(row, state, world, job)
+    health = replication.health if replication is not None else Health.NORMAL
+    job_text = None if job is None else f"{job.id} ({job.operation})"
+    allowed = lifecycle.allowed_operations(
+        state, lifecycle.Conditions(world.connected, health, job_text))
+    running = tuple(s for s in world.sites if s in state.running)
+    points = tuple(to_datetime(p) for p in tl.recovery_points(row, world))
+    return (state.active_site, running, state.protection, replication, allowed, job, points,
+            state.test_failover, state.last_failover)
+
+
+def _replication(row: sim_store.VMRow, state: lifecycle.VMState, world: tl.World,
+                 job: Job | None) -> Replication | None:
+    interval = world.interval
+    if job is not None and job.operation in _SYNCING_JOBS:
+        return Replication(state.active_site, state.peer_site, ReplicationState.INITIAL_SYNC,
+                           Health.NORMAL, None, interval)
+    if state.protection is not ProtectionState.PROTECTED:
+        return None
+    synced = tl.last_sync(row, world)
+    return Replication(state.active_site, state.peer_site, state.replication,
+                       tl.health(row, world), None if synced is None else to_datetime(synced),
+                       interval)
+
+
+def job_id(number: int) -> str:
+    """The id a job is known by: readable, unique within the fabric."""
+    return f"job-{number:06d}"
+
+
+def job(row: sim_store.JobRow, t: float) -> Job:
+    """A job as the fabric reports it at `t`."""
+    status = JobState(row.state)
+    progress = 1.0
+    if status is JobState.RUNNING:
+        duration = row.due_at - row.started_at
+        if duration > 0:
+            progress = min(1.0, max(0.0, (t - row.started_at) / duration))
+    return Job(
+        id=job_id(row.id),
+        vm=row.vm,
+        operation=Operation(row.operation),
+        state=status,
+        started_at=to_datetime(row.started_at),
+        finished_at=None if row.finished_at is None else to_datetime(row.finished_at),
+        progress=progress,
+        target_site=row.target_site,
+        error=row.error,
+        # The job result says how much a failover lost, once it succeeded.
+        data_loss_seconds=row.data_loss if status is JobState.SUCCEEDED else None,
+    )
+
+
+def to_datetime(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+def iso(t: float) -> str:
+    """ISO 8601 in UTC with microseconds, as every output of the fabric writes time."""
+    return to_datetime(t).isoformat(timespec="microseconds")
+
+
+def from_iso(text: str) -> float:
+    """Seconds since the epoch of an ISO 8601 time (UTC if it names no zone)."""
+    at = datetime.fromisoformat(text)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.timestamp()

@@ -1,0 +1,393 @@
+"""The embedded simulated two-site fabric: drctl's default provider, and its fault injection.
+
+`SimFabric` implements `providers.base.Provider` over a SQLite database in
+the state directory (`sim_store`), so a daemon and CLI calls share one fabric.
+The CLI (`fabric_cli`) creates it with `init_fabric` and drives its faults
+(site_down, inject_failure, lag, move, ...); the executor and the daemon only
+use the Provider methods.
+
+Time comes from an injected clock: a job started at t with duration d is
+finished by the first call that looks after t + d (observe, start, get_job,
+list_jobs), as of t + d. The lifecycle model decides what is allowed when a
+job starts (`lifecycle.check_operation`) and what the job did when it
+finishes (`lifecycle.apply_effect`); as in the real fabric, a job is accepted
+first and can fail later, leaving the VM as it was.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from reconciler import errors
+from reconciler.core import lifecycle
+from reconciler.core.state import (
+    FailoverKind,
+    Health,
+    Job,
+    JobState,
+    Observed,
+    Operation,
+    ProtectionState,
+    ReplicationState,
+    TestFailoverState,
+)
+from reconciler.fabric import base
+from reconciler.fabric.sim import observe as sim_observe
+from reconciler.fabric.sim import store as sim_store
+from reconciler.fabric.sim import timeline as tl
+from reconciler.fabric.sim.inventory import Inventory
+from reconciler.fabric.sim.observe import iso, job_id
+from reconciler.fabric.sim.store import JobRow, VMRow
+from reconciler.kits.clock import Clock, WallClock
+
+FLAVOUR = lifecycle.ASR_VMM
+FAILOVERS = frozenset({Operation.PLANNED_FAILOVER, Operation.UNPLANNED_FAILOVER})
+
+_EMPTY_ROW = VMRow(
+    name="", active_site="", active_running=0, peer_running=0, protection="", replication="",
+    last_failover=None, test_failover=TestFailoverState.NONE.value, job_id=None,
+    sync_anchor=None, lag=0.0, resync_from=None, resync_until=None, writes_stopped_at=None,
+    rp_latest=None, rp_oldest=None, written_until=None)
+
+
+def init_fabric(state_dir: Path, inventory: Inventory, clock: Clock | None = None) -> bool:
+    """Create the fabric of `inventory` in `state_dir`; True if it replaced one.
+
+    Every VM starts at its active site, protected in its direction with the
+    initial sync done, or unprotected.
+    """
+    now = (clock or WallClock()).now().timestamp()
+    anchor = tl.grid_floor(now, inventory.timings.replication_interval)
+    rows = []
+    for vm in inventory.vms:
+        peer = inventory.sites[1] if vm.active_site == inventory.sites[0] else inventory.sites[0]
+        if vm.replication is None:
+            state = lifecycle.unprotected(vm.active_site, peer)
+        else:
+            state = lifecycle.protected(vm.active_site, peer)
+        rows.append(_EMPTY_ROW._replace(name=vm.name, **tl.state_columns(state),
+                                        sync_anchor=anchor if vm.replication else None))
+    store, existed = sim_store.Store.create(state_dir)
+    try:
+        with store.write() as db:
+            store.reset(db, inventory.sites, inventory.timings, now)
+            sim_store.insert_vms(db, rows)
+    finally:
+        store.close()
+    return existed
+
+
+class SimFabric:
+    """A simulated two-site fabric in `<state_dir>/fabric.db` (see `init_fabric`)."""
+
+    def __init__(self, state_dir: Path, clock: Clock | None = None) -> None:
+        self._clock = clock or WallClock()
+        self._store = sim_store.Store.open(state_dir)
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> SimFabric:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # --- the Provider Protocol ----------------------------------------------
+
+    def observe(self) -> Observed:
+        """Every site and VM now; `Observed.jobs` holds the running jobs."""
+        t = self._now()
+        self._finish_due(t)
+        with self._store.read() as db:
+            world = _world(db, t)
+            jobs = [sim_observe.job(j, t) for j in sim_store.running_jobs(db)]
+            return sim_observe.build_observed(db, world, jobs)
+
+    def start(self, request: base.Request) -> str:
+        t = self._now()
+        with self._store.write() as db:
+            self._finish_due_in(db, t)
+            return job_id(_start(db, _world(db, t), _vm_row(db, request.vm), request))
+
+    def get_job(self, job_id: str) -> Job:
+        number = _job_number(job_id)
+        t = self._now()
+        self._finish_due(t)
+        with self._store.read() as db:
+            found = sim_store.job_row(db, number)
+        if found is None:
+            raise errors.TerminalError(f"no job {job_id} in this fabric: drctl fabric show "
+                                       "lists every job")
+        return sim_observe.job(found, t)
+
+    def list_jobs(self) -> list[Job]:
+        t = self._now()
+        self._finish_due(t)
+        with self._store.read() as db:
+            rows = sim_store.jobs(db)
+        return [sim_observe.job(row, t) for row in rows]
+
+    # --- fault injection (`drctl fabric ...`), not part of the Protocol --------
+
+    def site_down(self, site: str) -> bool:
+        """Disconnect `site`; False if it was already down."""
+        t = self._now()
+        with self._store.write() as db:
+            self._finish_due_in(db, t)
+            world = _world(db, t)
+            _check_site(world, site)
+            if site in world.down_at:
+                return False
+            sim_store.start_outage(db, site, t)
+            return True
+
+    def site_up(self, site: str) -> bool:
+        """Reconnect `site`; False if it was connected."""
+        t = self._now()
+        with self._store.write() as db:
+            self._finish_due_in(db, t)
+            world = _world(db, t)
+            _check_site(world, site)
+            if site not in world.down_at:
+                return False
+            sim_store.end_outage(db, site, t)
+            return True
+
+    def inject_failure(self, vm: str, operation: Operation, times: int = 1) -> None:
+        """Make the next `times` jobs of `operation` on `vm` fail."""
+        if times < 1:
+            raise errors.UsageError(f"--times must be at least 1, not {times}")
+        with self._store.write() as db:
+            _vm_row(db, vm, usage=True)
+            sim_store.set_failures(db, vm, operation.value, times)
+
+    def lag(self, vm: str, seconds: float) -> Health:
+        """Keep replication of `vm` `seconds` behind (0 clears it); returns its health now."""
+        if not seconds >= 0:
+            raise errors.UsageError(f"lag must be 0 or more seconds, not {seconds}")
+        t = self._now()
+        with self._store.write() as db:
+            self._finish_due_in(db, t)
+            row = _vm_row(db, vm, usage=True)
+            if seconds and row.sync_anchor is None:
+                raise errors.UsageError(f"{vm} does not replicate ({row.protection}): only a "
+                                        "replicating VM can lag")
+            row = row._replace(lag=seconds)
+            sim_store.save_vm(db, row)
+            return tl.health(row, _world(db, t))
+
+    def resync_required(self, vm: str) -> float:
+        """Make replication of `vm` need a resync; returns in how many seconds it resyncs."""
+        t = self._now()
+        with self._store.write() as db:
+            self._finish_due_in(db, t)
+            world = _world(db, t)
+            row = _vm_row(db, vm, usage=True)
+            _check_idle(row)
+            state = tl.replication_state(row, world)
+            if row.sync_anchor is None or state is not ReplicationState.REPLICATING:
+                raise errors.UsageError(f"{vm} is not replicating ({row.protection}, replication "
+                                        f"{state}): only a replicating VM can need a resync")
+            # Nothing ships from now until the fabric's own resync ends (see
+            # sim_timeline), so the last sync stays the one before now.
+            seconds = world.timings.initial_replication
+            sim_store.save_vm(db, row._replace(
+                replication=ReplicationState.RESYNC_REQUIRED.value, resync_from=t,
+                resync_until=t + seconds, sync_anchor=tl.replication_anchor(row, world)))
+            return seconds
+
+    def move(self, vm: str, site: str) -> None:
+        """A manual failover behind drctl's back: `vm` runs at `site` only, replicating out."""
+        t = self._now()
+        with self._store.write() as db:
+            self._finish_due_in(db, t)
+            world = _world(db, t)
+            _check_site(world, site)
+            row = _vm_row(db, vm, usage=True)
+            _check_idle(row)
+            if row.active_site == site:
+                raise errors.UsageError(f"{vm} is already active at {site}: move it to "
+                                        f"{world.peer(site)}, or leave it")
+            state = replace(lifecycle.protected(site, world.peer(site)),
+                            last_failover=FailoverKind.PLANNED)
+            sim_store.save_vm(db, row._replace(**tl.state_columns(state),
+                                               **_replication_restarted(world)))
+
+    # --- finishing jobs ---------------------------------------------------------
+
+    def _now(self) -> float:
+        return self._clock.now().timestamp()
+
+    def _finish_due(self, t: float) -> None:
+        # A cheap read first: most observations find nothing due and must not
+        # queue behind another process's write lock.
+        with self._store.read() as db:
+            due = sim_store.any_job_due(db, t)
+        if due:
+            with self._store.write() as db:
+                self._finish_due_in(db, t)
+
+    def _finish_due_in(self, db: sqlite3.Connection, t: float) -> None:
+        for job in sim_store.due_jobs(db, t):
+            _finish(db, job)
+
+
+def _world(db: sqlite3.Connection, t: float) -> tl.World:
+    return tl.World(t, sim_store.sites(db), sim_store.timings(db), sim_store.outages_at(db, t))
+
+
+def _start(db: sqlite3.Connection, world: tl.World, row: VMRow, request: base.Request) -> int:
+    """Check `request` against the model and record its job; return the job's number."""
+    op = request.operation
+    state = tl.vm_state(row, world)
+    running = None
+    if row.job_id is not None:
+        job = sim_store.job_row(db, row.job_id)
+        running = f"{job_id(row.job_id)} ({job.operation if job else '?'})"
+    cond = lifecycle.Conditions(world.connected, tl.health(row, world), running)
+    reason = lifecycle.check_operation(state, op, cond, request.target_site)
+    if reason is not None:
+        raise errors.RejectedError(f"{row.name}: {op} is not allowed: {reason}")
+    point, loss, written = _data_at_start(row, world, op, request)
+    injected = None
+    if sim_store.take_failure(db, row.name, op.value):
+        injected = (f"{op} of {row.name} failed: the fabric reported an error (injected with "
+                    "drctl fabric fail); the VM is as it was before the job")
+    number = sim_store.insert_job(db, JobRow(
+        id=0, vm=row.name, operation=op.value, state=JobState.RUNNING.value,
+        target_site=lifecycle.resolve_target(state, op, request.target_site),
+        started_at=world.t, due_at=world.t + world.timings.duration(state, op),
+        finished_at=None, error=None, data_loss=loss, recovery_point=point,
+        source_stopped=int(request.shutdown_source and row.active_site in world.connected),
+        injected_error=injected, written_until=written))
+    sim_store.save_vm(db, row._replace(job_id=number))
+    return number
+
+
+def _data_at_start(row: VMRow, world: tl.World, op: Operation,
+                   request: base.Request) -> tuple[float | None, float | None, float | None]:
+    """(recovery point the job boots, seconds of writes it loses, the source's last write).
+
+    Decided when a failover starts: that is when the source stops taking
+    writes (or stopped earlier) and the replica's newest point is chosen.
+    """
+    if op in FAILOVERS:
+        written = tl.written_until(row, world)
+        synced = tl.last_sync(row, world)
+        assert synced is not None  # noqa: S101 (the model allows no failover without replication)
+        # A planned failover ships what is left first: its replica holds every write.
+        point = written if op is Operation.PLANNED_FAILOVER else synced
+        return point, lifecycle.failover_data_loss(op, written, synced), written
+    if op is Operation.APPLY_RECOVERY_POINT:
+        points = tl.recovery_points(row, world)
+        point = points[0] if request.recovery_point is None else _pick_point(
+            request.recovery_point, points, row.name)
+        written = point if row.written_until is None else row.written_until
+        return point, max(0.0, written - point), written
+    return None, None, None
+
+
+def _finish(db: sqlite3.Connection, job: JobRow) -> None:
+    """Finish `job` as of its due time: apply its effect, or fail it and change nothing."""
+    world = _world(db, job.due_at)
+    row = _vm_row(db, job.vm)
+    op = Operation(job.operation)
+    state = tl.vm_state(row, world)
+    error = job.injected_error
+    lost = sim_store.first_outage(db, lifecycle.required_sites(state, op, job.target_site),
+                                  job.started_at, job.due_at)
+    if error is None and lost is not None:
+        site, down_at = lost
+        error = (f"{op} of {job.vm} failed: site {site} went down at {iso(down_at)} while "
+                 f"the job ran; the VM is as it was before the job; retry when {site} is back")
+    if error is not None:
+        sim_store.end_job(db, job.id, JobState.FAILED.value, job.due_at, error)
+        sim_store.save_vm(db, row._replace(job_id=None))
+        return
+    new = lifecycle.apply_effect(state, op, FLAVOUR, target=job.target_site,
+                                 source_stopped=bool(job.source_stopped))
+    sim_store.save_vm(db, row._replace(**tl.state_columns(new), job_id=None,
+                                       **_time_columns(row, world, op, new, job)))
+    sim_store.end_job(db, job.id, JobState.SUCCEEDED.value, job.due_at, None)
+
+
+def _time_columns(row: VMRow, world: tl.World, op: Operation, new: lifecycle.VMState,
+                  job: JobRow) -> dict[str, Any]:
+    """How the replication anchors change when `op` finishes at `world.t`."""
+    if op in FAILOVERS:
+        if new.protection is ProtectionState.PROTECTED:  # a flavour that reverses at once
+            return _replication_restarted(world)
+        # An unplanned failover keeps the points it could have booted, until
+        # Commit; a planned one keeps only the point it shipped.
+        point, anchor = job.recovery_point, tl.replication_anchor(row, world)
+        oldest = point
+        if op is Operation.UNPLANNED_FAILOVER and point is not None and anchor is not None:
+            oldest = min(anchor, point)
+        return {"sync_anchor": None, "resync_from": None, "resync_until": None,
+                "writes_stopped_at": None, "rp_latest": point, "rp_oldest": oldest,
+                "written_until": job.written_until}
+    if op is Operation.COMMIT:
+        return {"rp_latest": None, "rp_oldest": None, "written_until": None}
+    if op in {Operation.REVERSE_REPLICATE, Operation.ENABLE_REPLICATION}:
+        return _replication_restarted(world)
+    if op is Operation.DISABLE_REPLICATION:
+        return {"sync_anchor": None, "resync_from": None, "resync_until": None}
+    if op is Operation.STOP_VM and job.target_site == row.active_site:
+        return {"writes_stopped_at": world.t}
+    if op is Operation.START_VM:
+        return {"writes_stopped_at": None}
+    return {}
+
+
+def _replication_restarted(world: tl.World) -> dict[str, Any]:
+    """Replication (re)starts now with a full copy, its first recovery point on the grid."""
+    return {"sync_anchor": tl.grid_floor(world.t, world.interval), "resync_from": None,
+            "resync_until": None, "writes_stopped_at": None, "rp_latest": None,
+            "rp_oldest": None, "written_until": None}
+
+
+def _vm_row(db: sqlite3.Connection, name: str, *, usage: bool = False) -> VMRow:
+    found = sim_store.vm_row(db, name)
+    if found is None:
+        error = errors.UsageError if usage else errors.TerminalError
+        raise error(f"no VM '{name}' in the simulated fabric: drctl fabric show lists its VMs")
+    return found
+
+
+def _check_site(world: tl.World, site: str) -> None:
+    if site not in world.sites:
+        raise errors.UsageError(f"no site '{site}' in the simulated fabric: its sites are "
+                                f"{', '.join(world.sites)}")
+
+
+def _check_idle(row: VMRow) -> None:
+    if row.job_id is not None:
+        raise errors.UsageError(f"{row.name} has job {job_id(row.job_id)} running: wait "
+                                "for it to finish")
+
+
+def _job_number(text: str) -> int:
+    prefix, _, digits = text.partition("-")
+    if prefix != "job" or not digits.isdigit():
+        raise errors.TerminalError(f"no job {text!r} in this fabric: job ids look like "
+                                   "job-000042")
+    return int(digits)
+
+
+def _pick_point(text: str, points: tuple[float, ...], vm: str) -> float:
+    """The recovery point named by its ISO 8601 time, among those the VM keeps."""
+    try:
+        wanted: float | None = sim_observe.from_iso(text)
+    except ValueError:
+        wanted = None
+    for point in points:
+        if wanted is not None and abs(point - wanted) < 1e-3:
+            return point
+    shown = ", ".join(iso(p) for p in points) or "none"
+    raise errors.RejectedError(f"{vm}: no recovery point {text!r}: the VM keeps {shown}")

@@ -1,0 +1,388 @@
+"""SQLite storage of the simulated fabric: `<state-dir>/fabric.db`, shared by processes.
+
+Only `providers.sim` uses it. A daemon and CLI calls open the same file at
+once, so the database runs in WAL mode (readers never wait for the writer),
+every read-modify-write runs in `BEGIN IMMEDIATE` (two processes cannot both
+decide from the same state) and a busy timeout makes a second writer wait
+instead of failing. VM state lives in columns so that an observation of 100k
+VMs is one scan, and the running jobs have a partial index of their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+from reconciler import errors
+from reconciler.core import lifecycle
+
+DB_NAME = "fabric.db"
+BUSY_TIMEOUT_SECONDS = 30.0
+
+_TIMING_COLUMNS = (
+    "planned_failover", "unplanned_failover", "commit_seconds", "reverse_replicate",
+    "initial_replication", "stop_vm", "test_failover", "test_failover_cleanup",
+    "replication_interval",
+)
+
+# One statement per string: executescript() would commit the caller's transaction.
+_SCHEMA = (
+    f"""
+CREATE TABLE fabric (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    created_at REAL NOT NULL,
+    {", ".join(f"{c} REAL NOT NULL" for c in _TIMING_COLUMNS)}
+)
+""",
+    """
+CREATE TABLE sites (
+    position INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+)
+""",
+    """
+-- A site is disconnected while it has an outage with no end. Past outages
+-- stay: a job fails if one of its sites went down while it ran.
+CREATE TABLE outages (
+    id INTEGER PRIMARY KEY,
+    site TEXT NOT NULL,
+    down_at REAL NOT NULL,
+    up_at REAL
+)
+""",
+    """
+-- Times are seconds since the epoch (UTC). The last sync and the recovery
+-- points are derived from sync_anchor at read time (sim_timeline), so an
+-- observation writes nothing.
+CREATE TABLE vms (
+    name TEXT NOT NULL UNIQUE,
+    active_site TEXT NOT NULL,
+    active_running INTEGER NOT NULL,
+    peer_running INTEGER NOT NULL,     -- a stale copy still runs at the other site
+    protection TEXT NOT NULL,
+    replication TEXT NOT NULL,
+    last_failover TEXT,
+    test_failover TEXT NOT NULL,
+    job_id INTEGER,                    -- the running job
+    sync_anchor REAL,
+    lag REAL NOT NULL DEFAULT 0,       -- `drctl fabric lag`: replication ships this far behind
+    resync_from REAL,                  -- `drctl fabric resync-required`: shipping stopped then
+    resync_until REAL,                 -- ... and the fabric's own resync ends then
+    writes_stopped_at REAL,            -- the active copy was stopped then
+    rp_latest REAL,                    -- recovery points kept after a failover, until Commit
+    rp_oldest REAL,
+    written_until REAL,                -- the source's last write before the failover
+    -- Every column above but the name, as one string: an observation reads
+    -- (name, state_key) and computes each distinct state once.
+    state_key TEXT NOT NULL
+)
+""",
+    """
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    vm TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    state TEXT NOT NULL,
+    target_site TEXT,
+    started_at REAL NOT NULL,
+    due_at REAL NOT NULL,
+    finished_at REAL,
+    error TEXT,
+    data_loss REAL,                    -- decided at the start, reported when it succeeds
+    recovery_point REAL,               -- the point a failover or ApplyRecoveryPoint boots
+    source_stopped INTEGER NOT NULL DEFAULT 0,
+    injected_error TEXT,               -- `drctl fabric fail`: the job fails with this
+    written_until REAL                 -- a failover's source took its last write then
+)
+""",
+    """
+CREATE INDEX jobs_running ON jobs (due_at) WHERE state = 'Running'
+""",
+    """
+CREATE TABLE failures (
+    vm TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    remaining INTEGER NOT NULL,
+    PRIMARY KEY (vm, operation)
+)
+""",
+)
+
+_TABLES = ("failures", "jobs", "vms", "outages", "sites", "fabric")
+
+
+class VMRow(NamedTuple):
+    """One VM as stored (the `vms` table without its state_key)."""
+
+    name: str
+    active_site: str
+    active_running: int
+    peer_running: int
+    protection: str
+    replication: str
+    last_failover: str | None
+    test_failover: str
+    job_id: int | None
+    sync_anchor: float | None
+    lag: float
+    resync_from: float | None
+    resync_until: float | None
+    writes_stopped_at: float | None
+    rp_latest: float | None
+    rp_oldest: float | None
+    written_until: float | None
+
+    @property
+    def state_key(self) -> str:
+        """Every column but the name: VMs with equal keys are observed alike."""
+        return repr(self[1:])
+
+
+class JobRow(NamedTuple):
+    """One row of the `jobs` table."""
+
+    id: int
+    vm: str
+    operation: str
+    state: str
+    target_site: str | None
+    started_at: float
+    due_at: float
+    finished_at: float | None
+    error: str | None
+    data_loss: float | None
+    recovery_point: float | None
+    source_stopped: int
+    injected_error: str | None
+    written_until: float | None
+
+
+_VM_COLUMNS = ", ".join(VMRow._fields)
+# Built from constant column lists, never from input.
+_SELECT_VM = f"SELECT {_VM_COLUMNS} FROM vms WHERE name = ?"  # noqa: S608
+_INSERT_VM = (f"INSERT INTO vms ({_VM_COLUMNS}, state_key) "  # noqa: S608
+              f"VALUES ({', '.join('?' * (len(VMRow._fields) + 1))})")
+_SELECT_JOBS = f"SELECT {', '.join(JobRow._fields)} FROM jobs "  # noqa: S608
+_INSERT_JOB = (f"INSERT INTO jobs ({', '.join(JobRow._fields[1:])}) "  # noqa: S608
+               f"VALUES ({', '.join('?' * (len(JobRow._fields) - 1))})")
+_UPDATE_VM = (f"UPDATE vms SET {', '.join(f'{c} = ?' for c in VMRow._fields[1:])}, "  # noqa: S608
+              "state_key = ? WHERE name = ?")
+_INSERT_FABRIC = (f"INSERT INTO fabric (id, created_at, {', '.join(_TIMING_COLUMNS)}) "  # noqa: S608
+                  f"VALUES (1, ?, {', '.join('?' * len(_TIMING_COLUMNS))})")
+_SELECT_TIMINGS = f"SELECT {', '.join(_TIMING_COLUMNS)} FROM fabric"  # noqa: S608
+
+NOT_INITIALISED = "run drctl fabric init INVENTORY.yaml first"
+
+
+class Store:
+    """One connection to a fabric database, with read and write transactions."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self.conn = conn
+
+    @classmethod
+    def open(cls, state_dir: Path) -> Store:
+        """Open the fabric of `state_dir`; TerminalError if there is none."""
+        path = state_dir / DB_NAME
+        if not path.is_file():
+            raise errors.TerminalError(f"no simulated fabric in {state_dir}: {NOT_INITIALISED}")
+        store = cls(path, _connect(path, create=False))
+        with store.read() as db:
+            found = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'fabric'").fetchone()
+        if found is None:
+            store.close()
+            raise errors.TerminalError(f"no simulated fabric in {state_dir}: {NOT_INITIALISED}")
+        return store
+
+    @classmethod
+    def create(cls, state_dir: Path) -> tuple[Store, bool]:
+        """Open (creating) the database of `state_dir`; True if it held a fabric already."""
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise errors.TerminalError(f"cannot create state directory {state_dir}: {exc}") from exc
+        path = state_dir / DB_NAME
+        conn = _connect(path, create=True)
+        try:
+            # WAL is a property of the file: set once here, every process gets it.
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise errors.TerminalError(f"cannot use {path}: {exc}") from exc
+        store = cls(path, conn)
+        with store.read() as db:
+            existed = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'fabric'").fetchone() is not None
+        return store, existed
+
+    def reset(self, db: sqlite3.Connection, sites: tuple[str, str], timings: lifecycle.Timings,
+              now: float) -> None:
+        """Replace whatever fabric the database held by an empty one (inside `write`)."""
+        for table in _TABLES:
+            db.execute(f"DROP TABLE IF EXISTS {table}")
+        for statement in _SCHEMA:
+            db.execute(statement)
+        db.execute(_INSERT_FABRIC, (now, *dataclasses.astuple(timings)))
+        db.executemany("INSERT INTO sites (position, name) VALUES (?, ?)", enumerate(sites))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent snapshot across several SELECTs; never blocks a writer."""
+        with self._transaction("BEGIN") as db:
+            yield db
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """The write lock for a read-modify-write; other writers wait (busy timeout)."""
+        with self._transaction("BEGIN IMMEDIATE") as db:
+            yield db
+
+    @contextlib.contextmanager
+    def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
+        try:
+            self.conn.execute(begin)
+        except sqlite3.OperationalError as exc:
+            raise errors.TransientError(f"fabric database {self.path} is busy: {exc}") from exc
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            self.conn.execute("ROLLBACK")
+            raise errors.TransientError(f"fabric database {self.path} is busy: {exc}") from exc
+
+
+def timings(db: sqlite3.Connection) -> lifecycle.Timings:
+    return lifecycle.Timings(*db.execute(_SELECT_TIMINGS).fetchone())
+
+
+def sites(db: sqlite3.Connection) -> tuple[str, str]:
+    rows = db.execute("SELECT name FROM sites ORDER BY position").fetchall()
+    return rows[0][0], rows[1][0]
+
+
+def outages_at(db: sqlite3.Connection, t: float) -> dict[str, float]:
+    """The sites that were disconnected at `t`, and since when."""
+    rows = db.execute("SELECT site, down_at FROM outages WHERE down_at <= ? "
+                      "AND (up_at IS NULL OR up_at > ?)", (t, t)).fetchall()
+    return dict(rows)
+
+
+def vm_row(db: sqlite3.Connection, name: str) -> VMRow | None:
+    found = db.execute(_SELECT_VM, (name,)).fetchone()
+    return None if found is None else VMRow(*found)
+
+
+def vm_keys(db: sqlite3.Connection) -> list[tuple[str, str]]:
+    """(name, state_key) of every VM, in inventory order."""
+    return db.execute("SELECT name, state_key FROM vms ORDER BY rowid").fetchall()
+
+
+def insert_vms(db: sqlite3.Connection, rows: Iterable[VMRow]) -> None:
+    db.executemany(_INSERT_VM, ((*row, row.state_key) for row in rows))
+
+
+def save_vm(db: sqlite3.Connection, row: VMRow) -> None:
+    """Write every column of `row`: the one way a VM changes, so state_key stays true."""
+    db.execute(_UPDATE_VM, (*row[1:], row.state_key, row.name))
+
+
+def jobs(db: sqlite3.Connection) -> list[JobRow]:
+    """Every job, in start order."""
+    return [JobRow(*r) for r in db.execute(_SELECT_JOBS + "ORDER BY id")]
+
+
+def running_jobs(db: sqlite3.Connection) -> list[JobRow]:
+    return [JobRow(*r) for r in db.execute(_SELECT_JOBS + "WHERE state = 'Running' ORDER BY id")]
+
+
+def due_jobs(db: sqlite3.Connection, t: float) -> list[JobRow]:
+    """Running jobs due at `t`, in the order they end."""
+    return [JobRow(*r) for r in db.execute(
+        _SELECT_JOBS + "WHERE state = 'Running' AND due_at <= ? ORDER BY due_at, id", (t,))]
+
+
+def any_job_due(db: sqlite3.Connection, t: float) -> bool:
+    return db.execute("SELECT 1 FROM jobs WHERE state = 'Running' AND due_at <= ? LIMIT 1",
+                      (t,)).fetchone() is not None
+
+
+def job_row(db: sqlite3.Connection, number: int) -> JobRow | None:
+    found = db.execute(_SELECT_JOBS + "WHERE id = ?", (number,)).fetchone()
+    return None if found is None else JobRow(*found)
+
+
+def insert_job(db: sqlite3.Connection, job: JobRow) -> int:
+    """Insert `job` (its id is ignored) and return the id it got."""
+    number = db.execute(_INSERT_JOB, job[1:]).lastrowid
+    assert number is not None  # noqa: S101 (an INSERT always sets it)
+    return number
+
+
+def end_job(db: sqlite3.Connection, number: int, state: str, finished_at: float,
+            error: str | None) -> None:
+    db.execute("UPDATE jobs SET state = ?, finished_at = ?, error = ? WHERE id = ?",
+               (state, finished_at, error, number))
+
+
+def start_outage(db: sqlite3.Connection, site: str, t: float) -> None:
+    db.execute("INSERT INTO outages (site, down_at) VALUES (?, ?)", (site, t))
+
+
+def end_outage(db: sqlite3.Connection, site: str, t: float) -> None:
+    db.execute("UPDATE outages SET up_at = ? WHERE site = ? AND up_at IS NULL", (t, site))
+
+
+def first_outage(db: sqlite3.Connection, sites: Iterable[str], start: float,
+                 end: float) -> tuple[str, float] | None:
+    """The first outage of one of `sites` that overlaps [start, end]: (site, down_at)."""
+    names = sorted(sites)
+    if not names:
+        return None
+    found = db.execute(
+        f"SELECT site, down_at FROM outages WHERE site IN ({', '.join('?' * len(names))}) "  # noqa: S608
+        "AND down_at <= ? AND (up_at IS NULL OR up_at > ?) ORDER BY down_at LIMIT 1",
+        (*names, end, start)).fetchone()
+    return None if found is None else (found[0], found[1])
+
+
+def set_failures(db: sqlite3.Connection, vm: str, operation: str, times: int) -> None:
+    db.execute("INSERT INTO failures (vm, operation, remaining) VALUES (?, ?, ?) "
+               "ON CONFLICT (vm, operation) DO UPDATE SET remaining = excluded.remaining",
+               (vm, operation, times))
+
+
+def take_failure(db: sqlite3.Connection, vm: str, operation: str) -> bool:
+    """Consume one injected failure of `operation` on `vm`; False if none is left."""
+    found = db.execute("SELECT remaining FROM failures WHERE vm = ? AND operation = ?",
+                       (vm, operation)).fetchone()
+    if found is None:
+        return False
+    if found[0] <= 1:
+        db.execute("DELETE FROM failures WHERE vm = ? AND operation = ?", (vm, operation))
+    else:
+        db.execute("UPDATE failures SET remaining = remaining - 1 WHERE vm = ? AND "
+                   "operation = ?", (vm, operation))
+    return True
+
+
+def _connect(path: Path, *, create: bool) -> sqlite3.Connection:
+    mode = "rwc" if create else "rw"
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode={mode}", uri=True,
+                               timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        conn.execute("PRAGMA synchronous = NORMAL")
+    except sqlite3.Error as exc:
+        raise errors.TerminalError(f"cannot open the fabric database {path}: {exc}") from exc
+    return conn

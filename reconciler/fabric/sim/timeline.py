@@ -1,0 +1,170 @@
+"""What replication of one simulated VM looks like at a given time, derived from its row.
+
+`providers.sim` stores a few anchors per VM (when replication last started,
+the lag it was given, when a resync was required) and derives from them,
+at any time t, the last sync, the recovery points, the health and where the
+writes stand. Nothing is written as time passes, so observing 100k VMs stays
+one read. Pure functions of (row, world); no I/O.
+
+The rules, for a VM replicating active -> peer every `interval` seconds:
+- writes arrive continuously at the active copy while it runs and its site is
+  connected;
+- replication ships on one fabric-wide grid, at every multiple of the
+  interval, the writes up to `lag` seconds before that moment; it ships
+  nothing while either site is disconnected or a resync is required;
+- a (re)started replication holds a full copy as of its anchor, a grid point:
+  the first recovery point;
+- the replica's newest write (the last sync) is therefore the last grid point
+  it shipped, and the unshipped writes are those after it.
+The grid keeps the anchors of VMs reprotected within one interval equal, so
+such VMs share one computed observation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from reconciler.core import lifecycle
+from reconciler.core.state import (
+    FailoverKind,
+    Health,
+    ProtectionState,
+    ReplicationState,
+    TestFailoverState,
+)
+from reconciler.fabric.sim.store import VMRow
+
+MAX_RECOVERY_POINTS = 3
+
+
+@dataclass(frozen=True)
+class World:
+    """The fabric around the VMs at time `t`."""
+
+    t: float
+    sites: tuple[str, str]
+    timings: lifecycle.Timings
+    down_at: dict[str, float]  # disconnected sites, and since when
+
+    @property
+    def connected(self) -> frozenset[str]:
+        return frozenset(s for s in self.sites if s not in self.down_at)
+
+    @property
+    def interval(self) -> float:
+        return self.timings.replication_interval
+
+    def peer(self, site: str) -> str:
+        return self.sites[1] if site == self.sites[0] else self.sites[0]
+
+
+def vm_state(row: VMRow, world: World) -> lifecycle.VMState:
+    """The model's view of the VM at `world.t`."""
+    peer = world.peer(row.active_site)
+    running = set()
+    if row.active_running:
+        running.add(row.active_site)
+    if row.peer_running:
+        running.add(peer)
+    return lifecycle.VMState(
+        active_site=row.active_site,
+        peer_site=peer,
+        running=frozenset(running),
+        protection=ProtectionState(row.protection),
+        replication=replication_state(row, world),
+        last_failover=FailoverKind(row.last_failover) if row.last_failover else None,
+        test_failover=TestFailoverState(row.test_failover),
+    )
+
+
+def replication_state(row: VMRow, world: World) -> ReplicationState:
+    """The stored state, except that a required resync ends by itself at resync_until."""
+    if row.resync_until is not None and world.t >= row.resync_until:
+        return ReplicationState.REPLICATING
+    return ReplicationState(row.replication)
+
+
+def state_columns(state: lifecycle.VMState) -> dict[str, Any]:
+    """The columns that hold a model state."""
+    return {
+        "active_site": state.active_site,
+        "active_running": int(state.active_site in state.running),
+        "peer_running": int(state.peer_site in state.running),
+        "protection": state.protection.value,
+        "replication": state.replication.value,
+        "last_failover": state.last_failover.value if state.last_failover else None,
+        "test_failover": state.test_failover.value,
+    }
+
+
+def grid_floor(t: float, interval: float) -> float:
+    """The last replication grid point at or before `t`."""
+    return math.floor(t / interval) * interval
+
+
+def replication_anchor(row: VMRow, world: World) -> float | None:
+    """The first recovery point of the current replication (a finished resync restarts it)."""
+    if row.sync_anchor is None:
+        return None
+    if row.resync_until is not None and world.t >= row.resync_until:
+        return max(row.sync_anchor, grid_floor(row.resync_until, world.interval))
+    return row.sync_anchor
+
+
+def _shipping_cut(row: VMRow, world: World) -> float | None:
+    """Since when nothing ships (a site of the pair is down, or a resync is pending)."""
+    cuts = [world.down_at[s] for s in (row.active_site, world.peer(row.active_site))
+            if s in world.down_at]
+    if row.resync_from is not None and row.resync_until is not None and \
+            world.t < row.resync_until:
+        cuts.append(row.resync_from)
+    return min(cuts) if cuts else None
+
+
+def last_sync(row: VMRow, world: World) -> float | None:
+    """The newest write the replica holds: the last shipping tick; None without replication."""
+    anchor = replication_anchor(row, world)
+    if anchor is None:
+        return None
+    until = world.t - row.lag
+    cut = _shipping_cut(row, world)
+    if cut is not None:
+        until = min(until, cut)
+    return max(anchor, grid_floor(until, world.interval))
+
+
+def recovery_points(row: VMRow, world: World) -> tuple[float, ...]:
+    """Newest first, at most MAX_RECOVERY_POINTS; after a failover, the ones it kept."""
+    if row.rp_latest is not None:
+        newest = row.rp_latest
+        oldest = row.rp_oldest if row.rp_oldest is not None else newest
+    else:
+        synced, anchor = last_sync(row, world), replication_anchor(row, world)
+        if synced is None or anchor is None:
+            return ()
+        newest, oldest = synced, anchor
+    points = [newest - k * world.interval for k in range(MAX_RECOVERY_POINTS)]
+    return tuple(p for p in points if p >= oldest)
+
+
+def behind_seconds(row: VMRow, world: World) -> float:
+    """How far replication is behind its schedule: the lag, plus any time shipping is cut."""
+    cut = _shipping_cut(row, world)
+    return row.lag + (world.t - cut if cut is not None else 0.0)
+
+
+def health(row: VMRow, world: World) -> Health:
+    return lifecycle.replication_health(replication_state(row, world), behind_seconds(row, world),
+                                        world.interval)
+
+
+def written_until(row: VMRow, world: World) -> float:
+    """When the active copy took its last write: now, unless stopped or its site is down."""
+    ends = [world.t]
+    if row.writes_stopped_at is not None:
+        ends.append(row.writes_stopped_at)
+    if row.active_site in world.down_at:
+        ends.append(world.down_at[row.active_site])
+    return min(ends)

@@ -1,0 +1,330 @@
+"""Renders plans, status and apply progress for people (tables, lines) and machines (JSON).
+
+The JSON shapes are a contract (README): `status_json` and `plan_json` are
+what scripts outside this repository read. Called by the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, TextIO, TypeVar
+
+from reconciler.core import plan, spec, state
+from reconciler.engine import execute
+
+
+def job_json(job: state.Job | None) -> dict[str, Any] | None:
+    if job is None:
+        return None
+    return {
+        "id": job.id,
+        "operation": str(job.operation),
+        "state": str(job.state),
+        "progress": round(job.progress, 3),
+        "targetSite": job.target_site,
+        "startedAt": iso(job.started_at),
+    }
+
+
+def iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat(timespec="microseconds")
+
+
+def _vm_json(vp: plan.VMPlan) -> dict[str, Any]:
+    return {
+        "plan": vp.plan,
+        "name": vp.name,
+        "desired": _desired_json(vp.desired),
+        "observed": _observed_json(vp.observed),
+        "converged": vp.converged,
+        "placed": vp.placed,
+        "protected": vp.protected,
+        "phase": str(vp.phase),
+        "reason": vp.reason,
+    }
+
+
+def _desired_json(d: spec.DesiredVM) -> dict[str, Any]:
+    return {"activeSite": d.active_site, "replication": d.replication_text}
+
+
+def _observed_json(o: state.ObservedVM | None) -> dict[str, Any] | None:
+    if o is None:
+        return None
+    return {
+        "activeSite": o.active_site,
+        "replication": o.replication_text,
+        "protectionState": str(o.protection_state),
+        "job": job_json(o.job if o.job is not None and o.job.running else None),
+        "running": list(o.running),
+        "replicationState": None if o.replication is None else str(o.replication.state),
+        "replicationHealth": None if o.replication is None else str(o.replication.health),
+        "lastSync": iso(o.replication.last_sync) if o.replication else None,
+    }
+
+
+def _readiness_json(r: plan.Readiness) -> dict[str, Any]:
+    return {
+        "replicationHealth": r.replication_health,
+        "lastSyncAgeSeconds": None if r.last_sync_age_seconds is None
+        else round(r.last_sync_age_seconds, 3),
+        "rpoAtRisk": r.rpo_at_risk,
+    }
+
+
+def status_json(
+    built: plan.Plan, revision: str, daemon: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "converged": built.converged,
+        "revision": revision,
+        "vms": [_vm_json(vp) for vp in built.vms],
+        "unmanaged": list(built.unmanaged),
+        "daemon": daemon,
+    }
+
+
+def _action_json(order: int, action: plan.Action) -> dict[str, Any]:
+    return {
+        "order": order,
+        "plan": action.plan,
+        "vm": action.vm,
+        "operation": str(action.operation),
+        "targetSite": action.target_site,
+        "shutdownSource": action.shutdown_source,
+        "ready": action.ready,
+        "waitingFor": list(action.waiting_for),
+    }
+
+
+def plan_json(built: plan.Plan, revision: str) -> dict[str, Any]:
+    return {
+        "converged": built.converged,
+        "revision": revision,
+        "actions": [_action_json(i + 1, a) for i, a in enumerate(built.actions)],
+        "vms": [{**_vm_json(vp), "readiness": _readiness_json(vp.readiness)}
+                for vp in built.vms],
+        "unmanaged": list(built.unmanaged),
+    }
+
+
+def plan_json_lines(built: plan.Plan, revision: str) -> Iterator[str]:
+    """`plan_json` as the text `drctl plan --output json` prints: one action or VM a line.
+
+    The same document as `json.dumps(plan_json(...))`, written a line at a time
+    so that 100k VMs never exist at once as a tree of dicts or as one string,
+    and with the parts many VMs share encoded once (`_SharedParts`).
+    """
+    shared = _SharedParts()
+    yield f'{{"converged": {_BOOL[built.converged]}, "revision": {_string(revision)},\n'
+    actions = (json.dumps(_action_json(i, a)) for i, a in enumerate(built.actions, 1))
+    yield from _list_lines("actions", actions)
+    yield from _list_lines("vms", (shared.plan_vm(vp) for vp in built.vms))
+    yield f' "unmanaged": {json.dumps(list(built.unmanaged))}}}\n'
+
+
+def _list_lines(key: str, items: Iterable[str]) -> Iterator[str]:
+    """A list member of the top-level object, one item a line."""
+    yield f' "{key}": ['
+    separator = "\n  "
+    for item in items:
+        yield separator + item
+        separator = ",\n  "
+    yield "],\n" if separator == "\n  " else "\n ],\n"
+
+
+_BOOL = {True: "true", False: "false"}
+# What json.dumps writes for a str (ensure_ascii, the default), without its
+# per-call overhead: the C function json.dumps itself calls.
+_string = json.encoder.encode_basestring_ascii
+
+
+class _SharedParts:
+    """JSON text of a VM's desired, observed and readiness parts, once per distinct value.
+
+    At rest most VMs share these values (a 100k-VM plan has a handful of
+    distinct ones), and encoding them is most of the cost of a VM's line.
+    Each cache stops growing at `_SHARED_MAX` values: parts that every VM has
+    its own (a reason naming the VM, a running job) are encoded each time.
+    """
+
+    def __init__(self) -> None:
+        self._desired: dict[tuple[str, tuple[str, str] | None], str] = {}
+        self._observed: dict[tuple[Any, ...] | None, str] = {}
+        self._readiness: dict[plan.Readiness, str] = {}
+        self._rest: dict[tuple[Any, ...], str] = {}
+
+    def plan_vm(self, vp: plan.VMPlan) -> str:
+        """One entry of `plan_json`'s vms, as JSON text."""
+        d, o, r = vp.desired, vp.observed, vp.readiness
+        desired_key = (d.active_site, d.replication)
+        desired = self._desired.get(desired_key)
+        if desired is None:
+            desired = _keep(self._desired, desired_key, json.dumps(_desired_json(d)))
+        observed_key = (None if o is None else
+                        (o.active_site, o.running, o.protection_state, o.replication, o.job))
+        observed = self._observed.get(observed_key)
+        if observed is None:
+            observed = _keep(self._observed, observed_key, json.dumps(_observed_json(o)))
+        readiness = self._readiness.get(r)
+        if readiness is None:
+            readiness = _keep(self._readiness, r, json.dumps(_readiness_json(r)))
+        # Everything after the name: the same text for most VMs.
+        rest_key = (desired, observed, vp.placed, vp.protected, vp.phase, vp.reason, readiness)
+        rest = self._rest.get(rest_key)
+        if rest is None:
+            # The keys in the order of _vm_json, then readiness (as plan_json).
+            rest = _keep(self._rest, rest_key, (
+                f'"desired": {desired}, "observed": {observed}, '
+                f'"converged": {_BOOL[vp.converged]}, "placed": {_BOOL[vp.placed]}, '
+                f'"protected": {_BOOL[vp.protected]}, "phase": {_string(vp.phase)}, '
+                f'"reason": {_string(vp.reason)}, "readiness": {readiness}}}'))
+        return f'{{"plan": {_string(vp.plan)}, "name": {_string(vp.name)}, {rest}'
+
+
+_SHARED_MAX = 4096
+_K = TypeVar("_K")
+
+
+def _keep(cache: dict[_K, str], key: _K, text: str) -> str:
+    if len(cache) < _SHARED_MAX:
+        cache[key] = text
+    return text
+
+
+def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = [c.ljust(w) for c, w in zip(row[:-1], widths[:-1], strict=True)]
+        print("  ".join([*cells, row[-1]]).rstrip(), file=out)
+
+
+def _observed_text(vp: plan.VMPlan) -> str:
+    o = vp.observed
+    if o is None:
+        return "(not in fabric)"
+    return f"{o.active_site} {o.replication_text}"
+
+
+def _job_text(vp: plan.VMPlan) -> str:
+    o = vp.observed
+    if o is None or o.job is None or not o.job.running:
+        return "-"
+    return f"{o.job.operation} {o.job.progress:.0%}"
+
+
+def print_daemon(daemon: dict[str, Any] | None, revision: str, out: TextIO) -> None:
+    """What a running `drctl run` on this state dir acts on, when that is news."""
+    if daemon is None:
+        return
+    in_force = daemon.get("revisionInForce")
+    line = f"daemon (pid {daemon.get('pid')}): revision in force {in_force}"
+    if in_force != revision:
+        line += f"; not yet {revision}"
+    print(line, file=out)
+    for problem in daemon.get("specErrors") or []:
+        print(f"  newest revision invalid, kept out: {problem}", file=out)
+
+
+def print_status(
+    built: plan.Plan, revision: str, out: TextIO | None = None,
+    daemon: dict[str, Any] | None = None,
+) -> None:
+    out = out or sys.stdout  # looked up now: the caller may have redirected it
+    print(f"revision {revision}", file=out)
+    print_daemon(daemon, revision, out)
+    rows = [["PLAN", "VM", "DESIRED", "OBSERVED", "PHASE", "JOB", "REASON"]]
+    rows += [
+        [vp.plan, vp.name, f"{vp.desired.active_site} {vp.desired.replication_text}",
+         _observed_text(vp), str(vp.phase), _job_text(vp), vp.reason]
+        for vp in built.vms
+    ]
+    _table(rows, out)
+    if built.unmanaged:
+        print(f"unmanaged (in the fabric, in no spec; never touched): "
+              f"{', '.join(built.unmanaged)}", file=out)
+    done = sum(vp.converged for vp in built.vms)
+    verdict = "converged" if built.converged else "not converged"
+    print(f"{done}/{len(built.vms)} VMs converged: {verdict}", file=out)
+
+
+def print_plan(built: plan.Plan, revision: str, out: TextIO | None = None) -> None:
+    out = out or sys.stdout  # looked up now: the caller may have redirected it
+    print(f"revision {revision}", file=out)
+    if built.actions:
+        print("actions, in order:", file=out)
+        for i, a in enumerate(built.actions, 1):
+            where = f" -> {a.target_site}" if a.target_site else ""
+            when = "ready" if a.ready else f"after {', '.join(a.waiting_for)}"
+            print(f"  {i:>3}. {a.plan}/{a.vm}: {a.operation}{where} ({when})", file=out)
+    else:
+        print("no actions", file=out)
+    at_risk = [vp for vp in built.vms if vp.readiness.rpo_at_risk]
+    if at_risk:
+        print("RPO at risk (replication behind or unhealthy):", file=out)
+        for vp in at_risk:
+            age = vp.readiness.last_sync_age_seconds
+            ago = "never" if age is None else f"{age:.0f}s ago"
+            print(f"  {vp.plan}/{vp.name}: health {vp.readiness.replication_health}, "
+                  f"last sync {ago}", file=out)
+    print(file=out)
+    print_status(built, revision, out)
+
+
+class Progress:
+    """Apply's progress: plain lines, plus a live line per running job on a terminal."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
+        self.live = self.out.isatty()
+        self._drawn = 0
+        self._phases: dict[tuple[str, str], plan.Phase] = {}
+
+    def event(self, event: execute.Event) -> None:
+        self._erase()
+        where = f" -> {event.target_site}" if event.target_site else ""
+        what = f"{event.plan}/{event.vm} {event.operation}{where}"
+        stamp = event.at.strftime("%H:%M:%S")
+        if event.kind is execute.EventKind.STARTED:
+            line = f"started ({event.job_id})"
+        elif event.kind is execute.EventKind.ADOPTED:
+            line = f"still running from an earlier drctl ({event.job_id}): following it"
+        elif event.kind is execute.EventKind.SUCCEEDED:
+            loss = ""
+            if event.data_loss_seconds:
+                loss = f", {event.data_loss_seconds:.1f}s of writes lost"
+            line = f"succeeded in {event.seconds or 0:.1f}s{loss}"
+        else:
+            line = f"{event.kind}: {event.error}"
+        print(f"{stamp} {what} {line}", file=self.out, flush=True)
+
+    def step(self, built: plan.Plan) -> None:
+        self._erase()
+        for vp in built.vms:
+            key = (vp.plan, vp.name)
+            if self._phases.get(key) is not vp.phase:
+                # A VM's first phase is news only when it needs a human.
+                if key in self._phases or vp.phase is plan.Phase.BLOCKED:
+                    print(f"         {vp.plan}/{vp.name}: {vp.phase}: {vp.reason}",
+                          file=self.out, flush=True)
+                self._phases[key] = vp.phase
+        if self.live:
+            lines = [
+                f"  ... {vp.plan}/{vp.name} {vp.observed.job.operation} "
+                f"{vp.observed.job.progress:.0%}"
+                for vp in built.vms
+                if vp.observed is not None and vp.observed.job is not None
+                and vp.observed.job.running
+            ]
+            for line in lines:
+                print(line, file=self.out)
+            self.out.flush()
+            self._drawn = len(lines)
+
+    def _erase(self) -> None:
+        if self.live and self._drawn:
+            self.out.write(f"\x1b[{self._drawn}F\x1b[J")
+            self._drawn = 0

@@ -1,0 +1,62 @@
+"""Command-line refusals: each says why and what to do, with the contract's exit code."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli import main as cli
+
+INVENTORY = "sites: [ams, rtm]\nvms:\n  - {name: sql01, activeSite: ams, replication: ams->rtm}\n"
+
+
+@pytest.fixture
+def fabric(tmp_path: Path) -> Path:
+    (tmp_path / "inv.yaml").write_text(INVENTORY)
+    assert cli.main(["fabric", "init", str(tmp_path / "inv.yaml"), "--state-dir",
+                     str(tmp_path / "state")]) == 0
+    (tmp_path / "specs").mkdir()
+    return tmp_path
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:99999", "127.0.0.1", "127.0.0.1:http"])
+def test_run_refuses_a_malformed_metrics_address(
+    fabric: Path, address: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(["run", str(fabric / "specs"), "--metrics-addr", address,
+                     "--state-dir", str(fabric / "state")])
+    assert code == 2
+    assert "--metrics-addr must be HOST:PORT with a port from 0 to 65535" in capsys.readouterr().err
+
+
+def test_run_refuses_a_metrics_port_in_use(fabric: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = cli.main(["run", str(fabric / "specs"), "--metrics-addr", f"127.0.0.1:{port}",
+                         "--state-dir", str(fabric / "state")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in err
+    assert "choose another --metrics-addr" in err
+
+
+def test_commands_on_a_state_dir_without_a_fabric_say_how_to_make_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "specs").mkdir()
+    for command in ("plan", "apply", "status"):
+        code = cli.main([command, str(tmp_path / "specs"), "--state-dir", str(tmp_path / "st")])
+        assert code == 3, command
+        assert "drctl fabric init INVENTORY.yaml" in capsys.readouterr().err
+    assert not (tmp_path / "st" / "drctl.lock").exists()
+    assert not (tmp_path / "st" / "journal.db").exists()
+
+
+def test_plan_and_status_create_no_journal(fabric: Path) -> None:
+    assert cli.main(["plan", str(fabric / "specs"), "--state-dir", str(fabric / "state")]) == 0
+    assert cli.main(["status", str(fabric / "specs"), "--state-dir", str(fabric / "state")]) == 0
+    assert not (fabric / "state" / "journal.db").exists()

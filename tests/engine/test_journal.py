@@ -1,0 +1,60 @@
+"""The journal keeps intents and outcomes, and counts failed attempts across restarts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from reconciler.core import plan
+from reconciler.core.state import Operation
+from reconciler.engine import journal
+
+T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+FAILOVER = plan.Action("finance", "sql01", Operation.PLANNED_FAILOVER, "rtm")
+
+
+def double(failures: int) -> float:
+    return 2.0 * 2 ** (failures - 1)
+
+
+def fail_once(j: journal.Journal, revision: str, at: datetime, error: str = "disk busy") -> None:
+    entry = j.record_intent(FAILOVER, revision, at)
+    j.record_started(entry, f"job-{at.timestamp()}", at)
+    j.record_outcome(entry, journal.FAILED, at, error)
+
+
+def test_failed_attempts_survive_a_restart(tmp_path: Path) -> None:
+    j = journal.Journal(tmp_path)
+    fail_once(j, "rev1", T0)
+    fail_once(j, "rev1", T0 + timedelta(seconds=5), "host down")
+    j.close()
+    attempts = journal.Journal(tmp_path).attempts("rev1", double)
+    got = attempts[("sql01", Operation.PLANNED_FAILOVER)]
+    assert got.failures == 2
+    assert got.last_error == "host down"
+    assert got.retry_at == T0 + timedelta(seconds=5 + 4)
+
+
+def test_attempts_are_counted_per_revision(tmp_path: Path) -> None:
+    j = journal.Journal(tmp_path)
+    fail_once(j, "rev1", T0)
+    assert j.attempts("rev2", double) == {}
+
+
+def test_a_success_resets_the_failure_count(tmp_path: Path) -> None:
+    j = journal.Journal(tmp_path)
+    fail_once(j, "rev1", T0)
+    entry = j.record_intent(FAILOVER, "rev1", T0)
+    j.record_outcome(entry, journal.SUCCEEDED, T0)
+    assert j.attempts("rev1", double) == {}
+
+
+def test_open_entries_are_intents_and_running_jobs(tmp_path: Path) -> None:
+    j = journal.Journal(tmp_path)
+    intent = j.record_intent(FAILOVER, "rev1", T0)
+    running = j.record_intent(FAILOVER, "rev1", T0)
+    j.record_started(running, "job-7", T0)
+    done = j.record_intent(FAILOVER, "rev1", T0)
+    j.record_outcome(done, journal.SUCCEEDED, T0)
+    assert [(e.id, e.job_id, e.result) for e in j.open_entries()] == [
+        (intent, None, journal.INTENDED), (running, "job-7", journal.RUNNING)]
