@@ -93,13 +93,15 @@ def build_repo(root: Path, commits: int) -> Path:
         chunks += [
             b"commit refs/heads/main\n",
             f"mark :{n + 1}\nauthor {who}\ncommitter {who}\n".encode(),
-            f"data {len(message)}\n".encode(), message,
+            f"data {len(message)}\n".encode(),
+            message,
             f"from :{n}\n".encode() if n else b"",
             b"M 100644 inline specs/finance.yaml\n",
-            f"data {len(content)}\n".encode(), content, b"\n",
+            f"data {len(content)}\n".encode(),
+            content,
+            b"\n",
         ]
-    subprocess.run(["git", "fast-import", "--quiet"], cwd=root, input=b"".join(chunks),
-                   check=True)
+    subprocess.run(["git", "fast-import", "--quiet"], cwd=root, input=b"".join(chunks), check=True)
     subprocess.run(["git", "reset", "-q", "--hard", "main"], cwd=root, check=True)
     return root / "specs"
 
@@ -107,23 +109,43 @@ def build_repo(root: Path, commits: int) -> Path:
 def build_journal(state_dir: Path, repo: Path) -> None:
     """Per commit: a PlannedFailover of the VM it moved, and its convergence."""
     journal.Journal(state_dir).close()  # the schema, as drctl writes it
-    log = subprocess.run(["git", "log", "--reverse", "--format=%H %s"], cwd=repo, check=True,
-                         capture_output=True, text=True).stdout.splitlines()
+    log = subprocess.run(
+        ["git", "log", "--reverse", "--format=%H %s"],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
     actions, converged = [], []
     for n, line in enumerate(log):
         sha, subject = line.split(" ", 1)
         vm = subject.split()[1]  # "Move vmNN to SITE"
         at = EPOCH + 60 * n
         started, finished = iso(at + 5), iso(at + 50)
-        actions.append(("finance", vm, "PlannedFailover", "rtm", sha, iso(at + 1), started,
-                        finished, f"job-{n}", journal.SUCCEEDED, 0.0))
+        actions.append(
+            (
+                "finance",
+                vm,
+                "PlannedFailover",
+                "rtm",
+                sha,
+                iso(at + 1),
+                started,
+                finished,
+                f"job-{n}",
+                journal.SUCCEEDED,
+                0.0,
+            )
+        )
         converged.append((sha, "finance", vm, iso(at + 55)))
     db = sqlite3.connect(state_dir / "journal.db")
     with db:
         db.executemany(
             "INSERT INTO actions (plan, vm, operation, target_site, revision, intended_at, "
             "started_at, finished_at, job_id, result, data_loss_seconds) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", actions)
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            actions,
+        )
         db.executemany("INSERT INTO convergences VALUES (?, ?, ?, ?)", converged)
     db.close()
 
@@ -158,17 +180,34 @@ def baseline(repo: Path, limit: int) -> float:
     from deepdiff import DeepDiff
 
     began = time.perf_counter()
-    shas = subprocess.run(["git", "log", "--reverse", "--format=%H", "--", "specs"], cwd=repo,
-                          check=True, capture_output=True, text=True).stdout.split()[:limit]
+    shas = subprocess.run(
+        ["git", "log", "--reverse", "--format=%H", "--", "specs"],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()[:limit]
     previous: dict[str, dict[str, object]] = {}
     changed = 0
     for sha in shas:
-        text = subprocess.run(["git", "show", f"{sha}:specs/finance.yaml"], cwd=repo,
-                              check=True, capture_output=True, text=True).stdout
-        state = {vm.name: {"activeSite": vm.active_site, "replication": vm.replication_text,
-                           "allowDataLoss": vm.allow_data_loss, "group": vm.group,
-                           "plan": vm.plan}
-                 for p in spec.load_text("specs/finance.yaml", text) for vm in p.vms}
+        text = subprocess.run(
+            ["git", "show", f"{sha}:specs/finance.yaml"],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        state = {
+            vm.name: {
+                "activeSite": vm.active_site,
+                "replication": vm.replication_text,
+                "allowDataLoss": vm.allow_data_loss,
+                "group": vm.group,
+                "plan": vm.plan,
+            }
+            for p in spec.load_text("specs/finance.yaml", text)
+            for vm in p.vms
+        }
         diff = DeepDiff(previous, state)
         changed += bool(diff)
         previous = state
@@ -191,8 +230,10 @@ def main() -> None:
         built = time.perf_counter() - began
         state_dir = root / "state"
         build_journal(state_dir, root / "repo")
-        print(f"setup: {n} commits with git fast-import in {built:.2f} s, journal of "
-              f"{n} actions and {n} convergences")
+        print(
+            f"setup: {n} commits with git fast-import in {built:.2f} s, journal of "
+            f"{n} actions and {n} convergences"
+        )
 
         entries = audit.audit_history(specs, state_dir)
         # The first commit adds 20 VMs and moves one of them; each later commit moves one.
@@ -208,8 +249,15 @@ def main() -> None:
         cat_s = median_seconds(args.runs, lambda: history.read_blobs(repo, blobs))
         total_s = median_seconds(args.runs, lambda: audit.audit_history(specs, state_dir))
 
-        argv = [*drctl_command(), "audit", str(specs), "--output", "json",
-                "--state-dir", str(state_dir)]
+        argv = [
+            *drctl_command(),
+            "audit",
+            str(specs),
+            "--output",
+            "json",
+            "--state-dir",
+            str(state_dir),
+        ]
         output = root / "audit.json"
         results = [run_process(argv, output) for _ in range(args.runs)]
         process_s = statistics.median(s for s, _ in results)
@@ -221,18 +269,26 @@ def main() -> None:
         naive_s = baseline(root / "repo", limit)
         naive_n = naive_s * n / limit
 
-    print(f"drctl audit over {n} commits ({VMS}-VM plan, one VM changed per commit), "
-          f"medians of {args.runs}:")
+    print(
+        f"drctl audit over {n} commits ({VMS}-VM plan, one VM changed per commit), "
+        f"medians of {args.runs}:"
+    )
     print(f"  git log --raw (history.spec_commits)      {log_s:7.3f} s")
     print(f"  git cat-file --batch of {len(blobs)} blobs  {cat_s:7.3f} s")
     print(f"  audit_history in process (all of it)      {total_s:7.3f} s")
-    print(f"  drctl audit --output json (process)       {process_s:7.3f} s, "
-          f"peak RSS {process_mb:.0f} MB, {len(printed)} entries")
-    print(f"  DeepDiff on the changed VM of each commit {deepdiff_s:7.3f} s "
-          "(not used: a field comparison answers the same)")
-    print(f"baseline (git show per commit, DeepDiff of whole states): {naive_s:.2f} s for "
-          f"{limit} commits, extrapolated linearly to {n}: {naive_n:.1f} s "
-          f"({naive_n / total_s:.0f}x the in-process audit)")
+    print(
+        f"  drctl audit --output json (process)       {process_s:7.3f} s, "
+        f"peak RSS {process_mb:.0f} MB, {len(printed)} entries"
+    )
+    print(
+        f"  DeepDiff on the changed VM of each commit {deepdiff_s:7.3f} s "
+        "(not used: a field comparison answers the same)"
+    )
+    print(
+        f"baseline (git show per commit, DeepDiff of whole states): {naive_s:.2f} s for "
+        f"{limit} commits, extrapolated linearly to {n}: {naive_n:.1f} s "
+        f"({naive_n / total_s:.0f}x the in-process audit)"
+    )
 
 
 if __name__ == "__main__":

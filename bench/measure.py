@@ -43,8 +43,9 @@ print(time.perf_counter() - began, usage.ru_maxrss, os.waitstatus_to_exitcode(st
 def run_process(argv: list[str], stdout: Path) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of one run of `argv`, its own and no other's."""
     with stdout.open("wb") as out:
-        done = subprocess.run([sys.executable, "-c", _MEASURE, *argv], stdout=out,
-                              stderr=subprocess.PIPE, check=False)
+        done = subprocess.run(
+            [sys.executable, "-c", _MEASURE, *argv], stdout=out, stderr=subprocess.PIPE, check=False
+        )
     *errors, last = done.stderr.decode().splitlines() or [""]
     seconds, max_rss_kib, code = last.split()
     if done.returncode != 0 or code != "0":

@@ -34,8 +34,15 @@ from reconciler.engine.metrics import Metrics
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 PLANS = 10
-ALLOWED = frozenset({Operation.PLANNED_FAILOVER, Operation.UNPLANNED_FAILOVER, Operation.STOP_VM,
-                     Operation.DISABLE_REPLICATION, Operation.TEST_FAILOVER})
+ALLOWED = frozenset(
+    {
+        Operation.PLANNED_FAILOVER,
+        Operation.UNPLANNED_FAILOVER,
+        Operation.STOP_VM,
+        Operation.DISABLE_REPLICATION,
+        Operation.TEST_FAILOVER,
+    }
+)
 
 
 def _inputs(count: int) -> tuple[plan.Plan, Observed]:
@@ -51,18 +58,38 @@ def _inputs(count: int) -> tuple[plan.Plan, Observed]:
         per_plan[plan_name].append(spec.DesiredVM(plan_name, name, site, pair, False, None))
         rep = None
         if wants_replication:
-            rep = Replication("ams", "rtm", ReplicationState.REPLICATING,
-                              last_sync=NOW - timedelta(seconds=i % 30), interval_seconds=30.0)
+            rep = Replication(
+                "ams",
+                "rtm",
+                ReplicationState.REPLICATING,
+                last_sync=NOW - timedelta(seconds=i % 30),
+                interval_seconds=30.0,
+            )
         job = None
         if moving:
-            job = Job(f"job-{i}", name, Operation.PLANNED_FAILOVER, JobState.RUNNING,
-                      NOW - timedelta(seconds=60), target_site="rtm")
-        observed[name] = ObservedVM(name, "ams", () if moving else ("ams",),
-                                    ProtectionState.PROTECTED if rep else
-                                    ProtectionState.UNPROTECTED, rep, ALLOWED, job)
-    desired = spec.DesiredState(plans=tuple(
-        spec.PlanSpec(name, f"{name}.yaml", ("ams", "rtm"), False, 10, (), tuple(vms))
-        for name, vms in per_plan.items()))
+            job = Job(
+                f"job-{i}",
+                name,
+                Operation.PLANNED_FAILOVER,
+                JobState.RUNNING,
+                NOW - timedelta(seconds=60),
+                target_site="rtm",
+            )
+        observed[name] = ObservedVM(
+            name,
+            "ams",
+            () if moving else ("ams",),
+            ProtectionState.PROTECTED if rep else ProtectionState.UNPROTECTED,
+            rep,
+            ALLOWED,
+            job,
+        )
+    desired = spec.DesiredState(
+        plans=tuple(
+            spec.PlanSpec(name, f"{name}.yaml", ("ams", "rtm"), False, 10, (), tuple(vms))
+            for name, vms in per_plan.items()
+        )
+    )
     sites = {s: Site(s, True) for s in ("ams", "rtm")}
     obs = Observed(sites=sites, vms=observed, at=NOW)
     return plan.build_plan(desired, obs, NOW), obs
@@ -78,12 +105,17 @@ class LabelledGauges:
         self.converged = prometheus_client.Gauge(metrics.VM_CONVERGED, "h", pv, registry=r)
         self.blocked = prometheus_client.Gauge(metrics.VM_BLOCKED, "h", pv, registry=r)
         self.info = prometheus_client.Gauge(
-            metrics.VM_INFO, "h",
-            (*pv, "desired_site", "active_site", "replication", "phase"), registry=r)
+            metrics.VM_INFO,
+            "h",
+            (*pv, "desired_site", "active_site", "replication", "phase"),
+            registry=r,
+        )
         self.last_sync = prometheus_client.Gauge(
-            metrics.REPLICATION_LAST_SYNC_TIMESTAMP_SECONDS, "h", pv, registry=r)
+            metrics.REPLICATION_LAST_SYNC_TIMESTAMP_SECONDS, "h", pv, registry=r
+        )
         self.interval = prometheus_client.Gauge(
-            metrics.REPLICATION_INTERVAL_SECONDS, "h", pv, registry=r)
+            metrics.REPLICATION_INTERVAL_SECONDS, "h", pv, registry=r
+        )
         self._info_labels: dict[str, tuple[str, ...]] = {}
         self._replicating: set[tuple[str, str]] = set()
 
@@ -94,8 +126,13 @@ class LabelledGauges:
             key = (d.plan, d.name)
             self.converged.labels(*key).set(1.0 if vp.converged else 0.0)
             self.blocked.labels(*key).set(1.0 if vp.phase is Phase.BLOCKED else 0.0)
-            info = (*key, d.active_site, o.active_site if o else "",
-                    o.replication_text if o else "", vp.phase.value)
+            info = (
+                *key,
+                d.active_site,
+                o.active_site if o else "",
+                o.replication_text if o else "",
+                vp.phase.value,
+            )
             old = self._info_labels.get(d.name)
             if old != info:
                 if old is not None:
@@ -132,24 +169,31 @@ def measure(count: int) -> None:
     alone.register(ours._state)
     scrape_ours = median_seconds(runs, lambda: prometheus_client.generate_latest(alone))
     scrape_base = median_seconds(runs, lambda: prometheus_client.generate_latest(base.registry))
-    print(f"{count:>7} VMs  update_from_plan: first {first_ours:.3f} s, then {update_ours:.3f} s"
-          f" | labelled Gauges: first {first_base:.3f} s, then {update_base:.3f} s "
-          f"({update_base / update_ours:.1f}x slower)")
-    print(f"{'':>13}scrape of the per-VM families: {scrape_ours:.3f} s | labelled Gauges: "
-          f"{scrape_base:.3f} s ({scrape_base / scrape_ours:.2f}x); whole exposition() "
-          f"{scrape_all:.3f} s, {size / 1e6:.1f} MB")
+    print(
+        f"{count:>7} VMs  update_from_plan: first {first_ours:.3f} s, then {update_ours:.3f} s"
+        f" | labelled Gauges: first {first_base:.3f} s, then {update_base:.3f} s "
+        f"({update_base / update_ours:.1f}x slower)"
+    )
+    print(
+        f"{'':>13}scrape of the per-VM families: {scrape_ours:.3f} s | labelled Gauges: "
+        f"{scrape_base:.3f} s ({scrape_base / scrape_ours:.2f}x); whole exposition() "
+        f"{scrape_all:.3f} s, {size / 1e6:.1f} MB"
+    )
 
 
 def main() -> None:
     counts = [int(a) for a in sys.argv[1:]] or [1_000, 10_000, 100_000]
-    print(f"median of 5 runs (3 at 100k); {PLANS} plans; Python {sys.version.split()[0]}, "
-          f"prometheus-client {_version()}")
+    print(
+        f"median of 5 runs (3 at 100k); {PLANS} plans; Python {sys.version.split()[0]}, "
+        f"prometheus-client {_version()}"
+    )
     for count in counts:
         measure(count)
 
 
 def _version() -> str:
     from importlib.metadata import version
+
     return version("prometheus-client")
 
 

@@ -103,8 +103,9 @@ def write_inputs(root: Path, count: int) -> tuple[Path, Path]:
             lines += ["      activeSite: rtm", "      replication: rtm->ams"]
     (specs / "scale.yaml").write_text("\n".join(lines) + "\n")
     inventory = root / "inventory.yaml"
-    vms = (f"  - {{name: {vm_name(i)}, activeSite: ams, replication: ams->rtm}}"
-           for i in range(count))
+    vms = (
+        f"  - {{name: {vm_name(i)}, activeSite: ams, replication: ams->rtm}}" for i in range(count)
+    )
     inventory.write_text("\n".join(["sites: [ams, rtm]", "vms:", *vms]) + "\n")
     return specs, inventory
 
@@ -134,13 +135,13 @@ def measure_drctl(figures: Figures, specs: Path, state_dir: Path, runs: int) -> 
     built = plan.build_plan(desired, observed, now, {})
     figures.render = median_seconds(runs, lambda: "".join(report.plan_json_lines(built, "r")))
     figures.render_dumps = median_seconds(
-        runs, lambda: json.dumps(report.plan_json(built, "r"), indent=2))
+        runs, lambda: json.dumps(report.plan_json(built, "r"), indent=2)
+    )
     figures.actions = len(built.actions)
     expected = len(range(0, figures.vms, OVERRIDE_EVERY))
     assert figures.actions == expected, (figures.actions, expected)
 
-    argv = [*drctl_command(), "plan", str(specs), "--output", "json", "--state-dir",
-            str(state_dir)]
+    argv = [*drctl_command(), "plan", str(specs), "--output", "json", "--state-dir", str(state_dir)]
     output = specs.parent / "plan.json"
     results = [run_process(argv, output) for _ in range(runs)]
     figures.process = statistics.median(seconds for seconds, _ in results)
@@ -196,18 +197,26 @@ def measure_size(count: int) -> Figures:
         specs, inventory = write_inputs(root, count)
         state_dir = root / "state"
         began = time.perf_counter()
-        subprocess.run([*drctl_command(), "fabric", "init", str(inventory), "--state-dir",
-                        str(state_dir)], check=True, capture_output=True)
+        subprocess.run(
+            [*drctl_command(), "fabric", "init", str(inventory), "--state-dir", str(state_dir)],
+            check=True,
+            capture_output=True,
+        )
         figures.init = time.perf_counter() - began
         print(f"{count} VMs: fabric init {figures.init:.1f} s (not part of plan)", flush=True)
         measure_drctl(figures, specs, state_dir, runs)
-        print(f"{count} VMs: drctl plan process {figures.process:.3f} s, "
-              f"{figures.process_mb:.0f} MB", flush=True)
+        print(
+            f"{count} VMs: drctl plan process {figures.process:.3f} s, {figures.process_mb:.0f} MB",
+            flush=True,
+        )
         gc.collect()  # drop drctl's objects: the baseline should not pay for their GC
         naive_runs = 1 if count >= TARGET_SIZE else runs
         measure_naive(figures, specs, state_dir, naive_runs)
-        print(f"{count} VMs: naive baseline {figures.naive_load + figures.naive_diff:.2f} s "
-              f"({naive_runs} run{'s' if naive_runs > 1 else ''})", flush=True)
+        print(
+            f"{count} VMs: naive baseline {figures.naive_load + figures.naive_diff:.2f} s "
+            f"({naive_runs} run{'s' if naive_runs > 1 else ''})",
+            flush=True,
+        )
     return figures
 
 
@@ -230,8 +239,7 @@ def print_table(all_figures: list[Figures]) -> None:
     row("observe (`SimFabric.observe`)", seconds(lambda f: f.observe))
     row("plan (`plan.build_plan`)", seconds(lambda f: f.plan))
     row("render JSON (`report.plan_json_lines`)", seconds(lambda f: f.render))
-    row("(render as before: `json.dumps(plan_json, indent=2)`)",
-        seconds(lambda f: f.render_dumps))
+    row("(render as before: `json.dumps(plan_json, indent=2)`)", seconds(lambda f: f.render_dumps))
     row("**whole `drctl plan --output json` process**", seconds(lambda f: f.process))
     row("**peak RSS of that process**", [f"{f.process_mb:.0f} MB" for f in all_figures])
     row("actions in the plan (1% of VMs move)", [f"{f.actions:,}" for f in all_figures])
@@ -240,18 +248,25 @@ def print_table(all_figures: list[Figures]) -> None:
     row("naive runs (median of)", [str(f.naive_runs) for f in all_figures])
     row("load+validate vs naive load", [_ratio(f.naive_load, f.load) for f in all_figures])
     row("plan vs naive DeepDiff", [_ratio(f.naive_diff, f.plan) for f in all_figures])
-    row("load+plan vs naive load+diff",
-        [_ratio(f.naive_load + f.naive_diff, f.load + f.plan) for f in all_figures])
+    row(
+        "load+plan vs naive load+diff",
+        [_ratio(f.naive_load + f.naive_diff, f.load + f.plan) for f in all_figures],
+    )
     print()
-    print("Medians of 5 runs (3 at 100k); the naive baseline runs once at 100k. "
-          "`fabric init` (not timed above): "
-          + ", ".join(f"{f.init:.1f} s at {f.vms:,}" for f in all_figures) + ".")
+    print(
+        "Medians of 5 runs (3 at 100k); the naive baseline runs once at 100k. "
+        "`fabric init` (not timed above): "
+        + ", ".join(f"{f.init:.1f} s at {f.vms:,}" for f in all_figures)
+        + "."
+    )
     for f in all_figures:
         if f.vms == TARGET_SIZE:
             met = f.process < TARGET_SECONDS and f.process_mb < TARGET_MB
-            print(f"Target at {TARGET_SIZE:,} VMs (whole process < {TARGET_SECONDS:.0f} s and "
-                  f"< {TARGET_MB:.0f} MB): {f.process:.2f} s, {f.process_mb:.0f} MB: "
-                  f"{'met' if met else 'NOT met'}.")
+            print(
+                f"Target at {TARGET_SIZE:,} VMs (whole process < {TARGET_SECONDS:.0f} s and "
+                f"< {TARGET_MB:.0f} MB): {f.process:.2f} s, {f.process_mb:.0f} MB: "
+                f"{'met' if met else 'NOT met'}."
+            )
 
 
 def _ratio(naive: float, ours: float) -> str:
@@ -264,8 +279,11 @@ def _ratio(naive: float, ours: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default=",".join(str(n) for n in SIZES),
-                        help="comma-separated VM counts (default: 1000,10000,100000)")
+    parser.add_argument(
+        "--sizes",
+        default=",".join(str(n) for n in SIZES),
+        help="comma-separated VM counts (default: 1000,10000,100000)",
+    )
     args = parser.parse_args()
     sizes = [int(n) for n in args.sizes.split(",") if n.strip()]
     print_table([measure_size(n) for n in sizes])

@@ -31,8 +31,10 @@ from harness import OTHER_PLAN, Site, wait_until  # noqa: E402 (the path above f
 def trial(site: Site, n: int) -> float:
     target = "rtm" if n % 2 == 0 else "ams"
     other = "ams" if target == "rtm" else "rtm"
-    text = OTHER_PLAN.replace("activeSite: ams, replication: ams->rtm",
-                              f"activeSite: {target}, replication: {target}->{other}")
+    text = OTHER_PLAN.replace(
+        "activeSite: ams, replication: ams->rtm",
+        f"activeSite: {target}, replication: {target}->{other}",
+    )
     before = len(site.jobs())
     site.commit(f"move hr-web to {target}", {"hr.yaml": text})
     pulled = site.pull()
@@ -62,12 +64,16 @@ def main() -> None:
     print(f"reaction from git pull to the first operation started, {args.trials} trials")
     print("| daemon | median | p90 | max |")
     print("|---|---|---|---|")
-    for name, values in (("drctl run (inotify)", watched),
-                         ("drctl run --no-watch --resync 1 (baseline)", polled)):
+    for name, values in (
+        ("drctl run (inotify)", watched),
+        ("drctl run --no-watch --resync 1 (baseline)", polled),
+    ):
         ordered = sorted(values)
         p90 = ordered[max(0, round(0.9 * len(ordered)) - 1)]
-        print(f"| {name} | {statistics.median(values) * 1000:.0f} ms | {p90 * 1000:.0f} ms | "
-              f"{max(values) * 1000:.0f} ms |")
+        print(
+            f"| {name} | {statistics.median(values) * 1000:.0f} ms | {p90 * 1000:.0f} ms | "
+            f"{max(values) * 1000:.0f} ms |"
+        )
     print("| Argo CD default poll (3 min) | ~90 s on average | | 180 s |")
     print("| Flux default interval (1 min) | ~30 s on average | | 60 s |")
 

@@ -35,8 +35,9 @@ def _median(runs: int, action: object) -> float:
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     clock = VirtualClock(datetime(2026, 1, 1, tzinfo=UTC))
-    vms = tuple(InventoryVM(f"vm{i:06d}", "ams", ("ams", "rtm") if i % 10 else None)
-                for i in range(count))
+    vms = tuple(
+        InventoryVM(f"vm{i:06d}", "ams", ("ams", "rtm") if i % 10 else None) for i in range(count)
+    )
     with tempfile.TemporaryDirectory() as tmp:
         state_dir = Path(tmp)
         began = time.perf_counter()

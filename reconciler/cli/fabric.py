@@ -32,8 +32,11 @@ def add_commands(commands: Any) -> None:
     fabric = commands.add_parser("fabric", help="drive the embedded simulated two-site fabric")
     sub = fabric.add_subparsers(dest="fabric_command", required=True)
 
-    init = sub.add_parser("init", help="create the simulated fabric from an inventory file "
-                          "(replaces any fabric in the state dir)")
+    init = sub.add_parser(
+        "init",
+        help="create the simulated fabric from an inventory file "
+        "(replaces any fabric in the state dir)",
+    )
     init.add_argument("inventory", type=Path, metavar="INVENTORY.yaml")
     init.set_defaults(handler=_init)
 
@@ -41,18 +44,22 @@ def add_commands(commands: Any) -> None:
     show.add_argument("--output", choices=["text", "json"], default="text")
     show.set_defaults(handler=_show)
 
-    for name, handler, text in (("site-down", _site_down, "disconnect a site"),
-                                ("site-up", _site_up, "reconnect a site")):
+    for name, handler, text in (
+        ("site-down", _site_down, "disconnect a site"),
+        ("site-up", _site_up, "reconnect a site"),
+    ):
         site = sub.add_parser(name, help=text)
         site.add_argument("site", metavar="SITE")
         site.set_defaults(handler=handler)
 
     fail = sub.add_parser("fail", help="make the next jobs of an operation on a VM fail")
     fail.add_argument("vm", metavar="VM")
-    fail.add_argument("operation", metavar="OPERATION",
-                      help=f"one of {', '.join(op.value for op in Operation)}")
-    fail.add_argument("--times", type=int, default=1, metavar="N",
-                      help="how many jobs fail (default 1)")
+    fail.add_argument(
+        "operation", metavar="OPERATION", help=f"one of {', '.join(op.value for op in Operation)}"
+    )
+    fail.add_argument(
+        "--times", type=int, default=1, metavar="N", help="how many jobs fail (default 1)"
+    )
     fail.set_defaults(handler=_fail)
 
     lag = sub.add_parser("lag", help="keep replication of a VM SECONDS behind (0 clears it)")
@@ -86,14 +93,20 @@ def _init(args: argparse.Namespace) -> int:
         if replaced and (args.state_dir / "journal.db").exists():
             history = journal.Journal(args.state_dir)
             try:
-                abandoned = history.abandon_open(WallClock().now(), "the simulated fabric was "
-                                                 "replaced by drctl fabric init")
+                abandoned = history.abandon_open(
+                    WallClock().now(), "the simulated fabric was replaced by drctl fabric init"
+                )
             finally:
                 history.close()
-    what = ("replaced the simulated fabric (its VMs, jobs and faults are gone)" if replaced
-            else "created a simulated fabric")
-    print(f"{args.state_dir}: {what}: sites {', '.join(inv.sites)}, {len(inv.vms)} VMs "
-          f"from {args.inventory}")
+    what = (
+        "replaced the simulated fabric (its VMs, jobs and faults are gone)"
+        if replaced
+        else "created a simulated fabric"
+    )
+    print(
+        f"{args.state_dir}: {what}: sites {', '.join(inv.sites)}, {len(inv.vms)} VMs "
+        f"from {args.inventory}"
+    )
     if abandoned:
         print(f"{abandoned} actions still open in the journal were closed as abandoned")
     return errors.EXIT_OK
@@ -113,16 +126,22 @@ def _show(args: argparse.Namespace) -> int:
 def _site_down(args: argparse.Namespace) -> int:
     with _open(args) as fabric:
         changed = fabric.site_down(args.site)
-    print(f"site {args.site} is now disconnected" if changed
-          else f"site {args.site} was already disconnected")
+    print(
+        f"site {args.site} is now disconnected"
+        if changed
+        else f"site {args.site} was already disconnected"
+    )
     return errors.EXIT_OK
 
 
 def _site_up(args: argparse.Namespace) -> int:
     with _open(args) as fabric:
         changed = fabric.site_up(args.site)
-    print(f"site {args.site} is connected again" if changed
-          else f"site {args.site} was already connected")
+    print(
+        f"site {args.site} is connected again"
+        if changed
+        else f"site {args.site} was already connected"
+    )
     return errors.EXIT_OK
 
 
@@ -141,8 +160,10 @@ def _lag(args: argparse.Namespace) -> int:
     with _open(args) as fabric:
         health = fabric.lag(args.vm, args.seconds)
     if args.seconds:
-        print(f"replication of {args.vm} now stays {args.seconds:g} s behind (health {health}); "
-              f"drctl fabric lag {args.vm} 0 clears it")
+        print(
+            f"replication of {args.vm} now stays {args.seconds:g} s behind (health {health}); "
+            f"drctl fabric lag {args.vm} 0 clears it"
+        )
     else:
         print(f"replication of {args.vm} no longer lags (health {health})")
     return errors.EXIT_OK
@@ -151,16 +172,19 @@ def _lag(args: argparse.Namespace) -> int:
 def _resync_required(args: argparse.Namespace) -> int:
     with _open(args) as fabric:
         seconds = fabric.resync_required(args.vm)
-    print(f"replication of {args.vm} needs a resync; the fabric resyncs it by itself in "
-          f"{seconds:g} s")
+    print(
+        f"replication of {args.vm} needs a resync; the fabric resyncs it by itself in {seconds:g} s"
+    )
     return errors.EXIT_OK
 
 
 def _move(args: argparse.Namespace) -> int:
     with _open(args) as fabric:
         fabric.move(args.vm, args.site)
-    print(f"{args.vm} now runs at {args.site} only, replicating from {args.site} "
-          "(failed over by hand, behind drctl's back)")
+    print(
+        f"{args.vm} now runs at {args.site} only, replicating from {args.site} "
+        "(failed over by hand, behind drctl's back)"
+    )
     return errors.EXIT_OK
 
 
@@ -169,8 +193,9 @@ def parse_operation(text: str) -> Operation:
     for op in Operation:
         if op.value.lower() == text.lower():
             return op
-    raise errors.UsageError(f"unknown operation '{text}': use one of "
-                            f"{', '.join(op.value for op in Operation)}")
+    raise errors.UsageError(
+        f"unknown operation '{text}': use one of {', '.join(op.value for op in Operation)}"
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -222,24 +247,50 @@ def _job_document(job: Job) -> dict[str, Any]:
 
 
 def _show_text(observed: Observed, jobs: list[Job]) -> str:
-    sites = _table(["SITE", "CONNECTED"],
-                   [[s.name, "yes" if s.connected else "NO"] for s in observed.sites.values()])
+    sites = _table(
+        ["SITE", "CONNECTED"],
+        [[s.name, "yes" if s.connected else "NO"] for s in observed.sites.values()],
+    )
     vms = _table(
         ["VM", "ACTIVE", "REPLICATION", "PROTECTION", "RUNNING", "HEALTH", "LAST SYNC", "JOB"],
-        [[vm.name, vm.active_site, vm.replication_text, str(vm.protection_state),
-          ",".join(vm.running) or "-",
-          "-" if vm.replication is None else f"{vm.replication.state}/{vm.replication.health}",
-          "-" if vm.replication is None else _short(vm.replication.last_sync),
-          "-" if vm.job is None else f"{vm.job.id} {vm.job.operation} {vm.job.progress:.0%}"]
-         for vm in observed.vms.values()])
+        [
+            [
+                vm.name,
+                vm.active_site,
+                vm.replication_text,
+                str(vm.protection_state),
+                ",".join(vm.running) or "-",
+                "-"
+                if vm.replication is None
+                else f"{vm.replication.state}/{vm.replication.health}",
+                "-" if vm.replication is None else _short(vm.replication.last_sync),
+                "-" if vm.job is None else f"{vm.job.id} {vm.job.operation} {vm.job.progress:.0%}",
+            ]
+            for vm in observed.vms.values()
+        ],
+    )
     shown = jobs[-LAST_JOBS_SHOWN:]
     title = f"JOBS (last {len(shown)} of {len(jobs)})" if len(jobs) > len(shown) else "JOBS"
-    job_table = _table(
-        ["ID", "VM", "OPERATION", "STATE", "STARTED", "FINISHED", "LOSS", "ERROR"],
-        [[j.id, j.vm, str(j.operation), str(j.state), _short(j.started_at),
-          _short(j.finished_at),
-          "-" if j.data_loss_seconds is None else f"{j.data_loss_seconds:.1f}s",
-          j.error or ""] for j in shown]) if shown else "no jobs yet"
+    job_table = (
+        _table(
+            ["ID", "VM", "OPERATION", "STATE", "STARTED", "FINISHED", "LOSS", "ERROR"],
+            [
+                [
+                    j.id,
+                    j.vm,
+                    str(j.operation),
+                    str(j.state),
+                    _short(j.started_at),
+                    _short(j.finished_at),
+                    "-" if j.data_loss_seconds is None else f"{j.data_loss_seconds:.1f}s",
+                    j.error or "",
+                ]
+                for j in shown
+            ],
+        )
+        if shown
+        else "no jobs yet"
+    )
     return f"{sites}\n\n{vms}\n\n{title}\n{job_table}"
 
 
@@ -249,6 +300,8 @@ def _short(at: datetime | None) -> str:
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-             for line in [header, *rows]]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+        for line in [header, *rows]
+    ]
     return "\n".join(lines)

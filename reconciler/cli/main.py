@@ -66,16 +66,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan_cmd.add_argument("specs_dir", type=Path)
     _output_arg(plan_cmd)
-    plan_cmd.add_argument("--exit-code", action="store_true",
-                          help="exit 1 when not converged (0 when converged)")
+    plan_cmd.add_argument(
+        "--exit-code", action="store_true", help="exit 1 when not converged (0 when converged)"
+    )
     state_dir_arg(plan_cmd)
     plan_cmd.set_defaults(handler=_plan)
 
     apply_cmd = commands.add_parser("apply", help="execute the plan until converged")
     apply_cmd.add_argument("specs_dir", type=Path)
-    apply_cmd.add_argument("--timeout", type=float, default=1800.0, metavar="SECONDS",
-                           help="how long to wait for things that resolve by themselves "
-                           "(default 1800)")
+    apply_cmd.add_argument(
+        "--timeout",
+        type=float,
+        default=1800.0,
+        metavar="SECONDS",
+        help="how long to wait for things that resolve by themselves (default 1800)",
+    )
     _executor_args(apply_cmd, poll_interval=0.5)
     state_dir_arg(apply_cmd)
     apply_cmd.set_defaults(handler=_apply)
@@ -87,30 +92,48 @@ def build_parser() -> argparse.ArgumentParser:
     status_cmd.set_defaults(handler=_status)
 
     run_cmd = commands.add_parser(
-        "run", help="the GitOps daemon: watch SPECS_DIR, reconcile, serve /metrics")
+        "run", help="the GitOps daemon: watch SPECS_DIR, reconcile, serve /metrics"
+    )
     run_cmd.add_argument("specs_dir", type=Path)
-    run_cmd.add_argument("--metrics-addr", metavar="HOST:PORT",
-                         help="serve Prometheus metrics at http://HOST:PORT/metrics")
-    run_cmd.add_argument("--resync", type=float, default=30.0, metavar="SECONDS",
-                         help="re-read specs and correct drift at least this often (default 30)")
+    run_cmd.add_argument(
+        "--metrics-addr",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics",
+    )
+    run_cmd.add_argument(
+        "--resync",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="re-read specs and correct drift at least this often (default 30)",
+    )
     _executor_args(run_cmd, poll_interval=0.1)
     run_cmd.add_argument("--log-format", choices=["text", "json"], default="text")
-    run_cmd.add_argument("--git-notes", action="store_true",
-                         help="attach the DR outcome of each converged or blocked commit as a "
-                         "git note under refs/notes/drctl")
-    run_cmd.add_argument("--no-watch", action="store_true",
-                         help="do not watch the files (e.g. on NFS, without inotify): changes "
-                         "are then seen at each resync")
+    run_cmd.add_argument(
+        "--git-notes",
+        action="store_true",
+        help="attach the DR outcome of each converged or blocked commit as a "
+        "git note under refs/notes/drctl",
+    )
+    run_cmd.add_argument(
+        "--no-watch",
+        action="store_true",
+        help="do not watch the files (e.g. on NFS, without inotify): changes "
+        "are then seen at each resync",
+    )
     state_dir_arg(run_cmd)
     run_cmd.set_defaults(handler=_run)
 
     audit_cmd = commands.add_parser(
-        "audit", help="who moved what where, when, and did it converge: the git history of "
-        "the specs joined with the journal")
+        "audit",
+        help="who moved what where, when, and did it converge: the git history of "
+        "the specs joined with the journal",
+    )
     audit_cmd.add_argument("specs_dir", type=Path)
     audit_cmd.add_argument("--vm", metavar="NAME", help="only the entries of this VM")
-    audit_cmd.add_argument("--since", metavar="DATE",
-                           help="only commits at or after this ISO date or datetime")
+    audit_cmd.add_argument(
+        "--since", metavar="DATE", help="only commits at or after this ISO date or datetime"
+    )
     _output_arg(audit_cmd)
     state_dir_arg(audit_cmd)
     audit_cmd.set_defaults(handler=_audit)
@@ -152,20 +175,36 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _executor_args(parser: argparse.ArgumentParser, poll_interval: float) -> None:
     """How `apply` and `run` poll jobs and retry failures."""
-    parser.add_argument("--poll-interval", type=float, default=poll_interval, metavar="SECONDS",
-                        help=f"how often to poll the fabric while jobs run "
-                        f"(default {poll_interval:g})")
-    parser.add_argument("--retry-backoff", type=float, default=2.0, metavar="SECONDS",
-                        help="wait after a failed job, doubled per failure (default 2)")
-    parser.add_argument("--max-attempts", type=int, default=3,
-                        help="failed attempts per VM, operation and revision before Blocked")
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=poll_interval,
+        metavar="SECONDS",
+        help=f"how often to poll the fabric while jobs run (default {poll_interval:g})",
+    )
+    parser.add_argument(
+        "--retry-backoff",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="wait after a failed job, doubled per failure (default 2)",
+    )
+    parser.add_argument(
+        "--max-attempts",
+        type=int,
+        default=3,
+        help="failed attempts per VM, operation and revision before Blocked",
+    )
 
 
 def _settings(args: argparse.Namespace) -> execute.Settings:
     from reconciler.engine import execute
 
-    return execute.Settings(poll_interval=args.poll_interval, backoff_base=args.retry_backoff,
-                            max_attempts=args.max_attempts)
+    return execute.Settings(
+        poll_interval=args.poll_interval,
+        backoff_base=args.retry_backoff,
+        max_attempts=args.max_attempts,
+    )
 
 
 def _output_arg(parser: argparse.ArgumentParser) -> None:
@@ -239,8 +278,11 @@ def _status(args: argparse.Namespace) -> int:
         built, rev = _observe_and_plan(args)
     except errors.SpecError:
         if running is not None:
-            print(f"drctl: the daemon (pid {running['pid']}) keeps revision "
-                  f"{running['revisionInForce']} in force", file=sys.stderr)
+            print(
+                f"drctl: the daemon (pid {running['pid']}) keeps revision "
+                f"{running['revisionInForce']} in force",
+                file=sys.stderr,
+            )
         raise
     if args.output == "json":
         print(json.dumps(report.status_json(built, rev, running), indent=2))
@@ -282,9 +324,13 @@ class _StopOnInterrupt:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\ndrctl: stopping: no new operation will start; running jobs are never "
-              "cancelled and are followed to their end. Ctrl-C again to leave now (they keep "
-              "running in the fabric).", file=sys.stderr, flush=True)
+        print(
+            "\ndrctl: stopping: no new operation will start; running jobs are never "
+            "cancelled and are followed to their end. Ctrl-C again to leave now (they keep "
+            "running in the fabric).",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def restore(self) -> None:
         signal.signal(signal.SIGINT, self._previous)
@@ -305,16 +351,21 @@ def _apply(args: argparse.Namespace) -> int:
     provider = fabric.open_provider(args.state_dir, wall)
     with flock.hold(args.state_dir, "apply"):
         progress = report.Progress()
-        executor = execute.Executor(provider, journal.Journal(args.state_dir), wall, settings,
-                                    on_event=progress.event)
+        executor = execute.Executor(
+            provider, journal.Journal(args.state_dir), wall, settings, on_event=progress.event
+        )
         print(f"applying {args.specs_dir} at revision {rev}", flush=True)
         stop = _StopOnInterrupt()
         try:
-            outcome = execute.apply(executor, desired, rev, args.timeout,
-                                    lambda: stop.requested, progress.step)
+            outcome = execute.apply(
+                executor, desired, rev, args.timeout, lambda: stop.requested, progress.step
+            )
         except KeyboardInterrupt:
-            print("drctl: left while jobs still run in the fabric; run drctl apply again to "
-                  "follow them", file=sys.stderr)
+            print(
+                "drctl: left while jobs still run in the fabric; run drctl apply again to "
+                "follow them",
+                file=sys.stderr,
+            )
             return errors.EXIT_NOT_CONVERGED
         finally:
             stop.restore()
@@ -341,8 +392,10 @@ def _summarise(outcome: execute.Outcome) -> int:
 def _metrics_addr(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise errors.UsageError(f"--metrics-addr must be HOST:PORT with a port from 0 to "
-                                f"65535 (e.g. 127.0.0.1:9464), not {text!r}")
+        raise errors.UsageError(
+            f"--metrics-addr must be HOST:PORT with a port from 0 to "
+            f"65535 (e.g. 127.0.0.1:9464), not {text!r}"
+        )
     return host.strip("[]"), int(port)
 
 
@@ -363,15 +416,24 @@ def _run(args: argparse.Namespace) -> int:
             server, _thread = collected.serve(*address)
         except OSError as exc:
             why = exc.strerror or exc
-            raise errors.UsageError(f"cannot serve metrics on {args.metrics_addr}: {why}; "
-                                    "choose another --metrics-addr") from exc
-        loop.log.info("serving metrics on http://%s:%d/metrics", address[0],
-                        server.server_port, extra={"event": "metrics_serving",
-                                                   "port": server.server_port})
+            raise errors.UsageError(
+                f"cannot serve metrics on {args.metrics_addr}: {why}; choose another --metrics-addr"
+            ) from exc
+        loop.log.info(
+            "serving metrics on http://%s:%d/metrics",
+            address[0],
+            server.server_port,
+            extra={"event": "metrics_serving", "port": server.server_port},
+        )
     settings = _settings(args)
-    config = loop.Config(args.specs_dir, args.state_dir, resync=args.resync,
-                           poll_interval=args.poll_interval, settings=settings,
-                           watch=not args.no_watch)
+    config = loop.Config(
+        args.specs_dir,
+        args.state_dir,
+        resync=args.resync,
+        poll_interval=args.poll_interval,
+        settings=settings,
+        watch=not args.no_watch,
+    )
     on_revision = loop.note_outcome(args.specs_dir) if args.git_notes else None
     runner = loop.Daemon(config, provider, wall, collected, on_revision)
     runner.install_signal_handlers()

@@ -84,8 +84,13 @@ class VMState:
 
 def protected(active_site: str, peer_site: str) -> VMState:
     """A VM running at `active_site`, replicating to `peer_site`, initial sync done."""
-    return VMState(active_site, peer_site, frozenset({active_site}),
-                   ProtectionState.PROTECTED, ReplicationState.REPLICATING)
+    return VMState(
+        active_site,
+        peer_site,
+        frozenset({active_site}),
+        ProtectionState.PROTECTED,
+        ReplicationState.REPLICATING,
+    )
 
 
 def unprotected(active_site: str, peer_site: str) -> VMState:
@@ -113,8 +118,9 @@ class Rejection:
         return f"{self.operation} is not allowed: {self.reason}"
 
 
-def replication_health(state: ReplicationState, behind_seconds: float,
-                       interval_seconds: float) -> Health:
+def replication_health(
+    state: ReplicationState, behind_seconds: float, interval_seconds: float
+) -> Health:
     """Health of a replication that is `behind_seconds` behind its schedule."""
     if state in {ReplicationState.RESYNC_REQUIRED, ReplicationState.ERROR}:
         return Health.CRITICAL
@@ -134,11 +140,17 @@ def required_sites(vm: VMState, op: Operation, target: str | None = None) -> fro
     and StartVM need the site of the copy they act on (`target`, resolved).
     """
     active, peer = vm.active_site, vm.peer_site
-    if op in {Operation.PLANNED_FAILOVER, Operation.REVERSE_REPLICATE,
-              Operation.ENABLE_REPLICATION}:
+    if op in {
+        Operation.PLANNED_FAILOVER,
+        Operation.REVERSE_REPLICATE,
+        Operation.ENABLE_REPLICATION,
+    }:
         return frozenset({active, peer})
-    if op in {Operation.UNPLANNED_FAILOVER, Operation.TEST_FAILOVER,
-              Operation.TEST_FAILOVER_CLEANUP}:
+    if op in {
+        Operation.UNPLANNED_FAILOVER,
+        Operation.TEST_FAILOVER,
+        Operation.TEST_FAILOVER_CLEANUP,
+    }:
         return frozenset({peer})
     if op in {Operation.STOP_VM, Operation.START_VM}:
         return frozenset({target}) if target is not None else frozenset()
@@ -152,18 +164,24 @@ def required_sites(vm: VMState, op: Operation, target: str | None = None) -> fro
 _Check = Callable[[VMState, str | None], str | None]
 
 
-def check_operation(vm: VMState, op: Operation, cond: Conditions,
-                    target: str | None = None) -> str | None:
+def check_operation(
+    vm: VMState, op: Operation, cond: Conditions, target: str | None = None
+) -> str | None:
     """Why `op` is not allowed on `vm` now, or None if it is.
 
     `target` is the site `op` acts on (see `resolve_target`); None takes the
     default, except that StopVM needs it when two copies run.
     """
     if cond.job_running is not None:
-        return (f"job {cond.job_running} is running on this VM: wait for it to finish "
-                "(a running job is never cancelled)")
-    reason = (_wrong_target(vm, op, target) or _CHECKS[op](vm, target)
-              or _disconnected(vm, op, cond, resolve_target(vm, op, target)))
+        return (
+            f"job {cond.job_running} is running on this VM: wait for it to finish "
+            "(a running job is never cancelled)"
+        )
+    reason = (
+        _wrong_target(vm, op, target)
+        or _CHECKS[op](vm, target)
+        or _disconnected(vm, op, cond, resolve_target(vm, op, target))
+    )
     if reason is None and op is Operation.PLANNED_FAILOVER:
         reason = _replication_behind(vm, cond)
     return reason
@@ -171,10 +189,16 @@ def check_operation(vm: VMState, op: Operation, cond: Conditions,
 
 # Operations that go towards the peer site: where the VM fails over to, where
 # the test copy boots, where reverse or new replication makes the replica.
-_TOWARDS_PEER = frozenset({
-    Operation.PLANNED_FAILOVER, Operation.UNPLANNED_FAILOVER, Operation.TEST_FAILOVER,
-    Operation.TEST_FAILOVER_CLEANUP, Operation.REVERSE_REPLICATE, Operation.ENABLE_REPLICATION,
-})
+_TOWARDS_PEER = frozenset(
+    {
+        Operation.PLANNED_FAILOVER,
+        Operation.UNPLANNED_FAILOVER,
+        Operation.TEST_FAILOVER,
+        Operation.TEST_FAILOVER_CLEANUP,
+        Operation.REVERSE_REPLICATE,
+        Operation.ENABLE_REPLICATION,
+    }
+)
 _ON_ACTIVE = frozenset({Operation.COMMIT, Operation.APPLY_RECOVERY_POINT, Operation.START_VM})
 
 
@@ -204,8 +228,10 @@ def _wrong_target(vm: VMState, op: Operation, target: str | None) -> str | None:
     if op in _TOWARDS_PEER and target != vm.peer_site:
         return f"the VM is active at {target}: {op} goes towards {vm.peer_site}"
     if op is Operation.START_VM and target != vm.active_site:
-        return (f"the copy at {target} is not the active one: starting it would make two "
-                f"authoritative copies; fail over to move the VM to {target}")
+        return (
+            f"the copy at {target} is not the active one: starting it would make two "
+            f"authoritative copies; fail over to move the VM to {target}"
+        )
     if op in _ON_ACTIVE and target != vm.active_site:
         return f"{op} acts on the active copy at {vm.active_site}, not at {target}"
     return None
@@ -214,11 +240,12 @@ def _wrong_target(vm: VMState, op: Operation, target: str | None) -> str | None:
 @functools.lru_cache(maxsize=4096)
 def allowed_operations(vm: VMState, cond: Conditions) -> frozenset[Operation]:
     """Every operation `vm` allows now (cached: an observation repeats few states)."""
-    allowed: set[Operation] = {op for op in Operation
-                               if op is not Operation.STOP_VM
-                               and check_operation(vm, op, cond) is None}
-    if any(check_operation(vm, Operation.STOP_VM, cond, site) is None
-           for site in vm.running):
+    allowed: set[Operation] = {
+        op
+        for op in Operation
+        if op is not Operation.STOP_VM and check_operation(vm, op, cond) is None
+    }
+    if any(check_operation(vm, Operation.STOP_VM, cond, site) is None for site in vm.running):
         allowed.add(Operation.STOP_VM)
     return frozenset(allowed)
 
@@ -227,14 +254,17 @@ def _disconnected(vm: VMState, op: Operation, cond: Conditions, target: str | No
     for site in sorted(required_sites(vm, op, target) - cond.connected):
         if op in {Operation.STOP_VM, Operation.START_VM}:
             verb = "stopped" if op is Operation.STOP_VM else "started"
-            return (f"site {site} is disconnected: its copy cannot be {verb} until the "
-                    "site reconnects")
+            return (
+                f"site {site} is disconnected: its copy cannot be {verb} until the site reconnects"
+            )
         role = "source" if site == vm.active_site else "target"
         hint = ""
         if op is Operation.PLANNED_FAILOVER and role == "source":
             hint = ", or use UnplannedFailover (it loses the writes not yet replicated)"
-        return (f"site {site} (the {role}) is disconnected: {op} needs it connected; "
-                f"wait for {site} to reconnect{hint}")
+        return (
+            f"site {site} (the {role}) is disconnected: {op} needs it connected; "
+            f"wait for {site} to reconnect{hint}"
+        )
     return None
 
 
@@ -246,23 +276,28 @@ def _not_protected(vm: VMState) -> str | None:
     }
     if vm.protection is ProtectionState.PROTECTED:
         if vm.replication is ReplicationState.INITIAL_SYNC:
-            return (f"no recovery point at {vm.peer_site} yet: wait for the initial "
-                    "replication to finish")
+            return (
+                f"no recovery point at {vm.peer_site} yet: wait for the initial "
+                "replication to finish"
+            )
         return None
     return f"the VM is {vm.protection}, not Protected: {hints[vm.protection]}"
 
 
 def _test_copy_up(vm: VMState) -> str | None:
     if vm.test_failover is TestFailoverState.RUNNING:
-        return (f"a test failover copy runs at {vm.peer_site}: clean it up first "
-                "(TestFailoverCleanup)")
+        return (
+            f"a test failover copy runs at {vm.peer_site}: clean it up first (TestFailoverCleanup)"
+        )
     return None
 
 
 def _peer_runs(vm: VMState) -> str | None:
     if vm.peer_site in vm.running:
-        return (f"an old copy of the VM still runs at {vm.peer_site}: stop it first "
-                f"(StopVM at {vm.peer_site})")
+        return (
+            f"an old copy of the VM still runs at {vm.peer_site}: stop it first "
+            f"(StopVM at {vm.peer_site})"
+        )
     return None
 
 
@@ -274,13 +309,18 @@ def _replication_behind(vm: VMState, cond: Conditions) -> str | None:
     """Why a planned failover could not ship every write first, if it could not."""
     if vm.replication is not ReplicationState.REPLICATING:
         hint = {ReplicationState.RESYNC_REQUIRED: "wait for the resync to finish"}.get(
-            vm.replication, "resume replication")
-        return (f"replication {vm.direction} is {vm.replication}, not Replicating: {hint}, "
-                "or use UnplannedFailover (it loses the writes not yet replicated)")
+            vm.replication, "resume replication"
+        )
+        return (
+            f"replication {vm.direction} is {vm.replication}, not Replicating: {hint}, "
+            "or use UnplannedFailover (it loses the writes not yet replicated)"
+        )
     if cond.health is not Health.NORMAL:
-        return (f"replication {vm.direction} health is {cond.health}: it lags behind; wait "
-                "for it to catch up, or use UnplannedFailover (it loses the writes not yet "
-                "replicated)")
+        return (
+            f"replication {vm.direction} health is {cond.health}: it lags behind; wait "
+            "for it to catch up, or use UnplannedFailover (it loses the writes not yet "
+            "replicated)"
+        )
     return None
 
 
@@ -304,11 +344,15 @@ def _check_commit(vm: VMState, target: str | None) -> str | None:
 
 def _check_apply_point(vm: VMState, target: str | None) -> str | None:
     if vm.protection is not ProtectionState.COMMIT_PENDING:
-        return (f"the VM is {vm.protection}: a recovery point is chosen between an unplanned "
-                "failover and its commit")
+        return (
+            f"the VM is {vm.protection}: a recovery point is chosen between an unplanned "
+            "failover and its commit"
+        )
     if vm.last_failover is not FailoverKind.UNPLANNED:
-        return ("the failover was planned: it lost nothing and there is no other point to "
-                "choose; Commit it")
+        return (
+            "the failover was planned: it lost nothing and there is no other point to "
+            "choose; Commit it"
+        )
     return None
 
 
@@ -320,9 +364,11 @@ def _check_reverse(vm: VMState, target: str | None) -> str | None:
     if vm.protection is ProtectionState.UNPROTECTED:
         return "replication is off: use EnableReplication"
     if vm.peer_site in vm.running:
-        return (f"the old copy still runs at {vm.peer_site} (split brain after an unplanned "
-                f"failover): stop it first with StopVM at {vm.peer_site}; reverse "
-                "replication would overwrite it")
+        return (
+            f"the old copy still runs at {vm.peer_site} (split brain after an unplanned "
+            f"failover): stop it first with StopVM at {vm.peer_site}; reverse "
+            "replication would overwrite it"
+        )
     return None
 
 
@@ -351,8 +397,10 @@ def _check_stop(vm: VMState, target: str | None) -> str | None:
         return "no copy of the VM runs"
     if target is None:
         if len(vm.running) > 1:
-            return (f"copies run at {', '.join(sorted(vm.running))}: name the copy to stop "
-                    "(target site)")
+            return (
+                f"copies run at {', '.join(sorted(vm.running))}: name the copy to stop "
+                "(target site)"
+            )
         return None
     if target not in vm.running:
         return f"no copy of the VM runs at {target}"
@@ -378,9 +426,15 @@ _CHECKS: dict[Operation, _Check] = {
 # Effects.
 
 
-def apply_operation(vm: VMState, op: Operation, cond: Conditions, flavour: Flavour, *,
-                    target: str | None = None,
-                    shutdown_source: bool = False) -> VMState | Rejection:
+def apply_operation(
+    vm: VMState,
+    op: Operation,
+    cond: Conditions,
+    flavour: Flavour,
+    *,
+    target: str | None = None,
+    shutdown_source: bool = False,
+) -> VMState | Rejection:
     """The state after `op`, or why `op` is not allowed now.
 
     An unplanned failover stops the source copy only when asked to
@@ -394,8 +448,14 @@ def apply_operation(vm: VMState, op: Operation, cond: Conditions, flavour: Flavo
     return apply_effect(vm, op, flavour, target=target, source_stopped=source_stopped)
 
 
-def apply_effect(vm: VMState, op: Operation, flavour: Flavour, *, target: str | None = None,
-                 source_stopped: bool = True) -> VMState:
+def apply_effect(
+    vm: VMState,
+    op: Operation,
+    flavour: Flavour,
+    *,
+    target: str | None = None,
+    source_stopped: bool = True,
+) -> VMState:
     """The state after `op` finished; the caller checked `op` when it started.
 
     `source_stopped` says whether an unplanned failover stopped the source copy.
@@ -407,11 +467,11 @@ def apply_effect(vm: VMState, op: Operation, flavour: Flavour, *, target: str | 
     if op is Operation.COMMIT:
         return replace(vm, protection=ProtectionState.COMMITTED)
     if op in {Operation.REVERSE_REPLICATE, Operation.ENABLE_REPLICATION}:
-        return replace(vm, protection=ProtectionState.PROTECTED,
-                       replication=ReplicationState.REPLICATING)
+        return replace(
+            vm, protection=ProtectionState.PROTECTED, replication=ReplicationState.REPLICATING
+        )
     if op is Operation.DISABLE_REPLICATION:
-        return replace(vm, protection=ProtectionState.UNPROTECTED,
-                       replication=ReplicationState.OFF)
+        return replace(vm, protection=ProtectionState.UNPROTECTED, replication=ReplicationState.OFF)
     if op is Operation.TEST_FAILOVER:
         return replace(vm, test_failover=TestFailoverState.RUNNING)
     if op is Operation.TEST_FAILOVER_CLEANUP:
@@ -425,17 +485,25 @@ def apply_effect(vm: VMState, op: Operation, flavour: Flavour, *, target: str | 
     return vm
 
 
-def _failed_over(vm: VMState, kind: FailoverKind, flavour: Flavour, *,
-                 source_stopped: bool) -> VMState:
+def _failed_over(
+    vm: VMState, kind: FailoverKind, flavour: Flavour, *, source_stopped: bool
+) -> VMState:
     old, new = vm.active_site, vm.peer_site
     running = {new}
     if old in vm.running and not source_stopped:
         running.add(old)
     if kind is FailoverKind.PLANNED and flavour.planned_failover_reverses:
-        return VMState(new, old, frozenset(running), ProtectionState.PROTECTED,
-                       ReplicationState.REPLICATING, kind)
-    protection = (ProtectionState.COMMIT_PENDING if flavour.commit_required
-                  else ProtectionState.COMMITTED)
+        return VMState(
+            new,
+            old,
+            frozenset(running),
+            ProtectionState.PROTECTED,
+            ReplicationState.REPLICATING,
+            kind,
+        )
+    protection = (
+        ProtectionState.COMMIT_PENDING if flavour.commit_required else ProtectionState.COMMITTED
+    )
     return VMState(new, old, frozenset(running), protection, ReplicationState.OFF, kind)
 
 

@@ -138,7 +138,10 @@ class Daemon:
         """Pick up what a previous daemon left: open journal entries, the revision in force."""
         self._journal = journal.Journal(self.config.state_dir)
         self._executor = execute.Executor(
-            self.provider, self._journal, self.clock, self.config.settings,
+            self.provider,
+            self._journal,
+            self.clock,
+            self.config.settings,
             on_event=self._event,
         )
         self._restore_in_force()
@@ -164,18 +167,24 @@ class Daemon:
                 self._read_specs()
             except GitError as exc:
                 # Retried at the next change or resync; the revision in force stays.
-                log.error("cannot read the spec revision: %s; revision in force: %s", exc,
-                          self.in_force.revision if self.in_force else "none",
-                          extra={"event": "git_error", "error": str(exc)})
+                log.error(
+                    "cannot read the spec revision: %s; revision in force: %s",
+                    exc,
+                    self.in_force.revision if self.in_force else "none",
+                    extra={"event": "git_error", "error": str(exc)},
+                )
         if self.in_force is None:
             self._write_daemon_file(running=True)
-            self.metrics.record_reconcile(metrics_.RECONCILE_INVALID_SPEC,
-                                          time.monotonic() - started)
+            self.metrics.record_reconcile(
+                metrics_.RECONCILE_INVALID_SPEC, time.monotonic() - started
+            )
             return self.config.resync
         try:
             built = self._executor.step(
-                self.in_force.desired, self.in_force.revision,
-                start=not self.stop.is_set(), hold=self._held,
+                self.in_force.desired,
+                self.in_force.revision,
+                start=not self.stop.is_set(),
+                hold=self._held,
             )
             self._after_pass(built)
         except Exception:
@@ -200,14 +209,22 @@ class Daemon:
             paths.append(git_dir)
         try:
             for _changes in watchfiles.watch(
-                *paths, watch_filter=_SpecOrRef(git_dir), debounce=100, step=5,
-                stop_event=self.stop, rust_timeout=500, yield_on_timeout=False,
+                *paths,
+                watch_filter=_SpecOrRef(git_dir),
+                debounce=100,
+                step=5,
+                stop_event=self.stop,
+                rust_timeout=500,
+                yield_on_timeout=False,
                 raise_interrupt=False,
             ):
                 self.notice_change()
         except Exception:
-            log.exception("watching %s failed; changes are now picked up every %ss",
-                          self.config.specs_dir, self.config.resync)
+            log.exception(
+                "watching %s failed; changes are now picked up every %ss",
+                self.config.specs_dir,
+                self.config.resync,
+            )
 
     def notice_change(self) -> None:
         """Something under the specs (or the git HEAD) changed: read the specs next pass."""
@@ -227,8 +244,7 @@ class Daemon:
         if rev.id == self.revision_seen and (self.in_force is not None or self.spec_error):
             return
         self.revision_seen = rev.id
-        log.info("revision seen: %s", rev.id, extra={"event": "revision_seen",
-                                                     "revision": rev.id})
+        log.info("revision seen: %s", rev.id, extra={"event": "revision_seen", "revision": rev.id})
         try:
             desired = spec.load_specs(self.config.specs_dir)
         except SpecError as exc:
@@ -242,8 +258,11 @@ class Daemon:
 
     def _publish_spec(self) -> None:
         force = self.in_force
-        self.metrics.set_spec(self.spec_error is None, force.revision if force else None,
-                              force.seen_at.timestamp() if force else None)
+        self.metrics.set_spec(
+            self.spec_error is None,
+            force.revision if force else None,
+            force.seen_at.timestamp() if force else None,
+        )
 
     def _reject(self, rev: str, exc: SpecError) -> None:
         """An invalid revision: say what is wrong; the revision in force stays."""
@@ -251,11 +270,17 @@ class Daemon:
         self._publish_spec()
         kept = self.in_force.revision if self.in_force else "none"
         for problem in exc.problems:
-            log.error("invalid spec: %s", problem, extra={
-                "event": "spec_invalid", "revision": rev, "problem": str(problem)})
-        log.warning("revision %s is invalid: nothing changes; revision in force: %s",
-                    rev, kept, extra={"event": "spec_invalid", "revision": rev,
-                                      "in_force": kept})
+            log.error(
+                "invalid spec: %s",
+                problem,
+                extra={"event": "spec_invalid", "revision": rev, "problem": str(problem)},
+            )
+        log.warning(
+            "revision %s is invalid: nothing changes; revision in force: %s",
+            rev,
+            kept,
+            extra={"event": "spec_invalid", "revision": rev, "in_force": kept},
+        )
 
     def _adopt(self, rev: str, desired: spec.DesiredState) -> None:
         previous = self.in_force
@@ -264,7 +289,8 @@ class Daemon:
         if previous is not None:
             # A plan that was still moving keeps its start: its RTO runs on.
             self.in_force.moving_since = {
-                p: t for p, t in previous.moving_since.items()
+                p: t
+                for p, t in previous.moving_since.items()
                 if any(pl.name == p for pl in desired.plans)
             }
         observed = self._executor.last_observed if self._executor else None
@@ -274,8 +300,9 @@ class Daemon:
             if _moves(plan_spec, observed, previous.desired if previous else None):
                 self.in_force.moving_since[plan_spec.name] = now
         self._recorded.clear()  # each VM's convergence is recorded under each revision
-        log.info("revision in force: %s", rev, extra={"event": "revision_in_force",
-                                                       "revision": rev})
+        log.info(
+            "revision in force: %s", rev, extra={"event": "revision_in_force", "revision": rev}
+        )
 
     def _save_in_force(self) -> None:
         """Keep the specs of the revision in force, for a restart while HEAD is invalid."""
@@ -304,8 +331,11 @@ class Daemon:
         rev = (saved / "revision").read_text().strip()
         self.in_force = InForce(rev, desired, self.clock.now())
         self._publish_spec()
-        log.info("restored revision in force %s from the state dir", rev,
-                 extra={"event": "revision_restored", "revision": rev})
+        log.info(
+            "restored revision in force %s from the state dir",
+            rev,
+            extra={"event": "revision_restored", "revision": rev},
+        )
 
     # --- after each pass ------------------------------------------------------
 
@@ -315,8 +345,9 @@ class Daemon:
         since = self.in_force.moving_since.get(action.plan)
         if since is None:
             return False
-        settle = next((p.settle_seconds for p in self.in_force.desired.plans
-                       if p.name == action.plan), 0.0)
+        settle = next(
+            (p.settle_seconds for p in self.in_force.desired.plans if p.name == action.plan), 0.0
+        )
         return settle > 0 and self.clock.now() < since + timedelta(seconds=settle)
 
     def _after_pass(self, built: plan.Plan) -> None:
@@ -330,12 +361,26 @@ class Daemon:
             if self._phases.get(key) is not vp.phase:
                 self._phases[key] = vp.phase
                 if vp.phase is Phase.CONVERGED:
-                    log.info("%s/%s converged: %s", vp.plan, vp.name, vp.reason, extra={
-                        "event": "vm_converged", "plan": vp.plan, "vm": vp.name})
+                    log.info(
+                        "%s/%s converged: %s",
+                        vp.plan,
+                        vp.name,
+                        vp.reason,
+                        extra={"event": "vm_converged", "plan": vp.plan, "vm": vp.name},
+                    )
                 elif vp.phase is Phase.BLOCKED:
-                    log.warning("%s/%s blocked: %s", vp.plan, vp.name, vp.reason, extra={
-                        "event": "vm_blocked", "plan": vp.plan, "vm": vp.name,
-                        "reason": vp.reason})
+                    log.warning(
+                        "%s/%s blocked: %s",
+                        vp.plan,
+                        vp.name,
+                        vp.reason,
+                        extra={
+                            "event": "vm_blocked",
+                            "plan": vp.plan,
+                            "vm": vp.name,
+                            "reason": vp.reason,
+                        },
+                    )
         now = self.clock.now()
         if converged:
             self._journal.record_converged(self.in_force.revision, converged, now)
@@ -345,15 +390,23 @@ class Daemon:
             if name not in self.in_force.placed and all(vp.placed for vp in vms):
                 self.in_force.placed.add(name)
                 seconds = (now - since).total_seconds()
-                log.info("plan %s placed in %.1fs", name, seconds, extra={
-                    "event": "plan_placed", "plan": name, "seconds": seconds})
+                log.info(
+                    "plan %s placed in %.1fs",
+                    name,
+                    seconds,
+                    extra={"event": "plan_placed", "plan": name, "seconds": seconds},
+                )
                 self.metrics.observe_placement(name, seconds)
             if all(vp.converged for vp in vms):
                 del self.in_force.moving_since[name]
                 self.in_force.placed.discard(name)
                 seconds = (now - since).total_seconds()
-                log.info("plan %s converged in %.1fs", name, seconds, extra={
-                    "event": "plan_converged", "plan": name, "seconds": seconds})
+                log.info(
+                    "plan %s converged in %.1fs",
+                    name,
+                    seconds,
+                    extra={"event": "plan_converged", "plan": name, "seconds": seconds},
+                )
                 self.metrics.observe_convergence(name, seconds)
 
     def _tell_outcome(self, built: plan.Plan) -> None:
@@ -393,22 +446,55 @@ class Daemon:
 
     def _event(self, event: execute.Event) -> None:
         where = f" -> {event.target_site}" if event.target_site else ""
-        fields = {"event": f"action_{event.kind}", "plan": event.plan, "vm": event.vm,
-                  "operation": str(event.operation), "target": event.target_site,
-                  "job": event.job_id}
+        fields = {
+            "event": f"action_{event.kind}",
+            "plan": event.plan,
+            "vm": event.vm,
+            "operation": str(event.operation),
+            "target": event.target_site,
+            "job": event.job_id,
+        }
         if event.kind is execute.EventKind.STARTED:
-            log.info("%s/%s %s%s started (%s)", event.plan, event.vm, event.operation, where,
-                     event.job_id, extra=fields)
+            log.info(
+                "%s/%s %s%s started (%s)",
+                event.plan,
+                event.vm,
+                event.operation,
+                where,
+                event.job_id,
+                extra=fields,
+            )
         elif event.kind is execute.EventKind.ADOPTED:
-            log.info("%s/%s %s%s still running from an earlier drctl (%s): following it",
-                     event.plan, event.vm, event.operation, where, event.job_id, extra=fields)
+            log.info(
+                "%s/%s %s%s still running from an earlier drctl (%s): following it",
+                event.plan,
+                event.vm,
+                event.operation,
+                where,
+                event.job_id,
+                extra=fields,
+            )
         elif event.kind is execute.EventKind.SUCCEEDED:
-            log.info("%s/%s %s%s finished in %.1fs", event.plan, event.vm, event.operation,
-                     where, event.seconds or 0.0, extra={**fields, "seconds": event.seconds,
-                                                         "data_loss": event.data_loss_seconds})
+            log.info(
+                "%s/%s %s%s finished in %.1fs",
+                event.plan,
+                event.vm,
+                event.operation,
+                where,
+                event.seconds or 0.0,
+                extra={**fields, "seconds": event.seconds, "data_loss": event.data_loss_seconds},
+            )
         else:
-            log.warning("%s/%s %s%s %s: %s", event.plan, event.vm, event.operation, where,
-                        event.kind, event.error, extra={**fields, "error": event.error})
+            log.warning(
+                "%s/%s %s%s %s: %s",
+                event.plan,
+                event.vm,
+                event.operation,
+                where,
+                event.kind,
+                event.error,
+                extra={**fields, "error": event.error},
+            )
         self.metrics.record_event(event)
 
     def _write_daemon_file(self, *, running: bool) -> None:
@@ -453,18 +539,27 @@ def note_outcome(specs_dir: Path) -> OnRevision:
     def attach(rev: str, built: plan.Plan, entries: list[journal.Entry]) -> None:
         if not revision.is_commit(rev):
             return  # dirty files or no git: there is no commit to annotate
-        blocked = {f"{vp.plan}/{vp.name}": vp.reason for vp in built.vms
-                   if vp.phase is Phase.BLOCKED}
+        blocked = {
+            f"{vp.plan}/{vp.name}": vp.reason for vp in built.vms if vp.phase is Phase.BLOCKED
+        }
         outcome = "converged" if built.converged else "blocked"
         text = notes.summarise(rev, entries, outcome, blocked)
         try:
             notes.attach(specs_dir, rev, text)
         except GitError as exc:
-            log.warning("could not attach the git note to %s: %s", rev, exc,
-                        extra={"event": "git_note_failed", "revision": rev})
+            log.warning(
+                "could not attach the git note to %s: %s",
+                rev,
+                exc,
+                extra={"event": "git_note_failed", "revision": rev},
+            )
             return
-        log.info("git note attached to %s: %s", rev, outcome,
-                 extra={"event": "git_note", "revision": rev, "outcome": outcome})
+        log.info(
+            "git note attached to %s: %s",
+            rev,
+            outcome,
+            extra={"event": "git_note", "revision": rev, "outcome": outcome},
+        )
 
     return attach
 
@@ -502,16 +597,20 @@ class _SpecOrRef(watchfiles.DefaultFilter):
 
     def __call__(self, change: watchfiles.Change, path: str) -> bool:
         if self.git_dir is not None and path.startswith(self.git_dir + os.sep):
-            rest = path[len(self.git_dir) + 1:]
+            rest = path[len(self.git_dir) + 1 :]
             return rest in {"HEAD", "packed-refs"} or (
-                rest.startswith("refs" + os.sep) and not rest.endswith(".lock"))
+                rest.startswith("refs" + os.sep) and not rest.endswith(".lock")
+            )
         return path.endswith((".yaml", ".yml")) and super().__call__(change, path)
 
 
 def configure_logging(fmt: str) -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(_JsonFormatter() if fmt == "json" else logging.Formatter(
-        "%(asctime)s %(levelname)s %(message)s"))
+    handler.setFormatter(
+        _JsonFormatter()
+        if fmt == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    )
     root = logging.getLogger("drctl")
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
@@ -523,13 +622,19 @@ class _JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         data = {
-            "ts": datetime.fromtimestamp(record.created).astimezone().isoformat(
-                timespec="milliseconds"),
+            "ts": datetime.fromtimestamp(record.created)
+            .astimezone()
+            .isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "msg": record.getMessage(),
         }
-        data.update({k: v for k, v in vars(record).items()
-                     if k not in self._STANDARD and k not in {"message", "asctime"}})
+        data.update(
+            {
+                k: v
+                for k, v in vars(record).items()
+                if k not in self._STANDARD and k not in {"message", "asctime"}
+            }
+        )
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
         return json.dumps(data, default=str)

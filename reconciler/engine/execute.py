@@ -101,14 +101,23 @@ class Executor:
             if jobs is None:
                 jobs = self.provider.list_jobs()
             match = next(
-                (j for j in jobs
-                 if j.vm == entry.vm and j.operation is entry.operation and j.id not in known
-                 and j.started_at >= entry.intended_at - timedelta(seconds=1)),
+                (
+                    j
+                    for j in jobs
+                    if j.vm == entry.vm
+                    and j.operation is entry.operation
+                    and j.id not in known
+                    and j.started_at >= entry.intended_at - timedelta(seconds=1)
+                ),
                 None,
             )
             if match is None:
-                self.journal.record_outcome(entry.id, journals.NOT_ISSUED, now,
-                                            "interrupted before the fabric accepted the call")
+                self.journal.record_outcome(
+                    entry.id,
+                    journals.NOT_ISSUED,
+                    now,
+                    "interrupted before the fabric accepted the call",
+                )
                 continue
             known.add(match.id)
             self.journal.record_started(entry.id, match.id, match.started_at)
@@ -116,8 +125,17 @@ class Executor:
 
     def _adopt(self, entry: journals.Entry, job_id: str) -> None:
         self._running[job_id] = entry
-        self._emit(Event(EventKind.ADOPTED, entry.plan, entry.vm, entry.operation,
-                         entry.target_site, self.clock.now(), job_id))
+        self._emit(
+            Event(
+                EventKind.ADOPTED,
+                entry.plan,
+                entry.vm,
+                entry.operation,
+                entry.target_site,
+                self.clock.now(),
+                job_id,
+            )
+        )
 
     def step(
         self,
@@ -136,8 +154,9 @@ class Executor:
         self.last_observed = self.provider.observe()
         now = self.clock.now()
         attempts = self.journal.attempts(revision, self.settings.backoff)
-        built = plan.build_plan(desired, self.last_observed, now, attempts,
-                                self.settings.max_attempts)
+        built = plan.build_plan(
+            desired, self.last_observed, now, attempts, self.settings.max_attempts
+        )
         if start:
             self._start_ready(built, revision, hold)
         return built
@@ -154,8 +173,18 @@ class Executor:
                 del self._running[job_id]
                 error = f"the fabric no longer knows job {job_id}: {exc}"
                 self.journal.record_outcome(entry.id, journals.FAILED, self.clock.now(), error)
-                self._emit(Event(EventKind.FAILED, entry.plan, entry.vm, entry.operation,
-                                 entry.target_site, self.clock.now(), job_id, error=error))
+                self._emit(
+                    Event(
+                        EventKind.FAILED,
+                        entry.plan,
+                        entry.vm,
+                        entry.operation,
+                        entry.target_site,
+                        self.clock.now(),
+                        job_id,
+                        error=error,
+                    )
+                )
                 continue
             if job.running:
                 continue
@@ -163,15 +192,26 @@ class Executor:
             ended = job.finished_at or self.clock.now()
             ok = job.state is state.JobState.SUCCEEDED
             self.journal.record_outcome(
-                entry.id, journals.SUCCEEDED if ok else journals.FAILED, ended,
+                entry.id,
+                journals.SUCCEEDED if ok else journals.FAILED,
+                ended,
                 None if ok else (job.error or "the job failed without an error message"),
                 job.data_loss_seconds,
             )
-            self._emit(Event(
-                EventKind.SUCCEEDED if ok else EventKind.FAILED, entry.plan, entry.vm,
-                entry.operation, entry.target_site, ended, job_id,
-                (ended - job.started_at).total_seconds(), job.error, job.data_loss_seconds,
-            ))
+            self._emit(
+                Event(
+                    EventKind.SUCCEEDED if ok else EventKind.FAILED,
+                    entry.plan,
+                    entry.vm,
+                    entry.operation,
+                    entry.target_site,
+                    ended,
+                    job_id,
+                    (ended - job.started_at).total_seconds(),
+                    job.error,
+                    job.data_loss_seconds,
+                )
+            )
 
     def _start_ready(
         self, built: plan.Plan, revision: str, hold: Callable[[plan.Action], bool] | None
@@ -180,7 +220,8 @@ class Executor:
         if self._throttled_until is not None and now < self._throttled_until:
             return
         in_flight = collections.Counter(
-            vp.plan for vp in built.vms
+            vp.plan
+            for vp in built.vms
             if vp.observed is not None and vp.observed.job is not None and vp.observed.job.running
         )
         for action in built.ready_actions():
@@ -189,8 +230,12 @@ class Executor:
             if hold is not None and hold(action):
                 continue
             entry_id = self.journal.record_intent(action, revision, now)
-            request = base.Request(action.vm, action.operation, action.target_site,
-                                   shutdown_source=action.shutdown_source)
+            request = base.Request(
+                action.vm,
+                action.operation,
+                action.target_site,
+                shutdown_source=action.shutdown_source,
+            )
             try:
                 job_id = self.provider.start(request)
             except ThrottledError as exc:
@@ -205,16 +250,25 @@ class Executor:
                 continue
             self.journal.record_started(entry_id, job_id, now)
             self._running[job_id] = journals.Entry(
-                entry_id, action.plan, action.vm, action.operation, action.target_site,
-                revision, now, job_id, journals.RUNNING, None, now, direction=action.direction,
+                entry_id,
+                action.plan,
+                action.vm,
+                action.operation,
+                action.target_site,
+                revision,
+                now,
+                job_id,
+                journals.RUNNING,
+                None,
+                now,
+                direction=action.direction,
             )
             in_flight[action.plan] += 1
             self._emit(_event(EventKind.STARTED, action, now, job_id=job_id))
 
 
 def _event(kind: EventKind, action: plan.Action, at: datetime, **extra: str) -> Event:
-    return Event(kind, action.plan, action.vm, action.operation, action.target_site, at,
-                 **extra)  # type: ignore[arg-type]
+    return Event(kind, action.plan, action.vm, action.operation, action.target_site, at, **extra)  # type: ignore[arg-type]
 
 
 def can_progress(built: plan.Plan, executor: Executor) -> bool:

@@ -101,15 +101,20 @@ class Journal:
             raise
         self._db.execute("COMMIT")
 
-    def record_intent(
-        self, action: plan.Action, revision: str, at: datetime
-    ) -> int:
+    def record_intent(self, action: plan.Action, revision: str, at: datetime) -> int:
         with self._write() as db:
             cursor = db.execute(
                 "INSERT INTO actions (plan, vm, operation, target_site, direction, revision, "
                 "intended_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (action.plan, action.vm, str(action.operation), action.target_site,
-                 action.direction, revision, at.isoformat()),
+                (
+                    action.plan,
+                    action.vm,
+                    str(action.operation),
+                    action.target_site,
+                    action.direction,
+                    revision,
+                    at.isoformat(),
+                ),
             )
             assert cursor.lastrowid is not None  # noqa: S101 (sqlite always sets it)
             return cursor.lastrowid
@@ -154,8 +159,9 @@ class Journal:
         """Close every open action (the fabric was replaced); how many there were."""
         with self._write() as db:
             cursor = db.execute(
-                "UPDATE actions SET result = ?, finished_at = ?, error = ? "
-                "WHERE result IN (?, ?)", (ABANDONED, at.isoformat(), reason, INTENDED, RUNNING))
+                "UPDATE actions SET result = ?, finished_at = ?, error = ? WHERE result IN (?, ?)",
+                (ABANDONED, at.isoformat(), reason, INTENDED, RUNNING),
+            )
             return cursor.rowcount
 
     def open_entries(self) -> list[Entry]:
@@ -173,7 +179,8 @@ class Journal:
         else:
             rows = self._db.execute(
                 f"SELECT {_COLUMNS} FROM actions WHERE revision = ? ORDER BY id",  # noqa: S608
-                (revision,)).fetchall()
+                (revision,),
+            ).fetchall()
         return [_entry(row) for row in rows]
 
     def attempts(
@@ -210,8 +217,22 @@ _COLUMNS = (
 
 
 def _entry(row: tuple[object, ...]) -> Entry:
-    (id_, plan_, vm, operation, target, revision, intended, job_id, result, error, started,
-     finished, loss, direction) = row
+    (
+        id_,
+        plan_,
+        vm,
+        operation,
+        target,
+        revision,
+        intended,
+        job_id,
+        result,
+        error,
+        started,
+        finished,
+        loss,
+        direction,
+    ) = row
     return Entry(
         id=int(str(id_)),
         plan=str(plan_),

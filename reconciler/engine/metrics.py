@@ -64,8 +64,9 @@ RECONCILE_RESULTS = (RECONCILE_SUCCESS, RECONCILE_ERROR, RECONCILE_INVALID_SPEC)
 
 # `drctl_actions_total{result}` counts outcomes; `started` is not one (it is
 # what `drctl_actions_in_flight` counts), or every action would count twice.
-ACTION_RESULTS = tuple(kind.value for kind in EventKind
-                       if kind not in {EventKind.STARTED, EventKind.ADOPTED})
+ACTION_RESULTS = tuple(
+    kind.value for kind in EventKind if kind not in {EventKind.STARTED, EventKind.ADOPTED}
+)
 
 # Buckets, in seconds, sized to what each duration is in DR:
 # - one job: a stop or a commit takes seconds, an ASR planned failover a few
@@ -98,12 +99,14 @@ _REPLICATION_CHANGING_JOBS = state.FAILOVERS | {
 # VM's phase, Syncing, says so); not Off. ResyncRequired, Paused and Error
 # stay in: replication is configured but not shipping, which is exactly when
 # the RPO alert must fire.
-_RPO_STATES = frozenset({
-    ReplicationState.REPLICATING,
-    ReplicationState.RESYNC_REQUIRED,
-    ReplicationState.PAUSED,
-    ReplicationState.ERROR,
-})
+_RPO_STATES = frozenset(
+    {
+        ReplicationState.REPLICATING,
+        ReplicationState.RESYNC_REQUIRED,
+        ReplicationState.PAUSED,
+        ReplicationState.ERROR,
+    }
+)
 
 
 class _VMRow(NamedTuple):
@@ -158,42 +161,86 @@ class _StateCollector(Collector):
         snap, spec_snap = self.snapshot, self.spec
         with gcpause.gc_paused():
             vms = snap.vms
-            yield _family(VM_CONVERGED, [
-                Sample(VM_CONVERGED, {"plan": r.plan, "vm": r.vm}, r.converged) for r in vms])
-            yield _family(VM_BLOCKED, [
-                Sample(VM_BLOCKED, {"plan": r.plan, "vm": r.vm}, r.blocked) for r in vms])
-            yield _family(VM_INFO, [
-                Sample(VM_INFO, {"plan": r.plan, "vm": r.vm, "desired_site": r.desired_site,
-                                 "active_site": r.active_site, "replication": r.replication,
-                                 "phase": r.phase}, 1.0)
-                for r in vms])
-            yield _family(REPLICATION_LAST_SYNC_TIMESTAMP_SECONDS, [
-                Sample(REPLICATION_LAST_SYNC_TIMESTAMP_SECONDS, {"plan": r.plan, "vm": r.vm},
-                       r.last_sync)
-                for r in snap.replication if r.last_sync is not None])
-            yield _family(REPLICATION_INTERVAL_SECONDS, [
-                Sample(REPLICATION_INTERVAL_SECONDS, {"plan": r.plan, "vm": r.vm}, r.interval)
-                for r in snap.replication if r.interval is not None])
-            yield _family(PLAN_PLACED, [
-                Sample(PLAN_PLACED, {"plan": name}, float(placed))
-                for name, placed, _ in snap.plans])
-            yield _family(PLAN_CONVERGED, [
-                Sample(PLAN_CONVERGED, {"plan": name}, float(converged))
-                for name, _, converged in snap.plans])
-            yield _family(SITE_CONNECTED, [
-                Sample(SITE_CONNECTED, {"site": name}, float(connected))
-                for name, connected in snap.sites])
+            yield _family(
+                VM_CONVERGED,
+                [Sample(VM_CONVERGED, {"plan": r.plan, "vm": r.vm}, r.converged) for r in vms],
+            )
+            yield _family(
+                VM_BLOCKED,
+                [Sample(VM_BLOCKED, {"plan": r.plan, "vm": r.vm}, r.blocked) for r in vms],
+            )
+            yield _family(
+                VM_INFO,
+                [
+                    Sample(
+                        VM_INFO,
+                        {
+                            "plan": r.plan,
+                            "vm": r.vm,
+                            "desired_site": r.desired_site,
+                            "active_site": r.active_site,
+                            "replication": r.replication,
+                            "phase": r.phase,
+                        },
+                        1.0,
+                    )
+                    for r in vms
+                ],
+            )
+            yield _family(
+                REPLICATION_LAST_SYNC_TIMESTAMP_SECONDS,
+                [
+                    Sample(
+                        REPLICATION_LAST_SYNC_TIMESTAMP_SECONDS,
+                        {"plan": r.plan, "vm": r.vm},
+                        r.last_sync,
+                    )
+                    for r in snap.replication
+                    if r.last_sync is not None
+                ],
+            )
+            yield _family(
+                REPLICATION_INTERVAL_SECONDS,
+                [
+                    Sample(REPLICATION_INTERVAL_SECONDS, {"plan": r.plan, "vm": r.vm}, r.interval)
+                    for r in snap.replication
+                    if r.interval is not None
+                ],
+            )
+            yield _family(
+                PLAN_PLACED,
+                [
+                    Sample(PLAN_PLACED, {"plan": name}, float(placed))
+                    for name, placed, _ in snap.plans
+                ],
+            )
+            yield _family(
+                PLAN_CONVERGED,
+                [
+                    Sample(PLAN_CONVERGED, {"plan": name}, float(converged))
+                    for name, _, converged in snap.plans
+                ],
+            )
+            yield _family(
+                SITE_CONNECTED,
+                [
+                    Sample(SITE_CONNECTED, {"site": name}, float(connected))
+                    for name, connected in snap.sites
+                ],
+            )
             valid, revision, changed = [], [], []
             if spec_snap is not None:
                 valid.append(Sample(SPEC_VALID, {}, float(spec_snap.valid)))
                 # One series, for the revision in force: the old label value is
                 # gone with the old snapshot, so `count(...)` is always 1.
                 if spec_snap.revision is not None:
-                    revision.append(Sample(SPEC_REVISION_INFO,
-                                           {"revision": spec_snap.revision}, 1.0))
+                    revision.append(
+                        Sample(SPEC_REVISION_INFO, {"revision": spec_snap.revision}, 1.0)
+                    )
                 if spec_snap.changed_at is not None:
-                    changed.append(Sample(LAST_SPEC_CHANGE_TIMESTAMP_SECONDS, {},
-                                          spec_snap.changed_at))
+                    changed.append(
+                        Sample(LAST_SPEC_CHANGE_TIMESTAMP_SECONDS, {}, spec_snap.changed_at)
+                    )
             yield _family(SPEC_VALID, valid)
             yield _family(SPEC_REVISION_INFO, revision)
             yield _family(LAST_SPEC_CHANGE_TIMESTAMP_SECONDS, changed)
@@ -201,20 +248,26 @@ class _StateCollector(Collector):
 
 _HELP = {
     VM_CONVERGED: "Whether the VM is converged: placed and protected (1) or not (0).",
-    VM_BLOCKED: ("Whether the VM is Blocked (1): drctl cannot go on without a human; "
-                 "the reason is in `drctl status` and the logs."),
+    VM_BLOCKED: (
+        "Whether the VM is Blocked (1): drctl cannot go on without a human; "
+        "the reason is in `drctl status` and the logs."
+    ),
     VM_INFO: "The VM's desired site, observed active site and replication, and phase.",
     REPLICATION_LAST_SYNC_TIMESTAMP_SECONDS: (
         "Unix time of the VM's last replication sync; only while the spec wants "
-        "replication and it runs that way, outside failovers."),
+        "replication and it runs that way, outside failovers."
+    ),
     REPLICATION_INTERVAL_SECONDS: (
         "The VM's replication interval; only while the spec wants replication and it "
-        "runs that way, outside failovers."),
+        "runs that way, outside failovers."
+    ),
     PLAN_PLACED: "Whether every VM of the plan runs, committed, at its desired site.",
     PLAN_CONVERGED: "Whether every VM of the plan is converged: placed and protected.",
     SITE_CONNECTED: "Whether the fabric reports the site connected.",
-    SPEC_VALID: ("Whether the newest spec revision is valid (1); if not (0) the last valid "
-                 "one stays in force."),
+    SPEC_VALID: (
+        "Whether the newest spec revision is valid (1); if not (0) the last valid "
+        "one stays in force."
+    ),
     SPEC_REVISION_INFO: "The spec revision in force.",
     LAST_SPEC_CHANGE_TIMESTAMP_SECONDS: "Unix time at which the revision in force was first seen.",
 }
@@ -256,21 +309,28 @@ def _snapshot(built: plan.Plan, observed: state.Observed) -> _Snapshot:
     for vp in built.vms:
         d, o = vp.desired, vp.observed
         converged = vp.converged
-        vms.append(_VMRow(
-            d.plan, d.name, d.active_site,
-            "" if o is None else o.active_site,
-            "" if o is None else o.replication_text,
-            vp.phase.value,
-            1.0 if converged else 0.0,
-            1.0 if vp.phase is Phase.BLOCKED else 0.0,
-        ))
+        vms.append(
+            _VMRow(
+                d.plan,
+                d.name,
+                d.active_site,
+                "" if o is None else o.active_site,
+                "" if o is None else o.replication_text,
+                vp.phase.value,
+                1.0 if converged else 0.0,
+                1.0 if vp.phase is Phase.BLOCKED else 0.0,
+            )
+        )
         rep = rpo_replication(vp)
         if rep is not None:
-            replication.append(_ReplicationRow(
-                d.plan, d.name,
-                None if rep.last_sync is None else rep.last_sync.timestamp(),
-                rep.interval_seconds,
-            ))
+            replication.append(
+                _ReplicationRow(
+                    d.plan,
+                    d.name,
+                    None if rep.last_sync is None else rep.last_sync.timestamp(),
+                    rep.interval_seconds,
+                )
+            )
         placed_so_far, converged_so_far = plans.get(d.plan, (True, True))
         plans[d.plan] = (placed_so_far and vp.placed, converged_so_far and converged)
     return _Snapshot(
@@ -290,30 +350,57 @@ class Metrics:
         self.registry.register(self._state)
         r = self.registry
         self._actions = prometheus_client.Counter(
-            ACTIONS_TOTAL, "Actions drctl issued, by operation and outcome (succeeded, failed, "
-            "refused by the fabric, throttled).", ("operation", "result"), registry=r)
+            ACTIONS_TOTAL,
+            "Actions drctl issued, by operation and outcome (succeeded, failed, "
+            "refused by the fabric, throttled).",
+            ("operation", "result"),
+            registry=r,
+        )
         self._action_duration = prometheus_client.Histogram(
-            ACTION_DURATION_SECONDS, "Duration of the fabric jobs drctl started, start to end.",
-            ("operation",), buckets=ACTION_BUCKETS, registry=r)
+            ACTION_DURATION_SECONDS,
+            "Duration of the fabric jobs drctl started, start to end.",
+            ("operation",),
+            buckets=ACTION_BUCKETS,
+            registry=r,
+        )
         self._in_flight = prometheus_client.Gauge(
-            ACTIONS_IN_FLIGHT, "Jobs drctl started that have not ended yet.", ("operation",),
-            registry=r)
+            ACTIONS_IN_FLIGHT,
+            "Jobs drctl started that have not ended yet.",
+            ("operation",),
+            registry=r,
+        )
         self._reconciles = prometheus_client.Counter(
-            RECONCILE_TOTAL, "Reconcile passes, by result.", ("result",), registry=r)
+            RECONCILE_TOTAL, "Reconcile passes, by result.", ("result",), registry=r
+        )
         self._reconcile_duration = prometheus_client.Histogram(
-            RECONCILE_DURATION_SECONDS, "Duration of one reconcile pass.",
-            buckets=RECONCILE_BUCKETS, registry=r)
+            RECONCILE_DURATION_SECONDS,
+            "Duration of one reconcile pass.",
+            buckets=RECONCILE_BUCKETS,
+            registry=r,
+        )
         self._placement = prometheus_client.Histogram(
-            PLACEMENT_DURATION_SECONDS, "From the moment a revision that moves VMs of the plan "
-            "is seen until every VM of the plan is placed: the realised RTO.", ("plan",),
-            buckets=RECOVERY_BUCKETS, registry=r)
+            PLACEMENT_DURATION_SECONDS,
+            "From the moment a revision that moves VMs of the plan "
+            "is seen until every VM of the plan is placed: the realised RTO.",
+            ("plan",),
+            buckets=RECOVERY_BUCKETS,
+            registry=r,
+        )
         self._convergence = prometheus_client.Histogram(
-            CONVERGENCE_DURATION_SECONDS, "From the moment a revision that moves VMs of the "
-            "plan is seen until the plan is converged (protected again).", ("plan",),
-            buckets=RECOVERY_BUCKETS, registry=r)
+            CONVERGENCE_DURATION_SECONDS,
+            "From the moment a revision that moves VMs of the "
+            "plan is seen until the plan is converged (protected again).",
+            ("plan",),
+            buckets=RECOVERY_BUCKETS,
+            registry=r,
+        )
         self._data_loss = prometheus_client.Histogram(
-            FAILOVER_DATA_LOSS_SECONDS, "Seconds of writes lost, one sample per finished "
-            "failover (0 for planned ones).", ("plan",), buckets=DATA_LOSS_BUCKETS, registry=r)
+            FAILOVER_DATA_LOSS_SECONDS,
+            "Seconds of writes lost, one sample per finished failover (0 for planned ones).",
+            ("plan",),
+            buckets=DATA_LOSS_BUCKETS,
+            registry=r,
+        )
         # Children exist from the start at 0, so that the first failure is an
         # increase() that rules and dashboards see, not a series appearing.
         for op in Operation:
@@ -378,8 +465,7 @@ class Metrics:
     def record_reconcile(self, result: str, seconds: float) -> None:
         """Count one reconcile pass (`RECONCILE_RESULTS`) and how long it took."""
         if result not in RECONCILE_RESULTS:
-            raise ValueError(f"reconcile result must be one of {RECONCILE_RESULTS}, "
-                             f"not {result!r}")
+            raise ValueError(f"reconcile result must be one of {RECONCILE_RESULTS}, not {result!r}")
         self._reconciles.labels(result).inc()
         self._reconcile_duration.observe(seconds)
 
@@ -403,4 +489,3 @@ class Metrics:
         Stop with `server.shutdown()` then `server.server_close()`.
         """
         return prometheus_client.start_http_server(port, addr=host, registry=self.registry)
-

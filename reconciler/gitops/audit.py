@@ -93,8 +93,10 @@ def parse_since(text: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise errors.UsageError(f"--since must be an ISO date or datetime, e.g. 2026-11-26 or "
-                                f"2026-11-26T12:00:00+00:00, not {text!r}") from exc
+        raise errors.UsageError(
+            f"--since must be an ISO date or datetime, e.g. 2026-11-26 or "
+            f"2026-11-26T12:00:00+00:00, not {text!r}"
+        ) from exc
     return parsed if parsed.tzinfo is not None else parsed.astimezone()
 
 
@@ -159,8 +161,9 @@ def text_lines(entries: list[AuditEntry]) -> Iterator[str]:
         removed = bool(values) and all(new is None for _, new in values)
         if added or removed:
             side = 1 if added else 0
-            listed = ", ".join(f"{name} {json.dumps(pair[side])}"
-                               for name, pair in entry.change.items())
+            listed = ", ".join(
+                f"{name} {json.dumps(pair[side])}" for name, pair in entry.change.items()
+            )
             yield f"    {'added' if added else 'removed'}: {listed}\n"
         else:
             for name, (old, new) in entry.change.items():
@@ -222,8 +225,10 @@ class _Specs:
         # across files (a plan or VM name in two of them).
         if not problems and len(files) > 1:
             try:
-                spec.combine([p for file in files for p in file.plans],
-                             {file.name: file.text for file in files})
+                spec.combine(
+                    [p for file in files for p in file.plans],
+                    {file.name: file.text for file in files},
+                )
             except errors.SpecError as exc:
                 problems = exc.problems
         if problems:
@@ -269,8 +274,9 @@ class _Specs:
         except errors.SpecError as exc:
             return _File(name, text, [], exc.problems)
         vms = {
-            vm.name: VMState(vm.active_site, vm.replication_text, vm.allow_data_loss, vm.group,
-                             vm.plan)
+            vm.name: VMState(
+                vm.active_site, vm.replication_text, vm.allow_data_loss, vm.group, vm.plan
+            )
             for plan in plans
             for vm in plan.vms
         }
@@ -320,8 +326,18 @@ def _replay(
     for commit in commits:
         problems, changes = cursor.step(commit)
         if problems:
-            entries.append(AuditEntry(commit.sha, commit.author, commit.date, commit.subject,
-                                      None, None, {}, invalid=problems))
+            entries.append(
+                AuditEntry(
+                    commit.sha,
+                    commit.author,
+                    commit.date,
+                    commit.subject,
+                    None,
+                    None,
+                    {},
+                    invalid=problems,
+                )
+            )
             continue
         revisions = [commit.sha, *mapped.get(commit.sha, [])]
         acted = records.actions_under(revisions)
@@ -334,8 +350,9 @@ def _replay(
                 plan = state.plan
             elif "plan" in change:
                 plan = change["plan"][0]
-            entry = AuditEntry(commit.sha, commit.author, commit.date, commit.subject, plan,
-                               name, change, actions)
+            entry = AuditEntry(
+                commit.sha, commit.author, commit.date, commit.subject, plan, name, change, actions
+            )
             if change:
                 window[name] = [entry]
             else:
@@ -363,8 +380,9 @@ def _changes(old: dict[str, VMState], new: dict[str, VMState]) -> dict[str, Chan
         elif after is None and before is not None:
             found[name] = {f: (v, None) for f, v in zip(FIELDS, before, strict=True)}
         elif before is not None and after is not None:
-            found[name] = {f: (b, a) for f, b, a in zip(FIELDS, before, after, strict=True)
-                           if b != a}
+            found[name] = {
+                f: (b, a) for f, b, a in zip(FIELDS, before, after, strict=True) if b != a
+            }
     return found
 
 
@@ -405,8 +423,9 @@ def _revisions_by_commit(
     Dirty revisions (`sha+dirty.<hash>`) are not commits and are left out.
     """
     spec_shas = {c.sha for c in commits}
-    others = {r for r in records.revisions() if r not in spec_shas and "+" not in r
-              and ":" not in r}
+    others = {
+        r for r in records.revisions() if r not in spec_shas and "+" not in r and ":" not in r
+    }
     if not others:
         return {}
     mapped: dict[str, list[str]] = {}
@@ -458,8 +477,10 @@ class _Records:
         for revision in revisions:
             for vm, (plan, actions) in self.actions.get(revision, {}).items():
                 merged.setdefault(vm, (plan, []))[1].extend(actions)
-        return {vm: (plan, [a for _, a in sorted(actions, key=lambda pair: pair[0])])
-                for vm, (plan, actions) in merged.items()}
+        return {
+            vm: (plan, [a for _, a in sorted(actions, key=lambda pair: pair[0])])
+            for vm, (plan, actions) in merged.items()
+        }
 
     def convergences_under(self, revisions: list[str]) -> dict[str, datetime]:
         """VM -> the first time it converged under any of `revisions`."""

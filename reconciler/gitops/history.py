@@ -66,8 +66,10 @@ def open_repo(specs_dir: Path) -> Repo:
     try:
         out = _git(specs_dir, "rev-parse", "--show-toplevel", "--show-prefix")
     except errors.GitError as exc:
-        raise errors.UsageError(f"{specs_dir} is not in a git work tree: drctl audit reads "
-                                f"the history of the spec files ({exc})") from exc
+        raise errors.UsageError(
+            f"{specs_dir} is not in a git work tree: drctl audit reads "
+            f"the history of the spec files ({exc})"
+        ) from exc
     top, _, prefix = out.decode().partition("\n")
     return Repo(Path(top), prefix.strip("\n"))
 
@@ -91,18 +93,30 @@ def parent(repo: Repo, sha: str) -> str | None:
 def spec_commits(repo: Repo, rev: str, since: datetime | None = None) -> list[Commit]:
     """The commits on `rev`'s first-parent chain that change spec files, oldest first."""
     out = _git(
-        repo.top, "log", "--first-parent", "--diff-merges=first-parent", "--root", "--reverse",
-        "-z", "--raw", "--no-abbrev", "--no-renames", "--no-color", "--encoding=UTF-8",
-        f"--format={_HEADER}%H%x00%an%x00%aI%x00%s", *_since(since), rev,
-        "--", repo.pathspec,
+        repo.top,
+        "log",
+        "--first-parent",
+        "--diff-merges=first-parent",
+        "--root",
+        "--reverse",
+        "-z",
+        "--raw",
+        "--no-abbrev",
+        "--no-renames",
+        "--no-color",
+        "--encoding=UTF-8",
+        f"--format={_HEADER}%H%x00%an%x00%aI%x00%s",
+        *_since(since),
+        rev,
+        "--",
+        repo.pathspec,
     )
     return _parse_log(out, repo.prefix)
 
 
 def first_parent_shas(repo: Repo, rev: str, since: datetime | None = None) -> list[str]:
     """Every commit on `rev`'s first-parent chain, whatever it touched, oldest first."""
-    out = _git(repo.top, "log", "--first-parent", "--reverse", "--format=%H",
-               *_since(since), rev)
+    out = _git(repo.top, "log", "--first-parent", "--reverse", "--format=%H", *_since(since), rev)
     return out.decode().split()
 
 
@@ -142,8 +156,12 @@ class BlobStream:
         self.remaining = len(shas)
         try:
             self._git = subprocess.Popen(
-                ["git", "cat-file", "--batch"], cwd=repo.top, stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                ["git", "cat-file", "--batch"],
+                cwd=repo.top,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
         except OSError as exc:
             raise errors.GitError(f"cannot run git in {repo.top}: {exc}") from exc
         self._feeder = threading.Thread(target=self._feed, args=(shas,), daemon=True)
@@ -154,8 +172,9 @@ class BlobStream:
         # A broken pipe means git stopped: read() reports why.
         with contextlib.suppress(OSError):
             for start in range(0, len(shas), 1024):
-                self._git.stdin.write("".join(f"{s}\n" for s in shas[start:start + 1024])
-                                      .encode())
+                self._git.stdin.write(
+                    "".join(f"{s}\n" for s in shas[start : start + 1024]).encode()
+                )
         with contextlib.suppress(OSError):
             self._git.stdin.close()
 
@@ -191,8 +210,12 @@ class BlobStream:
     def __enter__(self) -> BlobStream:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.close()
 
 

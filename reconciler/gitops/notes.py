@@ -70,8 +70,15 @@ def attach(repo_dir: Path, commit: str, text: str) -> None:
     # of no object in the repository.
     command = ["git", "notes", f"--ref={NOTES_REF}", "add", "-f", "-F", "-", f"{commit}^{{commit}}"]
     try:
-        done = subprocess.run(command, cwd=repo_dir, input=text.encode(), capture_output=True,
-                              env={**os.environ, **_IDENTITY}, check=False, timeout=60)
+        done = subprocess.run(
+            command,
+            cwd=repo_dir,
+            input=text.encode(),
+            capture_output=True,
+            env={**os.environ, **_IDENTITY},
+            check=False,
+            timeout=60,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise errors.GitError(f"cannot attach the drctl note to {commit}: {exc}") from exc
     if done.returncode != 0:

@@ -38,8 +38,9 @@ def spec_revision(specs_dir: Path) -> Revision:
     if commit is None:
         return Revision(f"sha256:{_content_hash(specs_dir)}", None, dirty=False)
     # Only spec files make the revision dirty, not an editor's swap file.
-    status = _git(specs_dir, "status", "--porcelain", "--untracked-files=all", "--",
-                  "*.yaml", "*.yml")
+    status = _git(
+        specs_dir, "status", "--porcelain", "--untracked-files=all", "--", "*.yaml", "*.yml"
+    )
     if status:
         return Revision(f"{commit}+dirty.{_content_hash(specs_dir)}", commit, dirty=True)
     return Revision(commit, commit, dirty=False)

@@ -69,7 +69,8 @@ def _observed_json(o: state.ObservedVM | None) -> dict[str, Any] | None:
 def _readiness_json(r: plan.Readiness) -> dict[str, Any]:
     return {
         "replicationHealth": r.replication_health,
-        "lastSyncAgeSeconds": None if r.last_sync_age_seconds is None
+        "lastSyncAgeSeconds": None
+        if r.last_sync_age_seconds is None
         else round(r.last_sync_age_seconds, 3),
         "rpoAtRisk": r.rpo_at_risk,
     }
@@ -105,8 +106,7 @@ def plan_json(built: plan.Plan, revision: str) -> dict[str, Any]:
         "converged": built.converged,
         "revision": revision,
         "actions": [_action_json(i + 1, a) for i, a in enumerate(built.actions)],
-        "vms": [{**_vm_json(vp), "readiness": _readiness_json(vp.readiness)}
-                for vp in built.vms],
+        "vms": [{**_vm_json(vp), "readiness": _readiness_json(vp.readiness)} for vp in built.vms],
         "unmanaged": list(built.unmanaged),
     }
 
@@ -164,8 +164,11 @@ class _SharedParts:
         desired = self._desired.get(desired_key)
         if desired is None:
             desired = _keep(self._desired, desired_key, json.dumps(_desired_json(d)))
-        observed_key = (None if o is None else
-                        (o.active_site, o.running, o.protection_state, o.replication, o.job))
+        observed_key = (
+            None
+            if o is None
+            else (o.active_site, o.running, o.protection_state, o.replication, o.job)
+        )
         observed = self._observed.get(observed_key)
         if observed is None:
             observed = _keep(self._observed, observed_key, json.dumps(_observed_json(o)))
@@ -177,11 +180,16 @@ class _SharedParts:
         rest = self._rest.get(rest_key)
         if rest is None:
             # The keys in the order of _vm_json, then readiness (as plan_json).
-            rest = _keep(self._rest, rest_key, (
-                f'"desired": {desired}, "observed": {observed}, '
-                f'"converged": {_BOOL[vp.converged]}, "placed": {_BOOL[vp.placed]}, '
-                f'"protected": {_BOOL[vp.protected]}, "phase": {_string(vp.phase)}, '
-                f'"reason": {_string(vp.reason)}, "readiness": {readiness}}}'))
+            rest = _keep(
+                self._rest,
+                rest_key,
+                (
+                    f'"desired": {desired}, "observed": {observed}, '
+                    f'"converged": {_BOOL[vp.converged]}, "placed": {_BOOL[vp.placed]}, '
+                    f'"protected": {_BOOL[vp.protected]}, "phase": {_string(vp.phase)}, '
+                    f'"reason": {_string(vp.reason)}, "readiness": {readiness}}}'
+                ),
+            )
         return f'{{"plan": {_string(vp.plan)}, "name": {_string(vp.name)}, {rest}'
 
 
@@ -230,7 +238,9 @@ def print_daemon(daemon: dict[str, Any] | None, revision: str, out: TextIO) -> N
 
 
 def print_status(
-    built: plan.Plan, revision: str, out: TextIO | None = None,
+    built: plan.Plan,
+    revision: str,
+    out: TextIO | None = None,
     daemon: dict[str, Any] | None = None,
 ) -> None:
     out = out or sys.stdout  # looked up now: the caller may have redirected it
@@ -238,14 +248,23 @@ def print_status(
     print_daemon(daemon, revision, out)
     rows = [["PLAN", "VM", "DESIRED", "OBSERVED", "PHASE", "JOB", "REASON"]]
     rows += [
-        [vp.plan, vp.name, f"{vp.desired.active_site} {vp.desired.replication_text}",
-         _observed_text(vp), str(vp.phase), _job_text(vp), vp.reason]
+        [
+            vp.plan,
+            vp.name,
+            f"{vp.desired.active_site} {vp.desired.replication_text}",
+            _observed_text(vp),
+            str(vp.phase),
+            _job_text(vp),
+            vp.reason,
+        ]
         for vp in built.vms
     ]
     _table(rows, out)
     if built.unmanaged:
-        print(f"unmanaged (in the fabric, in no spec; never touched): "
-              f"{', '.join(built.unmanaged)}", file=out)
+        print(
+            f"unmanaged (in the fabric, in no spec; never touched): {', '.join(built.unmanaged)}",
+            file=out,
+        )
     done = sum(vp.converged for vp in built.vms)
     verdict = "converged" if built.converged else "not converged"
     print(f"{done}/{len(built.vms)} VMs converged: {verdict}", file=out)
@@ -268,8 +287,10 @@ def print_plan(built: plan.Plan, revision: str, out: TextIO | None = None) -> No
         for vp in at_risk:
             age = vp.readiness.last_sync_age_seconds
             ago = "never" if age is None else f"{age:.0f}s ago"
-            print(f"  {vp.plan}/{vp.name}: health {vp.readiness.replication_health}, "
-                  f"last sync {ago}", file=out)
+            print(
+                f"  {vp.plan}/{vp.name}: health {vp.readiness.replication_health}, last sync {ago}",
+                file=out,
+            )
     print(file=out)
     print_status(built, revision, out)
 
@@ -308,15 +329,19 @@ class Progress:
             if self._phases.get(key) is not vp.phase:
                 # A VM's first phase is news only when it needs a human.
                 if key in self._phases or vp.phase is plan.Phase.BLOCKED:
-                    print(f"         {vp.plan}/{vp.name}: {vp.phase}: {vp.reason}",
-                          file=self.out, flush=True)
+                    print(
+                        f"         {vp.plan}/{vp.name}: {vp.phase}: {vp.reason}",
+                        file=self.out,
+                        flush=True,
+                    )
                 self._phases[key] = vp.phase
         if self.live:
             lines = [
                 f"  ... {vp.plan}/{vp.name} {vp.observed.job.operation} "
                 f"{vp.observed.job.progress:.0%}"
                 for vp in built.vms
-                if vp.observed is not None and vp.observed.job is not None
+                if vp.observed is not None
+                and vp.observed.job is not None
                 and vp.observed.job.running
             ]
             for line in lines:

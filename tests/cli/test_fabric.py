@@ -54,8 +54,9 @@ def show(capsys: pytest.CaptureFixture[str], state: Path) -> dict[str, Any]:
     return document
 
 
-def test_init_creates_then_replaces_a_fabric(tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_init_creates_then_replaces_a_fabric(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     inventory = tmp_path / "inventory.yaml"
     inventory.write_text(INVENTORY)
     args = ("fabric", "init", str(inventory), "--state-dir", str(tmp_path / "s"))
@@ -70,25 +71,39 @@ def test_init_creates_then_replaces_a_fabric(tmp_path: Path,
 def test_show_json_is_the_contract(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
     document = show(capsys, state)
     assert set(document) == {"sites", "vms", "jobs"}
-    assert document["sites"] == [{"name": "ams", "connected": True},
-                                 {"name": "rtm", "connected": True}]
+    assert document["sites"] == [
+        {"name": "ams", "connected": True},
+        {"name": "rtm", "connected": True},
+    ]
     web01, web02, batch = document["vms"]
-    assert {k: web01[k] for k in ("name", "activeSite", "replication", "protectionState",
-                                  "running")} == {
-        "name": "web01", "activeSite": "ams", "replication": "ams->rtm",
-        "protectionState": "Protected", "running": ["ams"]}
+    assert {
+        k: web01[k] for k in ("name", "activeSite", "replication", "protectionState", "running")
+    } == {
+        "name": "web01",
+        "activeSite": "ams",
+        "replication": "ams->rtm",
+        "protectionState": "Protected",
+        "running": ["ams"],
+    }
     assert web02["replication"] == "ams->rtm"
     assert (web01["replicationState"], web01["health"], web01["job"]) == (
-        "Replicating", "Normal", None)
+        "Replicating",
+        "Normal",
+        None,
+    )
     assert ISO.match(web01["lastSync"])
     assert "PlannedFailover" in web01["allowedOperations"]
     assert (batch["replication"], batch["protectionState"], batch["lastSync"]) == (
-        "off", "Unprotected", None)
+        "off",
+        "Unprotected",
+        None,
+    )
     assert document["jobs"] == []
 
 
-def test_show_lists_every_job_in_start_order(state: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_show_lists_every_job_in_start_order(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Finished, failed and running jobs, with wall-clock UTC timestamps."""
     code, out, _ = drctl(capsys, "fabric", "fail", "web02", "stopvm", "--state-dir", str(state))
     assert (code, out) == (0, "the next job of StopVM on web02 will fail\n")
@@ -109,17 +124,27 @@ def test_show_lists_every_job_in_start_order(state: Path,
         ("job-000003", "batch", "StopVM", "Running"),
         ("job-000004", "web01", "PlannedFailover", "Running"),
     ]
-    assert set(jobs[0]) == {"id", "vm", "operation", "state", "startedAt", "finishedAt",
-                            "error", "dataLossSeconds"}
+    assert set(jobs[0]) == {
+        "id",
+        "vm",
+        "operation",
+        "state",
+        "startedAt",
+        "finishedAt",
+        "error",
+        "dataLossSeconds",
+    }
     first = jobs[0]
     assert ISO.match(first["startedAt"])
     assert ISO.match(first["finishedAt"])
-    took = (datetime.fromisoformat(first["finishedAt"])
-            - datetime.fromisoformat(first["startedAt"]))
+    took = datetime.fromisoformat(first["finishedAt"]) - datetime.fromisoformat(first["startedAt"])
     assert took == timedelta(seconds=1.5)
     assert "injected with drctl fabric fail" in jobs[1]["error"]
     assert (jobs[3]["finishedAt"], jobs[3]["error"], jobs[3]["dataLossSeconds"]) == (
-        None, None, None)
+        None,
+        None,
+        None,
+    )
 
     code, out, _ = drctl(capsys, "fabric", "show", "--state-dir", str(state))
     assert code == 0
@@ -156,77 +181,106 @@ def test_lag_and_resync_show_in_health(state: Path, capsys: pytest.CaptureFixtur
     assert (code, out) == (0, "replication of web01 no longer lags (health Normal)\n")
 
 
-def test_move_is_drift_behind_drctls_back(state: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_move_is_drift_behind_drctls_back(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, _ = drctl(capsys, "fabric", "move", "web01", "rtm", "--state-dir", str(state))
     assert code == 0
     web01 = show(capsys, state)["vms"][0]
-    assert (web01["activeSite"], web01["running"], web01["replication"],
-            web01["protectionState"]) == ("rtm", ["rtm"], "rtm->ams", "Protected")
+    assert (
+        web01["activeSite"],
+        web01["running"],
+        web01["replication"],
+        web01["protectionState"],
+    ) == ("rtm", ["rtm"], "rtm->ams", "Protected")
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("site-down", "lon"), "no site 'lon' in the simulated fabric: its sites are ams, rtm"),
-    (("fail", "web01", "Reboot"), "unknown operation 'Reboot': use one of PlannedFailover"),
-    (("fail", "nope", "Commit"), "no VM 'nope' in the simulated fabric"),
-    (("fail", "web01", "Commit", "--times", "0"), "--times must be at least 1"),
-    (("lag", "web01", "-5"), "lag must be 0 or more seconds"),
-    (("lag", "batch", "10"), "batch does not replicate (Unprotected)"),
-    (("resync-required", "batch"), "only a replicating VM can need a resync"),
-    (("move", "web01", "ams"), "web01 is already active at ams"),
-    (("move", "web01", "lon"), "no site 'lon'"),
-])
-def test_refusals_say_why_and_exit_2(state: Path, capsys: pytest.CaptureFixture[str],
-                                     args: tuple[str, ...], message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("site-down", "lon"), "no site 'lon' in the simulated fabric: its sites are ams, rtm"),
+        (("fail", "web01", "Reboot"), "unknown operation 'Reboot': use one of PlannedFailover"),
+        (("fail", "nope", "Commit"), "no VM 'nope' in the simulated fabric"),
+        (("fail", "web01", "Commit", "--times", "0"), "--times must be at least 1"),
+        (("lag", "web01", "-5"), "lag must be 0 or more seconds"),
+        (("lag", "batch", "10"), "batch does not replicate (Unprotected)"),
+        (("resync-required", "batch"), "only a replicating VM can need a resync"),
+        (("move", "web01", "ams"), "web01 is already active at ams"),
+        (("move", "web01", "lon"), "no site 'lon'"),
+    ],
+)
+def test_refusals_say_why_and_exit_2(
+    state: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str
+) -> None:
     code, out, err = drctl(capsys, "fabric", *args, "--state-dir", str(state))
     assert (code, out) == (2, "")
     assert message in err
 
 
 def test_commands_without_a_fabric_say_how_to_make_one(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _, err = drctl(capsys, "fabric", "show", "--state-dir", str(tmp_path))
     assert code == 3
-    assert err == (f"drctl: no simulated fabric in {tmp_path}: run drctl fabric init "
-                   "INVENTORY.yaml first\n")
+    assert err == (
+        f"drctl: no simulated fabric in {tmp_path}: run drctl fabric init INVENTORY.yaml first\n"
+    )
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("sites: [ams, rtm]\nvms: []\ncolour: blue\n", "unknown key 'colour' at colour"),
-    ("sites: [ams, rtm]\nvms:\n  - {name: a, activeSite: ams, replication: off, size: 2}\n",
-     "unknown key 'size' at vms.0.size"),
-    ("sites: [ams, rtm]\nvms: []\ntimings: {commitTime: 1}\n", "unknown key 'commitTime'"),
-    ("sites: [ams, rtm]\nvms: []\ntimings: {commit: -1}\n", "timings.commit"),
-    ("sites: [ams, rtm, lon]\nvms: []\n", "sites must name exactly two different sites"),
-    ("sites: [ams, rtm]\nvms:\n  - {name: a, activeSite: lon, replication: off}\n",
-     "activeSite 'lon' is not one of the sites ['ams', 'rtm']"),
-    ("sites: [ams, rtm]\nvms:\n  - {name: a, activeSite: ams, replication: ams=>rtm}\n",
-     "replication must be '<from>-><to>' (e.g. ams->rtm) or off, not 'ams=>rtm'"),
-    ("sites: [ams, rtm]\nvms:\n  - {name: a, activeSite: ams, replication: rtm->ams}\n",
-     "must go from the active site to the other: write ams->rtm, or off"),
-    (("sites: [ams, rtm]\nvms:\n  - {name: a, activeSite: ams, replication: off}\n"
-     "  - {name: a, activeSite: rtm, replication: off}\n"), "VM 'a' is listed twice"),
-    ("sites: [ams, rtm]\nvms:\n  - {name: a, activeSite: ams}\n",
-     "missing required key 'replication' at vms.0.replication"),
-    ("sites: [ams, rtm\n", "not valid YAML"),
-    ("- ams\n", "an inventory is a mapping with sites, vms"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("sites: [ams, rtm]\nvms: []\ncolour: blue\n", "unknown key 'colour' at colour"),
+        (
+            "sites: [ams, rtm]\nvms:\n  - {name: a, activeSite: ams, replication: off, size: 2}\n",
+            "unknown key 'size' at vms.0.size",
+        ),
+        ("sites: [ams, rtm]\nvms: []\ntimings: {commitTime: 1}\n", "unknown key 'commitTime'"),
+        ("sites: [ams, rtm]\nvms: []\ntimings: {commit: -1}\n", "timings.commit"),
+        ("sites: [ams, rtm, lon]\nvms: []\n", "sites must name exactly two different sites"),
+        (
+            "sites: [ams, rtm]\nvms:\n  - {name: a, activeSite: lon, replication: off}\n",
+            "activeSite 'lon' is not one of the sites ['ams', 'rtm']",
+        ),
+        (
+            "sites: [ams, rtm]\nvms:\n  - {name: a, activeSite: ams, replication: ams=>rtm}\n",
+            "replication must be '<from>-><to>' (e.g. ams->rtm) or off, not 'ams=>rtm'",
+        ),
+        (
+            "sites: [ams, rtm]\nvms:\n  - {name: a, activeSite: ams, replication: rtm->ams}\n",
+            "must go from the active site to the other: write ams->rtm, or off",
+        ),
+        (
+            (
+                "sites: [ams, rtm]\nvms:\n  - {name: a, activeSite: ams, replication: off}\n"
+                "  - {name: a, activeSite: rtm, replication: off}\n"
+            ),
+            "VM 'a' is listed twice",
+        ),
+        (
+            "sites: [ams, rtm]\nvms:\n  - {name: a, activeSite: ams}\n",
+            "missing required key 'replication' at vms.0.replication",
+        ),
+        ("sites: [ams, rtm\n", "not valid YAML"),
+        ("- ams\n", "an inventory is a mapping with sites, vms"),
+    ],
+)
 def test_an_invalid_inventory_is_refused_with_the_file_and_the_fix(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
     inventory = tmp_path / "bad.yaml"
     inventory.write_text(text)
-    code, out, err = drctl(capsys, "fabric", "init", str(inventory),
-                           "--state-dir", str(tmp_path / "s"))
+    code, out, err = drctl(
+        capsys, "fabric", "init", str(inventory), "--state-dir", str(tmp_path / "s")
+    )
     assert (code, out) == (2, "")
     assert f"{inventory}: " in err
     assert message in err
     assert not (tmp_path / "s").exists()
 
 
-def test_a_missing_inventory_is_refused(tmp_path: Path,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = drctl(capsys, "fabric", "init", str(tmp_path / "nope.yaml"),
-                         "--state-dir", str(tmp_path))
+def test_a_missing_inventory_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = drctl(
+        capsys, "fabric", "init", str(tmp_path / "nope.yaml"), "--state-dir", str(tmp_path)
+    )
     assert code == 2
     assert "nope.yaml: cannot read the inventory" in err
 
@@ -237,8 +291,14 @@ def test_the_state_dir_comes_from_the_environment(tmp_path: Path) -> None:
     inventory.write_text(INVENTORY)
     env = {**os.environ, "DRCTL_STATE_DIR": str(tmp_path / "from-env")}
     for args in (["init", str(inventory)], ["show", "--output", "json"]):
-        done = subprocess.run([sys.executable, "-m", "reconciler", "fabric", *args], env=env,
-                              capture_output=True, text=True, check=False, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-m", "reconciler", "fabric", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
     assert [vm["name"] for vm in json.loads(done.stdout)["vms"]] == ["web01", "web02", "batch"]
     assert (tmp_path / "from-env" / "fabric.db").is_file()

@@ -15,8 +15,12 @@ INVENTORY = "sites: [ams, rtm]\nvms:\n  - {name: sql01, activeSite: ams, replica
 @pytest.fixture
 def fabric(tmp_path: Path) -> Path:
     (tmp_path / "inv.yaml").write_text(INVENTORY)
-    assert cli.main(["fabric", "init", str(tmp_path / "inv.yaml"), "--state-dir",
-                     str(tmp_path / "state")]) == 0
+    assert (
+        cli.main(
+            ["fabric", "init", str(tmp_path / "inv.yaml"), "--state-dir", str(tmp_path / "state")]
+        )
+        == 0
+    )
     (tmp_path / "specs").mkdir()
     return tmp_path
 
@@ -25,19 +29,37 @@ def fabric(tmp_path: Path) -> Path:
 def test_run_refuses_a_malformed_metrics_address(
     fabric: Path, address: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = cli.main(["run", str(fabric / "specs"), "--metrics-addr", address,
-                     "--state-dir", str(fabric / "state")])
+    code = cli.main(
+        [
+            "run",
+            str(fabric / "specs"),
+            "--metrics-addr",
+            address,
+            "--state-dir",
+            str(fabric / "state"),
+        ]
+    )
     assert code == 2
     assert "--metrics-addr must be HOST:PORT with a port from 0 to 65535" in capsys.readouterr().err
 
 
-def test_run_refuses_a_metrics_port_in_use(fabric: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_refuses_a_metrics_port_in_use(
+    fabric: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code = cli.main(["run", str(fabric / "specs"), "--metrics-addr", f"127.0.0.1:{port}",
-                         "--state-dir", str(fabric / "state")])
+        code = cli.main(
+            [
+                "run",
+                str(fabric / "specs"),
+                "--metrics-addr",
+                f"127.0.0.1:{port}",
+                "--state-dir",
+                str(fabric / "state"),
+            ]
+        )
     assert code == 2
     err = capsys.readouterr().err
     assert f"cannot serve metrics on 127.0.0.1:{port}" in err

@@ -42,11 +42,18 @@ UNPROTECTED = lifecycle.unprotected(A, B)
 UNPROTECTED_STOPPED = replace(UNPROTECTED, running=frozenset())
 
 STATES = {
-    "protected": PROTECTED, "stopped": STOPPED, "drill": DRILL, "resync": RESYNC,
-    "initial-sync": INITIAL_SYNC, "pending-planned": PENDING_PLANNED,
-    "pending-unplanned": PENDING_UNPLANNED, "pending-split": PENDING_SPLIT,
-    "committed-planned": COMMITTED_PLANNED, "committed-split": COMMITTED_SPLIT,
-    "unprotected": UNPROTECTED, "unprotected-stopped": UNPROTECTED_STOPPED,
+    "protected": PROTECTED,
+    "stopped": STOPPED,
+    "drill": DRILL,
+    "resync": RESYNC,
+    "initial-sync": INITIAL_SYNC,
+    "pending-planned": PENDING_PLANNED,
+    "pending-unplanned": PENDING_UNPLANNED,
+    "pending-split": PENDING_SPLIT,
+    "committed-planned": COMMITTED_PLANNED,
+    "committed-split": COMMITTED_SPLIT,
+    "unprotected": UNPROTECTED,
+    "unprotected-stopped": UNPROTECTED_STOPPED,
 }
 
 
@@ -105,8 +112,10 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
         OP.START_VM: No("already runs"),
     },
     "resync": {
-        OP.PLANNED_FAILOVER: No("replication ams->rtm is ResyncRequired, not Replicating: "
-                                "wait for the resync to finish, or use UnplannedFailover"),
+        OP.PLANNED_FAILOVER: No(
+            "replication ams->rtm is ResyncRequired, not Replicating: "
+            "wait for the resync to finish, or use UnplannedFailover"
+        ),
         OP.UNPLANNED_FAILOVER: _failed_over(FailoverKind.UNPLANNED, frozenset({A, B})),
         OP.TEST_FAILOVER: replace(RESYNC, test_failover=DrillState.RUNNING),
         OP.TEST_FAILOVER_CLEANUP: No("nothing to clean up"),
@@ -177,8 +186,9 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
         OP.TEST_FAILOVER_CLEANUP: No("nothing to clean up"),
         OP.COMMIT: No("the failover is already committed"),
         OP.APPLY_RECOVERY_POINT: No("between an unplanned failover and its commit"),
-        OP.REVERSE_REPLICATE: replace(COMMITTED_PLANNED, protection=PS.PROTECTED,
-                                      replication=RS.REPLICATING),
+        OP.REVERSE_REPLICATE: replace(
+            COMMITTED_PLANNED, protection=PS.PROTECTED, replication=RS.REPLICATING
+        ),
         OP.ENABLE_REPLICATION: No("already configured"),
         OP.DISABLE_REPLICATION: replace(COMMITTED_PLANNED, protection=PS.UNPROTECTED),
         OP.STOP_VM: replace(COMMITTED_PLANNED, running=frozenset()),
@@ -191,8 +201,10 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
         OP.TEST_FAILOVER_CLEANUP: No("nothing to clean up"),
         OP.COMMIT: No("the failover is already committed"),
         OP.APPLY_RECOVERY_POINT: No("between an unplanned failover and its commit"),
-        OP.REVERSE_REPLICATE: No("the old copy still runs at ams (split brain after an "
-                                 "unplanned failover): stop it first with StopVM at ams"),
+        OP.REVERSE_REPLICATE: No(
+            "the old copy still runs at ams (split brain after an "
+            "unplanned failover): stop it first with StopVM at ams"
+        ),
         OP.ENABLE_REPLICATION: No("already configured"),
         OP.DISABLE_REPLICATION: replace(COMMITTED_SPLIT, protection=PS.UNPROTECTED),
         OP.STOP_VM: No("name the copy to stop"),
@@ -238,7 +250,8 @@ def test_the_table_covers_every_state_and_operation() -> None:
 
 @pytest.mark.parametrize(("name", "op"), PAIRS, ids=[f"{n}-{o}" for n, o in PAIRS])
 def test_each_operation_moves_to_its_documented_state_or_says_why_not(
-        name: str, op: Operation) -> None:
+    name: str, op: Operation
+) -> None:
     """The effect, or a rejection whose reason names the state and what would allow it."""
     result = lifecycle.apply_operation(STATES[name], op, BOTH, ASR)
     expected = TABLE[name][op]
@@ -266,16 +279,18 @@ def test_stopping_one_of_two_copies_names_it() -> None:
 
 
 def test_unplanned_failover_stops_a_reachable_source_when_asked() -> None:
-    result = lifecycle.apply_operation(PROTECTED, OP.UNPLANNED_FAILOVER, BOTH, ASR,
-                                       shutdown_source=True)
+    result = lifecycle.apply_operation(
+        PROTECTED, OP.UNPLANNED_FAILOVER, BOTH, ASR, shutdown_source=True
+    )
     assert result == _failed_over(FailoverKind.UNPLANNED)
 
 
 def test_unplanned_failover_cannot_stop_an_unreachable_source() -> None:
     """The old copy keeps running at the lost site: split brain when it returns."""
     only_b = Conditions(frozenset({B}))
-    result = lifecycle.apply_operation(PROTECTED, OP.UNPLANNED_FAILOVER, only_b, ASR,
-                                       shutdown_source=True)
+    result = lifecycle.apply_operation(
+        PROTECTED, OP.UNPLANNED_FAILOVER, only_b, ASR, shutdown_source=True
+    )
     assert isinstance(result, VMState)
     assert result.active_site == B
     assert result.running == frozenset({A, B})
@@ -284,50 +299,84 @@ def test_unplanned_failover_cannot_stop_an_unreachable_source() -> None:
 
 # --- connectivity, health and jobs ----------------------------------------------
 
-ALL_PROTECTED_OPS = frozenset({OP.PLANNED_FAILOVER, OP.UNPLANNED_FAILOVER, OP.TEST_FAILOVER,
-                               OP.DISABLE_REPLICATION, OP.STOP_VM})
+ALL_PROTECTED_OPS = frozenset(
+    {
+        OP.PLANNED_FAILOVER,
+        OP.UNPLANNED_FAILOVER,
+        OP.TEST_FAILOVER,
+        OP.DISABLE_REPLICATION,
+        OP.STOP_VM,
+    }
+)
 
 
-@pytest.mark.parametrize(("conditions", "allowed"), [
-    (BOTH, ALL_PROTECTED_OPS),
-    (Conditions(frozenset({B})), {OP.UNPLANNED_FAILOVER, OP.TEST_FAILOVER}),
-    (Conditions(frozenset({A})), {OP.DISABLE_REPLICATION, OP.STOP_VM}),
-    (Conditions(frozenset({A, B}), Health.WARNING), ALL_PROTECTED_OPS - {OP.PLANNED_FAILOVER}),
-    (Conditions(frozenset({A, B}), Health.CRITICAL), ALL_PROTECTED_OPS - {OP.PLANNED_FAILOVER}),
-    (Conditions(frozenset({A, B}), job_running="job-000001 (TestFailover)"), set()),
-], ids=["both-connected", "source-down", "target-down", "lagging", "critical", "job-running"])
-def test_allowed_operations_of_a_protected_vm(conditions: Conditions,
-                                              allowed: set[Operation]) -> None:
+@pytest.mark.parametrize(
+    ("conditions", "allowed"),
+    [
+        (BOTH, ALL_PROTECTED_OPS),
+        (Conditions(frozenset({B})), {OP.UNPLANNED_FAILOVER, OP.TEST_FAILOVER}),
+        (Conditions(frozenset({A})), {OP.DISABLE_REPLICATION, OP.STOP_VM}),
+        (Conditions(frozenset({A, B}), Health.WARNING), ALL_PROTECTED_OPS - {OP.PLANNED_FAILOVER}),
+        (Conditions(frozenset({A, B}), Health.CRITICAL), ALL_PROTECTED_OPS - {OP.PLANNED_FAILOVER}),
+        (Conditions(frozenset({A, B}), job_running="job-000001 (TestFailover)"), set()),
+    ],
+    ids=["both-connected", "source-down", "target-down", "lagging", "critical", "job-running"],
+)
+def test_allowed_operations_of_a_protected_vm(
+    conditions: Conditions, allowed: set[Operation]
+) -> None:
     assert lifecycle.allowed_operations(PROTECTED, conditions) == allowed
 
 
-@pytest.mark.parametrize(("conditions", "words"), [
-    (Conditions(frozenset({B})), ("site ams (the source) is disconnected: PlannedFailover needs "
-     "it connected; wait for ams to reconnect, or use UnplannedFailover")),
-    (Conditions(frozenset({A})), "site rtm (the target) is disconnected"),
-    (Conditions(frozenset({A, B}), Health.WARNING), ("health is Warning: it lags behind; wait for "
-     "it to catch up, or use UnplannedFailover")),
-    (Conditions(frozenset({A, B}), job_running="job-000007 (StopVM)"),
-     "job job-000007 (StopVM) is running on this VM: wait for it to finish"),
-])
+@pytest.mark.parametrize(
+    ("conditions", "words"),
+    [
+        (
+            Conditions(frozenset({B})),
+            (
+                "site ams (the source) is disconnected: PlannedFailover needs "
+                "it connected; wait for ams to reconnect, or use UnplannedFailover"
+            ),
+        ),
+        (Conditions(frozenset({A})), "site rtm (the target) is disconnected"),
+        (
+            Conditions(frozenset({A, B}), Health.WARNING),
+            (
+                "health is Warning: it lags behind; wait for "
+                "it to catch up, or use UnplannedFailover"
+            ),
+        ),
+        (
+            Conditions(frozenset({A, B}), job_running="job-000007 (StopVM)"),
+            "job job-000007 (StopVM) is running on this VM: wait for it to finish",
+        ),
+    ],
+)
 def test_a_refused_planned_failover_names_the_cause_and_the_way_out(
-        conditions: Conditions, words: str) -> None:
+    conditions: Conditions, words: str
+) -> None:
     reason = lifecycle.check_operation(PROTECTED, OP.PLANNED_FAILOVER, conditions)
     assert reason is not None
     assert words in reason
 
 
 def test_an_old_copy_at_a_disconnected_site_cannot_be_stopped() -> None:
-    reason = lifecycle.check_operation(COMMITTED_SPLIT, OP.STOP_VM, Conditions(frozenset({B})),
-                                       target=A)
-    assert reason == "site ams is disconnected: its copy cannot be stopped until the site reconnects"
+    reason = lifecycle.check_operation(
+        COMMITTED_SPLIT, OP.STOP_VM, Conditions(frozenset({B})), target=A
+    )
+    assert (
+        reason == "site ams is disconnected: its copy cannot be stopped until the site reconnects"
+    )
 
 
-@pytest.mark.parametrize(("op", "target", "words"), [
-    (OP.PLANNED_FAILOVER, A, "the VM is active at ams: PlannedFailover goes towards rtm"),
-    (OP.PLANNED_FAILOVER, "lon", "site lon is not one of this VM's sites (ams, rtm)"),
-    (OP.START_VM, B, "starting it would make two authoritative copies"),
-])
+@pytest.mark.parametrize(
+    ("op", "target", "words"),
+    [
+        (OP.PLANNED_FAILOVER, A, "the VM is active at ams: PlannedFailover goes towards rtm"),
+        (OP.PLANNED_FAILOVER, "lon", "site lon is not one of this VM's sites (ams, rtm)"),
+        (OP.START_VM, B, "starting it would make two authoritative copies"),
+    ],
+)
 def test_a_wrong_target_is_refused(op: Operation, target: str, words: str) -> None:
     state = STOPPED if op is OP.START_VM else PROTECTED
     reason = lifecycle.check_operation(state, op, BOTH, target)
@@ -345,18 +394,20 @@ def test_commit_accepts_the_active_site_as_target() -> None:
 
 
 def test_hyperv_replica_planned_failover_ends_replicating_in_reverse() -> None:
-    result = lifecycle.apply_operation(PROTECTED, OP.PLANNED_FAILOVER, BOTH,
-                                       lifecycle.HYPERV_REPLICA)
-    assert result == VMState(B, A, frozenset({B}), PS.PROTECTED, RS.REPLICATING,
-                             FailoverKind.PLANNED)
-    unplanned = lifecycle.apply_operation(PROTECTED, OP.UNPLANNED_FAILOVER, BOTH,
-                                          lifecycle.HYPERV_REPLICA, shutdown_source=True)
+    result = lifecycle.apply_operation(
+        PROTECTED, OP.PLANNED_FAILOVER, BOTH, lifecycle.HYPERV_REPLICA
+    )
+    assert result == VMState(
+        B, A, frozenset({B}), PS.PROTECTED, RS.REPLICATING, FailoverKind.PLANNED
+    )
+    unplanned = lifecycle.apply_operation(
+        PROTECTED, OP.UNPLANNED_FAILOVER, BOTH, lifecycle.HYPERV_REPLICA, shutdown_source=True
+    )
     assert unplanned == _failed_over(FailoverKind.UNPLANNED)
 
 
 def test_a_flavour_without_commit_ends_a_failover_committed() -> None:
-    flavour = lifecycle.Flavour("no commit", planned_failover_reverses=False,
-                                commit_required=False)
+    flavour = lifecycle.Flavour("no commit", planned_failover_reverses=False, commit_required=False)
     result = lifecycle.apply_operation(PROTECTED, OP.PLANNED_FAILOVER, BOTH, flavour)
     assert isinstance(result, VMState)
     assert result.protection is PS.COMMITTED
@@ -370,17 +421,21 @@ def test_reverse_replication_is_a_delta_after_planned_and_a_full_copy_after_unpl
     assert timings.duration(UNPROTECTED, OP.ENABLE_REPLICATION) == 60
 
 
-@pytest.mark.parametrize(("state", "behind", "health"), [
-    (RS.REPLICATING, 0, Health.NORMAL),
-    (RS.REPLICATING, 30, Health.NORMAL),
-    (RS.REPLICATING, 31, Health.WARNING),
-    (RS.REPLICATING, 150, Health.WARNING),
-    (RS.REPLICATING, 151, Health.CRITICAL),
-    (RS.RESYNC_REQUIRED, 0, Health.CRITICAL),
-    (RS.PAUSED, 0, Health.WARNING),
-])
-def test_replication_health_thresholds(state: ReplicationState, behind: float,
-                                       health: Health) -> None:
+@pytest.mark.parametrize(
+    ("state", "behind", "health"),
+    [
+        (RS.REPLICATING, 0, Health.NORMAL),
+        (RS.REPLICATING, 30, Health.NORMAL),
+        (RS.REPLICATING, 31, Health.WARNING),
+        (RS.REPLICATING, 150, Health.WARNING),
+        (RS.REPLICATING, 151, Health.CRITICAL),
+        (RS.RESYNC_REQUIRED, 0, Health.CRITICAL),
+        (RS.PAUSED, 0, Health.WARNING),
+    ],
+)
+def test_replication_health_thresholds(
+    state: ReplicationState, behind: float, health: Health
+) -> None:
     """Warning past one interval behind schedule, Critical past five (interval 30 s)."""
     assert lifecycle.replication_health(state, behind, 30) is health
 
@@ -411,12 +466,16 @@ class World:
     may_split: bool = False  # an unplanned failover left the source running
 
     def conditions(self) -> Conditions:
-        return Conditions(frozenset(self.connected),
-                          Health.WARNING if self.lagging else Health.NORMAL)
+        return Conditions(
+            frozenset(self.connected), Health.WARNING if self.lagging else Health.NORMAL
+        )
 
     def links_up(self) -> bool:
-        return (self.vm.protection is PS.PROTECTED and self.connected == {A, B}
-                and self.vm.replication is RS.REPLICATING)
+        return (
+            self.vm.protection is PS.PROTECTED
+            and self.connected == {A, B}
+            and self.vm.replication is RS.REPLICATING
+        )
 
 
 def _env_step(world: World, step: tuple[str, ...]) -> None:
@@ -434,8 +493,7 @@ def _env_step(world: World, step: tuple[str, ...]) -> None:
         world.lagging = not world.lagging
     elif kind == "resync" and world.links_up():
         world.vm = replace(vm, replication=RS.RESYNC_REQUIRED)
-    elif kind == "resynced" and vm.replication is RS.RESYNC_REQUIRED and \
-            world.connected == {A, B}:
+    elif kind == "resynced" and vm.replication is RS.RESYNC_REQUIRED and world.connected == {A, B}:
         world.vm = replace(vm, replication=RS.REPLICATING)
         world.data[vm.peer_site] = world.data[vm.active_site]
 
@@ -444,8 +502,9 @@ def _op_step(world: World, op: Operation, target: str | None, shutdown: bool) ->
     before = world.vm
     cond = world.conditions()
     allowed = lifecycle.allowed_operations(before, cond)
-    result = lifecycle.apply_operation(before, op, cond, ASR, target=target,
-                                       shutdown_source=shutdown)
+    result = lifecycle.apply_operation(
+        before, op, cond, ASR, target=target, shutdown_source=shutdown
+    )
     if isinstance(result, Rejection):
         assert result.reason
         if op is not OP.STOP_VM and target is None:
@@ -464,8 +523,9 @@ def _op_step(world: World, op: Operation, target: str | None, shutdown: bool) ->
         assert result.peer_site not in before.running, "replicated over a running copy"
         world.data[result.peer_site] = world.data[result.active_site]
     for site in before.stale_copies - result.stale_copies:
-        assert op is OP.STOP_VM and (target == site or len(before.running) == 1), \
+        assert op is OP.STOP_VM and (target == site or len(before.running) == 1), (
             f"stale copy at {site} vanished through {op}"
+        )
     for site in before.stale_copies:
         assert result.active_site != site, f"stale copy at {site} became the active one"
     world.vm = result
@@ -487,11 +547,15 @@ def _check_invariants(world: World) -> None:
 _sites = st.sampled_from([A, B])
 # Failovers and writes weigh more: the interesting sequences write, lose a
 # site or fall behind, then fail over.
-_op = st.tuples(st.just("op"),
-                st.sampled_from([OP.PLANNED_FAILOVER, OP.UNPLANNED_FAILOVER, *Operation]),
-                st.none() | _sites, st.booleans())
+_op = st.tuples(
+    st.just("op"),
+    st.sampled_from([OP.PLANNED_FAILOVER, OP.UNPLANNED_FAILOVER, *Operation]),
+    st.none() | _sites,
+    st.booleans(),
+)
 _steps = st.one_of(
-    _op, _op,
+    _op,
+    _op,
     st.tuples(st.sampled_from(["down", "up"]), _sites),
     st.tuples(st.sampled_from(["write", "write", "sync", "lag", "resync", "resynced"])),
 )
@@ -500,7 +564,8 @@ _steps = st.one_of(
 @settings(max_examples=500, deadline=None)
 @given(st.lists(_steps, min_size=5, max_size=60))
 def test_random_sequences_never_split_authority_or_lose_planned_writes(
-        steps: list[tuple[object, ...]]) -> None:
+    steps: list[tuple[object, ...]],
+) -> None:
     """Whatever operators, sites and replication do, a planned failover keeps every write,
     a stale copy is never promoted or overwritten, and only an unplanned failover that left
     its source running makes two copies run."""

@@ -52,11 +52,15 @@ class Setup:
         self.daemon = self.new_daemon()
 
     def new_daemon(self) -> loop.Daemon:
-        d = loop.Daemon(loop.Config(self.specs, self.state, resync=30.0,
-                                        settings=execute.Settings(backoff_base=1.0)),
-                          self.fabric, self.clock, metrics.Metrics(),
-                          on_revision=lambda rev, built, _entries: self.outcomes.append(
-                              (rev, built.converged)))
+        d = loop.Daemon(
+            loop.Config(
+                self.specs, self.state, resync=30.0, settings=execute.Settings(backoff_base=1.0)
+            ),
+            self.fabric,
+            self.clock,
+            metrics.Metrics(),
+            on_revision=lambda rev, built, _entries: self.outcomes.append((rev, built.converged)),
+        )
         d.prepare()
         return d
 

@@ -47,12 +47,25 @@ spec:
     - name: hr-web
 """
 
-TIMINGS = {"plannedFailover": 0.5, "unplannedFailover": 0.4, "commit": 0.2,
-           "reverseReplicate": 0.3, "initialReplication": 0.6, "stopVM": 0.2,
-           "testFailover": 0.2, "testFailoverCleanup": 0.1, "replicationInterval": 1}
+TIMINGS = {
+    "plannedFailover": 0.5,
+    "unplannedFailover": 0.4,
+    "commit": 0.2,
+    "reverseReplicate": 0.3,
+    "initialReplication": 0.6,
+    "stopVM": 0.2,
+    "testFailover": 0.2,
+    "testFailoverCleanup": 0.1,
+    "replicationInterval": 1,
+}
 
-ENV = {**os.environ, "GIT_AUTHOR_NAME": "Ops", "GIT_AUTHOR_EMAIL": "ops@example.com",
-       "GIT_COMMITTER_NAME": "Ops", "GIT_COMMITTER_EMAIL": "ops@example.com"}
+ENV = {
+    **os.environ,
+    "GIT_AUTHOR_NAME": "Ops",
+    "GIT_AUTHOR_EMAIL": "ops@example.com",
+    "GIT_COMMITTER_NAME": "Ops",
+    "GIT_COMMITTER_EMAIL": "ops@example.com",
+}
 
 
 def three_tier(site: str) -> str:
@@ -61,8 +74,9 @@ def three_tier(site: str) -> str:
 
 
 def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, env=ENV, capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env=ENV, capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         raise AssertionError(f"git {' '.join(args)}: {done.stderr}")
     return done.stdout.strip()
@@ -104,10 +118,11 @@ class Site:
         self.specs = self.watched / "specs"
         self.state = root / "state"
         vms = ["sql01", "app01", "app02", "web01", "web02", "hr-web"]
-        inventory = {"sites": ["ams", "rtm"],
-                     "vms": [{"name": n, "activeSite": "ams", "replication": "ams->rtm"}
-                             for n in vms],
-                     "timings": {**TIMINGS, **(timings or {})}}
+        inventory = {
+            "sites": ["ams", "rtm"],
+            "vms": [{"name": n, "activeSite": "ams", "replication": "ams->rtm"} for n in vms],
+            "timings": {**TIMINGS, **(timings or {})},
+        }
         (root / "inventory.yaml").write_text(json.dumps(inventory))
         self.drctl("fabric", "init", str(root / "inventory.yaml"))
         self.metrics_port = free_port()
@@ -127,22 +142,44 @@ class Site:
         return started
 
     def drctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([sys.executable, "-m", "reconciler", *args, "--state-dir",
-                               str(self.state)], capture_output=True, text=True, timeout=120,
-                              check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "reconciler", *args, "--state-dir", str(self.state)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         if check and done.returncode != 0:
-            raise AssertionError(f"drctl {' '.join(args)} exited {done.returncode}: "
-                                 f"{done.stdout}{done.stderr}")
+            raise AssertionError(
+                f"drctl {' '.join(args)} exited {done.returncode}: {done.stdout}{done.stderr}"
+            )
         return done
 
     def start(self, *extra: str) -> None:
         with self.log.open("a") as log:
             self.daemon = subprocess.Popen(
-                [sys.executable, "-m", "reconciler", "run", str(self.specs), "--state-dir",
-                 str(self.state), "--metrics-addr", f"127.0.0.1:{self.metrics_port}",
-                 "--poll-interval", "0.05", "--retry-backoff", "0.2", "--log-format", "json",
-                 *extra],
-                stdout=log, stderr=subprocess.STDOUT, text=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "reconciler",
+                    "run",
+                    str(self.specs),
+                    "--state-dir",
+                    str(self.state),
+                    "--metrics-addr",
+                    f"127.0.0.1:{self.metrics_port}",
+                    "--poll-interval",
+                    "0.05",
+                    "--retry-backoff",
+                    "0.2",
+                    "--log-format",
+                    "json",
+                    *extra,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
         wait_until("the daemon to serve /metrics", self.metrics_text)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
@@ -155,7 +192,8 @@ class Site:
     def metrics_text(self) -> str:
         try:
             with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as response:
+                f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2
+            ) as response:
                 return str(response.read().decode())
         except OSError:
             return ""

@@ -49,19 +49,33 @@ class Drctl:
     def want(self, site: str) -> None:
         (self.specs / "finance.yaml").write_text(three_tier(site))
 
-    def run(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             [sys.executable, "-m", "reconciler", *args, "--state-dir", str(self.state)],
-            capture_output=True, text=True, timeout=timeout, check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         if check and done.returncode != 0:
-            raise AssertionError(f"drctl {' '.join(args)} exited {done.returncode}:\n"
-                                 f"{done.stdout}\n{done.stderr}")
+            raise AssertionError(
+                f"drctl {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+            )
         return done
 
     def apply(self, *extra: str) -> subprocess.CompletedProcess[str]:
-        return self.run("apply", str(self.specs), "--poll-interval", "0.05",
-                        "--retry-backoff", "0.1", *extra, check=False)
+        return self.run(
+            "apply",
+            str(self.specs),
+            "--poll-interval",
+            "0.05",
+            "--retry-backoff",
+            "0.1",
+            *extra,
+            check=False,
+        )
 
     def status(self) -> dict[str, Any]:
         return json.loads(self.run("status", str(self.specs), "--output", "json").stdout)  # type: ignore[no-any-return]
@@ -105,7 +119,9 @@ def test_three_tier_plan_fails_over_and_back(tmp_path: Path) -> None:
     drctl.want("rtm")
     planned = json.loads(drctl.run("plan", str(drctl.specs), "--output", "json").stdout)
     assert [(a["vm"], a["operation"], a["ready"]) for a in planned["actions"]][:2] == [
-        ("web01", "StopVM", True), ("web02", "StopVM", True)]
+        ("web01", "StopVM", True),
+        ("web02", "StopVM", True),
+    ]
     assert drctl.run("plan", str(drctl.specs), "--exit-code", check=False).returncode == 1
 
     done = drctl.apply()
@@ -123,7 +139,7 @@ def test_three_tier_plan_fails_over_and_back(tmp_path: Path) -> None:
     drctl.want("ams")
     done = drctl.apply()
     assert done.returncode == 0, done.stdout + done.stderr
-    back = drctl.jobs()[len(over):]
+    back = drctl.jobs()[len(over) :]
     check_round_trip_leg(back, "ams")
     assert all(vm["observed"]["activeSite"] == "ams" for vm in drctl.status()["vms"])
     assert drctl.run("plan", str(drctl.specs), "--exit-code", check=False).returncode == 0

@@ -26,19 +26,25 @@ def at(text: str) -> float:
 
 def journal_jobs(state: Path) -> list[tuple[str, str, str | None, str]]:
     with sqlite3.connect(state / "journal.db") as db:
-        return db.execute("SELECT vm, operation, job_id, result FROM actions ORDER BY id").fetchall()
+        return db.execute(
+            "SELECT vm, operation, job_id, result FROM actions ORDER BY id"
+        ).fetchall()
 
 
 def test_a_commit_moving_a_three_tier_plan_converges_within_its_critical_path(site: Site) -> None:
     site.start()
-    wait_until("the first pass", lambda: site.metric("drctl_plan_converged{plan=\"finance\"}") == 1)
+    wait_until("the first pass", lambda: site.metric('drctl_plan_converged{plan="finance"}') == 1)
     moved = site.commit("fail finance over to rtm", {"finance.yaml": three_tier("rtm")})
     pulled = site.pull()
-    running = wait_until("a job in drctl status", lambda: [
-        vm for vm in site.status()["vms"] if vm["observed"]["job"]])
+    running = wait_until(
+        "a job in drctl status",
+        lambda: [vm for vm in site.status()["vms"] if vm["observed"]["job"]],
+    )
     assert running[0]["observed"]["job"]["state"] == "Running"
     table = site.drctl("status", str(site.specs)).stdout
-    assert f"daemon (pid {site.daemon.pid if site.daemon else 0}): revision in force {moved}" in table
+    assert (
+        f"daemon (pid {site.daemon.pid if site.daemon else 0}): revision in force {moved}" in table
+    )
     assert "JOB" in table.splitlines()[2]
     wait_until("finance converged at rtm", lambda: site.converged_at("rtm"))
     assert site.status()["daemon"]["revisionInForce"] == moved
@@ -47,15 +53,19 @@ def test_a_commit_moving_a_three_tier_plan_converges_within_its_critical_path(si
     first_started = min(at(j["startedAt"]) for j in jobs)
     # Critical path: dependents stopped in reverse order (3 groups), one failover per
     # group in order, then the last group's commit and reverse replication.
-    critical = (3 * TIMINGS["stopVM"] + 3 * TIMINGS["plannedFailover"] + TIMINGS["commit"]
-                + TIMINGS["reverseReplicate"])
+    critical = (
+        3 * TIMINGS["stopVM"]
+        + 3 * TIMINGS["plannedFailover"]
+        + TIMINGS["commit"]
+        + TIMINGS["reverseReplicate"]
+    )
     took = finished - pulled
     assert took <= 1.1 * critical + 0.5, (took, critical)
     assert first_started - pulled < 0.5
-    assert site.metric("drctl_plan_converged{plan=\"finance\"}") == 1
-    assert site.metric("drctl_convergence_duration_seconds_count{plan=\"finance\"}") == 1
-    assert site.metric("drctl_failover_data_loss_seconds_count{plan=\"finance\"}") == 5
-    assert site.metric("drctl_failover_data_loss_seconds_sum{plan=\"finance\"}") == 0
+    assert site.metric('drctl_plan_converged{plan="finance"}') == 1
+    assert site.metric('drctl_convergence_duration_seconds_count{plan="finance"}') == 1
+    assert site.metric('drctl_failover_data_loss_seconds_count{plan="finance"}') == 5
+    assert site.metric('drctl_failover_data_loss_seconds_sum{plan="finance"}') == 0
     assert not [j for j in jobs if j["vm"] == "hr-web"]  # the other plan is untouched
 
 
@@ -65,8 +75,14 @@ def test_sigkill_during_failovers_then_restart_issues_no_operation_twice(tmp_pat
         site.start()
         site.commit("fail finance over to rtm", {"finance.yaml": three_tier("rtm")})
         site.pull()
-        wait_until("a planned failover in flight", lambda: [
-            j for j in site.jobs() if j["operation"] == "PlannedFailover" and not j["finishedAt"]])
+        wait_until(
+            "a planned failover in flight",
+            lambda: [
+                j
+                for j in site.jobs()
+                if j["operation"] == "PlannedFailover" and not j["finishedAt"]
+            ],
+        )
         site.stop(signal.SIGKILL)
         site.start()
         wait_until("finance converged at rtm", lambda: site.converged_at("rtm"), timeout=60)
@@ -94,7 +110,10 @@ def test_an_invalid_commit_changes_nothing_and_the_next_valid_one_converges(site
     assert refused.returncode == 2
     assert "finance.yaml:8: unknown key 'grups'" in refused.stderr
     first = git(site.upstream, "rev-parse", "HEAD~1")
-    assert f"the daemon (pid {site.daemon.pid if site.daemon else 0}) keeps revision {first} in force" in refused.stderr
+    assert (
+        f"the daemon (pid {site.daemon.pid if site.daemon else 0}) keeps revision {first} in force"
+        in refused.stderr
+    )
     site.commit("fix the typo", {"finance.yaml": three_tier("rtm")})
     site.pull()
     wait_until("finance converged at rtm", lambda: site.converged_at("rtm"))
@@ -103,12 +122,16 @@ def test_an_invalid_commit_changes_nothing_and_the_next_valid_one_converges(site
 
 def test_drift_made_by_hand_is_corrected_within_one_resync_interval(site: Site) -> None:
     site.start("--resync", "2")
-    wait_until("the first pass", lambda: site.metric("drctl_plan_converged{plan=\"hr\"}") == 1)
+    wait_until("the first pass", lambda: site.metric('drctl_plan_converged{plan="hr"}') == 1)
     site.drctl("fabric", "move", "hr-web", "rtm")
     moved = time.time()
     wait_until("hr-web back at ams", lambda: site.converged_at("ams", plan="hr"), timeout=30)
-    failback = 2 * TIMINGS["commit"] + TIMINGS["stopVM"] + TIMINGS["plannedFailover"] + \
-        TIMINGS["reverseReplicate"]
+    failback = (
+        2 * TIMINGS["commit"]
+        + TIMINGS["stopVM"]
+        + TIMINGS["plannedFailover"]
+        + TIMINGS["reverseReplicate"]
+    )
     assert time.time() - moved <= 2 + failback + 2.0
     operations = [j["operation"] for j in site.jobs() if j["vm"] == "hr-web"]
     assert "PlannedFailover" in operations
@@ -120,8 +143,14 @@ def test_sigterm_leaves_running_jobs_running_and_a_restart_picks_them_up(tmp_pat
         site.start()
         site.commit("fail finance over to rtm", {"finance.yaml": three_tier("rtm")})
         site.pull()
-        running = wait_until("a planned failover in flight", lambda: [
-            j for j in site.jobs() if j["operation"] == "PlannedFailover" and not j["finishedAt"]])
+        running = wait_until(
+            "a planned failover in flight",
+            lambda: [
+                j
+                for j in site.jobs()
+                if j["operation"] == "PlannedFailover" and not j["finishedAt"]
+            ],
+        )
         asked = time.monotonic()
         assert site.stop(signal.SIGTERM) == 0
         assert time.monotonic() - asked < 5
@@ -150,16 +179,18 @@ def test_fail_over_and_back_by_commits_is_audited_and_noted_in_git(site: Site) -
     over = site.commit("fail finance over to rtm", {"finance.yaml": three_tier("rtm")})
     site.pull()
     wait_until("finance converged at rtm", lambda: site.converged_at("rtm"))
-    wait_until("the note on the failover commit",
-               lambda: "drctl: converged" in git_note(site, over))
-    assert site.metric("drctl_plan_converged{plan=\"finance\"}") == 1
-    assert site.metric(f"drctl_spec_revision_info{{revision=\"{over}\"}}") == 1
+    wait_until(
+        "the note on the failover commit", lambda: "drctl: converged" in git_note(site, over)
+    )
+    assert site.metric('drctl_plan_converged{plan="finance"}') == 1
+    assert site.metric(f'drctl_spec_revision_info{{revision="{over}"}}') == 1
     back = site.commit("fail finance back to ams", {"finance.yaml": three_tier("ams")})
     site.pull()
     wait_until("finance converged at ams", lambda: site.converged_at("ams"))
-    wait_until("the note on the failback commit",
-               lambda: "drctl: converged" in git_note(site, back))
-    assert site.metric("drctl_convergence_duration_seconds_count{plan=\"finance\"}") == 2
+    wait_until(
+        "the note on the failback commit", lambda: "drctl: converged" in git_note(site, back)
+    )
+    assert site.metric('drctl_convergence_duration_seconds_count{plan="finance"}') == 2
 
     audit = json.loads(site.drctl("audit", str(site.specs), "--output", "json").stdout)
     by_commit: dict[str, list[dict[str, Any]]] = {}
@@ -172,7 +203,11 @@ def test_fail_over_and_back_by_commits_is_audited_and_noted_in_git(site: Site) -
         assert sql["author"] == "Ops"
         assert sql["change"]["activeSite"][1] == site_name
         assert [a["operation"] for a in sql["actions"]] == [
-            "StopVM", "PlannedFailover", "Commit", "ReverseReplicate"]
+            "StopVM",
+            "PlannedFailover",
+            "Commit",
+            "ReverseReplicate",
+        ]
         assert all(a["result"] == "succeeded" for a in sql["actions"])
         assert sql["convergedAt"] is not None
         assert at(sql["convergedAt"]) >= at(sql["actions"][-1]["finishedAt"])
@@ -183,17 +218,28 @@ def test_fail_over_and_back_by_commits_is_audited_and_noted_in_git(site: Site) -
 
 
 def git_note(site: Site, sha: str) -> str:
-    done = subprocess.run(["git", "notes", "--ref=drctl", "show", sha], cwd=site.watched,
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["git", "notes", "--ref=drctl", "show", sha],
+        cwd=site.watched,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return done.stdout if done.returncode == 0 else ""
 
 
 def test_a_daemon_waiting_for_apply_s_lock_stops_cleanly_on_sigterm(site: Site) -> None:
-    holder = ("import sys\nfrom pathlib import Path\nfrom reconciler.engine.lease import flock\n"
-              "with flock.hold(Path(sys.argv[1]), 'apply'):\n"
-              "    print('held', flush=True)\n    sys.stdin.read()\n")
-    with subprocess.Popen([sys.executable, "-c", holder, str(site.state)], text=True,
-                          stdin=subprocess.PIPE, stdout=subprocess.PIPE) as held:
+    holder = (
+        "import sys\nfrom pathlib import Path\nfrom reconciler.engine.lease import flock\n"
+        "with flock.hold(Path(sys.argv[1]), 'apply'):\n"
+        "    print('held', flush=True)\n    sys.stdin.read()\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", holder, str(site.state)],
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    ) as held:
         assert held.stdout is not None
         assert held.stdout.readline().strip() == "held"
         site.start()

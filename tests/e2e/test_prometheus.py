@@ -81,17 +81,20 @@ class Prometheus:
     log: Path
 
     def query(self, promql: str) -> list[dict[str, Any]]:
-        answer = json.loads(fetch(f"{self.url}/api/v1/query?"
-                                  + urllib.parse.urlencode({"query": promql})))
+        answer = json.loads(
+            fetch(f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql}))
+        )
         assert answer["status"] == "success", answer
         result: list[dict[str, Any]] = answer["data"]["result"]
         return result
 
     def wait_until(self, promql: str, expected: dict[str, float], by: str = "vm") -> None:
         """Until the query's series, keyed by label `by`, have exactly the expected values."""
+
         def probe() -> bool | None:
             got = {r["metric"].get(by, ""): float(r["value"][1]) for r in self.query(promql)}
             return True if got == expected else None
+
         wait_for(f"{promql} did not return {expected}", probe, self.log)
 
 
@@ -116,8 +119,10 @@ def running_prometheus(tmp_path: Path, target_port: int) -> Iterator[Prometheus]
     """
     binary = shutil.which("prometheus")
     if binary is None:
-        pytest.fail("prometheus is not on PATH: install the Debian package 'prometheus' "
-                    "(apt-get install -y prometheus); this test does not skip without it")
+        pytest.fail(
+            "prometheus is not on PATH: install the Debian package 'prometheus' "
+            "(apt-get install -y prometheus); this test does not skip without it"
+        )
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
@@ -129,9 +134,15 @@ def running_prometheus(tmp_path: Path, target_port: int) -> Iterator[Prometheus]
     log = tmp_path / "prometheus.log"
     with log.open("wb") as log_file:
         process = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-            stdout=log_file, stderr=subprocess.STDOUT,
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -154,11 +165,21 @@ def running_prometheus(tmp_path: Path, target_port: int) -> Iterator[Prometheus]
 
 
 def _vm(name: str, replication: bool) -> ObservedVM:
-    rep = Replication("ams", "rtm", ReplicationState.REPLICATING,
-                      last_sync=NOW - timedelta(seconds=20), interval_seconds=30.0)
-    return ObservedVM(name, "ams", ("ams",),
-                      ProtectionState.PROTECTED if replication else ProtectionState.UNPROTECTED,
-                      rep if replication else None, OPS)
+    rep = Replication(
+        "ams",
+        "rtm",
+        ReplicationState.REPLICATING,
+        last_sync=NOW - timedelta(seconds=20),
+        interval_seconds=30.0,
+    )
+    return ObservedVM(
+        name,
+        "ams",
+        ("ams",),
+        ProtectionState.PROTECTED if replication else ProtectionState.UNPROTECTED,
+        rep if replication else None,
+        OPS,
+    )
 
 
 def _desired(*names: str) -> spec.DesiredState:
@@ -167,9 +188,19 @@ def _desired(*names: str) -> spec.DesiredState:
         "web01": spec.DesiredVM("finance", "web01", "rtm", ("rtm", "ams"), False, None),
         "app01": spec.DesiredVM("finance", "app01", "ams", None, False, None),
     }
-    return spec.DesiredState(plans=(spec.PlanSpec(
-        "finance", "finance.yaml", ("ams", "rtm"), False, 10, (),
-        tuple(vms[n] for n in names)),))
+    return spec.DesiredState(
+        plans=(
+            spec.PlanSpec(
+                "finance",
+                "finance.yaml",
+                ("ams", "rtm"),
+                False,
+                10,
+                (),
+                tuple(vms[n] for n in names),
+            ),
+        )
+    )
 
 
 def test_prometheus_scrapes_the_vm_series_and_sees_a_removed_vm_go(
@@ -177,9 +208,15 @@ def test_prometheus_scrapes_the_vm_series_and_sees_a_removed_vm_go(
 ) -> None:
     """sql01 converged, web01 still at ams while the spec wants rtm, app01 without replication."""
     metrics, port = metrics_endpoint
-    observed = Observed(sites={s: Site(s, True) for s in ("ams", "rtm")},
-                        vms={"sql01": _vm("sql01", True), "web01": _vm("web01", True),
-                             "app01": _vm("app01", False)}, at=NOW)
+    observed = Observed(
+        sites={s: Site(s, True) for s in ("ams", "rtm")},
+        vms={
+            "sql01": _vm("sql01", True),
+            "web01": _vm("web01", True),
+            "app01": _vm("app01", False),
+        },
+        at=NOW,
+    )
     every = _desired("sql01", "web01", "app01")
     metrics.update_from_plan(plan.build_plan(every, observed, NOW), observed)
 
@@ -188,10 +225,13 @@ def test_prometheus_scrapes_the_vm_series_and_sees_a_removed_vm_go(
         series = prometheus.query("drctl_vm_converged")
         assert {(r["metric"]["job"], r["metric"]["plan"]) for r in series} == {("drctl", "finance")}
         # Replication is exported only where it flows as the spec says.
-        assert {r["metric"]["vm"] for r in prometheus.query(
-            "drctl_replication_last_sync_timestamp_seconds")} == {"sql01"}
+        assert {
+            r["metric"]["vm"]
+            for r in prometheus.query("drctl_replication_last_sync_timestamp_seconds")
+        } == {"sql01"}
         assert [r["metric"]["phase"] for r in prometheus.query('drctl_vm_info{vm="web01"}')] == [
-            "Stopping"]
+            "Stopping"
+        ]
 
         # web01 leaves the spec: the next scrape marks its series stale, so it is gone.
         fewer = _desired("sql01", "app01")

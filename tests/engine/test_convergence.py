@@ -29,9 +29,17 @@ from reconciler.kits.clock import VirtualClock
 SITES = ("ams", "rtm")
 NAMES = ("sql01", "app01", "web01", "web02")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-TIMINGS = lifecycle.Timings(planned_failover=3, unplanned_failover=2, commit=1,
-                            reverse_replicate=2, initial_replication=6, stop_vm=1,
-                            test_failover=2, test_failover_cleanup=1, replication_interval=5)
+TIMINGS = lifecycle.Timings(
+    planned_failover=3,
+    unplanned_failover=2,
+    commit=1,
+    reverse_replicate=2,
+    initial_replication=6,
+    stop_vm=1,
+    test_failover=2,
+    test_failover_cleanup=1,
+    replication_interval=5,
+)
 
 site = st.sampled_from(SITES)
 vm_name = st.sampled_from(NAMES)
@@ -70,19 +78,32 @@ def specs(draw: st.DrawFn) -> spec.DesiredState:
         other = SITES[1] if active == SITES[0] else SITES[0]
         replication = None if draw(st.integers(0, 4)) == 0 else (active, other)
         group = group_names[min(i, 2)] if grouped else None
-        vms.append(spec.DesiredVM("finance", name, active, replication,
-                                  draw(st.booleans()), group))
+        vms.append(spec.DesiredVM("finance", name, active, replication, draw(st.booleans()), group))
     groups: tuple[spec.Group, ...] = ()
     if grouped:
-        groups = (spec.Group("db", (), ("sql01",)), spec.Group("app", ("db",), ("app01",)),
-                  spec.Group("web", ("app",), ("web01", "web02")))
-    return spec.DesiredState(plans=(spec.PlanSpec(
-        "finance", "finance.yaml", SITES, allow_data_loss=False,
-        max_parallel=draw(st.integers(1, 4)), groups=groups, vms=tuple(vms)),))
+        groups = (
+            spec.Group("db", (), ("sql01",)),
+            spec.Group("app", ("db",), ("app01",)),
+            spec.Group("web", ("app",), ("web01", "web02")),
+        )
+    return spec.DesiredState(
+        plans=(
+            spec.PlanSpec(
+                "finance",
+                "finance.yaml",
+                SITES,
+                allow_data_loss=False,
+                max_parallel=draw(st.integers(1, 4)),
+                groups=groups,
+                vms=tuple(vms),
+            ),
+        )
+    )
 
 
-def build_fabric(state_dir: Path, clock: VirtualClock,
-                 drawn: tuple[list[InventoryVM], list[tuple[object, ...]]]) -> sim.SimFabric:
+def build_fabric(
+    state_dir: Path, clock: VirtualClock, drawn: tuple[list[InventoryVM], list[tuple[object, ...]]]
+) -> sim.SimFabric:
     vms, chaos = drawn
     sim.init_fabric(state_dir, Inventory(SITES, tuple(vms), TIMINGS), clock)
     fabric = sim.SimFabric(state_dir, clock)
@@ -96,8 +117,14 @@ def build_fabric(state_dir: Path, clock: VirtualClock,
             elif kind == "move":
                 fabric.move(str(args[0]), str(args[1]))
             elif kind == "op":
-                fabric.start(base.Request(str(args[0]), Operation(args[1]), str(args[2]),
-                                          shutdown_source=bool(args[3])))
+                fabric.start(
+                    base.Request(
+                        str(args[0]),
+                        Operation(args[1]),
+                        str(args[2]),
+                        shutdown_source=bool(args[3]),
+                    )
+                )
             elif kind == "lag":
                 fabric.lag(str(args[0]), float(str(args[1])))
             elif kind == "resync":
@@ -134,8 +161,14 @@ def test_planner_never_proposes_an_action_the_fabric_rejects(
         built = plan.build_plan(desired, observed, clock.now())
         for action in built.ready_actions():
             try:
-                fabric.start(base.Request(action.vm, action.operation, action.target_site,
-                                          shutdown_source=action.shutdown_source))
+                fabric.start(
+                    base.Request(
+                        action.vm,
+                        action.operation,
+                        action.target_site,
+                        shutdown_source=action.shutdown_source,
+                    )
+                )
             except RejectedError as exc:
                 raise AssertionError(f"planner proposed {action}, fabric said: {exc}") from exc
 
@@ -155,8 +188,9 @@ def test_plan_and_execute_converge_once_faults_are_healed(
         # A required resync clears by itself (ASR's scheduled resync); until it
         # does, a VM that must move without consent to lose data is Blocked.
         clock.advance(TIMINGS.initial_replication + 1)
-        executor = execute.Executor(fabric, journal.Journal(Path(tmp)), clock,
-                                    execute.Settings(poll_interval=1.0))
+        executor = execute.Executor(
+            fabric, journal.Journal(Path(tmp)), clock, execute.Settings(poll_interval=1.0)
+        )
         outcome = execute.apply(executor, desired, "rev1", timeout=3600)
         stuck = [(vp.name, vp.phase, vp.reason) for vp in outcome.plan.vms if not vp.converged]
         assert outcome.converged, stuck
@@ -168,8 +202,9 @@ def test_plan_and_execute_converge_once_faults_are_healed(
 
 def max_in_flight(jobs: list[Job]) -> int:
     """The most jobs running at one instant (a job ends before one starting then)."""
-    edges = sorted([(j.started_at, 1) for j in jobs]
-                   + [(j.finished_at or j.started_at, -1) for j in jobs])
+    edges = sorted(
+        [(j.started_at, 1) for j in jobs] + [(j.finished_at or j.started_at, -1) for j in jobs]
+    )
     running = peak = 0
     for _at, step in edges:
         running += step

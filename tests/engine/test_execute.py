@@ -24,9 +24,19 @@ def setup(tmp_path: Path) -> tuple[VirtualClock, sim.SimFabric, spec.DesiredStat
     clock = VirtualClock()
     (tmp_path / "inv.yaml").write_text(INVENTORY)
     sim.init_fabric(tmp_path, inventory.load_inventory(tmp_path / "inv.yaml"), clock)
-    desired = spec.DesiredState(plans=(spec.PlanSpec(
-        "finance", "finance.yaml", ("ams", "rtm"), allow_data_loss=False, max_parallel=10,
-        groups=(), vms=(spec.DesiredVM("finance", "sql01", "rtm", ("rtm", "ams"), False, None),)),))
+    desired = spec.DesiredState(
+        plans=(
+            spec.PlanSpec(
+                "finance",
+                "finance.yaml",
+                ("ams", "rtm"),
+                allow_data_loss=False,
+                max_parallel=10,
+                groups=(),
+                vms=(spec.DesiredVM("finance", "sql01", "rtm", ("rtm", "ams"), False, None),),
+            ),
+        )
+    )
     return clock, sim.SimFabric(tmp_path, clock), desired
 
 
@@ -42,8 +52,9 @@ def test_intent_whose_call_reached_the_fabric_is_adopted_not_reissued(tmp_path: 
     collected = metrics.Metrics()
     executor = execute.Executor(fabric, history, clock, on_event=collected.record_event)
     assert executor.running == 1
-    in_flight = collected.registry.get_sample_value("drctl_actions_in_flight",
-                                                    {"operation": "StopVM"})
+    in_flight = collected.registry.get_sample_value(
+        "drctl_actions_in_flight", {"operation": "StopVM"}
+    )
     assert in_flight == 1
     outcome = execute.apply(executor, desired, "rev1", timeout=120)
     assert outcome.converged
@@ -84,8 +95,9 @@ def test_replacing_the_fabric_closes_the_actions_still_open(tmp_path: Path) -> N
     history = journal.Journal(tmp_path)
     entry = history.record_intent(STOP, "rev1", clock.now())
     history.record_started(entry, "job-000001", clock.now())
-    assert cli.main(["fabric", "init", str(tmp_path / "inv.yaml"), "--state-dir",
-                     str(tmp_path)]) == 0
+    assert (
+        cli.main(["fabric", "init", str(tmp_path / "inv.yaml"), "--state-dir", str(tmp_path)]) == 0
+    )
     closed = history.entries()[0]
     assert closed.result == journal.ABANDONED
     assert closed.error == "the simulated fabric was replaced by drctl fabric init"

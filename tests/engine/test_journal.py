@@ -57,4 +57,6 @@ def test_open_entries_are_intents_and_running_jobs(tmp_path: Path) -> None:
     done = j.record_intent(FAILOVER, "rev1", T0)
     j.record_outcome(done, journal.SUCCEEDED, T0)
     assert [(e.id, e.job_id, e.result) for e in j.open_entries()] == [
-        (intent, None, journal.INTENDED), (running, "job-7", journal.RUNNING)]
+        (intent, None, journal.INTENDED),
+        (running, "job-7", journal.RUNNING),
+    ]

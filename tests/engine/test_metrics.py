@@ -42,8 +42,15 @@ from reconciler.kits.clock import VirtualClock
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 OP = Operation
 RULES_TEST = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "drctl-rules.test.yaml"
-PROTECTED_OPS = frozenset({OP.PLANNED_FAILOVER, OP.UNPLANNED_FAILOVER, OP.TEST_FAILOVER,
-                           OP.DISABLE_REPLICATION, OP.STOP_VM})
+PROTECTED_OPS = frozenset(
+    {
+        OP.PLANNED_FAILOVER,
+        OP.UNPLANNED_FAILOVER,
+        OP.TEST_FAILOVER,
+        OP.DISABLE_REPLICATION,
+        OP.STOP_VM,
+    }
+)
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -64,52 +71,86 @@ def scrape(metrics: Metrics) -> dict[str, dict[Labels, float]]:
 def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
-        pytest.fail("promtool is not on PATH: install the Debian package 'prometheus' "
-                    "(apt-get install -y prometheus); this test does not skip without it")
+        pytest.fail(
+            "promtool is not on PATH: install the Debian package 'prometheus' "
+            "(apt-get install -y prometheus); this test does not skip without it"
+        )
     return path
 
 
 # --- constructed specs and observations ---------------------------------------------
 
 
-def want(name: str, site: str = "ams", *, replication: bool = True, plan_name: str = "finance",
-         allow_data_loss: bool = False) -> spec.DesiredVM:
+def want(
+    name: str,
+    site: str = "ams",
+    *,
+    replication: bool = True,
+    plan_name: str = "finance",
+    allow_data_loss: bool = False,
+) -> spec.DesiredVM:
     other = "rtm" if site == "ams" else "ams"
-    return spec.DesiredVM(plan_name, name, site, (site, other) if replication else None,
-                          allow_data_loss, None)
+    return spec.DesiredVM(
+        plan_name, name, site, (site, other) if replication else None, allow_data_loss, None
+    )
 
 
 def desired(*vms: spec.DesiredVM) -> spec.DesiredState:
     by_plan: dict[str, list[spec.DesiredVM]] = defaultdict(list)
     for vm in vms:
         by_plan[vm.plan].append(vm)
-    return spec.DesiredState(plans=tuple(
-        spec.PlanSpec(name, f"{name}.yaml", ("ams", "rtm"), False, 10, (), tuple(members))
-        for name, members in by_plan.items()))
+    return spec.DesiredState(
+        plans=tuple(
+            spec.PlanSpec(name, f"{name}.yaml", ("ams", "rtm"), False, 10, (), tuple(members))
+            for name, members in by_plan.items()
+        )
+    )
 
 
-def vm(name: str, active: str = "ams", *, running: tuple[str, ...] | None = None,
-       replication: str | None = "ams->rtm",
-       rstate: ReplicationState = ReplicationState.REPLICATING,
-       last_sync_age: float = 10.0, job: Job | None = None,
-       protection: ProtectionState = ProtectionState.PROTECTED) -> ObservedVM:
+def vm(
+    name: str,
+    active: str = "ams",
+    *,
+    running: tuple[str, ...] | None = None,
+    replication: str | None = "ams->rtm",
+    rstate: ReplicationState = ReplicationState.REPLICATING,
+    last_sync_age: float = 10.0,
+    job: Job | None = None,
+    protection: ProtectionState = ProtectionState.PROTECTED,
+) -> ObservedVM:
     rep = None
     if replication is not None:
         source, target = replication.split("->")
-        rep = Replication(source, target, rstate,
-                          last_sync=NOW - timedelta(seconds=last_sync_age), interval_seconds=30.0)
-    return ObservedVM(name, active, (active,) if running is None else running, protection,
-                      rep, PROTECTED_OPS, job)
+        rep = Replication(
+            source,
+            target,
+            rstate,
+            last_sync=NOW - timedelta(seconds=last_sync_age),
+            interval_seconds=30.0,
+        )
+    return ObservedVM(
+        name, active, (active,) if running is None else running, protection, rep, PROTECTED_OPS, job
+    )
 
 
 def observed(*vms: ObservedVM, down: tuple[str, ...] = ()) -> Observed:
-    return Observed(sites={s: Site(s, s not in down) for s in ("ams", "rtm")},
-                    vms={v.name: v for v in vms}, at=NOW)
+    return Observed(
+        sites={s: Site(s, s not in down) for s in ("ams", "rtm")},
+        vms={v.name: v for v in vms},
+        at=NOW,
+    )
 
 
 def failover_job(name: str, target: str = "rtm") -> Job:
-    return Job(f"job-{name}", name, OP.PLANNED_FAILOVER, JobState.RUNNING,
-               NOW - timedelta(seconds=30), progress=0.4, target_site=target)
+    return Job(
+        f"job-{name}",
+        name,
+        OP.PLANNED_FAILOVER,
+        JobState.RUNNING,
+        NOW - timedelta(seconds=30),
+        progress=0.4,
+        target_site=target,
+    )
 
 
 def updated(d: spec.DesiredState, o: Observed) -> Metrics:
@@ -118,10 +159,14 @@ def updated(d: spec.DesiredState, o: Observed) -> Metrics:
     return metrics
 
 
-def event(kind: EventKind, vm_name: str, operation: Operation, job_id: str | None = "job-1",
-          **extra: float | str | None) -> Event:
-    return Event(kind, "finance", vm_name, operation, "rtm", NOW, job_id,
-                 **extra)  # type: ignore[arg-type]
+def event(
+    kind: EventKind,
+    vm_name: str,
+    operation: Operation,
+    job_id: str | None = "job-1",
+    **extra: float | str | None,
+) -> Event:
+    return Event(kind, "finance", vm_name, operation, "rtm", NOW, job_id, **extra)  # type: ignore[arg-type]
 
 
 # --- per-VM, per-plan and per-site series -----------------------------------------
@@ -147,34 +192,62 @@ def test_vm_series_show_each_vms_convergence_block_and_whereabouts() -> None:
         lbl(plan="finance", vm="app01"): 1.0,
     }
     assert got["drctl_vm_info"] == {
-        lbl(plan="finance", vm="sql01", desired_site="ams", active_site="ams",
-            replication="ams->rtm", phase="Converged"): 1.0,
-        lbl(plan="finance", vm="web01", desired_site="rtm", active_site="ams",
-            replication="ams->rtm", phase="FailingOver"): 1.0,
-        lbl(plan="finance", vm="app01", desired_site="ams", active_site="",
-            replication="", phase="Blocked"): 1.0,
+        lbl(
+            plan="finance",
+            vm="sql01",
+            desired_site="ams",
+            active_site="ams",
+            replication="ams->rtm",
+            phase="Converged",
+        ): 1.0,
+        lbl(
+            plan="finance",
+            vm="web01",
+            desired_site="rtm",
+            active_site="ams",
+            replication="ams->rtm",
+            phase="FailingOver",
+        ): 1.0,
+        lbl(
+            plan="finance",
+            vm="app01",
+            desired_site="ams",
+            active_site="",
+            replication="",
+            phase="Blocked",
+        ): 1.0,
     }
 
 
 def test_plan_series_say_whether_every_vm_is_placed_and_converged() -> None:
     """finance: placed but sql01 still syncing; hr: converged; ops: web01 not yet moved."""
     metrics = updated(
-        desired(want("sql01"), want("app01"), want("hr01", plan_name="hr"),
-                want("web01", "rtm", plan_name="ops")),
-        observed(vm("sql01", rstate=ReplicationState.INITIAL_SYNC), vm("app01"), vm("hr01"),
-                 vm("web01")),
+        desired(
+            want("sql01"),
+            want("app01"),
+            want("hr01", plan_name="hr"),
+            want("web01", "rtm", plan_name="ops"),
+        ),
+        observed(
+            vm("sql01", rstate=ReplicationState.INITIAL_SYNC), vm("app01"), vm("hr01"), vm("web01")
+        ),
     )
     got = scrape(metrics)
     assert got["drctl_plan_placed"] == {
-        lbl(plan="finance"): 1.0, lbl(plan="hr"): 1.0, lbl(plan="ops"): 0.0}
+        lbl(plan="finance"): 1.0,
+        lbl(plan="hr"): 1.0,
+        lbl(plan="ops"): 0.0,
+    }
     assert got["drctl_plan_converged"] == {
-        lbl(plan="finance"): 0.0, lbl(plan="hr"): 1.0, lbl(plan="ops"): 0.0}
+        lbl(plan="finance"): 0.0,
+        lbl(plan="hr"): 1.0,
+        lbl(plan="ops"): 0.0,
+    }
 
 
 def test_site_connected_follows_the_fabric() -> None:
     metrics = updated(desired(want("sql01")), observed(vm("sql01"), down=("rtm",)))
-    assert scrape(metrics)["drctl_site_connected"] == {
-        lbl(site="ams"): 1.0, lbl(site="rtm"): 0.0}
+    assert scrape(metrics)["drctl_site_connected"] == {lbl(site="ams"): 1.0, lbl(site="rtm"): 0.0}
 
 
 def test_a_vm_removed_from_the_spec_leaves_the_exposition() -> None:
@@ -205,7 +278,8 @@ def test_replication_series_while_replicating_as_the_spec_says() -> None:
     got = scrape(metrics)
     last_sync = (NOW - timedelta(seconds=12)).timestamp()
     assert got["drctl_replication_last_sync_timestamp_seconds"] == {
-        lbl(plan="finance", vm="sql01"): last_sync}
+        lbl(plan="finance", vm="sql01"): last_sync
+    }
     assert got["drctl_replication_interval_seconds"] == {lbl(plan="finance", vm="sql01"): 30.0}
 
 
@@ -213,8 +287,9 @@ def test_no_replication_series_with_replication_off() -> None:
     """Off in the spec and in the fabric, or off in the spec while the fabric still replicates."""
     metrics = updated(
         desired(want("sql01", replication=False), want("web01", replication=False)),
-        observed(vm("sql01", replication=None, protection=ProtectionState.UNPROTECTED),
-                 vm("web01")),
+        observed(
+            vm("sql01", replication=None, protection=ProtectionState.UNPROTECTED), vm("web01")
+        ),
     )
     got = scrape(metrics)
     assert got["drctl_vm_converged"][lbl(plan="finance", vm="sql01")] == 1.0
@@ -226,12 +301,14 @@ def test_no_replication_series_during_a_failover() -> None:
     """Mid-failover the last sync ages by design; an RPO alert on it must not fire."""
     metrics = updated(
         desired(want("sql01", "rtm"), want("app01")),
-        observed(vm("sql01", running=(), job=failover_job("sql01"), last_sync_age=600.0),
-                 vm("app01")),
+        observed(
+            vm("sql01", running=(), job=failover_job("sql01"), last_sync_age=600.0), vm("app01")
+        ),
     )
     got = scrape(metrics)
     assert set(got["drctl_replication_last_sync_timestamp_seconds"]) == {
-        lbl(plan="finance", vm="app01")}
+        lbl(plan="finance", vm="app01")
+    }
     assert set(got["drctl_replication_interval_seconds"]) == {lbl(plan="finance", vm="app01")}
 
 
@@ -248,12 +325,16 @@ def test_stalled_replication_keeps_its_series_so_the_rpo_alert_fires() -> None:
     """
     metrics = updated(
         desired(want("sql01"), want("app01"), want("web01")),
-        observed(vm("sql01", rstate=ReplicationState.RESYNC_REQUIRED, last_sync_age=900.0),
-                 vm("app01", rstate=ReplicationState.PAUSED, last_sync_age=900.0),
-                 vm("web01", rstate=ReplicationState.INITIAL_SYNC)),
+        observed(
+            vm("sql01", rstate=ReplicationState.RESYNC_REQUIRED, last_sync_age=900.0),
+            vm("app01", rstate=ReplicationState.PAUSED, last_sync_age=900.0),
+            vm("web01", rstate=ReplicationState.INITIAL_SYNC),
+        ),
     )
     assert set(scrape(metrics)["drctl_replication_last_sync_timestamp_seconds"]) == {
-        lbl(plan="finance", vm="sql01"), lbl(plan="finance", vm="app01")}
+        lbl(plan="finance", vm="sql01"),
+        lbl(plan="finance", vm="app01"),
+    }
 
 
 # --- actions -----------------------------------------------------------------------------
@@ -266,10 +347,19 @@ def test_in_flight_gauge_goes_up_on_start_and_down_when_the_job_ends() -> None:
     metrics.record_event(event(EventKind.STARTED, "sql01", OP.PLANNED_FAILOVER, "job-1"))
     metrics.record_event(event(EventKind.STARTED, "web01", OP.PLANNED_FAILOVER, "job-2"))
     assert scrape(metrics)["drctl_actions_in_flight"][in_flight] == 2.0
-    metrics.record_event(event(EventKind.SUCCEEDED, "sql01", OP.PLANNED_FAILOVER, "job-1",
-                               seconds=90.0, data_loss_seconds=0.0))
-    metrics.record_event(event(EventKind.FAILED, "web01", OP.PLANNED_FAILOVER, "job-2",
-                               seconds=20.0, error="boom"))
+    metrics.record_event(
+        event(
+            EventKind.SUCCEEDED,
+            "sql01",
+            OP.PLANNED_FAILOVER,
+            "job-1",
+            seconds=90.0,
+            data_loss_seconds=0.0,
+        )
+    )
+    metrics.record_event(
+        event(EventKind.FAILED, "web01", OP.PLANNED_FAILOVER, "job-2", seconds=20.0, error="boom")
+    )
     assert scrape(metrics)["drctl_actions_in_flight"][in_flight] == 0.0
 
 
@@ -304,13 +394,30 @@ def test_actions_total_counts_outcomes_and_duration_times_finished_jobs() -> Non
 
 def test_data_loss_histogram_has_one_sample_per_failover_zero_for_planned() -> None:
     metrics = Metrics()
-    metrics.record_event(event(EventKind.SUCCEEDED, "sql01", OP.PLANNED_FAILOVER, "job-1",
-                               seconds=120.0))
-    metrics.record_event(event(EventKind.SUCCEEDED, "web01", OP.UNPLANNED_FAILOVER, "job-2",
-                               seconds=60.0, data_loss_seconds=42.5))
+    metrics.record_event(
+        event(EventKind.SUCCEEDED, "sql01", OP.PLANNED_FAILOVER, "job-1", seconds=120.0)
+    )
+    metrics.record_event(
+        event(
+            EventKind.SUCCEEDED,
+            "web01",
+            OP.UNPLANNED_FAILOVER,
+            "job-2",
+            seconds=60.0,
+            data_loss_seconds=42.5,
+        )
+    )
     # A failed failover moved nothing and lost nothing: no sample.
-    metrics.record_event(event(EventKind.FAILED, "app01", OP.UNPLANNED_FAILOVER, "job-3",
-                               seconds=5.0, error="replica unreachable"))
+    metrics.record_event(
+        event(
+            EventKind.FAILED,
+            "app01",
+            OP.UNPLANNED_FAILOVER,
+            "job-3",
+            seconds=5.0,
+            error="replica unreachable",
+        )
+    )
     got = scrape(metrics)
     assert got["drctl_failover_data_loss_seconds_count"] == {lbl(plan="finance"): 2.0}
     assert got["drctl_failover_data_loss_seconds_sum"] == {lbl(plan="finance"): 42.5}
@@ -329,7 +436,10 @@ def test_reconcile_passes_are_counted_by_result_and_timed() -> None:
     metrics.record_reconcile("invalid_spec", 0.01)
     got = scrape(metrics)
     assert got["drctl_reconcile_total"] == {
-        lbl(result="success"): 2.0, lbl(result="error"): 0.0, lbl(result="invalid_spec"): 1.0}
+        lbl(result="success"): 2.0,
+        lbl(result="error"): 0.0,
+        lbl(result="invalid_spec"): 1.0,
+    }
     assert got["drctl_reconcile_duration_seconds_count"] == {(): 3.0}
     assert got["drctl_reconcile_duration_seconds_sum"][()] == pytest.approx(0.51)
 
@@ -392,19 +502,34 @@ def test_a_round_trip_on_the_simulator_leaves_consistent_metrics() -> None:
     """
     clock = VirtualClock(NOW)
     metrics = Metrics()
-    timings = lifecycle.Timings(planned_failover=3, commit=1, reverse_replicate=2,
-                                initial_replication=6, stop_vm=1, replication_interval=5)
-    inventory = Inventory(("ams", "rtm"), (InventoryVM("sql01", "ams", ("ams", "rtm")),
-                                           InventoryVM("app01", "ams", ("ams", "rtm"))), timings)
+    timings = lifecycle.Timings(
+        planned_failover=3,
+        commit=1,
+        reverse_replicate=2,
+        initial_replication=6,
+        stop_vm=1,
+        replication_interval=5,
+    )
+    inventory = Inventory(
+        ("ams", "rtm"),
+        (InventoryVM("sql01", "ams", ("ams", "rtm")), InventoryVM("app01", "ams", ("ams", "rtm"))),
+        timings,
+    )
     mid_failover: list[bool] = []
     with tempfile.TemporaryDirectory() as tmp:
         sim.init_fabric(Path(tmp), inventory, clock)
         clock.advance(10)
-        with sim.SimFabric(Path(tmp), clock) as fabric, \
-                contextlib.closing(journal.Journal(Path(tmp))) as journal_db:
-            executor = execute.Executor(fabric, journal_db, clock,
-                                        execute.Settings(poll_interval=1.0),
-                                        on_event=metrics.record_event)
+        with (
+            sim.SimFabric(Path(tmp), clock) as fabric,
+            contextlib.closing(journal.Journal(Path(tmp))) as journal_db,
+        ):
+            executor = execute.Executor(
+                fabric,
+                journal_db,
+                clock,
+                execute.Settings(poll_interval=1.0),
+                on_event=metrics.record_event,
+            )
 
             def after_step(built: plan.Plan) -> None:
                 o = fabric.observe()
@@ -415,19 +540,36 @@ def test_a_round_trip_on_the_simulator_leaves_consistent_metrics() -> None:
                     mid_failover.append(lbl(plan="finance", vm="sql01") in syncs)
 
             for site in ("rtm", "ams"):
-                outcome = execute.apply(executor, desired(want("sql01", site), want("app01")),
-                                        f"rev-{site}", timeout=600, after_step=after_step)
+                outcome = execute.apply(
+                    executor,
+                    desired(want("sql01", site), want("app01")),
+                    f"rev-{site}",
+                    timeout=600,
+                    after_step=after_step,
+                )
                 assert outcome.converged
                 clock.advance(10)  # a replication cycle after the reprotect
-                after_step(executor.step(desired(want("sql01", site), want("app01")),
-                                         f"rev-{site}"))
+                after_step(
+                    executor.step(desired(want("sql01", site), want("app01")), f"rev-{site}")
+                )
                 got = scrape(metrics)
-                assert got["drctl_vm_info"][lbl(
-                    plan="finance", vm="sql01", desired_site=site, active_site=site,
-                    replication=f"{site}->{'ams' if site == 'rtm' else 'rtm'}",
-                    phase="Converged")] == 1.0
-                assert lbl(plan="finance", vm="sql01") in got[
-                    "drctl_replication_last_sync_timestamp_seconds"]
+                assert (
+                    got["drctl_vm_info"][
+                        lbl(
+                            plan="finance",
+                            vm="sql01",
+                            desired_site=site,
+                            active_site=site,
+                            replication=f"{site}->{'ams' if site == 'rtm' else 'rtm'}",
+                            phase="Converged",
+                        )
+                    ]
+                    == 1.0
+                )
+                assert (
+                    lbl(plan="finance", vm="sql01")
+                    in got["drctl_replication_last_sync_timestamp_seconds"]
+                )
     assert mid_failover
     assert not any(mid_failover)
     assert got["drctl_plan_converged"] == {lbl(plan="finance"): 1.0}
@@ -442,40 +584,63 @@ def test_a_round_trip_on_the_simulator_leaves_consistent_metrics() -> None:
 
 def test_promtool_check_metrics_reports_no_problem_on_a_realistic_exposition() -> None:
     metrics = updated(
-        desired(want("sql01"), want("web01", "rtm"), want("app01", replication=False),
-                want("hr01", plan_name="hr"), want("gone01")),
-        observed(vm("sql01"), vm("web01", running=(), job=failover_job("web01")),
-                 vm("app01", replication=None, protection=ProtectionState.UNPROTECTED),
-                 vm("hr01", rstate=ReplicationState.RESYNC_REQUIRED)),
+        desired(
+            want("sql01"),
+            want("web01", "rtm"),
+            want("app01", replication=False),
+            want("hr01", plan_name="hr"),
+            want("gone01"),
+        ),
+        observed(
+            vm("sql01"),
+            vm("web01", running=(), job=failover_job("web01")),
+            vm("app01", replication=None, protection=ProtectionState.UNPROTECTED),
+            vm("hr01", rstate=ReplicationState.RESYNC_REQUIRED),
+        ),
     )
     metrics.set_spec(True, "3f2a9c1", 1_790_000_000.0)
     metrics.record_reconcile("success", 0.4)
     metrics.record_event(event(EventKind.STARTED, "web01", OP.PLANNED_FAILOVER))
-    metrics.record_event(event(EventKind.SUCCEEDED, "web01", OP.PLANNED_FAILOVER,
-                               seconds=200.0))
+    metrics.record_event(event(EventKind.SUCCEEDED, "web01", OP.PLANNED_FAILOVER, seconds=200.0))
     metrics.observe_placement("finance", 300.0)
     metrics.observe_convergence("finance", 900.0)
-    result = subprocess.run([promtool(), "check", "metrics"], input=metrics.exposition(),
-                            capture_output=True, check=False, timeout=60)
+    result = subprocess.run(
+        [promtool(), "check", "metrics"],
+        input=metrics.exposition(),
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
     assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
 
 
 def test_promtool_check_metrics_would_report_a_problem() -> None:
     """The check above can fail: promtool does flag a badly named series."""
     bad = b"# HELP drctl_actions Actions.\n# TYPE drctl_actions counter\ndrctl_actions 1\n"
-    result = subprocess.run([promtool(), "check", "metrics"], input=bad,
-                            capture_output=True, check=False, timeout=60)
+    result = subprocess.run(
+        [promtool(), "check", "metrics"], input=bad, capture_output=True, check=False, timeout=60
+    )
     assert result.returncode != 0
-    assert b"counter metrics should have \"_total\" suffix" in result.stdout + result.stderr
+    assert b'counter metrics should have "_total" suffix' in result.stdout + result.stderr
 
 
 def test_alert_rules_pass_their_promtool_unit_tests() -> None:
     rules = RULES_TEST.with_name("drctl-rules.yaml")
-    checked = subprocess.run([promtool(), "check", "rules", str(rules)],
-                             capture_output=True, text=True, check=False, timeout=60)
+    checked = subprocess.run(
+        [promtool(), "check", "rules", str(rules)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    tested = subprocess.run([promtool(), "test", "rules", str(RULES_TEST)],
-                            capture_output=True, text=True, check=False, timeout=60)
+    tested = subprocess.run(
+        [promtool(), "test", "rules", str(RULES_TEST)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "SUCCESS" in tested.stdout
 

@@ -18,8 +18,9 @@ T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
 def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 @pytest.fixture
@@ -27,8 +28,13 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A repository whose user has no identity configured anywhere."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    for name in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
-                 "GIT_COMMITTER_EMAIL", "EMAIL"):
+    for name in (
+        "GIT_AUTHOR_NAME",
+        "GIT_AUTHOR_EMAIL",
+        "GIT_COMMITTER_NAME",
+        "GIT_COMMITTER_EMAIL",
+        "EMAIL",
+    ):
         monkeypatch.delenv(name, raising=False)
     root = tmp_path / "repo"
     (root / "specs").mkdir(parents=True)
@@ -37,24 +43,37 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     git(root, "config", "user.useConfigOnly", "true")
     (root / "specs" / "finance.yaml").write_text("# a spec\n")
     git(root, "add", "-A")
-    git(root, "-c", "user.name=Ops", "-c", "user.email=ops@example.com",
-        "commit", "-q", "-m", "Move sql01 to rtm")
+    git(
+        root,
+        "-c",
+        "user.name=Ops",
+        "-c",
+        "user.email=ops@example.com",
+        "commit",
+        "-q",
+        "-m",
+        "Move sql01 to rtm",
+    )
     return root
 
 
 def entries(state_dir: Path, revision: str) -> list[journal.Entry]:
     j = journal.Journal(state_dir)
-    failover = j.record_intent(plan.Action("finance", "sql01", Operation.UNPLANNED_FAILOVER,
-                                           "rtm"), revision, T0)
+    failover = j.record_intent(
+        plan.Action("finance", "sql01", Operation.UNPLANNED_FAILOVER, "rtm"), revision, T0
+    )
     j.record_started(failover, "job-1", T0 + timedelta(seconds=1))
-    j.record_outcome(failover, journal.SUCCEEDED, T0 + timedelta(seconds=90),
-                     data_loss_seconds=42.0)
-    commit = j.record_intent(plan.Action("finance", "sql01", Operation.COMMIT, None),
-                             revision, T0 + timedelta(minutes=2))
+    j.record_outcome(
+        failover, journal.SUCCEEDED, T0 + timedelta(seconds=90), data_loss_seconds=42.0
+    )
+    commit = j.record_intent(
+        plan.Action("finance", "sql01", Operation.COMMIT, None), revision, T0 + timedelta(minutes=2)
+    )
     j.record_started(commit, "job-2", T0 + timedelta(minutes=2))
     j.record_outcome(commit, journal.FAILED, T0 + timedelta(minutes=3), "host busy")
-    other = j.record_intent(plan.Action("finance", "web01", Operation.PLANNED_FAILOVER, "rtm"),
-                            "another-revision", T0)
+    other = j.record_intent(
+        plan.Action("finance", "web01", Operation.PLANNED_FAILOVER, "rtm"), "another-revision", T0
+    )
     j.record_outcome(other, journal.SUCCEEDED, T0)
     found = j.entries()
     j.close()
@@ -62,8 +81,12 @@ def entries(state_dir: Path, revision: str) -> list[journal.Entry]:
 
 
 def test_the_summary_lists_each_vms_operations_and_the_blocked_vms(tmp_path: Path) -> None:
-    text = notes.summarise("rev1", entries(tmp_path, "rev1"), "blocked",
-                           {"web01": "needs allowDataLoss: true\nsite ams is unreachable"})
+    text = notes.summarise(
+        "rev1",
+        entries(tmp_path, "rev1"),
+        "blocked",
+        {"web01": "needs allowDataLoss: true\nsite ams is unreachable"},
+    )
     assert text == (
         "drctl: blocked\n"
         "\n"
@@ -81,7 +104,8 @@ def test_the_summary_lists_each_vms_operations_and_the_blocked_vms(tmp_path: Pat
 
 def test_a_revision_that_needed_nothing_says_so(tmp_path: Path) -> None:
     assert notes.summarise("rev2", entries(tmp_path, "rev1"), "converged", {}) == (
-        "drctl: converged\n\ndrctl ran no operation for this revision\n")
+        "drctl: converged\n\ndrctl ran no operation for this revision\n"
+    )
 
 
 def test_attach_shows_the_note_in_git_log_and_touches_nothing_else(
@@ -95,14 +119,16 @@ def test_attach_shows_the_note_in_git_log_and_touches_nothing_else(
     notes.attach(repo / "specs", head, text)
 
     assert git(repo, "notes", "--ref=drctl", "show", head) == text.rstrip("\n")
-    assert "Notes (drctl):\n    drctl: converged" in git(repo, "log", "--notes=drctl",
-                                                           "--", "specs/")
+    assert "Notes (drctl):\n    drctl: converged" in git(
+        repo, "log", "--notes=drctl", "--", "specs/"
+    )
     assert git(repo, "rev-parse", "HEAD") == head
     assert git(repo, "symbolic-ref", "HEAD") == "refs/heads/main"
     assert git(repo, "status", "--porcelain") == status
     assert (repo / "specs" / "finance.yaml").read_text() == "# an edit in progress\n"
     assert git(repo, "log", "-1", "--format=%an <%ae>", "refs/notes/drctl") == (
-        "drctl <drctl@localhost>")
+        "drctl <drctl@localhost>"
+    )
 
 
 def test_attaching_again_replaces_the_note(repo: Path) -> None:
@@ -117,6 +143,7 @@ def test_a_git_failure_is_a_drctl_error_with_gits_message(repo: Path) -> None:
     with pytest.raises(errors.GitError) as caught:
         notes.attach(repo, "0" * 40, "drctl: converged\n")
     assert "cannot attach the drctl note to 0000000000000000000000000000000000000000" in str(
-        caught.value)
+        caught.value
+    )
     assert "fatal:" in str(caught.value)
     assert not git(repo, "for-each-ref", "refs/notes/")

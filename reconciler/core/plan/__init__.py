@@ -106,8 +106,14 @@ class Action:
         return None
 
 
-_MOVES = frozenset({Operation.PLANNED_FAILOVER, Operation.UNPLANNED_FAILOVER,
-                    Operation.REVERSE_REPLICATE, Operation.ENABLE_REPLICATION})
+_MOVES = frozenset(
+    {
+        Operation.PLANNED_FAILOVER,
+        Operation.UNPLANNED_FAILOVER,
+        Operation.REVERSE_REPLICATE,
+        Operation.ENABLE_REPLICATION,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,14 +210,18 @@ def _with_attempts(
     if tried is None or tried.failures == 0:
         return decided
     if tried.failures >= max_attempts:
-        reason = (f"{action.operation} failed {tried.failures} times for this revision: "
-                  f"{tried.last_error}; fix the cause in the fabric, then commit a spec "
-                  "change (a new revision) to try again")
+        reason = (
+            f"{action.operation} failed {tried.failures} times for this revision: "
+            f"{tried.last_error}; fix the cause in the fabric, then commit a spec "
+            "change (a new revision) to try again"
+        )
         return dataclasses.replace(decided, phase=Phase.BLOCKED, reason=reason, action=None)
     if tried.retry_at is not None and tried.retry_at > now:
         wait = (tried.retry_at - now).total_seconds()
-        reason = (f"{decided.reason}; attempt {tried.failures} of {max_attempts} failed "
-                  f"({tried.last_error}), retrying in {wait:.0f}s")
+        reason = (
+            f"{decided.reason}; attempt {tried.failures} of {max_attempts} failed "
+            f"({tried.last_error}), retrying in {wait:.0f}s"
+        )
         held = dataclasses.replace(action, ready=False, waiting_for=("backoff",))
         return dataclasses.replace(decided, reason=reason, action=held)
     return decided
@@ -283,15 +293,19 @@ class _PlanContext:
             self._stuck = []
             for vm in self.plan.vms:
                 o = self._obs(vm.name)
-                if o is not None and (o.active_site == vm.active_site or (
-                        o.job is not None and o.job.running)):
+                if o is not None and (
+                    o.active_site == vm.active_site or (o.job is not None and o.job.running)
+                ):
                     continue
                 if o is not None and o.protection_state in {
-                        ProtectionState.COMMIT_PENDING, ProtectionState.COMMITTED}:
+                    ProtectionState.COMMIT_PENDING,
+                    ProtectionState.COMMITTED,
+                }:
                     continue  # failed over already: committing or reversing replication
                 allowed = set() if o is None else o.allowed_operations
                 if Operation.PLANNED_FAILOVER in allowed or (
-                        vm.allow_data_loss and Operation.UNPLANNED_FAILOVER in allowed):
+                    vm.allow_data_loss and Operation.UNPLANNED_FAILOVER in allowed
+                ):
                     continue
                 self._stuck.append(vm.name)
         return self._stuck
@@ -309,8 +323,13 @@ class _PlanContext:
             # else holds (a job running, say): most VMs, most of the time.
             return self._converged(vm, o)
         if o is None:
-            return self._result(vm, None, Phase.BLOCKED, f"VM '{vm.name}' is not in the fabric: "
-                                "check its name in the spec, or protect it in the fabric first")
+            return self._result(
+                vm,
+                None,
+                Phase.BLOCKED,
+                f"VM '{vm.name}' is not in the fabric: "
+                "check its name in the spec, or protect it in the fabric first",
+            )
         if o.job is not None and o.job.running:
             return self._job_running(vm, o, o.job)
         if o.active_site == vm.active_site:
@@ -356,7 +375,9 @@ class _PlanContext:
             return Readiness(None, None, rpo_at_risk=False)
         age = None if rep.last_sync is None else (self.now - rep.last_sync).total_seconds()
         at_risk = rep.health is not state.Health.NORMAL or rep.state in {
-            ReplicationState.RESYNC_REQUIRED, ReplicationState.ERROR, ReplicationState.PAUSED
+            ReplicationState.RESYNC_REQUIRED,
+            ReplicationState.ERROR,
+            ReplicationState.PAUSED,
         }
         if age is not None and rep.interval_seconds:
             at_risk = at_risk or age > RPO_RISK_INTERVALS * rep.interval_seconds
@@ -378,18 +399,38 @@ class _PlanContext:
         """Propose `operation`; ready only when nothing is awaited and the fabric allows it."""
         ready = not waiting_for
         if ready and operation not in o.allowed_operations:
-            down = [site for site in dict.fromkeys((target_site, o.active_site))
-                    if site and not self.observed.site_connected(site)]
+            down = [
+                site
+                for site in dict.fromkeys((target_site, o.active_site))
+                if site and not self.observed.site_connected(site)
+            ]
             if down:
-                return self._result(vm, o, Phase.WAITING_FOR_SITE, f"{reason}, but site "
-                                    f"{down[0]} is disconnected: waiting for it to return")
+                return self._result(
+                    vm,
+                    o,
+                    Phase.WAITING_FOR_SITE,
+                    f"{reason}, but site {down[0]} is disconnected: waiting for it to return",
+                )
             allowed = ", ".join(sorted(o.allowed_operations)) or "nothing"
-            return self._result(vm, o, Phase.BLOCKED, f"{reason}, but the fabric does not "
-                                f"allow {operation} now (it allows: {allowed}); check the VM "
-                                "in the fabric")
-        action = Action(vm.plan, vm.name, operation, target_site, shutdown_source,
-                        ready=ready, waiting_for=tuple(waiting_for or ()), stage=stage,
-                        source_site=o.active_site)
+            return self._result(
+                vm,
+                o,
+                Phase.BLOCKED,
+                f"{reason}, but the fabric does not "
+                f"allow {operation} now (it allows: {allowed}); check the VM "
+                "in the fabric",
+            )
+        action = Action(
+            vm.plan,
+            vm.name,
+            operation,
+            target_site,
+            shutdown_source,
+            ready=ready,
+            waiting_for=tuple(waiting_for or ()),
+            stage=stage,
+            source_site=o.active_site,
+        )
         if waiting_for:
             reason = f"{reason}; waiting for {_names(waiting_for)}"
         return self._result(vm, o, phase, reason, action)
@@ -404,25 +445,45 @@ class _PlanContext:
     def _at_desired_site(self, vm: spec.DesiredVM, o: state.ObservedVM) -> VMPlan:
         site = vm.active_site
         if o.protection_state is ProtectionState.COMMIT_PENDING:
-            return self._act(vm, o, Phase.COMMIT_PENDING, f"failed over to {site}; committing",
-                             Operation.COMMIT, site)
+            return self._act(
+                vm,
+                o,
+                Phase.COMMIT_PENDING,
+                f"failed over to {site}; committing",
+                Operation.COMMIT,
+                site,
+            )
         stale = [s for s in o.running if s != site]
         if stale:
             return self._fence(vm, o, stale[0])
         if site not in o.running:
             waiting = self._waiting_predecessors(vm, "running")
-            return self._act(vm, o, Phase.STARTING, f"stopped at {site}, where the spec wants "
-                             "it; starting it", Operation.START_VM, site, waiting_for=waiting,
-                             stage=self._stage(vm))
+            return self._act(
+                vm,
+                o,
+                Phase.STARTING,
+                f"stopped at {site}, where the spec wants it; starting it",
+                Operation.START_VM,
+                site,
+                waiting_for=waiting,
+                stage=self._stage(vm),
+            )
         return self._replication_at_site(vm, o)
 
     def _fence(self, vm: spec.DesiredVM, o: state.ObservedVM, stale: str) -> VMPlan:
-        reason = (f"split brain: an old copy still runs at {stale} while the VM is active at "
-                  f"{o.active_site}; stopping the old copy before reverse replication")
+        reason = (
+            f"split brain: an old copy still runs at {stale} while the VM is active at "
+            f"{o.active_site}; stopping the old copy before reverse replication"
+        )
         if not self.observed.site_connected(stale):
-            return self._result(vm, o, Phase.WAITING_FOR_SITE, f"an old copy may still run at "
-                                f"{stale}, which is disconnected: waiting for {stale} to return "
-                                "to stop it")
+            return self._result(
+                vm,
+                o,
+                Phase.WAITING_FOR_SITE,
+                f"an old copy may still run at "
+                f"{stale}, which is disconnected: waiting for {stale} to return "
+                "to stop it",
+            )
         return self._act(vm, o, Phase.STOPPING, reason, Operation.STOP_VM, stale)
 
     def _replication_at_site(self, vm: spec.DesiredVM, o: state.ObservedVM) -> VMPlan:
@@ -433,22 +494,40 @@ class _PlanContext:
         if want is None:
             if rep is None:
                 return self._result(vm, o, Phase.CONVERGED, "")
-            return self._act(vm, o, Phase.SYNCING, f"replication {rep.direction} is on but the "
-                             "spec says off; disabling it", Operation.DISABLE_REPLICATION, None)
+            return self._act(
+                vm,
+                o,
+                Phase.SYNCING,
+                f"replication {rep.direction} is on but the spec says off; disabling it",
+                Operation.DISABLE_REPLICATION,
+                None,
+            )
         if rep is None:
             return self._replicate(vm, o, want[1], "")
         if (rep.source, rep.target) != want:
-            return self._result(vm, o, Phase.BLOCKED, f"replication flows {rep.direction} while "
-                                f"the VM runs at {site}: check replication in the fabric")
+            return self._result(
+                vm,
+                o,
+                Phase.BLOCKED,
+                f"replication flows {rep.direction} while "
+                f"the VM runs at {site}: check replication in the fabric",
+            )
         return self._result(vm, o, *_sync_status(rep, self.now))
 
     def _must_move(self, vm: spec.DesiredVM, o: state.ObservedVM) -> VMPlan:
         """The authoritative copy runs at the other site: move it to the desired one."""
         source, target = o.active_site, vm.active_site
         if o.protection_state is ProtectionState.COMMIT_PENDING:
-            return self._act(vm, o, Phase.COMMIT_PENDING, f"a failover to {source} finished "
-                             f"before the spec asked for {target}; committing it, then failing "
-                             "back", Operation.COMMIT, source)
+            return self._act(
+                vm,
+                o,
+                Phase.COMMIT_PENDING,
+                f"a failover to {source} finished "
+                f"before the spec asked for {target}; committing it, then failing "
+                "back",
+                Operation.COMMIT,
+                source,
+            )
         if o.protection_state is ProtectionState.COMMITTED or o.replication is None:
             # Failing back needs replication towards the target first.
             stale = [s for s in o.running if s != source]
@@ -464,16 +543,32 @@ class _PlanContext:
         committed failover, else enabling it."""
         source = o.active_site
         if not self.observed.site_connected(target):
-            return self._result(vm, o, Phase.WAITING_FOR_SITE, f"runs at {source}; replication "
-                                f"to {target}{purpose} needs site {target}, which is "
-                                f"disconnected: waiting for {target} to return")
+            return self._result(
+                vm,
+                o,
+                Phase.WAITING_FOR_SITE,
+                f"runs at {source}; replication "
+                f"to {target}{purpose} needs site {target}, which is "
+                f"disconnected: waiting for {target} to return",
+            )
         if o.protection_state is ProtectionState.COMMITTED:
-            return self._act(vm, o, Phase.REPROTECTING, f"failover to {source} committed; "
-                             f"reversing replication to {source}->{target}{purpose}",
-                             Operation.REVERSE_REPLICATE, target)
-        return self._act(vm, o, Phase.SYNCING, f"runs at {source} with replication off; "
-                         f"enabling {source}->{target}{purpose}",
-                         Operation.ENABLE_REPLICATION, target)
+            return self._act(
+                vm,
+                o,
+                Phase.REPROTECTING,
+                f"failover to {source} committed; "
+                f"reversing replication to {source}->{target}{purpose}",
+                Operation.REVERSE_REPLICATE,
+                target,
+            )
+        return self._act(
+            vm,
+            o,
+            Phase.SYNCING,
+            f"runs at {source} with replication off; enabling {source}->{target}{purpose}",
+            Operation.ENABLE_REPLICATION,
+            target,
+        )
 
     def _failover(
         self, vm: spec.DesiredVM, o: state.ObservedVM, source: str, target: str
@@ -481,18 +576,37 @@ class _PlanContext:
         rep = o.replication
         assert rep is not None  # noqa: S101 (checked by the caller)
         if o.test_failover is state.TestFailoverState.RUNNING:
-            return self._result(vm, o, Phase.BLOCKED, f"a test failover of {vm.name} is running "
-                                f"at {rep.target}: clean it up (TestFailoverCleanup) before "
-                                f"failing over to {target}")
+            return self._result(
+                vm,
+                o,
+                Phase.BLOCKED,
+                f"a test failover of {vm.name} is running "
+                f"at {rep.target}: clean it up (TestFailoverCleanup) before "
+                f"failing over to {target}",
+            )
         if rep.target != target:
-            return self._result(vm, o, Phase.BLOCKED, f"replication flows {rep.direction}, "
-                                f"not towards {target}: check replication in the fabric")
+            return self._result(
+                vm,
+                o,
+                Phase.BLOCKED,
+                f"replication flows {rep.direction}, "
+                f"not towards {target}: check replication in the fabric",
+            )
         if not self.observed.site_connected(target):
-            return self._result(vm, o, Phase.WAITING_FOR_SITE, f"failover to {target} needs "
-                                f"site {target}, which is disconnected: waiting for it")
+            return self._result(
+                vm,
+                o,
+                Phase.WAITING_FOR_SITE,
+                f"failover to {target} needs site {target}, which is disconnected: waiting for it",
+            )
         if rep.state is ReplicationState.INITIAL_SYNC:
-            return self._result(vm, o, Phase.SYNCING, f"initial replication {rep.direction} "
-                                f"still running: the failover to {target} waits for it")
+            return self._result(
+                vm,
+                o,
+                Phase.SYNCING,
+                f"initial replication {rep.direction} "
+                f"still running: the failover to {target} waits for it",
+            )
         predecessors = self._waiting_predecessors(vm, "target")
         move = f"moving from {source} to {target}"
         if Operation.PLANNED_FAILOVER in o.allowed_operations:
@@ -502,26 +616,52 @@ class _PlanContext:
                 stuck = [n for n in self._cannot_move() if n != vm.name]
                 why = f"; holding the stop: {_names(stuck)} cannot fail over now" if stuck else ""
                 dependents = self._waiting_dependents(vm)
-                return self._act(vm, o, Phase.STOPPING, f"{move}: stopping it at {source} "
-                                 f"(dependents first) before the planned failover{why}",
-                                 Operation.STOP_VM, source, waiting_for=[*stuck, *dependents],
-                                 stage=self._stage(vm, reverse=True))
-            return self._act(vm, o, Phase.FAILING_OVER, f"{move}: planned failover (no data "
-                             "loss)", Operation.PLANNED_FAILOVER, target,
-                             waiting_for=predecessors, stage=self._stage(vm))
+                return self._act(
+                    vm,
+                    o,
+                    Phase.STOPPING,
+                    f"{move}: stopping it at {source} "
+                    f"(dependents first) before the planned failover{why}",
+                    Operation.STOP_VM,
+                    source,
+                    waiting_for=[*stuck, *dependents],
+                    stage=self._stage(vm, reverse=True),
+                )
+            return self._act(
+                vm,
+                o,
+                Phase.FAILING_OVER,
+                f"{move}: planned failover (no data loss)",
+                Operation.PLANNED_FAILOVER,
+                target,
+                waiting_for=predecessors,
+                stage=self._stage(vm),
+            )
         why = self._why_not_planned(o, source)
         if not vm.allow_data_loss:
-            return self._result(vm, o, Phase.BLOCKED, f"{move}: {why}, so a planned failover is "
-                                "impossible; an unplanned failover could lose up to "
-                                f"{_loss_text(o, self.now)} of writes. Set allowDataLoss: true "
-                                f"in plan '{vm.plan}' (or on the VM) to accept that, or "
-                                f"wait for {self._what_to_wait_for(o, source)}")
-        return self._act(vm, o, Phase.FAILING_OVER, f"{move}: {why}; unplanned failover "
-                         f"allowed by allowDataLoss (may lose up to {_loss_text(o, self.now)} "
-                         "of writes)", Operation.UNPLANNED_FAILOVER, target,
-                         waiting_for=predecessors,
-                         shutdown_source=self.observed.site_connected(source),
-                         stage=self._stage(vm))
+            return self._result(
+                vm,
+                o,
+                Phase.BLOCKED,
+                f"{move}: {why}, so a planned failover is "
+                "impossible; an unplanned failover could lose up to "
+                f"{_loss_text(o, self.now)} of writes. Set allowDataLoss: true "
+                f"in plan '{vm.plan}' (or on the VM) to accept that, or "
+                f"wait for {self._what_to_wait_for(o, source)}",
+            )
+        return self._act(
+            vm,
+            o,
+            Phase.FAILING_OVER,
+            f"{move}: {why}; unplanned failover "
+            f"allowed by allowDataLoss (may lose up to {_loss_text(o, self.now)} "
+            "of writes)",
+            Operation.UNPLANNED_FAILOVER,
+            target,
+            waiting_for=predecessors,
+            shutdown_source=self.observed.site_connected(source),
+            stage=self._stage(vm),
+        )
 
     def _why_not_planned(self, o: state.ObservedVM, source: str) -> str:
         rep = o.replication
@@ -582,12 +722,18 @@ def _sync_status(rep: state.Replication, now: datetime) -> tuple[Phase, str]:
     if rep.state in {ReplicationState.INITIAL_SYNC, ReplicationState.RESYNC_REQUIRED}:
         return Phase.SYNCING, f"replication {rep.direction}: {rep.state}, waiting for it to finish"
     if rep.state is ReplicationState.REPLICATING:
-        age = "" if rep.last_sync is None else (
-            f", last sync {(now - rep.last_sync).total_seconds():.0f}s ago")
-        return Phase.SYNCING, (f"replication {rep.direction} is behind (health {rep.health}"
-                               f"{age}): waiting for it to catch up")
-    return Phase.BLOCKED, (f"replication {rep.direction} is {rep.state}: resume or repair it "
-                           "in the fabric")
+        age = (
+            ""
+            if rep.last_sync is None
+            else (f", last sync {(now - rep.last_sync).total_seconds():.0f}s ago")
+        )
+        return Phase.SYNCING, (
+            f"replication {rep.direction} is behind (health {rep.health}"
+            f"{age}): waiting for it to catch up"
+        )
+    return Phase.BLOCKED, (
+        f"replication {rep.direction} is {rep.state}: resume or repair it in the fabric"
+    )
 
 
 def _converged_reason(vm: spec.DesiredVM) -> str:

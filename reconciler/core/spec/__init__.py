@@ -219,9 +219,7 @@ def spec_files(directory: Path) -> list[Path]:
     if not directory.is_dir():
         raise SpecError([SpecProblem(str(directory), 0, "not a directory of spec files")])
     found = [
-        p
-        for p in directory.rglob("*")
-        if is_spec_path(p.relative_to(directory)) and p.is_file()
+        p for p in directory.rglob("*") if is_spec_path(p.relative_to(directory)) and p.is_file()
     ]
     return sorted(found)
 
@@ -272,8 +270,13 @@ def _documents(parsed: Any, text: str) -> list[Any]:
 def _load_document(file: Path, index: int, doc: Any, issues: list[_Issue]) -> PlanSpec | None:
     if not isinstance(doc, dict):
         issues.append(
-            _Issue(file, index, (), f"a document must be a {KIND} mapping "
-                   f"(apiVersion, kind, metadata, spec), not a {type(doc).__name__}")
+            _Issue(
+                file,
+                index,
+                (),
+                f"a document must be a {KIND} mapping "
+                f"(apiVersion, kind, metadata, spec), not a {type(doc).__name__}",
+            )
         )
         return None
     try:
@@ -301,8 +304,10 @@ def _explain(error: Any) -> str:
         expected = error.get("ctx", {}).get("expected", "")
         return f"{where} must be {expected}, not {error['input']!r}"
     if kind == "string_pattern_mismatch" and _in_sites(loc):
-        return (f"site name {error['input']!r} is not valid: use letters, digits, "
-                "'.', '_' or '-', starting with a letter or digit")
+        return (
+            f"site name {error['input']!r} is not valid: use letters, digits, "
+            "'.', '_' or '-', starting with a letter or digit"
+        )
     if kind == "string_pattern_mismatch":
         return f"{where} must not be empty or start or end with a space"
     if kind == "string_type":
@@ -355,8 +360,10 @@ class _Resolver:
         body = self.model.spec
         name = self.model.metadata.name
         if len(body.sites) != 2 or body.sites[0] == body.sites[1]:
-            self.problem(("sites",), "sites must name exactly two different sites, "
-                         f"e.g. [ams, rtm]; found {body.sites}")
+            self.problem(
+                ("sites",),
+                f"sites must name exactly two different sites, e.g. [ams, rtm]; found {body.sites}",
+            )
             return None
         self.sites = (body.sites[0], body.sites[1])
         default_site, default_replication = self._defaults(body.defaults)
@@ -376,19 +383,37 @@ class _Resolver:
         for i, vm in enumerate(body.vms):
             if seen is not None:
                 if vm.name in seen:
-                    self.problem(("vms", i, "name"), f"VM '{vm.name}' is listed twice in plan "
-                                 f"'{name}' (also entry {seen[vm.name] + 1}): remove one")
+                    self.problem(
+                        ("vms", i, "name"),
+                        f"VM '{vm.name}' is listed twice in plan "
+                        f"'{name}' (also entry {seen[vm.name] + 1}): remove one",
+                    )
                     continue
                 seen[vm.name] = i
-            if (inherited is not None and vm.active_site is None and vm.replication is None
-                    and vm.policy is None):
-                vms.append(DesiredVM(name, vm.name, inherited[0], inherited[1], plan_data_loss,
-                                     group_of.get(vm.name)))
+            if (
+                inherited is not None
+                and vm.active_site is None
+                and vm.replication is None
+                and vm.policy is None
+            ):
+                vms.append(
+                    DesiredVM(
+                        name,
+                        vm.name,
+                        inherited[0],
+                        inherited[1],
+                        plan_data_loss,
+                        group_of.get(vm.name),
+                    )
+                )
                 continue
             site = vm.active_site if vm.active_site is not None else default_site
             if site is None:
-                self.problem(("vms", i), f"VM '{vm.name}' has no activeSite: set activeSite "
-                             "on the VM or spec.defaults.activeSite")
+                self.problem(
+                    ("vms", i),
+                    f"VM '{vm.name}' has no activeSite: set activeSite "
+                    "on the VM or spec.defaults.activeSite",
+                )
                 continue
             if vm.active_site is not None and not self._site_ok(("vms", i, "activeSite"), site):
                 continue
@@ -472,9 +497,12 @@ class _Resolver:
             return False
         if source != active_site:
             other = self.sites[1] if active_site == self.sites[0] else self.sites[0]
-            self.problem(path, f"replication {source}->{target} must start at the active site: "
-                         f"{who} runs at '{active_site}', so write {active_site}->{other} "
-                         "or change activeSite")
+            self.problem(
+                path,
+                f"replication {source}->{target} must start at the active site: "
+                f"{who} runs at '{active_site}', so write {active_site}->{other} "
+                "or change activeSite",
+            )
             return False
         return True
 
@@ -483,33 +511,46 @@ class _Resolver:
         index: dict[str, int] = {}
         for gi, group in enumerate(groups):
             if group.name in index:
-                self.problem(("groups", gi, "name"),
-                             f"group '{group.name}' is defined twice: rename one")
+                self.problem(
+                    ("groups", gi, "name"), f"group '{group.name}' is defined twice: rename one"
+                )
             index.setdefault(group.name, gi)
         group_of: dict[str, str] = {}
         for gi, group in enumerate(groups):
             for vi, vm in enumerate(group.vms):
                 if vm not in known_vms:
-                    self.problem(("groups", gi, "vms", vi), f"group '{group.name}' names VM "
-                                 f"'{vm}', which is not in spec.vms: add the VM or remove it "
-                                 "from the group")
+                    self.problem(
+                        ("groups", gi, "vms", vi),
+                        f"group '{group.name}' names VM "
+                        f"'{vm}', which is not in spec.vms: add the VM or remove it "
+                        "from the group",
+                    )
                 elif vm in group_of:
-                    self.problem(("groups", gi, "vms", vi), f"VM '{vm}' is in groups "
-                                 f"'{group_of[vm]}' and '{group.name}': a VM belongs to one group")
+                    self.problem(
+                        ("groups", gi, "vms", vi),
+                        f"VM '{vm}' is in groups "
+                        f"'{group_of[vm]}' and '{group.name}': a VM belongs to one group",
+                    )
                 else:
                     group_of[vm] = group.name
             for ai, after in enumerate(group.after):
                 if after not in index:
-                    self.problem(("groups", gi, "after", ai), f"group '{group.name}' comes "
-                                 f"after unknown group '{after}': known groups are "
-                                 f"{sorted(index)}")
+                    self.problem(
+                        ("groups", gi, "after", ai),
+                        f"group '{group.name}' comes "
+                        f"after unknown group '{after}': known groups are "
+                        f"{sorted(index)}",
+                    )
         graph = {g.name: [a for a in g.after if a in index] for g in groups}
         try:
             graphlib.TopologicalSorter(graph).prepare()
         except graphlib.CycleError as exc:
             cycle: list[str] = list(reversed(exc.args[1]))
-            self.problem(("groups", index[cycle[0]], "after"), "groups form a cycle in "
-                         f"'after': {' -> '.join(cycle)}; remove one of these 'after' entries")
+            self.problem(
+                ("groups", index[cycle[0]], "after"),
+                "groups form a cycle in "
+                f"'after': {' -> '.join(cycle)}; remove one of these 'after' entries",
+            )
         return group_of
 
 
@@ -521,9 +562,15 @@ def _check_unique_across_plans(plans: list[PlanSpec], files: list[Path]) -> list
     for plan in plans:
         if plan.name in plan_at:
             first = plan_at[plan.name]
-            issues.append(_Issue(Path(plan.file), _doc_of(plan, plans), ("metadata", "name"),
-                                 f"plan '{plan.name}' is also defined in {first.file}: "
-                                 "plan names must be unique, rename one"))
+            issues.append(
+                _Issue(
+                    Path(plan.file),
+                    _doc_of(plan, plans),
+                    ("metadata", "name"),
+                    f"plan '{plan.name}' is also defined in {first.file}: "
+                    "plan names must be unique, rename one",
+                )
+            )
             continue
         plan_at[plan.name] = plan
         fresh = dict.fromkeys((vm.name for vm in plan.vms), plan)
@@ -535,10 +582,15 @@ def _check_unique_across_plans(plans: list[PlanSpec], files: list[Path]) -> list
         for i, vm in enumerate(plan.vms):
             if vm.name in vm_at:
                 other = vm_at[vm.name]
-                issues.append(_Issue(Path(plan.file), _doc_of(plan, plans),
-                                     ("spec", "vms", i, "name"),
-                                     f"VM '{vm.name}' is already in plan '{other.name}' "
-                                     f"({other.file}): a VM belongs to one plan, remove one"))
+                issues.append(
+                    _Issue(
+                        Path(plan.file),
+                        _doc_of(plan, plans),
+                        ("spec", "vms", i, "name"),
+                        f"VM '{vm.name}' is already in plan '{other.name}' "
+                        f"({other.file}): a VM belongs to one plan, remove one",
+                    )
+                )
             else:
                 vm_at[vm.name] = plan
     return issues
@@ -565,9 +617,14 @@ def _syntax_issues(file: Path, text: str, exc: Exception) -> list[_Issue]:
         what = marked.problem or marked.context or "invalid YAML"
         return [_Issue(file, 0, (), f"YAML syntax error: {what}", line=line)]
     duplicates = [
-        _Issue(file, 0, (), f"duplicate key '{key.value}' (first at line "
-               f"{first.start_mark.line + 1}): a key may appear once per mapping, remove one",
-               line=key.start_mark.line + 1)
+        _Issue(
+            file,
+            0,
+            (),
+            f"duplicate key '{key.value}' (first at line "
+            f"{first.start_mark.line + 1}): a key may appear once per mapping, remove one",
+            line=key.start_mark.line + 1,
+        )
         for node in nodes
         for key, first in _duplicate_keys(node)
     ]

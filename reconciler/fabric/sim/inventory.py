@@ -86,7 +86,8 @@ def load_inventory(path: Path) -> Inventory:
         raise errors.InventoryError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise errors.InventoryError(
-            f"{path}: an inventory is a mapping with sites, vms and (optional) timings")
+            f"{path}: an inventory is a mapping with sites, vms and (optional) timings"
+        )
     try:
         model = _Inventory.model_validate(raw)
     except pydantic.ValidationError as exc:
@@ -103,9 +104,11 @@ def _explain(error: Any) -> str:
     loc = error["loc"]
     if "replication" in loc and loc[-1] != "replication":
         # A union reports one error per member (str, bool): say it once.
-        loc = loc[:loc.index("replication") + 1]
-        return (f"{'.'.join(str(p) for p in loc)}: replication must be '<from>-><to>' "
-                f"(e.g. ams->rtm) or off, not {error['input']!r}")
+        loc = loc[: loc.index("replication") + 1]
+        return (
+            f"{'.'.join(str(p) for p in loc)}: replication must be '<from>-><to>' "
+            f"(e.g. ams->rtm) or off, not {error['input']!r}"
+        )
     where = ".".join(str(p) for p in loc) or "inventory"
     if error["type"] == "extra_forbidden":
         known = _KNOWN_KEYS[str(loc[0]) if len(loc) > 1 else ""]
@@ -115,8 +118,10 @@ def _explain(error: Any) -> str:
     if error["type"] == "missing":
         return f"missing required key '{error['loc'][-1]}' at {where}"
     if error["type"] == "string_pattern_mismatch" and error["loc"][0] == "sites":
-        return (f"site name {error['input']!r} at {where} is not valid: use letters, digits, "
-                "'.', '_' or '-', starting with a letter or digit")
+        return (
+            f"site name {error['input']!r} at {where} is not valid: use letters, digits, "
+            "'.', '_' or '-', starting with a letter or digit"
+        )
     return f"{where}: {error['msg']} (found {error['input']!r})"
 
 
@@ -124,8 +129,9 @@ def _resolve(model: _Inventory, problems: list[str]) -> Inventory | None:
     sites = model.sites
     if len(sites) != 2 or sites[0] == sites[1]:
         # Every VM names its sites: checking them against a wrong list says nothing.
-        problems.append(f"sites must name exactly two different sites, e.g. [ams, rtm]; "
-                        f"found {sites}")
+        problems.append(
+            f"sites must name exactly two different sites, e.g. [ams, rtm]; found {sites}"
+        )
         return None
     pair = (sites[0], sites[1])
     vms: list[InventoryVM] = []
@@ -137,25 +143,32 @@ def _resolve(model: _Inventory, problems: list[str]) -> Inventory | None:
             continue
         seen.add(vm.name)
         if vm.active_site not in pair:
-            problems.append(f"{where}: activeSite '{vm.active_site}' is not one of the sites "
-                            f"{list(pair)}")
+            problems.append(
+                f"{where}: activeSite '{vm.active_site}' is not one of the sites {list(pair)}"
+            )
             continue
         replication = spec.parse_replication(vm.replication)
         other = pair[1] if vm.active_site == pair[0] else pair[0]
         if isinstance(replication, str):
             problems.append(f"{where}: {replication}")
         elif replication is not None and replication != (vm.active_site, other):
-            problems.append(f"{where}: replication {replication[0]}->{replication[1]} must go "
-                            f"from the active site to the other: write {vm.active_site}->"
-                            f"{other}, or off")
+            problems.append(
+                f"{where}: replication {replication[0]}->{replication[1]} must go "
+                f"from the active site to the other: write {vm.active_site}->"
+                f"{other}, or off"
+            )
         else:
             vms.append(InventoryVM(vm.name, vm.active_site, replication))
     t = model.timings
     timings = lifecycle.Timings(
-        planned_failover=t.planned_failover, unplanned_failover=t.unplanned_failover,
-        commit=t.commit, reverse_replicate=t.reverse_replicate,
-        initial_replication=t.initial_replication, stop_vm=t.stop_vm,
-        test_failover=t.test_failover, test_failover_cleanup=t.test_failover_cleanup,
+        planned_failover=t.planned_failover,
+        unplanned_failover=t.unplanned_failover,
+        commit=t.commit,
+        reverse_replicate=t.reverse_replicate,
+        initial_replication=t.initial_replication,
+        stop_vm=t.stop_vm,
+        test_failover=t.test_failover,
+        test_failover_cleanup=t.test_failover_cleanup,
         replication_interval=t.replication_interval,
     )
     return Inventory(pair, tuple(vms), timings)

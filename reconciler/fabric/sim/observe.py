@@ -35,8 +35,7 @@ _SYNCING_JOBS = frozenset({Operation.REVERSE_REPLICATE, Operation.ENABLE_REPLICA
 _VMParts = tuple[Any, ...]  # the fields of an ObservedVM after its name, in order
 
 
-def build_observed(db: sqlite3.Connection, world: tl.World,
-                   running_jobs: list[Job]) -> Observed:
+def build_observed(db: sqlite3.Connection, world: tl.World, running_jobs: list[Job]) -> Observed:
     """The whole fabric as observed at `world.t`, read inside one transaction of `db`."""
     by_vm = {job.vm: job for job in running_jobs}
     computed: dict[str, _VMParts] = {}
@@ -65,25 +64,47 @@ def _vm_parts(row: sim_store.VMRow, world: tl.World, job: Job | None) -> _VMPart
     health = replication.health if replication is not None else Health.NORMAL
     job_text = None if job is None else f"{job.id} ({job.operation})"
     allowed = lifecycle.allowed_operations(
-        state, lifecycle.Conditions(world.connected, health, job_text))
+        state, lifecycle.Conditions(world.connected, health, job_text)
+    )
     running = tuple(s for s in world.sites if s in state.running)
     points = tuple(to_datetime(p) for p in tl.recovery_points(row, world))
-    return (state.active_site, running, state.protection, replication, allowed, job, points,
-            state.test_failover, state.last_failover)
+    return (
+        state.active_site,
+        running,
+        state.protection,
+        replication,
+        allowed,
+        job,
+        points,
+        state.test_failover,
+        state.last_failover,
+    )
 
 
-def _replication(row: sim_store.VMRow, state: lifecycle.VMState, world: tl.World,
-                 job: Job | None) -> Replication | None:
+def _replication(
+    row: sim_store.VMRow, state: lifecycle.VMState, world: tl.World, job: Job | None
+) -> Replication | None:
     interval = world.interval
     if job is not None and job.operation in _SYNCING_JOBS:
-        return Replication(state.active_site, state.peer_site, ReplicationState.INITIAL_SYNC,
-                           Health.NORMAL, None, interval)
+        return Replication(
+            state.active_site,
+            state.peer_site,
+            ReplicationState.INITIAL_SYNC,
+            Health.NORMAL,
+            None,
+            interval,
+        )
     if state.protection is not ProtectionState.PROTECTED:
         return None
     synced = tl.last_sync(row, world)
-    return Replication(state.active_site, state.peer_site, state.replication,
-                       tl.health(row, world), None if synced is None else to_datetime(synced),
-                       interval)
+    return Replication(
+        state.active_site,
+        state.peer_site,
+        state.replication,
+        tl.health(row, world),
+        None if synced is None else to_datetime(synced),
+        interval,
+    )
 
 
 def job_id(number: int) -> str:

@@ -48,10 +48,24 @@ FLAVOUR = lifecycle.ASR_VMM
 FAILOVERS = frozenset({Operation.PLANNED_FAILOVER, Operation.UNPLANNED_FAILOVER})
 
 _EMPTY_ROW = VMRow(
-    name="", active_site="", active_running=0, peer_running=0, protection="", replication="",
-    last_failover=None, test_failover=TestFailoverState.NONE.value, job_id=None,
-    sync_anchor=None, lag=0.0, resync_from=None, resync_until=None, writes_stopped_at=None,
-    rp_latest=None, rp_oldest=None, written_until=None)
+    name="",
+    active_site="",
+    active_running=0,
+    peer_running=0,
+    protection="",
+    replication="",
+    last_failover=None,
+    test_failover=TestFailoverState.NONE.value,
+    job_id=None,
+    sync_anchor=None,
+    lag=0.0,
+    resync_from=None,
+    resync_until=None,
+    writes_stopped_at=None,
+    rp_latest=None,
+    rp_oldest=None,
+    written_until=None,
+)
 
 
 def init_fabric(state_dir: Path, inventory: Inventory, clock: Clock | None = None) -> bool:
@@ -69,8 +83,13 @@ def init_fabric(state_dir: Path, inventory: Inventory, clock: Clock | None = Non
             state = lifecycle.unprotected(vm.active_site, peer)
         else:
             state = lifecycle.protected(vm.active_site, peer)
-        rows.append(_EMPTY_ROW._replace(name=vm.name, **tl.state_columns(state),
-                                        sync_anchor=anchor if vm.replication else None))
+        rows.append(
+            _EMPTY_ROW._replace(
+                name=vm.name,
+                **tl.state_columns(state),
+                sync_anchor=anchor if vm.replication else None,
+            )
+        )
     store, existed = sim_store.Store.create(state_dir)
     try:
         with store.write() as db:
@@ -94,8 +113,9 @@ class SimFabric:
     def __enter__(self) -> SimFabric:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     # --- the Provider Protocol ----------------------------------------------
@@ -122,8 +142,9 @@ class SimFabric:
         with self._store.read() as db:
             found = sim_store.job_row(db, number)
         if found is None:
-            raise errors.TerminalError(f"no job {job_id} in this fabric: drctl fabric show "
-                                       "lists every job")
+            raise errors.TerminalError(
+                f"no job {job_id} in this fabric: drctl fabric show lists every job"
+            )
         return sim_observe.job(found, t)
 
     def list_jobs(self) -> list[Job]:
@@ -176,8 +197,9 @@ class SimFabric:
             self._finish_due_in(db, t)
             row = _vm_row(db, vm, usage=True)
             if seconds and row.sync_anchor is None:
-                raise errors.UsageError(f"{vm} does not replicate ({row.protection}): only a "
-                                        "replicating VM can lag")
+                raise errors.UsageError(
+                    f"{vm} does not replicate ({row.protection}): only a replicating VM can lag"
+                )
             row = row._replace(lag=seconds)
             sim_store.save_vm(db, row)
             return tl.health(row, _world(db, t))
@@ -192,14 +214,22 @@ class SimFabric:
             _check_idle(row)
             state = tl.replication_state(row, world)
             if row.sync_anchor is None or state is not ReplicationState.REPLICATING:
-                raise errors.UsageError(f"{vm} is not replicating ({row.protection}, replication "
-                                        f"{state}): only a replicating VM can need a resync")
+                raise errors.UsageError(
+                    f"{vm} is not replicating ({row.protection}, replication "
+                    f"{state}): only a replicating VM can need a resync"
+                )
             # Nothing ships from now until the fabric's own resync ends (see
             # sim_timeline), so the last sync stays the one before now.
             seconds = world.timings.initial_replication
-            sim_store.save_vm(db, row._replace(
-                replication=ReplicationState.RESYNC_REQUIRED.value, resync_from=t,
-                resync_until=t + seconds, sync_anchor=tl.replication_anchor(row, world)))
+            sim_store.save_vm(
+                db,
+                row._replace(
+                    replication=ReplicationState.RESYNC_REQUIRED.value,
+                    resync_from=t,
+                    resync_until=t + seconds,
+                    sync_anchor=tl.replication_anchor(row, world),
+                ),
+            )
             return seconds
 
     def move(self, vm: str, site: str) -> None:
@@ -212,12 +242,15 @@ class SimFabric:
             row = _vm_row(db, vm, usage=True)
             _check_idle(row)
             if row.active_site == site:
-                raise errors.UsageError(f"{vm} is already active at {site}: move it to "
-                                        f"{world.peer(site)}, or leave it")
-            state = replace(lifecycle.protected(site, world.peer(site)),
-                            last_failover=FailoverKind.PLANNED)
-            sim_store.save_vm(db, row._replace(**tl.state_columns(state),
-                                               **_replication_restarted(world)))
+                raise errors.UsageError(
+                    f"{vm} is already active at {site}: move it to {world.peer(site)}, or leave it"
+                )
+            state = replace(
+                lifecycle.protected(site, world.peer(site)), last_failover=FailoverKind.PLANNED
+            )
+            sim_store.save_vm(
+                db, row._replace(**tl.state_columns(state), **_replication_restarted(world))
+            )
 
     # --- finishing jobs ---------------------------------------------------------
 
@@ -257,21 +290,36 @@ def _start(db: sqlite3.Connection, world: tl.World, row: VMRow, request: base.Re
     point, loss, written = _data_at_start(row, world, op, request)
     injected = None
     if sim_store.take_failure(db, row.name, op.value):
-        injected = (f"{op} of {row.name} failed: the fabric reported an error (injected with "
-                    "drctl fabric fail); the VM is as it was before the job")
-    number = sim_store.insert_job(db, JobRow(
-        id=0, vm=row.name, operation=op.value, state=JobState.RUNNING.value,
-        target_site=lifecycle.resolve_target(state, op, request.target_site),
-        started_at=world.t, due_at=world.t + world.timings.duration(state, op),
-        finished_at=None, error=None, data_loss=loss, recovery_point=point,
-        source_stopped=int(request.shutdown_source and row.active_site in world.connected),
-        injected_error=injected, written_until=written))
+        injected = (
+            f"{op} of {row.name} failed: the fabric reported an error (injected with "
+            "drctl fabric fail); the VM is as it was before the job"
+        )
+    number = sim_store.insert_job(
+        db,
+        JobRow(
+            id=0,
+            vm=row.name,
+            operation=op.value,
+            state=JobState.RUNNING.value,
+            target_site=lifecycle.resolve_target(state, op, request.target_site),
+            started_at=world.t,
+            due_at=world.t + world.timings.duration(state, op),
+            finished_at=None,
+            error=None,
+            data_loss=loss,
+            recovery_point=point,
+            source_stopped=int(request.shutdown_source and row.active_site in world.connected),
+            injected_error=injected,
+            written_until=written,
+        ),
+    )
     sim_store.save_vm(db, row._replace(job_id=number))
     return number
 
 
-def _data_at_start(row: VMRow, world: tl.World, op: Operation,
-                   request: base.Request) -> tuple[float | None, float | None, float | None]:
+def _data_at_start(
+    row: VMRow, world: tl.World, op: Operation, request: base.Request
+) -> tuple[float | None, float | None, float | None]:
     """(recovery point the job boots, seconds of writes it loses, the source's last write).
 
     Decided when a failover starts: that is when the source stops taking
@@ -286,8 +334,11 @@ def _data_at_start(row: VMRow, world: tl.World, op: Operation,
         return point, lifecycle.failover_data_loss(op, written, synced), written
     if op is Operation.APPLY_RECOVERY_POINT:
         points = tl.recovery_points(row, world)
-        point = points[0] if request.recovery_point is None else _pick_point(
-            request.recovery_point, points, row.name)
+        point = (
+            points[0]
+            if request.recovery_point is None
+            else _pick_point(request.recovery_point, points, row.name)
+        )
         written = point if row.written_until is None else row.written_until
         return point, max(0.0, written - point), written
     return None, None, None
@@ -300,25 +351,34 @@ def _finish(db: sqlite3.Connection, job: JobRow) -> None:
     op = Operation(job.operation)
     state = tl.vm_state(row, world)
     error = job.injected_error
-    lost = sim_store.first_outage(db, lifecycle.required_sites(state, op, job.target_site),
-                                  job.started_at, job.due_at)
+    lost = sim_store.first_outage(
+        db, lifecycle.required_sites(state, op, job.target_site), job.started_at, job.due_at
+    )
     if error is None and lost is not None:
         site, down_at = lost
-        error = (f"{op} of {job.vm} failed: site {site} went down at {iso(down_at)} while "
-                 f"the job ran; the VM is as it was before the job; retry when {site} is back")
+        error = (
+            f"{op} of {job.vm} failed: site {site} went down at {iso(down_at)} while "
+            f"the job ran; the VM is as it was before the job; retry when {site} is back"
+        )
     if error is not None:
         sim_store.end_job(db, job.id, JobState.FAILED.value, job.due_at, error)
         sim_store.save_vm(db, row._replace(job_id=None))
         return
-    new = lifecycle.apply_effect(state, op, FLAVOUR, target=job.target_site,
-                                 source_stopped=bool(job.source_stopped))
-    sim_store.save_vm(db, row._replace(**tl.state_columns(new), job_id=None,
-                                       **_time_columns(row, world, op, new, job)))
+    new = lifecycle.apply_effect(
+        state, op, FLAVOUR, target=job.target_site, source_stopped=bool(job.source_stopped)
+    )
+    sim_store.save_vm(
+        db,
+        row._replace(
+            **tl.state_columns(new), job_id=None, **_time_columns(row, world, op, new, job)
+        ),
+    )
     sim_store.end_job(db, job.id, JobState.SUCCEEDED.value, job.due_at, None)
 
 
-def _time_columns(row: VMRow, world: tl.World, op: Operation, new: lifecycle.VMState,
-                  job: JobRow) -> dict[str, Any]:
+def _time_columns(
+    row: VMRow, world: tl.World, op: Operation, new: lifecycle.VMState, job: JobRow
+) -> dict[str, Any]:
     """How the replication anchors change when `op` finishes at `world.t`."""
     if op in FAILOVERS:
         if new.protection is ProtectionState.PROTECTED:  # a flavour that reverses at once
@@ -329,9 +389,15 @@ def _time_columns(row: VMRow, world: tl.World, op: Operation, new: lifecycle.VMS
         oldest = point
         if op is Operation.UNPLANNED_FAILOVER and point is not None and anchor is not None:
             oldest = min(anchor, point)
-        return {"sync_anchor": None, "resync_from": None, "resync_until": None,
-                "writes_stopped_at": None, "rp_latest": point, "rp_oldest": oldest,
-                "written_until": job.written_until}
+        return {
+            "sync_anchor": None,
+            "resync_from": None,
+            "resync_until": None,
+            "writes_stopped_at": None,
+            "rp_latest": point,
+            "rp_oldest": oldest,
+            "written_until": job.written_until,
+        }
     if op is Operation.COMMIT:
         return {"rp_latest": None, "rp_oldest": None, "written_until": None}
     if op in {Operation.REVERSE_REPLICATE, Operation.ENABLE_REPLICATION}:
@@ -347,9 +413,15 @@ def _time_columns(row: VMRow, world: tl.World, op: Operation, new: lifecycle.VMS
 
 def _replication_restarted(world: tl.World) -> dict[str, Any]:
     """Replication (re)starts now with a full copy, its first recovery point on the grid."""
-    return {"sync_anchor": tl.grid_floor(world.t, world.interval), "resync_from": None,
-            "resync_until": None, "writes_stopped_at": None, "rp_latest": None,
-            "rp_oldest": None, "written_until": None}
+    return {
+        "sync_anchor": tl.grid_floor(world.t, world.interval),
+        "resync_from": None,
+        "resync_until": None,
+        "writes_stopped_at": None,
+        "rp_latest": None,
+        "rp_oldest": None,
+        "written_until": None,
+    }
 
 
 def _vm_row(db: sqlite3.Connection, name: str, *, usage: bool = False) -> VMRow:
@@ -362,21 +434,22 @@ def _vm_row(db: sqlite3.Connection, name: str, *, usage: bool = False) -> VMRow:
 
 def _check_site(world: tl.World, site: str) -> None:
     if site not in world.sites:
-        raise errors.UsageError(f"no site '{site}' in the simulated fabric: its sites are "
-                                f"{', '.join(world.sites)}")
+        raise errors.UsageError(
+            f"no site '{site}' in the simulated fabric: its sites are {', '.join(world.sites)}"
+        )
 
 
 def _check_idle(row: VMRow) -> None:
     if row.job_id is not None:
-        raise errors.UsageError(f"{row.name} has job {job_id(row.job_id)} running: wait "
-                                "for it to finish")
+        raise errors.UsageError(
+            f"{row.name} has job {job_id(row.job_id)} running: wait for it to finish"
+        )
 
 
 def _job_number(text: str) -> int:
     prefix, _, digits = text.partition("-")
     if prefix != "job" or not digits.isdigit():
-        raise errors.TerminalError(f"no job {text!r} in this fabric: job ids look like "
-                                   "job-000042")
+        raise errors.TerminalError(f"no job {text!r} in this fabric: job ids look like job-000042")
     return int(digits)
 
 

@@ -24,8 +24,14 @@ DB_NAME = "fabric.db"
 BUSY_TIMEOUT_SECONDS = 30.0
 
 _TIMING_COLUMNS = (
-    "planned_failover", "unplanned_failover", "commit_seconds", "reverse_replicate",
-    "initial_replication", "stop_vm", "test_failover", "test_failover_cleanup",
+    "planned_failover",
+    "unplanned_failover",
+    "commit_seconds",
+    "reverse_replicate",
+    "initial_replication",
+    "stop_vm",
+    "test_failover",
+    "test_failover_cleanup",
     "replication_interval",
 )
 
@@ -164,15 +170,23 @@ class JobRow(NamedTuple):
 _VM_COLUMNS = ", ".join(VMRow._fields)
 # Built from constant column lists, never from input.
 _SELECT_VM = f"SELECT {_VM_COLUMNS} FROM vms WHERE name = ?"  # noqa: S608
-_INSERT_VM = (f"INSERT INTO vms ({_VM_COLUMNS}, state_key) "  # noqa: S608
-              f"VALUES ({', '.join('?' * (len(VMRow._fields) + 1))})")
+_INSERT_VM = (
+    f"INSERT INTO vms ({_VM_COLUMNS}, state_key) "  # noqa: S608
+    f"VALUES ({', '.join('?' * (len(VMRow._fields) + 1))})"
+)
 _SELECT_JOBS = f"SELECT {', '.join(JobRow._fields)} FROM jobs "  # noqa: S608
-_INSERT_JOB = (f"INSERT INTO jobs ({', '.join(JobRow._fields[1:])}) "  # noqa: S608
-               f"VALUES ({', '.join('?' * (len(JobRow._fields) - 1))})")
-_UPDATE_VM = (f"UPDATE vms SET {', '.join(f'{c} = ?' for c in VMRow._fields[1:])}, "  # noqa: S608
-              "state_key = ? WHERE name = ?")
-_INSERT_FABRIC = (f"INSERT INTO fabric (id, created_at, {', '.join(_TIMING_COLUMNS)}) "  # noqa: S608
-                  f"VALUES (1, ?, {', '.join('?' * len(_TIMING_COLUMNS))})")
+_INSERT_JOB = (
+    f"INSERT INTO jobs ({', '.join(JobRow._fields[1:])}) "  # noqa: S608
+    f"VALUES ({', '.join('?' * (len(JobRow._fields) - 1))})"
+)
+_UPDATE_VM = (
+    f"UPDATE vms SET {', '.join(f'{c} = ?' for c in VMRow._fields[1:])}, "  # noqa: S608
+    "state_key = ? WHERE name = ?"
+)
+_INSERT_FABRIC = (
+    f"INSERT INTO fabric (id, created_at, {', '.join(_TIMING_COLUMNS)}) "  # noqa: S608
+    f"VALUES (1, ?, {', '.join('?' * len(_TIMING_COLUMNS))})"
+)
 _SELECT_TIMINGS = f"SELECT {', '.join(_TIMING_COLUMNS)} FROM fabric"  # noqa: S608
 
 NOT_INITIALISED = "run drctl fabric init INVENTORY.yaml first"
@@ -216,12 +230,15 @@ class Store:
             raise errors.TerminalError(f"cannot use {path}: {exc}") from exc
         store = cls(path, conn)
         with store.read() as db:
-            existed = db.execute(
-                "SELECT 1 FROM sqlite_master WHERE name = 'fabric'").fetchone() is not None
+            existed = (
+                db.execute("SELECT 1 FROM sqlite_master WHERE name = 'fabric'").fetchone()
+                is not None
+            )
         return store, existed
 
-    def reset(self, db: sqlite3.Connection, sites: tuple[str, str], timings: lifecycle.Timings,
-              now: float) -> None:
+    def reset(
+        self, db: sqlite3.Connection, sites: tuple[str, str], timings: lifecycle.Timings, now: float
+    ) -> None:
         """Replace whatever fabric the database held by an empty one (inside `write`)."""
         for table in _TABLES:
             db.execute(f"DROP TABLE IF EXISTS {table}")
@@ -274,8 +291,10 @@ def sites(db: sqlite3.Connection) -> tuple[str, str]:
 
 def outages_at(db: sqlite3.Connection, t: float) -> dict[str, float]:
     """The sites that were disconnected at `t`, and since when."""
-    rows = db.execute("SELECT site, down_at FROM outages WHERE down_at <= ? "
-                      "AND (up_at IS NULL OR up_at > ?)", (t, t)).fetchall()
+    rows = db.execute(
+        "SELECT site, down_at FROM outages WHERE down_at <= ? AND (up_at IS NULL OR up_at > ?)",
+        (t, t),
+    ).fetchall()
     return dict(rows)
 
 
@@ -309,13 +328,21 @@ def running_jobs(db: sqlite3.Connection) -> list[JobRow]:
 
 def due_jobs(db: sqlite3.Connection, t: float) -> list[JobRow]:
     """Running jobs due at `t`, in the order they end."""
-    return [JobRow(*r) for r in db.execute(
-        _SELECT_JOBS + "WHERE state = 'Running' AND due_at <= ? ORDER BY due_at, id", (t,))]
+    return [
+        JobRow(*r)
+        for r in db.execute(
+            _SELECT_JOBS + "WHERE state = 'Running' AND due_at <= ? ORDER BY due_at, id", (t,)
+        )
+    ]
 
 
 def any_job_due(db: sqlite3.Connection, t: float) -> bool:
-    return db.execute("SELECT 1 FROM jobs WHERE state = 'Running' AND due_at <= ? LIMIT 1",
-                      (t,)).fetchone() is not None
+    return (
+        db.execute(
+            "SELECT 1 FROM jobs WHERE state = 'Running' AND due_at <= ? LIMIT 1", (t,)
+        ).fetchone()
+        is not None
+    )
 
 
 def job_row(db: sqlite3.Connection, number: int) -> JobRow | None:
@@ -330,10 +357,13 @@ def insert_job(db: sqlite3.Connection, job: JobRow) -> int:
     return number
 
 
-def end_job(db: sqlite3.Connection, number: int, state: str, finished_at: float,
-            error: str | None) -> None:
-    db.execute("UPDATE jobs SET state = ?, finished_at = ?, error = ? WHERE id = ?",
-               (state, finished_at, error, number))
+def end_job(
+    db: sqlite3.Connection, number: int, state: str, finished_at: float, error: str | None
+) -> None:
+    db.execute(
+        "UPDATE jobs SET state = ?, finished_at = ?, error = ? WHERE id = ?",
+        (state, finished_at, error, number),
+    )
 
 
 def start_outage(db: sqlite3.Connection, site: str, t: float) -> None:
@@ -344,8 +374,9 @@ def end_outage(db: sqlite3.Connection, site: str, t: float) -> None:
     db.execute("UPDATE outages SET up_at = ? WHERE site = ? AND up_at IS NULL", (t, site))
 
 
-def first_outage(db: sqlite3.Connection, sites: Iterable[str], start: float,
-                 end: float) -> tuple[str, float] | None:
+def first_outage(
+    db: sqlite3.Connection, sites: Iterable[str], start: float, end: float
+) -> tuple[str, float] | None:
     """The first outage of one of `sites` that overlaps [start, end]: (site, down_at)."""
     names = sorted(sites)
     if not names:
@@ -353,35 +384,45 @@ def first_outage(db: sqlite3.Connection, sites: Iterable[str], start: float,
     found = db.execute(
         f"SELECT site, down_at FROM outages WHERE site IN ({', '.join('?' * len(names))}) "  # noqa: S608
         "AND down_at <= ? AND (up_at IS NULL OR up_at > ?) ORDER BY down_at LIMIT 1",
-        (*names, end, start)).fetchone()
+        (*names, end, start),
+    ).fetchone()
     return None if found is None else (found[0], found[1])
 
 
 def set_failures(db: sqlite3.Connection, vm: str, operation: str, times: int) -> None:
-    db.execute("INSERT INTO failures (vm, operation, remaining) VALUES (?, ?, ?) "
-               "ON CONFLICT (vm, operation) DO UPDATE SET remaining = excluded.remaining",
-               (vm, operation, times))
+    db.execute(
+        "INSERT INTO failures (vm, operation, remaining) VALUES (?, ?, ?) "
+        "ON CONFLICT (vm, operation) DO UPDATE SET remaining = excluded.remaining",
+        (vm, operation, times),
+    )
 
 
 def take_failure(db: sqlite3.Connection, vm: str, operation: str) -> bool:
     """Consume one injected failure of `operation` on `vm`; False if none is left."""
-    found = db.execute("SELECT remaining FROM failures WHERE vm = ? AND operation = ?",
-                       (vm, operation)).fetchone()
+    found = db.execute(
+        "SELECT remaining FROM failures WHERE vm = ? AND operation = ?", (vm, operation)
+    ).fetchone()
     if found is None:
         return False
     if found[0] <= 1:
         db.execute("DELETE FROM failures WHERE vm = ? AND operation = ?", (vm, operation))
     else:
-        db.execute("UPDATE failures SET remaining = remaining - 1 WHERE vm = ? AND "
-                   "operation = ?", (vm, operation))
+        db.execute(
+            "UPDATE failures SET remaining = remaining - 1 WHERE vm = ? AND operation = ?",
+            (vm, operation),
+        )
     return True
 
 
 def _connect(path: Path, *, create: bool) -> sqlite3.Connection:
     mode = "rwc" if create else "rw"
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode={mode}", uri=True,
-                               timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        conn = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode={mode}",
+            uri=True,
+            timeout=BUSY_TIMEOUT_SECONDS,
+            isolation_level=None,
+        )
         conn.execute("PRAGMA synchronous = NORMAL")
     except sqlite3.Error as exc:
         raise errors.TerminalError(f"cannot open the fabric database {path}: {exc}") from exc

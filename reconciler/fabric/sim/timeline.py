@@ -115,10 +115,12 @@ def replication_anchor(row: VMRow, world: World) -> float | None:
 
 def _shipping_cut(row: VMRow, world: World) -> float | None:
     """Since when nothing ships (a site of the pair is down, or a resync is pending)."""
-    cuts = [world.down_at[s] for s in (row.active_site, world.peer(row.active_site))
-            if s in world.down_at]
-    if row.resync_from is not None and row.resync_until is not None and \
-            world.t < row.resync_until:
+    cuts = [
+        world.down_at[s]
+        for s in (row.active_site, world.peer(row.active_site))
+        if s in world.down_at
+    ]
+    if row.resync_from is not None and row.resync_until is not None and world.t < row.resync_until:
         cuts.append(row.resync_from)
     return min(cuts) if cuts else None
 
@@ -156,8 +158,9 @@ def behind_seconds(row: VMRow, world: World) -> float:
 
 
 def health(row: VMRow, world: World) -> Health:
-    return lifecycle.replication_health(replication_state(row, world), behind_seconds(row, world),
-                                        world.interval)
+    return lifecycle.replication_health(
+        replication_state(row, world), behind_seconds(row, world), world.interval
+    )
 
 
 def written_until(row: VMRow, world: World) -> float:

@@ -25,41 +25,79 @@ from reconciler.core.state import TestFailoverState as DrillState
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 OP = Operation
 
-PROTECTED_OPS = frozenset({OP.PLANNED_FAILOVER, OP.UNPLANNED_FAILOVER, OP.TEST_FAILOVER,
-                           OP.DISABLE_REPLICATION, OP.STOP_VM})
+PROTECTED_OPS = frozenset(
+    {
+        OP.PLANNED_FAILOVER,
+        OP.UNPLANNED_FAILOVER,
+        OP.TEST_FAILOVER,
+        OP.DISABLE_REPLICATION,
+        OP.STOP_VM,
+    }
+)
 
 
 def desired(
     *vms: spec.DesiredVM, groups: tuple[spec.Group, ...] = (), name: str = "finance"
 ) -> spec.DesiredState:
-    return spec.DesiredState(plans=(spec.PlanSpec(
-        name=name, file="finance.yaml", sites=("ams", "rtm"), allow_data_loss=False,
-        max_parallel=10, groups=groups, vms=tuple(vms),
-    ),))
+    return spec.DesiredState(
+        plans=(
+            spec.PlanSpec(
+                name=name,
+                file="finance.yaml",
+                sites=("ams", "rtm"),
+                allow_data_loss=False,
+                max_parallel=10,
+                groups=groups,
+                vms=tuple(vms),
+            ),
+        )
+    )
 
 
-def want(name: str, site: str = "rtm", *, replication: str | None = "auto",
-         allow_data_loss: bool = False, group: str | None = None) -> spec.DesiredVM:
+def want(
+    name: str,
+    site: str = "rtm",
+    *,
+    replication: str | None = "auto",
+    allow_data_loss: bool = False,
+    group: str | None = None,
+) -> spec.DesiredVM:
     other = "ams" if site == "rtm" else "rtm"
     pair = (site, other) if replication == "auto" else None
     return spec.DesiredVM("finance", name, site, pair, allow_data_loss, group)
 
 
-def vm(name: str, active: str = "ams", *, running: tuple[str, ...] | None = None,
-       protection: ProtectionState = ProtectionState.PROTECTED,
-       replication: tuple[str, str] | str | None = "auto",
-       rstate: ReplicationState = ReplicationState.REPLICATING,
-       health: Health = Health.NORMAL, allowed: frozenset[Operation] = PROTECTED_OPS,
-       job: Job | None = None, test: DrillState = DrillState.NONE,
-       last_sync_age: float = 10.0) -> ObservedVM:
+def vm(
+    name: str,
+    active: str = "ams",
+    *,
+    running: tuple[str, ...] | None = None,
+    protection: ProtectionState = ProtectionState.PROTECTED,
+    replication: tuple[str, str] | str | None = "auto",
+    rstate: ReplicationState = ReplicationState.REPLICATING,
+    health: Health = Health.NORMAL,
+    allowed: frozenset[Operation] = PROTECTED_OPS,
+    job: Job | None = None,
+    test: DrillState = DrillState.NONE,
+    last_sync_age: float = 10.0,
+) -> ObservedVM:
     other = "ams" if active == "rtm" else "rtm"
     pair = (active, other) if replication == "auto" else replication
     rep = None
     if isinstance(pair, tuple):
-        rep = Replication(pair[0], pair[1], rstate, health,
-                          NOW - timedelta(seconds=last_sync_age), 30.0)
-    return ObservedVM(name, active, running if running is not None else (active,), protection,
-                      rep, allowed, job, test_failover=test)
+        rep = Replication(
+            pair[0], pair[1], rstate, health, NOW - timedelta(seconds=last_sync_age), 30.0
+        )
+    return ObservedVM(
+        name,
+        active,
+        running if running is not None else (active,),
+        protection,
+        rep,
+        allowed,
+        job,
+        test_failover=test,
+    )
 
 
 def observed(*vms: ObservedVM, down: tuple[str, ...] = ()) -> Observed:
@@ -84,7 +122,11 @@ def test_move_starts_by_stopping_the_vm_before_a_planned_failover() -> None:
     got = decide(desired(want("sql01", "rtm")), observed(vm("sql01", "ams")))["sql01"]
     assert got.phase is Phase.STOPPING
     assert got.action is not None
-    assert (got.action.operation, got.action.target_site, got.action.ready) == (OP.STOP_VM, "ams", True)
+    assert (got.action.operation, got.action.target_site, got.action.ready) == (
+        OP.STOP_VM,
+        "ams",
+        True,
+    )
     assert not got.placed
 
 
@@ -105,8 +147,13 @@ def test_provider_that_cannot_stop_vms_fails_over_directly() -> None:
 
 
 def test_failover_done_is_committed() -> None:
-    o = vm("sql01", "rtm", protection=ProtectionState.COMMIT_PENDING, replication=None,
-           allowed=frozenset({OP.COMMIT}))
+    o = vm(
+        "sql01",
+        "rtm",
+        protection=ProtectionState.COMMIT_PENDING,
+        replication=None,
+        allowed=frozenset({OP.COMMIT}),
+    )
     got = decide(desired(want("sql01", "rtm")), observed(o))["sql01"]
     assert got.phase is Phase.COMMIT_PENDING
     assert got.action is not None
@@ -115,8 +162,13 @@ def test_failover_done_is_committed() -> None:
 
 
 def test_committed_failover_reverses_replication() -> None:
-    o = vm("sql01", "rtm", protection=ProtectionState.COMMITTED, replication=None,
-           allowed=frozenset({OP.REVERSE_REPLICATE, OP.STOP_VM}))
+    o = vm(
+        "sql01",
+        "rtm",
+        protection=ProtectionState.COMMITTED,
+        replication=None,
+        allowed=frozenset({OP.REVERSE_REPLICATE, OP.STOP_VM}),
+    )
     got = decide(desired(want("sql01", "rtm")), observed(o))["sql01"]
     assert got.phase is Phase.REPROTECTING
     assert got.placed
@@ -126,8 +178,9 @@ def test_committed_failover_reverses_replication() -> None:
 
 
 def test_reverse_replication_waits_for_a_disconnected_site() -> None:
-    o = vm("sql01", "rtm", protection=ProtectionState.COMMITTED, replication=None,
-           allowed=frozenset())
+    o = vm(
+        "sql01", "rtm", protection=ProtectionState.COMMITTED, replication=None, allowed=frozenset()
+    )
     got = decide(desired(want("sql01", "rtm")), observed(o, down=("ams",)))["sql01"]
     assert got.phase is Phase.WAITING_FOR_SITE
     assert got.action is None
@@ -143,8 +196,14 @@ def test_reverse_replication_done_with_initial_sync_running_is_syncing() -> None
 
 
 def test_split_brain_old_copy_is_stopped_before_reverse_replication() -> None:
-    o = vm("sql01", "rtm", running=("ams", "rtm"), protection=ProtectionState.COMMITTED,
-           replication=None, allowed=frozenset({OP.STOP_VM}))
+    o = vm(
+        "sql01",
+        "rtm",
+        running=("ams", "rtm"),
+        protection=ProtectionState.COMMITTED,
+        replication=None,
+        allowed=frozenset({OP.STOP_VM}),
+    )
     got = decide(desired(want("sql01", "rtm")), observed(o))["sql01"]
     assert got.phase is Phase.STOPPING
     assert got.action is not None
@@ -166,8 +225,9 @@ def test_disconnected_source_without_consent_is_blocked_and_says_what_to_commit(
 
 def test_disconnected_source_with_consent_fails_over_unplanned_without_shutdown() -> None:
     o = vm("sql01", "ams", allowed=frozenset({OP.UNPLANNED_FAILOVER}))
-    got = decide(desired(want("sql01", "rtm", allow_data_loss=True)),
-                 observed(o, down=("ams",)))["sql01"]
+    got = decide(desired(want("sql01", "rtm", allow_data_loss=True)), observed(o, down=("ams",)))[
+        "sql01"
+    ]
     assert got.phase is Phase.FAILING_OVER
     assert got.action is not None
     assert got.action.operation is OP.UNPLANNED_FAILOVER
@@ -175,8 +235,13 @@ def test_disconnected_source_with_consent_fails_over_unplanned_without_shutdown(
 
 
 def test_resync_required_without_consent_is_blocked_naming_replication() -> None:
-    o = vm("sql01", "ams", rstate=ReplicationState.RESYNC_REQUIRED, health=Health.CRITICAL,
-           allowed=frozenset({OP.UNPLANNED_FAILOVER, OP.STOP_VM}))
+    o = vm(
+        "sql01",
+        "ams",
+        rstate=ReplicationState.RESYNC_REQUIRED,
+        health=Health.CRITICAL,
+        allowed=frozenset({OP.UNPLANNED_FAILOVER, OP.STOP_VM}),
+    )
     got = decide(desired(want("sql01", "rtm")), observed(o))["sql01"]
     assert got.phase is Phase.BLOCKED
     assert "replication ams->rtm is ResyncRequired" in got.reason
@@ -184,8 +249,13 @@ def test_resync_required_without_consent_is_blocked_naming_replication() -> None
 
 
 def test_resync_required_with_consent_shuts_the_reachable_source_down() -> None:
-    o = vm("sql01", "ams", rstate=ReplicationState.RESYNC_REQUIRED, health=Health.CRITICAL,
-           allowed=frozenset({OP.UNPLANNED_FAILOVER, OP.STOP_VM}))
+    o = vm(
+        "sql01",
+        "ams",
+        rstate=ReplicationState.RESYNC_REQUIRED,
+        health=Health.CRITICAL,
+        allowed=frozenset({OP.UNPLANNED_FAILOVER, OP.STOP_VM}),
+    )
     got = decide(desired(want("sql01", "rtm", allow_data_loss=True)), observed(o))["sql01"]
     assert got.action is not None
     assert got.action.operation is OP.UNPLANNED_FAILOVER
@@ -193,14 +263,23 @@ def test_resync_required_with_consent_shuts_the_reachable_source_down() -> None:
 
 
 def test_failover_waits_for_a_disconnected_target() -> None:
-    got = decide(desired(want("sql01", "rtm")),
-                 observed(vm("sql01", "ams", allowed=frozenset({OP.STOP_VM})), down=("rtm",)))
+    got = decide(
+        desired(want("sql01", "rtm")),
+        observed(vm("sql01", "ams", allowed=frozenset({OP.STOP_VM})), down=("rtm",)),
+    )
     assert got["sql01"].phase is Phase.WAITING_FOR_SITE
 
 
 def test_vm_with_a_job_running_gets_no_other_action() -> None:
-    job = Job("job-1", "sql01", OP.PLANNED_FAILOVER, JobState.RUNNING, NOW, progress=0.5,
-              target_site="rtm")
+    job = Job(
+        "job-1",
+        "sql01",
+        OP.PLANNED_FAILOVER,
+        JobState.RUNNING,
+        NOW,
+        progress=0.5,
+        target_site="rtm",
+    )
     o = vm("sql01", "ams", running=(), allowed=frozenset(), job=job)
     got = decide(desired(want("sql01", "ams")), observed(o))["sql01"]
     assert got.phase is Phase.FAILING_OVER
@@ -211,14 +290,24 @@ def test_vm_with_a_job_running_gets_no_other_action() -> None:
 
 def test_spec_reverted_after_failover_commits_then_fails_back() -> None:
     """Nothing is cancelled: the finished failover is committed, then failed back."""
-    o = vm("sql01", "rtm", protection=ProtectionState.COMMIT_PENDING, replication=None,
-           allowed=frozenset({OP.COMMIT}))
+    o = vm(
+        "sql01",
+        "rtm",
+        protection=ProtectionState.COMMIT_PENDING,
+        replication=None,
+        allowed=frozenset({OP.COMMIT}),
+    )
     got = decide(desired(want("sql01", "ams")), observed(o))["sql01"]
     assert got.action is not None
     assert got.action.operation is OP.COMMIT
     assert "failing back" in got.reason
-    o = vm("sql01", "rtm", protection=ProtectionState.COMMITTED, replication=None,
-           allowed=frozenset({OP.REVERSE_REPLICATE}))
+    o = vm(
+        "sql01",
+        "rtm",
+        protection=ProtectionState.COMMITTED,
+        replication=None,
+        allowed=frozenset({OP.REVERSE_REPLICATE}),
+    )
     got = decide(desired(want("sql01", "ams")), observed(o))["sql01"]
     assert got.action is not None
     assert (got.action.operation, got.action.target_site) == (OP.REVERSE_REPLICATE, "ams")
@@ -240,15 +329,25 @@ def test_replication_off_in_spec_disables_it() -> None:
 
 
 def test_replication_off_in_both_is_converged() -> None:
-    o = vm("sql01", "ams", replication=None, protection=ProtectionState.UNPROTECTED,
-           allowed=frozenset({OP.ENABLE_REPLICATION}))
+    o = vm(
+        "sql01",
+        "ams",
+        replication=None,
+        protection=ProtectionState.UNPROTECTED,
+        allowed=frozenset({OP.ENABLE_REPLICATION}),
+    )
     got = decide(desired(want("sql01", "ams", replication=None)), observed(o))["sql01"]
     assert got.converged
 
 
 def test_unprotected_vm_gets_replication_enabled() -> None:
-    o = vm("sql01", "ams", replication=None, protection=ProtectionState.UNPROTECTED,
-           allowed=frozenset({OP.ENABLE_REPLICATION}))
+    o = vm(
+        "sql01",
+        "ams",
+        replication=None,
+        protection=ProtectionState.UNPROTECTED,
+        allowed=frozenset({OP.ENABLE_REPLICATION}),
+    )
     got = decide(desired(want("sql01", "ams")), observed(o))["sql01"]
     assert got.action is not None
     assert (got.action.operation, got.action.target_site) == (OP.ENABLE_REPLICATION, "rtm")
@@ -261,15 +360,21 @@ def test_vm_missing_from_the_fabric_is_blocked() -> None:
 
 
 def test_fabric_vms_in_no_spec_are_unmanaged() -> None:
-    built = plan.build_plan(desired(want("sql01", "ams")),
-                            observed(vm("sql01", "ams"), vm("legacy01", "ams")), NOW)
+    built = plan.build_plan(
+        desired(want("sql01", "ams")), observed(vm("sql01", "ams"), vm("legacy01", "ams")), NOW
+    )
     assert built.unmanaged == ("legacy01",)
     assert [vp.name for vp in built.vms] == ["sql01"]
 
 
 def test_action_the_fabric_does_not_allow_is_blocked_not_attempted() -> None:
-    o = vm("sql01", "rtm", protection=ProtectionState.COMMIT_PENDING, replication=None,
-           allowed=frozenset())
+    o = vm(
+        "sql01",
+        "rtm",
+        protection=ProtectionState.COMMIT_PENDING,
+        replication=None,
+        allowed=frozenset(),
+    )
     got = decide(desired(want("sql01", "rtm")), observed(o))["sql01"]
     assert got.phase is Phase.BLOCKED
     assert got.action is None
@@ -287,7 +392,9 @@ def test_failed_attempts_back_off_then_block_with_the_fabric_error() -> None:
     d = desired(want("sql01", "rtm"))
     o = observed(vm("sql01", "ams", running=()))
     key = ("sql01", OP.PLANNED_FAILOVER)
-    backing_off = decide(d, o, attempts={key: plan.Attempts(1, "disk busy", NOW + timedelta(seconds=4))})
+    backing_off = decide(
+        d, o, attempts={key: plan.Attempts(1, "disk busy", NOW + timedelta(seconds=4))}
+    )
     assert backing_off["sql01"].action is not None
     assert backing_off["sql01"].action.ready is False
     assert "attempt 1 of 3 failed (disk busy), retrying in 4s" in backing_off["sql01"].reason
@@ -297,7 +404,9 @@ def test_failed_attempts_back_off_then_block_with_the_fabric_error() -> None:
     exhausted = decide(d, o, attempts={key: plan.Attempts(3, "disk busy", NOW)})
     assert exhausted["sql01"].phase is Phase.BLOCKED
     assert exhausted["sql01"].action is None
-    assert "PlannedFailover failed 3 times for this revision: disk busy" in exhausted["sql01"].reason
+    assert (
+        "PlannedFailover failed 3 times for this revision: disk busy" in exhausted["sql01"].reason
+    )
 
 
 GROUPS = (
@@ -308,9 +417,13 @@ GROUPS = (
 
 
 def three_tier(site: str = "rtm") -> spec.DesiredState:
-    return desired(want("sql01", site, group="db"), want("app01", site, group="app"),
-                   want("web01", site, group="web"), want("web02", site, group="web"),
-                   groups=GROUPS)
+    return desired(
+        want("sql01", site, group="db"),
+        want("app01", site, group="app"),
+        want("web01", site, group="web"),
+        want("web02", site, group="web"),
+        groups=GROUPS,
+    )
 
 
 def ready(built: plan.Plan) -> list[tuple[str, Operation]]:
@@ -331,16 +444,25 @@ def test_dependents_are_stopped_first_in_reverse_group_order() -> None:
 
 def test_groups_fail_over_in_order_once_predecessors_run_at_the_target() -> None:
     stopped = {"running": ()}
-    o = observed(vm("sql01", **stopped), vm("app01", **stopped), vm("web01", **stopped),  # type: ignore[arg-type]
-                 vm("web02", **stopped))  # type: ignore[arg-type]
+    o = observed(
+        vm("sql01", **stopped),
+        vm("app01", **stopped),
+        vm("web01", **stopped),  # type: ignore[arg-type]
+        vm("web02", **stopped),
+    )  # type: ignore[arg-type]
     built = plan.build_plan(three_tier(), o, NOW)
     assert ready(built) == [("sql01", OP.PLANNED_FAILOVER)]
     by_vm = {vp.name: vp for vp in built.vms}
     assert "waiting for sql01" in by_vm["app01"].reason
 
     # db failed over (commit still pending): app may go, web still waits for app.
-    db_done = vm("sql01", "rtm", protection=ProtectionState.COMMIT_PENDING, replication=None,
-                 allowed=frozenset({OP.COMMIT}))
+    db_done = vm(
+        "sql01",
+        "rtm",
+        protection=ProtectionState.COMMIT_PENDING,
+        replication=None,
+        allowed=frozenset({OP.COMMIT}),
+    )
     o = observed(db_done, vm("app01", **stopped), vm("web01", **stopped), vm("web02", **stopped))  # type: ignore[arg-type]
     built = plan.build_plan(three_tier(), o, NOW)
     assert ready(built) == [("app01", OP.PLANNED_FAILOVER), ("sql01", OP.COMMIT)]
@@ -364,24 +486,36 @@ def test_readiness_flags_rpo_at_risk(age: float, at_risk: bool) -> None:
 
 def test_no_vm_is_stopped_while_another_vm_of_the_plan_cannot_fail_over() -> None:
     """Stopping web02 for a move that web01's lagging replication prevents is an outage for nothing."""
-    lagging = vm("web01", health=Health.WARNING,
-                 allowed=frozenset({OP.UNPLANNED_FAILOVER, OP.STOP_VM}))
-    built = plan.build_plan(desired(want("web01", group=None), want("web02", group=None)),
-                            observed(lagging, vm("web02")), NOW)
+    lagging = vm(
+        "web01", health=Health.WARNING, allowed=frozenset({OP.UNPLANNED_FAILOVER, OP.STOP_VM})
+    )
+    built = plan.build_plan(
+        desired(want("web01", group=None), want("web02", group=None)),
+        observed(lagging, vm("web02")),
+        NOW,
+    )
     assert ready(built) == []
     by_vm = {vp.name: vp for vp in built.vms}
     assert by_vm["web01"].phase is Phase.BLOCKED
     assert by_vm["web02"].phase is Phase.STOPPING
     assert "holding the stop: web01 cannot fail over now" in by_vm["web02"].reason
     # once web01 can move again, the stops go ahead
-    built = plan.build_plan(desired(want("web01", group=None), want("web02", group=None)),
-                            observed(vm("web01"), vm("web02")), NOW)
+    built = plan.build_plan(
+        desired(want("web01", group=None), want("web02", group=None)),
+        observed(vm("web01"), vm("web02")),
+        NOW,
+    )
     assert ready(built) == [("web01", OP.STOP_VM), ("web02", OP.STOP_VM)]
 
 
 def test_commit_waits_for_the_site_it_needs() -> None:
-    o = vm("sql01", "rtm", protection=ProtectionState.COMMIT_PENDING, replication=None,
-           allowed=frozenset())
+    o = vm(
+        "sql01",
+        "rtm",
+        protection=ProtectionState.COMMIT_PENDING,
+        replication=None,
+        allowed=frozenset(),
+    )
     got = decide(desired(want("sql01", "rtm")), observed(o, down=("rtm",)))["sql01"]
     assert got.phase is Phase.WAITING_FOR_SITE
     assert "site rtm is disconnected: waiting for it to return" in got.reason

@@ -68,7 +68,9 @@ def test_valid_plan_resolves_defaults_and_overrides(tmp_path: Path) -> None:
 
 
 def test_max_parallel_defaults_to_ten(tmp_path: Path) -> None:
-    write(tmp_path, "p.yaml", VALID.replace("  policy: {allowDataLoss: false, maxParallel: 10}\n", ""))
+    write(
+        tmp_path, "p.yaml", VALID.replace("  policy: {allowDataLoss: false, maxParallel: 10}\n", "")
+    )
     assert spec.load_specs(tmp_path).plans[0].max_parallel == 10
 
 
@@ -96,7 +98,9 @@ def test_replication_defaults_to_active_site_towards_the_other(tmp_path: Path) -
 
 
 def test_vm_policy_wins_over_plan_policy(tmp_path: Path) -> None:
-    text = VALID.replace("    - name: web02\n", "    - name: web02\n      policy: {allowDataLoss: true}\n")
+    text = VALID.replace(
+        "    - name: web02\n", "    - name: web02\n      policy: {allowDataLoss: true}\n"
+    )
     write(tmp_path, "p.yaml", text)
     vms = {vm.name: vm for vm in spec.load_specs(tmp_path).plans[0].vms}
     assert vms["web02"].allow_data_loss is True
@@ -121,9 +125,15 @@ def test_yaml_syntax_error(tmp_path: Path) -> None:
 
 
 def test_unknown_key_is_an_error_not_ignored(tmp_path: Path) -> None:
-    write(tmp_path, "p.yaml", VALID.replace("    - name: web02\n", "    - name: web02\n      activSite: rtm\n"))
+    write(
+        tmp_path,
+        "p.yaml",
+        VALID.replace("    - name: web02\n", "    - name: web02\n      activSite: rtm\n"),
+    )
     assert one_problem(tmp_path) == (
-        "p.yaml", 17, "unknown key 'activSite' in spec.vms[2]: remove it or fix its spelling"
+        "p.yaml",
+        17,
+        "unknown key 'activSite' in spec.vms[2]: remove it or fix its spelling",
     )
 
 
@@ -156,25 +166,41 @@ def test_active_site_not_in_sites(tmp_path: Path) -> None:
 
 
 def test_default_site_not_in_sites(tmp_path: Path) -> None:
-    write(tmp_path, "p.yaml", VALID.replace("{activeSite: ams, replication: ams->rtm}",
-                                            "{activeSite: fra}"))
+    write(
+        tmp_path,
+        "p.yaml",
+        VALID.replace("{activeSite: ams, replication: ams->rtm}", "{activeSite: fra}"),
+    )
     found = problems(tmp_path)
-    assert found[0] == f"{tmp_path}/p.yaml:6: activeSite 'fra' is not one of the plan's sites ['ams', 'rtm']"
+    assert (
+        found[0]
+        == f"{tmp_path}/p.yaml:6: activeSite 'fra' is not one of the plan's sites ['ams', 'rtm']"
+    )
 
 
 def test_replication_site_not_in_sites(tmp_path: Path) -> None:
-    write(tmp_path, "p.yaml", VALID.replace("      replication: rtm->ams", "      replication: rtm->fra"))
+    write(
+        tmp_path,
+        "p.yaml",
+        VALID.replace("      replication: rtm->ams", "      replication: rtm->fra"),
+    )
     file, line, message = one_problem(tmp_path)
     assert (file, line) == ("p.yaml", 15)
     assert message == "replication site 'fra' is not one of the plan's sites ['ams', 'rtm']"
 
 
 def test_replication_source_must_be_the_active_site(tmp_path: Path) -> None:
-    write(tmp_path, "p.yaml", VALID.replace("      replication: rtm->ams", "      replication: ams->rtm"))
+    write(
+        tmp_path,
+        "p.yaml",
+        VALID.replace("      replication: rtm->ams", "      replication: ams->rtm"),
+    )
     file, line, message = one_problem(tmp_path)
     assert (file, line) == ("p.yaml", 15)
-    assert message == ("replication ams->rtm must start at the active site: VM 'web01' runs at "
-                       "'rtm', so write rtm->ams or change activeSite")
+    assert message == (
+        "replication ams->rtm must start at the active site: VM 'web01' runs at "
+        "'rtm', so write rtm->ams or change activeSite"
+    )
 
 
 def test_moved_vm_inheriting_default_replication_is_an_error(tmp_path: Path) -> None:
@@ -186,14 +212,22 @@ def test_moved_vm_inheriting_default_replication_is_an_error(tmp_path: Path) -> 
 
 
 def test_malformed_replication(tmp_path: Path) -> None:
-    write(tmp_path, "p.yaml", VALID.replace("      replication: rtm->ams", "      replication: rtm=>ams"))
+    write(
+        tmp_path,
+        "p.yaml",
+        VALID.replace("      replication: rtm->ams", "      replication: rtm=>ams"),
+    )
     file, line, message = one_problem(tmp_path)
     assert (file, line) == ("p.yaml", 15)
     assert message == "replication must be '<from>-><to>' (e.g. ams->rtm) or off, not 'rtm=>ams'"
 
 
 def test_duplicate_vm_names_in_one_plan(tmp_path: Path) -> None:
-    write(tmp_path, "p.yaml", VALID.replace("    - name: web02\n", "    - name: web02\n    - name: sql01\n"))
+    write(
+        tmp_path,
+        "p.yaml",
+        VALID.replace("    - name: web02\n", "    - name: web02\n    - name: sql01\n"),
+    )
     file, line, message = one_problem(tmp_path)
     assert (file, line) == ("p.yaml", 17)
     assert message == "VM 'sql01' is listed twice in plan 'finance' (also entry 1): remove one"
@@ -205,8 +239,10 @@ def test_duplicate_vm_names_across_files(tmp_path: Path) -> None:
     write(tmp_path, "b.yaml", other)
     file, line, message = one_problem(tmp_path)
     assert (file, line) == ("b.yaml", 12)
-    assert message == (f"VM 'sql01' is already in plan 'finance' ({tmp_path}/a.yaml): "
-                       "a VM belongs to one plan, remove one")
+    assert message == (
+        f"VM 'sql01' is already in plan 'finance' ({tmp_path}/a.yaml): "
+        "a VM belongs to one plan, remove one"
+    )
 
 
 def test_duplicate_plan_names(tmp_path: Path) -> None:
@@ -214,26 +250,35 @@ def test_duplicate_plan_names(tmp_path: Path) -> None:
     write(tmp_path, "b.yaml", VALID.replace("sql01", "x1").replace("web0", "y0"))
     file, line, message = one_problem(tmp_path)
     assert (file, line) == ("b.yaml", 3)
-    assert message == (f"plan 'finance' is also defined in {tmp_path}/a.yaml: "
-                       "plan names must be unique, rename one")
+    assert message == (
+        f"plan 'finance' is also defined in {tmp_path}/a.yaml: "
+        "plan names must be unique, rename one"
+    )
 
 
 def test_duplicate_mapping_keys_are_rejected(tmp_path: Path) -> None:
     """PyYAML would silently keep the last one; drctl refuses the file."""
-    write(tmp_path, "p.yaml", VALID.replace("      activeSite: rtm\n",
-                                            "      activeSite: rtm\n      activeSite: ams\n"))
+    write(
+        tmp_path,
+        "p.yaml",
+        VALID.replace("      activeSite: rtm\n", "      activeSite: rtm\n      activeSite: ams\n"),
+    )
     file, line, message = one_problem(tmp_path)
     assert (file, line) == ("p.yaml", 15)
-    assert message == ("duplicate key 'activeSite' (first at line 14): a key may appear "
-                       "once per mapping, remove one")
+    assert message == (
+        "duplicate key 'activeSite' (first at line 14): a key may appear "
+        "once per mapping, remove one"
+    )
 
 
 def test_group_naming_unknown_vm(tmp_path: Path) -> None:
     write(tmp_path, "p.yaml", VALID.replace("vms: [web01, web02]", "vms: [web01, web03]"))
     file, line, message = one_problem(tmp_path)
     assert (file, line) == ("p.yaml", 10)
-    assert message == ("group 'web' names VM 'web03', which is not in spec.vms: "
-                       "add the VM or remove it from the group")
+    assert message == (
+        "group 'web' names VM 'web03', which is not in spec.vms: "
+        "add the VM or remove it from the group"
+    )
 
 
 def test_vm_in_two_groups(tmp_path: Path) -> None:
@@ -244,8 +289,11 @@ def test_vm_in_two_groups(tmp_path: Path) -> None:
 
 
 def test_cycle_in_after(tmp_path: Path) -> None:
-    write(tmp_path, "p.yaml", VALID.replace("{name: db,  vms: [sql01]}",
-                                            "{name: db, after: [web], vms: [sql01]}"))
+    write(
+        tmp_path,
+        "p.yaml",
+        VALID.replace("{name: db,  vms: [sql01]}", "{name: db, after: [web], vms: [sql01]}"),
+    )
     file, line, message = one_problem(tmp_path)
     assert file == "p.yaml"
     assert line in {9, 10}
@@ -263,10 +311,20 @@ def test_after_naming_unknown_group(tmp_path: Path) -> None:
 
 
 def test_vm_with_no_active_site_after_defaults(tmp_path: Path) -> None:
-    write(tmp_path, "p.yaml", VALID.replace("  defaults: {activeSite: ams, replication: ams->rtm}\n", ""))
+    write(
+        tmp_path,
+        "p.yaml",
+        VALID.replace("  defaults: {activeSite: ams, replication: ams->rtm}\n", ""),
+    )
     found = problems(tmp_path)
-    assert f"{tmp_path}/p.yaml:11: VM 'sql01' has no activeSite: set activeSite on the VM or spec.defaults.activeSite" in found
-    assert f"{tmp_path}/p.yaml:15: VM 'web02' has no activeSite: set activeSite on the VM or spec.defaults.activeSite" in found
+    assert (
+        f"{tmp_path}/p.yaml:11: VM 'sql01' has no activeSite: set activeSite on the VM or spec.defaults.activeSite"
+        in found
+    )
+    assert (
+        f"{tmp_path}/p.yaml:15: VM 'web02' has no activeSite: set activeSite on the VM or spec.defaults.activeSite"
+        in found
+    )
 
 
 def test_sites_must_be_two(tmp_path: Path) -> None:
@@ -288,7 +346,9 @@ def test_every_error_in_the_directory_is_reported(tmp_path: Path) -> None:
     assert [Path(p.split(":")[0]).name for p in found] == ["a.yaml", "b.yaml"]
 
 
-def test_validate_command_exit_codes_and_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_command_exit_codes_and_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     good = tmp_path / "good"
     good.mkdir()
     write(good, "p.yaml", VALID)

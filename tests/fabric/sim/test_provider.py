@@ -33,14 +33,24 @@ from reconciler.kits.clock import VirtualClock
 OP = Operation
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 INTERVAL = 30.0
-TIMINGS = lifecycle.Timings(planned_failover=3, unplanned_failover=2, commit=1,
-                            reverse_replicate=2, initial_replication=6, stop_vm=1,
-                            test_failover=2, test_failover_cleanup=1,
-                            replication_interval=INTERVAL)
+TIMINGS = lifecycle.Timings(
+    planned_failover=3,
+    unplanned_failover=2,
+    commit=1,
+    reverse_replicate=2,
+    initial_replication=6,
+    stop_vm=1,
+    test_failover=2,
+    test_failover_cleanup=1,
+    replication_interval=INTERVAL,
+)
 INVENTORY = Inventory(
     ("ams", "rtm"),
-    (InventoryVM("web01", "ams", ("ams", "rtm")), InventoryVM("db01", "ams", ("ams", "rtm")),
-     InventoryVM("batch", "rtm", None)),
+    (
+        InventoryVM("web01", "ams", ("ams", "rtm")),
+        InventoryVM("db01", "ams", ("ams", "rtm")),
+        InventoryVM("batch", "rtm", None),
+    ),
     TIMINGS,
 )
 
@@ -58,8 +68,9 @@ def fabric(tmp_path: Path, clock: VirtualClock) -> Iterator[sim.SimFabric]:
     fabric.close()
 
 
-def run(fabric: sim.SimFabric, clock: VirtualClock, vm: str, op: Operation,
-        **request: object) -> Job:
+def run(
+    fabric: sim.SimFabric, clock: VirtualClock, vm: str, op: Operation, **request: object
+) -> Job:
     """Start `op`, let it take as long as it takes, return the finished job."""
     job_id = fabric.start(Request(vm, op, **request))  # type: ignore[arg-type]
     job = fabric.get_job(job_id)
@@ -76,8 +87,9 @@ def at(seconds: float) -> datetime:
 # --- jobs progress with time --------------------------------------------------------
 
 
-def test_a_job_runs_for_its_duration_then_has_its_effect(fabric: sim.SimFabric,
-                                                         clock: VirtualClock) -> None:
+def test_a_job_runs_for_its_duration_then_has_its_effect(
+    fabric: sim.SimFabric, clock: VirtualClock
+) -> None:
     job_id = fabric.start(Request("web01", OP.PLANNED_FAILOVER, target_site="rtm"))
     assert job_id == "job-000001"
     clock.advance(1.5)
@@ -96,16 +108,26 @@ def test_a_job_runs_for_its_duration_then_has_its_effect(fabric: sim.SimFabric,
     assert job.data_loss_seconds == 0.0
     vm = fabric.observe().vms["web01"]
     assert (vm.active_site, vm.running, vm.protection_state) == (
-        "rtm", ("rtm",), ProtectionState.COMMIT_PENDING)
+        "rtm",
+        ("rtm",),
+        ProtectionState.COMMIT_PENDING,
+    )
     assert vm.replication is None
     assert vm.last_failover is FailoverKind.PLANNED
     assert vm.allowed_operations == {OP.COMMIT, OP.STOP_VM}
 
 
 def test_the_whole_round_trip_fails_over_and_back_without_losing_a_write(
-        fabric: sim.SimFabric, clock: VirtualClock) -> None:
-    steps = [(OP.PLANNED_FAILOVER, 3), (OP.COMMIT, 1), (OP.REVERSE_REPLICATE, 2),
-             (OP.PLANNED_FAILOVER, 3), (OP.COMMIT, 1), (OP.REVERSE_REPLICATE, 2)]
+    fabric: sim.SimFabric, clock: VirtualClock
+) -> None:
+    steps = [
+        (OP.PLANNED_FAILOVER, 3),
+        (OP.COMMIT, 1),
+        (OP.REVERSE_REPLICATE, 2),
+        (OP.PLANNED_FAILOVER, 3),
+        (OP.COMMIT, 1),
+        (OP.REVERSE_REPLICATE, 2),
+    ]
     for op, seconds in steps:
         clock.advance(10)  # writes pile up between steps
         job = run(fabric, clock, "web01", op)
@@ -121,20 +143,24 @@ def test_the_whole_round_trip_fails_over_and_back_without_losing_a_write(
     assert [j.operation for j in fabric.list_jobs()] == [op for op, _ in steps]
 
 
-def test_reverse_replication_is_initial_sync_while_it_runs(fabric: sim.SimFabric,
-                                                           clock: VirtualClock) -> None:
+def test_reverse_replication_is_initial_sync_while_it_runs(
+    fabric: sim.SimFabric, clock: VirtualClock
+) -> None:
     run(fabric, clock, "web01", OP.PLANNED_FAILOVER)
     run(fabric, clock, "web01", OP.COMMIT)
     fabric.start(Request("web01", OP.REVERSE_REPLICATE))
     vm = fabric.observe().vms["web01"]
     assert vm.replication is not None
     assert (vm.replication.direction, vm.replication.state) == (
-        "rtm->ams", ReplicationState.INITIAL_SYNC)
+        "rtm->ams",
+        ReplicationState.INITIAL_SYNC,
+    )
     assert vm.protection_state is ProtectionState.COMMITTED
 
 
 def test_reverse_after_an_unplanned_failover_is_a_full_initial_replication(
-        fabric: sim.SimFabric, clock: VirtualClock) -> None:
+    fabric: sim.SimFabric, clock: VirtualClock
+) -> None:
     run(fabric, clock, "web01", OP.UNPLANNED_FAILOVER, shutdown_source=True)
     run(fabric, clock, "web01", OP.COMMIT)
     job = run(fabric, clock, "web01", OP.REVERSE_REPLICATE)
@@ -154,7 +180,8 @@ def test_replication_ships_every_interval(fabric: sim.SimFabric, clock: VirtualC
 
 
 def test_an_unplanned_failover_loses_the_writes_not_yet_shipped(
-        fabric: sim.SimFabric, clock: VirtualClock) -> None:
+    fabric: sim.SimFabric, clock: VirtualClock
+) -> None:
     clock.advance(40)
     rep = fabric.observe().vms["web01"].replication
     assert rep is not None
@@ -167,8 +194,9 @@ def test_an_unplanned_failover_loses_the_writes_not_yet_shipped(
     assert vm.recovery_points[0] == at(30)  # it booted the last sync
 
 
-def test_writes_stop_when_the_source_site_goes_down(fabric: sim.SimFabric,
-                                                    clock: VirtualClock) -> None:
+def test_writes_stop_when_the_source_site_goes_down(
+    fabric: sim.SimFabric, clock: VirtualClock
+) -> None:
     """Lost writes are those between the last sync and the outage, not the failover."""
     clock.advance(40)
     fabric.site_down("ams")
@@ -178,8 +206,9 @@ def test_writes_stop_when_the_source_site_goes_down(fabric: sim.SimFabric,
     assert job.data_loss_seconds == 10.0
 
 
-def test_a_planned_failover_of_a_stopped_vm_loses_nothing(fabric: sim.SimFabric,
-                                                          clock: VirtualClock) -> None:
+def test_a_planned_failover_of_a_stopped_vm_loses_nothing(
+    fabric: sim.SimFabric, clock: VirtualClock
+) -> None:
     clock.advance(50)
     run(fabric, clock, "web01", OP.STOP_VM, target_site="ams")
     assert fabric.observe().vms["web01"].running == ()
@@ -189,7 +218,8 @@ def test_a_planned_failover_of_a_stopped_vm_loses_nothing(fabric: sim.SimFabric,
 
 
 def test_an_older_recovery_point_loses_more_and_commit_deletes_the_others(
-        fabric: sim.SimFabric, clock: VirtualClock) -> None:
+    fabric: sim.SimFabric, clock: VirtualClock
+) -> None:
     clock.advance(70)
     run(fabric, clock, "web01", OP.UNPLANNED_FAILOVER, shutdown_source=True)
     vm = fabric.observe().vms["web01"]
@@ -202,20 +232,25 @@ def test_an_older_recovery_point_loses_more_and_commit_deletes_the_others(
     assert fabric.observe().vms["web01"].recovery_points == ()
 
 
-def test_an_unknown_recovery_point_is_refused(fabric: sim.SimFabric,
-                                              clock: VirtualClock) -> None:
+def test_an_unknown_recovery_point_is_refused(fabric: sim.SimFabric, clock: VirtualClock) -> None:
     run(fabric, clock, "web01", OP.UNPLANNED_FAILOVER, shutdown_source=True)
     with pytest.raises(errors.RejectedError, match="no recovery point '2020-01-01"):
-        fabric.start(Request("web01", OP.APPLY_RECOVERY_POINT,
-                             recovery_point="2020-01-01T00:00:00+00:00"))
+        fabric.start(
+            Request("web01", OP.APPLY_RECOVERY_POINT, recovery_point="2020-01-01T00:00:00+00:00")
+        )
 
 
 @settings(max_examples=40, deadline=None)
-@given(before=st.floats(0, 300), lag=st.sampled_from([0.0, 10.0, 45.0, 200.0]),
-       outage=st.none() | st.floats(0, 100), stop=st.booleans(),
-       planned=st.booleans())
+@given(
+    before=st.floats(0, 300),
+    lag=st.sampled_from([0.0, 10.0, 45.0, 200.0]),
+    outage=st.none() | st.floats(0, 100),
+    stop=st.booleans(),
+    planned=st.booleans(),
+)
 def test_a_failover_loses_exactly_the_writes_after_the_last_sync(
-        before: float, lag: float, outage: float | None, stop: bool, planned: bool) -> None:
+    before: float, lag: float, outage: float | None, stop: bool, planned: bool
+) -> None:
     """Whatever the timing: a planned failover loses nothing; an unplanned one loses the
     writes between the last sync it reported and the moment the source stopped writing."""
     clock = VirtualClock(START)
@@ -249,8 +284,9 @@ def test_a_failover_loses_exactly_the_writes_after_the_last_sync(
 # --- split brain ----------------------------------------------------------------------
 
 
-def test_the_old_copy_still_runs_when_the_lost_site_returns(fabric: sim.SimFabric,
-                                                            clock: VirtualClock) -> None:
+def test_the_old_copy_still_runs_when_the_lost_site_returns(
+    fabric: sim.SimFabric, clock: VirtualClock
+) -> None:
     fabric.site_down("ams")
     run(fabric, clock, "web01", OP.UNPLANNED_FAILOVER, shutdown_source=True)
     run(fabric, clock, "web01", OP.COMMIT)
@@ -272,7 +308,8 @@ def test_the_old_copy_still_runs_when_the_lost_site_returns(fabric: sim.SimFabri
 
 
 def test_an_injected_failure_surfaces_as_a_failed_job_and_changes_nothing(
-        fabric: sim.SimFabric, clock: VirtualClock) -> None:
+    fabric: sim.SimFabric, clock: VirtualClock
+) -> None:
     fabric.inject_failure("web01", OP.PLANNED_FAILOVER, times=1)
     job_id = fabric.start(Request("web01", OP.PLANNED_FAILOVER))
     assert fabric.get_job(job_id).state is JobState.RUNNING  # accepted first
@@ -287,8 +324,9 @@ def test_an_injected_failure_surfaces_as_a_failed_job_and_changes_nothing(
     assert run(fabric, clock, "web01", OP.PLANNED_FAILOVER).state is JobState.SUCCEEDED
 
 
-def test_a_job_fails_when_its_site_goes_down_while_it_runs(fabric: sim.SimFabric,
-                                                           clock: VirtualClock) -> None:
+def test_a_job_fails_when_its_site_goes_down_while_it_runs(
+    fabric: sim.SimFabric, clock: VirtualClock
+) -> None:
     job_id = fabric.start(Request("web01", OP.PLANNED_FAILOVER))
     clock.advance(1)
     fabric.site_down("rtm")
@@ -308,7 +346,8 @@ def test_a_planned_failover_is_refused_while_the_target_is_down(fabric: sim.SimF
         fabric.start(Request("web01", OP.PLANNED_FAILOVER))
     assert str(refused.value) == (
         "web01: PlannedFailover is not allowed: site rtm (the target) is disconnected: "
-        "PlannedFailover needs it connected; wait for rtm to reconnect")
+        "PlannedFailover needs it connected; wait for rtm to reconnect"
+    )
 
 
 def test_a_second_job_on_a_busy_vm_is_refused(fabric: sim.SimFabric) -> None:
@@ -333,7 +372,8 @@ def test_a_state_dir_without_a_fabric_says_how_to_make_one(tmp_path: Path) -> No
 
 
 def test_lagging_replication_blocks_a_planned_failover_until_cleared(
-        fabric: sim.SimFabric, clock: VirtualClock) -> None:
+    fabric: sim.SimFabric, clock: VirtualClock
+) -> None:
     clock.advance(100)
     assert fabric.lag("web01", 45) is Health.WARNING
     vm = fabric.observe().vms["web01"]
@@ -349,14 +389,18 @@ def test_lagging_replication_blocks_a_planned_failover_until_cleared(
 
 
 def test_a_required_resync_blocks_planned_failover_until_the_fabric_resyncs(
-        fabric: sim.SimFabric, clock: VirtualClock) -> None:
+    fabric: sim.SimFabric, clock: VirtualClock
+) -> None:
     clock.advance(40)
     assert fabric.resync_required("web01") == TIMINGS.initial_replication
     clock.advance(TIMINGS.initial_replication / 2)
     rep = fabric.observe().vms["web01"].replication
     assert rep is not None
     assert (rep.state, rep.health, rep.last_sync) == (
-        ReplicationState.RESYNC_REQUIRED, Health.CRITICAL, at(INTERVAL))
+        ReplicationState.RESYNC_REQUIRED,
+        Health.CRITICAL,
+        at(INTERVAL),
+    )
     vm = fabric.observe().vms["web01"]
     assert OP.PLANNED_FAILOVER not in vm.allowed_operations
     assert OP.UNPLANNED_FAILOVER in vm.allowed_operations
@@ -370,8 +414,9 @@ def test_a_required_resync_blocks_planned_failover_until_the_fabric_resyncs(
     assert rep.last_sync == at(2 * INTERVAL)  # shipping again
 
 
-def test_a_target_outage_makes_replication_fall_behind(fabric: sim.SimFabric,
-                                                       clock: VirtualClock) -> None:
+def test_a_target_outage_makes_replication_fall_behind(
+    fabric: sim.SimFabric, clock: VirtualClock
+) -> None:
     fabric.site_down("rtm")
     clock.advance(INTERVAL * 2)
     rep = fabric.observe().vms["web01"].replication
@@ -380,7 +425,8 @@ def test_a_target_outage_makes_replication_fall_behind(fabric: sim.SimFabric,
 
 
 def test_a_test_failover_leaves_production_running_and_replicating(
-        fabric: sim.SimFabric, clock: VirtualClock) -> None:
+    fabric: sim.SimFabric, clock: VirtualClock
+) -> None:
     run(fabric, clock, "web01", OP.TEST_FAILOVER)
     clock.advance(INTERVAL)
     vm = fabric.observe().vms["web01"]
@@ -397,7 +443,10 @@ def test_a_vm_moved_by_hand_runs_at_the_new_site_only(fabric: sim.SimFabric) -> 
     fabric.move("web01", "rtm")
     vm = fabric.observe().vms["web01"]
     assert (vm.active_site, vm.running, vm.protection_state) == (
-        "rtm", ("rtm",), ProtectionState.PROTECTED)
+        "rtm",
+        ("rtm",),
+        ProtectionState.PROTECTED,
+    )
     assert vm.replication is not None
     assert vm.replication.direction == "rtm->ams"
     assert fabric.list_jobs() == []
@@ -407,8 +456,9 @@ def test_a_vm_moved_by_hand_runs_at_the_new_site_only(fabric: sim.SimFabric) -> 
         fabric.move("web01", "lon")
 
 
-def test_enable_replication_of_an_unprotected_vm(fabric: sim.SimFabric,
-                                                 clock: VirtualClock) -> None:
+def test_enable_replication_of_an_unprotected_vm(
+    fabric: sim.SimFabric, clock: VirtualClock
+) -> None:
     assert fabric.observe().vms["batch"].replication is None
     job = run(fabric, clock, "batch", OP.ENABLE_REPLICATION)
     assert (job.target_site, job.finished_at) == ("ams", at(TIMINGS.initial_replication))
@@ -458,13 +508,22 @@ def test_several_processes_share_one_fabric(tmp_path: Path) -> None:
     """Concurrent starts and observations: no job lost, none doubled, one per VM."""
     workers, count = 4, 15
     vms = [InventoryVM(f"shared{i}", "ams", ("ams", "rtm")) for i in range(count)]
-    vms += [InventoryVM(f"own{w}-{i}", "ams", ("ams", "rtm"))
-            for w in range(workers) for i in range(count)]
+    vms += [
+        InventoryVM(f"own{w}-{i}", "ams", ("ams", "rtm"))
+        for w in range(workers)
+        for i in range(count)
+    ]
     slow = lifecycle.Timings(planned_failover=3600)
     sim.init_fabric(tmp_path, Inventory(("ams", "rtm"), tuple(vms), slow), VirtualClock(START))
-    procs = [subprocess.Popen([sys.executable, "-c", _WORKER, str(tmp_path), str(w), str(count)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for w in range(workers)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, str(tmp_path), str(w), str(count)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(workers)
+    ]
     results = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err for _, err in results]
     assert sum(int(out) for out, _ in results) == count  # each shared VM won exactly once
