@@ -16,7 +16,8 @@ from datetime import UTC, datetime, timedelta
 import prometheus_client
 from measure import median_seconds
 
-from reconciler.core import plan, spec
+from reconciler.core import plan
+from reconciler.core.desired import DesiredState, DesiredVM, PlanSpec
 from reconciler.core.plan import Phase
 from reconciler.core.state import (
     Job,
@@ -47,7 +48,7 @@ ALLOWED = frozenset(
 
 def _inputs(count: int) -> tuple[plan.Plan, Observed]:
     """Every 10th VM without replication, every 50th failing over to rtm, the rest converged."""
-    per_plan: dict[str, list[spec.DesiredVM]] = {f"plan{p:02d}": [] for p in range(PLANS)}
+    per_plan: dict[str, list[DesiredVM]] = {f"plan{p:02d}": [] for p in range(PLANS)}
     observed: dict[str, ObservedVM] = {}
     for i in range(count):
         name, plan_name = f"vm{i:06d}", f"plan{i % PLANS:02d}"
@@ -55,7 +56,7 @@ def _inputs(count: int) -> tuple[plan.Plan, Observed]:
         site = "rtm" if moving else "ams"
         wants_replication = i % 10 != 0
         pair = (site, "ams" if site == "rtm" else "rtm") if wants_replication else None
-        per_plan[plan_name].append(spec.DesiredVM(plan_name, name, site, pair, False, None))
+        per_plan[plan_name].append(DesiredVM(plan_name, name, site, pair, False, None))
         rep = None
         if wants_replication:
             rep = Replication(
@@ -84,9 +85,9 @@ def _inputs(count: int) -> tuple[plan.Plan, Observed]:
             ALLOWED,
             job,
         )
-    desired = spec.DesiredState(
+    desired = DesiredState(
         plans=tuple(
-            spec.PlanSpec(name, f"{name}.yaml", ("ams", "rtm"), False, 10, (), tuple(vms))
+            PlanSpec(name, f"{name}.yaml", ("ams", "rtm"), False, 10, (), tuple(vms))
             for name, vms in per_plan.items()
         )
     )

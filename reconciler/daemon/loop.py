@@ -29,6 +29,7 @@ from typing import Any
 import watchfiles
 
 from reconciler.core import plan, spec
+from reconciler.core.desired import DesiredState, PlanSpec
 from reconciler.core.plan import Phase
 from reconciler.engine import execute, journal
 from reconciler.engine import metrics as metrics_
@@ -68,7 +69,7 @@ class InForce:
     """The desired state the daemon acts on: the newest valid revision it has seen."""
 
     revision: str
-    desired: spec.DesiredState
+    desired: DesiredState
     seen_at: datetime
     # When each plan's move started (revision seen), until it is converged.
     moving_since: dict[str, datetime] = dataclasses.field(default_factory=dict)
@@ -282,7 +283,7 @@ class Daemon:
             extra={"event": "spec_invalid", "revision": rev, "in_force": kept},
         )
 
-    def _adopt(self, rev: str, desired: spec.DesiredState) -> None:
+    def _adopt(self, rev: str, desired: DesiredState) -> None:
         previous = self.in_force
         now = self.clock.now()
         self.in_force = InForce(rev, desired, now)
@@ -565,9 +566,9 @@ def note_outcome(specs_dir: Path) -> OnRevision:
 
 
 def _moves(
-    plan_spec: spec.PlanSpec,
+    plan_spec: PlanSpec,
     observed: Any,
-    previous: spec.DesiredState | None,
+    previous: DesiredState | None,
 ) -> bool:
     """Whether this revision moves VMs of the plan: a desired site differs from now."""
     before = {} if previous is None else {vm.name: vm.active_site for vm in previous.vms()}

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from reconciler.core import plan, spec, state
+from reconciler.core import plan, state
+from reconciler.core.desired import DesiredState
 from reconciler.core.plan import Phase
 from reconciler.engine import journal as journals
 from reconciler.errors import ProviderError, TerminalError, ThrottledError, TransientError
@@ -139,7 +140,7 @@ class Executor:
 
     def step(
         self,
-        desired: spec.DesiredState,
+        desired: DesiredState,
         revision: str,
         *,
         start: bool = True,
@@ -297,7 +298,7 @@ class Outcome:
 
 def apply(
     executor: Executor,
-    desired: spec.DesiredState,
+    desired: DesiredState,
     revision: str,
     timeout: float,
     stop_requested: Callable[[], bool] = lambda: False,

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 from reconciler import errors
 from reconciler.core import spec
+from reconciler.core.desired import PlanSpec
 from reconciler.engine import journal
 from reconciler.gitops import history
 from reconciler.kits import gcpause
@@ -185,7 +186,7 @@ class _File:
 
     name: str  # as `drctl validate SPECS_DIR` prints it
     text: str
-    plans: list[spec.PlanSpec]
+    plans: list[PlanSpec]
     problems: list[errors.SpecProblem]
     vms: dict[str, VMState] = field(default_factory=dict)
 

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TextIO, TypeVar
 
-from reconciler.core import plan, spec, state
+from reconciler.core import plan, state
+from reconciler.core.desired import DesiredVM
 from reconciler.engine import execute
 
 
@@ -47,7 +48,7 @@ def _vm_json(vp: plan.VMPlan) -> dict[str, Any]:
     }
 
 
-def _desired_json(d: spec.DesiredVM) -> dict[str, Any]:
+def _desired_json(d: DesiredVM) -> dict[str, Any]:
     return {"activeSite": d.active_site, "replication": d.replication_text}
 
 

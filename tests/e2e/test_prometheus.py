@@ -26,7 +26,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from reconciler.core import plan, spec
+from reconciler.core import plan
+from reconciler.core.desired import DesiredState, DesiredVM, PlanSpec
 from reconciler.core.state import (
     Observed,
     ObservedVM,
@@ -182,15 +183,15 @@ def _vm(name: str, replication: bool) -> ObservedVM:
     )
 
 
-def _desired(*names: str) -> spec.DesiredState:
+def _desired(*names: str) -> DesiredState:
     vms = {
-        "sql01": spec.DesiredVM("finance", "sql01", "ams", ("ams", "rtm"), False, None),
-        "web01": spec.DesiredVM("finance", "web01", "rtm", ("rtm", "ams"), False, None),
-        "app01": spec.DesiredVM("finance", "app01", "ams", None, False, None),
+        "sql01": DesiredVM("finance", "sql01", "ams", ("ams", "rtm"), False, None),
+        "web01": DesiredVM("finance", "web01", "rtm", ("rtm", "ams"), False, None),
+        "app01": DesiredVM("finance", "app01", "ams", None, False, None),
     }
-    return spec.DesiredState(
+    return DesiredState(
         plans=(
-            spec.PlanSpec(
+            PlanSpec(
                 "finance",
                 "finance.yaml",
                 ("ams", "rtm"),

@@ -17,7 +17,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.core import lifecycle, plan, spec
+from reconciler.core import lifecycle, plan
+from reconciler.core.desired import DesiredState, DesiredVM, Group, PlanSpec
 from reconciler.core.state import Job, Operation
 from reconciler.engine import execute, journal
 from reconciler.errors import DrctlError, RejectedError
@@ -69,7 +70,7 @@ def fabrics(draw: st.DrawFn) -> tuple[list[InventoryVM], list[tuple[object, ...]
 
 
 @st.composite
-def specs(draw: st.DrawFn) -> spec.DesiredState:
+def specs(draw: st.DrawFn) -> DesiredState:
     vms = []
     group_names = ("db", "app", "web")
     grouped = draw(st.booleans())
@@ -78,17 +79,17 @@ def specs(draw: st.DrawFn) -> spec.DesiredState:
         other = SITES[1] if active == SITES[0] else SITES[0]
         replication = None if draw(st.integers(0, 4)) == 0 else (active, other)
         group = group_names[min(i, 2)] if grouped else None
-        vms.append(spec.DesiredVM("finance", name, active, replication, draw(st.booleans()), group))
-    groups: tuple[spec.Group, ...] = ()
+        vms.append(DesiredVM("finance", name, active, replication, draw(st.booleans()), group))
+    groups: tuple[Group, ...] = ()
     if grouped:
         groups = (
-            spec.Group("db", (), ("sql01",)),
-            spec.Group("app", ("db",), ("app01",)),
-            spec.Group("web", ("app",), ("web01", "web02")),
+            Group("db", (), ("sql01",)),
+            Group("app", ("db",), ("app01",)),
+            Group("web", ("app",), ("web01", "web02")),
         )
-    return spec.DesiredState(
+    return DesiredState(
         plans=(
-            spec.PlanSpec(
+            PlanSpec(
                 "finance",
                 "finance.yaml",
                 SITES,
@@ -153,7 +154,7 @@ def disaster(fabric: sim.SimFabric, clock: VirtualClock, name: str) -> None:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(drawn=fabrics(), desired=specs())
 def test_planner_never_proposes_an_action_the_fabric_rejects(
-    drawn: tuple[list[InventoryVM], list[tuple[object, ...]]], desired: spec.DesiredState
+    drawn: tuple[list[InventoryVM], list[tuple[object, ...]]], desired: DesiredState
 ) -> None:
     clock = VirtualClock(T0)
     with tempfile.TemporaryDirectory() as tmp, build_fabric(Path(tmp), clock, drawn) as fabric:
@@ -176,7 +177,7 @@ def test_planner_never_proposes_an_action_the_fabric_rejects(
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(drawn=fabrics(), desired=specs())
 def test_plan_and_execute_converge_once_faults_are_healed(
-    drawn: tuple[list[InventoryVM], list[tuple[object, ...]]], desired: spec.DesiredState
+    drawn: tuple[list[InventoryVM], list[tuple[object, ...]]], desired: DesiredState
 ) -> None:
     clock = VirtualClock(T0)
     with tempfile.TemporaryDirectory() as tmp, build_fabric(Path(tmp), clock, drawn) as fabric:

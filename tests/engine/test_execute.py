@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler.core import plan, spec
+from reconciler.core import plan
+from reconciler.core.desired import DesiredState, DesiredVM, PlanSpec
 from reconciler.core.state import Operation
 from reconciler.engine import execute, journal, metrics
 from reconciler.fabric import base
@@ -20,20 +21,20 @@ timings: {plannedFailover: 3, commit: 1, reverseReplicate: 2, stopVM: 1}
 """
 
 
-def setup(tmp_path: Path) -> tuple[VirtualClock, sim.SimFabric, spec.DesiredState]:
+def setup(tmp_path: Path) -> tuple[VirtualClock, sim.SimFabric, DesiredState]:
     clock = VirtualClock()
     (tmp_path / "inv.yaml").write_text(INVENTORY)
     sim.init_fabric(tmp_path, inventory.load_inventory(tmp_path / "inv.yaml"), clock)
-    desired = spec.DesiredState(
+    desired = DesiredState(
         plans=(
-            spec.PlanSpec(
+            PlanSpec(
                 "finance",
                 "finance.yaml",
                 ("ams", "rtm"),
                 allow_data_loss=False,
                 max_parallel=10,
                 groups=(),
-                vms=(spec.DesiredVM("finance", "sql01", "rtm", ("rtm", "ams"), False, None),),
+                vms=(DesiredVM("finance", "sql01", "rtm", ("rtm", "ams"), False, None),),
             ),
         )
     )

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from reconciler.core import lifecycle, plan, spec
+from reconciler.core import lifecycle, plan
+from reconciler.core.desired import DesiredState, DesiredVM, PlanSpec
 from reconciler.core.state import (
     Job,
     JobState,
@@ -88,20 +89,20 @@ def want(
     replication: bool = True,
     plan_name: str = "finance",
     allow_data_loss: bool = False,
-) -> spec.DesiredVM:
+) -> DesiredVM:
     other = "rtm" if site == "ams" else "ams"
-    return spec.DesiredVM(
+    return DesiredVM(
         plan_name, name, site, (site, other) if replication else None, allow_data_loss, None
     )
 
 
-def desired(*vms: spec.DesiredVM) -> spec.DesiredState:
-    by_plan: dict[str, list[spec.DesiredVM]] = defaultdict(list)
+def desired(*vms: DesiredVM) -> DesiredState:
+    by_plan: dict[str, list[DesiredVM]] = defaultdict(list)
     for vm in vms:
         by_plan[vm.plan].append(vm)
-    return spec.DesiredState(
+    return DesiredState(
         plans=tuple(
-            spec.PlanSpec(name, f"{name}.yaml", ("ams", "rtm"), False, 10, (), tuple(members))
+            PlanSpec(name, f"{name}.yaml", ("ams", "rtm"), False, 10, (), tuple(members))
             for name, members in by_plan.items()
         )
     )
@@ -153,7 +154,7 @@ def failover_job(name: str, target: str = "rtm") -> Job:
     )
 
 
-def updated(d: spec.DesiredState, o: Observed) -> Metrics:
+def updated(d: DesiredState, o: Observed) -> Metrics:
     metrics = Metrics()
     metrics.update_from_plan(plan.build_plan(d, o, NOW), o)
     return metrics

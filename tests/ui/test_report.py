@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from reconciler.core import plan, spec
+from reconciler.core import plan
+from reconciler.core.desired import DesiredState, DesiredVM, Group, PlanSpec
 from reconciler.core.state import (
     Health,
     Job,
@@ -56,20 +57,20 @@ def _vm(
 def _mixed_plan() -> plan.Plan:
     """VMs in many phases: at rest, moving, lagging, in a job, off, missing, unmanaged."""
     names = ["web01", "web02", "db01", "lag01", "job01", "off01", "gone01", 'quo"te\u00e9']
-    desired = spec.DesiredState(
+    desired = DesiredState(
         plans=(
-            spec.PlanSpec(
+            PlanSpec(
                 name="finance",
                 file="finance.yaml",
                 sites=("ams", "rtm"),
                 allow_data_loss=False,
                 max_parallel=10,
                 groups=(
-                    spec.Group("db", (), ("db01",)),
-                    spec.Group("web", ("db",), ("web01", "web02")),
+                    Group("db", (), ("db01",)),
+                    Group("web", ("db",), ("web01", "web02")),
                 ),
                 vms=tuple(
-                    spec.DesiredVM(
+                    DesiredVM(
                         "finance",
                         n,
                         "rtm" if n.startswith("web") else "ams",
@@ -146,18 +147,16 @@ def test_plan_json_text_of_an_empty_plan_is_valid_json() -> None:
 def test_plan_json_text_is_right_when_every_vm_has_its_own_reason() -> None:
     """More distinct lines than the renderer remembers: each is still the VM's own."""
     names = [f"vm{i:05d}" for i in range(5000)]
-    desired = spec.DesiredState(
+    desired = DesiredState(
         plans=(
-            spec.PlanSpec(
+            PlanSpec(
                 name="big",
                 file="big.yaml",
                 sites=("ams", "rtm"),
                 allow_data_loss=False,
                 max_parallel=10,
                 groups=(),
-                vms=tuple(
-                    spec.DesiredVM("big", n, "ams", ("ams", "rtm"), False, None) for n in names
-                ),
+                vms=tuple(DesiredVM("big", n, "ams", ("ams", "rtm"), False, None) for n in names),
             ),
         )
     )

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from reconciler.core import spec, state
+from reconciler.core import state
+from reconciler.core.desired import DesiredState, DesiredVM, Group, PlanSpec
 from reconciler.core.state import Operation, ProtectionState, ReplicationState
 from reconciler.kits import gcpause
 
@@ -127,7 +128,7 @@ class Readiness:
 
 @dataclass(frozen=True, slots=True)
 class VMPlan:
-    desired: spec.DesiredVM
+    desired: DesiredVM
     observed: state.ObservedVM | None
     phase: Phase
     reason: str
@@ -168,7 +169,7 @@ class Plan:
 
 
 def build_plan(
-    desired: spec.DesiredState,
+    desired: DesiredState,
     observed: state.Observed,
     now: datetime,
     attempts: AttemptsByAction | None = None,
@@ -230,7 +231,7 @@ def _with_attempts(
 class _PlanContext:
     """Decisions for the VMs of one RecoveryPlan, which share group ordering."""
 
-    def __init__(self, plan: spec.PlanSpec, observed: state.Observed, now: datetime) -> None:
+    def __init__(self, plan: PlanSpec, observed: state.Observed, now: datetime) -> None:
         self.plan = plan
         self.observed = observed
         self.now = now
@@ -245,7 +246,7 @@ class _PlanContext:
         self._last_readiness = self._readiness_of_replication(None)
 
     @functools.cached_property
-    def desired(self) -> dict[str, spec.DesiredVM]:
+    def desired(self) -> dict[str, DesiredVM]:
         """The plan's VMs by name; only group ordering looks other VMs up."""
         return {vm.name: vm for vm in self.plan.vms}
 
@@ -272,7 +273,7 @@ class _PlanContext:
     def _group_vms(self, groups: Iterable[str]) -> list[str]:
         return [vm for g in groups for vm in self.group_vms.get(g, ())]
 
-    def _waiting_predecessors(self, vm: spec.DesiredVM, check: str) -> list[str]:
+    def _waiting_predecessors(self, vm: DesiredVM, check: str) -> list[str]:
         """VMs of the groups `vm` comes after that do not yet run at their target."""
         if vm.group is None:
             return []
@@ -280,7 +281,7 @@ class _PlanContext:
         test = self._runs_at_target if check == "target" else self._running_at_active
         return [n for n in names if not test(n)]
 
-    def _waiting_dependents(self, vm: spec.DesiredVM) -> list[str]:
+    def _waiting_dependents(self, vm: DesiredVM) -> list[str]:
         """VMs of the groups that come after `vm` that will move and still run."""
         if vm.group is None:
             return []
@@ -310,13 +311,13 @@ class _PlanContext:
                 self._stuck.append(vm.name)
         return self._stuck
 
-    def _stage(self, vm: spec.DesiredVM, reverse: bool = False) -> tuple[int, int]:
+    def _stage(self, vm: DesiredVM, reverse: bool = False) -> tuple[int, int]:
         rank = self.rank.get(vm.group, 0) if vm.group else 0
         return (-rank if reverse else rank, 0)
 
     # --- the decision for one VM -------------------------------------------
 
-    def decide(self, vm: spec.DesiredVM) -> VMPlan:
+    def decide(self, vm: DesiredVM) -> VMPlan:
         o = self.observed.vms.get(vm.name)
         if o is not None and _placed(vm, o) and _protected(vm, o):
             # What `_result` makes of every decision for such a VM, whatever
@@ -338,7 +339,7 @@ class _PlanContext:
 
     def _result(
         self,
-        vm: spec.DesiredVM,
+        vm: DesiredVM,
         o: state.ObservedVM | None,
         phase: Phase,
         reason: str,
@@ -351,7 +352,7 @@ class _PlanContext:
             return self._converged(vm, o)
         return VMPlan(vm, o, phase, reason, action, placed, protected, self._readiness(o))
 
-    def _converged(self, vm: spec.DesiredVM, o: state.ObservedVM) -> VMPlan:
+    def _converged(self, vm: DesiredVM, o: state.ObservedVM) -> VMPlan:
         key = (vm.active_site, vm.replication)
         reason = self._converged_reasons.get(key)
         if reason is None:
@@ -385,7 +386,7 @@ class _PlanContext:
 
     def _act(
         self,
-        vm: spec.DesiredVM,
+        vm: DesiredVM,
         o: state.ObservedVM,
         phase: Phase,
         reason: str,
@@ -435,14 +436,14 @@ class _PlanContext:
             reason = f"{reason}; waiting for {_names(waiting_for)}"
         return self._result(vm, o, phase, reason, action)
 
-    def _job_running(self, vm: spec.DesiredVM, o: state.ObservedVM, job: state.Job) -> VMPlan:
+    def _job_running(self, vm: DesiredVM, o: state.ObservedVM, job: state.Job) -> VMPlan:
         where = f" to {job.target_site}" if job.target_site else ""
         reason = f"{job.operation}{where} running ({job.progress:.0%}, job {job.id})"
         if not _moves_towards(job, vm, o):
             reason += f"; the spec now wants {vm.active_site}: continuing after it ends"
         return self._result(vm, o, _JOB_PHASE.get(job.operation, Phase.SYNCING), reason)
 
-    def _at_desired_site(self, vm: spec.DesiredVM, o: state.ObservedVM) -> VMPlan:
+    def _at_desired_site(self, vm: DesiredVM, o: state.ObservedVM) -> VMPlan:
         site = vm.active_site
         if o.protection_state is ProtectionState.COMMIT_PENDING:
             return self._act(
@@ -470,7 +471,7 @@ class _PlanContext:
             )
         return self._replication_at_site(vm, o)
 
-    def _fence(self, vm: spec.DesiredVM, o: state.ObservedVM, stale: str) -> VMPlan:
+    def _fence(self, vm: DesiredVM, o: state.ObservedVM, stale: str) -> VMPlan:
         reason = (
             f"split brain: an old copy still runs at {stale} while the VM is active at "
             f"{o.active_site}; stopping the old copy before reverse replication"
@@ -486,7 +487,7 @@ class _PlanContext:
             )
         return self._act(vm, o, Phase.STOPPING, reason, Operation.STOP_VM, stale)
 
-    def _replication_at_site(self, vm: spec.DesiredVM, o: state.ObservedVM) -> VMPlan:
+    def _replication_at_site(self, vm: DesiredVM, o: state.ObservedVM) -> VMPlan:
         """The VM runs where it should; bring replication to what the spec says."""
         site = vm.active_site
         want = vm.replication
@@ -514,7 +515,7 @@ class _PlanContext:
             )
         return self._result(vm, o, *_sync_status(rep, self.now))
 
-    def _must_move(self, vm: spec.DesiredVM, o: state.ObservedVM) -> VMPlan:
+    def _must_move(self, vm: DesiredVM, o: state.ObservedVM) -> VMPlan:
         """The authoritative copy runs at the other site: move it to the desired one."""
         source, target = o.active_site, vm.active_site
         if o.protection_state is ProtectionState.COMMIT_PENDING:
@@ -536,9 +537,7 @@ class _PlanContext:
             return self._replicate(vm, o, target, f" before moving it to {target}")
         return self._failover(vm, o, source, target)
 
-    def _replicate(
-        self, vm: spec.DesiredVM, o: state.ObservedVM, target: str, purpose: str
-    ) -> VMPlan:
+    def _replicate(self, vm: DesiredVM, o: state.ObservedVM, target: str, purpose: str) -> VMPlan:
         """Start replication from the active copy to `target`: a reprotect after a
         committed failover, else enabling it."""
         source = o.active_site
@@ -570,9 +569,7 @@ class _PlanContext:
             target,
         )
 
-    def _failover(
-        self, vm: spec.DesiredVM, o: state.ObservedVM, source: str, target: str
-    ) -> VMPlan:
+    def _failover(self, vm: DesiredVM, o: state.ObservedVM, source: str, target: str) -> VMPlan:
         rep = o.replication
         assert rep is not None  # noqa: S101 (checked by the caller)
         if o.test_failover is state.TestFailoverState.RUNNING:
@@ -680,7 +677,7 @@ class _PlanContext:
 
 
 def _group_order(
-    groups: tuple[spec.Group, ...],
+    groups: tuple[Group, ...],
 ) -> tuple[dict[str, int], dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
     """Each group's boot rank, the groups it follows, and the groups that follow it."""
     before = {g.name: g.after for g in groups}
@@ -694,7 +691,7 @@ def _group_order(
     return rank, before, {k: tuple(v) for k, v in after.items()}
 
 
-def _placed(vm: spec.DesiredVM, o: state.ObservedVM) -> bool:
+def _placed(vm: DesiredVM, o: state.ObservedVM) -> bool:
     """Runs, committed, at its desired site and nowhere else."""
     return (
         o.active_site == vm.active_site
@@ -703,7 +700,7 @@ def _placed(vm: spec.DesiredVM, o: state.ObservedVM) -> bool:
     )
 
 
-def _protected(vm: spec.DesiredVM, o: state.ObservedVM) -> bool:
+def _protected(vm: DesiredVM, o: state.ObservedVM) -> bool:
     """Replication runs as the spec says, initial sync done, health normal."""
     rep = o.replication
     if vm.replication is None:
@@ -736,13 +733,13 @@ def _sync_status(rep: state.Replication, now: datetime) -> tuple[Phase, str]:
     )
 
 
-def _converged_reason(vm: spec.DesiredVM) -> str:
+def _converged_reason(vm: DesiredVM) -> str:
     if vm.replication is None:
         return f"runs at {vm.active_site}, replication off as the spec says"
     return f"runs at {vm.active_site}, replicating {vm.replication_text}"
 
 
-def _moves_towards(job: state.Job, vm: spec.DesiredVM, o: state.ObservedVM) -> bool:
+def _moves_towards(job: state.Job, vm: DesiredVM, o: state.ObservedVM) -> bool:
     if job.operation in state.FAILOVERS:
         return job.target_site == vm.active_site
     return True

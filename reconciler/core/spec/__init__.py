@@ -28,12 +28,14 @@ import yaml
 import yaml_rs
 from pydantic.alias_generators import to_camel
 
+from reconciler.core import desired
+from reconciler.core.desired import DesiredState, DesiredVM, Group, PlanSpec
 from reconciler.errors import SpecError, SpecProblem
 from reconciler.kits import gcpause
 
 API_VERSION = "drctl/v1"
 KIND = "RecoveryPlan"
-DEFAULT_MAX_PARALLEL = 10
+DEFAULT_MAX_PARALLEL = desired.DEFAULT_MAX_PARALLEL
 
 DocPath = tuple[str | int, ...]
 
@@ -41,59 +43,6 @@ _SITE = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 SITE_NAME = rf"^{_SITE}$"
 _REPLICATION = re.compile(rf"^\s*({_SITE})\s*->\s*({_SITE})\s*$")
 _DOC_MARKER = re.compile(r"^---", re.MULTILINE)
-
-
-# ---------------------------------------------------------------------------
-# Resolved desired state: what the rest of drctl reads.
-
-
-@dataclass(frozen=True, slots=True)
-class DesiredVM:
-    """One VM with defaults and policies applied."""
-
-    plan: str
-    name: str
-    active_site: str
-    replication: tuple[str, str] | None  # (source, target); None means off
-    allow_data_loss: bool
-    group: str | None
-
-    @property
-    def replication_text(self) -> str:
-        """Replication as every output writes it: `<from>-><to>` or `off`."""
-        if self.replication is None:
-            return "off"
-        return f"{self.replication[0]}->{self.replication[1]}"
-
-
-@dataclass(frozen=True, slots=True)
-class Group:
-    name: str
-    after: tuple[str, ...]
-    vms: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class PlanSpec:
-    """One RecoveryPlan with every VM resolved."""
-
-    name: str
-    file: str
-    sites: tuple[str, str]
-    allow_data_loss: bool
-    max_parallel: int
-    groups: tuple[Group, ...]
-    vms: tuple[DesiredVM, ...]
-    settle_seconds: float = 0.0  # the daemon waits this long after a move before acting
-
-
-@dataclass(frozen=True)
-class DesiredState:
-    plans: tuple[PlanSpec, ...]
-
-    def vms(self) -> Iterator[DesiredVM]:
-        for plan in self.plans:
-            yield from plan.vms
 
 
 # ---------------------------------------------------------------------------

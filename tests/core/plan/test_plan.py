@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from reconciler.core import plan, spec
+from reconciler.core import plan
+from reconciler.core.desired import DesiredState, DesiredVM, Group, PlanSpec
 from reconciler.core.plan import Phase
 from reconciler.core.state import (
     Health,
@@ -36,12 +37,10 @@ PROTECTED_OPS = frozenset(
 )
 
 
-def desired(
-    *vms: spec.DesiredVM, groups: tuple[spec.Group, ...] = (), name: str = "finance"
-) -> spec.DesiredState:
-    return spec.DesiredState(
+def desired(*vms: DesiredVM, groups: tuple[Group, ...] = (), name: str = "finance") -> DesiredState:
+    return DesiredState(
         plans=(
-            spec.PlanSpec(
+            PlanSpec(
                 name=name,
                 file="finance.yaml",
                 sites=("ams", "rtm"),
@@ -61,10 +60,10 @@ def want(
     replication: str | None = "auto",
     allow_data_loss: bool = False,
     group: str | None = None,
-) -> spec.DesiredVM:
+) -> DesiredVM:
     other = "ams" if site == "rtm" else "rtm"
     pair = (site, other) if replication == "auto" else None
-    return spec.DesiredVM("finance", name, site, pair, allow_data_loss, group)
+    return DesiredVM("finance", name, site, pair, allow_data_loss, group)
 
 
 def vm(
@@ -105,7 +104,7 @@ def observed(*vms: ObservedVM, down: tuple[str, ...] = ()) -> Observed:
     return Observed(sites=sites, vms={v.name: v for v in vms}, at=NOW)
 
 
-def decide(d: spec.DesiredState, o: Observed, **kw: object) -> dict[str, plan.VMPlan]:
+def decide(d: DesiredState, o: Observed, **kw: object) -> dict[str, plan.VMPlan]:
     built = plan.build_plan(d, o, NOW, **kw)  # type: ignore[arg-type]
     return {vp.name: vp for vp in built.vms}
 
@@ -410,13 +409,13 @@ def test_failed_attempts_back_off_then_block_with_the_fabric_error() -> None:
 
 
 GROUPS = (
-    spec.Group("db", (), ("sql01",)),
-    spec.Group("app", ("db",), ("app01",)),
-    spec.Group("web", ("app",), ("web01", "web02")),
+    Group("db", (), ("sql01",)),
+    Group("app", ("db",), ("app01",)),
+    Group("web", ("app",), ("web01", "web02")),
 )
 
 
-def three_tier(site: str = "rtm") -> spec.DesiredState:
+def three_tier(site: str = "rtm") -> DesiredState:
     return desired(
         want("sql01", site, group="db"),
         want("app01", site, group="app"),
