@@ -5,24 +5,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler.core import plan, spec
+from reconciler.core import plan
 from reconciler.engine import execute, journal
 from reconciler.fabric.sim import inventory
 from reconciler.fabric.sim import provider as sim
+from reconciler.gitops import specdir
 from reconciler.kits.clock import VirtualClock
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_every_example_spec_validates() -> None:
-    files = spec.spec_files(ROOT / "specs")
+    files = specdir.spec_files(ROOT / "specs")
     assert files, "specs/ holds the example desired state"
-    desired = spec.load_specs(ROOT / "specs")
+    desired = specdir.load_specs(ROOT / "specs")
     assert {Path(p.file).name for p in desired.plans} == {f.name for f in files}
 
 
 def test_examples_plan_and_converge_on_the_example_inventory(tmp_path: Path) -> None:
-    desired = spec.load_specs(ROOT / "specs")
+    desired = specdir.load_specs(ROOT / "specs")
     clock = VirtualClock()
     sim.init_fabric(tmp_path, inventory.load_inventory(ROOT / "examples" / "inventory.yaml"), clock)
     with sim.SimFabric(tmp_path, clock) as fabric:

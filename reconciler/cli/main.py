@@ -19,7 +19,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from reconciler import errors
-from reconciler.core import spec
+from reconciler.gitops import specdir
 from reconciler.kits import gcpause
 
 if TYPE_CHECKING:
@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    desired = spec.load_specs(args.specs_dir)
+    desired = specdir.load_specs(args.specs_dir)
     vms = sum(len(p.vms) for p in desired.plans)
     print(f"{args.specs_dir}: valid ({len(desired.plans)} plans, {vms} VMs)")
     return errors.EXIT_OK
@@ -218,7 +218,7 @@ def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
     from reconciler.gitops import revision
     from reconciler.kits import clock
 
-    desired = spec.load_specs(args.specs_dir)
+    desired = specdir.load_specs(args.specs_dir)
     rev = revision.spec_revision(args.specs_dir).id
     wall = clock.WallClock()
     provider = fabric.open_provider(args.state_dir, wall)
@@ -344,7 +344,7 @@ def _apply(args: argparse.Namespace) -> int:
     from reconciler.kits import clock
     from reconciler.ui import report
 
-    desired = spec.load_specs(args.specs_dir)
+    desired = specdir.load_specs(args.specs_dir)
     rev = revision.spec_revision(args.specs_dir).id
     wall = clock.WallClock()
     settings = _settings(args)

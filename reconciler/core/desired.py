@@ -7,10 +7,12 @@ values, no parser: the planner must not depend on how the state was written.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 DEFAULT_MAX_PARALLEL = 10
+# The fabric of plans when the specs declare none: the simulator in the state dir.
+EMBEDDED_FABRIC = "embedded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +53,45 @@ class PlanSpec:
     groups: tuple[Group, ...]
     vms: tuple[DesiredVM, ...]
     settle_seconds: float = 0.0  # the daemon waits this long after a move before acting
+    fabric: str = EMBEDDED_FABRIC  # the Fabric it runs on, resolved across documents
+    doc: int = 0  # the document's index in its file, to locate problems
+
+
+@dataclass(frozen=True)
+class FabricSpec:
+    """One Fabric document: where a plan's VMs are replicated, and how to reach it.
+
+    `settings` holds the kind's own keys as written (references to secrets,
+    never secrets); the fabric's provider reads them.
+    """
+
+    name: str
+    kind: str  # simulator (later asr, hyperv)
+    sites: tuple[str, ...]
+    settings: Mapping[str, object]
+    file: str
+    doc: int = 0
 
 
 @dataclass(frozen=True)
 class DesiredState:
     plans: tuple[PlanSpec, ...]
+    fabrics: tuple[FabricSpec, ...] = ()
+
+    def fabric_names(self) -> list[str]:
+        """Every fabric a plan uses, in the order the plans come."""
+        return list(dict.fromkeys(plan.fabric for plan in self.plans))
+
+    def fabric(self, name: str) -> FabricSpec | None:
+        """The declared Fabric called `name`; None for the embedded simulator."""
+        return next((f for f in self.fabrics if f.name == name), None)
+
+    def only(self, fabric: str) -> DesiredState:
+        """The plans that run on `fabric`."""
+        return DesiredState(
+            tuple(p for p in self.plans if p.fabric == fabric),
+            tuple(f for f in self.fabrics if f.name == fabric),
+        )
 
     def vms(self) -> Iterator[DesiredVM]:
         for plan in self.plans:

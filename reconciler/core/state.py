@@ -146,6 +146,9 @@ class Observed:
     at: datetime | None = None
     can_stop_vms: bool = True
     jobs: tuple[Job, ...] = field(default=())
+    # Why the fabric could not be observed at all (its VMs are then unknown,
+    # which is never the same as stopped or gone); None when it answered.
+    unreachable: str | None = None
 
     def site_connected(self, name: str) -> bool:
         site = self.sites.get(name)

@@ -28,7 +28,7 @@ from typing import Any
 
 import watchfiles
 
-from reconciler.core import plan, spec
+from reconciler.core import plan
 from reconciler.core.desired import DesiredState, PlanSpec
 from reconciler.core.plan import Phase
 from reconciler.engine import execute, journal
@@ -36,7 +36,7 @@ from reconciler.engine import metrics as metrics_
 from reconciler.engine.lease import flock
 from reconciler.errors import GitError, LockHeldError, SpecError
 from reconciler.fabric import base
-from reconciler.gitops import notes, revision
+from reconciler.gitops import notes, revision, specdir
 from reconciler.kits import clock as clocks
 
 log = logging.getLogger("drctl")
@@ -247,7 +247,7 @@ class Daemon:
         self.revision_seen = rev.id
         log.info("revision seen: %s", rev.id, extra={"event": "revision_seen", "revision": rev.id})
         try:
-            desired = spec.load_specs(self.config.specs_dir)
+            desired = specdir.load_specs(self.config.specs_dir)
         except SpecError as exc:
             self._reject(rev.id, exc)
             return
@@ -312,7 +312,7 @@ class Daemon:
         staging = self.config.state_dir / f".{IN_FORCE_DIR}.new"
         shutil.rmtree(staging, ignore_errors=True)
         (staging / "specs").mkdir(parents=True)
-        for file in spec.spec_files(self.config.specs_dir):
+        for file in specdir.spec_files(self.config.specs_dir):
             dest = staging / "specs" / file.relative_to(self.config.specs_dir)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(file, dest)
@@ -325,7 +325,7 @@ class Daemon:
         if not (saved / "revision").is_file():
             return
         try:
-            desired = spec.load_specs(saved / "specs")
+            desired = specdir.load_specs(saved / "specs")
         except SpecError:
             log.warning("the saved revision in force in %s is unreadable; ignoring it", saved)
             return

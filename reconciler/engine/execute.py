@@ -23,6 +23,7 @@ from reconciler.engine import journal as journals
 from reconciler.errors import ProviderError, TerminalError, ThrottledError, TransientError
 from reconciler.fabric import base
 from reconciler.kits import clock as clocks
+from reconciler.kits import gcpause
 
 
 @dataclass(frozen=True)
@@ -155,9 +156,10 @@ class Executor:
         self.last_observed = self.provider.observe()
         now = self.clock.now()
         attempts = self.journal.attempts(revision, self.settings.backoff)
-        built = plan.build_plan(
-            desired, self.last_observed, now, attempts, self.settings.max_attempts
-        )
+        with gcpause.gc_paused():
+            built = plan.build_plan(
+                desired, self.last_observed, now, attempts, self.settings.max_attempts
+            )
         if start:
             self._start_ready(built, revision, hold)
         return built

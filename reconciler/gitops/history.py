@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 
 from reconciler import errors
-from reconciler.core import spec
+from reconciler.gitops import specdir
 
 # Regular files only: a symlink's blob is its target path, a gitlink a submodule.
 _FILE_MODES = frozenset({"100644", "100755"})
@@ -271,7 +271,7 @@ def _spec_path(raw: bytes, prefix: str) -> str | None:
     if not path.startswith(prefix):
         return None
     relative = path[len(prefix) :]
-    return relative if spec.is_spec_path(PurePosixPath(relative)) else None
+    return relative if specdir.is_spec_path(PurePosixPath(relative)) else None
 
 
 def _git(cwd: Path, *args: str) -> bytes:

@@ -13,8 +13,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.core import spec
 from reconciler.errors import GitError
+from reconciler.gitops import specdir
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def _git(cwd: Path, *args: str) -> str | None:
 
 def _content_hash(specs_dir: Path) -> str:
     digest = hashlib.sha256()
-    for file in spec.spec_files(specs_dir):
+    for file in specdir.spec_files(specs_dir):
         digest.update(str(file.relative_to(specs_dir)).encode() + b"\0")
         digest.update(file.read_bytes() + b"\0")
     return digest.hexdigest()[:16]

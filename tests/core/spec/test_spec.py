@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import main as cli
-from reconciler.core import spec
 from reconciler.errors import SpecError
+from reconciler.gitops import specdir
 
 VALID = """\
 apiVersion: drctl/v1
@@ -40,7 +40,7 @@ def write(directory: Path, name: str, text: str) -> Path:
 def problems(directory: Path) -> list[str]:
     """The `file:line: message` lines a user sees for an invalid directory."""
     with pytest.raises(SpecError) as caught:
-        spec.load_specs(directory)
+        specdir.load_specs(directory)
     return [str(p) for p in caught.value.problems]
 
 
@@ -53,7 +53,7 @@ def one_problem(directory: Path) -> tuple[str, int, str]:
 
 def test_valid_plan_resolves_defaults_and_overrides(tmp_path: Path) -> None:
     write(tmp_path, "finance.yaml", VALID)
-    desired = spec.load_specs(tmp_path)
+    desired = specdir.load_specs(tmp_path)
     (plan,) = desired.plans
     assert plan.name == "finance"
     assert plan.sites == ("ams", "rtm")
@@ -71,7 +71,7 @@ def test_max_parallel_defaults_to_ten(tmp_path: Path) -> None:
     write(
         tmp_path, "p.yaml", VALID.replace("  policy: {allowDataLoss: false, maxParallel: 10}\n", "")
     )
-    assert spec.load_specs(tmp_path).plans[0].max_parallel == 10
+    assert specdir.load_specs(tmp_path).plans[0].max_parallel == 10
 
 
 @pytest.mark.parametrize("written", ["off", '"off"', "'off'", "false", "' off '"])
@@ -79,20 +79,20 @@ def test_off_means_replication_off_whatever_the_parser(tmp_path: Path, written: 
     """A bare off (a boolean in YAML 1.1) and a quoted "off" mean the same."""
     text = VALID.replace("      replication: rtm->ams", f"      replication: {written}")
     write(tmp_path, "p.yaml", text)
-    vms = {vm.name: vm for vm in spec.load_specs(tmp_path).plans[0].vms}
+    vms = {vm.name: vm for vm in specdir.load_specs(tmp_path).plans[0].vms}
     assert vms["web01"].replication is None
     assert vms["web01"].replication_text == "off"
 
 
 def test_spaces_around_arrow_are_allowed_and_normalised(tmp_path: Path) -> None:
     write(tmp_path, "p.yaml", VALID.replace("replication: ams->rtm}", "replication: ams -> rtm}"))
-    vms = spec.load_specs(tmp_path).plans[0].vms
+    vms = specdir.load_specs(tmp_path).plans[0].vms
     assert vms[0].replication_text == "ams->rtm"
 
 
 def test_replication_defaults_to_active_site_towards_the_other(tmp_path: Path) -> None:
     write(tmp_path, "p.yaml", VALID.replace(", replication: ams->rtm}", "}"))
-    vms = {vm.name: vm for vm in spec.load_specs(tmp_path).plans[0].vms}
+    vms = {vm.name: vm for vm in specdir.load_specs(tmp_path).plans[0].vms}
     assert vms["sql01"].replication_text == "ams->rtm"
     assert vms["web01"].replication_text == "rtm->ams"
 
@@ -102,7 +102,7 @@ def test_vm_policy_wins_over_plan_policy(tmp_path: Path) -> None:
         "    - name: web02\n", "    - name: web02\n      policy: {allowDataLoss: true}\n"
     )
     write(tmp_path, "p.yaml", text)
-    vms = {vm.name: vm for vm in spec.load_specs(tmp_path).plans[0].vms}
+    vms = {vm.name: vm for vm in specdir.load_specs(tmp_path).plans[0].vms}
     assert vms["web02"].allow_data_loss is True
     assert vms["sql01"].allow_data_loss is False
 
@@ -110,7 +110,7 @@ def test_vm_policy_wins_over_plan_policy(tmp_path: Path) -> None:
 def test_several_documents_in_one_file(tmp_path: Path) -> None:
     second = VALID.replace("finance", "hr").replace("sql01", "hr01").replace("web0", "hrweb0")
     write(tmp_path, "p.yaml", VALID + "---\n" + second)
-    assert [p.name for p in spec.load_specs(tmp_path).plans] == ["finance", "hr"]
+    assert [p.name for p in specdir.load_specs(tmp_path).plans] == ["finance", "hr"]
 
 
 # --- one test per validation error: file, line and what to change ----------

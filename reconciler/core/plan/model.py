@@ -1,0 +1,125 @@
+"""The planner's output: phases, actions and per-VM decisions, as frozen values.
+
+Built by `plan.decide` and `plan.retry`, read by the executor, the reports,
+metrics and the daemon.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from reconciler.core import state
+from reconciler.core.desired import DesiredVM
+from reconciler.core.state import Operation
+
+MAX_ATTEMPTS = 3
+
+
+class Phase(StrEnum):
+    CONVERGED = "Converged"
+    STOPPING = "Stopping"
+    STARTING = "Starting"
+    FAILING_OVER = "FailingOver"
+    COMMIT_PENDING = "CommitPending"
+    REPROTECTING = "Reprotecting"
+    SYNCING = "Syncing"
+    WAITING_FOR_SITE = "WaitingForSite"
+    BLOCKED = "Blocked"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempts:
+    """Failed attempts of one (VM, operation) for the revision in force."""
+
+    failures: int
+    last_error: str
+    retry_at: datetime | None = None
+
+
+AttemptsByAction = Mapping[tuple[str, Operation], Attempts]
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """The next operation for one VM, and what it waits for."""
+
+    plan: str
+    vm: str
+    operation: Operation
+    target_site: str | None
+    shutdown_source: bool = False
+    ready: bool = True  # startable now; otherwise `waiting_for` says on what
+    waiting_for: tuple[str, ...] = ()
+    stage: tuple[int, int] = (0, 0)
+    source_site: str | None = None  # where the VM is active when the action is planned
+
+    @property
+    def direction(self) -> str | None:
+        """`<from>-><to>` for an action that moves a VM or its replication."""
+        if self.operation in _MOVES and self.source_site and self.target_site:
+            return f"{self.source_site}->{self.target_site}"
+        return None
+
+
+_MOVES = frozenset(
+    {
+        Operation.PLANNED_FAILOVER,
+        Operation.UNPLANNED_FAILOVER,
+        Operation.REVERSE_REPLICATE,
+        Operation.ENABLE_REPLICATION,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """What an operator checks before committing a move: is the replica fresh?"""
+
+    replication_health: str | None
+    last_sync_age_seconds: float | None
+    rpo_at_risk: bool
+
+
+@dataclass(frozen=True, slots=True)
+class VMPlan:
+    desired: DesiredVM
+    observed: state.ObservedVM | None
+    phase: Phase
+    reason: str
+    action: Action | None
+    placed: bool
+    protected: bool
+    readiness: Readiness
+
+    @property
+    def converged(self) -> bool:
+        return self.placed and self.protected
+
+    @property
+    def name(self) -> str:
+        return self.desired.name
+
+    @property
+    def plan(self) -> str:
+        return self.desired.plan
+
+
+@dataclass(frozen=True)
+class Plan:
+    vms: tuple[VMPlan, ...]
+    actions: tuple[Action, ...]  # ordered: stops, failovers by group, commits, reprotects
+    unmanaged: tuple[str, ...]
+    max_parallel: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def converged(self) -> bool:
+        return all(vm.converged for vm in self.vms)
+
+    def plan_converged(self, name: str) -> bool:
+        return all(vm.converged for vm in self.vms if vm.plan == name)
+
+    def ready_actions(self) -> list[Action]:
+        return [a for a in self.actions if a.ready]

@@ -1,0 +1,40 @@
+"""Retries: an action that failed backs off, then is Blocked after its attempts.
+
+The attempts come from the journal (the executor reads them per revision), so
+a restart does not reset them. Pure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+
+from reconciler.core.plan.model import AttemptsByAction, Phase, VMPlan
+
+
+def with_attempts(
+    decided: VMPlan, attempts: AttemptsByAction, now: datetime, max_attempts: int
+) -> VMPlan:
+    """Hold back an action that failed: back off, then Blocked after `max_attempts`."""
+    action = decided.action
+    if action is None:
+        return decided
+    tried = attempts.get((action.vm, action.operation))
+    if tried is None or tried.failures == 0:
+        return decided
+    if tried.failures >= max_attempts:
+        reason = (
+            f"{action.operation} failed {tried.failures} times for this revision: "
+            f"{tried.last_error}; fix the cause in the fabric, then commit a spec "
+            "change (a new revision) to try again"
+        )
+        return dataclasses.replace(decided, phase=Phase.BLOCKED, reason=reason, action=None)
+    if tried.retry_at is not None and tried.retry_at > now:
+        wait = (tried.retry_at - now).total_seconds()
+        reason = (
+            f"{decided.reason}; attempt {tried.failures} of {max_attempts} failed "
+            f"({tried.last_error}), retrying in {wait:.0f}s"
+        )
+        held = dataclasses.replace(action, ready=False, waiting_for=("backoff",))
+        return dataclasses.replace(decided, reason=reason, action=held)
+    return decided
