@@ -212,22 +212,22 @@ def _output_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
-    from reconciler import fabric
     from reconciler.core import plan
-    from reconciler.engine import execute, journal
+    from reconciler.engine import execute, fabrics, journal
     from reconciler.gitops import revision
     from reconciler.kits import clock
 
     desired = specdir.load_specs(args.specs_dir)
     rev = revision.spec_revision(args.specs_dir).id
     wall = clock.WallClock()
-    provider = fabric.open_provider(args.state_dir, wall)
+    with fabrics.open_for(desired, args.state_dir, wall) as opened:
+        observed = opened.observe(execute.observed_fabrics(desired))
     # Plan with the attempts already spent on this revision, so that plan and
     # status show Blocked after exhausted retries exactly as apply does.
     attempts: plan.AttemptsByAction = {}
     if (args.state_dir / journal.FILE).exists():  # read-only commands create nothing
         attempts = journal.Journal(args.state_dir).attempts(rev, execute.Settings().backoff)
-    built = plan.build_plan(desired, provider.observe(), wall.now(), attempts)
+    built = plan.build_plans(desired, observed, wall.now(), attempts)
     return built, rev
 
 
@@ -337,8 +337,7 @@ class _StopOnInterrupt:
 
 
 def _apply(args: argparse.Namespace) -> int:
-    from reconciler import fabric
-    from reconciler.engine import execute, journal
+    from reconciler.engine import execute, fabrics, journal
     from reconciler.engine.lease import flock
     from reconciler.gitops import revision
     from reconciler.kits import clock
@@ -348,8 +347,8 @@ def _apply(args: argparse.Namespace) -> int:
     rev = revision.spec_revision(args.specs_dir).id
     wall = clock.WallClock()
     settings = _settings(args)
-    provider = fabric.open_provider(args.state_dir, wall)
-    with flock.hold(args.state_dir, "apply"):
+    provider = fabrics.open_for(desired, args.state_dir, wall)
+    with provider, flock.hold(args.state_dir, "apply"):
         progress = report.Progress()
         executor = execute.Executor(
             provider, journal.Journal(args.state_dir), wall, settings, on_event=progress.event
@@ -400,15 +399,19 @@ def _metrics_addr(text: str) -> tuple[str, int]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from reconciler import fabric
+    from reconciler.core.desired import EMBEDDED_FABRIC
     from reconciler.daemon import loop
-    from reconciler.engine import metrics
+    from reconciler.engine import fabrics, metrics
     from reconciler.kits import clock
 
     address = _metrics_addr(args.metrics_addr) if args.metrics_addr else None
     loop.configure_logging(args.log_format)
     wall = clock.WallClock()
-    provider = fabric.open_provider(args.state_dir, wall)
+    provider = fabrics.Fabrics(args.state_dir, wall)
+    if not args.state_dir.joinpath(fabrics.FABRICS_DIR).is_dir():
+        # Only the embedded simulator can be meant: a daemon with no fabric to
+        # drive says so at once, as it always did.
+        provider.provider(EMBEDDED_FABRIC)
     collected = metrics.Metrics()
     server = None
     if address is not None:
@@ -440,6 +443,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return runner.run()
     finally:
+        provider.close()
         if server is not None:
             server.shutdown()
             server.server_close()

@@ -31,7 +31,7 @@ import watchfiles
 from reconciler.core import plan
 from reconciler.core.desired import DesiredState, PlanSpec
 from reconciler.core.plan import Phase
-from reconciler.engine import execute, journal
+from reconciler.engine import execute, fabrics, journal
 from reconciler.engine import metrics as metrics_
 from reconciler.engine.lease import flock
 from reconciler.errors import GitError, LockHeldError, SpecError
@@ -80,7 +80,7 @@ class Daemon:
     def __init__(
         self,
         config: Config,
-        provider: base.Provider,
+        provider: base.Provider | fabrics.Fabrics,
         clock: clocks.Clock,
         metrics: metrics_.Metrics | None = None,
         on_revision: OnRevision | None = None,

@@ -17,8 +17,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from reconciler.core import plan, state
-from reconciler.core.desired import DesiredState
+from reconciler.core.desired import EMBEDDED_FABRIC, DesiredState
 from reconciler.core.plan import Phase
+from reconciler.engine import fabrics as fabrics_
 from reconciler.engine import journal as journals
 from reconciler.errors import ProviderError, TerminalError, ThrottledError, TransientError
 from reconciler.fabric import base
@@ -66,19 +67,24 @@ class Executor:
 
     def __init__(
         self,
-        provider: base.Provider,
+        provider: base.Provider | fabrics_.Fabrics,
         journal: journals.Journal,
         clock: clocks.Clock,
         settings: Settings | None = None,
         on_event: Callable[[Event], None] | None = None,
     ) -> None:
-        self.provider = provider
+        # One provider is the embedded fabric alone; `Fabrics` drives several.
+        self.fabrics = (
+            provider if isinstance(provider, fabrics_.Fabrics) else fabrics_.Fabrics.of(provider)
+        )
         self.journal = journal
         self.clock = clock
         self.settings = settings or Settings()
         self._emit = on_event or (lambda _event: None)
         self._running: dict[str, journals.Entry] = {}  # job id -> our journal entry
-        self.last_observed: state.Observed | None = None
+        self.last_observed: state.Observed | None = None  # every fabric in one view
+        self.observed: dict[str, state.Observed] = {}  # by fabric
+        self._fabric_of: dict[str, str] = {}  # plan -> fabric
         self._throttled_until: datetime | None = None
         self._resume()
 
@@ -101,7 +107,7 @@ class Executor:
                 continue
             # Intent recorded, then the process died: did the fabric get the call?
             if jobs is None:
-                jobs = self.provider.list_jobs()
+                jobs = self.fabrics.list_jobs()
             match = next(
                 (
                     j
@@ -152,13 +158,16 @@ class Executor:
         Nothing starts when `start` is False; an action for which `hold`
         returns True waits (the daemon's settle time after a change).
         """
+        self.fabrics.use(desired)
         self._poll_jobs()
-        self.last_observed = self.provider.observe()
+        self.observed = self.fabrics.observe(observed_fabrics(desired))
+        self.last_observed = fabrics_.merge(self.observed.values())
+        self._fabric_of = {p.name: p.fabric for p in desired.plans}
         now = self.clock.now()
         attempts = self.journal.attempts(revision, self.settings.backoff)
         with gcpause.gc_paused():
-            built = plan.build_plan(
-                desired, self.last_observed, now, attempts, self.settings.max_attempts
+            built = plan.build_plans(
+                desired, self.observed, now, attempts, self.settings.max_attempts
             )
         if start:
             self._start_ready(built, revision, hold)
@@ -167,7 +176,7 @@ class Executor:
     def _poll_jobs(self) -> None:
         for job_id, entry in list(self._running.items()):
             try:
-                job = self.provider.get_job(job_id)
+                job = self.fabrics.get_job(job_id)
             except TransientError:
                 continue  # ask again next step
             except TerminalError as exc:
@@ -240,7 +249,9 @@ class Executor:
                 shutdown_source=action.shutdown_source,
             )
             try:
-                job_id = self.provider.start(request)
+                job_id = self.fabrics.start(
+                    self._fabric_of.get(action.plan, EMBEDDED_FABRIC), request
+                )
             except ThrottledError as exc:
                 wait = exc.retry_after or self.settings.backoff(1)
                 self._throttled_until = now + timedelta(seconds=wait)
@@ -268,6 +279,15 @@ class Executor:
             )
             in_flight[action.plan] += 1
             self._emit(_event(EventKind.STARTED, action, now, job_id=job_id))
+
+
+def observed_fabrics(desired: DesiredState) -> list[str]:
+    """The fabrics to observe: those the plans use; the embedded one when none is declared
+    (its VMs are then listed as unmanaged even without a plan)."""
+    names = desired.fabric_names()
+    if not desired.fabrics and EMBEDDED_FABRIC not in names:
+        names.append(EMBEDDED_FABRIC)
+    return names
 
 
 def _event(kind: EventKind, action: plan.Action, at: datetime, **extra: str) -> Event:

@@ -11,7 +11,8 @@ There is deliberately no cancel: drctl never cancels a failover.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
 from reconciler.core import state
 
@@ -53,3 +54,13 @@ class Provider(Protocol):
     def list_jobs(self) -> list[state.Job]:
         """Every job the fabric remembers, in start order."""
         ...
+
+    def close(self) -> None:
+        """Release what the provider holds (files, connections); jobs keep running."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...

@@ -24,6 +24,7 @@ from typing import Any
 
 from reconciler import errors
 from reconciler.core import lifecycle
+from reconciler.core.desired import EMBEDDED_FABRIC
 from reconciler.core.state import (
     FailoverKind,
     Health,
@@ -36,6 +37,7 @@ from reconciler.core.state import (
     TestFailoverState,
 )
 from reconciler.fabric import base
+from reconciler.fabric.config import FabricConfig
 from reconciler.fabric.sim import observe as sim_observe
 from reconciler.fabric.sim import store as sim_store
 from reconciler.fabric.sim import timeline as tl
@@ -100,12 +102,61 @@ def init_fabric(state_dir: Path, inventory: Inventory, clock: Clock | None = Non
     return existed
 
 
+# A file in the fabric's directory while `drctl fabric unreachable` holds: every
+# Protocol call then fails as a network partition between drctl and the fabric
+# would, while the fabric itself goes on (its jobs finish on time).
+UNREACHABLE_MARK = "unreachable"
+
+
+def open_provider(config: FabricConfig, clock: Clock) -> SimFabric:
+    """The registry's entry point (`fabric.open_provider`)."""
+    try:
+        sim = SimFabric(config.data_dir, clock, name=config.name)
+    except errors.TerminalError as exc:
+        if config.embedded:
+            raise
+        raise errors.TerminalError(
+            f"fabric '{config.name}' has no simulated fabric in {config.data_dir} yet: run "
+            f"drctl fabric init --fabric {config.name} INVENTORY.yaml"
+        ) from exc
+    if config.sites and set(config.sites) != set(sim.sites):
+        sim.close()
+        raise errors.TerminalError(
+            f"fabric '{config.name}' declares sites {', '.join(config.sites)} but its simulator "
+            f"holds {', '.join(sim.sites)}: init it again with an inventory of the declared sites"
+        )
+    return sim
+
+
 class SimFabric:
     """A simulated two-site fabric in `<state_dir>/fabric.db` (see `init_fabric`)."""
 
-    def __init__(self, state_dir: Path, clock: Clock | None = None) -> None:
+    def __init__(self, state_dir: Path, clock: Clock | None = None, name: str = "") -> None:
         self._clock = clock or WallClock()
         self._store = sim_store.Store.open(state_dir)
+        self._dir = state_dir
+        self.name = name
+        with self._store.read() as db:
+            self.sites = sim_store.sites(db)
+
+    def _answer(self) -> None:
+        """Fail as a partition would while `drctl fabric unreachable` holds."""
+        if (self._dir / UNREACHABLE_MARK).exists():
+            fabric = f" --fabric {self.name}" if self.name and self.name != EMBEDDED_FABRIC else ""
+            raise errors.TransientError(
+                f"the fabric does not answer (simulated; drctl fabric reachable{fabric} ends it)"
+            )
+
+    def set_reachable(self, reachable: bool) -> bool:
+        """Cut or restore drctl's connection to the fabric; False if it already was so."""
+        mark = self._dir / UNREACHABLE_MARK
+        if mark.exists() != reachable:
+            return False
+        if reachable:
+            mark.unlink()
+        else:
+            mark.touch()
+        return True
 
     def close(self) -> None:
         self._store.close()
@@ -122,6 +173,7 @@ class SimFabric:
 
     def observe(self) -> Observed:
         """Every site and VM now; `Observed.jobs` holds the running jobs."""
+        self._answer()
         t = self._now()
         self._finish_due(t)
         with self._store.read() as db:
@@ -130,12 +182,14 @@ class SimFabric:
             return sim_observe.build_observed(db, world, jobs)
 
     def start(self, request: base.Request) -> str:
+        self._answer()
         t = self._now()
         with self._store.write() as db:
             self._finish_due_in(db, t)
             return job_id(_start(db, _world(db, t), _vm_row(db, request.vm), request))
 
     def get_job(self, job_id: str) -> Job:
+        self._answer()
         number = _job_number(job_id)
         t = self._now()
         self._finish_due(t)
@@ -148,6 +202,7 @@ class SimFabric:
         return sim_observe.job(found, t)
 
     def list_jobs(self) -> list[Job]:
+        self._answer()
         t = self._now()
         self._finish_due(t)
         with self._store.read() as db:

@@ -1,0 +1,182 @@
+"""The fabrics of the desired state: one provider each, opened when first used, closed together.
+
+The executor drives every fabric its plans use through one `Fabrics`: it
+observes each (a fabric that cannot be observed is reported as such, so its
+plans wait with the reason while the other fabrics' plans go on), routes each
+start to the fabric of the action's plan, and follows each job at the fabric
+that runs it. Job ids of a declared fabric are written `<fabric>/<id>` so
+that they are unique across fabrics in the journal; the embedded simulator's
+ids stay as the fabric writes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from reconciler import errors, fabric
+from reconciler.core import state
+from reconciler.core.desired import EMBEDDED_FABRIC, DesiredState
+from reconciler.fabric import base, config
+from reconciler.kits import clock as clocks
+
+FABRICS_DIR = "fabrics"
+
+
+def fabric_dir(state_dir: Path, name: str) -> Path:
+    """Where fabric `name` keeps its local data: the state dir itself for the embedded one."""
+    return state_dir if name == EMBEDDED_FABRIC else state_dir / FABRICS_DIR / name
+
+
+class Fabrics:
+    """Every fabric the plans in force use, by name."""
+
+    def __init__(self, state_dir: Path, clock: clocks.Clock) -> None:
+        self._state_dir = state_dir
+        self._clock = clock
+        self._configs: dict[str, config.FabricConfig] = {
+            EMBEDDED_FABRIC: config.embedded(state_dir)
+        }
+        self._open: dict[str, base.Provider] = {}
+
+    @classmethod
+    def of(cls, provider: base.Provider, state_dir: Path = Path()) -> Fabrics:
+        """Fabrics whose embedded fabric is `provider`, already open (tests, one-shot commands)."""
+        fabrics = cls(state_dir, clocks.WallClock())
+        fabrics._open[EMBEDDED_FABRIC] = provider
+        return fabrics
+
+    def use(self, desired: DesiredState) -> None:
+        """Learn the fabrics `desired` declares; a changed declaration reopens its provider."""
+        for spec in desired.fabrics:
+            wanted = config.from_spec(spec, fabric_dir(self._state_dir, spec.name))
+            if self._configs.get(spec.name) != wanted:
+                self._configs[spec.name] = wanted
+                old = self._open.pop(spec.name, None)
+                if old is not None:
+                    old.close()
+
+    def provider(self, name: str) -> base.Provider:
+        """The open provider of fabric `name`, opened now if it was not."""
+        found = self._open.get(name)
+        if found is not None:
+            return found
+        wanted = self._configs.get(name)
+        if wanted is None:
+            # Named by a job in the journal, but not declared by the specs in force.
+            raise errors.TransientError(
+                f"fabric '{name}' is not declared by the specs in force: declare it again "
+                "to follow its jobs"
+            )
+        opened = fabric.open_provider(wanted, self._clock)
+        self._open[name] = opened
+        return opened
+
+    def observe(self, names: Iterable[str]) -> dict[str, state.Observed]:
+        """What each named fabric reports now; one that cannot answer is marked unreachable."""
+        found: dict[str, state.Observed] = {}
+        for name in names:
+            try:
+                observed = self.provider(name).observe()
+            except errors.DrctlError as exc:
+                # Opening it or observing it failed: either way nothing is known
+                # of its VMs this pass, and the other fabrics go on.
+                found[name] = state.Observed(sites={}, vms={}, unreachable=str(exc))
+                continue
+            found[name] = observed if name == EMBEDDED_FABRIC else _named_jobs(name, observed)
+        return found
+
+    def start(self, name: str, request: base.Request) -> str:
+        job_id = self.provider(name).start(request)
+        return job_id if name == EMBEDDED_FABRIC else f"{name}/{job_id}"
+
+    def get_job(self, job_id: str) -> state.Job:
+        name, own = self._split(job_id)
+        job = self.provider(name).get_job(own)
+        return job if name == EMBEDDED_FABRIC else dataclasses.replace(job, id=job_id)
+
+    def list_jobs(self) -> list[state.Job]:
+        """Every job of every fabric that answers, each fabric's in start order."""
+        jobs: list[state.Job] = []
+        for name in self._configs:
+            try:
+                listed = self.provider(name).list_jobs()
+            except errors.DrctlError:
+                continue  # not initialised or not answering: nothing of it can be matched
+            if name != EMBEDDED_FABRIC:
+                listed = [dataclasses.replace(j, id=f"{name}/{j.id}") for j in listed]
+            jobs.extend(listed)
+        return jobs
+
+    def _split(self, job_id: str) -> tuple[str, str]:
+        name, sep, own = job_id.partition("/")
+        if sep and name in self._configs and name != EMBEDDED_FABRIC:
+            return name, own
+        return EMBEDDED_FABRIC, job_id
+
+    def close(self) -> None:
+        opened, self._open = self._open, {}
+        for provider in opened.values():
+            with contextlib.suppress(errors.DrctlError):
+                provider.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def open_for(desired: DesiredState, state_dir: Path, clock: clocks.Clock) -> Fabrics:
+    """The fabrics of `desired` for a one-shot command.
+
+    The embedded simulator, when the plans use it, is opened at once: a
+    command on a state dir with no fabric says so and exits, as it always
+    did. A declared fabric that cannot be opened leaves its plans waiting.
+    """
+    fabrics = Fabrics(state_dir, clock)
+    fabrics.use(desired)
+    if not desired.fabrics:
+        fabrics.provider(EMBEDDED_FABRIC)
+    return fabrics
+
+
+def _named_jobs(name: str, observed: state.Observed) -> state.Observed:
+    """`observed` with its job ids written as the journal writes them: `<fabric>/<id>`."""
+
+    def named(job: state.Job) -> state.Job:
+        return dataclasses.replace(job, id=f"{name}/{job.id}")
+
+    vms = {
+        vm_name: vm if vm.job is None else dataclasses.replace(vm, job=named(vm.job))
+        for vm_name, vm in observed.vms.items()
+    }
+    return dataclasses.replace(observed, vms=vms, jobs=tuple(named(j) for j in observed.jobs))
+
+
+def merge(observed: Iterable[state.Observed]) -> state.Observed:
+    """One view of several fabrics for what reads the fabric as a whole (metrics, unmanaged VMs).
+
+    A site name two fabrics share is connected only when it is in both.
+    """
+    observed = list(observed)
+    if len(observed) == 1:
+        return observed[0]  # the usual case: nothing to copy
+    sites: dict[str, state.Site] = {}
+    vms: dict[str, state.ObservedVM] = {}
+    jobs: list[state.Job] = []
+    at = None
+    for one in observed:
+        for site in one.sites.values():
+            known = sites.get(site.name)
+            sites[site.name] = site if known is None or not site.connected else known
+        vms.update(one.vms)
+        jobs.extend(one.jobs)
+        at = at or one.at
+    return state.Observed(sites=sites, vms=vms, at=at, jobs=tuple(jobs))
