@@ -17,9 +17,11 @@ from typing import Any
 
 from reconciler import errors
 from reconciler.cli import main as cli
+from reconciler.core.desired import EMBEDDED_FABRIC
 from reconciler.core.state import Job, Observed, ObservedVM, Operation
-from reconciler.engine import journal
+from reconciler.engine import fabrics, journal
 from reconciler.engine.lease import flock
+from reconciler.fabric import config
 from reconciler.fabric.sim import inventory
 from reconciler.fabric.sim import provider as sim
 from reconciler.kits.clock import WallClock
@@ -76,25 +78,74 @@ def add_commands(commands: Any) -> None:
     move.add_argument("site", metavar="SITE")
     move.set_defaults(handler=_move)
 
+    for name, handler, text in (
+        (
+            "unreachable",
+            _unreachable,
+            (
+                "cut drctl off from the fabric: every call fails as a network partition "
+                "would, while its jobs go on"
+            ),
+        ),
+        ("reachable", _reachable, "end `drctl fabric unreachable`"),
+    ):
+        sub.add_parser(name, help=text).set_defaults(handler=handler)
+
     for parser in sub.choices.values():
         cli.state_dir_arg(parser)
+        parser.add_argument(
+            "--fabric",
+            default=EMBEDDED_FABRIC,
+            metavar="NAME",
+            help="a simulated Fabric the specs declare (default: the embedded one, "
+            "which plans use when the specs declare no Fabric)",
+        )
+
+
+def _dir(args: argparse.Namespace) -> Path:
+    return fabrics.fabric_dir(args.state_dir, args.fabric)
 
 
 def _open(args: argparse.Namespace) -> sim.SimFabric:
-    return sim.SimFabric(args.state_dir)
+    return sim.open_provider(
+        config.FabricConfig(args.fabric, config.SIMULATOR, _dir(args)), WallClock()
+    )
+
+
+def _named(args: argparse.Namespace) -> str:
+    return "" if args.fabric == EMBEDDED_FABRIC else f"fabric '{args.fabric}': "
+
+
+def _unreachable(args: argparse.Namespace) -> int:
+    with _open(args) as fabric:
+        changed = fabric.set_reachable(False)
+    state = "is now unreachable" if changed else "was already unreachable"
+    print(
+        f"{_named(args) or 'the fabric '}{state}: drctl's calls fail until drctl fabric reachable"
+    )
+    return errors.EXIT_OK
+
+
+def _reachable(args: argparse.Namespace) -> int:
+    with _open(args) as fabric:
+        changed = fabric.set_reachable(True)
+    print(f"{_named(args) or 'the fabric '}{'is reachable again' if changed else 'was reachable'}")
+    return errors.EXIT_OK
 
 
 def _init(args: argparse.Namespace) -> int:
     inv = inventory.load_inventory(args.inventory)
     # Not under a running apply or daemon: they would follow jobs that vanish.
     with flock.hold(args.state_dir, "fabric init"):
-        replaced = sim.init_fabric(args.state_dir, inv)
+        replaced = sim.init_fabric(_dir(args), inv)
         abandoned = 0
         if replaced and (args.state_dir / "journal.db").exists():
             history = journal.Journal(args.state_dir)
             try:
                 abandoned = history.abandon_open(
-                    WallClock().now(), "the simulated fabric was replaced by drctl fabric init"
+                    WallClock().now(),
+                    "the simulated fabric was replaced by drctl fabric init",
+                    args.fabric,
                 )
             finally:
                 history.close()
@@ -104,7 +155,7 @@ def _init(args: argparse.Namespace) -> int:
         else "created a simulated fabric"
     )
     print(
-        f"{args.state_dir}: {what}: sites {', '.join(inv.sites)}, {len(inv.vms)} VMs "
+        f"{_dir(args)}: {_named(args)}{what}: sites {', '.join(inv.sites)}, {len(inv.vms)} VMs "
         f"from {args.inventory}"
     )
     if abandoned:

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from reconciler.core import plan
+from reconciler.core.desired import EMBEDDED_FABRIC
 from reconciler.core.state import Operation
 
 _SCHEMA = """
@@ -155,12 +156,23 @@ class Journal:
         rows = self._db.execute("SELECT revision, vm, converged_at FROM convergences").fetchall()
         return {(rev, vm): datetime.fromisoformat(at) for rev, vm, at in rows}
 
-    def abandon_open(self, at: datetime, reason: str) -> int:
-        """Close every open action (the fabric was replaced); how many there were."""
+    def abandon_open(self, at: datetime, reason: str, fabric: str | None = None) -> int:
+        """Close the open actions of a fabric that was replaced; how many there were.
+
+        `fabric` None closes every open action; a declared fabric's actions are
+        those whose job id is `<fabric>/...`, the embedded fabric's the others.
+        """
+        # Only the fixed clauses below are formatted into the statement.
+        where, params = "", tuple[object, ...]()
+        if fabric == EMBEDDED_FABRIC:
+            where = " AND (job_id IS NULL OR instr(job_id, '/') = 0)"
+        elif fabric is not None:
+            where, params = " AND substr(job_id, 1, ?) = ?", (len(fabric) + 1, f"{fabric}/")
         with self._write() as db:
             cursor = db.execute(
-                "UPDATE actions SET result = ?, finished_at = ?, error = ? WHERE result IN (?, ?)",
-                (ABANDONED, at.isoformat(), reason, INTENDED, RUNNING),
+                "UPDATE actions SET result = ?, finished_at = ?, error = ? "  # noqa: S608
+                f"WHERE result IN (?, ?){where}",
+                (ABANDONED, at.isoformat(), reason, INTENDED, RUNNING, *params),
             )
             return cursor.rowcount
 
