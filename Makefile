@@ -23,6 +23,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests bench
 	$(BIN)/ruff format --check reconciler tests bench
 	$(BIN)/mypy reconciler
+	$(BIN)/lint-imports --no-cache
 
 # The tests run real Prometheus and promtool (Debian package `prometheus`) and git.
 system-deps:

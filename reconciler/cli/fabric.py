@@ -1,6 +1,6 @@
 """The `drctl fabric ...` commands that create, show and break the embedded simulated fabric.
 
-`cli.build_parser` calls `add_commands`; each handler opens the fabric of
+`cli.main.build_parser` calls `add_commands`; each handler opens the fabric of
 `--state-dir` with the wall clock (`providers.sim`), does one thing and prints
 what happened. The subcommands, their flags and the JSON of `fabric show` are
 a contract used by tests outside this repository.
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import errors
-from reconciler.cli import main as cli
+from reconciler.cli import options
 from reconciler.core.desired import EMBEDDED_FABRIC
 from reconciler.core.state import Job, Observed, ObservedVM, Operation
 from reconciler.engine import fabrics, journal
@@ -92,7 +92,7 @@ def add_commands(commands: Any) -> None:
         sub.add_parser(name, help=text).set_defaults(handler=handler)
 
     for parser in sub.choices.values():
-        cli.state_dir_arg(parser)
+        options.state_dir_arg(parser)
         parser.add_argument(
             "--fabric",
             default=EMBEDDED_FABRIC,

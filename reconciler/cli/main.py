@@ -19,6 +19,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from reconciler import errors
+from reconciler.cli import options
 from reconciler.gitops import specdir
 from reconciler.kits import gcpause
 
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
 
 Handler = Callable[[argparse.Namespace], int]
 
-DEFAULT_STATE_DIR = ".drctl"
-
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors with the contract's exit code 2."""
@@ -38,16 +37,6 @@ class _Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         raise SystemExit(errors.EXIT_INVALID)
-
-
-def state_dir_arg(parser: argparse.ArgumentParser) -> None:
-    """Add `--state-dir` (default $DRCTL_STATE_DIR, else .drctl)."""
-    parser.add_argument(
-        "--state-dir",
-        type=Path,
-        default=Path(os.environ.get("DRCTL_STATE_DIR") or DEFAULT_STATE_DIR),
-        help="where drctl keeps its state (default: $DRCTL_STATE_DIR or .drctl)",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan_cmd.add_argument(
         "--exit-code", action="store_true", help="exit 1 when not converged (0 when converged)"
     )
-    state_dir_arg(plan_cmd)
+    options.state_dir_arg(plan_cmd)
     plan_cmd.set_defaults(handler=_plan)
 
     apply_cmd = commands.add_parser("apply", help="execute the plan until converged")
@@ -82,13 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long to wait for things that resolve by themselves (default 1800)",
     )
     _executor_args(apply_cmd, poll_interval=0.5)
-    state_dir_arg(apply_cmd)
+    options.state_dir_arg(apply_cmd)
     apply_cmd.set_defaults(handler=_apply)
 
     status_cmd = commands.add_parser("status", help="each VM: desired, observed, phase, reason")
     status_cmd.add_argument("specs_dir", type=Path)
     _output_arg(status_cmd)
-    state_dir_arg(status_cmd)
+    options.state_dir_arg(status_cmd)
     status_cmd.set_defaults(handler=_status)
 
     run_cmd = commands.add_parser(
@@ -121,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not watch the files (e.g. on NFS, without inotify): changes "
         "are then seen at each resync",
     )
-    state_dir_arg(run_cmd)
+    options.state_dir_arg(run_cmd)
     run_cmd.set_defaults(handler=_run)
 
     audit_cmd = commands.add_parser(
@@ -135,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--since", metavar="DATE", help="only commits at or after this ISO date or datetime"
     )
     _output_arg(audit_cmd)
-    state_dir_arg(audit_cmd)
+    options.state_dir_arg(audit_cmd)
     audit_cmd.set_defaults(handler=_audit)
 
     # Imported here so that `drctl validate` does not pay for the fabric's imports.
