@@ -78,10 +78,16 @@ class Drctl:
         )
 
     def status(self) -> dict[str, Any]:
-        return json.loads(self.run("status", str(self.specs), "--output", "json").stdout)  # type: ignore[no-any-return]
+        status: dict[str, Any] = json.loads(
+            self.run("status", str(self.specs), "--output", "json").stdout
+        )
+        return status
 
     def jobs(self) -> list[dict[str, Any]]:
-        return json.loads(self.run("fabric", "show", "--output", "json").stdout)["jobs"]  # type: ignore[no-any-return]
+        jobs: list[dict[str, Any]] = json.loads(
+            self.run("fabric", "show", "--output", "json").stdout
+        )["jobs"]
+        return jobs
 
 
 def at(text: str) -> datetime:
