@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import three_tier
+from e2e.harness import three_tier
 
 pytestmark = pytest.mark.e2e
 
