@@ -22,7 +22,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests bench
 	$(BIN)/ruff format --check reconciler tests bench
-	$(BIN)/mypy reconciler
+	$(BIN)/mypy reconciler tests
 	$(BIN)/lint-imports --no-cache
 
 # The tests run real Prometheus and promtool (Debian package `prometheus`) and git.

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Site
+from e2e.harness import Site
 
 
 @pytest.fixture

@@ -205,10 +205,16 @@ class Site:
         return None
 
     def status(self) -> dict[str, Any]:
-        return json.loads(self.drctl("status", str(self.specs), "--output", "json").stdout)  # type: ignore[no-any-return]
+        status: dict[str, Any] = json.loads(
+            self.drctl("status", str(self.specs), "--output", "json").stdout
+        )
+        return status
 
     def jobs(self) -> list[dict[str, Any]]:
-        return json.loads(self.drctl("fabric", "show", "--output", "json").stdout)["jobs"]  # type: ignore[no-any-return]
+        jobs: list[dict[str, Any]] = json.loads(
+            self.drctl("fabric", "show", "--output", "json").stdout
+        )["jobs"]
+        return jobs
 
     def converged_at(self, site: str, plan: str = "finance") -> bool:
         status = self.status()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import three_tier
+from e2e.harness import three_tier
 
 pytestmark = pytest.mark.e2e
 
@@ -78,10 +78,16 @@ class Drctl:
         )
 
     def status(self) -> dict[str, Any]:
-        return json.loads(self.run("status", str(self.specs), "--output", "json").stdout)  # type: ignore[no-any-return]
+        status: dict[str, Any] = json.loads(
+            self.run("status", str(self.specs), "--output", "json").stdout
+        )
+        return status
 
     def jobs(self) -> list[dict[str, Any]]:
-        return json.loads(self.run("fabric", "show", "--output", "json").stdout)["jobs"]  # type: ignore[no-any-return]
+        jobs: list[dict[str, Any]] = json.loads(
+            self.run("fabric", "show", "--output", "json").stdout
+        )["jobs"]
+        return jobs
 
 
 def at(text: str) -> datetime:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import TIMINGS, Site, git, three_tier, wait_until
+from e2e.harness import TIMINGS, Site, git, three_tier, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import TIMINGS, wait_until
+from e2e.harness import TIMINGS, wait_until
 
 pytestmark = pytest.mark.e2e
 

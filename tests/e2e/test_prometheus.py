@@ -20,29 +20,19 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from builders import NOW, desired, observed, vm, want
 
 from reconciler.core import plan
-from reconciler.core.desired import DesiredState, DesiredVM, PlanSpec
-from reconciler.core.state import (
-    Observed,
-    ObservedVM,
-    Operation,
-    ProtectionState,
-    Replication,
-    ReplicationState,
-    Site,
-)
+from reconciler.core.state import Operation, ProtectionState
 from reconciler.engine.metrics import Metrics
 
 pytestmark = pytest.mark.e2e
 
 DEADLINE = 30.0  # seconds; the first scrape of a new target is queryable after ~6 s here
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 T = TypeVar("T")
 OPS = frozenset({Operation.PLANNED_FAILOVER, Operation.STOP_VM, Operation.DISABLE_REPLICATION})
 
@@ -165,61 +155,19 @@ def running_prometheus(tmp_path: Path, target_port: int) -> Iterator[Prometheus]
             process.wait(timeout=10)
 
 
-def _vm(name: str, replication: bool) -> ObservedVM:
-    rep = Replication(
-        "ams",
-        "rtm",
-        ReplicationState.REPLICATING,
-        last_sync=NOW - timedelta(seconds=20),
-        interval_seconds=30.0,
-    )
-    return ObservedVM(
-        name,
-        "ams",
-        ("ams",),
-        ProtectionState.PROTECTED if replication else ProtectionState.UNPROTECTED,
-        rep if replication else None,
-        OPS,
-    )
-
-
-def _desired(*names: str) -> DesiredState:
-    vms = {
-        "sql01": DesiredVM("finance", "sql01", "ams", ("ams", "rtm"), False, None),
-        "web01": DesiredVM("finance", "web01", "rtm", ("rtm", "ams"), False, None),
-        "app01": DesiredVM("finance", "app01", "ams", None, False, None),
-    }
-    return DesiredState(
-        plans=(
-            PlanSpec(
-                "finance",
-                "finance.yaml",
-                ("ams", "rtm"),
-                False,
-                10,
-                (),
-                tuple(vms[n] for n in names),
-            ),
-        )
-    )
-
-
 def test_prometheus_scrapes_the_vm_series_and_sees_a_removed_vm_go(
     tmp_path: Path, metrics_endpoint: tuple[Metrics, int]
 ) -> None:
     """sql01 converged, web01 still at ams while the spec wants rtm, app01 without replication."""
     metrics, port = metrics_endpoint
-    observed = Observed(
-        sites={s: Site(s, True) for s in ("ams", "rtm")},
-        vms={
-            "sql01": _vm("sql01", True),
-            "web01": _vm("web01", True),
-            "app01": _vm("app01", False),
-        },
-        at=NOW,
+    fabric = observed(
+        vm("sql01", last_sync_age=20.0, allowed=OPS),
+        vm("web01", last_sync_age=20.0, allowed=OPS),
+        vm("app01", protection=ProtectionState.UNPROTECTED, allowed=OPS),
     )
-    every = _desired("sql01", "web01", "app01")
-    metrics.update_from_plan(plan.build_plan(every, observed, NOW), observed)
+    sql01, web01, app01 = want("sql01"), want("web01", "rtm"), want("app01", replication=None)
+    every = desired(sql01, web01, app01)
+    metrics.update_from_plan(plan.build_plan(every, fabric, NOW), fabric)
 
     with running_prometheus(tmp_path, port) as prometheus:
         prometheus.wait_until("drctl_vm_converged", {"sql01": 1.0, "web01": 0.0, "app01": 1.0})
@@ -235,7 +183,7 @@ def test_prometheus_scrapes_the_vm_series_and_sees_a_removed_vm_go(
         ]
 
         # web01 leaves the spec: the next scrape marks its series stale, so it is gone.
-        fewer = _desired("sql01", "app01")
-        metrics.update_from_plan(plan.build_plan(fewer, observed, NOW), observed)
+        fewer = desired(sql01, app01)
+        metrics.update_from_plan(plan.build_plan(fewer, fabric, NOW), fabric)
         prometheus.wait_until("drctl_vm_converged", {"sql01": 1.0, "app01": 1.0})
         prometheus.wait_until("drctl_plan_converged", {"finance": 1.0}, by="plan")

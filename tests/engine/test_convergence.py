@@ -121,7 +121,7 @@ def build_fabric(
                 fabric.start(
                     base.Request(
                         str(args[0]),
-                        Operation(args[1]),
+                        Operation(str(args[1])),
                         str(args[2]),
                         shutdown_source=bool(args[3]),
                     )

@@ -14,7 +14,7 @@ FAILOVER = plan.Action("finance", "sql01", Operation.PLANNED_FAILOVER, "rtm")
 
 
 def double(failures: int) -> float:
-    return 2.0 * 2 ** (failures - 1)
+    return 2.0 * 2.0 ** (failures - 1)
 
 
 def fail_once(j: journal.Journal, revision: str, at: datetime, error: str = "disk busy") -> None:

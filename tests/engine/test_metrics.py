@@ -14,44 +14,24 @@ import subprocess
 import tempfile
 import urllib.request
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from builders import NOW, desired, inventory, inventory_vm, job, observed, vm, want
 from prometheus_client.parser import text_string_to_metric_families
 
-from reconciler.core import lifecycle, plan
-from reconciler.core.desired import DesiredState, DesiredVM, PlanSpec
-from reconciler.core.state import (
-    Job,
-    JobState,
-    Observed,
-    ObservedVM,
-    Operation,
-    ProtectionState,
-    Replication,
-    ReplicationState,
-    Site,
-)
+from reconciler.core import plan
+from reconciler.core.desired import DesiredState
+from reconciler.core.state import Observed, Operation, ProtectionState, ReplicationState
 from reconciler.engine import execute, journal
 from reconciler.engine.execute import Event, EventKind
 from reconciler.engine.metrics import Metrics
 from reconciler.fabric.sim import provider as sim
-from reconciler.fabric.sim.inventory import Inventory, InventoryVM
 from reconciler.kits.clock import VirtualClock
 
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 OP = Operation
 RULES_TEST = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "drctl-rules.test.yaml"
-PROTECTED_OPS = frozenset(
-    {
-        OP.PLANNED_FAILOVER,
-        OP.UNPLANNED_FAILOVER,
-        OP.TEST_FAILOVER,
-        OP.DISABLE_REPLICATION,
-        OP.STOP_VM,
-    }
-)
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -82,78 +62,6 @@ def promtool() -> str:
 # --- constructed specs and observations ---------------------------------------------
 
 
-def want(
-    name: str,
-    site: str = "ams",
-    *,
-    replication: bool = True,
-    plan_name: str = "finance",
-    allow_data_loss: bool = False,
-) -> DesiredVM:
-    other = "rtm" if site == "ams" else "ams"
-    return DesiredVM(
-        plan_name, name, site, (site, other) if replication else None, allow_data_loss, None
-    )
-
-
-def desired(*vms: DesiredVM) -> DesiredState:
-    by_plan: dict[str, list[DesiredVM]] = defaultdict(list)
-    for vm in vms:
-        by_plan[vm.plan].append(vm)
-    return DesiredState(
-        plans=tuple(
-            PlanSpec(name, f"{name}.yaml", ("ams", "rtm"), False, 10, (), tuple(members))
-            for name, members in by_plan.items()
-        )
-    )
-
-
-def vm(
-    name: str,
-    active: str = "ams",
-    *,
-    running: tuple[str, ...] | None = None,
-    replication: str | None = "ams->rtm",
-    rstate: ReplicationState = ReplicationState.REPLICATING,
-    last_sync_age: float = 10.0,
-    job: Job | None = None,
-    protection: ProtectionState = ProtectionState.PROTECTED,
-) -> ObservedVM:
-    rep = None
-    if replication is not None:
-        source, target = replication.split("->")
-        rep = Replication(
-            source,
-            target,
-            rstate,
-            last_sync=NOW - timedelta(seconds=last_sync_age),
-            interval_seconds=30.0,
-        )
-    return ObservedVM(
-        name, active, (active,) if running is None else running, protection, rep, PROTECTED_OPS, job
-    )
-
-
-def observed(*vms: ObservedVM, down: tuple[str, ...] = ()) -> Observed:
-    return Observed(
-        sites={s: Site(s, s not in down) for s in ("ams", "rtm")},
-        vms={v.name: v for v in vms},
-        at=NOW,
-    )
-
-
-def failover_job(name: str, target: str = "rtm") -> Job:
-    return Job(
-        f"job-{name}",
-        name,
-        OP.PLANNED_FAILOVER,
-        JobState.RUNNING,
-        NOW - timedelta(seconds=30),
-        progress=0.4,
-        target_site=target,
-    )
-
-
 def updated(d: DesiredState, o: Observed) -> Metrics:
     metrics = Metrics()
     metrics.update_from_plan(plan.build_plan(d, o, NOW), o)
@@ -165,9 +73,14 @@ def event(
     vm_name: str,
     operation: Operation,
     job_id: str | None = "job-1",
-    **extra: float | str | None,
+    *,
+    seconds: float | None = None,
+    error: str | None = None,
+    data_loss_seconds: float | None = None,
 ) -> Event:
-    return Event(kind, "finance", vm_name, operation, "rtm", NOW, job_id, **extra)  # type: ignore[arg-type]
+    return Event(
+        kind, "finance", vm_name, operation, "rtm", NOW, job_id, seconds, error, data_loss_seconds
+    )
 
 
 # --- per-VM, per-plan and per-site series -----------------------------------------
@@ -226,8 +139,8 @@ def test_plan_series_say_whether_every_vm_is_placed_and_converged() -> None:
         desired(
             want("sql01"),
             want("app01"),
-            want("hr01", plan_name="hr"),
-            want("web01", "rtm", plan_name="ops"),
+            want("hr01", plan="hr"),
+            want("web01", "rtm", plan="ops"),
         ),
         observed(
             vm("sql01", rstate=ReplicationState.INITIAL_SYNC), vm("app01"), vm("hr01"), vm("web01")
@@ -265,7 +178,7 @@ def test_info_series_follows_the_phase_without_leaving_the_old_one_behind() -> N
     before = observed(vm("web01"))
     metrics = updated(d, before)
     assert [dict(labels)["phase"] for labels in scrape(metrics)["drctl_vm_info"]] == ["Stopping"]
-    during = observed(vm("web01", running=(), job=failover_job("web01")))
+    during = observed(vm("web01", running=(), job=job("web01", progress=0.4, age=30.0)))
     metrics.update_from_plan(plan.build_plan(d, during, NOW), during)
     info = scrape(metrics)["drctl_vm_info"]
     assert [dict(labels)["phase"] for labels in info] == ["FailingOver"]
@@ -287,7 +200,7 @@ def test_replication_series_while_replicating_as_the_spec_says() -> None:
 def test_no_replication_series_with_replication_off() -> None:
     """Off in the spec and in the fabric, or off in the spec while the fabric still replicates."""
     metrics = updated(
-        desired(want("sql01", replication=False), want("web01", replication=False)),
+        desired(want("sql01", replication=None), want("web01", replication=None)),
         observed(
             vm("sql01", replication=None, protection=ProtectionState.UNPROTECTED), vm("web01")
         ),
@@ -303,7 +216,8 @@ def test_no_replication_series_during_a_failover() -> None:
     metrics = updated(
         desired(want("sql01", "rtm"), want("app01")),
         observed(
-            vm("sql01", running=(), job=failover_job("sql01"), last_sync_age=600.0), vm("app01")
+            vm("sql01", running=(), job=job("sql01", progress=0.4, age=30.0), last_sync_age=600.0),
+            vm("app01"),
         ),
     )
     got = scrape(metrics)
@@ -503,22 +417,9 @@ def test_a_round_trip_on_the_simulator_leaves_consistent_metrics() -> None:
     """
     clock = VirtualClock(NOW)
     metrics = Metrics()
-    timings = lifecycle.Timings(
-        planned_failover=3,
-        commit=1,
-        reverse_replicate=2,
-        initial_replication=6,
-        stop_vm=1,
-        replication_interval=5,
-    )
-    inventory = Inventory(
-        ("ams", "rtm"),
-        (InventoryVM("sql01", "ams", ("ams", "rtm")), InventoryVM("app01", "ams", ("ams", "rtm"))),
-        timings,
-    )
     mid_failover: list[bool] = []
     with tempfile.TemporaryDirectory() as tmp:
-        sim.init_fabric(Path(tmp), inventory, clock)
+        sim.init_fabric(Path(tmp), inventory(inventory_vm("sql01"), inventory_vm("app01")), clock)
         clock.advance(10)
         with (
             sim.SimFabric(Path(tmp), clock) as fabric,
@@ -588,13 +489,13 @@ def test_promtool_check_metrics_reports_no_problem_on_a_realistic_exposition() -
         desired(
             want("sql01"),
             want("web01", "rtm"),
-            want("app01", replication=False),
-            want("hr01", plan_name="hr"),
+            want("app01", replication=None),
+            want("hr01", plan="hr"),
             want("gone01"),
         ),
         observed(
             vm("sql01"),
-            vm("web01", running=(), job=failover_job("web01")),
+            vm("web01", running=(), job=job("web01", progress=0.4, age=30.0)),
             vm("app01", replication=None, protection=ProtectionState.UNPROTECTED),
             vm("hr01", rstate=ReplicationState.RESYNC_REQUIRED),
         ),

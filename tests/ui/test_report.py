@@ -3,113 +3,42 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+
+from builders import NOW, desired, job, observed, vm, want
 
 from reconciler.core import plan
-from reconciler.core.desired import DesiredState, DesiredVM, Group, PlanSpec
-from reconciler.core.state import (
-    Health,
-    Job,
-    JobState,
-    Observed,
-    ObservedVM,
-    Operation,
-    ProtectionState,
-    Replication,
-    ReplicationState,
-    Site,
-)
+from reconciler.core.desired import Group
+from reconciler.core.state import Health, Operation, ProtectionState
 from reconciler.ui import report
 
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 OPS = frozenset({Operation.PLANNED_FAILOVER, Operation.STOP_VM, Operation.DISABLE_REPLICATION})
-
-
-def _rep(
-    source: str,
-    target: str,
-    health: Health = Health.NORMAL,
-    age: float = 10.0,
-    rstate: ReplicationState = ReplicationState.REPLICATING,
-) -> Replication:
-    return Replication(source, target, rstate, health, NOW - timedelta(seconds=age), 30.0)
-
-
-def _vm(
-    name: str,
-    active: str = "ams",
-    rep: Replication | None = None,
-    job: Job | None = None,
-    running: tuple[str, ...] | None = None,
-    protection: ProtectionState = ProtectionState.PROTECTED,
-) -> ObservedVM:
-    other = "rtm" if active == "ams" else "ams"
-    rep = (
-        rep
-        if rep is not None or protection is not ProtectionState.PROTECTED
-        else _rep(active, other)
-    )
-    return ObservedVM(
-        name, active, (active,) if running is None else running, protection, rep, OPS, job
-    )
 
 
 def _mixed_plan() -> plan.Plan:
     """VMs in many phases: at rest, moving, lagging, in a job, off, missing, unmanaged."""
-    names = ["web01", "web02", "db01", "lag01", "job01", "off01", "gone01", 'quo"te\u00e9']
-    desired = DesiredState(
-        plans=(
-            PlanSpec(
-                name="finance",
-                file="finance.yaml",
-                sites=("ams", "rtm"),
-                allow_data_loss=False,
-                max_parallel=10,
-                groups=(
-                    Group("db", (), ("db01",)),
-                    Group("web", ("db",), ("web01", "web02")),
-                ),
-                vms=tuple(
-                    DesiredVM(
-                        "finance",
-                        n,
-                        "rtm" if n.startswith("web") else "ams",
-                        None
-                        if n == "off01"
-                        else ("rtm", "ams")
-                        if n.startswith("web")
-                        else ("ams", "rtm"),
-                        False,
-                        {"db01": "db", "web01": "web", "web02": "web"}.get(n),
-                    )
-                    for n in names
-                ),
-            ),
-        )
+    d = desired(
+        want("web01", "rtm", group="web"),
+        want("web02", "rtm", group="web"),
+        want("db01", group="db"),
+        want("lag01"),
+        want("job01"),
+        want("off01", replication=None),
+        want("gone01"),
+        want('quo"te\u00e9'),
+        groups=(Group("db", (), ("db01",)), Group("web", ("db",), ("web01", "web02"))),
     )
-    job = Job(
-        "job-000007",
-        "job01",
-        Operation.PLANNED_FAILOVER,
-        JobState.RUNNING,
-        NOW - timedelta(seconds=5),
-        progress=0.25,
-        target_site="rtm",
+    failover = job("job01", Operation.PLANNED_FAILOVER, job_id="job-000007", progress=0.25, age=5.0)
+    o = observed(
+        vm("web01", allowed=OPS),
+        vm("web02", running=(), allowed=OPS),
+        vm("db01", allowed=OPS),
+        vm("lag01", health=Health.CRITICAL, last_sync_age=400.0, allowed=OPS),
+        vm("job01", job=failover, allowed=OPS),
+        vm("off01", protection=ProtectionState.UNPROTECTED, allowed=OPS),
+        vm('quo"te\u00e9', allowed=OPS),
+        vm("legacy01", allowed=OPS),
     )
-    vms = [
-        _vm("web01"),
-        _vm("web02", running=()),
-        _vm("db01"),
-        _vm("lag01", rep=_rep("ams", "rtm", Health.CRITICAL, age=400.0)),
-        _vm("job01", job=job),
-        _vm("off01", protection=ProtectionState.UNPROTECTED),
-        _vm('quo"te\u00e9'),
-        _vm("legacy01"),
-    ]
-    observed = Observed(
-        sites={s: Site(s, True) for s in ("ams", "rtm")}, vms={v.name: v for v in vms}, at=NOW
-    )
-    return plan.build_plan(desired, observed, NOW)
+    return plan.build_plan(d, o, NOW)
 
 
 def test_plan_json_text_is_the_plan_json_document_with_its_key_order() -> None:
@@ -147,21 +76,9 @@ def test_plan_json_text_of_an_empty_plan_is_valid_json() -> None:
 def test_plan_json_text_is_right_when_every_vm_has_its_own_reason() -> None:
     """More distinct lines than the renderer remembers: each is still the VM's own."""
     names = [f"vm{i:05d}" for i in range(5000)]
-    desired = DesiredState(
-        plans=(
-            PlanSpec(
-                name="big",
-                file="big.yaml",
-                sites=("ams", "rtm"),
-                allow_data_loss=False,
-                max_parallel=10,
-                groups=(),
-                vms=tuple(DesiredVM("big", n, "ams", ("ams", "rtm"), False, None) for n in names),
-            ),
-        )
-    )
-    missing = Observed(sites={s: Site(s, True) for s in ("ams", "rtm")}, vms={}, at=NOW)
-    built = plan.build_plan(desired, missing, NOW)
+    d = desired(*(want(n, plan="big") for n in names))
+    missing = observed()
+    built = plan.build_plan(d, missing, NOW)
     text = "".join(report.plan_json_lines(built, "abc123"))
     assert json.dumps(json.loads(text)) == json.dumps(report.plan_json(built, "abc123"))
     assert "VM 'vm04999' is not in the fabric" in text

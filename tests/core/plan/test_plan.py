@@ -2,110 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
+from builders import NOW, PROTECTED_OPS, desired, job, observed, vm, want
 
 from reconciler.core import plan
-from reconciler.core.desired import DesiredState, DesiredVM, Group, PlanSpec
+from reconciler.core.desired import DesiredState, Group
 from reconciler.core.plan import Phase
-from reconciler.core.state import (
-    Health,
-    Job,
-    JobState,
-    Observed,
-    ObservedVM,
-    Operation,
-    ProtectionState,
-    Replication,
-    ReplicationState,
-    Site,
-)
+from reconciler.core.state import Health, Observed, Operation, ProtectionState, ReplicationState
 from reconciler.core.state import TestFailoverState as DrillState
 
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 OP = Operation
 
-PROTECTED_OPS = frozenset(
-    {
-        OP.PLANNED_FAILOVER,
-        OP.UNPLANNED_FAILOVER,
-        OP.TEST_FAILOVER,
-        OP.DISABLE_REPLICATION,
-        OP.STOP_VM,
-    }
-)
 
-
-def desired(*vms: DesiredVM, groups: tuple[Group, ...] = (), name: str = "finance") -> DesiredState:
-    return DesiredState(
-        plans=(
-            PlanSpec(
-                name=name,
-                file="finance.yaml",
-                sites=("ams", "rtm"),
-                allow_data_loss=False,
-                max_parallel=10,
-                groups=groups,
-                vms=tuple(vms),
-            ),
-        )
-    )
-
-
-def want(
-    name: str,
-    site: str = "rtm",
-    *,
-    replication: str | None = "auto",
-    allow_data_loss: bool = False,
-    group: str | None = None,
-) -> DesiredVM:
-    other = "ams" if site == "rtm" else "rtm"
-    pair = (site, other) if replication == "auto" else None
-    return DesiredVM("finance", name, site, pair, allow_data_loss, group)
-
-
-def vm(
-    name: str,
-    active: str = "ams",
-    *,
-    running: tuple[str, ...] | None = None,
-    protection: ProtectionState = ProtectionState.PROTECTED,
-    replication: tuple[str, str] | str | None = "auto",
-    rstate: ReplicationState = ReplicationState.REPLICATING,
-    health: Health = Health.NORMAL,
-    allowed: frozenset[Operation] = PROTECTED_OPS,
-    job: Job | None = None,
-    test: DrillState = DrillState.NONE,
-    last_sync_age: float = 10.0,
-) -> ObservedVM:
-    other = "ams" if active == "rtm" else "rtm"
-    pair = (active, other) if replication == "auto" else replication
-    rep = None
-    if isinstance(pair, tuple):
-        rep = Replication(
-            pair[0], pair[1], rstate, health, NOW - timedelta(seconds=last_sync_age), 30.0
-        )
-    return ObservedVM(
-        name,
-        active,
-        running if running is not None else (active,),
-        protection,
-        rep,
-        allowed,
-        job,
-        test_failover=test,
-    )
-
-
-def observed(*vms: ObservedVM, down: tuple[str, ...] = ()) -> Observed:
-    sites = {s: Site(s, s not in down) for s in ("ams", "rtm")}
-    return Observed(sites=sites, vms={v.name: v for v in vms}, at=NOW)
-
-
-def decide(d: DesiredState, o: Observed, **kw: object) -> dict[str, plan.VMPlan]:
-    built = plan.build_plan(d, o, NOW, **kw)  # type: ignore[arg-type]
+def decide(
+    d: DesiredState, o: Observed, attempts: plan.AttemptsByAction | None = None
+) -> dict[str, plan.VMPlan]:
+    built = plan.build_plan(d, o, NOW, attempts)
     return {vp.name: vp for vp in built.vms}
 
 
@@ -138,8 +52,7 @@ def test_stopped_vm_gets_a_planned_failover() -> None:
 
 
 def test_provider_that_cannot_stop_vms_fails_over_directly() -> None:
-    o = observed(vm("sql01", "ams"))
-    o = Observed(sites=o.sites, vms=o.vms, at=NOW, can_stop_vms=False)
+    o = observed(vm("sql01", "ams"), can_stop_vms=False)
     got = decide(desired(want("sql01", "rtm")), o)["sql01"]
     assert got.action is not None
     assert got.action.operation is OP.PLANNED_FAILOVER
@@ -270,16 +183,8 @@ def test_failover_waits_for_a_disconnected_target() -> None:
 
 
 def test_vm_with_a_job_running_gets_no_other_action() -> None:
-    job = Job(
-        "job-1",
-        "sql01",
-        OP.PLANNED_FAILOVER,
-        JobState.RUNNING,
-        NOW,
-        progress=0.5,
-        target_site="rtm",
-    )
-    o = vm("sql01", "ams", running=(), allowed=frozenset(), job=job)
+    failover = job("sql01", OP.PLANNED_FAILOVER, job_id="job-1", target="rtm", progress=0.5)
+    o = vm("sql01", "ams", running=(), allowed=frozenset(), job=failover)
     got = decide(desired(want("sql01", "ams")), observed(o))["sql01"]
     assert got.phase is Phase.FAILING_OVER
     assert got.action is None
@@ -442,13 +347,12 @@ def test_dependents_are_stopped_first_in_reverse_group_order() -> None:
 
 
 def test_groups_fail_over_in_order_once_predecessors_run_at_the_target() -> None:
-    stopped = {"running": ()}
     o = observed(
-        vm("sql01", **stopped),
-        vm("app01", **stopped),
-        vm("web01", **stopped),  # type: ignore[arg-type]
-        vm("web02", **stopped),
-    )  # type: ignore[arg-type]
+        vm("sql01", running=()),
+        vm("app01", running=()),
+        vm("web01", running=()),
+        vm("web02", running=()),
+    )
     built = plan.build_plan(three_tier(), o, NOW)
     assert ready(built) == [("sql01", OP.PLANNED_FAILOVER)]
     by_vm = {vp.name: vp for vp in built.vms}
@@ -462,7 +366,7 @@ def test_groups_fail_over_in_order_once_predecessors_run_at_the_target() -> None
         replication=None,
         allowed=frozenset({OP.COMMIT}),
     )
-    o = observed(db_done, vm("app01", **stopped), vm("web01", **stopped), vm("web02", **stopped))  # type: ignore[arg-type]
+    o = observed(db_done, vm("app01", running=()), vm("web01", running=()), vm("web02", running=()))
     built = plan.build_plan(three_tier(), o, NOW)
     assert ready(built) == [("app01", OP.PLANNED_FAILOVER), ("sql01", OP.COMMIT)]
 
@@ -489,7 +393,7 @@ def test_no_vm_is_stopped_while_another_vm_of_the_plan_cannot_fail_over() -> Non
         "web01", health=Health.WARNING, allowed=frozenset({OP.UNPLANNED_FAILOVER, OP.STOP_VM})
     )
     built = plan.build_plan(
-        desired(want("web01", group=None), want("web02", group=None)),
+        desired(want("web01", "rtm"), want("web02", "rtm")),
         observed(lagging, vm("web02")),
         NOW,
     )
@@ -500,7 +404,7 @@ def test_no_vm_is_stopped_while_another_vm_of_the_plan_cannot_fail_over() -> Non
     assert "holding the stop: web01 cannot fail over now" in by_vm["web02"].reason
     # once web01 can move again, the stops go ahead
     built = plan.build_plan(
-        desired(want("web01", group=None), want("web02", group=None)),
+        desired(want("web01", "rtm"), want("web02", "rtm")),
         observed(vm("web01"), vm("web02")),
         NOW,
     )

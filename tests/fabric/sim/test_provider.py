@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from builders import inventory, inventory_vm, sim_fabric, timings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reconciler import errors
-from reconciler.core import lifecycle
 from reconciler.core.state import (
     FailoverKind,
     Health,
@@ -27,31 +27,17 @@ from reconciler.core.state import (
 from reconciler.core.state import TestFailoverState as DrillState
 from reconciler.fabric.base import Request
 from reconciler.fabric.sim import provider as sim
-from reconciler.fabric.sim.inventory import Inventory, InventoryVM
 from reconciler.kits.clock import VirtualClock
 
 OP = Operation
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 INTERVAL = 30.0
-TIMINGS = lifecycle.Timings(
-    planned_failover=3,
-    unplanned_failover=2,
-    commit=1,
-    reverse_replicate=2,
-    initial_replication=6,
-    stop_vm=1,
-    test_failover=2,
-    test_failover_cleanup=1,
-    replication_interval=INTERVAL,
-)
-INVENTORY = Inventory(
-    ("ams", "rtm"),
-    (
-        InventoryVM("web01", "ams", ("ams", "rtm")),
-        InventoryVM("db01", "ams", ("ams", "rtm")),
-        InventoryVM("batch", "rtm", None),
-    ),
-    TIMINGS,
+TIMINGS = timings(replication_interval=INTERVAL)
+INVENTORY = inventory(
+    inventory_vm("web01"),
+    inventory_vm("db01"),
+    inventory_vm("batch", "rtm", replication=None),
+    timings=TIMINGS,
 )
 
 
@@ -62,17 +48,23 @@ def clock() -> VirtualClock:
 
 @pytest.fixture
 def fabric(tmp_path: Path, clock: VirtualClock) -> Iterator[sim.SimFabric]:
-    sim.init_fabric(tmp_path, INVENTORY, clock)
-    fabric = sim.SimFabric(tmp_path, clock)
+    fabric = sim_fabric(tmp_path, INVENTORY, clock)
     yield fabric
     fabric.close()
 
 
 def run(
-    fabric: sim.SimFabric, clock: VirtualClock, vm: str, op: Operation, **request: object
+    fabric: sim.SimFabric,
+    clock: VirtualClock,
+    vm: str,
+    op: Operation,
+    *,
+    target_site: str | None = None,
+    shutdown_source: bool = False,
+    recovery_point: str | None = None,
 ) -> Job:
     """Start `op`, let it take as long as it takes, return the finished job."""
-    job_id = fabric.start(Request(vm, op, **request))  # type: ignore[arg-type]
+    job_id = fabric.start(Request(vm, op, target_site, shutdown_source, recovery_point))
     job = fabric.get_job(job_id)
     while job.running:
         clock.advance(1)
@@ -132,6 +124,7 @@ def test_the_whole_round_trip_fails_over_and_back_without_losing_a_write(
         clock.advance(10)  # writes pile up between steps
         job = run(fabric, clock, "web01", op)
         assert job.state is JobState.SUCCEEDED, job.error
+        assert job.finished_at is not None
         assert (job.finished_at - job.started_at).total_seconds() == seconds
         if op is OP.PLANNED_FAILOVER:
             assert job.data_loss_seconds == 0.0
@@ -164,6 +157,7 @@ def test_reverse_after_an_unplanned_failover_is_a_full_initial_replication(
     run(fabric, clock, "web01", OP.UNPLANNED_FAILOVER, shutdown_source=True)
     run(fabric, clock, "web01", OP.COMMIT)
     job = run(fabric, clock, "web01", OP.REVERSE_REPLICATE)
+    assert job.finished_at is not None
     assert (job.finished_at - job.started_at).total_seconds() == TIMINGS.initial_replication
 
 
@@ -254,31 +248,29 @@ def test_a_failover_loses_exactly_the_writes_after_the_last_sync(
     """Whatever the timing: a planned failover loses nothing; an unplanned one loses the
     writes between the last sync it reported and the moment the source stopped writing."""
     clock = VirtualClock(START)
-    with tempfile.TemporaryDirectory() as tmp:
-        sim.init_fabric(Path(tmp), INVENTORY, clock)
-        with sim.SimFabric(Path(tmp), clock) as fabric:
-            clock.advance(before)
-            fabric.lag("web01", lag)
-            writes_end = None
-            if stop:
-                job = run(fabric, clock, "web01", OP.STOP_VM)
-                writes_end = job.finished_at
-            if outage is not None:
-                fabric.site_down("ams")
-                writes_end = writes_end or clock.now()
-                clock.advance(outage)
-            vm = fabric.observe().vms["web01"]
-            op = OP.PLANNED_FAILOVER if planned else OP.UNPLANNED_FAILOVER
-            if op not in vm.allowed_operations:
-                assert planned  # an unplanned failover only needs the target
-                return
-            assert vm.replication is not None
-            assert vm.replication.last_sync is not None
-            unshipped = ((writes_end or clock.now()) - vm.replication.last_sync).total_seconds()
-            job = run(fabric, clock, "web01", op, shutdown_source=True)
-            assert job.state is JobState.SUCCEEDED
-            expected = 0.0 if planned else max(0.0, unshipped)
-            assert job.data_loss_seconds == pytest.approx(expected, abs=1e-5)
+    with tempfile.TemporaryDirectory() as tmp, sim_fabric(Path(tmp), INVENTORY, clock) as fabric:
+        clock.advance(before)
+        fabric.lag("web01", lag)
+        writes_end = None
+        if stop:
+            job = run(fabric, clock, "web01", OP.STOP_VM)
+            writes_end = job.finished_at
+        if outage is not None:
+            fabric.site_down("ams")
+            writes_end = writes_end or clock.now()
+            clock.advance(outage)
+        vm = fabric.observe().vms["web01"]
+        op = OP.PLANNED_FAILOVER if planned else OP.UNPLANNED_FAILOVER
+        if op not in vm.allowed_operations:
+            assert planned  # an unplanned failover only needs the target
+            return
+        assert vm.replication is not None
+        assert vm.replication.last_sync is not None
+        unshipped = ((writes_end or clock.now()) - vm.replication.last_sync).total_seconds()
+        job = run(fabric, clock, "web01", op, shutdown_source=True)
+        assert job.state is JobState.SUCCEEDED
+        expected = 0.0 if planned else max(0.0, unshipped)
+        assert job.data_loss_seconds == pytest.approx(expected, abs=1e-5)
 
 
 # --- split brain ----------------------------------------------------------------------
@@ -507,14 +499,10 @@ print(won)
 def test_several_processes_share_one_fabric(tmp_path: Path) -> None:
     """Concurrent starts and observations: no job lost, none doubled, one per VM."""
     workers, count = 4, 15
-    vms = [InventoryVM(f"shared{i}", "ams", ("ams", "rtm")) for i in range(count)]
-    vms += [
-        InventoryVM(f"own{w}-{i}", "ams", ("ams", "rtm"))
-        for w in range(workers)
-        for i in range(count)
-    ]
-    slow = lifecycle.Timings(planned_failover=3600)
-    sim.init_fabric(tmp_path, Inventory(("ams", "rtm"), tuple(vms), slow), VirtualClock(START))
+    vms = [inventory_vm(f"shared{i}") for i in range(count)]
+    vms += [inventory_vm(f"own{w}-{i}") for w in range(workers) for i in range(count)]
+    slow = timings(planned_failover=3600)
+    sim.init_fabric(tmp_path, inventory(*vms, timings=slow), VirtualClock(START))
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _WORKER, str(tmp_path), str(w), str(count)],
