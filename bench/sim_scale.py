@@ -14,11 +14,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reconciler.core import lifecycle
 from reconciler.core.state import Operation
 from reconciler.fabric.base import Request
 from reconciler.fabric.sim import provider as sim
 from reconciler.fabric.sim import store as sim_store
+from reconciler.fabric.sim import timing
 from reconciler.fabric.sim.inventory import Inventory, InventoryVM
 from reconciler.kits.clock import VirtualClock
 
@@ -41,7 +41,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         state_dir = Path(tmp)
         began = time.perf_counter()
-        sim.init_fabric(state_dir, Inventory(("ams", "rtm"), vms, lifecycle.Timings()), clock)
+        sim.init_fabric(state_dir, Inventory(("ams", "rtm"), vms, timing.Timings()), clock)
         print(f"init {count} VMs: {time.perf_counter() - began:.2f} s")
         fabric = sim.SimFabric(state_dir, clock)
         clock.advance(3600)

@@ -18,7 +18,6 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from reconciler.core import lifecycle
 from reconciler.core.desired import DEFAULT_MAX_PARALLEL, DesiredState, DesiredVM, Group, PlanSpec
 from reconciler.core.state import (
     Health,
@@ -34,6 +33,7 @@ from reconciler.core.state import (
     TestFailoverState,
 )
 from reconciler.fabric.sim import provider as sim
+from reconciler.fabric.sim import timing
 from reconciler.fabric.sim.inventory import Inventory, InventoryVM
 from reconciler.kits.clock import Clock
 
@@ -53,8 +53,8 @@ PROTECTED_OPS = frozenset(
 )
 
 # Short operations for a simulated fabric on a virtual clock. Spelled out, not
-# lifecycle.Timings(): the tests count on these numbers, whatever the defaults become.
-TIMINGS = lifecycle.Timings(
+# timing.Timings(): the tests count on these numbers, whatever the defaults become.
+TIMINGS = timing.Timings(
     planned_failover=3,
     unplanned_failover=2,
     commit=1,
@@ -212,7 +212,7 @@ def observed(*vms: ObservedVM, down: tuple[str, ...] = (), can_stop_vms: bool = 
 # --- the simulated fabric ------------------------------------------------------------
 
 
-def timings(**changes: float) -> lifecycle.Timings:
+def timings(**changes: float) -> timing.Timings:
     """TIMINGS with some durations changed, e.g. timings(planned_failover=3600)."""
     return dataclasses.replace(TIMINGS, **changes)
 
@@ -222,7 +222,7 @@ def inventory_vm(name: str, active: str = "ams", *, replication: str | None = AU
     return InventoryVM(name, active, _direction(replication, active))
 
 
-def inventory(*vms: InventoryVM, timings: lifecycle.Timings = TIMINGS) -> Inventory:
+def inventory(*vms: InventoryVM, timings: timing.Timings = TIMINGS) -> Inventory:
     """A simulated fabric of sites ams and rtm with these VMs."""
     return Inventory(SITES, vms, timings)
 

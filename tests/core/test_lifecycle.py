@@ -18,6 +18,7 @@ from reconciler.core.state import (
     ReplicationState,
 )
 from reconciler.core.state import TestFailoverState as DrillState
+from reconciler.fabric.sim import timing
 
 OP = Operation
 PS = ProtectionState
@@ -414,7 +415,7 @@ def test_a_flavour_without_commit_ends_a_failover_committed() -> None:
 
 
 def test_reverse_replication_is_a_delta_after_planned_and_a_full_copy_after_unplanned() -> None:
-    timings = lifecycle.Timings(reverse_replicate=2, initial_replication=60)
+    timings = timing.Timings(reverse_replicate=2, initial_replication=60)
     assert timings.duration(COMMITTED_PLANNED, OP.REVERSE_REPLICATE) == 2
     committed_unplanned = replace(PENDING_UNPLANNED, protection=PS.COMMITTED)
     assert timings.duration(committed_unplanned, OP.REVERSE_REPLICATE) == 60

@@ -17,20 +17,21 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.core import lifecycle, plan
+from reconciler.core import plan
 from reconciler.core.desired import DesiredState, DesiredVM, Group, PlanSpec
 from reconciler.core.state import Job, Operation
 from reconciler.engine import execute, journal
 from reconciler.errors import DrctlError, RejectedError
 from reconciler.fabric import base
 from reconciler.fabric.sim import provider as sim
+from reconciler.fabric.sim import timing
 from reconciler.fabric.sim.inventory import Inventory, InventoryVM
 from reconciler.kits.clock import VirtualClock
 
 SITES = ("ams", "rtm")
 NAMES = ("sql01", "app01", "web01", "web02")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-TIMINGS = lifecycle.Timings(
+TIMINGS = timing.Timings(
     planned_failover=3,
     unplanned_failover=2,
     commit=1,

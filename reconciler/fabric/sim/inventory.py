@@ -18,7 +18,8 @@ import yaml
 from pydantic.alias_generators import to_camel
 
 from reconciler import errors
-from reconciler.core import lifecycle, spec
+from reconciler.core import spec
+from reconciler.fabric.sim import timing
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +33,7 @@ class InventoryVM:
 class Inventory:
     sites: tuple[str, str]
     vms: tuple[InventoryVM, ...]
-    timings: lifecycle.Timings
+    timings: timing.Timings
 
 
 class _Model(pydantic.BaseModel):
@@ -40,7 +41,7 @@ class _Model(pydantic.BaseModel):
 
 
 Seconds = Annotated[float, pydantic.Field(ge=0, strict=True)]
-_DEFAULTS = lifecycle.Timings()
+_DEFAULTS = timing.Timings()
 
 
 class _Timings(_Model):
@@ -160,7 +161,7 @@ def _resolve(model: _Inventory, problems: list[str]) -> Inventory | None:
         else:
             vms.append(InventoryVM(vm.name, vm.active_site, replication))
     t = model.timings
-    timings = lifecycle.Timings(
+    timings = timing.Timings(
         planned_failover=t.planned_failover,
         unplanned_failover=t.unplanned_failover,
         commit=t.commit,

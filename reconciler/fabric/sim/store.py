@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from reconciler import errors
-from reconciler.core import lifecycle
+from reconciler.fabric.sim import timing
 
 DB_NAME = "fabric.db"
 BUSY_TIMEOUT_SECONDS = 30.0
@@ -237,7 +237,7 @@ class Store:
         return store, existed
 
     def reset(
-        self, db: sqlite3.Connection, sites: tuple[str, str], timings: lifecycle.Timings, now: float
+        self, db: sqlite3.Connection, sites: tuple[str, str], timings: timing.Timings, now: float
     ) -> None:
         """Replace whatever fabric the database held by an empty one (inside `write`)."""
         for table in _TABLES:
@@ -280,8 +280,8 @@ class Store:
             raise errors.TransientError(f"fabric database {self.path} is busy: {exc}") from exc
 
 
-def timings(db: sqlite3.Connection) -> lifecycle.Timings:
-    return lifecycle.Timings(*db.execute(_SELECT_TIMINGS).fetchone())
+def timings(db: sqlite3.Connection) -> timing.Timings:
+    return timing.Timings(*db.execute(_SELECT_TIMINGS).fetchone())
 
 
 def sites(db: sqlite3.Connection) -> tuple[str, str]:

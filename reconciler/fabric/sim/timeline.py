@@ -34,6 +34,7 @@ from reconciler.core.state import (
     ReplicationState,
     TestFailoverState,
 )
+from reconciler.fabric.sim import timing
 from reconciler.fabric.sim.store import VMRow
 
 MAX_RECOVERY_POINTS = 3
@@ -45,7 +46,7 @@ class World:
 
     t: float
     sites: tuple[str, str]
-    timings: lifecycle.Timings
+    timings: timing.Timings
     down_at: dict[str, float]  # disconnected sites, and since when
 
     @property

@@ -1,0 +1,54 @@
+"""How long each simulated operation takes, and how often replication ships.
+
+Part of the simulator, not of the lifecycle model: the model says what an
+operation does and when it is allowed; how long it takes is the simulated
+fabric's (and the test servers' that imitate the real fabrics). Read from the
+inventory's `timings`, stored with the fabric.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reconciler.core.lifecycle import VMState
+from reconciler.core.state import FailoverKind, Operation
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """How long each operation takes, in seconds, and how often replication ships."""
+
+    planned_failover: float = 3.0
+    unplanned_failover: float = 2.0
+    commit: float = 1.0
+    reverse_replicate: float = 2.0
+    initial_replication: float = 6.0
+    stop_vm: float = 1.0
+    test_failover: float = 2.0
+    test_failover_cleanup: float = 1.0
+    replication_interval: float = 5.0
+
+    def duration(self, vm: VMState, op: Operation) -> float:
+        """How long `op` takes on `vm`.
+
+        Reverse replication after a planned failover ships a delta; after an
+        unplanned one the copies diverged and it is a full initial replication.
+        ApplyRecoveryPoint boots the replica again, as long as an unplanned
+        failover; DisableReplication is bookkeeping, as long as a commit;
+        StartVM takes as long as StopVM.
+        """
+        if op is Operation.REVERSE_REPLICATE and vm.last_failover is not FailoverKind.PLANNED:
+            return self.initial_replication
+        return {
+            Operation.PLANNED_FAILOVER: self.planned_failover,
+            Operation.UNPLANNED_FAILOVER: self.unplanned_failover,
+            Operation.APPLY_RECOVERY_POINT: self.unplanned_failover,
+            Operation.COMMIT: self.commit,
+            Operation.REVERSE_REPLICATE: self.reverse_replicate,
+            Operation.ENABLE_REPLICATION: self.initial_replication,
+            Operation.DISABLE_REPLICATION: self.commit,
+            Operation.STOP_VM: self.stop_vm,
+            Operation.START_VM: self.stop_vm,
+            Operation.TEST_FAILOVER: self.test_failover,
+            Operation.TEST_FAILOVER_CLEANUP: self.test_failover_cleanup,
+        }[op]
