@@ -82,3 +82,23 @@ def test_plan_and_status_create_no_journal(fabric: Path) -> None:
     assert cli.main(["plan", str(fabric / "specs"), "--state-dir", str(fabric / "state")]) == 0
     assert cli.main(["status", str(fabric / "specs"), "--state-dir", str(fabric / "state")]) == 0
     assert not (fabric / "state" / "journal.db").exists()
+
+
+def test_validate_imports_no_fabric_journal_metrics_or_watcher(tmp_path: Path) -> None:
+    """`drctl validate` (a pre-commit hook, a CI step) pays only for the spec's own imports."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    probe = (
+        "import sys\n"
+        "from reconciler.cli import main\n"
+        f"code = main.main(['validate', {str(root / 'specs')!r}])\n"
+        "heavy = ('sqlite3', 'reconciler.fabric.sim', 'reconciler.engine', 'reconciler.daemon',\n"
+        "         'deepdiff', 'prometheus_client', 'watchfiles', 'subprocess')\n"
+        "print(code, sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert done.stdout.split("\n")[-2] == "0 []"
