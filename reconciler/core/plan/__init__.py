@@ -75,7 +75,11 @@ _STAGE = {
 
 @dataclass(frozen=True, slots=True)
 class Attempts:
-    """Failed attempts of one (VM, operation) for the revision in force."""
+    """Failed attempts of one (VM, operation) for the revision in force.
+
+    `retry_at` also holds an action back after a transient error of the
+    fabric (a timeout, a 429), which counts no failure: `failures` may be 0.
+    """
 
     failures: int
     last_error: str
@@ -98,6 +102,7 @@ class Action:
     waiting_for: tuple[str, ...] = ()
     stage: tuple[int, int] = (0, 0)
     source_site: str | None = None  # where the VM is active when the action is planned
+    retry_at: datetime | None = None  # waiting for "backoff": when it may start again
 
     @property
     def direction(self) -> str | None:
@@ -208,7 +213,7 @@ def _with_attempts(
     if action is None:
         return decided
     tried = attempts.get((action.vm, action.operation))
-    if tried is None or tried.failures == 0:
+    if tried is None:
         return decided
     if tried.failures >= max_attempts:
         reason = (
@@ -219,11 +224,14 @@ def _with_attempts(
         return dataclasses.replace(decided, phase=Phase.BLOCKED, reason=reason, action=None)
     if tried.retry_at is not None and tried.retry_at > now:
         wait = (tried.retry_at - now).total_seconds()
-        reason = (
-            f"{decided.reason}; attempt {tried.failures} of {max_attempts} failed "
-            f"({tried.last_error}), retrying in {wait:.0f}s"
+        if tried.failures:
+            why = f"attempt {tried.failures} of {max_attempts} failed ({tried.last_error})"
+        else:
+            why = f"the fabric did not take the call ({tried.last_error}); no attempt spent"
+        reason = f"{decided.reason}; {why}, retrying in {wait:.0f}s"
+        held = dataclasses.replace(
+            action, ready=False, waiting_for=("backoff",), retry_at=tried.retry_at
         )
-        held = dataclasses.replace(action, ready=False, waiting_for=("backoff",))
         return dataclasses.replace(decided, reason=reason, action=held)
     return decided
 
