@@ -439,10 +439,12 @@ class Daemon:
                 waits.append(self.config.poll_interval)
             elif vp.action is not None and vp.action.ready:
                 waits.append(self.config.poll_interval)  # held by maxParallel or settle
-            elif vp.phase in {Phase.WAITING_FOR_SITE, Phase.SYNCING} or (
-                vp.action is not None and "backoff" in vp.action.waiting_for
-            ):
+            elif vp.phase in {Phase.WAITING_FOR_SITE, Phase.SYNCING}:
                 waits.append(PENDING_POLL)
+        # A backoff (after a failure or a transient error) knows when it ends.
+        retry_at = execute.next_retry_at(built, self._executor)
+        if retry_at is not None:
+            waits.append(max(0.0, (retry_at - self.clock.now()).total_seconds()))
         return min(waits)
 
     def _event(self, event: execute.Event) -> None:

@@ -6,12 +6,21 @@ plan marks ready, within each plan's `maxParallel`. Every start is recorded in
 the journal as an intent before the provider is called. `apply` repeats steps
 until the desired state is reached or cannot be. Called by `drctl apply` and,
 later, by the daemon.
+
+The three kinds of failure of a call (controller-runtime, Flux) are handled
+apart. A failed job or a TerminalError spends one of the attempts of a (VM,
+operation, revision). A RejectedError (not allowed in the VM's state now)
+spends none: the next pass plans again from what it observes. A
+TransientError or a ThrottledError spends none either: the call backs off,
+per VM and operation or per job, and `next_retry_at` says until when. A
+blip of the fabric's API never makes a VM Blocked.
 """
 
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -21,7 +30,13 @@ from reconciler.core.desired import EMBEDDED_FABRIC, DesiredState
 from reconciler.core.plan import Phase
 from reconciler.engine import fabrics as fabrics_
 from reconciler.engine import journal as journals
-from reconciler.errors import ProviderError, TerminalError, ThrottledError, TransientError
+from reconciler.errors import (
+    ProviderError,
+    RejectedError,
+    TerminalError,
+    ThrottledError,
+    TransientError,
+)
 from reconciler.fabric import base
 from reconciler.kits import clock as clocks
 from reconciler.kits import gcpause
@@ -29,6 +44,8 @@ from reconciler.kits import gcpause
 
 @dataclass(frozen=True)
 class Settings:
+    """How often to poll, how long to back off (after failures and transient errors)."""
+
     poll_interval: float = 0.5
     backoff_base: float = 2.0
     backoff_cap: float = 60.0
@@ -93,21 +110,43 @@ class Executor:
         """How many jobs drctl started that have not ended yet."""
         return len(self._running)
 
+    @functools.cached_property
+    def _backoff(self) -> _Backoff:
+        """Calls that failed transiently, each waiting until its own retry time."""
+        return _Backoff(self.settings.backoff)
+
+    @property
+    def next_retry_at(self) -> datetime | None:
+        """The earliest time a call this executor holds back may be made again."""
+        times = [t for t in (self._throttled_until, self._backoff.next_at()) if t is not None]
+        return min(times, default=None)
+
     def _resume(self) -> None:
         """Adopt the actions a previous run left open, so none is issued twice."""
-        now = self.clock.now()
         unresolved = self.journal.open_entries()
-        if not unresolved:
-            return
-        known = {e.job_id for e in self.journal.entries() if e.job_id}
-        jobs = None
+        self._unresolved = [entry for entry in unresolved if entry.job_id is None]
         for entry in unresolved:
             if entry.job_id is not None:
                 self._adopt(entry, entry.job_id)
-                continue
-            # Intent recorded, then the process died: did the fabric get the call?
-            if jobs is None:
-                jobs = self.fabrics.list_jobs()
+        self._resolve_intents()
+
+    def _resolve_intents(self) -> None:
+        """Intent recorded, then the process died: did the fabric get the call?
+
+        Until the fabric answers `list_jobs`, the VMs of these intents start
+        nothing: their call may have reached it.
+        """
+        now = self.clock.now()
+        if not self._unresolved or not self._backoff.due(_LIST_JOBS, now):
+            return
+        try:
+            jobs = self.fabrics.list_jobs()
+        except TransientError as exc:
+            self._backoff.fail(_LIST_JOBS, now, _retry_after(exc))
+            return
+        self._backoff.forget(_LIST_JOBS)
+        known = {e.job_id for e in self.journal.entries() if e.job_id}
+        for entry in self._unresolved:
             match = next(
                 (
                     j
@@ -130,6 +169,7 @@ class Executor:
             known.add(match.id)
             self.journal.record_started(entry.id, match.id, match.started_at)
             self._adopt(entry, match.id)
+        self._unresolved = []
 
     def _adopt(self, entry: journals.Entry, job_id: str) -> None:
         self._running[job_id] = entry
@@ -174,15 +214,24 @@ class Executor:
         return built
 
     def _poll_jobs(self) -> None:
+        self._resolve_intents()
+        now = self.clock.now()
         for job_id, entry in list(self._running.items()):
+            if not self._backoff.due(job_id, now):
+                continue
             try:
                 job = self.fabrics.get_job(job_id)
-            except TransientError:
-                continue  # ask again next step
+            except TransientError as exc:
+                # The job runs on regardless; ask again after a backoff.
+                self._backoff.fail(job_id, now, _retry_after(exc))
+                if isinstance(exc, ThrottledError):
+                    break  # asked to call less: the other jobs are asked next step
+                continue
             except TerminalError as exc:
                 # The fabric forgot the job (it was replaced): its outcome is
                 # unknowable; the next observation says what state the VM is in.
                 del self._running[job_id]
+                self._backoff.forget(job_id)
                 error = f"the fabric no longer knows job {job_id}: {exc}"
                 self.journal.record_outcome(entry.id, journals.FAILED, self.clock.now(), error)
                 self._emit(
@@ -198,6 +247,7 @@ class Executor:
                     )
                 )
                 continue
+            self._backoff.forget(job_id)
             if job.running:
                 continue
             del self._running[job_id]
@@ -229,8 +279,11 @@ class Executor:
         self, built: plan.Plan, revision: str, hold: Callable[[plan.Action], bool] | None
     ) -> None:
         now = self.clock.now()
-        if self._throttled_until is not None and now < self._throttled_until:
-            return
+        if self._throttled_until is not None:
+            if now < self._throttled_until:
+                return
+            self._throttled_until = None
+        unresolved = {entry.vm for entry in self._unresolved}
         in_flight = collections.Counter(
             vp.plan
             for vp in built.vms
@@ -239,7 +292,7 @@ class Executor:
         for action in built.ready_actions():
             if in_flight[action.plan] >= built.max_parallel.get(action.plan, 1):
                 continue
-            if hold is not None and hold(action):
+            if (hold is not None and hold(action)) or action.vm in unresolved:
                 continue
             entry_id = self.journal.record_intent(action, revision, now)
             request = base.Request(
@@ -253,14 +306,25 @@ class Executor:
                     self._fabric_of.get(action.plan, EMBEDDED_FABRIC), request
                 )
             except ThrottledError as exc:
-                wait = exc.retry_after or self.settings.backoff(1)
+                # Asked to call less: no start at all until then, and this
+                # action waits as long in the plan (the journal's retry time).
+                wait = self.settings.backoff(1) if exc.retry_after is None else exc.retry_after
                 self._throttled_until = now + timedelta(seconds=wait)
-                self.journal.record_outcome(entry_id, journals.NOT_ISSUED, now, str(exc))
+                self.journal.record_deferred(entry_id, now, str(exc), wait)
                 self._emit(_event(EventKind.THROTTLED, action, now, error=str(exc)))
                 return
-            except ProviderError as exc:
-                self.journal.record_outcome(entry_id, journals.FAILED, now, str(exc))
+            except TransientError as exc:
+                self.journal.record_deferred(entry_id, now, str(exc))
                 self._emit(_event(EventKind.REFUSED, action, now, error=str(exc)))
+                continue
+            except RejectedError as exc:
+                # The fabric's state moved since the observation: plan again.
+                self.journal.record_outcome(entry_id, journals.REFUSED, now, str(exc))
+                self._emit(_event(EventKind.REFUSED, action, now, error=str(exc)))
+                continue
+            except ProviderError as exc:  # terminal, or unclassified: an attempt spent
+                self.journal.record_outcome(entry_id, journals.FAILED, now, str(exc))
+                self._emit(_event(EventKind.FAILED, action, now, error=str(exc)))
                 continue
             self.journal.record_started(entry_id, job_id, now)
             self._running[job_id] = journals.Entry(
@@ -290,6 +354,40 @@ def observed_fabrics(desired: DesiredState) -> list[str]:
     return names
 
 
+_LIST_JOBS = "list_jobs"  # the backoff item of `Provider.list_jobs`; job ids are the others
+
+
+class _Backoff:
+    """Per-item exponential backoff, controller-runtime's rate limiter: item -> retry time."""
+
+    def __init__(self, delay: Callable[[int], float]) -> None:
+        self._delay = delay
+        self._failures: dict[Hashable, int] = {}
+        self._retry_at: dict[Hashable, datetime] = {}
+
+    def fail(self, item: Hashable, now: datetime, retry_after: float | None = None) -> None:
+        """One more failure of `item`: wait as the fabric asked, else exponentially longer."""
+        failures = self._failures.get(item, 0) + 1
+        self._failures[item] = failures
+        wait = self._delay(failures) if retry_after is None else retry_after
+        self._retry_at[item] = now + timedelta(seconds=wait)
+
+    def due(self, item: Hashable, now: datetime) -> bool:
+        retry_at = self._retry_at.get(item)
+        return retry_at is None or retry_at <= now
+
+    def forget(self, item: Hashable) -> None:
+        self._failures.pop(item, None)
+        self._retry_at.pop(item, None)
+
+    def next_at(self) -> datetime | None:
+        return min(self._retry_at.values(), default=None)
+
+
+def _retry_after(exc: TransientError) -> float | None:
+    return exc.retry_after if isinstance(exc, ThrottledError) else None
+
+
 def _event(kind: EventKind, action: plan.Action, at: datetime, **extra: str) -> Event:
     return Event(kind, action.plan, action.vm, action.operation, action.target_site, at, **extra)  # type: ignore[arg-type]
 
@@ -308,6 +406,14 @@ def can_progress(built: plan.Plan, executor: Executor) -> bool:
         if vp.action is not None and (vp.action.ready or "backoff" in vp.action.waiting_for):
             return True
     return False
+
+
+def next_retry_at(built: plan.Plan, executor: Executor) -> datetime | None:
+    """When the first call held back by a backoff (in the plan or in the executor) is due."""
+    times = [a.retry_at for a in built.actions if a.retry_at is not None and not a.ready]
+    if executor.next_retry_at is not None:
+        times.append(executor.next_retry_at)
+    return min(times, default=None)
 
 
 @dataclass

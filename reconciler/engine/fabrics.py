@@ -42,16 +42,22 @@ class Fabrics:
             EMBEDDED_FABRIC: config.embedded(state_dir)
         }
         self._open: dict[str, base.Provider] = {}
+        self._used: list[str] = []  # the fabrics the plans in force use
 
     @classmethod
     def of(cls, provider: base.Provider, state_dir: Path = Path()) -> Fabrics:
         """Fabrics whose embedded fabric is `provider`, already open (tests, one-shot commands)."""
         fabrics = cls(state_dir, clocks.WallClock())
         fabrics._open[EMBEDDED_FABRIC] = provider
+        fabrics._used = [EMBEDDED_FABRIC]
         return fabrics
 
     def use(self, desired: DesiredState) -> None:
-        """Learn the fabrics `desired` declares; a changed declaration reopens its provider."""
+        """Learn the fabrics `desired` declares and uses; a changed declaration reopens one."""
+        used = desired.fabric_names()
+        if not desired.fabrics and EMBEDDED_FABRIC not in used:
+            used.append(EMBEDDED_FABRIC)  # its VMs are listed as unmanaged even without a plan
+        self._used = used
         for spec in desired.fabrics:
             wanted = config.from_spec(spec, fabric_dir(self._state_dir, spec.name))
             if self._configs.get(spec.name) != wanted:
@@ -100,13 +106,23 @@ class Fabrics:
         return job if name == EMBEDDED_FABRIC else dataclasses.replace(job, id=job_id)
 
     def list_jobs(self) -> list[state.Job]:
-        """Every job of every fabric that answers, each fabric's in start order."""
+        """Every job of every fabric in use, each fabric's in start order.
+
+        A fabric that cannot be asked makes the whole call fail (TransientError):
+        the executor matches an interrupted intent against this list, and a
+        fabric left out would read as "the call never reached it". Before the
+        desired state says which fabrics are in use, nothing can be told.
+        """
+        if not self._used:
+            raise errors.TransientError("the fabrics in use are not known yet")
         jobs: list[state.Job] = []
-        for name in self._configs:
+        for name in self._used:
             try:
                 listed = self.provider(name).list_jobs()
-            except errors.DrctlError:
-                continue  # not initialised or not answering: nothing of it can be matched
+            except errors.TransientError:
+                raise
+            except errors.DrctlError as exc:
+                raise errors.TransientError(f"fabric '{name}' cannot list its jobs: {exc}") from exc
             if name != EMBEDDED_FABRIC:
                 listed = [dataclasses.replace(j, id=f"{name}/{j.id}") for j in listed]
             jobs.extend(listed)

@@ -3,9 +3,9 @@
 Each action is written as an intent before the provider is called, then
 updated with its job id and its outcome. The executor reads it back for two
 things only: the failed attempts per (VM, operation, revision), so that a
-restart does not reset the retry budget, and the actions whose outcome it has
-not yet seen. It is never the source of truth for what to do next: the
-fabric is.
+restart does not reset the retry budget (nor the backoff after a transient
+error, which spends none), and the actions whose outcome it has not yet
+seen. It is never the source of truth for what to do next: the fabric is.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS actions (
     job_id TEXT,
     result TEXT NOT NULL DEFAULT 'intended',
     error TEXT,
-    data_loss_seconds REAL
+    data_loss_seconds REAL,
+    retry_after REAL
 );
 CREATE INDEX IF NOT EXISTS actions_open ON actions (result) WHERE result IN ('intended', 'running');
 CREATE INDEX IF NOT EXISTS actions_revision ON actions (revision, vm, operation);
@@ -52,8 +53,11 @@ CREATE TABLE IF NOT EXISTS convergences (
 INTENDED = "intended"  # recorded before calling the provider
 RUNNING = "running"  # the fabric accepted it and returned a job id
 SUCCEEDED = "succeeded"
-FAILED = "failed"  # the job failed, or the provider refused the call
+FAILED = "failed"  # the job failed, or the fabric said the call cannot succeed (terminal)
 NOT_ISSUED = "not-issued"  # intent recorded, but the fabric never saw the call
+# Neither of these spends an attempt: the fabric did not take the call.
+REFUSED = "refused"  # not allowed in the VM's state now (RejectedError): planned again
+DEFERRED = "deferred"  # a transient error or throttling: retried after a backoff
 ABANDONED = "abandoned"  # open when the fabric it ran on was replaced
 
 
@@ -88,6 +92,8 @@ class Journal:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(actions)")}
         if "direction" not in columns:  # a journal written before directions were kept
             self._db.execute("ALTER TABLE actions ADD COLUMN direction TEXT")
+        if "retry_after" not in columns:  # ... or before throttling was kept
+            self._db.execute("ALTER TABLE actions ADD COLUMN retry_after REAL")
 
     def close(self) -> None:
         self._db.close()
@@ -140,6 +146,17 @@ class Journal:
                 "UPDATE actions SET result = ?, finished_at = ?, error = ?, "
                 "data_loss_seconds = ? WHERE id = ?",
                 (result, at.isoformat(), error, data_loss_seconds, entry_id),
+            )
+
+    def record_deferred(
+        self, entry_id: int, at: datetime, error: str, retry_after: float | None = None
+    ) -> None:
+        """The fabric did not take the call for a reason that passes; `retry_after` if it said."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE actions SET result = ?, finished_at = ?, error = ?, retry_after = ? "
+                "WHERE id = ?",
+                (DEFERRED, at.isoformat(), error, retry_after, entry_id),
             )
 
     def record_converged(self, revision: str, vms: list[tuple[str, str]], at: datetime) -> None:
@@ -201,25 +218,46 @@ class Journal:
         """Failed attempts per (VM, operation) for `revision`, with when to retry.
 
         A success after failures resets the count: the budget is for
-        consecutive failures of one step.
+        consecutive failures of one step. A deferred call (a transient error)
+        counts none; it backs off by `backoff` of the deferrals in a row, or
+        as long as the fabric asked, and after a failure the later retry wins.
         """
         rows = self._db.execute(
-            "SELECT vm, operation, result, error, finished_at FROM actions "
-            "WHERE revision = ? AND result IN (?, ?) ORDER BY id",
-            (revision, FAILED, SUCCEEDED),
+            "SELECT vm, operation, result, error, finished_at, retry_after FROM actions "
+            "WHERE revision = ? AND result IN (?, ?, ?) ORDER BY id",
+            (revision, FAILED, SUCCEEDED, DEFERRED),
         ).fetchall()
-        found: dict[tuple[str, Operation], plan.Attempts] = {}
-        for vm, operation, result, error, finished_at in rows:
+        found: dict[tuple[str, Operation], _Tally] = {}
+        for vm, operation, result, error, finished_at, retry_after in rows:
             key = (vm, Operation(operation))
             if result == SUCCEEDED:
                 found.pop(key, None)
                 continue
-            failures = found[key].failures + 1 if key in found else 1
+            tally = found.setdefault(key, _Tally())
             at = datetime.fromisoformat(finished_at)
-            found[key] = plan.Attempts(
-                failures, error or "unknown error", at + timedelta(seconds=backoff(failures))
-            )
-        return found
+            if result == FAILED:
+                tally.failures += 1
+                tally.deferrals = 0
+                tally.error = error or "unknown error"
+                tally.retry_at = at + timedelta(seconds=backoff(tally.failures))
+                continue
+            tally.deferrals += 1
+            if not tally.failures:
+                tally.error = error or "unknown error"
+            wait = backoff(tally.deferrals) if retry_after is None else float(retry_after)
+            retry_at = at + timedelta(seconds=wait)
+            tally.retry_at = retry_at if tally.retry_at is None else max(tally.retry_at, retry_at)
+        return {key: plan.Attempts(t.failures, t.error, t.retry_at) for key, t in found.items()}
+
+
+@dataclass(slots=True)
+class _Tally:
+    """What `Journal.attempts` has counted so far for one (VM, operation)."""
+
+    failures: int = 0
+    deferrals: int = 0
+    error: str = "unknown error"
+    retry_at: datetime | None = None
 
 
 _COLUMNS = (

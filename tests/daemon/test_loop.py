@@ -176,6 +176,22 @@ def test_drift_made_in_the_fabric_is_corrected(tmp_path: Path) -> None:
     assert ("sql01", "PlannedFailover") in s.jobs()
 
 
+def test_a_throttled_start_makes_the_daemon_sleep_until_the_retry_time(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    s.passes(1)
+    s.fabric.inject_call_error("start", "throttled", retry_after=20.0)
+    s.want("rtm")
+    s.daemon.notice_change()
+    while not s.sample("drctl_actions_total", operation="StopVM", result="throttled"):
+        s.daemon.reconcile_once()
+        s.clock.advance(0.1)
+    # The next pass plans the backoff and sleeps until the time the fabric said.
+    assert s.daemon.reconcile_once() == pytest.approx(20.0 - 0.1)
+    assert s.jobs() == []
+    s.passes(60)
+    assert {vm.active_site for vm in s.fabric.observe().vms.values()} == {"rtm"}
+
+
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_logging_formats(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
     loop.configure_logging(fmt)

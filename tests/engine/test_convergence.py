@@ -3,8 +3,12 @@
 Random fabric histories (outages, drift, lag, operations someone started by
 hand) and random valid specs:
 - the planner never proposes a ready action the fabric then rejects;
-- with the faults healed, repeated plan+execute steps converge.
-Time is a VirtualClock: nothing sleeps.
+- with the faults healed, repeated plan+execute steps converge, through
+  errors of the fabric's API (refused, transient, throttled calls) that
+  spend no attempt.
+Time is a VirtualClock: nothing sleeps. Each runs once per provider in
+`fabrics.FACTORIES` (the `make_fabric` fixture), through the Provider and
+the test controls only.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+import fabrics
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,7 +28,6 @@ from reconciler.core.state import Job, Operation
 from reconciler.engine import execute, journal
 from reconciler.errors import DrctlError, RejectedError
 from reconciler.fabric import base
-from reconciler.fabric.sim import provider as sim
 from reconciler.fabric.sim import timing
 from reconciler.fabric.sim.inventory import Inventory, InventoryVM
 from reconciler.kits.clock import VirtualClock
@@ -60,7 +64,7 @@ chaos_step = st.one_of(
 
 
 @st.composite
-def fabrics(draw: st.DrawFn) -> tuple[list[InventoryVM], list[tuple[object, ...]]]:
+def histories(draw: st.DrawFn) -> tuple[list[InventoryVM], list[tuple[object, ...]]]:
     vms = []
     for name in NAMES:
         active = draw(site)
@@ -68,6 +72,25 @@ def fabrics(draw: st.DrawFn) -> tuple[list[InventoryVM], list[tuple[object, ...]
         replicated = draw(st.booleans()) or draw(st.booleans())
         vms.append(InventoryVM(name, active, (active, other) if replicated else None))
     return vms, draw(st.lists(chaos_step, max_size=12))
+
+
+# (call, kind, times, retry_after): what the fabric's API does while drctl acts.
+Blip = tuple[str, fabrics.ErrorKind, int, float | None]
+blip: st.SearchStrategy[Blip] = st.one_of(
+    st.tuples(st.just("start"), st.just("rejected"), st.integers(1, 4), st.none()),
+    st.tuples(
+        st.sampled_from(["start", "get_job"]),
+        st.just("transient"),
+        st.integers(1, 4),
+        st.none(),
+    ),
+    st.tuples(
+        st.sampled_from(["start", "get_job"]),
+        st.just("throttled"),
+        st.integers(1, 4),
+        st.sampled_from([None, 0.0, 5.0]),
+    ),
+)
 
 
 @st.composite
@@ -104,20 +127,23 @@ def specs(draw: st.DrawFn) -> DesiredState:
 
 
 def build_fabric(
-    state_dir: Path, clock: VirtualClock, drawn: tuple[list[InventoryVM], list[tuple[object, ...]]]
-) -> sim.SimFabric:
+    make_fabric: fabrics.Factory,
+    state_dir: Path,
+    clock: VirtualClock,
+    drawn: tuple[list[InventoryVM], list[tuple[object, ...]]],
+) -> fabrics.FabricUnderTest:
     vms, chaos = drawn
-    sim.init_fabric(state_dir, Inventory(SITES, tuple(vms), TIMINGS), clock)
-    fabric = sim.SimFabric(state_dir, clock)
+    fut = make_fabric(state_dir, clock, Inventory(SITES, tuple(vms), TIMINGS))
+    fabric, controls = fut.provider, fut.controls
     for step in chaos:
         kind, *args = step
         try:
             if kind == "down":
-                fabric.site_down(str(args[0]))
+                controls.site_down(str(args[0]))
             elif kind == "up":
-                fabric.site_up(str(args[0]))
+                controls.site_up(str(args[0]))
             elif kind == "move":
-                fabric.move(str(args[0]), str(args[1]))
+                controls.move(str(args[0]), str(args[1]))
             elif kind == "op":
                 fabric.start(
                     base.Request(
@@ -128,37 +154,43 @@ def build_fabric(
                     )
                 )
             elif kind == "lag":
-                fabric.lag(str(args[0]), float(str(args[1])))
+                controls.lag(str(args[0]), float(str(args[1])))
             elif kind == "resync":
-                fabric.resync_required(str(args[0]))
+                controls.resync_required(str(args[0]))
             elif kind == "disaster":
-                disaster(fabric, clock, str(args[0]))
+                disaster(fut, clock, str(args[0]))
             else:
                 clock.advance(float(str(args[0])))
         except (DrctlError, ValueError):
             pass  # the fabric refused what a person tried by hand: that is history too
-    return fabric
+    return fut
 
 
-def disaster(fabric: sim.SimFabric, clock: VirtualClock, name: str) -> None:
+def disaster(fut: fabrics.FabricUnderTest, clock: VirtualClock, name: str) -> None:
     """The VM's site goes dark, an operator fails it over unplanned, the site returns."""
-    active = fabric.observe().vms[name].active_site
+    active = fut.provider.observe().vms[name].active_site
     other = SITES[1] if active == SITES[0] else SITES[0]
-    fabric.site_down(active)
+    fut.controls.site_down(active)
     try:
-        fabric.start(base.Request(name, Operation.UNPLANNED_FAILOVER, other))
+        fut.provider.start(base.Request(name, Operation.UNPLANNED_FAILOVER, other))
         clock.advance(TIMINGS.unplanned_failover + 0.5)
     finally:
-        fabric.site_up(active)
+        fut.controls.site_up(active)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(drawn=fabrics(), desired=specs())
+@given(drawn=histories(), desired=specs())
 def test_planner_never_proposes_an_action_the_fabric_rejects(
-    drawn: tuple[list[InventoryVM], list[tuple[object, ...]]], desired: DesiredState
+    make_fabric: fabrics.Factory,
+    drawn: tuple[list[InventoryVM], list[tuple[object, ...]]],
+    desired: DesiredState,
 ) -> None:
     clock = VirtualClock(T0)
-    with tempfile.TemporaryDirectory() as tmp, build_fabric(Path(tmp), clock, drawn) as fabric:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        build_fabric(make_fabric, Path(tmp), clock, drawn) as fut,
+    ):
+        fabric = fut.provider
         observed = fabric.observe()
         built = plan.build_plan(desired, observed, clock.now())
         for action in built.ready_actions():
@@ -176,20 +208,29 @@ def test_planner_never_proposes_an_action_the_fabric_rejects(
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(drawn=fabrics(), desired=specs())
+@given(drawn=histories(), desired=specs(), blips=st.lists(blip, max_size=3))
 def test_plan_and_execute_converge_once_faults_are_healed(
-    drawn: tuple[list[InventoryVM], list[tuple[object, ...]]], desired: DesiredState
+    make_fabric: fabrics.Factory,
+    drawn: tuple[list[InventoryVM], list[tuple[object, ...]]],
+    desired: DesiredState,
+    blips: list[Blip],
 ) -> None:
     clock = VirtualClock(T0)
-    with tempfile.TemporaryDirectory() as tmp, build_fabric(Path(tmp), clock, drawn) as fabric:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        build_fabric(make_fabric, Path(tmp), clock, drawn) as fut,
+    ):
+        fabric = fut.provider
         for s in SITES:
-            fabric.site_up(s)
+            fut.controls.site_up(s)
         for name in NAMES:
             with contextlib.suppress(DrctlError):  # not replicating: nothing to clear
-                fabric.lag(name, 0.0)
+                fut.controls.lag(name, 0.0)
         # A required resync clears by itself (ASR's scheduled resync); until it
         # does, a VM that must move without consent to lose data is Blocked.
         clock.advance(TIMINGS.initial_replication + 1)
+        for call, kind, times, retry_after in blips:
+            fut.controls.inject_call_error(call, kind, times=times, retry_after=retry_after)
         executor = execute.Executor(
             fabric, journal.Journal(Path(tmp)), clock, execute.Settings(poll_interval=1.0)
         )

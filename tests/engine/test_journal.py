@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -60,3 +62,58 @@ def test_open_entries_are_intents_and_running_jobs(tmp_path: Path) -> None:
         (intent, None, journal.INTENDED),
         (running, "job-7", journal.RUNNING),
     ]
+
+
+def defer_once(
+    j: journal.Journal, revision: str, at: datetime, retry_after: float | None = None
+) -> None:
+    entry = j.record_intent(FAILOVER, revision, at)
+    j.record_deferred(entry, at, "timed out", retry_after)
+
+
+def test_a_deferred_call_backs_off_without_spending_an_attempt(tmp_path: Path) -> None:
+    j = journal.Journal(tmp_path)
+    defer_once(j, "rev1", T0)
+    defer_once(j, "rev1", T0 + timedelta(seconds=2))
+    j.close()
+    got = journal.Journal(tmp_path).attempts("rev1", double)[("sql01", Operation.PLANNED_FAILOVER)]
+    assert (got.failures, got.last_error) == (0, "timed out")
+    assert got.retry_at == T0 + timedelta(seconds=2 + 4)
+
+
+def test_a_throttled_call_waits_as_long_as_the_fabric_asked(tmp_path: Path) -> None:
+    j = journal.Journal(tmp_path)
+    defer_once(j, "rev1", T0, retry_after=30.0)
+    got = j.attempts("rev1", double)[("sql01", Operation.PLANNED_FAILOVER)]
+    assert got.retry_at == T0 + timedelta(seconds=30)
+
+
+def test_after_a_failure_a_deferral_keeps_the_failure_and_the_later_retry(tmp_path: Path) -> None:
+    j = journal.Journal(tmp_path)
+    fail_once(j, "rev1", T0, "host down")
+    fail_once(j, "rev1", T0 + timedelta(seconds=1), "host down")
+    defer_once(j, "rev1", T0 + timedelta(seconds=2))
+    got = j.attempts("rev1", double)[("sql01", Operation.PLANNED_FAILOVER)]
+    assert (got.failures, got.last_error) == (2, "host down")
+    assert got.retry_at == T0 + timedelta(seconds=1 + 4)
+
+
+def test_a_refused_call_neither_counts_nor_backs_off(tmp_path: Path) -> None:
+    j = journal.Journal(tmp_path)
+    entry = j.record_intent(FAILOVER, "rev1", T0)
+    j.record_outcome(entry, journal.REFUSED, T0, "a job is running on this VM")
+    assert j.attempts("rev1", double) == {}
+    assert j.entries()[0].result == journal.REFUSED
+
+
+def test_a_journal_from_before_deferrals_gains_the_column(tmp_path: Path) -> None:
+    j = journal.Journal(tmp_path)
+    fail_once(j, "rev1", T0)
+    j.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / journal.FILE)) as db:
+        db.execute("ALTER TABLE actions DROP COLUMN retry_after")
+        db.commit()
+    reopened = journal.Journal(tmp_path)
+    defer_once(reopened, "rev1", T0 + timedelta(seconds=1), retry_after=9.0)
+    got = reopened.attempts("rev1", double)[("sql01", Operation.PLANNED_FAILOVER)]
+    assert (got.failures, got.retry_at) == (1, T0 + timedelta(seconds=10))

@@ -32,7 +32,11 @@ class Phase(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Attempts:
-    """Failed attempts of one (VM, operation) for the revision in force."""
+    """Failed attempts of one (VM, operation) for the revision in force.
+
+    `retry_at` also holds an action back after a transient error of the
+    fabric (a timeout, a 429), which counts no failure: `failures` may be 0.
+    """
 
     failures: int
     last_error: str
@@ -55,6 +59,7 @@ class Action:
     waiting_for: tuple[str, ...] = ()
     stage: tuple[int, int] = (0, 0)
     source_site: str | None = None  # where the VM is active when the action is planned
+    retry_at: datetime | None = None  # waiting for "backoff": when it may start again
 
     @property
     def direction(self) -> str | None:

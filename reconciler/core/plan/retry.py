@@ -20,7 +20,7 @@ def with_attempts(
     if action is None:
         return decided
     tried = attempts.get((action.vm, action.operation))
-    if tried is None or tried.failures == 0:
+    if tried is None:
         return decided
     if tried.failures >= max_attempts:
         reason = (
@@ -31,10 +31,13 @@ def with_attempts(
         return dataclasses.replace(decided, phase=Phase.BLOCKED, reason=reason, action=None)
     if tried.retry_at is not None and tried.retry_at > now:
         wait = (tried.retry_at - now).total_seconds()
-        reason = (
-            f"{decided.reason}; attempt {tried.failures} of {max_attempts} failed "
-            f"({tried.last_error}), retrying in {wait:.0f}s"
+        if tried.failures:
+            why = f"attempt {tried.failures} of {max_attempts} failed ({tried.last_error})"
+        else:
+            why = f"the fabric did not take the call ({tried.last_error}); no attempt spent"
+        reason = f"{decided.reason}; {why}, retrying in {wait:.0f}s"
+        held = dataclasses.replace(
+            action, ready=False, waiting_for=("backoff",), retry_at=tried.retry_at
         )
-        held = dataclasses.replace(action, ready=False, waiting_for=("backoff",))
         return dataclasses.replace(decided, reason=reason, action=held)
     return decided

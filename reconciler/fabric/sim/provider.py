@@ -3,8 +3,9 @@
 `SimFabric` implements `providers.base.Provider` over a SQLite database in
 the state directory (`sim_store`), so a daemon and CLI calls share one fabric.
 The CLI (`fabric_cli`) creates it with `init_fabric` and drives its faults
-(site_down, inject_failure, lag, move, ...); the executor and the daemon only
-use the Provider methods.
+(site_down, inject_failure, lag, move, ...), and tests make the Provider calls
+themselves fail (`inject_call_error`, see `sim.faults`); the executor and the
+daemon only use the Provider methods.
 
 Time comes from an injected clock: a job started at t with duration d is
 finished by the first call that looks after t + d (observe, start, get_job,
@@ -38,6 +39,7 @@ from reconciler.core.state import (
 )
 from reconciler.fabric import base
 from reconciler.fabric.config import FabricConfig
+from reconciler.fabric.sim import faults
 from reconciler.fabric.sim import observe as sim_observe
 from reconciler.fabric.sim import store as sim_store
 from reconciler.fabric.sim import timeline as tl
@@ -174,6 +176,7 @@ class SimFabric:
     def observe(self) -> Observed:
         """Every site and VM now; `Observed.jobs` holds the running jobs."""
         self._answer()
+        self._raise_injected("observe")
         t = self._now()
         self._finish_due(t)
         with self._store.read() as db:
@@ -183,6 +186,7 @@ class SimFabric:
 
     def start(self, request: base.Request) -> str:
         self._answer()
+        self._raise_injected("start", request.vm)
         t = self._now()
         with self._store.write() as db:
             self._finish_due_in(db, t)
@@ -190,6 +194,7 @@ class SimFabric:
 
     def get_job(self, job_id: str) -> Job:
         self._answer()
+        self._raise_injected("get_job")
         number = _job_number(job_id)
         t = self._now()
         self._finish_due(t)
@@ -203,6 +208,7 @@ class SimFabric:
 
     def list_jobs(self) -> list[Job]:
         self._answer()
+        self._raise_injected("list_jobs")
         t = self._now()
         self._finish_due(t)
         with self._store.read() as db:
@@ -242,6 +248,26 @@ class SimFabric:
         with self._store.write() as db:
             _vm_row(db, vm, usage=True)
             sim_store.set_failures(db, vm, operation.value, times)
+
+    def inject_call_error(
+        self,
+        call: str,
+        error: faults.ErrorKind,
+        *,
+        times: int = 1,
+        vm: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        """Make the next `times` calls of Provider method `call` (`*`: any) raise `error`.
+
+        The call does not reach the fabric: nothing changes, no job starts.
+        `vm` narrows a fault of `start` to the requests for that VM.
+        """
+        faults.check_fault(call, error, times, retry_after)
+        with self._store.write() as db:
+            if vm is not None:
+                _vm_row(db, vm, usage=True)
+            sim_store.add_call_fault(db, call, error, times, vm, retry_after)
 
     def lag(self, vm: str, seconds: float) -> Health:
         """Keep replication of `vm` `seconds` behind (0 clears it); returns its health now."""
@@ -311,6 +337,16 @@ class SimFabric:
 
     def _now(self) -> float:
         return self._clock.now().timestamp()
+
+    def _raise_injected(self, call: str, vm: str | None = None) -> None:
+        # A read first: a fabric with no fault injected takes no write lock.
+        with self._store.read() as db:
+            if not sim_store.any_call_fault(db):
+                return
+        with self._store.write() as db:
+            fault = sim_store.take_call_fault(db, call, vm)
+        if fault is not None:
+            raise faults.error_for(call, fault.error, fault.retry_after)
 
     def _finish_due(self, t: float) -> None:
         # A cheap read first: most observations find nothing due and must not

@@ -35,6 +35,21 @@ _TIMING_COLUMNS = (
     "replication_interval",
 )
 
+# `SimFabric.inject_call_error`: the next `remaining` calls of a Provider
+# method (`*` for any) raise an error instead of reaching the fabric; `vm`
+# narrows a `start` fault to one VM. Created on open too: a fabric made
+# before call faults existed has none.
+_CALL_FAULTS = """
+CREATE TABLE IF NOT EXISTS call_faults (
+    id INTEGER PRIMARY KEY,
+    call TEXT NOT NULL,
+    vm TEXT,
+    error TEXT NOT NULL,
+    remaining INTEGER NOT NULL,
+    retry_after REAL
+)
+"""
+
 # One statement per string: executescript() would commit the caller's transaction.
 _SCHEMA = (
     f"""
@@ -116,9 +131,10 @@ CREATE TABLE failures (
     PRIMARY KEY (vm, operation)
 )
 """,
+    _CALL_FAULTS,
 )
 
-_TABLES = ("failures", "jobs", "vms", "outages", "sites", "fabric")
+_TABLES = ("call_faults", "failures", "jobs", "vms", "outages", "sites", "fabric")
 
 
 class VMRow(NamedTuple):
@@ -208,9 +224,13 @@ class Store:
         store = cls(path, _connect(path, create=False))
         with store.read() as db:
             found = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'fabric'").fetchone()
+            faults = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'call_faults'").fetchone()
         if found is None:
             store.close()
             raise errors.TerminalError(f"no simulated fabric in {state_dir}: {NOT_INITIALISED}")
+        if faults is None:
+            with store.write() as db:
+                db.execute(_CALL_FAULTS)
         return store
 
     @classmethod
@@ -412,6 +432,49 @@ def take_failure(db: sqlite3.Connection, vm: str, operation: str) -> bool:
             (vm, operation),
         )
     return True
+
+
+class CallFault(NamedTuple):
+    """An error the next call of a Provider method raises (the `call_faults` table)."""
+
+    call: str
+    error: str
+    retry_after: float | None
+
+
+def add_call_fault(
+    db: sqlite3.Connection,
+    call: str,
+    error: str,
+    times: int,
+    vm: str | None,
+    retry_after: float | None,
+) -> None:
+    db.execute(
+        "INSERT INTO call_faults (call, vm, error, remaining, retry_after) VALUES (?, ?, ?, ?, ?)",
+        (call, vm, error, times, retry_after),
+    )
+
+
+def any_call_fault(db: sqlite3.Connection) -> bool:
+    return db.execute("SELECT 1 FROM call_faults LIMIT 1").fetchone() is not None
+
+
+def take_call_fault(db: sqlite3.Connection, call: str, vm: str | None) -> CallFault | None:
+    """Consume the oldest fault that applies to this call of `call` (on `vm`), if any."""
+    found = db.execute(
+        "SELECT id, error, remaining, retry_after FROM call_faults "
+        "WHERE call IN (?, '*') AND (vm IS NULL OR vm = ?) ORDER BY id LIMIT 1",
+        (call, vm),
+    ).fetchone()
+    if found is None:
+        return None
+    number, error, remaining, retry_after = found
+    if remaining <= 1:
+        db.execute("DELETE FROM call_faults WHERE id = ?", (number,))
+    else:
+        db.execute("UPDATE call_faults SET remaining = remaining - 1 WHERE id = ?", (number,))
+    return CallFault(call, error, retry_after)
 
 
 def _connect(path: Path, *, create: bool) -> sqlite3.Connection:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -26,6 +28,7 @@ from reconciler.core.state import (
 )
 from reconciler.core.state import TestFailoverState as DrillState
 from reconciler.fabric.base import Request
+from reconciler.fabric.sim import faults
 from reconciler.fabric.sim import provider as sim
 from reconciler.kits.clock import VirtualClock
 
@@ -360,6 +363,61 @@ def test_a_state_dir_without_a_fabric_says_how_to_make_one(tmp_path: Path) -> No
         sim.SimFabric(tmp_path / "empty")
 
 
+# --- faults of the fabric's API (the Provider calls themselves) -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "raised"),
+    [
+        ("rejected", errors.RejectedError),
+        ("transient", errors.TransientError),
+        ("throttled", errors.ThrottledError),
+        ("terminal", errors.TerminalError),
+    ],
+)
+def test_an_injected_start_error_is_raised_for_its_vm_only_then_clears(
+    fabric: sim.SimFabric, kind: faults.ErrorKind, raised: type[errors.ProviderError]
+) -> None:
+    fabric.inject_call_error("start", kind, times=2, vm="web01")
+    for _ in range(2):
+        with pytest.raises(raised, match="injected"):
+            fabric.start(Request("web01", OP.STOP_VM, "ams"))
+    fabric.start(Request("db01", OP.STOP_VM, "ams"))
+    assert [j.vm for j in fabric.list_jobs()] == ["db01"]
+    fabric.start(Request("web01", OP.STOP_VM, "ams"))
+    assert [j.vm for j in fabric.list_jobs()] == ["db01", "web01"]
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "words"),
+    [
+        ("cancel", "transient", "no Provider call 'cancel'"),
+        ("start", "boom", "no error kind 'boom'"),
+        ("start", "transient", "only a throttled error has a retry-after"),
+    ],
+)
+def test_a_call_error_that_cannot_be_raised_is_refused(
+    fabric: sim.SimFabric, call: str, error: str, words: str
+) -> None:
+    retry_after = 3.0 if words.startswith("only") else None
+    with pytest.raises(errors.UsageError, match=words):
+        fabric.inject_call_error(call, error, retry_after=retry_after)  # type: ignore[arg-type]
+
+
+def test_a_fabric_made_before_call_errors_existed_opens_without_any(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    sim.init_fabric(tmp_path, INVENTORY, clock)
+    with contextlib.closing(sqlite3.connect(tmp_path / "fabric.db")) as db:
+        db.execute("DROP TABLE call_faults")
+        db.commit()
+    with sim.SimFabric(tmp_path, clock) as fabric:
+        assert set(fabric.observe().vms) == {"web01", "db01", "batch"}
+        fabric.inject_call_error("observe", "transient")
+        with pytest.raises(errors.TransientError):
+            fabric.observe()
+
+
 # --- replication faults ---------------------------------------------------------------------
 
 
@@ -476,6 +534,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from reconciler import errors
 from reconciler.kits.clock import VirtualClock
+from reconciler.fabric.sim import faults
 from reconciler.fabric.sim import provider as sim
 from reconciler.fabric.base import Request
 from reconciler.core.state import Operation

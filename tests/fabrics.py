@@ -1,0 +1,116 @@
+"""The fabrics the provider contract and the convergence property run against.
+
+A `Factory` builds one fabric that holds an inventory and runs on a virtual
+clock, and returns it as a `FabricUnderTest`: the `Provider` under test plus
+its `Controls`, what a test does to a fabric besides calling the Provider
+(the WAN, an operator in the portal, the fabric's own API failing). Every
+entry of `FACTORIES` runs the whole contract (tests/fabric/test_contract.py)
+and the convergence property (tests/engine/test_convergence.py), through the
+`make_fabric` fixture of tests/conftest.py. Today that is the simulator; the
+ASR and Hyper-V providers add an entry each, against their test servers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, Protocol
+
+from reconciler.core.state import Health, Operation
+from reconciler.fabric import base
+from reconciler.fabric.sim import provider as sim
+from reconciler.fabric.sim.inventory import Inventory
+from reconciler.kits.clock import VirtualClock
+
+# How a fabric's API refuses a call: RejectedError (409, not in this state),
+# TransientError (timeout, 503), ThrottledError (429), TerminalError (400, 404).
+ErrorKind = Literal["rejected", "transient", "throttled", "terminal"]
+
+
+class Controls(Protocol):
+    """The fabric-side knobs a contract test needs; the simulator has them as methods."""
+
+    def site_down(self, site: str) -> bool:
+        """Disconnect `site` (False if it was down): the WAN or the site itself fails."""
+        ...
+
+    def site_up(self, site: str) -> bool:
+        """Reconnect `site` (False if it was up)."""
+        ...
+
+    def inject_failure(self, vm: str, operation: Operation, times: int = 1) -> None:
+        """The next `times` jobs of `operation` on `vm` are accepted, then fail."""
+        ...
+
+    def inject_call_error(
+        self,
+        call: str,
+        error: ErrorKind,
+        *,
+        times: int = 1,
+        vm: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        """The next `times` calls of Provider method `call` (`*`: any) raise `error`.
+
+        Such a call changes nothing in the fabric; `vm` narrows a `start`
+        fault to one VM, `retry_after` is a throttled error's Retry-After.
+        """
+        ...
+
+    def move(self, vm: str, site: str) -> None:
+        """Someone fails `vm` over to `site` behind drctl's back (the portal, a script)."""
+        ...
+
+    def lag(self, vm: str, seconds: float) -> Health:
+        """Replication of `vm` ships `seconds` behind (0: caught up)."""
+        ...
+
+    def resync_required(self, vm: str) -> float:
+        """Replication of `vm` needs a resync; returns in how many seconds it is done."""
+        ...
+
+
+@dataclass
+class FabricUnderTest:
+    """One fabric, its provider and controls; `reopen` is a new provider on the same data."""
+
+    provider: base.Provider
+    controls: Controls
+    reopen: Callable[[], base.Provider]
+    _close: Callable[[], None] = field(repr=False)
+
+    def close(self) -> None:
+        self._close()
+
+    def __enter__(self) -> FabricUnderTest:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+Factory = Callable[[Path, VirtualClock, Inventory], FabricUnderTest]
+
+
+def simulator(state_dir: Path, clock: VirtualClock, inventory: Inventory) -> FabricUnderTest:
+    """The embedded simulator in `state_dir`, as `drctl fabric init` makes it."""
+    sim.init_fabric(state_dir, inventory, clock)
+    opened = [sim.SimFabric(state_dir, clock)]
+
+    def reopen() -> base.Provider:
+        opened.append(sim.SimFabric(state_dir, clock))
+        return opened[-1]
+
+    def close() -> None:
+        for fabric in opened:
+            fabric.close()
+
+    return FabricUnderTest(opened[0], opened[0], reopen, close)
+
+
+FACTORIES: dict[str, Factory] = {"sim": simulator}
