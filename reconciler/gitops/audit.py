@@ -13,9 +13,10 @@ its problems and the next change is measured from the last valid revision.
 Cost: each distinct (path, blob) is read and validated once, and its VMs'
 states built once; a revision then costs a keyed comparison of its VMs with
 the last valid revision (perf-notes.md), and only the VMs that differ are
-compared field by field. A VM's state is five scalars, so that comparison is
-exact; DeepDiff, which the issue suggested, takes ~0.2 ms a VM, 2-3 s of a
-10,000-commit history, for the same answer (bench/audit_scale.py).
+compared field by field, by `difference.compare_fields` as `drctl plan` does:
+DeepDiff, run once per distinct pair of states (a VM's state carries no name,
+so a 10,000-commit history has a few dozen), not once per change
+(bench/audit_scale.py).
 """
 
 from __future__ import annotations
@@ -34,11 +35,11 @@ from reconciler.core import spec
 from reconciler.core.desired import PlanSpec
 from reconciler.engine import journal
 from reconciler.gitops import history
-from reconciler.kits import gcpause
+from reconciler.kits import difference, gcpause
 
 # A VM's effective desired state as the JSON names its fields, in VMState's order.
 FIELDS = ("activeSite", "replication", "allowDataLoss", "group", "plan")
-Change = dict[str, tuple[Any, Any]]  # field -> (old, new); None where the VM did not exist
+Change = difference.Change  # field -> (old, new); None where the VM did not exist
 _Key = tuple[str, str]  # (path relative to the spec directory, blob sha)
 
 # Validated files kept for a revert to meet again (more when a revision has
@@ -372,19 +373,12 @@ def _changes(old: dict[str, VMState], new: dict[str, VMState]) -> dict[str, Chan
     if old is new:
         return {}
     # The keyed comparison, in C: (name, state) pairs in one revision only.
+    # Only those VMs go to the field comparison (DeepDiff, remembered per
+    # pair of states), the one `drctl plan` uses for its changes.
     differing = {name for name, _ in old.items() ^ new.items()}
-    found: dict[str, Change] = {}
-    for name in differing:
-        before, after = old.get(name), new.get(name)
-        if before is None and after is not None:
-            found[name] = {f: (None, v) for f, v in zip(FIELDS, after, strict=True)}
-        elif after is None and before is not None:
-            found[name] = {f: (v, None) for f, v in zip(FIELDS, before, strict=True)}
-        elif before is not None and after is not None:
-            found[name] = {
-                f: (b, a) for f, b, a in zip(FIELDS, before, after, strict=True) if b != a
-            }
-    return found
+    return {
+        name: difference.compare_fields(FIELDS, old.get(name), new.get(name)) for name in differing
+    }
 
 
 def _last_valid_before(repo: history.Repo, specs_dir: Path, commit: str) -> dict[str, VMState]:

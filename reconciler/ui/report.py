@@ -1,7 +1,8 @@
 """Renders plans, status and apply progress for people (tables, lines) and machines (JSON).
 
 The JSON shapes are a contract (README): `status_json` and `plan_json` are
-what scripts outside this repository read. Called by the CLI.
+what scripts outside this repository read; new fields are added after the
+existing ones, never in their place. Called by the CLI.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ from typing import Any, TextIO, TypeVar
 from reconciler.core import plan, state
 from reconciler.core.desired import DesiredVM
 from reconciler.engine import execute
+from reconciler.kits import difference
+
+# What `drctl plan` says changes for a VM: the fields the desired state sets,
+# as the JSON names them, from what the fabric reports to the desired value.
+CHANGE_FIELDS = ("activeSite", "replication")
 
 
 def job_json(job: state.Job | None) -> dict[str, Any] | None:
@@ -67,6 +73,21 @@ def _observed_json(o: state.ObservedVM | None) -> dict[str, Any] | None:
     }
 
 
+def plan_changes(vp: plan.VMPlan) -> difference.Change:
+    """Field -> (what the fabric reports, the desired value), for each field that differs.
+
+    Empty for a converged VM, found by comparing the two tuples before any
+    field is looked at; the old value is None when the VM is not in the fabric.
+    """
+    d, o = vp.desired, vp.observed
+    seen = None if o is None else (o.active_site, o.replication_text)
+    return difference.compare_fields(CHANGE_FIELDS, seen, (d.active_site, d.replication_text))
+
+
+def _changes_json(vp: plan.VMPlan) -> dict[str, list[Any]]:
+    return {name: [old, new] for name, (old, new) in plan_changes(vp).items()}
+
+
 def _readiness_json(r: plan.Readiness) -> dict[str, Any]:
     return {
         "replicationHealth": r.replication_health,
@@ -107,7 +128,14 @@ def plan_json(built: plan.Plan, revision: str) -> dict[str, Any]:
         "converged": built.converged,
         "revision": revision,
         "actions": [_action_json(i + 1, a) for i, a in enumerate(built.actions)],
-        "vms": [{**_vm_json(vp), "readiness": _readiness_json(vp.readiness)} for vp in built.vms],
+        "vms": [
+            {
+                **_vm_json(vp),
+                "readiness": _readiness_json(vp.readiness),
+                "changes": _changes_json(vp),
+            }
+            for vp in built.vms
+        ],
         "unmanaged": list(built.unmanaged),
     }
 
@@ -144,7 +172,7 @@ _string = json.encoder.encode_basestring_ascii
 
 
 class _SharedParts:
-    """JSON text of a VM's desired, observed and readiness parts, once per distinct value.
+    """JSON text of a VM's desired, observed, readiness and changes parts, once per distinct value.
 
     At rest most VMs share these values (a 100k-VM plan has a handful of
     distinct ones), and encoding them is most of the cost of a VM's line.
@@ -176,11 +204,14 @@ class _SharedParts:
         readiness = self._readiness.get(r)
         if readiness is None:
             readiness = _keep(self._readiness, r, json.dumps(_readiness_json(r)))
-        # Everything after the name: the same text for most VMs.
+        # Everything after the name: the same text for most VMs. The changes
+        # follow from desired and observed, so they are found only here, once
+        # per distinct rest: a converged VM's (none) cost nothing.
         rest_key = (desired, observed, vp.placed, vp.protected, vp.phase, vp.reason, readiness)
         rest = self._rest.get(rest_key)
         if rest is None:
-            # The keys in the order of _vm_json, then readiness (as plan_json).
+            changes = json.dumps(_changes_json(vp))
+            # The keys in the order of _vm_json, then readiness and changes (as plan_json).
             rest = _keep(
                 self._rest,
                 rest_key,
@@ -188,7 +219,8 @@ class _SharedParts:
                     f'"desired": {desired}, "observed": {observed}, '
                     f'"converged": {_BOOL[vp.converged]}, "placed": {_BOOL[vp.placed]}, '
                     f'"protected": {_BOOL[vp.protected]}, "phase": {_string(vp.phase)}, '
-                    f'"reason": {_string(vp.reason)}, "readiness": {readiness}}}'
+                    f'"reason": {_string(vp.reason)}, "readiness": {readiness}, '
+                    f'"changes": {changes}}}'
                 ),
             )
         return f'{{"plan": {_string(vp.plan)}, "name": {_string(vp.name)}, {rest}'
@@ -292,6 +324,13 @@ def print_plan(built: plan.Plan, revision: str, out: TextIO | None = None) -> No
                 f"  {vp.plan}/{vp.name}: health {vp.readiness.replication_health}, last sync {ago}",
                 file=out,
             )
+    changing = [(vp, found) for vp in built.vms if not vp.converged if (found := plan_changes(vp))]
+    if changing:
+        print("what changes (what the fabric reports -> the desired state):", file=out)
+        for vp, found in changing:
+            print(f"  {vp.plan}/{vp.name}", file=out)
+            for name, (old, new) in found.items():
+                print(f"    {name}: {'(not in fabric)' if old is None else old} -> {new}", file=out)
     print(file=out)
     print_status(built, revision, out)
 

@@ -546,3 +546,29 @@ def test_spec_files_with_spaces_in_their_names_are_read(
     repo.commit("Move sql01", "bob", T0 + timedelta(hours=1), {"specs/finance plan.yaml": MOVED})
     got = audit(capsys, str(repo.specs), "--vm", "sql01", "--state-dir", str(tmp_path))
     assert [e["change"]["activeSite"] for e in got] == [[None, "ams"], ["ams", "rtm"]]
+
+
+def test_the_audit_and_the_plan_describe_a_move_the_same_way(
+    repo: Repo, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A commit moves sql01; before it runs, `drctl plan` shows the same change per field."""
+    repo.commit("Protect finance", "alice", T0, {"specs/finance.yaml": PLAN})
+    repo.commit("Move sql01", "bob", T0 + timedelta(days=1), {"specs/finance.yaml": MOVED})
+    state = tmp_path / "state"
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(
+        "sites: [ams, rtm]\nvms:\n"
+        "  - {name: sql01, activeSite: ams, replication: ams->rtm}\n"
+        "  - {name: web01, activeSite: ams, replication: ams->rtm}\n"
+    )
+    assert cli.main(["fabric", "init", str(inventory), "--state-dir", str(state)]) == 0
+    capsys.readouterr()
+
+    audited = audit(capsys, str(repo.specs), "--vm", "sql01", "--state-dir", str(state))[-1]
+    assert cli.main(["plan", str(repo.specs), "--output", "json", "--state-dir", str(state)]) == 0
+    planned = {vm["name"]: vm for vm in json.loads(capsys.readouterr().out)["vms"]}
+
+    move = {"activeSite": ["ams", "rtm"], "replication": ["ams->rtm", "rtm->ams"]}
+    assert audited["change"] == move
+    assert planned["sql01"]["changes"] == move
+    assert planned["web01"]["changes"] == {}
