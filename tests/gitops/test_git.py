@@ -3,51 +3,28 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
+import harness
 import pytest
 
 from reconciler.errors import GitError
 from reconciler.gitops import git, revision
 
-IDENTITY = ("-c", "user.name=Ops", "-c", "user.email=ops@example.com")
-
-
-def sh_git(cwd: Path, *args: str) -> str:
-    """git as the operator runs it, apart from the code under test."""
-    return subprocess.run(
-        ["git", *IDENTITY, *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
-def make_repo(root: Path, text: str = "a: 1\n") -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    sh_git(root, "init", "-q", "-b", "main")
-    (root / "specs").mkdir()
-    (root / "specs" / "p.yaml").write_text(text)
-    sh_git(root, "add", "-A")
-    sh_git(root, "commit", "-qm", "first")
-    return root
-
 
 def make_worktree(tmp_path: Path) -> Path:
     """A `git worktree add` checkout on a branch of its own, one commit ahead of main."""
-    main = make_repo(tmp_path / "main")
-    checkout = tmp_path / "checkout"
-    sh_git(main, "worktree", "add", "-q", "-b", "dr", str(checkout))
+    main = harness.spec_repo(tmp_path / "main", {"p.yaml": "a: 1\n"})
+    checkout = harness.worktree_checkout(main, tmp_path / "checkout")
     (checkout / "specs" / "p.yaml").write_text("a: 2\n")
-    sh_git(checkout, "commit", "-qam", "in the worktree")
+    harness.git(checkout, "commit", "-qam", "in the worktree")
     return checkout
 
 
 def make_submodule(tmp_path: Path) -> Path:
     """A superproject whose specs are a submodule's files; returns the submodule checkout."""
-    upstream = make_repo(tmp_path / "upstream", "a: 3\n")
-    sup = make_repo(tmp_path / "super")
-    sh_git(sup, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(upstream), "dr")
-    sh_git(sup, "commit", "-qm", "add the dr submodule")
-    return sup / "dr"
+    upstream = harness.spec_repo(tmp_path / "upstream", {"p.yaml": "a: 3\n"})
+    return harness.submodule_checkout(upstream, tmp_path / "super")
 
 
 def test_a_plain_directory_is_not_in_git(tmp_path: Path) -> None:
@@ -56,7 +33,7 @@ def test_a_plain_directory_is_not_in_git(tmp_path: Path) -> None:
 
 
 def test_a_clone_has_its_git_dir_under_the_top(tmp_path: Path) -> None:
-    root = make_repo(tmp_path / "repo")
+    root = harness.spec_repo(tmp_path / "repo", {"p.yaml": "a: 1\n"})
     tree = git.work_tree(root / "specs")
     assert tree is not None
     assert tree.top == root
@@ -73,8 +50,8 @@ def test_a_worktree_checkout_follows_its_dot_git_file(tmp_path: Path) -> None:
     assert tree.git_dir == tmp_path / "main" / ".git" / "worktrees" / "checkout"
     assert tree.common_dir == tmp_path / "main" / ".git"  # where the branch's ref lives
     got = revision.spec_revision(checkout / "specs")
-    assert got.id == sh_git(checkout, "rev-parse", "HEAD")
-    assert got.id != sh_git(tmp_path / "main", "rev-parse", "HEAD")
+    assert got.id == harness.git(checkout, "rev-parse", "HEAD")
+    assert got.id != harness.git(tmp_path / "main", "rev-parse", "HEAD")
     assert not got.dirty
 
 
@@ -85,7 +62,7 @@ def test_a_submodule_checkout_reads_the_submodules_own_head(tmp_path: Path) -> N
     assert tree.top == checkout
     assert tree.git_dir == tree.common_dir == tmp_path / "super" / ".git" / "modules" / "dr"
     got = revision.spec_revision(checkout / "specs")
-    assert got.id == sh_git(tmp_path / "upstream", "rev-parse", "HEAD")
+    assert got.id == harness.git(tmp_path / "upstream", "rev-parse", "HEAD")
     assert not got.dirty
 
 
@@ -101,7 +78,7 @@ def test_a_worktree_whose_git_dir_is_gone_is_an_error_not_a_plain_directory(
 
 
 def test_a_failing_command_is_a_git_error_with_gits_stderr(tmp_path: Path) -> None:
-    root = make_repo(tmp_path / "repo")
+    root = harness.spec_repo(tmp_path / "repo", {"p.yaml": "a: 1\n"})
     with pytest.raises(GitError) as caught:
         git.run(root, "rev-parse", "--verify", "no-such-branch")
     assert f"git rev-parse in {root}: fatal: Needed a single revision" in str(caught.value)
@@ -113,10 +90,10 @@ def test_a_git_that_does_not_answer_in_time_is_a_git_error(tmp_path: Path) -> No
 
 
 def test_commit_of_a_rev_that_names_no_commit_is_none(tmp_path: Path) -> None:
-    sh_git(tmp_path, "init", "-q", "-b", "main")
+    harness.git(tmp_path, "init", "-q", "-b", "main")
     assert git.commit_of(tmp_path, "HEAD") is None  # no commit yet
-    root = make_repo(tmp_path / "repo")
-    head = sh_git(root, "rev-parse", "HEAD")
+    root = harness.spec_repo(tmp_path / "repo", {"p.yaml": "a: 1\n"})
+    head = harness.git(root, "rev-parse", "HEAD")
     assert git.commit_of(root, "HEAD") == head
     assert git.commit_of(root, f"{head}^1") is None  # a root commit
 
@@ -124,7 +101,7 @@ def test_commit_of_a_rev_that_names_no_commit_is_none(tmp_path: Path) -> None:
 def test_without_git_installed_only_a_directory_with_no_repository_is_plain(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = make_repo(tmp_path / "repo")
+    root = harness.spec_repo(tmp_path / "repo", {"p.yaml": "a: 1\n"})
     plain = tmp_path / "plain"
     plain.mkdir()
     monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
@@ -134,12 +111,12 @@ def test_without_git_installed_only_a_directory_with_no_repository_is_plain(
 
 
 def test_a_blob_stream_returns_contents_in_the_order_asked(tmp_path: Path) -> None:
-    root = make_repo(tmp_path / "repo")
+    root = harness.spec_repo(tmp_path / "repo", {"p.yaml": "a: 1\n"})
     (root / "b.txt").write_text("bee\n")
-    sh_git(root, "add", "-A")
-    sh_git(root, "commit", "-qm", "b")
-    a = sh_git(root, "rev-parse", "HEAD:specs/p.yaml")
-    b = sh_git(root, "rev-parse", "HEAD:b.txt")
+    harness.git(root, "add", "-A")
+    harness.git(root, "commit", "-qm", "b")
+    a = harness.git(root, "rev-parse", "HEAD:specs/p.yaml")
+    b = harness.git(root, "rev-parse", "HEAD:b.txt")
     with git.BlobStream(root, [b, a]) as stream:
         assert stream.read() == (b, b"bee\n")
         assert stream.read() == (a, b"a: 1\n")
