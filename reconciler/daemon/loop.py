@@ -1,6 +1,6 @@
 """The daemon behind `drctl run`: watch the specs, reconcile, keep the last valid revision.
 
-A watcher thread (watchfiles, inotify) wakes the loop when a spec file or the
+A watcher thread (gitops/watch.py, inotify) wakes the loop when a spec file or the
 git HEAD changes; a resync interval wakes it anyway, so drift made outside git
 is corrected. Each pass is level-triggered: read the revision (when something
 changed), observe, plan, start what the plan allows; jobs in flight are
@@ -26,17 +26,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import watchfiles
-
 from reconciler.core import plan, spec
 from reconciler.core.desired import DesiredState, PlanSpec
 from reconciler.core.plan import Phase
 from reconciler.engine import execute, journal
 from reconciler.engine import metrics as metrics_
 from reconciler.engine.lease import flock
-from reconciler.errors import GitError, LockHeldError, SpecError
+from reconciler.errors import GitError, LockHeldError, SpecError, WatchError
 from reconciler.fabric import base
-from reconciler.gitops import notes, revision
+from reconciler.gitops import notes, revision, watch
 from reconciler.kits import clock as clocks
 
 log = logging.getLogger("drctl")
@@ -204,28 +202,11 @@ class Daemon:
     # --- desired state -------------------------------------------------------
 
     def _watch(self) -> None:
-        paths = [self.config.specs_dir]
-        git_dir = _git_dir(self.config.specs_dir)
-        if git_dir is not None:
-            paths.append(git_dir)
         try:
-            for _changes in watchfiles.watch(
-                *paths,
-                watch_filter=_SpecOrRef(git_dir),
-                debounce=100,
-                step=5,
-                stop_event=self.stop,
-                rust_timeout=500,
-                yield_on_timeout=False,
-                raise_interrupt=False,
-            ):
+            for _batch in watch.spec_changes(watch.targets_of(self.config.specs_dir), self.stop):
                 self.notice_change()
-        except Exception:
-            log.exception(
-                "watching %s failed; changes are now picked up every %ss",
-                self.config.specs_dir,
-                self.config.resync,
-            )
+        except WatchError as exc:
+            log.error("%s; changes are now picked up every %ss", exc, self.config.resync)
 
     def notice_change(self) -> None:
         """Something under the specs (or the git HEAD) changed: read the specs next pass."""
@@ -579,30 +560,6 @@ def _moves(
         if o is not None and o.active_site != vm.active_site:
             return True
     return False
-
-
-def _git_dir(specs_dir: Path) -> Path | None:
-    for parent in [specs_dir.resolve(), *specs_dir.resolve().parents]:
-        candidate = parent / ".git"
-        if candidate.is_dir():
-            return candidate
-    return None
-
-
-class _SpecOrRef(watchfiles.DefaultFilter):
-    """Spec files, and in the git dir only what moves HEAD (refs, packed-refs)."""
-
-    def __init__(self, git_dir: Path | None) -> None:
-        super().__init__()
-        self.git_dir = str(git_dir) if git_dir is not None else None
-
-    def __call__(self, change: watchfiles.Change, path: str) -> bool:
-        if self.git_dir is not None and path.startswith(self.git_dir + os.sep):
-            rest = path[len(self.git_dir) + 1 :]
-            return rest in {"HEAD", "packed-refs"} or (
-                rest.startswith("refs" + os.sep) and not rest.endswith(".lock")
-            )
-        return path.endswith((".yaml", ".yml")) and super().__call__(change, path)
 
 
 def configure_logging(fmt: str) -> None:
