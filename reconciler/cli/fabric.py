@@ -19,6 +19,7 @@ from reconciler import errors
 from reconciler.cli import main as cli
 from reconciler.core.state import Job, Observed, ObservedVM, Operation
 from reconciler.engine import journal
+from reconciler.engine import state_dir as layout
 from reconciler.engine.lease import flock
 from reconciler.fabric.sim import inventory
 from reconciler.fabric.sim import provider as sim
@@ -90,7 +91,7 @@ def _init(args: argparse.Namespace) -> int:
     with flock.hold(args.state_dir, "fabric init"):
         replaced = sim.init_fabric(args.state_dir, inv)
         abandoned = 0
-        if replaced and (args.state_dir / "journal.db").exists():
+        if replaced and layout.journal_path(args.state_dir).exists():
             history = journal.Journal(args.state_dir)
             try:
                 abandoned = history.abandon_open(

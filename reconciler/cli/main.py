@@ -215,6 +215,7 @@ def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
     from reconciler import fabric
     from reconciler.core import plan
     from reconciler.engine import execute, journal
+    from reconciler.engine import state_dir as layout
     from reconciler.gitops import revision
     from reconciler.kits import clock
 
@@ -225,7 +226,7 @@ def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
     # Plan with the attempts already spent on this revision, so that plan and
     # status show Blocked after exhausted retries exactly as apply does.
     attempts: plan.AttemptsByAction = {}
-    if (args.state_dir / journal.FILE).exists():  # read-only commands create nothing
+    if layout.journal_path(args.state_dir).exists():  # read-only commands create nothing
         attempts = journal.Journal(args.state_dir).attempts(rev, execute.Settings().backoff)
     built = plan.build_plan(desired, provider.observe(), wall.now(), attempts)
     return built, rev
@@ -293,8 +294,10 @@ def _status(args: argparse.Namespace) -> int:
 
 def daemon_state(state_dir: Path) -> dict[str, Any] | None:
     """What the `drctl run` working on this state dir last said, if one is running."""
+    from reconciler.engine import state_dir as layout
+
     try:
-        data: dict[str, Any] = json.loads((state_dir / "daemon.json").read_text())
+        data: dict[str, Any] = json.loads(layout.daemon_status_path(state_dir).read_text())
         os.kill(int(data["pid"]), 0)
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -31,6 +31,7 @@ from reconciler.core.desired import DesiredState, PlanSpec
 from reconciler.core.plan import Phase
 from reconciler.engine import execute, journal
 from reconciler.engine import metrics as metrics_
+from reconciler.engine import state_dir as layout
 from reconciler.engine.lease import flock
 from reconciler.errors import GitError, LockHeldError, SpecError, WatchError
 from reconciler.fabric import base
@@ -43,8 +44,6 @@ log = logging.getLogger("drctl")
 # revision, the last plan, and the journal's actions for that revision.
 OnRevision = Callable[[str, plan.Plan, list[journal.Entry]], None]
 
-IN_FORCE_DIR = "in-force"
-DAEMON_FILE = "daemon.json"
 # After a change that leaves the specs dirty, wait this long for the commit
 # (or the end of a pull) to land before acting on the dirty files.
 DIRTY_GRACE = timedelta(milliseconds=150)
@@ -289,8 +288,8 @@ class Daemon:
     def _save_in_force(self) -> None:
         """Keep the specs of the revision in force, for a restart while HEAD is invalid."""
         assert self.in_force is not None  # noqa: S101
-        target = self.config.state_dir / IN_FORCE_DIR
-        staging = self.config.state_dir / f".{IN_FORCE_DIR}.new"
+        target = layout.in_force_dir(self.config.state_dir)
+        staging = layout.in_force_staging_dir(self.config.state_dir)
         shutil.rmtree(staging, ignore_errors=True)
         (staging / "specs").mkdir(parents=True)
         for file in spec.spec_files(self.config.specs_dir):
@@ -302,7 +301,7 @@ class Daemon:
         staging.rename(target)
 
     def _restore_in_force(self) -> None:
-        saved = self.config.state_dir / IN_FORCE_DIR
+        saved = layout.in_force_dir(self.config.state_dir)
         if not (saved / "revision").is_file():
             return
         try:
@@ -490,7 +489,7 @@ class Daemon:
             "specErrors": [str(p) for p in self.spec_error.problems] if self.spec_error else [],
             "updatedAt": self.clock.now().isoformat(timespec="microseconds"),
         }
-        path = self.config.state_dir / DAEMON_FILE
+        path = layout.daemon_status_path(self.config.state_dir)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2) + "\n")
         tmp.replace(path)

@@ -33,6 +33,7 @@ from reconciler import errors
 from reconciler.core import spec
 from reconciler.core.desired import PlanSpec
 from reconciler.engine import journal
+from reconciler.engine import state_dir as layout
 from reconciler.gitops import git, history
 from reconciler.kits import gcpause
 
@@ -455,7 +456,7 @@ class _Records:
     def read(cls, state_dir: Path | None) -> _Records:
         records = cls({}, {})
         # Never create a journal: an audit only reads.
-        if state_dir is None or not (state_dir / "journal.db").is_file():
+        if state_dir is None or not layout.journal_path(state_dir).is_file():
             return records
         db = journal.Journal(state_dir)
         try:
