@@ -95,3 +95,9 @@ class WatchError(DrctlError):
     """Watching the spec directory for changes failed; changes wait for the next resync."""
 
     exit_code = EXIT_RUNTIME
+
+
+class StateFileError(DrctlError):
+    """A file of the state dir is damaged, cut short or not drctl's."""
+
+    exit_code = EXIT_RUNTIME

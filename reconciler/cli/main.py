@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from reconciler import errors
 from reconciler.core import spec
@@ -272,16 +272,17 @@ def _plan(args: argparse.Namespace) -> int:
 
 @_without_cyclic_gc
 def _status(args: argparse.Namespace) -> int:
+    from reconciler.engine import status
     from reconciler.ui import report
 
-    running = daemon_state(args.state_dir)
+    running = status.running_daemon(args.state_dir)
     try:
         built, rev = _observe_and_plan(args)
     except errors.SpecError:
         if running is not None:
             print(
-                f"drctl: the daemon (pid {running['pid']}) keeps revision "
-                f"{running['revisionInForce']} in force",
+                f"drctl: the daemon (pid {running.pid}) keeps revision "
+                f"{running.revision_in_force} in force",
                 file=sys.stderr,
             )
         raise
@@ -290,18 +291,6 @@ def _status(args: argparse.Namespace) -> int:
     else:
         report.print_status(built, rev, daemon=running)
     return errors.EXIT_OK
-
-
-def daemon_state(state_dir: Path) -> dict[str, Any] | None:
-    """What the `drctl run` working on this state dir last said, if one is running."""
-    from reconciler.engine import state_dir as layout
-
-    try:
-        data: dict[str, Any] = json.loads(layout.daemon_status_path(state_dir).read_text())
-        os.kill(int(data["pid"]), 0)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return data if data.get("running") else None
 
 
 def _audit(args: argparse.Namespace) -> int:

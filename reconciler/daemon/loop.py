@@ -29,7 +29,7 @@ from typing import Any
 from reconciler.core import plan, spec
 from reconciler.core.desired import DesiredState, PlanSpec
 from reconciler.core.plan import Phase
-from reconciler.engine import execute, journal
+from reconciler.engine import execute, journal, status
 from reconciler.engine import metrics as metrics_
 from reconciler.engine import state_dir as layout
 from reconciler.engine.lease import flock
@@ -480,19 +480,16 @@ class Daemon:
 
     def _write_daemon_file(self, *, running: bool) -> None:
         """What `drctl status` shows about a running daemon."""
-        data: dict[str, Any] = {
-            "pid": os.getpid(),
-            "running": running,
-            "revisionInForce": self.in_force.revision if self.in_force else None,
-            "revisionSeen": self.revision_seen,
-            "specValid": self.spec_error is None,
-            "specErrors": [str(p) for p in self.spec_error.problems] if self.spec_error else [],
-            "updatedAt": self.clock.now().isoformat(timespec="microseconds"),
-        }
-        path = layout.daemon_status_path(self.config.state_dir)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        tmp.replace(path)
+        said = status.DaemonStatus(
+            pid=os.getpid(),
+            running=running,
+            revision_in_force=self.in_force.revision if self.in_force else None,
+            revision_seen=self.revision_seen,
+            spec_valid=self.spec_error is None,
+            spec_errors=tuple(str(p) for p in self.spec_error.problems) if self.spec_error else (),
+            updated_at=self.clock.now(),
+        )
+        status.write_status(self.config.state_dir, said)
 
     def _lock(self) -> contextlib.ExitStack | None:
         """The fabric lock; while `drctl apply` holds it, wait for it and say so.
