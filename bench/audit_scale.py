@@ -51,6 +51,7 @@ from measure import median_seconds, run_process
 
 from reconciler.core import spec
 from reconciler.engine import journal
+from reconciler.engine import state_dir as layout
 from reconciler.gitops import audit, history
 from reconciler.kits import difference
 
@@ -140,7 +141,7 @@ def build_journal(state_dir: Path, repo: Path) -> None:
             )
         )
         converged.append((sha, "finance", vm, iso(at + 55)))
-    db = sqlite3.connect(state_dir / "journal.db")
+    db = sqlite3.connect(layout.journal_path(state_dir))
     with db:
         db.executemany(
             "INSERT INTO actions (plan, vm, operation, target_site, revision, intended_at, "

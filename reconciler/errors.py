@@ -89,3 +89,15 @@ class GitError(DrctlError):
     """A git command failed; the message carries git's own words (its stderr)."""
 
     exit_code = EXIT_RUNTIME
+
+
+class WatchError(DrctlError):
+    """Watching the spec directory for changes failed; changes wait for the next resync."""
+
+    exit_code = EXIT_RUNTIME
+
+
+class StateFileError(DrctlError):
+    """A file of the state dir is damaged, cut short or not drctl's."""
+
+    exit_code = EXIT_RUNTIME

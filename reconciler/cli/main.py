@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from reconciler import errors
 from reconciler.cli import options
@@ -203,6 +203,7 @@ def _output_arg(parser: argparse.ArgumentParser) -> None:
 def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
     from reconciler.core import plan
     from reconciler.engine import execute, fabrics, journal
+    from reconciler.engine import state_dir as layout
     from reconciler.gitops import revision
     from reconciler.kits import clock
 
@@ -214,7 +215,7 @@ def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
     # Plan with the attempts already spent on this revision, so that plan and
     # status show Blocked after exhausted retries exactly as apply does.
     attempts: plan.AttemptsByAction = {}
-    if (args.state_dir / journal.FILE).exists():  # read-only commands create nothing
+    if layout.journal_path(args.state_dir).exists():  # read-only commands create nothing
         attempts = journal.Journal(args.state_dir).attempts(rev, execute.Settings().backoff)
     built = plan.build_plans(desired, observed, wall.now(), attempts)
     return built, rev
@@ -260,16 +261,17 @@ def _plan(args: argparse.Namespace) -> int:
 
 @_without_cyclic_gc
 def _status(args: argparse.Namespace) -> int:
+    from reconciler.engine import status
     from reconciler.ui import report
 
-    running = daemon_state(args.state_dir)
+    running = status.running_daemon(args.state_dir)
     try:
         built, rev = _observe_and_plan(args)
     except errors.SpecError:
         if running is not None:
             print(
-                f"drctl: the daemon (pid {running['pid']}) keeps revision "
-                f"{running['revisionInForce']} in force",
+                f"drctl: the daemon (pid {running.pid}) keeps revision "
+                f"{running.revision_in_force} in force",
                 file=sys.stderr,
             )
         raise
@@ -278,16 +280,6 @@ def _status(args: argparse.Namespace) -> int:
     else:
         report.print_status(built, rev, daemon=running)
     return errors.EXIT_OK
-
-
-def daemon_state(state_dir: Path) -> dict[str, Any] | None:
-    """What the `drctl run` working on this state dir last said, if one is running."""
-    try:
-        data: dict[str, Any] = json.loads((state_dir / "daemon.json").read_text())
-        os.kill(int(data["pid"]), 0)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return data if data.get("running") else None
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -391,13 +383,14 @@ def _run(args: argparse.Namespace) -> int:
     from reconciler.core.desired import EMBEDDED_FABRIC
     from reconciler.daemon import loop
     from reconciler.engine import fabrics, metrics
+    from reconciler.engine import state_dir as layout
     from reconciler.kits import clock
 
     address = _metrics_addr(args.metrics_addr) if args.metrics_addr else None
     loop.configure_logging(args.log_format)
     wall = clock.WallClock()
     provider = fabrics.Fabrics(args.state_dir, wall)
-    if not args.state_dir.joinpath(fabrics.FABRICS_DIR).is_dir():
+    if not (args.state_dir / layout.FABRICS).is_dir():
         # Only the embedded simulator can be meant: a daemon with no fabric to
         # drive says so at once, as it always did.
         provider.provider(EMBEDDED_FABRIC)

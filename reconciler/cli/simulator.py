@@ -17,7 +17,8 @@ from typing import Any
 from reconciler import errors
 from reconciler.core.desired import EMBEDDED_FABRIC
 from reconciler.core.state import Job, Observed, ObservedVM, Operation
-from reconciler.engine import fabrics, journal
+from reconciler.engine import journal
+from reconciler.engine import state_dir as layout
 from reconciler.engine.lease import flock
 from reconciler.fabric import config
 from reconciler.fabric.sim import inventory
@@ -28,7 +29,7 @@ LAST_JOBS_SHOWN = 10
 
 
 def _dir(args: argparse.Namespace) -> Path:
-    return fabrics.fabric_dir(args.state_dir, args.fabric)
+    return layout.fabric_dir(args.state_dir, args.fabric)
 
 
 def _open(args: argparse.Namespace) -> sim.SimFabric:
@@ -64,7 +65,7 @@ def init(args: argparse.Namespace) -> int:
     with flock.hold(args.state_dir, "fabric init"):
         replaced = sim.init_fabric(_dir(args), inv)
         abandoned = 0
-        if replaced and (args.state_dir / "journal.db").exists():
+        if replaced and layout.journal_path(args.state_dir).exists():
             history = journal.Journal(args.state_dir)
             try:
                 abandoned = history.abandon_open(

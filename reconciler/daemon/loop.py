@@ -1,6 +1,6 @@
 """The daemon behind `drctl run`: watch the specs, reconcile, keep the last valid revision.
 
-A watcher thread (watchfiles, inotify) wakes the loop when a spec file or the
+A watcher thread (gitops/watch.py, inotify) wakes the loop when a spec file or the
 git HEAD changes; a resync interval wakes it anyway, so drift made outside git
 is corrected. Each pass is level-triggered: read the revision (when something
 changed), observe, plan, start what the plan allows; jobs in flight are
@@ -26,17 +26,16 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import watchfiles
-
 from reconciler.core import plan
 from reconciler.core.desired import DesiredState, PlanSpec
 from reconciler.core.plan import Phase
-from reconciler.engine import execute, fabrics, journal
+from reconciler.engine import execute, fabrics, journal, status
 from reconciler.engine import metrics as metrics_
+from reconciler.engine import state_dir as layout
 from reconciler.engine.lease import flock
-from reconciler.errors import GitError, LockHeldError, SpecError
+from reconciler.errors import GitError, LockHeldError, SpecError, WatchError
 from reconciler.fabric import base
-from reconciler.gitops import notes, revision, specdir
+from reconciler.gitops import notes, revision, specdir, watch
 from reconciler.kits import clock as clocks
 
 log = logging.getLogger("drctl")
@@ -45,8 +44,6 @@ log = logging.getLogger("drctl")
 # revision, the last plan, and the journal's actions for that revision.
 OnRevision = Callable[[str, plan.Plan, list[journal.Entry]], None]
 
-IN_FORCE_DIR = "in-force"
-DAEMON_FILE = "daemon.json"
 # After a change that leaves the specs dirty, wait this long for the commit
 # (or the end of a pull) to land before acting on the dirty files.
 DIRTY_GRACE = timedelta(milliseconds=150)
@@ -204,28 +201,11 @@ class Daemon:
     # --- desired state -------------------------------------------------------
 
     def _watch(self) -> None:
-        paths = [self.config.specs_dir]
-        git_dir = _git_dir(self.config.specs_dir)
-        if git_dir is not None:
-            paths.append(git_dir)
         try:
-            for _changes in watchfiles.watch(
-                *paths,
-                watch_filter=_SpecOrRef(git_dir),
-                debounce=100,
-                step=5,
-                stop_event=self.stop,
-                rust_timeout=500,
-                yield_on_timeout=False,
-                raise_interrupt=False,
-            ):
+            for _batch in watch.spec_changes(watch.targets_of(self.config.specs_dir), self.stop):
                 self.notice_change()
-        except Exception:
-            log.exception(
-                "watching %s failed; changes are now picked up every %ss",
-                self.config.specs_dir,
-                self.config.resync,
-            )
+        except WatchError as exc:
+            log.error("%s; changes are now picked up every %ss", exc, self.config.resync)
 
     def notice_change(self) -> None:
         """Something under the specs (or the git HEAD) changed: read the specs next pass."""
@@ -308,8 +288,8 @@ class Daemon:
     def _save_in_force(self) -> None:
         """Keep the specs of the revision in force, for a restart while HEAD is invalid."""
         assert self.in_force is not None  # noqa: S101
-        target = self.config.state_dir / IN_FORCE_DIR
-        staging = self.config.state_dir / f".{IN_FORCE_DIR}.new"
+        target = layout.in_force_dir(self.config.state_dir)
+        staging = layout.in_force_staging_dir(self.config.state_dir)
         shutil.rmtree(staging, ignore_errors=True)
         (staging / "specs").mkdir(parents=True)
         for file in specdir.spec_files(self.config.specs_dir):
@@ -321,7 +301,7 @@ class Daemon:
         staging.rename(target)
 
     def _restore_in_force(self) -> None:
-        saved = self.config.state_dir / IN_FORCE_DIR
+        saved = layout.in_force_dir(self.config.state_dir)
         if not (saved / "revision").is_file():
             return
         try:
@@ -502,19 +482,16 @@ class Daemon:
 
     def _write_daemon_file(self, *, running: bool) -> None:
         """What `drctl status` shows about a running daemon."""
-        data: dict[str, Any] = {
-            "pid": os.getpid(),
-            "running": running,
-            "revisionInForce": self.in_force.revision if self.in_force else None,
-            "revisionSeen": self.revision_seen,
-            "specValid": self.spec_error is None,
-            "specErrors": [str(p) for p in self.spec_error.problems] if self.spec_error else [],
-            "updatedAt": self.clock.now().isoformat(timespec="microseconds"),
-        }
-        path = self.config.state_dir / DAEMON_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        tmp.replace(path)
+        said = status.DaemonStatus(
+            pid=os.getpid(),
+            running=running,
+            revision_in_force=self.in_force.revision if self.in_force else None,
+            revision_seen=self.revision_seen,
+            spec_valid=self.spec_error is None,
+            spec_errors=tuple(str(p) for p in self.spec_error.problems) if self.spec_error else (),
+            updated_at=self.clock.now(),
+        )
+        status.write_status(self.config.state_dir, said)
 
     def _lock(self) -> contextlib.ExitStack | None:
         """The fabric lock; while `drctl apply` holds it, wait for it and say so.
@@ -581,30 +558,6 @@ def _moves(
         if o is not None and o.active_site != vm.active_site:
             return True
     return False
-
-
-def _git_dir(specs_dir: Path) -> Path | None:
-    for parent in [specs_dir.resolve(), *specs_dir.resolve().parents]:
-        candidate = parent / ".git"
-        if candidate.is_dir():
-            return candidate
-    return None
-
-
-class _SpecOrRef(watchfiles.DefaultFilter):
-    """Spec files, and in the git dir only what moves HEAD (refs, packed-refs)."""
-
-    def __init__(self, git_dir: Path | None) -> None:
-        super().__init__()
-        self.git_dir = str(git_dir) if git_dir is not None else None
-
-    def __call__(self, change: watchfiles.Change, path: str) -> bool:
-        if self.git_dir is not None and path.startswith(self.git_dir + os.sep):
-            rest = path[len(self.git_dir) + 1 :]
-            return rest in {"HEAD", "packed-refs"} or (
-                rest.startswith("refs" + os.sep) and not rest.endswith(".lock")
-            )
-        return path.endswith((".yaml", ".yml")) and super().__call__(change, path)
 
 
 def configure_logging(fmt: str) -> None:

@@ -21,15 +21,9 @@ from typing import Self
 from reconciler import errors, fabric
 from reconciler.core import state
 from reconciler.core.desired import EMBEDDED_FABRIC, DesiredState
+from reconciler.engine import state_dir as layout
 from reconciler.fabric import base, config
 from reconciler.kits import clock as clocks
-
-FABRICS_DIR = "fabrics"
-
-
-def fabric_dir(state_dir: Path, name: str) -> Path:
-    """Where fabric `name` keeps its local data: the state dir itself for the embedded one."""
-    return state_dir if name == EMBEDDED_FABRIC else state_dir / FABRICS_DIR / name
 
 
 class Fabrics:
@@ -59,7 +53,7 @@ class Fabrics:
             used.append(EMBEDDED_FABRIC)  # its VMs are listed as unmanaged even without a plan
         self._used = used
         for spec in desired.fabrics:
-            wanted = config.from_spec(spec, fabric_dir(self._state_dir, spec.name))
+            wanted = config.from_spec(spec, layout.fabric_dir(self._state_dir, spec.name))
             if self._configs.get(spec.name) != wanted:
                 self._configs[spec.name] = wanted
                 old = self._open.pop(spec.name, None)

@@ -20,6 +20,7 @@ from pathlib import Path
 from reconciler.core import plan
 from reconciler.core.desired import EMBEDDED_FABRIC
 from reconciler.core.state import Operation
+from reconciler.engine import state_dir as layout
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS actions (
@@ -79,13 +80,10 @@ class Entry:
     direction: str | None = None  # `<from>-><to>` of a failover or a replication change
 
 
-FILE = "journal.db"
-
-
 class Journal:
     def __init__(self, state_dir: Path) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
-        self.path = state_dir / FILE
+        self.path = layout.journal_path(state_dir)
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)

@@ -34,7 +34,8 @@ from reconciler import errors
 from reconciler.core import spec
 from reconciler.core.desired import PlanSpec
 from reconciler.engine import journal
-from reconciler.gitops import history
+from reconciler.engine import state_dir as layout
+from reconciler.gitops import git, history
 from reconciler.kits import difference, gcpause
 
 # A VM's effective desired state as the JSON names its fields, in VMState's order.
@@ -201,7 +202,7 @@ class _Specs:
         # Least recently used first. Bounded, so that memory follows the size
         # of the specs rather than the length of the history.
         self._files: OrderedDict[_Key, _File] = OrderedDict()
-        self._stream: history.BlobStream | None = None
+        self._stream: git.BlobStream | None = None
         self._position: dict[_Key, int] = {}  # each key's place in the stream
         self._read = 0  # blobs taken from the stream so far
         self._names: dict[str, str] = {}  # path -> the name problems are reported under
@@ -212,7 +213,7 @@ class _Specs:
         order = list(dict.fromkeys(keys))
         self._position = {key: i for i, key in enumerate(order)}
         self._read = 0
-        with history.BlobStream(self._repo, [sha for _, sha in order]) as stream:
+        with history.stream_blobs(self._repo, [sha for _, sha in order]) as stream:
             self._stream = stream
             try:
                 yield
@@ -449,7 +450,7 @@ class _Records:
     def read(cls, state_dir: Path | None) -> _Records:
         records = cls({}, {})
         # Never create a journal: an audit only reads.
-        if state_dir is None or not (state_dir / "journal.db").is_file():
+        if state_dir is None or not layout.journal_path(state_dir).is_file():
             return records
         db = journal.Journal(state_dir)
         try:

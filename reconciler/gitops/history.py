@@ -4,7 +4,7 @@
 commit. One git process per commit costs ~2.7 ms (perf-notes.md), 27 s for
 10,000 commits, so the commits and the spec blobs each one changed come from
 one `git log --raw`, and the contents of every blob from one
-`git cat-file --batch` (`BlobStream`), read back one at a time so that memory
+`git cat-file --batch` (`stream_blobs`), read back one at a time so that memory
 holds a blob, not the history. `git ls-tree` gives the files a `--since`
 window starts from.
 
@@ -16,23 +16,22 @@ files exactly.
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from types import TracebackType
 
 from reconciler import errors
-from reconciler.gitops import specdir
+from reconciler.gitops import git, specdir
 
 # Regular files only: a symlink's blob is its target path, a gitlink a submodule.
 _FILE_MODES = frozenset({"100644", "100755"})
 _NO_BLOB = "0" * 40
 _HEADER = "\x01"  # starts each commit in the log; never a hex digit or ':'
 _FIELDS = 4  # sha, author, author date, subject
+# An audit reads the whole history, in a few processes that each take longer
+# the longer it is (0.2 s for 10,000 commits): far more than a daemon's git.
+TIMEOUT = 600.0
 
 
 @dataclass(frozen=True)
@@ -60,34 +59,29 @@ class Commit:
 
 
 def open_repo(specs_dir: Path) -> Repo:
-    """The work tree holding `specs_dir`; `UsageError` (exit 2) if there is none."""
+    """The work tree holding `specs_dir`; `UsageError` (exit 2) if there is none.
+
+    `GitError` (exit 3) when git refuses the repository that holds it.
+    """
     if not specs_dir.is_dir():
         raise errors.UsageError(f"{specs_dir} is not a directory of spec files")
-    try:
-        out = _git(specs_dir, "rev-parse", "--show-toplevel", "--show-prefix")
-    except errors.GitError as exc:
+    tree = git.work_tree(specs_dir)
+    if tree is None:
         raise errors.UsageError(
-            f"{specs_dir} is not in a git work tree: drctl audit reads "
-            f"the history of the spec files ({exc})"
-        ) from exc
-    top, _, prefix = out.decode().partition("\n")
-    return Repo(Path(top), prefix.strip("\n"))
+            f"{specs_dir} is not in a git work tree: "
+            "drctl audit reads the history of the spec files"
+        )
+    return Repo(tree.top, tree.prefix)
 
 
 def head(repo: Repo) -> str | None:
     """HEAD's commit, or None in a repository without commits."""
-    try:
-        return _git(repo.top, "rev-parse", "--verify", "-q", "HEAD^{commit}").decode().strip()
-    except errors.GitError:
-        return None
+    return git.commit_of(repo.top, "HEAD", timeout=TIMEOUT)
 
 
 def parent(repo: Repo, sha: str) -> str | None:
     """The first parent of `sha`, None for a root commit."""
-    try:
-        return _git(repo.top, "rev-parse", "--verify", "-q", f"{sha}^1").decode().strip()
-    except errors.GitError:
-        return None
+    return git.commit_of(repo.top, f"{sha}^1", timeout=TIMEOUT)
 
 
 def spec_commits(repo: Repo, rev: str, since: datetime | None = None) -> list[Commit]:
@@ -140,83 +134,13 @@ def read_blobs(repo: Repo, shas: Iterable[str]) -> dict[str, bytes]:
     wanted = list(dict.fromkeys(shas))
     if not wanted:
         return {}
-    with BlobStream(repo, wanted) as stream:
+    with stream_blobs(repo, wanted) as stream:
         return dict(stream.read() for _ in wanted)
 
 
-class BlobStream:
-    """The contents of blobs, in an order fixed up front, from one `git cat-file --batch`.
-
-    A thread writes every sha while the caller reads the contents back one at
-    a time: one thread doing both would deadlock once git's output fills the
-    pipe. Use as a context manager; leaving it stops git.
-    """
-
-    def __init__(self, repo: Repo, shas: list[str]) -> None:
-        self.remaining = len(shas)
-        try:
-            self._git = subprocess.Popen(
-                ["git", "cat-file", "--batch"],
-                cwd=repo.top,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-        except OSError as exc:
-            raise errors.GitError(f"cannot run git in {repo.top}: {exc}") from exc
-        self._feeder = threading.Thread(target=self._feed, args=(shas,), daemon=True)
-        self._feeder.start()
-
-    def _feed(self, shas: list[str]) -> None:
-        assert self._git.stdin is not None  # noqa: S101 (Popen with stdin=PIPE)
-        # A broken pipe means git stopped: read() reports why.
-        with contextlib.suppress(OSError):
-            for start in range(0, len(shas), 1024):
-                self._git.stdin.write(
-                    "".join(f"{s}\n" for s in shas[start : start + 1024]).encode()
-                )
-        with contextlib.suppress(OSError):
-            self._git.stdin.close()
-
-    def read(self) -> tuple[str, bytes]:
-        """The next blob: (sha, contents)."""
-        assert self._git.stdout is not None  # noqa: S101 (Popen with stdout=PIPE)
-        line = self._git.stdout.readline()
-        header = line.decode(errors="replace").split()
-        if len(header) != 3:
-            raise errors.GitError(f"git cat-file --batch: {self._why(line)}")
-        size = int(header[2])
-        contents = self._git.stdout.read(size)
-        self._git.stdout.read(1)  # the newline after the contents
-        self.remaining -= 1
-        return header[0], contents
-
-    def _why(self, line: bytes) -> str:
-        if line:  # `<sha> missing`, `<sha> ambiguous`
-            return line.decode(errors="replace").strip()
-        self._git.wait()  # no more output: git has stopped
-        assert self._git.stderr is not None  # noqa: S101 (Popen with stderr=PIPE)
-        return self._git.stderr.read().decode(errors="replace").strip() or "git stopped"
-
-    def close(self) -> None:
-        if self._git.poll() is None:
-            self._git.kill()
-        self._git.wait()
-        self._feeder.join()
-        for pipe in (self._git.stdout, self._git.stderr):
-            if pipe is not None:
-                pipe.close()
-
-    def __enter__(self) -> BlobStream:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
+def stream_blobs(repo: Repo, shas: list[str]) -> git.BlobStream:
+    """The contents of `shas`, in that order, one at a time (a context manager)."""
+    return git.BlobStream(repo.top, shas, timeout=TIMEOUT)
 
 
 def _since(since: datetime | None) -> list[str]:
@@ -275,12 +199,6 @@ def _spec_path(raw: bytes, prefix: str) -> str | None:
 
 
 def _git(cwd: Path, *args: str) -> bytes:
-    command = ["git", "--literal-pathspecs", "-c", "log.showSignature=false", *args]
-    try:
-        done = subprocess.run(command, cwd=cwd, capture_output=True, check=False)
-    except OSError as exc:
-        raise errors.GitError(f"cannot run git in {cwd}: {exc}") from exc
-    if done.returncode != 0:
-        message = done.stderr.decode(errors="replace").strip() or f"exit {done.returncode}"
-        raise errors.GitError(f"git {args[0]}: {message}")
-    return done.stdout
+    return git.run(
+        cwd, "--literal-pathspecs", "-c", "log.showSignature=false", *args, timeout=TIMEOUT
+    )

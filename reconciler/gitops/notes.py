@@ -12,13 +12,12 @@ commit before.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from datetime import datetime
 from pathlib import Path
 
 from reconciler import errors
 from reconciler.engine import journal
+from reconciler.gitops import git
 
 NOTES_REF = "drctl"  # refs/notes/drctl
 
@@ -68,22 +67,22 @@ def attach(repo_dir: Path, commit: str, text: str) -> None:
     """
     # `^{commit}`: git would attach a note to any well-formed sha, even one
     # of no object in the repository.
-    command = ["git", "notes", f"--ref={NOTES_REF}", "add", "-f", "-F", "-", f"{commit}^{{commit}}"]
     try:
-        done = subprocess.run(
-            command,
-            cwd=repo_dir,
+        git.run(
+            repo_dir,
+            "notes",
+            f"--ref={NOTES_REF}",
+            "add",
+            "-f",
+            "-F",
+            "-",
+            f"{commit}^{{commit}}",
             input=text.encode(),
-            capture_output=True,
-            env={**os.environ, **_IDENTITY},
-            check=False,
+            env=_IDENTITY,
             timeout=60,
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except errors.GitError as exc:
         raise errors.GitError(f"cannot attach the drctl note to {commit}: {exc}") from exc
-    if done.returncode != 0:
-        stderr = done.stderr.decode(errors="replace").strip()
-        raise errors.GitError(f"cannot attach the drctl note to {commit}: {stderr}")
 
 
 def _operation(entry: journal.Entry) -> str:

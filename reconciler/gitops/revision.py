@@ -9,12 +9,10 @@ is a hash of the spec files. Called by the CLI and the daemon.
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.errors import GitError
-from reconciler.gitops import specdir
+from reconciler.gitops import git, specdir
 
 
 @dataclass(frozen=True)
@@ -33,38 +31,41 @@ def is_commit(revision_id: str) -> bool:
 
 
 def spec_revision(specs_dir: Path) -> Revision:
-    """The revision of the specs under `specs_dir` as it is on disk now."""
-    commit = _git(specs_dir, "rev-parse", "--verify", "-q", "HEAD")
+    """The revision of the specs under `specs_dir` as it is on disk now.
+
+    `GitError` when `specs_dir` is in a repository git refuses to read (see
+    git.py): that must not pass for "not in git".
+    """
+    if git.work_tree(specs_dir) is None:
+        return Revision(f"sha256:{_content_hash(specs_dir)}", None, dirty=False)
+    # One git process for HEAD and the state of the spec files. Only spec
+    # files make the revision dirty, not an editor's swap file.
+    # --no-optional-locks: a status that refreshed the index would hold
+    # index.lock, and a `git pull` landing at that moment would fail.
+    out = git.run(
+        specs_dir,
+        "--no-optional-locks",
+        "status",
+        "--porcelain=v2",
+        "--branch",
+        "--untracked-files=all",
+        "--",
+        "*.yaml",
+        "*.yml",
+    )
+    commit: str | None = None
+    dirty = False
+    for line in out.decode(errors="surrogateescape").splitlines():
+        if line.startswith("# branch.oid "):
+            oid = line.removeprefix("# branch.oid ")
+            commit = None if oid == "(initial)" else oid  # "(initial)": no commit yet
+        elif line and not line.startswith("#"):
+            dirty = True
     if commit is None:
         return Revision(f"sha256:{_content_hash(specs_dir)}", None, dirty=False)
-    # Only spec files make the revision dirty, not an editor's swap file.
-    status = _git(
-        specs_dir, "status", "--porcelain", "--untracked-files=all", "--", "*.yaml", "*.yml"
-    )
-    if status:
+    if dirty:
         return Revision(f"{commit}+dirty.{_content_hash(specs_dir)}", commit, dirty=True)
     return Revision(commit, commit, dirty=False)
-
-
-def _git(cwd: Path, *args: str) -> str | None:
-    """git's answer; None outside a work tree or without a commit; GitError otherwise.
-
-    A repository git refuses to read (for instance "dubious ownership" when
-    drctl runs as another user) must not pass for "not in git": the revision
-    would silently become a content hash and match no commit.
-    """
-    try:
-        done = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=30
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None  # no git on this machine: the specs are read as plain files
-    if done.returncode == 0:
-        return done.stdout.strip()
-    why = done.stderr.strip()
-    if not why or "not a git repository" in why:
-        return None
-    raise GitError(f"git cannot read the repository holding {cwd}: {why}")
 
 
 def _content_hash(specs_dir: Path) -> str:

@@ -15,7 +15,7 @@ from typing import Any, TextIO, TypeVar
 
 from reconciler.core import plan, state
 from reconciler.core.desired import DesiredVM
-from reconciler.engine import execute
+from reconciler.engine import execute, status
 from reconciler.kits import difference
 
 # What `drctl plan` says changes for a VM: the fields the desired state sets,
@@ -99,14 +99,14 @@ def _readiness_json(r: plan.Readiness) -> dict[str, Any]:
 
 
 def status_json(
-    built: plan.Plan, revision: str, daemon: dict[str, Any] | None = None
+    built: plan.Plan, revision: str, daemon: status.DaemonStatus | None = None
 ) -> dict[str, Any]:
     return {
         "converged": built.converged,
         "revision": revision,
         "vms": [_vm_json(vp) for vp in built.vms],
         "unmanaged": list(built.unmanaged),
-        "daemon": daemon,
+        "daemon": daemon.to_json() if daemon is not None else None,
     }
 
 
@@ -257,16 +257,16 @@ def _job_text(vp: plan.VMPlan) -> str:
     return f"{o.job.operation} {o.job.progress:.0%}"
 
 
-def print_daemon(daemon: dict[str, Any] | None, revision: str, out: TextIO) -> None:
+def print_daemon(daemon: status.DaemonStatus | None, revision: str, out: TextIO) -> None:
     """What a running `drctl run` on this state dir acts on, when that is news."""
     if daemon is None:
         return
-    in_force = daemon.get("revisionInForce")
-    line = f"daemon (pid {daemon.get('pid')}): revision in force {in_force}"
+    in_force = daemon.revision_in_force
+    line = f"daemon (pid {daemon.pid}): revision in force {in_force}"
     if in_force != revision:
         line += f"; not yet {revision}"
     print(line, file=out)
-    for problem in daemon.get("specErrors") or []:
+    for problem in daemon.spec_errors:
         print(f"  newest revision invalid, kept out: {problem}", file=out)
 
 
@@ -274,7 +274,7 @@ def print_status(
     built: plan.Plan,
     revision: str,
     out: TextIO | None = None,
-    daemon: dict[str, Any] | None = None,
+    daemon: status.DaemonStatus | None = None,
 ) -> None:
     out = out or sys.stdout  # looked up now: the caller may have redirected it
     print(f"revision {revision}", file=out)

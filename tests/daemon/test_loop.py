@@ -8,6 +8,7 @@ import pytest
 
 from reconciler.daemon import loop
 from reconciler.engine import execute, metrics
+from reconciler.engine import state_dir as layout
 from reconciler.fabric.sim import inventory
 from reconciler.fabric.sim import provider as sim
 from reconciler.kits.clock import VirtualClock
@@ -114,7 +115,7 @@ def test_invalid_revision_changes_nothing_and_the_next_valid_one_converges(tmp_p
     assert s.jobs() == []
     assert s.daemon.spec_error is not None
     assert "unknown key 'grups'" in str(s.daemon.spec_error)
-    status = (s.state / loop.DAEMON_FILE).read_text()
+    status = layout.daemon_status_path(s.state).read_text()
     assert '"specValid": false' in status
     assert s.sample("drctl_spec_valid") == 0
     s.want("rtm")

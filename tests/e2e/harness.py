@@ -82,6 +82,40 @@ def git(cwd: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
+def spec_repo(root: Path, files: dict[str, str]) -> Path:
+    """A git repository at `root` with `files` committed under specs/; returns `root`."""
+    (root / "specs").mkdir(parents=True)
+    git(root, "init", "-q", "-b", "main")
+    for name, text in files.items():
+        (root / "specs" / name).write_text(text)
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "--allow-empty", "-m", "first specs")
+    return root
+
+
+def worktree_checkout(repo: Path, checkout: Path, branch: str = "dr") -> Path:
+    """A `git worktree add` checkout of `repo` on a new branch: `.git` is a file there."""
+    git(repo, "worktree", "add", "-q", "-b", branch, str(checkout))
+    return checkout
+
+
+def submodule_checkout(upstream: Path, superproject: Path, name: str = "dr") -> Path:
+    """`upstream` added to a new superproject as a submodule; returns the submodule's checkout."""
+    spec_repo(superproject, {})
+    git(
+        superproject,
+        "-c",
+        "protocol.file.allow=always",
+        "submodule",
+        "add",
+        "-q",
+        str(upstream),
+        name,
+    )
+    git(superproject, "commit", "-qm", f"add the {name} submodule")
+    return superproject / name
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

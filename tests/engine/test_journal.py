@@ -9,7 +9,7 @@ from pathlib import Path
 
 from reconciler.core import plan
 from reconciler.core.state import Operation
-from reconciler.engine import journal
+from reconciler.engine import journal, state_dir
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 FAILOVER = plan.Action("finance", "sql01", Operation.PLANNED_FAILOVER, "rtm")
@@ -110,7 +110,7 @@ def test_a_journal_from_before_deferrals_gains_the_column(tmp_path: Path) -> Non
     j = journal.Journal(tmp_path)
     fail_once(j, "rev1", T0)
     j.close()
-    with contextlib.closing(sqlite3.connect(tmp_path / journal.FILE)) as db:
+    with contextlib.closing(sqlite3.connect(state_dir.journal_path(tmp_path))) as db:
         db.execute("ALTER TABLE actions DROP COLUMN retry_after")
         db.commit()
     reopened = journal.Journal(tmp_path)

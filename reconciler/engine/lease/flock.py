@@ -1,6 +1,6 @@
 """The lock that lets only one drctl act on a fabric at a time.
 
-`drctl apply` (and later the daemon) hold an flock on `<state-dir>/drctl.lock`
+`drctl apply` (and later the daemon) hold an flock on the state dir's lock file
 while they start operations; read-only commands (plan, status) do not take
 it. The kernel drops the lock when the process dies, so a killed apply never
 leaves a stale lock behind.
@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from reconciler.engine import state_dir as layout
 from reconciler.errors import LockHeldError
 
 
@@ -21,7 +22,7 @@ from reconciler.errors import LockHeldError
 def hold(state_dir: Path, purpose: str) -> Iterator[None]:
     """Hold the fabric lock, or raise LockHeldError naming who holds it."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / "drctl.lock"
+    path = layout.lock_path(state_dir)
     with path.open("a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -1,4 +1,7 @@
-"""SQLite storage of the simulated fabric: `<state-dir>/fabric.db`, shared by processes.
+"""SQLite storage of the simulated fabric: `fabric.db` in its directory, shared by processes.
+
+The directory is the caller's to choose (engine/state_dir.py names it: the
+state dir itself for the embedded simulator); this module names the file in it.
 
 Only `providers.sim` uses it. A daemon and CLI calls open the same file at
 once, so the database runs in WAL mode (readers never wait for the writer),

@@ -1,0 +1,130 @@
+"""What the daemon last said about itself, in the state dir's `daemon.json`.
+
+The daemon (daemon/loop.py) writes a `DaemonStatus` after every pass and when
+it stops; `drctl status` (cli) reads it with `running_daemon` and ui/report.py
+shows it (its JSON is the `"daemon"` object of `drctl status --output json`,
+a contract: `to_json` keeps its keys and values). A status page will read it
+too.
+
+Written atomically (a temporary file renamed over it), so a reader sees the
+previous status or the next, never half of one. Not fsynced: it is rewritten
+every pass, and after a crash a damaged or partial file reads as no status,
+never as an error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler import errors
+from reconciler.engine import state_dir as layout
+
+_KEYS = frozenset(
+    {"pid", "running", "revisionInForce", "revisionSeen", "specValid", "specErrors", "updatedAt"}
+)
+
+
+@dataclass(frozen=True)
+class DaemonStatus:
+    pid: int
+    running: bool  # False once it has stopped
+    revision_in_force: str | None  # the revision it acts on
+    revision_seen: str | None  # the newest it has read, valid or not
+    spec_valid: bool  # whether the newest revision seen is valid
+    spec_errors: tuple[str, ...]  # what is wrong with it, `file:line: problem`
+    updated_at: datetime  # timezone-aware
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "running": self.running,
+            "revisionInForce": self.revision_in_force,
+            "revisionSeen": self.revision_seen,
+            "specValid": self.spec_valid,
+            "specErrors": list(self.spec_errors),
+            "updatedAt": self.updated_at.isoformat(timespec="microseconds"),
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> DaemonStatus:
+        """The status in `data` (parsed JSON); `StateFileError` naming what is wrong with it."""
+        if not isinstance(data, dict):
+            raise errors.StateFileError(f"not an object: {type(data).__name__}")
+        missing = sorted(_KEYS - data.keys())
+        if missing:
+            raise errors.StateFileError(f"no {', '.join(missing)}")  # a file cut short, or not ours
+        pid = data["pid"]
+        if type(pid) is not int or pid <= 0:
+            raise errors.StateFileError(f"pid: not a process id: {pid!r}")
+        problems = data["specErrors"]
+        if not isinstance(problems, list) or not all(isinstance(p, str) for p in problems):
+            raise errors.StateFileError(f"specErrors: not a list of strings: {problems!r}")
+        updated = data["updatedAt"]
+        if not isinstance(updated, str):
+            raise errors.StateFileError(f"updatedAt: not a time: {updated!r}")
+        try:
+            at = datetime.fromisoformat(updated)
+        except ValueError as exc:
+            raise errors.StateFileError(f"updatedAt: not a time: {updated!r}") from exc
+        if at.tzinfo is None:
+            raise errors.StateFileError(f"updatedAt: no timezone: {updated!r}")
+        return cls(
+            pid=pid,
+            running=_bool(data, "running"),
+            revision_in_force=_optional_str(data, "revisionInForce"),
+            revision_seen=_optional_str(data, "revisionSeen"),
+            spec_valid=_bool(data, "specValid"),
+            spec_errors=tuple(problems),
+            updated_at=at,
+        )
+
+
+def write_status(state_dir: Path, status: DaemonStatus) -> None:
+    """Replace the daemon's status in `state_dir`, atomically."""
+    path = layout.daemon_status_path(state_dir)
+    # One writer at a time (the daemon holds the fabric lock): a fixed name.
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(status.to_json(), indent=2) + "\n")
+    tmp.replace(path)
+
+
+def read_status(state_dir: Path) -> DaemonStatus | None:
+    """The daemon's last status in `state_dir`; None if there is none or it is damaged."""
+    try:
+        text = layout.daemon_status_path(state_dir).read_text(encoding="utf-8")
+        return DaemonStatus.from_json(json.loads(text))
+    except (OSError, ValueError, errors.StateFileError):  # JSON, Unicode: ValueErrors
+        return None
+
+
+def running_daemon(state_dir: Path) -> DaemonStatus | None:
+    """The status of the daemon working on `state_dir`, if it says it runs and its process does."""
+    status = read_status(state_dir)
+    if status is None or not status.running:
+        return None
+    try:
+        os.kill(status.pid, 0)
+    except PermissionError:
+        return status  # alive, as another user (the daemon's service account)
+    except (OSError, OverflowError):
+        return None  # gone without saying so (killed), or no pid there can be
+    return status
+
+
+def _bool(data: dict[str, Any], key: str) -> bool:
+    value = data[key]
+    if not isinstance(value, bool):
+        raise errors.StateFileError(f"{key}: not true or false: {value!r}")
+    return value
+
+
+def _optional_str(data: dict[str, Any], key: str) -> str | None:
+    value = data[key]
+    if value is not None and not isinstance(value, str):
+        raise errors.StateFileError(f"{key}: not a string: {value!r}")
+    return value

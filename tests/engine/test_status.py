@@ -1,0 +1,133 @@
+"""The daemon's status file: written whole, read back typed, and a damaged one is no status."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.cli import main as cli
+from reconciler.engine import state_dir as layout
+from reconciler.engine import status
+
+AT = datetime(2026, 11, 20, 9, 0, 1, 250000, tzinfo=UTC)
+INVENTORY = "sites: [ams, rtm]\nvms:\n  - {name: sql01, activeSite: ams, replication: ams->rtm}\n"
+
+
+def written(pid: object, **overrides: Any) -> dict[str, Any]:
+    """daemon.json as the daemon has always written it: the `drctl status` contract."""
+    return {
+        "pid": pid,
+        "running": True,
+        "revisionInForce": "a" * 40,
+        "revisionSeen": "b" * 40,
+        "specValid": False,
+        "specErrors": ["finance.yaml:7: unknown key 'grups'"],
+        "updatedAt": "2026-11-20T09:00:01.250000+00:00",
+        **overrides,
+    }
+
+
+def test_a_written_status_reads_back_and_keeps_the_json_contract(tmp_path: Path) -> None:
+    said = status.DaemonStatus(
+        pid=4242,
+        running=True,
+        revision_in_force="a" * 40,
+        revision_seen="b" * 40,
+        spec_valid=False,
+        spec_errors=("finance.yaml:7: unknown key 'grups'",),
+        updated_at=AT,
+    )
+    status.write_status(tmp_path, said)
+    assert status.read_status(tmp_path) == said
+    assert json.loads(layout.daemon_status_path(tmp_path).read_text()) == written(4242)
+    assert [p.name for p in tmp_path.iterdir()] == ["daemon.json"]  # no temporary left
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        '{"pid": 12, "running": tr',  # cut short
+        "[1, 2]",
+        json.dumps({k: v for k, v in written(12).items() if k != "specValid"}),
+        json.dumps(written("12")),
+        json.dumps(written(True)),
+        json.dumps(written(0)),
+        json.dumps(written(12, running="yes")),
+        json.dumps(written(12, revisionInForce=7)),
+        json.dumps(written(12, specErrors="finance.yaml:7: bad")),
+        json.dumps(written(12, updatedAt="yesterday")),
+        json.dumps(written(12, updatedAt="2026-11-20T09:00:01")),  # no zone
+    ],
+)
+def test_a_damaged_or_partial_file_is_no_status(tmp_path: Path, text: str) -> None:
+    layout.daemon_status_path(tmp_path).write_text(text)
+    assert status.read_status(tmp_path) is None
+    assert status.running_daemon(tmp_path) is None
+
+
+def test_a_file_that_is_not_text_is_no_status(tmp_path: Path) -> None:
+    layout.daemon_status_path(tmp_path).write_bytes(b"\xff\xfe\x00")
+    assert status.read_status(tmp_path) is None
+
+
+def test_no_file_is_no_status(tmp_path: Path) -> None:
+    assert status.read_status(tmp_path) is None
+
+
+def test_only_a_daemon_that_runs_and_whose_process_lives_is_running(tmp_path: Path) -> None:
+    path = layout.daemon_status_path(tmp_path)
+    path.write_text(json.dumps(written(os.getpid())))
+    assert status.running_daemon(tmp_path) is not None
+    path.write_text(json.dumps(written(os.getpid(), running=False)))  # it said it stopped
+    assert status.running_daemon(tmp_path) is None
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    path.write_text(json.dumps(written(int(gone.stdout))))  # killed without a word
+    assert status.running_daemon(tmp_path) is None
+    path.write_text(json.dumps(written(2**40)))  # no process can have that id
+    assert status.running_daemon(tmp_path) is None
+
+
+@pytest.fixture
+def fabric(tmp_path: Path) -> Path:
+    (tmp_path / "inv.yaml").write_text(INVENTORY)
+    state = tmp_path / "state"
+    assert cli.main(["fabric", "init", str(tmp_path / "inv.yaml"), "--state-dir", str(state)]) == 0
+    (tmp_path / "specs").mkdir()
+    return tmp_path
+
+
+def test_drctl_status_json_shows_the_daemon_object_as_written(
+    fabric: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = fabric / "state"
+    layout.daemon_status_path(state).write_text(json.dumps(written(os.getpid()), indent=2))
+    args = ["status", str(fabric / "specs"), "--state-dir", str(state)]
+    assert cli.main([*args, "--output", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["daemon"] == written(os.getpid())
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert f"daemon (pid {os.getpid()}): revision in force {'a' * 40}; not yet sha256:" in out
+    assert "  newest revision invalid, kept out: finance.yaml:7: unknown key 'grups'" in out
+
+
+def test_drctl_status_with_a_damaged_daemon_file_shows_no_daemon(
+    fabric: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = fabric / "state"
+    layout.daemon_status_path(state).write_text('{"pid": ')
+    args = ["status", str(fabric / "specs"), "--state-dir", str(state), "--output", "json"]
+    assert cli.main(args) == 0
+    assert json.loads(capsys.readouterr().out)["daemon"] is None
