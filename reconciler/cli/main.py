@@ -381,13 +381,13 @@ def _metrics_addr(text: str) -> tuple[str, int]:
 
 def _run(args: argparse.Namespace) -> int:
     from reconciler.core.desired import EMBEDDED_FABRIC
-    from reconciler.daemon import loop
+    from reconciler.daemon import logs, loop
     from reconciler.engine import fabrics, metrics
     from reconciler.engine import state_dir as layout
     from reconciler.kits import clock
 
     address = _metrics_addr(args.metrics_addr) if args.metrics_addr else None
-    loop.configure_logging(args.log_format)
+    logs.configure_logging(args.log_format)
     wall = clock.WallClock()
     provider = fabrics.Fabrics(args.state_dir, wall)
     if not (args.state_dir / layout.FABRICS).is_dir():
@@ -404,7 +404,7 @@ def _run(args: argparse.Namespace) -> int:
             raise errors.UsageError(
                 f"cannot serve metrics on {args.metrics_addr}: {why}; choose another --metrics-addr"
             ) from exc
-        loop.log.info(
+        logs.log.info(
             "serving metrics on http://%s:%d/metrics",
             address[0],
             server.server_port,

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-import logging
 import os
-import shutil
 import signal
 import threading
 import time
@@ -24,21 +21,19 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from reconciler.core import plan
-from reconciler.core.desired import DesiredState, PlanSpec
+from reconciler.core.desired import DesiredState
 from reconciler.core.plan import Phase
+from reconciler.daemon import in_force
+from reconciler.daemon.logs import log
 from reconciler.engine import execute, fabrics, journal, status
 from reconciler.engine import metrics as metrics_
-from reconciler.engine import state_dir as layout
 from reconciler.engine.lease import flock
 from reconciler.errors import GitError, LockHeldError, SpecError, WatchError
 from reconciler.fabric import base
 from reconciler.gitops import notes, revision, specdir, watch
 from reconciler.kits import clock as clocks
-
-log = logging.getLogger("drctl")
 
 # Told once per revision in force when it has converged or is stuck: the
 # revision, the last plan, and the journal's actions for that revision.
@@ -52,6 +47,17 @@ PENDING_POLL = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
+class Result:
+    """How a pass ended and when to requeue it.
+
+    `outcome` is the `drctl_reconcile_total` result, None when no pass was made.
+    """
+
+    outcome: str | None
+    requeue_after: float
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     specs_dir: Path
     state_dir: Path
@@ -59,18 +65,6 @@ class Config:
     poll_interval: float = 0.1
     settings: execute.Settings = dataclasses.field(default_factory=execute.Settings)
     watch: bool = True  # False: changes are seen only at each resync (no inotify)
-
-
-@dataclasses.dataclass
-class InForce:
-    """The desired state the daemon acts on: the newest valid revision it has seen."""
-
-    revision: str
-    desired: DesiredState
-    seen_at: datetime
-    # When each plan's move started (revision seen), until it is converged.
-    moving_since: dict[str, datetime] = dataclasses.field(default_factory=dict)
-    placed: set[str] = dataclasses.field(default_factory=set)
 
 
 class Daemon:
@@ -91,7 +85,7 @@ class Daemon:
         self._outcome_told: tuple[str, bool] | None = None
         self.stop = threading.Event()
         self.wake = threading.Event()
-        self.in_force: InForce | None = None
+        self.in_force: in_force.InForce | None = None
         self.spec_error: SpecError | None = None
         self.revision_seen: str | None = None
         self.last_change_at: datetime | None = None
@@ -155,28 +149,28 @@ class Daemon:
 
     def reconcile_once(self) -> float:
         """One pass; returns how long the loop may sleep before the next one."""
-        assert self._executor is not None  # noqa: S101 (set by prepare)
         started = time.monotonic()
-        if self._changed:
-            try:
-                if self._dirty_too_recent():
-                    return DIRTY_GRACE.total_seconds()
-                self._changed = False
-                self._read_specs()
-            except GitError as exc:
-                # Retried at the next change or resync; the revision in force stays.
-                log.error(
-                    "cannot read the spec revision: %s; revision in force: %s",
-                    exc,
-                    self.in_force.revision if self.in_force else "none",
-                    extra={"event": "git_error", "error": str(exc)},
-                )
-        if self.in_force is None:
+        result = self._reconcile()
+        if result.outcome is not None:
+            self.metrics.record_reconcile(result.outcome, time.monotonic() - started)
             self._write_daemon_file(running=True)
-            self.metrics.record_reconcile(
-                metrics_.RECONCILE_INVALID_SPEC, time.monotonic() - started
-            )
-            return self.config.resync
+        return result.requeue_after
+
+    def _reconcile(self) -> Result:
+        """The pass as a story: read the revision, act on the one in force, say when to look again.
+
+        Each step either succeeds or records why not and returns, like Flux's
+        Reconcile: a bad spec waits for the files to change (the revision in
+        force stays), a failure of the fabric or the journal is retried soon,
+        and what the plan waits for decides the sleep.
+        """
+        assert self._executor is not None  # noqa: S101 (set by prepare)
+        if self._changed:
+            if self._dirty_too_recent():
+                return Result(None, DIRTY_GRACE.total_seconds())  # a commit or pull half-way
+            self._read_revision()
+        if self.in_force is None:
+            return Result(metrics_.RECONCILE_INVALID_SPEC, self.config.resync)
         try:
             built = self._executor.step(
                 self.in_force.desired,
@@ -189,14 +183,25 @@ class Daemon:
             # The one broad catch (style.md): a provider or journal failure must
             # not kill the daemon; log, count, and try again on the next pass.
             log.exception("reconcile pass failed; retrying")
-            self.metrics.record_reconcile(metrics_.RECONCILE_ERROR, time.monotonic() - started)
-            return min(5.0, self.config.resync)
+            return Result(metrics_.RECONCILE_ERROR, min(5.0, self.config.resync))
         if self._executor.last_observed is not None:
             self.metrics.update_from_plan(built, self._executor.last_observed)
-        result = metrics_.RECONCILE_INVALID_SPEC if self.spec_error else metrics_.RECONCILE_SUCCESS
-        self.metrics.record_reconcile(result, time.monotonic() - started)
-        self._write_daemon_file(running=True)
-        return self._next_wait(built)
+        outcome = metrics_.RECONCILE_INVALID_SPEC if self.spec_error else metrics_.RECONCILE_SUCCESS
+        return Result(outcome, self._next_wait(built))
+
+    def _read_revision(self) -> None:
+        """Read the specs at the revision in the work tree; git trouble keeps the one in force."""
+        self._changed = False
+        try:
+            self._read_specs()
+        except GitError as exc:
+            # Retried at the next change or resync; the revision in force stays.
+            log.error(
+                "cannot read the spec revision: %s; revision in force: %s",
+                exc,
+                self.in_force.revision if self.in_force else "none",
+                extra={"event": "git_error", "error": str(exc)},
+            )
 
     # --- desired state -------------------------------------------------------
 
@@ -266,7 +271,7 @@ class Daemon:
     def _adopt(self, rev: str, desired: DesiredState) -> None:
         previous = self.in_force
         now = self.clock.now()
-        self.in_force = InForce(rev, desired, now)
+        self.in_force = in_force.InForce(rev, desired, now)
         if previous is not None:
             # A plan that was still moving keeps its start: its RTO runs on.
             self.in_force.moving_since = {
@@ -278,7 +283,7 @@ class Daemon:
         for plan_spec in desired.plans:
             if plan_spec.name in self.in_force.moving_since:
                 continue
-            if _moves(plan_spec, observed, previous.desired if previous else None):
+            if in_force.moves(plan_spec, observed, previous.desired if previous else None):
                 self.in_force.moving_since[plan_spec.name] = now
         self._recorded.clear()  # each VM's convergence is recorded under each revision
         log.info(
@@ -286,37 +291,14 @@ class Daemon:
         )
 
     def _save_in_force(self) -> None:
-        """Keep the specs of the revision in force, for a restart while HEAD is invalid."""
         assert self.in_force is not None  # noqa: S101
-        target = layout.in_force_dir(self.config.state_dir)
-        staging = layout.in_force_staging_dir(self.config.state_dir)
-        shutil.rmtree(staging, ignore_errors=True)
-        (staging / "specs").mkdir(parents=True)
-        for file in specdir.spec_files(self.config.specs_dir):
-            dest = staging / "specs" / file.relative_to(self.config.specs_dir)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(file, dest)
-        (staging / "revision").write_text(self.in_force.revision + "\n")
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
+        in_force.save(self.config.state_dir, self.config.specs_dir, self.in_force.revision)
 
     def _restore_in_force(self) -> None:
-        saved = layout.in_force_dir(self.config.state_dir)
-        if not (saved / "revision").is_file():
-            return
-        try:
-            desired = specdir.load_specs(saved / "specs")
-        except SpecError:
-            log.warning("the saved revision in force in %s is unreadable; ignoring it", saved)
-            return
-        rev = (saved / "revision").read_text().strip()
-        self.in_force = InForce(rev, desired, self.clock.now())
-        self._publish_spec()
-        log.info(
-            "restored revision in force %s from the state dir",
-            rev,
-            extra={"event": "revision_restored", "revision": rev},
-        )
+        restored = in_force.restore(self.config.state_dir, self.clock.now())
+        if restored is not None:
+            self.in_force = restored
+            self._publish_spec()
 
     # --- after each pass ------------------------------------------------------
 
@@ -406,26 +388,21 @@ class Daemon:
             self.on_revision(rev, built, self._journal.entries(revision=rev))
 
     def _next_wait(self, built: plan.Plan) -> float:
+        """How long the loop may sleep: what the plan waits for says (`plan.pending`)."""
         assert self._executor is not None  # noqa: S101
         if self._executor.running:
             return self.config.poll_interval
         if built.converged:
             return self.config.resync
-        waits = [self.config.resync]
-        for vp in built.vms:
-            if vp.converged:
-                continue
-            if vp.observed is not None and vp.observed.job is not None and vp.observed.job.running:
-                waits.append(self.config.poll_interval)
-            elif vp.action is not None and vp.action.ready:
-                waits.append(self.config.poll_interval)  # held by maxParallel or settle
-            elif vp.phase in {Phase.WAITING_FOR_SITE, Phase.SYNCING}:
-                waits.append(PENDING_POLL)
-        # A backoff (after a failure or a transient error) knows when it ends.
-        retry_at = execute.next_retry_at(built, self._executor)
+        now = self.clock.now()
+        wait = plan.pending(built).wake_in(
+            now, self.config.poll_interval, PENDING_POLL, self.config.resync
+        )
+        # The executor's own backoffs (a job or list_jobs asked again later).
+        retry_at = self._executor.next_retry_at
         if retry_at is not None:
-            waits.append(max(0.0, (retry_at - self.clock.now()).total_seconds()))
-        return min(waits)
+            wait = min(wait, max(0.0, (retry_at - now).total_seconds()))
+        return wait
 
     def _event(self, event: execute.Event) -> None:
         where = f" -> {event.target_site}" if event.target_site else ""
@@ -542,55 +519,3 @@ def note_outcome(specs_dir: Path) -> OnRevision:
         )
 
     return attach
-
-
-def _moves(
-    plan_spec: PlanSpec,
-    observed: Any,
-    previous: DesiredState | None,
-) -> bool:
-    """Whether this revision moves VMs of the plan: a desired site differs from now."""
-    before = {} if previous is None else {vm.name: vm.active_site for vm in previous.vms()}
-    for vm in plan_spec.vms:
-        if before.get(vm.name, vm.active_site) != vm.active_site:
-            return True
-        o = None if observed is None else observed.vms.get(vm.name)
-        if o is not None and o.active_site != vm.active_site:
-            return True
-    return False
-
-
-def configure_logging(fmt: str) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(
-        _JsonFormatter()
-        if fmt == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
-    )
-    root = logging.getLogger("drctl")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    root.propagate = False
-
-
-class _JsonFormatter(logging.Formatter):
-    _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
-
-    def format(self, record: logging.LogRecord) -> str:
-        data = {
-            "ts": datetime.fromtimestamp(record.created)
-            .astimezone()
-            .isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "msg": record.getMessage(),
-        }
-        data.update(
-            {
-                k: v
-                for k, v in vars(record).items()
-                if k not in self._STANDARD and k not in {"message", "asctime"}
-            }
-        )
-        if record.exc_info:
-            data["exception"] = self.formatException(record.exc_info)
-        return json.dumps(data, default=str)

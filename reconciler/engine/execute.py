@@ -27,7 +27,6 @@ from enum import StrEnum
 
 from reconciler.core import plan, state
 from reconciler.core.desired import EMBEDDED_FABRIC, DesiredState
-from reconciler.core.plan import Phase
 from reconciler.engine import fabrics as fabrics_
 from reconciler.engine import journal as journals
 from reconciler.errors import (
@@ -394,25 +393,12 @@ def _event(kind: EventKind, action: plan.Action, at: datetime, **extra: str) -> 
 
 def can_progress(built: plan.Plan, executor: Executor) -> bool:
     """Whether waiting can change anything without a human changing the spec or fabric."""
-    if executor.running:
-        return True
-    for vp in built.vms:
-        if vp.converged:
-            continue
-        if vp.observed is not None and vp.observed.job is not None and vp.observed.job.running:
-            return True
-        if vp.phase in {Phase.WAITING_FOR_SITE, Phase.SYNCING}:
-            return True
-        if vp.action is not None and (vp.action.ready or "backoff" in vp.action.waiting_for):
-            return True
-    return False
+    return bool(executor.running or executor.next_retry_at or plan.pending(built).can_progress)
 
 
 def next_retry_at(built: plan.Plan, executor: Executor) -> datetime | None:
     """When the first call held back by a backoff (in the plan or in the executor) is due."""
-    times = [a.retry_at for a in built.actions if a.retry_at is not None and not a.ready]
-    if executor.next_retry_at is not None:
-        times.append(executor.next_retry_at)
+    times = [t for t in (plan.pending(built).retry_at, executor.next_retry_at) if t is not None]
     return min(times, default=None)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.daemon import loop
+from reconciler.daemon import logs, loop
 from reconciler.engine import execute, metrics
 from reconciler.engine import state_dir as layout
 from reconciler.fabric.sim import inventory
@@ -195,8 +195,8 @@ def test_a_throttled_start_makes_the_daemon_sleep_until_the_retry_time(tmp_path:
 
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_logging_formats(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
-    loop.configure_logging(fmt)
-    loop.log.info("plan %s converged", "finance", extra={"event": "plan_converged"})
+    logs.configure_logging(fmt)
+    logs.log.info("plan %s converged", "finance", extra={"event": "plan_converged"})
     err = capsys.readouterr().err
     assert "plan finance converged" in err
     if fmt == "json":

@@ -29,18 +29,21 @@ from reconciler.core.plan.model import (
     Readiness,
     VMPlan,
 )
+from reconciler.core.plan.pending import Pending, pending
 
 __all__ = [
     "MAX_ATTEMPTS",
     "Action",
     "Attempts",
     "AttemptsByAction",
+    "Pending",
     "Phase",
     "Plan",
     "Readiness",
     "VMPlan",
     "build_plan",
     "build_plans",
+    "pending",
 ]
 
 

@@ -1,0 +1,83 @@
+"""The revision in force: the newest valid revision the daemon has seen, kept in the state dir.
+
+An invalid revision changes nothing: the last valid one stays in force, and is
+saved (`save`) so that a daemon restarted while HEAD is invalid acts on it too
+(`restore`). `moves` tells whether a new revision moves VMs of a plan (its
+RTO clock starts). Called by `daemon.loop`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler.core.desired import DesiredState, PlanSpec
+from reconciler.daemon.logs import log
+from reconciler.engine import state_dir as layout
+from reconciler.errors import SpecError
+from reconciler.gitops import specdir
+
+
+@dataclasses.dataclass
+class InForce:
+    """The desired state the daemon acts on: the newest valid revision it has seen."""
+
+    revision: str
+    desired: DesiredState
+    seen_at: datetime
+    # When each plan's move started (revision seen), until it is converged.
+    moving_since: dict[str, datetime] = dataclasses.field(default_factory=dict)
+    placed: set[str] = dataclasses.field(default_factory=set)
+
+
+def save(state_dir: Path, specs_dir: Path, revision: str) -> None:
+    """Keep the specs of the revision in force, for a restart while HEAD is invalid."""
+    target = layout.in_force_dir(state_dir)
+    staging = layout.in_force_staging_dir(state_dir)
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "specs").mkdir(parents=True)
+    for file in specdir.spec_files(specs_dir):
+        dest = staging / "specs" / file.relative_to(specs_dir)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(file, dest)
+    (staging / "revision").write_text(revision + "\n")
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+
+
+def restore(state_dir: Path, now: datetime) -> InForce | None:
+    """The revision in force a previous daemon saved, if it is there and valid."""
+    saved = layout.in_force_dir(state_dir)
+    if not (saved / "revision").is_file():
+        return None
+    try:
+        desired = specdir.load_specs(saved / "specs")
+    except SpecError:
+        log.warning("the saved revision in force in %s is unreadable; ignoring it", saved)
+        return None
+    rev = (saved / "revision").read_text().strip()
+    log.info(
+        "restored revision in force %s from the state dir",
+        rev,
+        extra={"event": "revision_restored", "revision": rev},
+    )
+    return InForce(rev, desired, now)
+
+
+def moves(
+    plan_spec: PlanSpec,
+    observed: Any,
+    previous: DesiredState | None,
+) -> bool:
+    """Whether this revision moves VMs of the plan: a desired site differs from now."""
+    before = {} if previous is None else {vm.name: vm.active_site for vm in previous.vms()}
+    for vm in plan_spec.vms:
+        if before.get(vm.name, vm.active_site) != vm.active_site:
+            return True
+        o = None if observed is None else observed.vms.get(vm.name)
+        if o is not None and o.active_site != vm.active_site:
+            return True
+    return False
