@@ -62,6 +62,7 @@ class EventKind(StrEnum):
     FAILED = "failed"
     REFUSED = "refused"  # the provider refused to start it
     THROTTLED = "throttled"
+    DEFERRED = "deferred"  # the call did not get through (timeout, network): retried, no attempt
 
 
 @dataclass(frozen=True)
@@ -314,7 +315,7 @@ class Executor:
                 return
             except TransientError as exc:
                 self.journal.record_deferred(entry_id, now, str(exc))
-                self._emit(_event(EventKind.REFUSED, action, now, error=str(exc)))
+                self._emit(_event(EventKind.DEFERRED, action, now, error=str(exc)))
                 continue
             except RejectedError as exc:
                 # The fabric's state moved since the observation: plan again.

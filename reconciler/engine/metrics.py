@@ -352,7 +352,7 @@ class Metrics:
         self._actions = prometheus_client.Counter(
             ACTIONS_TOTAL,
             "Actions drctl issued, by operation and outcome (succeeded, failed, "
-            "refused by the fabric, throttled).",
+            "refused by the fabric, throttled, deferred).",
             ("operation", "result"),
             registry=r,
         )
@@ -448,7 +448,7 @@ class Metrics:
             return
         self._actions.labels(op, event.kind.value).inc()
         if event.kind not in (EventKind.SUCCEEDED, EventKind.FAILED):
-            return  # refused or throttled: no job was started
+            return  # refused, throttled or deferred: no job was started
         started = self._in_flight_jobs.pop(event.job_id, None) if event.job_id else None
         if started is not None:
             self._in_flight.labels(started).dec()

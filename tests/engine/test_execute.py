@@ -185,6 +185,7 @@ def test_a_transient_error_backs_off_exponentially_and_never_blocks(tmp_path: Pa
     assert blocked == []
     assert outcome.converged
     assert run.results() == [journal.DEFERRED] * (ATTEMPTS + 2) + [journal.SUCCEEDED]
+    assert run.kinds()[: ATTEMPTS + 2] == [execute.EventKind.DEFERRED] * (ATTEMPTS + 2)
     assert run.attempts() == {}
     deferred = [
         e.finished_at
