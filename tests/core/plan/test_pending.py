@@ -23,9 +23,7 @@ def test_a_running_job_is_polled() -> None:
 
 
 def test_a_backoff_wakes_at_its_retry_time_and_is_progress() -> None:
-    attempts = {
-        ("sql01", Operation.STOP_VM): Attempts(1, "boom", NOW + timedelta(seconds=7))
-    }
+    attempts = {("sql01", Operation.STOP_VM): Attempts(1, "boom", NOW + timedelta(seconds=7))}
     built = plan.build_plan(desired(want("sql01", "rtm")), observed(vm("sql01")), NOW, attempts)
     waiting = plan.pending(built)
     assert waiting.retry_at == NOW + timedelta(seconds=7)
