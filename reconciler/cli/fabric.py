@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.cli import options
+from reconciler.core import spec
 from reconciler.core.desired import EMBEDDED_FABRIC
 from reconciler.core.state import Operation
 
@@ -29,6 +30,17 @@ def _later(name: str) -> Callable[[argparse.Namespace], int]:
         return handler(args)
 
     return run
+
+
+def fabric_name(text: str) -> str:
+    """`--fabric NAME` as argparse's `type`: a name a Fabric document could have.
+
+    The name becomes a directory under the state dir: `../x` must never get there.
+    argparse turns the error into a usage error (exit 2) naming the option.
+    """
+    if not spec.is_name(text):
+        raise argparse.ArgumentTypeError(spec.invalid_name("fabric", text))
+    return text
 
 
 def add_commands(commands: Any) -> None:
@@ -97,6 +109,7 @@ def add_commands(commands: Any) -> None:
         options.state_dir_arg(parser)
         parser.add_argument(
             "--fabric",
+            type=fabric_name,
             default=EMBEDDED_FABRIC,
             metavar="NAME",
             help="a simulated Fabric the specs declare (default: the embedded one, "

@@ -211,7 +211,8 @@ def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
     rev = revision.spec_revision(args.specs_dir).id
     wall = clock.WallClock()
     with fabrics.open_for(desired, args.state_dir, wall) as opened:
-        observed = opened.observe(execute.observed_fabrics(desired))
+        observed = opened.observe(desired.fabrics_in_use())
+    fabrics.raise_if_blind(observed)
     # Plan with the attempts already spent on this revision, so that plan and
     # status show Blocked after exhausted retries exactly as apply does.
     attempts: plan.AttemptsByAction = {}
@@ -379,20 +380,27 @@ def _metrics_addr(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _declares_fabrics(specs_dir: Path) -> bool:
+    """Whether the specs as they are now declare a Fabric (invalid specs: as if not)."""
+    try:
+        return bool(specdir.load_specs(specs_dir).fabrics)
+    except errors.SpecError:
+        return False
+
+
 def _run(args: argparse.Namespace) -> int:
     from reconciler.core.desired import EMBEDDED_FABRIC
     from reconciler.daemon import logs, loop
     from reconciler.engine import fabrics, metrics
-    from reconciler.engine import state_dir as layout
     from reconciler.kits import clock
 
     address = _metrics_addr(args.metrics_addr) if args.metrics_addr else None
     logs.configure_logging(args.log_format)
     wall = clock.WallClock()
     provider = fabrics.Fabrics(args.state_dir, wall)
-    if not (args.state_dir / layout.FABRICS).is_dir():
-        # Only the embedded simulator can be meant: a daemon with no fabric to
-        # drive says so at once, as it always did.
+    if not _declares_fabrics(args.specs_dir):
+        # The embedded simulator is meant: a daemon with no fabric to drive
+        # says so at once, as it always did.
         provider.provider(EMBEDDED_FABRIC)
     collected = metrics.Metrics()
     server = None

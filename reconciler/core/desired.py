@@ -82,6 +82,14 @@ class DesiredState:
         """Every fabric a plan uses, in the order the plans come."""
         return list(dict.fromkeys(plan.fabric for plan in self.plans))
 
+    def fabrics_in_use(self) -> list[str]:
+        """The fabrics to observe: those the plans use, and the embedded one when the
+        specs declare none (its VMs are listed as unmanaged even without a plan)."""
+        names = self.fabric_names()
+        if not self.fabrics and EMBEDDED_FABRIC not in names:
+            names.append(EMBEDDED_FABRIC)
+        return names
+
     def fabric(self, name: str) -> FabricSpec | None:
         """The declared Fabric called `name`; None for the embedded simulator."""
         return next((f for f in self.fabrics if f.name == name), None)

@@ -1,6 +1,6 @@
 """The lifecycle of one replicated VM as a pure model: what each operation does, and when.
 
-The simulated fabric (`providers.sim`) asks `check_operation` when a job
+The simulated fabric (`fabric.sim.provider`) asks `check_operation` when a job
 starts and applies `apply_effect` when the job finishes; the local servers
 that imitate the ASR REST API and Hyper-V Replica will share the same model
 through a `Flavour`. No I/O, no clock: what depends on the world (which sites

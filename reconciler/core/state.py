@@ -149,6 +149,9 @@ class Observed:
     # Why the fabric could not be observed at all (its VMs are then unknown,
     # which is never the same as stopped or gone); None when it answered.
     unreachable: str | None = None
+    # The fabric cannot be used until a person acts (not initialised, declared
+    # wrongly): its plans are Blocked rather than waiting.
+    broken: bool = False
 
     def site_connected(self, name: str) -> bool:
         site = self.sites.get(name)

@@ -93,6 +93,7 @@ class Daemon:
         self._phases: dict[tuple[str, str], Phase] = {}
         self._recorded: set[tuple[str, str]] = set()  # converged under the revision in force
         self._executor: execute.Executor | None = None
+        self._lost: dict[str, str] = {}  # fabrics that did not answer the last pass, and why
 
     # --- the loop ------------------------------------------------------------
 
@@ -186,8 +187,35 @@ class Daemon:
             return Result(metrics_.RECONCILE_ERROR, min(5.0, self.config.resync))
         if self._executor.last_observed is not None:
             self.metrics.update_from_plan(built, self._executor.last_observed)
+        if self._tell_lost_fabrics():
+            # A fabric in use could not be observed: the pass did not do its
+            # job for its plans, and reconcile alerts must say so.
+            return Result(metrics_.RECONCILE_ERROR, self._next_wait(built))
         outcome = metrics_.RECONCILE_INVALID_SPEC if self.spec_error else metrics_.RECONCILE_SUCCESS
         return Result(outcome, self._next_wait(built))
+
+    def _tell_lost_fabrics(self) -> bool:
+        """Log each fabric that stops or starts answering; whether one does not answer now."""
+        assert self._executor is not None  # noqa: S101
+        lost = {
+            name: o.unreachable
+            for name, o in self._executor.observed.items()
+            if o.unreachable is not None
+        }
+        for name, why in lost.items():
+            if name not in self._lost:
+                log.error(
+                    "fabric %s cannot be observed: %s; its plans wait",
+                    name,
+                    why,
+                    extra={"event": "fabric_unreachable", "fabric": name, "error": why},
+                )
+        for name in self._lost.keys() - lost.keys():
+            log.info(
+                "fabric %s answers again", name, extra={"event": "fabric_reachable", "fabric": name}
+            )
+        self._lost = lost
+        return bool(lost)
 
     def _read_revision(self) -> None:
         """Read the specs at the revision in the work tree; git trouble keeps the one in force."""

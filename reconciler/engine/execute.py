@@ -1,11 +1,11 @@
-"""The executor: runs the planner's actions against a provider.
+"""The executor: runs the planner's actions against the fabrics (`engine.fabrics`).
 
 One `Executor.step` polls the jobs drctl started to a terminal state and
 records their outcome, observes the fabric, plans, and starts the actions the
 plan marks ready, within each plan's `maxParallel`. Every start is recorded in
 the journal as an intent before the provider is called. `apply` repeats steps
-until the desired state is reached or cannot be. Called by `drctl apply` and,
-later, by the daemon.
+until the desired state is reached or cannot be. Called by `drctl apply` and by
+the daemon (`daemon.loop`).
 
 The three kinds of failure of a call (controller-runtime, Flux) are handled
 apart. A failed job or a TerminalError spends one of the attempts of a (VM,
@@ -102,8 +102,13 @@ class Executor:
         self.last_observed: state.Observed | None = None  # every fabric in one view
         self.observed: dict[str, state.Observed] = {}  # by fabric
         self._fabric_of: dict[str, str] = {}  # plan -> fabric
-        self._throttled_until: datetime | None = None
+        self._throttled_until: dict[str, datetime] = {}  # fabric -> no start before then
+        self._unresolved: list[journals.Entry] = []  # calls that may have reached a fabric
         self._resume()
+
+    def raise_if_blind(self) -> None:
+        """Raise the fabrics' error when no fabric in use could be observed this step."""
+        fabrics_.raise_if_blind(self.observed)
 
     @property
     def running(self) -> int:
@@ -118,7 +123,9 @@ class Executor:
     @property
     def next_retry_at(self) -> datetime | None:
         """The earliest time a call this executor holds back may be made again."""
-        times = [t for t in (self._throttled_until, self._backoff.next_at()) if t is not None]
+        times = [*self._throttled_until.values()]
+        if (backoff := self._backoff.next_at()) is not None:
+            times.append(backoff)
         return min(times, default=None)
 
     def _resume(self) -> None:
@@ -131,45 +138,60 @@ class Executor:
         self._resolve_intents()
 
     def _resolve_intents(self) -> None:
-        """Intent recorded, then the process died: did the fabric get the call?
+        """Did the fabric get the call? For intents a crash interrupted, and deferred starts.
 
-        Until the fabric answers `list_jobs`, the VMs of these intents start
-        nothing: their call may have reached it.
+        An intent recorded before the process died, and a start that failed
+        transiently (a timeout may have been accepted), are matched against
+        the jobs of the fabric they were for. Until that fabric answers
+        `list_jobs`, their VMs start nothing: their call may have reached it.
         """
+        if not self._unresolved:
+            return
         now = self.clock.now()
-        if not self._unresolved or not self._backoff.due(_LIST_JOBS, now):
-            return
-        try:
-            jobs = self.fabrics.list_jobs()
-        except TransientError as exc:
-            self._backoff.fail(_LIST_JOBS, now, _retry_after(exc))
-            return
-        self._backoff.forget(_LIST_JOBS)
-        known = {e.job_id for e in self.journal.entries() if e.job_id}
+        by_fabric: dict[str, list[journals.Entry]] = {}
         for entry in self._unresolved:
-            match = next(
-                (
-                    j
-                    for j in jobs
-                    if j.vm == entry.vm
-                    and j.operation is entry.operation
-                    and j.id not in known
-                    and j.started_at >= entry.intended_at - timedelta(seconds=1)
-                ),
-                None,
-            )
-            if match is None:
-                self.journal.record_outcome(
-                    entry.id,
-                    journals.NOT_ISSUED,
-                    now,
-                    "interrupted before the fabric accepted the call",
-                )
+            by_fabric.setdefault(entry.fabric, []).append(entry)
+        still: list[journals.Entry] = []
+        known: set[str] | None = None
+        for fabric, entries in by_fabric.items():
+            key = (_LIST_JOBS, fabric)
+            if not self._backoff.due(key, now):
+                still.extend(entries)
                 continue
-            known.add(match.id)
-            self.journal.record_started(entry.id, match.id, match.started_at)
-            self._adopt(entry, match.id)
-        self._unresolved = []
+            try:
+                jobs = self.fabrics.list_jobs(fabric)
+            except TransientError as exc:
+                self._backoff.fail(key, now, _retry_after(exc))
+                still.extend(entries)
+                continue
+            self._backoff.forget(key)
+            if known is None:
+                known = {e.job_id for e in self.journal.entries() if e.job_id}
+            for entry in entries:
+                match = next(
+                    (
+                        j
+                        for j in jobs
+                        if j.vm == entry.vm
+                        and j.operation is entry.operation
+                        and j.id not in known
+                        and j.started_at >= entry.intended_at - timedelta(seconds=1)
+                    ),
+                    None,
+                )
+                if match is None:
+                    if entry.result == journals.INTENDED:
+                        self.journal.record_outcome(
+                            entry.id,
+                            journals.NOT_ISSUED,
+                            now,
+                            "interrupted before the fabric accepted the call",
+                        )
+                    continue  # a deferred start that did not get through stays deferred
+                known.add(match.id)
+                self.journal.record_started(entry.id, match.id, match.started_at)
+                self._adopt(entry, match.id)
+        self._unresolved = still
 
     def _adopt(self, entry: journals.Entry, job_id: str) -> None:
         self._running[job_id] = entry
@@ -200,7 +222,7 @@ class Executor:
         """
         self.fabrics.use(desired)
         self._poll_jobs()
-        self.observed = self.fabrics.observe(observed_fabrics(desired))
+        self.observed = self.fabrics.observe(desired.fabrics_in_use())
         self.last_observed = fabrics_.merge(self.observed.values())
         self._fabric_of = {p.name: p.fabric for p in desired.plans}
         now = self.clock.now()
@@ -216,8 +238,9 @@ class Executor:
     def _poll_jobs(self) -> None:
         self._resolve_intents()
         now = self.clock.now()
+        throttled: set[str] = set()  # fabrics that asked to be called less: next step
         for job_id, entry in list(self._running.items()):
-            if not self._backoff.due(job_id, now):
+            if entry.fabric in throttled or not self._backoff.due(job_id, now):
                 continue
             try:
                 job = self.fabrics.get_job(job_id)
@@ -225,7 +248,7 @@ class Executor:
                 # The job runs on regardless; ask again after a backoff.
                 self._backoff.fail(job_id, now, _retry_after(exc))
                 if isinstance(exc, ThrottledError):
-                    break  # asked to call less: the other jobs are asked next step
+                    throttled.add(entry.fabric)
                 continue
             except TerminalError as exc:
                 # The fabric forgot the job (it was replaced): its outcome is
@@ -279,10 +302,9 @@ class Executor:
         self, built: plan.Plan, revision: str, hold: Callable[[plan.Action], bool] | None
     ) -> None:
         now = self.clock.now()
-        if self._throttled_until is not None:
-            if now < self._throttled_until:
-                return
-            self._throttled_until = None
+        for fabric, until in list(self._throttled_until.items()):
+            if now >= until:
+                del self._throttled_until[fabric]
         unresolved = {entry.vm for entry in self._unresolved}
         in_flight = collections.Counter(
             vp.plan
@@ -292,9 +314,12 @@ class Executor:
         for action in built.ready_actions():
             if in_flight[action.plan] >= built.max_parallel.get(action.plan, 1):
                 continue
-            if (hold is not None and hold(action)) or action.vm in unresolved:
+            fabric = self._fabric_of.get(action.plan, EMBEDDED_FABRIC)
+            if fabric in self._throttled_until or action.vm in unresolved:
                 continue
-            entry_id = self.journal.record_intent(action, revision, now)
+            if hold is not None and hold(action):
+                continue
+            entry_id = self.journal.record_intent(action, revision, now, fabric)
             request = base.Request(
                 action.vm,
                 action.operation,
@@ -302,19 +327,23 @@ class Executor:
                 shutdown_source=action.shutdown_source,
             )
             try:
-                job_id = self.fabrics.start(
-                    self._fabric_of.get(action.plan, EMBEDDED_FABRIC), request
-                )
+                job_id = self.fabrics.start(fabric, request)
             except ThrottledError as exc:
-                # Asked to call less: no start at all until then, and this
+                # Asked to call less: no start on that fabric until then, and this
                 # action waits as long in the plan (the journal's retry time).
                 wait = self.settings.backoff(1) if exc.retry_after is None else exc.retry_after
-                self._throttled_until = now + timedelta(seconds=wait)
+                self._throttled_until[fabric] = now + timedelta(seconds=wait)
                 self.journal.record_deferred(entry_id, now, str(exc), wait)
                 self._emit(_event(EventKind.THROTTLED, action, now, error=str(exc)))
-                return
+                continue
             except TransientError as exc:
+                # A timeout may have been accepted: until the fabric's job list
+                # says it was not, this VM starts nothing more.
                 self.journal.record_deferred(entry_id, now, str(exc))
+                self._unresolved.append(
+                    _entry(entry_id, action, revision, now, fabric, journals.DEFERRED)
+                )
+                unresolved.add(action.vm)
                 self._emit(_event(EventKind.DEFERRED, action, now, error=str(exc)))
                 continue
             except RejectedError as exc:
@@ -327,31 +356,38 @@ class Executor:
                 self._emit(_event(EventKind.FAILED, action, now, error=str(exc)))
                 continue
             self.journal.record_started(entry_id, job_id, now)
-            self._running[job_id] = journals.Entry(
-                entry_id,
-                action.plan,
-                action.vm,
-                action.operation,
-                action.target_site,
-                revision,
-                now,
-                job_id,
-                journals.RUNNING,
-                None,
-                now,
-                direction=action.direction,
+            self._running[job_id] = _entry(
+                entry_id, action, revision, now, fabric, journals.RUNNING, job_id
             )
             in_flight[action.plan] += 1
             self._emit(_event(EventKind.STARTED, action, now, job_id=job_id))
 
 
-def observed_fabrics(desired: DesiredState) -> list[str]:
-    """The fabrics to observe: those the plans use; the embedded one when none is declared
-    (its VMs are then listed as unmanaged even without a plan)."""
-    names = desired.fabric_names()
-    if not desired.fabrics and EMBEDDED_FABRIC not in names:
-        names.append(EMBEDDED_FABRIC)
-    return names
+def _entry(
+    entry_id: int,
+    action: plan.Action,
+    revision: str,
+    at: datetime,
+    fabric: str,
+    result: str,
+    job_id: str | None = None,
+) -> journals.Entry:
+    """The journal entry of an action just recorded, as `open_entries` would read it back."""
+    return journals.Entry(
+        entry_id,
+        action.plan,
+        action.vm,
+        action.operation,
+        action.target_site,
+        revision,
+        at,
+        job_id,
+        result,
+        None,
+        at if job_id else None,
+        direction=action.direction,
+        fabric=fabric,
+    )
 
 
 _LIST_JOBS = "list_jobs"  # the backoff item of `Provider.list_jobs`; job ids are the others
@@ -426,9 +462,15 @@ def apply(
     """
     clock = executor.clock
     deadline = clock.now() + timedelta(seconds=timeout)
+    first = True
     while True:
         stopping = stop_requested()
         built = executor.step(desired, revision, start=not stopping)
+        if first:
+            # Nothing at all can be seen: say so at once (exit 3), as a command
+            # on one fabric always did, rather than wait out the timeout.
+            executor.raise_if_blind()
+            first = False
         after_step(built)
         if built.converged:
             return Outcome(built, converged=True)

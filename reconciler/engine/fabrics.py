@@ -36,22 +36,16 @@ class Fabrics:
             EMBEDDED_FABRIC: config.embedded(state_dir)
         }
         self._open: dict[str, base.Provider] = {}
-        self._used: list[str] = []  # the fabrics the plans in force use
 
     @classmethod
     def of(cls, provider: base.Provider, state_dir: Path = Path()) -> Fabrics:
         """Fabrics whose embedded fabric is `provider`, already open (tests, one-shot commands)."""
         fabrics = cls(state_dir, clocks.WallClock())
         fabrics._open[EMBEDDED_FABRIC] = provider
-        fabrics._used = [EMBEDDED_FABRIC]
         return fabrics
 
     def use(self, desired: DesiredState) -> None:
         """Learn the fabrics `desired` declares and uses; a changed declaration reopens one."""
-        used = desired.fabric_names()
-        if not desired.fabrics and EMBEDDED_FABRIC not in used:
-            used.append(EMBEDDED_FABRIC)  # its VMs are listed as unmanaged even without a plan
-        self._used = used
         for spec in desired.fabrics:
             wanted = config.from_spec(spec, layout.fabric_dir(self._state_dir, spec.name))
             if self._configs.get(spec.name) != wanted:
@@ -77,15 +71,22 @@ class Fabrics:
         return opened
 
     def observe(self, names: Iterable[str]) -> dict[str, state.Observed]:
-        """What each named fabric reports now; one that cannot answer is marked unreachable."""
+        """What each named fabric reports now; one that cannot answer is marked so.
+
+        A transient error (a partition, a timeout) leaves its plans waiting; a
+        fabric that cannot be opened at all (not initialised, declared wrongly)
+        needs a person: its plans are Blocked with the reason. Either way
+        nothing is known of its VMs this pass, and the other fabrics go on.
+        """
         found: dict[str, state.Observed] = {}
         for name in names:
             try:
                 observed = self.provider(name).observe()
-            except errors.DrctlError as exc:
-                # Opening it or observing it failed: either way nothing is known
-                # of its VMs this pass, and the other fabrics go on.
+            except errors.TransientError as exc:
                 found[name] = state.Observed(sites={}, vms={}, unreachable=str(exc))
+                continue
+            except errors.DrctlError as exc:
+                found[name] = state.Observed(sites={}, vms={}, unreachable=str(exc), broken=True)
                 continue
             found[name] = observed if name == EMBEDDED_FABRIC else _named_jobs(name, observed)
         return found
@@ -95,38 +96,38 @@ class Fabrics:
         return job_id if name == EMBEDDED_FABRIC else f"{name}/{job_id}"
 
     def get_job(self, job_id: str) -> state.Job:
-        name, own = self._split(job_id)
-        job = self.provider(name).get_job(own)
+        """The job as its fabric reports it; TerminalError only when that fabric does not know it.
+
+        A fabric that cannot be opened now (a declaration changed or removed,
+        its directory gone) says nothing of the job: that is transient, never
+        "the fabric forgot the job".
+        """
+        name, own = _split(job_id)
+        try:
+            provider = self.provider(name)
+        except errors.TransientError:
+            raise
+        except errors.DrctlError as exc:
+            raise errors.TransientError(f"fabric '{name}' cannot be opened: {exc}") from exc
+        job = provider.get_job(own)
         return job if name == EMBEDDED_FABRIC else dataclasses.replace(job, id=job_id)
 
-    def list_jobs(self) -> list[state.Job]:
-        """Every job of every fabric in use, each fabric's in start order.
+    def list_jobs(self, name: str) -> list[state.Job]:
+        """Every job fabric `name` remembers, in start order, with ids as the journal writes them.
 
-        A fabric that cannot be asked makes the whole call fail (TransientError):
-        the executor matches an interrupted intent against this list, and a
-        fabric left out would read as "the call never reached it". Before the
-        desired state says which fabrics are in use, nothing can be told.
+        A fabric that cannot be asked fails the call (TransientError): the
+        executor matches an interrupted intent against this list, and no
+        answer must never read as "the call never reached it".
         """
-        if not self._used:
-            raise errors.TransientError("the fabrics in use are not known yet")
-        jobs: list[state.Job] = []
-        for name in self._used:
-            try:
-                listed = self.provider(name).list_jobs()
-            except errors.TransientError:
-                raise
-            except errors.DrctlError as exc:
-                raise errors.TransientError(f"fabric '{name}' cannot list its jobs: {exc}") from exc
-            if name != EMBEDDED_FABRIC:
-                listed = [dataclasses.replace(j, id=f"{name}/{j.id}") for j in listed]
-            jobs.extend(listed)
-        return jobs
-
-    def _split(self, job_id: str) -> tuple[str, str]:
-        name, sep, own = job_id.partition("/")
-        if sep and name in self._configs and name != EMBEDDED_FABRIC:
-            return name, own
-        return EMBEDDED_FABRIC, job_id
+        try:
+            listed = self.provider(name).list_jobs()
+        except errors.TransientError:
+            raise
+        except errors.DrctlError as exc:
+            raise errors.TransientError(f"fabric '{name}' cannot list its jobs: {exc}") from exc
+        if name == EMBEDDED_FABRIC:
+            return listed
+        return [dataclasses.replace(j, id=f"{name}/{j.id}") for j in listed]
 
     def close(self) -> None:
         opened, self._open = self._open, {}
@@ -155,6 +156,22 @@ def open_for(desired: DesiredState, state_dir: Path, clock: clocks.Clock) -> Fab
     if not desired.fabrics:
         fabrics.provider(EMBEDDED_FABRIC)
     return fabrics
+
+
+def raise_if_blind(observed: dict[str, state.Observed]) -> None:
+    """Raise the fabrics' error when none of them could be observed (a command exits 3)."""
+    lost = [o for o in observed.values() if o.unreachable is not None]
+    if observed and len(lost) == len(observed):
+        why = "; ".join(sorted({str(o.unreachable) for o in lost}))
+        if all(o.broken for o in lost):
+            raise errors.TerminalError(why)
+        raise errors.TransientError(why)
+
+
+def _split(job_id: str) -> tuple[str, str]:
+    """(fabric, the fabric's own id) of a job id as the journal writes it."""
+    name, sep, own = job_id.partition("/")
+    return (name, own) if sep else (EMBEDDED_FABRIC, job_id)
 
 
 def _named_jobs(name: str, observed: state.Observed) -> state.Observed:

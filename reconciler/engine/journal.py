@@ -78,6 +78,7 @@ class Entry:
     finished_at: datetime | None = None
     data_loss_seconds: float | None = None
     direction: str | None = None  # `<from>-><to>` of a failover or a replication change
+    fabric: str = EMBEDDED_FABRIC  # the fabric it was issued to (older rows: the embedded one)
 
 
 class Journal:
@@ -92,6 +93,10 @@ class Journal:
             self._db.execute("ALTER TABLE actions ADD COLUMN direction TEXT")
         if "retry_after" not in columns:  # ... or before throttling was kept
             self._db.execute("ALTER TABLE actions ADD COLUMN retry_after REAL")
+        if "fabric" not in columns:  # ... or before several fabrics: all were the embedded one
+            self._db.execute(
+                f"ALTER TABLE actions ADD COLUMN fabric TEXT NOT NULL DEFAULT '{EMBEDDED_FABRIC}'"
+            )
 
     def close(self) -> None:
         self._db.close()
@@ -106,11 +111,13 @@ class Journal:
             raise
         self._db.execute("COMMIT")
 
-    def record_intent(self, action: plan.Action, revision: str, at: datetime) -> int:
+    def record_intent(
+        self, action: plan.Action, revision: str, at: datetime, fabric: str = EMBEDDED_FABRIC
+    ) -> int:
         with self._write() as db:
             cursor = db.execute(
                 "INSERT INTO actions (plan, vm, operation, target_site, direction, revision, "
-                "intended_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "intended_at, fabric) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     action.plan,
                     action.vm,
@@ -119,6 +126,7 @@ class Journal:
                     action.direction,
                     revision,
                     at.isoformat(),
+                    fabric,
                 ),
             )
             assert cursor.lastrowid is not None  # noqa: S101 (sqlite always sets it)
@@ -174,21 +182,21 @@ class Journal:
     def abandon_open(self, at: datetime, reason: str, fabric: str | None = None) -> int:
         """Close the open actions of a fabric that was replaced; how many there were.
 
-        `fabric` None closes every open action; a declared fabric's actions are
-        those whose job id is `<fabric>/...`, the embedded fabric's the others.
+        `fabric` None closes every open action.
         """
-        # Only the fixed clauses below are formatted into the statement.
-        where, params = "", tuple[object, ...]()
-        if fabric == EMBEDDED_FABRIC:
-            where = " AND (job_id IS NULL OR instr(job_id, '/') = 0)"
-        elif fabric is not None:
-            where, params = " AND substr(job_id, 1, ?) = ?", (len(fabric) + 1, f"{fabric}/")
         with self._write() as db:
-            cursor = db.execute(
-                "UPDATE actions SET result = ?, finished_at = ?, error = ? "  # noqa: S608
-                f"WHERE result IN (?, ?){where}",
-                (ABANDONED, at.isoformat(), reason, INTENDED, RUNNING, *params),
-            )
+            if fabric is None:
+                cursor = db.execute(
+                    "UPDATE actions SET result = ?, finished_at = ?, error = ? "
+                    "WHERE result IN (?, ?)",
+                    (ABANDONED, at.isoformat(), reason, INTENDED, RUNNING),
+                )
+            else:
+                cursor = db.execute(
+                    "UPDATE actions SET result = ?, finished_at = ?, error = ? "
+                    "WHERE result IN (?, ?) AND fabric = ?",
+                    (ABANDONED, at.isoformat(), reason, INTENDED, RUNNING, fabric),
+                )
             return cursor.rowcount
 
     def open_entries(self) -> list[Entry]:
@@ -260,7 +268,7 @@ class _Tally:
 
 _COLUMNS = (
     "id, plan, vm, operation, target_site, revision, intended_at, job_id, result, error, "
-    "started_at, finished_at, data_loss_seconds, direction"
+    "started_at, finished_at, data_loss_seconds, direction, fabric"
 )
 
 
@@ -280,6 +288,7 @@ def _entry(row: tuple[object, ...]) -> Entry:
         finished,
         loss,
         direction,
+        fabric,
     ) = row
     return Entry(
         id=int(str(id_)),
@@ -296,4 +305,5 @@ def _entry(row: tuple[object, ...]) -> Entry:
         finished_at=None if finished is None else datetime.fromisoformat(str(finished)),
         data_loss_seconds=None if loss is None else float(str(loss)),
         direction=None if direction is None else str(direction),
+        fabric=str(fabric),
     )

@@ -4,7 +4,7 @@ Replays the git history of a spec directory (history.py) commit by commit,
 validates each revision as the daemon does (`spec.load_text`, `spec.combine`)
 and reports, per commit, the changes to each VM's effective desired state
 (defaults applied), joined with the journal's actions recorded under that
-revision and the time the VM converged. cli.py calls `audit_history`, then
+revision and the time the VM converged. `cli.main` calls `audit_history`, then
 prints `AuditEntry.to_json()` or `text_lines`.
 
 As the daemon does, an invalid revision changes nothing: it is reported with

@@ -1,6 +1,6 @@
 """Time as drctl reads it: the wall clock in production, a virtual clock in tests.
 
-The simulated fabric (`providers.sim`) and, later, the daemon and the executor
+The simulated fabric (`fabric.sim.provider`), the executor and the daemon
 take a `Clock` instead of calling `datetime.now()` or `time.sleep()`, so a
 test can move time forward instantly and nothing ever sleeps to wait for a
 job to finish.

@@ -78,7 +78,11 @@ def plan_changes(vp: plan.VMPlan) -> difference.Change:
 
     Empty for a converged VM, found by comparing the two tuples before any
     field is looked at; the old value is None when the VM is not in the fabric.
+    Empty too when its fabric could not be observed: what it reports is
+    unknown, and unknown is never shown as "not in the fabric".
     """
+    if not vp.fabric_observed:
+        return {}
     d, o = vp.desired, vp.observed
     seen = None if o is None else (o.active_site, o.replication_text)
     return difference.compare_fields(CHANGE_FIELDS, seen, (d.active_site, d.replication_text))
@@ -207,7 +211,16 @@ class _SharedParts:
         # Everything after the name: the same text for most VMs. The changes
         # follow from desired and observed, so they are found only here, once
         # per distinct rest: a converged VM's (none) cost nothing.
-        rest_key = (desired, observed, vp.placed, vp.protected, vp.phase, vp.reason, readiness)
+        rest_key = (
+            desired,
+            observed,
+            vp.placed,
+            vp.protected,
+            vp.phase,
+            vp.reason,
+            readiness,
+            vp.fabric_observed,
+        )
         rest = self._rest.get(rest_key)
         if rest is None:
             changes = json.dumps(_changes_json(vp))
@@ -245,6 +258,8 @@ def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
 
 def _observed_text(vp: plan.VMPlan) -> str:
     o = vp.observed
+    if not vp.fabric_observed:
+        return "(unknown: fabric not observed)"
     if o is None:
         return "(not in fabric)"
     return f"{o.active_site} {o.replication_text}"

@@ -95,10 +95,13 @@ def build_plans(
     for name in desired.fabric_names():
         seen = observed.get(name) or state.Observed(sites={}, vms={}, unreachable="not observed")
         parts.append(build_plan(desired.only(name), seen, now, attempts, max_attempts))
-    unmanaged = sorted({vm for part in parts for vm in part.unmanaged})
+    unmanaged = {vm for part in parts for vm in part.unmanaged}
+    for name, seen in observed.items():  # a fabric observed with no plan on it
+        if name not in desired.fabric_names():
+            unmanaged.update(seen.vms)
     return Plan(
         vms=tuple(vp for part in parts for vp in part.vms),
         actions=tuple(order.sort_actions(a for part in parts for a in part.actions)),
-        unmanaged=tuple(unmanaged),
+        unmanaged=tuple(sorted(unmanaged)),
         max_parallel={p.name: p.max_parallel for p in desired.plans},
     )

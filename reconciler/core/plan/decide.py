@@ -132,6 +132,14 @@ class PlanContext:
         if self.observed.unreachable is not None:
             # Nothing is known of its VMs, so nothing is planned: unknown is
             # never read as "stopped" or "gone".
+            if self.observed.broken:
+                return self._result(
+                    vm,
+                    None,
+                    Phase.BLOCKED,
+                    f"fabric '{self.plan.fabric}' cannot be opened: {self.observed.unreachable}; "
+                    "nothing of this plan moves until it can",
+                )
             return self._result(
                 vm,
                 None,
@@ -171,7 +179,17 @@ class PlanContext:
         if placed and protected:
             assert o is not None  # noqa: S101 (placed)
             return self._converged(vm, o)
-        return VMPlan(vm, o, phase, reason, action, placed, protected, self._readiness(o))
+        return VMPlan(
+            vm,
+            o,
+            phase,
+            reason,
+            action,
+            placed,
+            protected,
+            self._readiness(o),
+            fabric_observed=self.observed.unreachable is None,
+        )
 
     def _converged(self, vm: DesiredVM, o: state.ObservedVM) -> VMPlan:
         key = (vm.active_site, vm.replication)

@@ -98,6 +98,9 @@ class VMPlan:
     placed: bool
     protected: bool
     readiness: Readiness
+    # False when the plan's fabric could not be observed (or opened) this pass:
+    # `observed` is None then because nothing is known, not because the VM is gone.
+    fabric_observed: bool = True
 
     @property
     def converged(self) -> bool:

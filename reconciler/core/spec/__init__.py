@@ -32,6 +32,8 @@ from reconciler.core.spec.schema import (
     FABRIC_KIND,
     KIND,
     SITE_NAME,
+    invalid_name,
+    is_name,
     parse_replication,
 )
 from reconciler.errors import SpecError
@@ -43,6 +45,8 @@ __all__ = [
     "KIND",
     "SITE_NAME",
     "combine",
+    "invalid_name",
+    "is_name",
     "load_files",
     "load_text",
     "parse_replication",
@@ -162,10 +166,7 @@ def _load_fabric(
 ) -> FabricSpec | None:
     # Secrets first: a literal password must be refused with how to reference
     # it, not reported as an unknown key.
-    secrets = [
-        Issue(file, index, path, schema.secret_message(key))
-        for path, key in schema.secret_values(doc)
-    ]
+    secrets = [Issue(file, index, path, message) for path, message in schema.secret_values(doc)]
     if secrets:
         issues.extend(secrets)
         return None

@@ -3,7 +3,8 @@
 Used by `spec` (the loader) and `spec.resolve`. Field names are snake_case in
 Python and camelCase in YAML; unknown keys are errors everywhere, so a typo is
 never ignored. A Fabric document never holds a secret: `secret_values` finds
-keys that look like one and hold a literal value.
+keys that look like one and hold a literal value. `cli.fabric` checks a
+`--fabric NAME` with `is_name` and says what is wrong with `invalid_name`.
 """
 
 from __future__ import annotations
@@ -23,8 +24,13 @@ FABRIC_KINDS = ("simulator",)
 
 DocPath = tuple[str | int, ...]
 
+# Site and fabric names: a fabric's name is a directory (<state-dir>/fabrics/<name>)
+# and a job-id prefix (<name>/<job id>), so it holds no separator and is never
+# `.` or `..`; sites follow the same rule, so one sentence explains both.
 _SITE = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 SITE_NAME = rf"^{_SITE}$"
+NAME_RULE = "use letters, digits, '.', '_' or '-', starting with a letter or digit"
+_NAME = re.compile(_SITE)
 _REPLICATION = re.compile(rf"^\s*({_SITE})\s*->\s*({_SITE})\s*$")
 
 
@@ -35,6 +41,7 @@ class Model(pydantic.BaseModel):
 
 
 SiteName = Annotated[str, pydantic.StringConstraints(pattern=SITE_NAME)]
+FabricName = Annotated[str, pydantic.StringConstraints(pattern=SITE_NAME)]
 VMName = Annotated[str, pydantic.StringConstraints(min_length=1, pattern=r"^\S(.*\S)?$")]
 # A bare `off` is the string "off" in YAML 1.2 and the boolean false in YAML 1.1:
 # accept both, so the meaning never depends on which parser read the file.
@@ -66,7 +73,7 @@ class GroupEntry(Model):
 
 
 class PlanBody(Model):
-    fabric: VMName | None = None
+    fabric: FabricName | None = None
     sites: list[SiteName]
     defaults: Defaults = Defaults()
     policy: Policy = Policy()
@@ -98,10 +105,14 @@ class FabricBody(Model):
     sites: dict[SiteName, SimulatorSite]
 
 
+class FabricMetadata(Model):
+    name: FabricName
+
+
 class FabricDocument(Model):
     api_version: Literal["drctl/v1"]
     kind: Literal["Fabric"]
-    metadata: Metadata
+    metadata: FabricMetadata
     spec: FabricBody
 
     def kind_keys(self) -> list[str]:
@@ -109,38 +120,85 @@ class FabricDocument(Model):
         return [k for k in FABRIC_KINDS if getattr(self.spec, k) is not None]
 
 
-# A key that names a secret, unless its name says it holds a reference to one
-# (an environment variable's name, a file's path).
-_SECRET_WORDS = re.compile(r"(password|passwd|secret|token|key)$", re.IGNORECASE)
-_REFERENCE = re.compile(r"(env|file|path|ref|name|id)$", re.IGNORECASE)
+def is_name(text: str) -> bool:
+    """Whether `text` is a valid site or fabric name (see NAME_RULE)."""
+    return _NAME.fullmatch(text) is not None
+
+
+def invalid_name(what: str, name: object) -> str:
+    """The message for a site or fabric `name` that breaks NAME_RULE."""
+    return f"{what} name {name!r} is not valid: {NAME_RULE}"
+
+
+# A key names a secret when its last word does: `clientSecret`, `apiKeys`,
+# `connectionString`, and `passwordValue` (a trailing `Value` adds nothing).
+# Keys are judged by whole words, so `monkey` holds no key, and one that ends
+# in another word (`passwordEnv`, `tokenFile`, `keyName`) says where the
+# secret is, not what it is. The public half of a key pair is no secret.
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
+_SECRET = re.compile(
+    r"(^|-)(password|passwd|passphrase|secret|token|credential|key|connection-string)s?"
+    r"(-values?)?$"
+)
+_PUBLIC = re.compile(r"(^|-)(public|host)-keys?$")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def secret_values(node: Any, path: DocPath = ()) -> Iterator[tuple[DocPath, str]]:
-    """Every (path, key) under `node` whose key names a secret and holds a literal value."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            here = (*path, key)
-            if (
-                isinstance(key, str)
-                and _SECRET_WORDS.search(key)
-                and not _REFERENCE.search(key)
-                and isinstance(value, str | int | float)
-                and not isinstance(value, bool)
-                and str(value) != ""
-            ):
-                yield here, key
-            else:
-                yield from secret_values(value, here)
-    elif isinstance(node, list):
+    """Every (path, message) under `node` where a key holds a literal secret.
+
+    The message never holds the value: it would reach logs and CI output.
+    """
+    if isinstance(node, list):
         for i, item in enumerate(node):
             yield from secret_values(item, (*path, i))
+    elif isinstance(node, dict):
+        # The keys of spec.sites are site names, never secrets (a site may be
+        # called `key`); what a site holds is checked as everything else.
+        names = path == ("spec", "sites")
+        for key, value in node.items():
+            here = (*path, key)
+            problem = None if names or not isinstance(key, str) else _secret_problem(key, value)
+            if problem is None:
+                yield from secret_values(value, here)
+            else:
+                yield here, problem
 
 
-def secret_message(key: str) -> str:
+def _secret_problem(key: str, value: Any) -> str | None:
+    words = [w.lower() for w in _WORDS.findall(key)]
+    literals = list(_literals(value))
+    if len(words) > 1 and words[-1] == "env":
+        # A reference must be one: a value that is no variable's name is most
+        # likely the secret itself, pasted where its variable's name belongs.
+        if all(isinstance(v, str) and _ENV_NAME.fullmatch(v) for v in literals):
+            return None
+        return (
+            f"the value of '{key}' looks like a secret value, not the name of an "
+            f"environment variable: write the variable's name (letters, digits and '_', "
+            f"e.g. {key}: DRCTL_{'_'.join(words[:-1]).upper()}) and put the secret in it"
+        )
+    joined = "-".join(words)
+    if literals and _SECRET.search(joined) and not _PUBLIC.search(joined):
+        return _secret_message(key, words)
+    return None
+
+
+def _literals(value: Any) -> Iterator[str | int | float]:
+    """The scalars of `value`, in lists too; a mapping's values are judged by their own keys."""
+    if isinstance(value, list):
+        for item in value:
+            yield from _literals(item)
+    elif isinstance(value, str | int | float) and not isinstance(value, bool) and str(value):
+        yield value
+
+
+def _secret_message(key: str, words: Sequence[str]) -> str:
     return (
         f"'{key}' holds a literal secret: a Fabric document never holds one (specs live in "
-        f"git); reference it instead, e.g. {key}Env: DRCTL_{key.upper()} (an environment "
-        f"variable's name) or {key}File: /etc/drctl/{key.lower()} (a file's path)"
+        f"git); reference it instead, e.g. {key}Env: DRCTL_{'_'.join(words).upper()} (an "
+        f"environment variable's name) or {key}File: /etc/drctl/{'-'.join(words)} (a "
+        "file's path)"
     )
 
 
@@ -163,10 +221,9 @@ def explain(error: Any, fabric: bool = False) -> str:
         expected = error.get("ctx", {}).get("expected", "")
         return f"{where} must be {expected}, not {error['input']!r}"
     if kind == "string_pattern_mismatch" and _in_sites(loc):
-        return (
-            f"site name {error['input']!r} is not valid: use letters, digits, "
-            "'.', '_' or '-', starting with a letter or digit"
-        )
+        return invalid_name("site", error["input"])
+    if kind == "string_pattern_mismatch" and _names_fabric(loc, fabric):
+        return invalid_name("fabric", error["input"])
     if kind == "string_pattern_mismatch":
         return f"{where} must not be empty or start or end with a space"
     if kind == "string_type":
@@ -187,7 +244,16 @@ def _dotted(loc: Sequence[str | int]) -> str:
 
 
 def _in_sites(loc: Sequence[str | int]) -> bool:
+    # A Fabric's sites are the keys of a mapping: pydantic locates a bad key
+    # as spec.sites.<key>.[key].
+    if loc and loc[-1] == "[key]":
+        return len(loc) >= 3 and loc[-3] == "sites"
     return len(loc) >= 2 and loc[-2] == "sites"
+
+
+def _names_fabric(loc: Sequence[str | int], fabric: bool) -> bool:
+    """Whether `loc` is a fabric's name: a Fabric's metadata.name, a plan's spec.fabric."""
+    return tuple(loc) == (("metadata", "name") if fabric else ("spec", "fabric"))
 
 
 def parse_replication(raw: str | bool) -> tuple[str, str] | str | None:

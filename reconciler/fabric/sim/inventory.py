@@ -1,7 +1,7 @@
 """The simulated fabric's inventory file: its two sites, its VMs and its timings.
 
-`drctl fabric init INVENTORY.yaml` (`fabric_cli`) calls `load_inventory`, then
-`sim.SimFabric.create` builds the fabric from the result. The file is small
+`drctl fabric init INVENTORY.yaml` (`cli.simulator`) calls `load_inventory`, then
+`sim.provider.init_fabric` builds the fabric from the result. The file is small
 and read once, so PyYAML's `safe_load` is enough; it reads a bare `off` as
 false, which is accepted for `replication` like the string "off".
 """

@@ -1,6 +1,6 @@
 """Turns rows of the simulated fabric into the observed-state values of `state`.
 
-`providers.sim` calls `build_observed` inside one read transaction. This is
+`sim.provider` calls `build_observed` inside one read transaction. This is
 the hot path of every reconcile (100k VMs): it reads each VM's name and
 state_key only, and computes the fields once per distinct state; VMs at rest
 in the same state differ only by name.

@@ -1,8 +1,8 @@
 """The embedded simulated two-site fabric: drctl's default provider, and its fault injection.
 
-`SimFabric` implements `providers.base.Provider` over a SQLite database in
-the state directory (`sim_store`), so a daemon and CLI calls share one fabric.
-The CLI (`fabric_cli`) creates it with `init_fabric` and drives its faults
+`SimFabric` implements `fabric.base.Provider` over a SQLite database in
+the state directory (`sim.store`), so a daemon and CLI calls share one fabric.
+The CLI (`cli.simulator`) creates it with `init_fabric` and drives its faults
 (site_down, inject_failure, lag, move, ...), and tests make the Provider calls
 themselves fail (`inject_call_error`, see `sim.faults`); the executor and the
 daemon only use the Provider methods.

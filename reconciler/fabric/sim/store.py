@@ -3,12 +3,13 @@
 The directory is the caller's to choose (engine/state_dir.py names it: the
 state dir itself for the embedded simulator); this module names the file in it.
 
-Only `providers.sim` uses it. A daemon and CLI calls open the same file at
-once, so the database runs in WAL mode (readers never wait for the writer),
-every read-modify-write runs in `BEGIN IMMEDIATE` (two processes cannot both
-decide from the same state) and a busy timeout makes a second writer wait
-instead of failing. VM state lives in columns so that an observation of 100k
-VMs is one scan, and the running jobs have a partial index of their own.
+Only the simulator uses it: `sim.provider`, and `sim.observe` to read rows. A
+daemon and CLI calls open the same file at once, so the database runs in WAL
+mode (readers never wait for the writer), every read-modify-write runs in
+`BEGIN IMMEDIATE` (two processes cannot both decide from the same state) and
+a busy timeout makes a second writer wait instead of failing. VM state lives
+in columns so that an observation of 100k VMs is one scan, and the running
+jobs have a partial index of their own.
 """
 
 from __future__ import annotations

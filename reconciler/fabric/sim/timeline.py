@@ -1,6 +1,6 @@
 """What replication of one simulated VM looks like at a given time, derived from its row.
 
-`providers.sim` stores a few anchors per VM (when replication last started,
+`sim.provider` stores a few anchors per VM (when replication last started,
 the lag it was given, when a resync was required) and derives from them,
 at any time t, the last sync, the recovery points, the health and where the
 writes stand. Nothing is written as time passes, so observing 100k VMs stays

@@ -110,11 +110,16 @@ def test_two_fabrics_and_a_plan_that_names_none_is_an_error(tmp_path: Path) -> N
 def test_a_site_the_fabric_does_not_declare_is_an_error_at_the_site(tmp_path: Path) -> None:
     (tmp_path / "lab.yaml").write_text(fabric("lab"))
     (tmp_path / "a.yaml").write_text(plan("a", "vm-a", "fabric: lab", sites="[ams, lon]"))
-    (file, line, message), *_ = located(tmp_path)
-    assert (file, line) == ("a.yaml", 6)
-    assert message.startswith(
-        "site 'lon' of plan 'a' is not a site of fabric 'lab' (ams, rtm): declare it in"
-    )
+    assert located(tmp_path) == [
+        (
+            "a.yaml",
+            6,
+            (
+                "site 'lon' of plan 'a' is not a site of fabric 'lab' (ams, rtm): declare it "
+                f"in {tmp_path / 'lab.yaml'} or use one of those"
+            ),
+        )
+    ]
 
 
 def test_an_unknown_fabric_kind_says_which_kinds_there_are(tmp_path: Path) -> None:
@@ -166,11 +171,152 @@ def test_a_reference_to_a_secret_is_not_a_secret(tmp_path: Path) -> None:
 def test_fabric_names_are_unique_and_embedded_is_reserved(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(fabric("lab") + "---\n" + fabric(EMBEDDED_FABRIC))
     (tmp_path / "b.yaml").write_text(fabric("lab"))
-    messages = [m for _f, _l, m in located(tmp_path)]
-    assert any(
-        m.startswith("'embedded' is the name of the simulator in the state dir") for m in messages
+    assert located(tmp_path) == [
+        (
+            "a.yaml",
+            10,
+            (
+                "'embedded' is the name of the simulator in the state dir that plans use "
+                "when no Fabric is declared: choose another name"
+            ),
+        ),
+        (
+            "b.yaml",
+            3,
+            (
+                f"fabric 'lab' is also defined in {tmp_path / 'a.yaml'}: fabric names must "
+                "be unique, rename one"
+            ),
+        ),
+    ]
+
+
+NAME_RULE = "use letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
+@pytest.mark.parametrize("name", ["../../etc", "a/b", ".lab", "..", "-lab", "lab 1"])
+def test_a_fabric_name_must_be_safe_as_a_directory_and_a_job_id_prefix(
+    tmp_path: Path, name: str
+) -> None:
+    """A Fabric's name becomes <state-dir>/fabrics/<name> and the prefix of its job ids."""
+    (tmp_path / "lab.yaml").write_text(fabric(f'"{name}"'))
+    assert located(tmp_path) == [("lab.yaml", 3, f"fabric name {name!r} is not valid: {NAME_RULE}")]
+
+
+def test_a_plan_naming_its_fabric_with_a_bad_name_is_an_error_at_the_line(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "lab.yaml").write_text(fabric("lab"))
+    (tmp_path / "a.yaml").write_text(plan("a", "vm-a", "fabric: ../lab"))
+    assert located(tmp_path) == [("a.yaml", 5, f"fabric name '../lab' is not valid: {NAME_RULE}")]
+
+
+def test_a_bad_site_name_of_a_fabric_is_explained(tmp_path: Path) -> None:
+    (tmp_path / "lab.yaml").write_text(fabric("lab", sites='{ams: {}, "a/b": {}}'))
+    assert located(tmp_path) == [("lab.yaml", 6, f"site name 'a/b' is not valid: {NAME_RULE}")]
+
+
+@pytest.mark.parametrize("command", [["show"], ["site-down", "ams"], ["reachable"]])
+def test_fabric_commands_refuse_a_fabric_name_that_is_not_safe(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    args = ["fabric", *command, "--fabric", "../../etc", "--state-dir", str(tmp_path / "s")]
+    with pytest.raises(SystemExit) as exited:
+        cli.main(args)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"drctl fabric {command[0]}: error: argument --fabric: "
+        f"fabric name '../../etc' is not valid: {NAME_RULE}"
     )
-    assert any(m.startswith("fabric 'lab' is also defined in") for m in messages)
+    assert list(tmp_path.iterdir()) == []
+
+
+def refused(key: str, env: str, file: str) -> str:
+    return (
+        f"'{key}' holds a literal secret: a Fabric document never holds one (specs live in "
+        f"git); reference it instead, e.g. {key}Env: {env} (an environment variable's name) "
+        f"or {key}File: /etc/drctl/{file} (a file's path)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("setting", "key", "env", "file"),
+    [
+        ("token: [abc-123]", "token", "DRCTL_TOKEN", "token"),
+        ('apiKeys: ["abc-123", "def-456"]', "apiKeys", "DRCTL_API_KEYS", "api-keys"),
+        ("credential: abc-123", "credential", "DRCTL_CREDENTIAL", "credential"),
+        ("credentials: [[abc-123]]", "credentials", "DRCTL_CREDENTIALS", "credentials"),
+        (
+            '"connectionString": "Server=db;Password=abc-123"',
+            "connectionString",
+            "DRCTL_CONNECTION_STRING",
+            "connection-string",
+        ),
+        ("passphrase: abc-123", "passphrase", "DRCTL_PASSPHRASE", "passphrase"),
+        ("privateKey: abc-123", "privateKey", "DRCTL_PRIVATE_KEY", "private-key"),
+        ("passwordValue: abc-123", "passwordValue", "DRCTL_PASSWORD_VALUE", "password-value"),
+        ("clientSecret: abc-123", "clientSecret", "DRCTL_CLIENT_SECRET", "client-secret"),
+        ("sharedKey: 4711", "sharedKey", "DRCTL_SHARED_KEY", "shared-key"),
+    ],
+)
+def test_every_kind_of_literal_secret_is_refused_without_echoing_it(
+    tmp_path: Path, setting: str, key: str, env: str, file: str
+) -> None:
+    (tmp_path / "lab.yaml").write_text(fabric("lab", kind=f"simulator: {{{setting}}}"))
+    found = located(tmp_path)
+    assert found == [("lab.yaml", 5, refused(key, env, file))]
+    assert not any("abc-123" in m or "4711" in m for _f, _l, m in found)
+
+
+def test_a_secret_in_a_site_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "lab.yaml").write_text(fabric("lab", sites="{ams: {password: abc-123}, rtm: {}}"))
+    assert located(tmp_path) == [("lab.yaml", 6, refused("password", "DRCTL_PASSWORD", "password"))]
+
+
+def test_public_keys_are_not_secrets(tmp_path: Path) -> None:
+    # Refused only because the simulator takes no settings: not as secrets.
+    setting = 'simulator: {publicKey: "ssh-ed25519 AAAA", sshHostKey: "ssh-rsa BBBB"}'
+    (tmp_path / "lab.yaml").write_text(fabric("lab", kind=setting))
+    assert located(tmp_path) == [
+        ("lab.yaml", 5, "unknown key 'publicKey' in spec.simulator: remove it or fix its spelling"),
+        (
+            "lab.yaml",
+            5,
+            "unknown key 'sshHostKey' in spec.simulator: remove it or fix its spelling",
+        ),
+    ]
+
+
+def test_site_names_are_never_taken_for_secrets(tmp_path: Path) -> None:
+    (tmp_path / "lab.yaml").write_text(fabric("lab", sites="{turkey: 1, monkey: yes}"))
+    assert located(tmp_path) == [
+        ("lab.yaml", 6, "spec.sites.monkey must be a mapping, not 'yes'"),
+        ("lab.yaml", 6, "spec.sites.turkey must be a mapping, not 1"),
+    ]
+
+    named = tmp_path / "named"
+    named.mkdir()
+    (named / "lab.yaml").write_text(fabric("lab", sites="{key: {}, token: {}}"))
+    assert [f.sites for f in specdir.load_specs(named).fabrics] == [("key", "token")]
+
+
+@pytest.mark.parametrize("value", ['"abc-123!"', "4711", "[GOOD_NAME, abc-123]"])
+def test_an_env_reference_must_name_a_variable(tmp_path: Path, value: str) -> None:
+    """A secret pasted where its variable's name belongs is refused, and not echoed."""
+    (tmp_path / "lab.yaml").write_text(fabric("lab", kind=f"simulator: {{passwordEnv: {value}}}"))
+    found = located(tmp_path)
+    assert found == [
+        (
+            "lab.yaml",
+            5,
+            (
+                "the value of 'passwordEnv' looks like a secret value, not the name of an "
+                "environment variable: write the variable's name (letters, digits and '_', "
+                "e.g. passwordEnv: DRCTL_PASSWORD) and put the secret in it"
+            ),
+        )
+    ]
+    assert not any("abc-123" in m or "4711" in m for _f, _l, m in found)
 
 
 def test_validate_exits_2_with_file_and_line(
