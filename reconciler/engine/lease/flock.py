@@ -1,8 +1,8 @@
 """The lock that lets only one drctl act on a fabric at a time.
 
-`drctl apply` (and later the daemon) hold an flock on the state dir's lock file
-while they start operations; read-only commands (plan, status) do not take
-it. The kernel drops the lock when the process dies, so a killed apply never
+`drctl apply`, `drctl fabric init` and `drctl run` hold an flock on the state
+dir's lock file while they start operations; read-only commands (plan,
+status) do not take it. The kernel drops the lock when the process dies, so a killed apply never
 leaves a stale lock behind.
 """
 

@@ -300,7 +300,7 @@ class SimFabric:
                     f"{state}): only a replicating VM can need a resync"
                 )
             # Nothing ships from now until the fabric's own resync ends (see
-            # sim_timeline), so the last sync stays the one before now.
+            # fabric/sim/timeline.py), so the last sync stays the one before now.
             seconds = world.timings.initial_replication
             sim_store.save_vm(
                 db,

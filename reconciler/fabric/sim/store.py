@@ -81,7 +81,7 @@ CREATE TABLE outages (
 """,
     """
 -- Times are seconds since the epoch (UTC). The last sync and the recovery
--- points are derived from sync_anchor at read time (sim_timeline), so an
+-- points are derived from sync_anchor at read time (fabric/sim/timeline.py), so an
 -- observation writes nothing.
 CREATE TABLE vms (
     name TEXT NOT NULL UNIQUE,

@@ -40,7 +40,7 @@ def test_an_unobservable_fabric_is_looked_at_again_soon() -> None:
 
 
 def test_only_a_person_can_move_a_blocked_vm() -> None:
-    # rtm is down, no data loss allowed: a planned failover is impossible.
+    # ams, the source, is down and no data loss is allowed: a planned failover is impossible.
     built = plan.build_plan(
         desired(want("sql01", "rtm")),
         observed(vm("sql01", allowed=frozenset({Operation.UNPLANNED_FAILOVER})), down=("ams",)),
