@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import fabrics
+from builders import TIMINGS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,24 +29,12 @@ from reconciler.core.state import Job, Operation
 from reconciler.engine import execute, journal
 from reconciler.errors import DrctlError, RejectedError
 from reconciler.fabric import base
-from reconciler.fabric.sim import timing
 from reconciler.fabric.sim.inventory import Inventory, InventoryVM
 from reconciler.kits.clock import VirtualClock
 
 SITES = ("ams", "rtm")
 NAMES = ("sql01", "app01", "web01", "web02")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-TIMINGS = timing.Timings(
-    planned_failover=3,
-    unplanned_failover=2,
-    commit=1,
-    reverse_replicate=2,
-    initial_replication=6,
-    stop_vm=1,
-    test_failover=2,
-    test_failover_cleanup=1,
-    replication_interval=5,
-)
 
 site = st.sampled_from(SITES)
 vm_name = st.sampled_from(NAMES)

@@ -14,27 +14,16 @@ from pathlib import Path
 
 import fabrics
 import pytest
+from builders import TIMINGS
 
 from reconciler import errors
 from reconciler.core.state import Job, JobState, Operation, ProtectionState
 from reconciler.fabric import base
-from reconciler.fabric.sim import timing
 from reconciler.fabric.sim.inventory import Inventory, InventoryVM
 from reconciler.kits.clock import VirtualClock
 
 OP = Operation
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-TIMINGS = timing.Timings(
-    planned_failover=3,
-    unplanned_failover=2,
-    commit=1,
-    reverse_replicate=2,
-    initial_replication=6,
-    stop_vm=1,
-    test_failover=2,
-    test_failover_cleanup=1,
-    replication_interval=5,
-)
 INVENTORY = Inventory(
     ("ams", "rtm"),
     (
