@@ -124,6 +124,11 @@ class ObservedVM:
     recovery_points: tuple[datetime, ...] = ()
     test_failover: TestFailoverState = TestFailoverState.NONE
     last_failover: FailoverKind | None = None
+    # The job of the failover that made the active copy active, and when it
+    # ended: the planner compares it with drctl's journal to tell a move it
+    # made from one an operator made (never reverted by drctl on its own).
+    last_failover_job: str | None = None
+    last_failover_at: datetime | None = None
 
     @property
     def replication_text(self) -> str:

@@ -8,6 +8,7 @@ in the same state differ only by name.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +39,7 @@ _VMParts = tuple[Any, ...]  # the fields of an ObservedVM after its name, in ord
 def build_observed(db: sqlite3.Connection, world: tl.World, running_jobs: list[Job]) -> Observed:
     """The whole fabric as observed at `world.t`, read inside one transaction of `db`."""
     by_vm = {job.vm: job for job in running_jobs}
+    failovers = sim_store.last_failovers(db)  # few VMs have one: looked up by name
     computed: dict[str, _VMParts] = {}
     vms: dict[str, ObservedVM] = {}
     with gcpause.gc_paused():
@@ -47,7 +49,13 @@ def build_observed(db: sqlite3.Connection, world: tl.World, running_jobs: list[J
                 row = sim_store.vm_row(db, name)
                 assert row is not None  # noqa: S101 (same transaction)
                 parts = computed[key] = _vm_parts(row, world, by_vm.get(name))
-            vms[name] = ObservedVM(name, *parts)
+            vm = ObservedVM(name, *parts)
+            last = failovers.get(name)
+            if last is not None:
+                vm = dataclasses.replace(
+                    vm, last_failover_job=job_id(last[0]), last_failover_at=to_datetime(last[1])
+                )
+            vms[name] = vm
     connected = world.connected
     return Observed(
         sites={s: Site(s, s in connected) for s in world.sites},

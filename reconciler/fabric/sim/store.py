@@ -346,6 +346,15 @@ def jobs(db: sqlite3.Connection) -> list[JobRow]:
     return [JobRow(*r) for r in db.execute(_SELECT_JOBS + "ORDER BY id")]
 
 
+def last_failovers(db: sqlite3.Connection) -> dict[str, tuple[int, float]]:
+    """Each VM's last failover that succeeded: (job number, when it finished)."""
+    rows = db.execute(
+        "SELECT vm, id, finished_at FROM jobs WHERE state = 'Succeeded' AND operation IN "
+        "('PlannedFailover', 'UnplannedFailover') ORDER BY id"
+    )
+    return {vm: (number, finished) for vm, number, finished in rows}
+
+
 def running_jobs(db: sqlite3.Connection) -> list[JobRow]:
     return [JobRow(*r) for r in db.execute(_SELECT_JOBS + "WHERE state = 'Running' ORDER BY id")]
 
