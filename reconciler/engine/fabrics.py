@@ -180,10 +180,18 @@ def _named_jobs(name: str, observed: state.Observed) -> state.Observed:
     def named(job: state.Job) -> state.Job:
         return dataclasses.replace(job, id=f"{name}/{job.id}")
 
-    vms = {
-        vm_name: vm if vm.job is None else dataclasses.replace(vm, job=named(vm.job))
-        for vm_name, vm in observed.vms.items()
-    }
+    def named_vm(vm: state.ObservedVM) -> state.ObservedVM:
+        if vm.job is None and vm.last_failover_job is None:
+            return vm
+        return dataclasses.replace(
+            vm,
+            job=None if vm.job is None else named(vm.job),
+            last_failover_job=None
+            if vm.last_failover_job is None
+            else f"{name}/{vm.last_failover_job}",
+        )
+
+    vms = {vm_name: named_vm(vm) for vm_name, vm in observed.vms.items()}
     return dataclasses.replace(observed, vms=vms, jobs=tuple(named(j) for j in observed.jobs))
 
 
