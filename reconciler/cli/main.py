@@ -7,6 +7,7 @@ Exit codes are a contract (README): 0 success; 1 not converged (`apply`,
 from __future__ import annotations
 
 import argparse
+import datetime
 import functools
 import itertools
 import json
@@ -208,17 +209,22 @@ def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
     from reconciler.kits import clock
 
     desired = specdir.load_specs(args.specs_dir)
-    rev = revision.spec_revision(args.specs_dir).id
+    found = revision.spec_revision(args.specs_dir)
+    rev = found.id
     wall = clock.WallClock()
     with fabrics.open_for(desired, args.state_dir, wall) as opened:
         observed = opened.observe(desired.fabrics_in_use())
     fabrics.raise_if_blind(observed)
-    # Plan with the attempts already spent on this revision, so that plan and
-    # status show Blocked after exhausted retries exactly as apply does.
+    # Plan with the attempts already spent on this revision, and drctl's own
+    # moves, so that plan and status show Blocked and Held exactly as apply does.
     attempts: plan.AttemptsByAction = {}
+    own: dict[str, datetime.datetime] = {}
     if layout.journal_path(args.state_dir).exists():  # read-only commands create nothing
-        attempts = journal.Journal(args.state_dir).attempts(rev, execute.Settings().backoff)
-    built = plan.build_plans(desired, observed, wall.now(), attempts)
+        history = journal.Journal(args.state_dir)
+        attempts = history.attempts(rev, execute.Settings().backoff)
+        own = history.own_jobs()
+    provenance = plan.Provenance(own, found.made_at)
+    built = plan.build_plans(desired, observed, wall.now(), attempts, provenance=provenance)
     return built, rev
 
 
@@ -326,7 +332,8 @@ def _apply(args: argparse.Namespace) -> int:
     from reconciler.ui import report
 
     desired = specdir.load_specs(args.specs_dir)
-    rev = revision.spec_revision(args.specs_dir).id
+    found = revision.spec_revision(args.specs_dir)
+    rev = found.id
     wall = clock.WallClock()
     settings = _settings(args)
     provider = fabrics.open_for(desired, args.state_dir, wall)
@@ -339,7 +346,13 @@ def _apply(args: argparse.Namespace) -> int:
         stop = _StopOnInterrupt()
         try:
             outcome = execute.apply(
-                executor, desired, rev, args.timeout, lambda: stop.requested, progress.step
+                executor,
+                desired,
+                rev,
+                args.timeout,
+                lambda: stop.requested,
+                progress.step,
+                revision_made_at=found.made_at,
             )
         except KeyboardInterrupt:
             print(

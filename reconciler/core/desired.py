@@ -54,6 +54,7 @@ class PlanSpec:
     vms: tuple[DesiredVM, ...]
     settle_seconds: float = 0.0  # the daemon waits this long after a move before acting
     fabric: str = EMBEDDED_FABRIC  # the Fabric it runs on, resolved across documents
+    self_heal: bool = False  # policy.selfHeal: move back what was moved outside drctl
     doc: int = 0  # the document's index in its file, to locate problems
 
 

@@ -28,12 +28,13 @@ class InForce:
     revision: str
     desired: DesiredState
     seen_at: datetime
+    made_at: datetime | None = None  # committed (or its files last changed)
     # When each plan's move started (revision seen), until it is converged.
     moving_since: dict[str, datetime] = dataclasses.field(default_factory=dict)
     placed: set[str] = dataclasses.field(default_factory=set)
 
 
-def save(state_dir: Path, specs_dir: Path, revision: str) -> None:
+def save(state_dir: Path, specs_dir: Path, force: InForce) -> None:
     """Keep the specs of the revision in force, for a restart while HEAD is invalid."""
     target = layout.in_force_dir(state_dir)
     staging = layout.in_force_staging_dir(state_dir)
@@ -43,7 +44,9 @@ def save(state_dir: Path, specs_dir: Path, revision: str) -> None:
         dest = staging / "specs" / file.relative_to(specs_dir)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(file, dest)
-    (staging / "revision").write_text(revision + "\n")
+    (staging / "revision").write_text(force.revision + "\n")
+    if force.made_at is not None:
+        (staging / "made-at").write_text(force.made_at.isoformat() + "\n")
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
 
@@ -59,12 +62,17 @@ def restore(state_dir: Path, now: datetime) -> InForce | None:
         log.warning("the saved revision in force in %s is unreadable; ignoring it", saved)
         return None
     rev = (saved / "revision").read_text().strip()
+    made = saved / "made-at"
+    try:
+        made_at = datetime.fromisoformat(made.read_text().strip()) if made.is_file() else None
+    except ValueError:
+        made_at = None  # damaged: as if unknown (an out-of-band move then stays held)
     log.info(
         "restored revision in force %s from the state dir",
         rev,
         extra={"event": "revision_restored", "revision": rev},
     )
-    return InForce(rev, desired, now)
+    return InForce(rev, desired, now, made_at)
 
 
 def moves(

@@ -178,6 +178,7 @@ class Daemon:
                 self.in_force.revision,
                 start=not self.stop.is_set(),
                 hold=self._held,
+                revision_made_at=self.in_force.made_at,
             )
             self._after_pass(built)
         except Exception:
@@ -266,7 +267,7 @@ class Daemon:
             return
         self.spec_error = None
         if self.in_force is None or self.in_force.revision != rev.id:
-            self._adopt(rev.id, desired)
+            self._adopt(rev.id, desired, rev.made_at)
             self._save_in_force()
         self._publish_spec()
 
@@ -296,10 +297,10 @@ class Daemon:
             extra={"event": "spec_invalid", "revision": rev, "in_force": kept},
         )
 
-    def _adopt(self, rev: str, desired: DesiredState) -> None:
+    def _adopt(self, rev: str, desired: DesiredState, made_at: datetime | None) -> None:
         previous = self.in_force
         now = self.clock.now()
-        self.in_force = in_force.InForce(rev, desired, now)
+        self.in_force = in_force.InForce(rev, desired, now, made_at)
         if previous is not None:
             # A plan that was still moving keeps its start: its RTO runs on.
             self.in_force.moving_since = {
@@ -320,7 +321,7 @@ class Daemon:
 
     def _save_in_force(self) -> None:
         assert self.in_force is not None  # noqa: S101
-        in_force.save(self.config.state_dir, self.config.specs_dir, self.in_force.revision)
+        in_force.save(self.config.state_dir, self.config.specs_dir, self.in_force)
 
     def _restore_in_force(self) -> None:
         restored = in_force.restore(self.config.state_dir, self.clock.now())

@@ -214,11 +214,14 @@ class Executor:
         *,
         start: bool = True,
         hold: Callable[[plan.Action], bool] | None = None,
+        revision_made_at: datetime | None = None,
     ) -> plan.Plan:
         """Poll our jobs, observe, plan, and start what is ready.
 
         Nothing starts when `start` is False; an action for which `hold`
         returns True waits (the daemon's settle time after a change).
+        `revision_made_at` is when the revision was made: a VM moved outside
+        drctl after it is held, never moved back.
         """
         self.fabrics.use(desired)
         self._poll_jobs()
@@ -227,9 +230,10 @@ class Executor:
         self._fabric_of = {p.name: p.fabric for p in desired.plans}
         now = self.clock.now()
         attempts = self.journal.attempts(revision, self.settings.backoff)
+        provenance = plan.Provenance(self.journal.own_jobs(), revision_made_at)
         with gcpause.gc_paused():
             built = plan.build_plans(
-                desired, self.observed, now, attempts, self.settings.max_attempts
+                desired, self.observed, now, attempts, self.settings.max_attempts, provenance
             )
         if start:
             self._start_ready(built, revision, hold)
@@ -454,6 +458,7 @@ def apply(
     timeout: float,
     stop_requested: Callable[[], bool] = lambda: False,
     after_step: Callable[[plan.Plan], None] = lambda _plan: None,
+    revision_made_at: datetime | None = None,
 ) -> Outcome:
     """Step until converged, blocked, out of time, or asked to stop.
 
@@ -465,7 +470,9 @@ def apply(
     first = True
     while True:
         stopping = stop_requested()
-        built = executor.step(desired, revision, start=not stopping)
+        built = executor.step(
+            desired, revision, start=not stopping, revision_made_at=revision_made_at
+        )
         if first:
             # Nothing at all can be seen: say so at once (exit 3), as a command
             # on one fabric always did, rather than wait out the timeout.

@@ -199,6 +199,18 @@ class Journal:
                 )
             return cursor.rowcount
 
+    def own_jobs(self) -> dict[str, datetime]:
+        """The job id of every failover drctl started, with when it started it.
+
+        The planner tells drctl's moves from those made outside it by these.
+        """
+        rows = self._db.execute(
+            "SELECT job_id, started_at FROM actions WHERE job_id IS NOT NULL "
+            "AND started_at IS NOT NULL AND operation IN (?, ?)",
+            (str(Operation.PLANNED_FAILOVER), str(Operation.UNPLANNED_FAILOVER)),
+        )
+        return {str(job): datetime.fromisoformat(str(at)) for job, at in rows}
+
     def open_entries(self) -> list[Entry]:
         """Actions whose outcome drctl has not recorded yet, oldest first."""
         rows = self._db.execute(

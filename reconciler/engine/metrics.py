@@ -39,6 +39,7 @@ from reconciler.kits import gcpause
 VM_CONVERGED = "drctl_vm_converged"
 VM_INFO = "drctl_vm_info"
 VM_BLOCKED = "drctl_vm_blocked"
+VM_HELD = "drctl_vm_held"
 PLAN_CONVERGED = "drctl_plan_converged"
 PLAN_PLACED = "drctl_plan_placed"
 ACTIONS_TOTAL = "drctl_actions_total"
@@ -118,6 +119,7 @@ class _VMRow(NamedTuple):
     phase: str
     converged: float
     blocked: float
+    held: float
 
 
 class _ReplicationRow(NamedTuple):
@@ -168,6 +170,9 @@ class _StateCollector(Collector):
             yield _family(
                 VM_BLOCKED,
                 [Sample(VM_BLOCKED, {"plan": r.plan, "vm": r.vm}, r.blocked) for r in vms],
+            )
+            yield _family(
+                VM_HELD, [Sample(VM_HELD, {"plan": r.plan, "vm": r.vm}, r.held) for r in vms]
             )
             yield _family(
                 VM_INFO,
@@ -252,6 +257,10 @@ _HELP = {
         "Whether the VM is Blocked (1): drctl cannot go on without a human; "
         "the reason is in `drctl status` and the logs."
     ),
+    VM_HELD: (
+        "Whether the VM is Held (1): the fabric changed outside drctl, or a step would "
+        "destroy writes; `drctl status` says what to commit."
+    ),
     VM_INFO: "The VM's desired site, observed active site and replication, and phase.",
     REPLICATION_LAST_SYNC_TIMESTAMP_SECONDS: (
         "Unix time of the VM's last replication sync; only while the spec wants "
@@ -319,6 +328,7 @@ def _snapshot(built: plan.Plan, observed: state.Observed) -> _Snapshot:
                 vp.phase.value,
                 1.0 if converged else 0.0,
                 1.0 if vp.phase is Phase.BLOCKED else 0.0,
+                1.0 if vp.phase is Phase.HELD else 0.0,
             )
         )
         rep = rpo_replication(vp)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from reconciler.gitops import git, specdir
@@ -20,6 +21,10 @@ class Revision:
     id: str  # what the journal records: sha, sha+dirty.<hash>, or sha256:<hash>
     commit: str | None  # HEAD's sha when the specs are in a git work tree
     dirty: bool
+    # When it was made: the commit's committer date; for files that differ from
+    # any commit, when the newest spec file last changed. Only a revision made
+    # after a VM was moved outside drctl may move it back.
+    made_at: datetime | None = None
 
     def __str__(self) -> str:
         return self.id
@@ -37,7 +42,9 @@ def spec_revision(specs_dir: Path) -> Revision:
     git.py): that must not pass for "not in git".
     """
     if git.work_tree(specs_dir) is None:
-        return Revision(f"sha256:{_content_hash(specs_dir)}", None, dirty=False)
+        return Revision(
+            f"sha256:{_content_hash(specs_dir)}", None, dirty=False, made_at=_changed_at(specs_dir)
+        )
     # One git process for HEAD and the state of the spec files. Only spec
     # files make the revision dirty, not an editor's swap file.
     # --no-optional-locks: a status that refreshed the index would hold
@@ -62,10 +69,28 @@ def spec_revision(specs_dir: Path) -> Revision:
         elif line and not line.startswith("#"):
             dirty = True
     if commit is None:
-        return Revision(f"sha256:{_content_hash(specs_dir)}", None, dirty=False)
+        return Revision(
+            f"sha256:{_content_hash(specs_dir)}", None, dirty=False, made_at=_changed_at(specs_dir)
+        )
     if dirty:
-        return Revision(f"{commit}+dirty.{_content_hash(specs_dir)}", commit, dirty=True)
-    return Revision(commit, commit, dirty=False)
+        return Revision(
+            f"{commit}+dirty.{_content_hash(specs_dir)}",
+            commit,
+            dirty=True,
+            made_at=_changed_at(specs_dir),
+        )
+    return Revision(commit, commit, dirty=False, made_at=_committed_at(specs_dir, commit))
+
+
+def _committed_at(specs_dir: Path, commit: str) -> datetime:
+    out = git.run(specs_dir, "show", "-s", "--format=%cI", commit)
+    return datetime.fromisoformat(out.decode().strip())
+
+
+def _changed_at(specs_dir: Path) -> datetime | None:
+    """When the newest spec file under `specs_dir` last changed."""
+    times = [f.stat().st_mtime for f in specdir.spec_files(specs_dir)]
+    return datetime.fromtimestamp(max(times), tz=UTC) if times else None
 
 
 def _content_hash(specs_dir: Path) -> str:

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from reconciler.core import plan
 from reconciler.core.desired import DesiredState, DesiredVM, Group, PlanSpec
+from reconciler.core.plan import Phase
 from reconciler.core.state import Job, Operation
 from reconciler.engine import execute, journal
 from reconciler.errors import DrctlError, RejectedError
@@ -110,6 +111,10 @@ def specs(draw: st.DrawFn) -> DesiredState:
                 max_parallel=draw(st.integers(1, 4)),
                 groups=groups,
                 vms=tuple(vms),
+                # The histories move VMs behind drctl's back ("drift"): without
+                # selfHeal those are Held for a person, by design (rule 1 of the
+                # planner); this property is about converging once faults heal.
+                self_heal=True,
             ),
         )
     )
@@ -224,8 +229,35 @@ def test_plan_and_execute_converge_once_faults_are_healed(
             fabric, journal.Journal(Path(tmp)), clock, execute.Settings(poll_interval=1.0)
         )
         outcome = execute.apply(executor, desired, "rev1", timeout=3600)
-        stuck = [(vp.name, vp.phase, vp.reason) for vp in outcome.plan.vms if not vp.converged]
-        assert outcome.converged, stuck
+        # An operator's unplanned failover (by hand, or in a disaster) that left
+        # two copies running is for
+        # a person to settle (drctl cannot tell which copy took writes last):
+        # it is Held, naming both copies, and nothing else may stay stuck.
+        split = {
+            str(e[1])
+            for e in drawn[1]
+            if e[0] == "disaster" or (e[0] == "op" and e[2] is Operation.UNPLANNED_FAILOVER)
+        }
+        held = {
+            vp.name
+            for vp in outcome.plan.vms
+            if vp.name in split and vp.phase is Phase.HELD and "copies run at" in vp.reason
+        }
+        # ...and the VMs whose move waits for a held one, directly or through
+        # another that waits (boot order).
+        waiting = set(held)
+        while grown := {
+            vp.name
+            for vp in outcome.plan.vms
+            if vp.name not in waiting and any(f"waiting for {n}" in vp.reason for n in waiting)
+        }:
+            waiting |= grown
+        stuck = [
+            (vp.name, vp.phase, vp.reason)
+            for vp in outcome.plan.vms
+            if not vp.converged and vp.name not in waiting
+        ]
+        assert not stuck, stuck
         ours = {e.job_id for e in executor.journal.entries() if e.job_id}
         assert not [e for e in executor.journal.entries() if e.result == journal.FAILED]
         jobs = [j for j in fabric.list_jobs() if j.id in ours]

@@ -26,6 +26,7 @@ from reconciler.core.plan.model import (
     AttemptsByAction,
     Phase,
     Plan,
+    Provenance,
     Readiness,
     VMPlan,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "Pending",
     "Phase",
     "Plan",
+    "Provenance",
     "Readiness",
     "VMPlan",
     "build_plan",
@@ -53,8 +55,13 @@ def build_plan(
     now: datetime,
     attempts: AttemptsByAction | None = None,
     max_attempts: int = MAX_ATTEMPTS,
+    provenance: Provenance | None = None,
 ) -> Plan:
     """Decide every managed VM's phase, reason and next action.
+
+    `provenance` (from the journal) tells drctl's own failovers from those made
+    outside it; every caller that acts passes it. Without it the planner
+    cannot tell, and treats every failover as drctl's (planner unit tests).
 
     The caller pauses the cyclic GC around a large plan (kits.gcpause): the
     core does no memory management of its own.
@@ -62,7 +69,7 @@ def build_plan(
     attempts = attempts or {}
     vm_plans: list[VMPlan] = []
     for plan_spec in desired.plans:
-        ctx = decide.PlanContext(plan_spec, observed, now)
+        ctx = decide.PlanContext(plan_spec, observed, now, provenance)
         for vm in plan_spec.vms:
             decided = ctx.decide(vm)
             if decided.action is not None and attempts:
@@ -84,6 +91,7 @@ def build_plans(
     now: datetime,
     attempts: AttemptsByAction | None = None,
     max_attempts: int = MAX_ATTEMPTS,
+    provenance: Provenance | None = None,
 ) -> Plan:
     """`build_plan` for plans on several fabrics, each against its fabric's observation.
 
@@ -94,7 +102,7 @@ def build_plans(
     parts = []
     for name in desired.fabric_names():
         seen = observed.get(name) or state.Observed(sites={}, vms={}, unreachable="not observed")
-        parts.append(build_plan(desired.only(name), seen, now, attempts, max_attempts))
+        parts.append(build_plan(desired.only(name), seen, now, attempts, max_attempts, provenance))
     unmanaged = {vm for part in parts for vm in part.unmanaged}
     for name, seen in observed.items():  # a fabric observed with no plan on it
         if name not in desired.fabric_names():

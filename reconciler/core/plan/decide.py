@@ -16,7 +16,7 @@ from datetime import datetime
 from reconciler.core import state
 from reconciler.core.desired import DesiredVM, PlanSpec
 from reconciler.core.plan import order
-from reconciler.core.plan.model import Action, Phase, Readiness, VMPlan
+from reconciler.core.plan.model import Action, Phase, Provenance, Readiness, VMPlan
 from reconciler.core.state import Operation, ProtectionState, ReplicationState
 
 # Replication older than this many intervals puts the RPO at risk.
@@ -42,8 +42,15 @@ _JOB_PHASE = {
 class PlanContext:
     """Decisions for the VMs of one RecoveryPlan, which share group ordering."""
 
-    def __init__(self, plan: PlanSpec, observed: state.Observed, now: datetime) -> None:
+    def __init__(
+        self,
+        plan: PlanSpec,
+        observed: state.Observed,
+        now: datetime,
+        provenance: Provenance | None = None,
+    ) -> None:
         self.plan = plan
+        self.provenance = provenance
         self.observed = observed
         self.now = now
         self.rank, self.before, self.after = order.group_order(plan.groups)
@@ -162,9 +169,64 @@ class PlanContext:
             )
         if o.job is not None and o.job.running:
             return self._job_running(vm, o, o.job)
+        held = self._moved_outside(vm, o) or self._copies_unsure(vm, o)
+        if held is not None:
+            return held
         if o.active_site == vm.active_site:
             return self._at_desired_site(vm, o)
         return self._must_move(vm, o)
+
+    # --- what drctl did not do ------------------------------------------------
+
+    def _outside(self, o: state.ObservedVM) -> bool:
+        """Whether the failover that made the active copy active was made outside drctl."""
+        job = o.last_failover_job
+        return (
+            self.provenance is not None
+            and job is not None
+            and not self.provenance.is_own(job, o.last_failover_at)
+        )
+
+    def _moved_outside(self, vm: DesiredVM, o: state.ObservedVM) -> VMPlan | None:
+        """Held: a failover drctl did not start is never reverted by drctl on its own.
+
+        Only `policy.selfHeal` or a revision made after the move moves it again.
+        """
+        if o.active_site == vm.active_site or not self._outside(o) or self.plan.self_heal:
+            return None
+        assert self.provenance is not None  # noqa: S101 (_outside)
+        made, at = self.provenance.revision_made_at, o.last_failover_at
+        if made is not None and at is not None and made > at:
+            return None
+        when = "at an unknown time" if at is None else f"at {at.isoformat()}"
+        return self._result(
+            vm,
+            o,
+            Phase.HELD,
+            f"failed over to {o.active_site} outside drctl {when} by job "
+            f"{o.last_failover_job}; commit `activeSite: {o.active_site}` to accept it, or "
+            f"commit a revision made after that which keeps `activeSite: {vm.active_site}` "
+            "to move it back",
+        )
+
+    def _copies_unsure(self, vm: DesiredVM, o: state.ObservedVM) -> VMPlan | None:
+        """Held: two copies run and drctl cannot tell which one took writes last.
+
+        A stale copy is stopped (or the VM moved at all) only when drctl's journal
+        shows the failover that made the other copy the authoritative one.
+        """
+        stale = next((s for s in o.running if s != o.active_site), None)
+        if stale is None or not self._outside(o):
+            return None
+        return self._result(
+            vm,
+            o,
+            Phase.HELD,
+            f"copies run at {o.active_site} and {stale}, and the failover to {o.active_site} "
+            f"(job {o.last_failover_job}) was made outside drctl, which cannot tell which copy "
+            f"took writes last: stop the copy that must not run, in the fabric, after saving "
+            "what it holds",
+        )
 
     def _result(
         self,

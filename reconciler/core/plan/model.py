@@ -28,6 +28,28 @@ class Phase(StrEnum):
     SYNCING = "Syncing"
     WAITING_FOR_SITE = "WaitingForSite"
     BLOCKED = "Blocked"
+    # A person must decide: the fabric changed outside drctl, or a step would
+    # destroy the only copy of some writes. The reason says what to commit.
+    HELD = "Held"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What drctl itself did, from its journal, and when the revision in force was made.
+
+    `own_jobs` maps the id of every job drctl started to when it started it. A
+    failover whose job is not there, or was started after drctl's own job of
+    that id (a fabric re-created), was made outside drctl. `revision_made_at`
+    is when the revision in force was committed (or its files last changed):
+    only a revision made after an out-of-band move may move the VM again.
+    """
+
+    own_jobs: Mapping[str, datetime] = field(default_factory=dict)
+    revision_made_at: datetime | None = None
+
+    def is_own(self, job_id: str, ended_at: datetime | None) -> bool:
+        started = self.own_jobs.get(job_id)
+        return started is not None and (ended_at is None or started <= ended_at)
 
 
 @dataclass(frozen=True, slots=True)

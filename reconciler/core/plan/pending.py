@@ -14,6 +14,8 @@ from reconciler.core.plan.model import Phase, Plan
 
 # Phases that time alone ends: a site or fabric comes back, a sync finishes.
 _FABRIC_PHASES = frozenset({Phase.WAITING_FOR_SITE, Phase.SYNCING})
+# Phases only a person ends (a commit, or a repair in the fabric).
+_HUMAN_PHASES = frozenset({Phase.BLOCKED, Phase.HELD})
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +24,7 @@ class Pending:
     ready: int  # actions startable now, held only by maxParallel or a settle time
     retry_at: datetime | None  # the first action held back by a backoff may start then
     fabric: int  # VMs waiting for a site or a fabric, or for a sync to finish
-    human: tuple[str, ...]  # VMs only a person can move on (Blocked): plan/name
+    human: tuple[str, ...]  # VMs only a person can move on (Blocked, Held): plan/name
 
     @property
     def can_progress(self) -> bool:
@@ -61,7 +63,7 @@ def pending(built: Plan) -> Pending:
             ready += 1
         elif vp.phase in _FABRIC_PHASES:
             fabric += 1
-        elif vp.phase is Phase.BLOCKED:
+        elif vp.phase in _HUMAN_PHASES:
             human.append(f"{vp.plan}/{vp.name}")
         if action is not None and not action.ready and action.retry_at is not None:
             retry_at = action.retry_at if retry_at is None else min(retry_at, action.retry_at)

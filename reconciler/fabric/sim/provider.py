@@ -332,6 +332,27 @@ class SimFabric:
             sim_store.save_vm(
                 db, row._replace(**tl.state_columns(state), **_replication_restarted(world))
             )
+            # As in the real fabric, the operator's failover is a job in its
+            # list, one that drctl's journal does not know.
+            sim_store.insert_job(
+                db,
+                JobRow(
+                    0,
+                    vm,
+                    Operation.PLANNED_FAILOVER.value,
+                    JobState.SUCCEEDED.value,
+                    site,
+                    t,
+                    t,
+                    t,
+                    None,
+                    0.0,
+                    None,
+                    1,
+                    None,
+                    None,
+                ),
+            )
 
     # --- finishing jobs ---------------------------------------------------------
 

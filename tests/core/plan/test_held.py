@@ -1,0 +1,131 @@
+"""A failover drctl did not start is never reverted by drctl on its own, and no copy is guessed.
+
+Rules 1 and 2 of the planner (issue 9): the fabric's placement changed
+through a job that is not in drctl's journal -> Held, with what to commit;
+two copies run after such a failover -> Held, naming both. Only a revision
+made after the move, or `policy.selfHeal`, moves it again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+from builders import NOW, desired, observed, vm, want
+
+from reconciler.core import plan
+from reconciler.core.desired import DesiredState
+from reconciler.core.plan import Phase, Provenance
+from reconciler.core.state import ObservedVM, Operation, ProtectionState
+
+MOVED_AT = NOW - timedelta(minutes=10)
+ALLOWED = frozenset({Operation.PLANNED_FAILOVER, Operation.STOP_VM})
+
+
+def moved_by_hand(*, running: tuple[str, ...] = ("rtm",)) -> ObservedVM:
+    """sql01 failed over to rtm by job-000007 ten minutes ago, by someone."""
+    return dataclasses.replace(
+        vm("sql01", "rtm", running=running, allowed=ALLOWED),
+        last_failover_job="job-000007",
+        last_failover_at=MOVED_AT,
+    )
+
+
+def decide(wanted: DesiredState, o: ObservedVM, provenance: Provenance | None) -> plan.VMPlan:
+    built = plan.build_plan(wanted, observed(o), NOW, provenance=provenance)
+    (vp,) = built.vms
+    return vp
+
+
+def test_an_out_of_band_failover_is_held_with_what_to_commit() -> None:
+    vp = decide(desired(want("sql01", "ams")), moved_by_hand(), Provenance({}, MOVED_AT))
+    assert vp.phase is Phase.HELD
+    assert vp.action is None
+    assert vp.reason == (
+        f"failed over to rtm outside drctl at {MOVED_AT.isoformat()} by job job-000007; "
+        "commit `activeSite: rtm` to accept it, or commit a revision made after that which "
+        "keeps `activeSite: ams` to move it back"
+    )
+
+
+def test_drcts_own_failover_is_moved_back_as_the_spec_says() -> None:
+    own = Provenance({"job-000007": MOVED_AT - timedelta(seconds=5)}, MOVED_AT)
+    vp = decide(desired(want("sql01", "ams")), moved_by_hand(), own)
+    assert vp.phase is not Phase.HELD
+    assert vp.action is not None
+
+
+def test_a_job_id_drctl_used_before_the_fabric_was_recreated_is_not_drctls() -> None:
+    later = Provenance({"job-000007": MOVED_AT + timedelta(hours=1)}, None)
+    vp = decide(desired(want("sql01", "ams")), moved_by_hand(), later)
+    assert vp.phase is Phase.HELD
+
+
+def test_a_revision_made_after_the_move_moves_it_back() -> None:
+    before = decide(
+        desired(want("sql01", "ams")), moved_by_hand(), Provenance({}, MOVED_AT - timedelta(1))
+    )
+    after = decide(
+        desired(want("sql01", "ams")),
+        moved_by_hand(),
+        Provenance({}, MOVED_AT + timedelta(seconds=1)),
+    )
+    assert before.phase is Phase.HELD
+    assert after.phase is not Phase.HELD
+    assert after.action is not None
+
+
+def test_self_heal_moves_it_back() -> None:
+    wanted = desired(want("sql01", "ams"))
+    healing = dataclasses.replace(
+        wanted, plans=tuple(dataclasses.replace(p, self_heal=True) for p in wanted.plans)
+    )
+    vp = decide(healing, moved_by_hand(), Provenance({}, None))
+    assert vp.phase is not Phase.HELD
+    assert vp.action is not None
+
+
+def test_accepting_the_move_in_the_spec_is_not_held() -> None:
+    vp = decide(desired(want("sql01", "rtm")), moved_by_hand(), Provenance({}, None))
+    assert vp.phase is Phase.CONVERGED
+
+
+def test_two_copies_after_an_out_of_band_failover_are_held_never_fenced() -> None:
+    vp = decide(
+        desired(want("sql01", "rtm")),
+        moved_by_hand(running=("rtm", "ams")),
+        Provenance({}, None),
+    )
+    assert vp.phase is Phase.HELD
+    assert vp.action is None
+    assert vp.reason.startswith(
+        "copies run at rtm and ams, and the failover to rtm (job job-000007) was made "
+        "outside drctl, which cannot tell which copy took writes last"
+    )
+
+
+def test_two_copies_after_drctls_own_unplanned_failover_are_fenced() -> None:
+    own = Provenance({"job-000007": MOVED_AT - timedelta(seconds=30)}, None)
+    o = dataclasses.replace(
+        moved_by_hand(running=("rtm", "ams")),
+        protection_state=ProtectionState.COMMITTED,
+        replication=None,
+        allowed_operations=frozenset({Operation.STOP_VM, Operation.REVERSE_REPLICATE}),
+    )
+    vp = decide(desired(want("sql01", "rtm")), o, own)
+    assert vp.action is not None
+    assert (vp.action.operation, vp.action.target_site) == (Operation.STOP_VM, "ams")
+
+
+def test_without_provenance_the_planner_reads_every_failover_as_drctls() -> None:
+    vp = decide(desired(want("sql01", "ams")), moved_by_hand(), None)
+    assert vp.phase is not Phase.HELD
+
+
+def test_held_needs_a_person() -> None:
+    built = plan.build_plan(
+        desired(want("sql01", "ams")), observed(moved_by_hand()), NOW, provenance=Provenance()
+    )
+    waiting = plan.pending(built)
+    assert waiting.human == ("finance/sql01",)
+    assert not waiting.can_progress
