@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 DEFAULT_MAX_PARALLEL = 10
 # The fabric of plans when the specs declare none: the simulator in the state dir.
@@ -25,6 +26,19 @@ class DesiredVM:
     replication: tuple[str, str] | None  # (source, target); None means off
     allow_data_loss: bool
     group: str | None
+    # policy.commit: auto commits once the VM ran at the target commit_after_seconds;
+    # manual waits for commitApproved (the failover's job id, or "any").
+    commit: str = "auto"
+    commit_after_seconds: float = 60.0
+    commit_approved: str | None = None
+    recovery_point: str = "latest"
+    # discardLostWrites: the unplanned failover's job id whose lost writes may be
+    # overwritten by the reverse replication.
+    discard_lost_writes: str | None = None
+    confirm_disable_replication: bool = False
+    # The scoped forms of allowDataLoss: away from a site until a time, or for one revision.
+    data_loss_window: tuple[str, datetime] | None = None
+    data_loss_revision: str | None = None
 
     @property
     def replication_text(self) -> str:
@@ -55,6 +69,8 @@ class PlanSpec:
     settle_seconds: float = 0.0  # the daemon waits this long after a move before acting
     fabric: str = EMBEDDED_FABRIC  # the Fabric it runs on, resolved across documents
     self_heal: bool = False  # policy.selfHeal: move back what was moved outside drctl
+    unordered_failover: bool = False  # policy.unorderedFailover
+    reprotect_after_unplanned: str = "wait"  # policy.reprotectAfterUnplanned: wait | auto
     doc: int = 0  # the document's index in its file, to locate problems
 
 

@@ -129,6 +129,9 @@ class ObservedVM:
     # made from one an operator made (never reverted by drctl on its own).
     last_failover_job: str | None = None
     last_failover_at: datetime | None = None
+    # Seconds of writes that failover lost (those that never reached the new
+    # active copy): after an unplanned one, the old copy may hold the only copy.
+    last_failover_loss_seconds: float | None = None
 
     @property
     def replication_text(self) -> str:

@@ -17,7 +17,7 @@ from reconciler.core import state
 from reconciler.core.desired import DesiredVM, PlanSpec
 from reconciler.core.plan import order
 from reconciler.core.plan.model import Action, Phase, Provenance, Readiness, VMPlan
-from reconciler.core.state import Operation, ProtectionState, ReplicationState
+from reconciler.core.state import FailoverKind, Operation, ProtectionState, ReplicationState
 
 # Replication older than this many intervals puts the RPO at risk.
 RPO_RISK_INTERVALS = 2.0
@@ -452,6 +452,9 @@ class PlanContext:
                 f"disconnected: waiting for {target} to return",
             )
         if o.protection_state is ProtectionState.COMMITTED:
+            salvage = self._lost_writes_held(vm, o, target)
+            if salvage is not None:
+                return salvage
             return self._act(
                 vm,
                 o,
@@ -468,6 +471,31 @@ class PlanContext:
             f"runs at {source} with replication off; enabling {source}->{target}{purpose}",
             Operation.ENABLE_REPLICATION,
             target,
+        )
+
+    def _lost_writes_held(self, vm: DesiredVM, o: state.ObservedVM, old: str) -> VMPlan | None:
+        """Held: reversing replication after an unplanned failover overwrites the old copy.
+
+        That copy may hold the only copy of the writes the failover lost: it
+        waits for `discardLostWrites: <the failover's job>`, unless the plan says
+        `policy.reprotectAfterUnplanned: auto`.
+        """
+        if o.last_failover is not FailoverKind.UNPLANNED:
+            return None
+        job = o.last_failover_job
+        if self.plan.reprotect_after_unplanned == "auto" or (
+            job is not None and vm.discard_lost_writes in {job, "any"}
+        ):
+            return None
+        lost = o.last_failover_loss_seconds
+        how_much = "some" if lost is None else f"up to {lost:.0f} s of"
+        return self._result(
+            vm,
+            o,
+            Phase.HELD,
+            f"the copy at {old} holds {how_much} writes that never reached {o.active_site}; "
+            f"salvage them, then commit `discardLostWrites: {job or 'any'}` to reverse "
+            f"replication ({o.active_site}->{old} overwrites the copy at {old})",
         )
 
     def _failover(self, vm: DesiredVM, o: state.ObservedVM, source: str, target: str) -> VMPlan:

@@ -53,7 +53,10 @@ def build_observed(db: sqlite3.Connection, world: tl.World, running_jobs: list[J
             last = failovers.get(name)
             if last is not None:
                 vm = dataclasses.replace(
-                    vm, last_failover_job=job_id(last[0]), last_failover_at=to_datetime(last[1])
+                    vm,
+                    last_failover_job=job_id(last[0]),
+                    last_failover_at=to_datetime(last[1]),
+                    last_failover_loss_seconds=last[2],
                 )
             vms[name] = vm
     connected = world.connected

@@ -346,13 +346,13 @@ def jobs(db: sqlite3.Connection) -> list[JobRow]:
     return [JobRow(*r) for r in db.execute(_SELECT_JOBS + "ORDER BY id")]
 
 
-def last_failovers(db: sqlite3.Connection) -> dict[str, tuple[int, float]]:
-    """Each VM's last failover that succeeded: (job number, when it finished)."""
+def last_failovers(db: sqlite3.Connection) -> dict[str, tuple[int, float, float | None]]:
+    """Each VM's last failover that succeeded: (job number, when it finished, data lost)."""
     rows = db.execute(
-        "SELECT vm, id, finished_at FROM jobs WHERE state = 'Succeeded' AND operation IN "
-        "('PlannedFailover', 'UnplannedFailover') ORDER BY id"
+        "SELECT vm, id, finished_at, data_loss FROM jobs WHERE state = 'Succeeded' AND "
+        "operation IN ('PlannedFailover', 'UnplannedFailover') ORDER BY id"
     )
-    return {vm: (number, finished) for vm, number, finished in rows}
+    return {vm: (number, finished, loss) for vm, number, finished, loss in rows}
 
 
 def running_jobs(db: sqlite3.Connection) -> list[JobRow]:

@@ -16,7 +16,7 @@ from builders import NOW, desired, observed, vm, want
 from reconciler.core import plan
 from reconciler.core.desired import DesiredState
 from reconciler.core.plan import Phase, Provenance
-from reconciler.core.state import ObservedVM, Operation, ProtectionState
+from reconciler.core.state import FailoverKind, ObservedVM, Operation, ProtectionState
 
 MOVED_AT = NOW - timedelta(minutes=10)
 ALLOWED = frozenset({Operation.PLANNED_FAILOVER, Operation.STOP_VM})
@@ -129,3 +129,50 @@ def test_held_needs_a_person() -> None:
     waiting = plan.pending(built)
     assert waiting.human == ("finance/sql01",)
     assert not waiting.can_progress
+
+
+def committed_after_unplanned() -> ObservedVM:
+    """sql01 failed over to rtm by drctl's own unplanned failover (job-000007), committed."""
+    return dataclasses.replace(
+        vm("sql01", "rtm", allowed=frozenset({Operation.REVERSE_REPLICATE})),
+        protection_state=ProtectionState.COMMITTED,
+        replication=None,
+        last_failover=FailoverKind.UNPLANNED,
+        last_failover_job="job-000007",
+        last_failover_at=MOVED_AT,
+        last_failover_loss_seconds=33.0,
+    )
+
+
+OWN = Provenance({"job-000007": MOVED_AT - timedelta(seconds=30)}, None)
+
+
+def test_reverse_replication_after_an_unplanned_failover_waits_for_a_decision() -> None:
+    vp = decide(desired(want("sql01", "rtm")), committed_after_unplanned(), OWN)
+    assert vp.phase is Phase.HELD
+    assert vp.action is None
+    assert vp.reason == (
+        "the copy at ams holds up to 33 s of writes that never reached rtm; salvage them, then "
+        "commit `discardLostWrites: job-000007` to reverse replication (rtm->ams overwrites "
+        "the copy at ams)"
+    )
+
+
+def test_discarding_the_lost_writes_of_that_failover_lets_replication_reverse() -> None:
+    wanted = desired(dataclasses.replace(want("sql01", "rtm"), discard_lost_writes="job-000007"))
+    vp = decide(wanted, committed_after_unplanned(), OWN)
+    assert vp.action is not None
+    assert vp.action.operation is Operation.REVERSE_REPLICATE
+    other = desired(dataclasses.replace(want("sql01", "rtm"), discard_lost_writes="job-000001"))
+    assert decide(other, committed_after_unplanned(), OWN).phase is Phase.HELD
+
+
+def test_reprotect_after_unplanned_auto_reverses_replication_without_asking() -> None:
+    wanted = desired(want("sql01", "rtm"))
+    auto = dataclasses.replace(
+        wanted,
+        plans=tuple(dataclasses.replace(p, reprotect_after_unplanned="auto") for p in wanted.plans),
+    )
+    vp = decide(auto, committed_after_unplanned(), OWN)
+    assert vp.action is not None
+    assert vp.action.operation is Operation.REVERSE_REPLICATE
