@@ -93,7 +93,18 @@ def specs(draw: st.DrawFn) -> DesiredState:
         other = SITES[1] if active == SITES[0] else SITES[0]
         replication = None if draw(st.integers(0, 4)) == 0 else (active, other)
         group = group_names[min(i, 2)] if grouped else None
-        vms.append(DesiredVM("finance", name, active, replication, draw(st.booleans()), group))
+        vms.append(
+            DesiredVM(
+                "finance",
+                name,
+                active,
+                replication,
+                draw(st.booleans()),
+                group,
+                # An "off" in these specs is meant: the operator confirmed it.
+                confirm_disable_replication=True,
+            )
+        )
     groups: tuple[Group, ...] = ()
     if grouped:
         groups = (

@@ -396,6 +396,18 @@ class PlanContext:
         if want is None:
             if rep is None:
                 return self._result(vm, o, Phase.CONVERGED, "")
+            if not vm.confirm_disable_replication:
+                # On ASR disabling replication deletes the replicated item: the
+                # way back is gone, and rebuilding it is a full initial copy.
+                return self._result(
+                    vm,
+                    o,
+                    Phase.BLOCKED,
+                    f"the spec says replication off, but {rep.direction} runs: turning it off "
+                    "removes the return path (on ASR it deletes the replicated item); add "
+                    "`confirmDisableReplication: true` beside `replication: off` if that is "
+                    "meant, or set replication back",
+                )
             return self._act(
                 vm,
                 o,

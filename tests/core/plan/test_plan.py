@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -226,10 +227,23 @@ def test_vm_stopped_at_its_desired_site_is_started() -> None:
     assert got.action.operation is OP.START_VM
 
 
-def test_replication_off_in_spec_disables_it() -> None:
-    got = decide(desired(want("sql01", "ams", replication=None)), observed(vm("sql01", "ams")))
+def test_replication_off_in_spec_disables_it_once_confirmed() -> None:
+    off = dataclasses.replace(
+        want("sql01", "ams", replication=None), confirm_disable_replication=True
+    )
+    got = decide(desired(off), observed(vm("sql01", "ams")))
     assert got["sql01"].action is not None
     assert got["sql01"].action.operation is OP.DISABLE_REPLICATION
+
+
+def test_replication_off_without_confirmation_is_blocked_and_keeps_the_return_path() -> None:
+    got = decide(desired(want("sql01", "ams", replication=None)), observed(vm("sql01", "ams")))
+    assert got["sql01"].action is None
+    assert got["sql01"].phase is Phase.BLOCKED
+    assert got["sql01"].reason.startswith(
+        "the spec says replication off, but ams->rtm runs: turning it off removes the return "
+        "path (on ASR it deletes the replicated item); add `confirmDisableReplication: true`"
+    )
 
 
 def test_replication_off_in_both_is_converged() -> None:
