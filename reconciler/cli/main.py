@@ -223,7 +223,7 @@ def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
         history = journal.Journal(args.state_dir)
         attempts = history.attempts(rev, execute.Settings().backoff)
         own = history.own_jobs()
-    provenance = plan.Provenance(own, found.made_at)
+    provenance = plan.Provenance(own, found.made_at, rev)
     built = plan.build_plans(desired, observed, wall.now(), attempts, provenance=provenance)
     return built, rev
 

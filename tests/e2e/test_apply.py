@@ -184,7 +184,7 @@ def test_disconnected_source_without_consent_returns_at_once_blocked(tmp_path: P
     drctl.want("rtm")
     done = drctl.apply("--timeout", "30")
     assert done.returncode == 1
-    assert "allowDataLoss: true" in done.stderr
+    assert "allowDataLoss: {from: ams, until: <time>}" in done.stderr
     assert "site ams is disconnected" in done.stderr
     assert drctl.jobs() == []
 

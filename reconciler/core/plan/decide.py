@@ -123,7 +123,8 @@ class PlanContext:
                     continue  # failed over already: committing or reversing replication
                 allowed = set() if o is None else o.allowed_operations
                 if Operation.PLANNED_FAILOVER in allowed or (
-                    vm.allow_data_loss and Operation.UNPLANNED_FAILOVER in allowed
+                    self._consent(vm, o.active_site if o else "")[0]
+                    and Operation.UNPLANNED_FAILOVER in allowed
                 ):
                     continue
                 self._stuck.append(vm.name)
@@ -576,23 +577,25 @@ class PlanContext:
                 stage=self._stage(vm),
             )
         why = self._why_not_planned(o, source)
-        if not vm.allow_data_loss:
+        consented, consent = self._consent(vm, source)
+        if not consented:
             return self._result(
                 vm,
                 o,
                 Phase.BLOCKED,
                 f"{move}: {why}, so a planned failover is "
                 "impossible; an unplanned failover could lose up to "
-                f"{_loss_text(o, self.now)} of writes. Set allowDataLoss: true "
-                f"in plan '{vm.plan}' (or on the VM) to accept that, or "
-                f"wait for {self._what_to_wait_for(o, source)}",
+                f"{_loss_text(o, self.now)} of writes. {consent}Commit "
+                f"allowDataLoss: {{from: {source}, until: <time>}} in plan '{vm.plan}' (or on "
+                f"the VM) to accept that for this event, or wait for "
+                f"{self._what_to_wait_for(o, source)}",
             )
         return self._act(
             vm,
             o,
             Phase.FAILING_OVER,
             f"{move}: {why}; unplanned failover "
-            f"allowed by allowDataLoss (may lose up to {_loss_text(o, self.now)} "
+            f"allowed by {consent} (may lose up to {_loss_text(o, self.now)} "
             "of writes)",
             Operation.UNPLANNED_FAILOVER,
             target,
@@ -600,6 +603,30 @@ class PlanContext:
             shutdown_source=self.observed.site_connected(source),
             stage=self._stage(vm),
         )
+
+    def _consent(self, vm: DesiredVM, source: str) -> tuple[bool, str]:
+        """Whether the spec consents now to losing writes by failing `vm` away from `source`.
+
+        The words: the consent that allows it, or why a scoped one does not
+        (expired, another site, another revision), to lead the Blocked reason.
+        """
+        if vm.allow_data_loss:
+            return True, "allowDataLoss"
+        if vm.data_loss_window is not None:
+            site, until = vm.data_loss_window
+            if site != source:
+                return False, f"allowDataLoss covers failovers away from {site}, not {source}. "
+            if self.now >= until:
+                return False, f"allowDataLoss from {site} expired at {until.isoformat()}. "
+            return True, f"allowDataLoss from {site} until {until.isoformat()}"
+        if vm.data_loss_revision is not None:
+            rev = None if self.provenance is None else self.provenance.revision
+            if rev is not None and rev.startswith(vm.data_loss_revision):
+                return True, f"allowDataLoss for revision {vm.data_loss_revision}"
+            return False, (
+                f"allowDataLoss covers revision {vm.data_loss_revision}, not the one in force. "
+            )
+        return False, ""
 
     def _why_not_planned(self, o: state.ObservedVM, source: str) -> str:
         rep = o.replication

@@ -46,6 +46,7 @@ class Provenance:
 
     own_jobs: Mapping[str, datetime] = field(default_factory=dict)
     revision_made_at: datetime | None = None
+    revision: str | None = None  # the revision in force (consent given for one revision)
 
     def is_own(self, job_id: str, ended_at: datetime | None) -> bool:
         started = self.own_jobs.get(job_id)

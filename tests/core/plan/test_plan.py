@@ -130,7 +130,7 @@ def test_disconnected_source_without_consent_is_blocked_and_says_what_to_commit(
     assert got.phase is Phase.BLOCKED
     assert got.action is None
     assert "site ams is disconnected" in got.reason
-    assert "allowDataLoss: true" in got.reason
+    assert "allowDataLoss: {from: ams, until: <time>}" in got.reason
     assert "plan 'finance'" in got.reason
     assert "42s" in got.reason
     assert "wait for site ams to return" in got.reason
