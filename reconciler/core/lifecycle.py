@@ -34,8 +34,9 @@ from reconciler.core.state import (
 
 # Replication health from how far replication is behind its schedule (the lag
 # on top of the normal one-interval cycle, plus the time shipping has been cut
-# off by a disconnected site). One missed cycle is still Normal, as in ASR;
-# PlannedFailover needs Normal.
+# off by a disconnected site). One missed cycle is still Normal, as in ASR.
+# Health is reported, never a precondition: a planned failover ships the lag
+# whatever the health reads (it takes longer), and is never refused for it.
 WARNING_AFTER_INTERVALS = 1.0
 CRITICAL_AFTER_INTERVALS = 5.0
 
@@ -103,6 +104,7 @@ class Conditions:
     """What the world around one VM looks like when an operation is asked for."""
 
     connected: frozenset[str]
+    # Reported with the VM; no operation depends on it (see replication_health).
     health: Health = Health.NORMAL
     job_running: str | None = None  # the job in progress on this VM, described
 
@@ -183,7 +185,7 @@ def check_operation(
         or _disconnected(vm, op, cond, resolve_target(vm, op, target))
     )
     if reason is None and op is Operation.PLANNED_FAILOVER:
-        reason = _replication_behind(vm, cond)
+        reason = _replication_behind(vm)
     return reason
 
 
@@ -305,8 +307,13 @@ def _check_failover(vm: VMState, target: str | None) -> str | None:
     return _not_protected(vm) or _test_copy_up(vm) or _peer_runs(vm)
 
 
-def _replication_behind(vm: VMState, cond: Conditions) -> str | None:
-    """Why a planned failover could not ship every write first, if it could not."""
+def _replication_behind(vm: VMState) -> str | None:
+    """Why a planned failover could not ship every write first, if it could not.
+
+    It needs replication running, with any health: a lagging replication
+    (Warning, Critical) ships what is left before the replica starts, which
+    takes longer and loses nothing (issue 9, rule 5).
+    """
     if vm.replication is not ReplicationState.REPLICATING:
         hint = {ReplicationState.RESYNC_REQUIRED: "wait for the resync to finish"}.get(
             vm.replication, "resume replication"
@@ -314,12 +321,6 @@ def _replication_behind(vm: VMState, cond: Conditions) -> str | None:
         return (
             f"replication {vm.direction} is {vm.replication}, not Replicating: {hint}, "
             "or use UnplannedFailover (it loses the writes not yet replicated)"
-        )
-    if cond.health is not Health.NORMAL:
-        return (
-            f"replication {vm.direction} health is {cond.health}: it lags behind; wait "
-            "for it to catch up, or use UnplannedFailover (it loses the writes not yet "
-            "replicated)"
         )
     return None
 

@@ -317,8 +317,9 @@ ALL_PROTECTED_OPS = frozenset(
         (BOTH, ALL_PROTECTED_OPS),
         (Conditions(frozenset({B})), {OP.UNPLANNED_FAILOVER, OP.TEST_FAILOVER}),
         (Conditions(frozenset({A})), {OP.DISABLE_REPLICATION, OP.STOP_VM}),
-        (Conditions(frozenset({A, B}), Health.WARNING), ALL_PROTECTED_OPS - {OP.PLANNED_FAILOVER}),
-        (Conditions(frozenset({A, B}), Health.CRITICAL), ALL_PROTECTED_OPS - {OP.PLANNED_FAILOVER}),
+        # A planned failover ships the lag: health never refuses it (issue 9, rule 5).
+        (Conditions(frozenset({A, B}), Health.WARNING), ALL_PROTECTED_OPS),
+        (Conditions(frozenset({A, B}), Health.CRITICAL), ALL_PROTECTED_OPS),
         (Conditions(frozenset({A, B}), job_running="job-000001 (TestFailover)"), set()),
     ],
     ids=["both-connected", "source-down", "target-down", "lagging", "critical", "job-running"],
@@ -341,13 +342,6 @@ def test_allowed_operations_of_a_protected_vm(
         ),
         (Conditions(frozenset({A})), "site rtm (the target) is disconnected"),
         (
-            Conditions(frozenset({A, B}), Health.WARNING),
-            (
-                "health is Warning: it lags behind; wait for "
-                "it to catch up, or use UnplannedFailover"
-            ),
-        ),
-        (
             Conditions(frozenset({A, B}), job_running="job-000007 (StopVM)"),
             "job job-000007 (StopVM) is running on this VM: wait for it to finish",
         ),
@@ -359,6 +353,15 @@ def test_a_refused_planned_failover_names_the_cause_and_the_way_out(
     reason = lifecycle.check_operation(PROTECTED, OP.PLANNED_FAILOVER, conditions)
     assert reason is not None
     assert words in reason
+
+
+@pytest.mark.parametrize("health", list(Health))
+def test_a_planned_failover_is_allowed_with_any_replication_health(health: Health) -> None:
+    """Lag makes it slower (it ships what is left first), never refused, never unplanned."""
+    lagging = Conditions(frozenset({A, B}), health)
+    assert lifecycle.check_operation(PROTECTED, OP.PLANNED_FAILOVER, lagging) is None
+    result = lifecycle.apply_operation(PROTECTED, OP.PLANNED_FAILOVER, lagging, ASR)
+    assert result == _failed_over(FailoverKind.PLANNED)
 
 
 def test_an_old_copy_at_a_disconnected_site_cannot_be_stopped() -> None:

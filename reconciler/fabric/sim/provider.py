@@ -394,7 +394,8 @@ def _start(db: sqlite3.Connection, world: tl.World, row: VMRow, request: base.Re
             state=JobState.RUNNING.value,
             target_site=lifecycle.resolve_target(state, op, request.target_site),
             started_at=world.t,
-            due_at=world.t + world.timings.duration(state, op),
+            due_at=world.t
+            + world.timings.duration(state, op, behind_seconds=tl.behind_seconds(row, world)),
             finished_at=None,
             error=None,
             data_loss=loss,

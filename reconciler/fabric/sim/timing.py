@@ -28,15 +28,20 @@ class Timings:
     test_failover_cleanup: float = 1.0
     replication_interval: float = 5.0
 
-    def duration(self, vm: VMState, op: Operation) -> float:
-        """How long `op` takes on `vm`.
+    def duration(self, vm: VMState, op: Operation, *, behind_seconds: float = 0.0) -> float:
+        """How long `op` takes on `vm`, whose replication is `behind_seconds` behind.
 
-        Reverse replication after a planned failover ships a delta; after an
-        unplanned one the copies diverged and it is a full initial replication.
+        A planned failover ships what replication is behind by before it
+        starts the replica: one second more per second of lag (the link
+        carries the writes at the pace they were made). Reverse replication
+        after a planned failover ships a delta; after an unplanned one the
+        copies diverged and it is a full initial replication.
         ApplyRecoveryPoint boots the replica again, as long as an unplanned
         failover; DisableReplication is bookkeeping, as long as a commit;
         StartVM takes as long as StopVM.
         """
+        if op is Operation.PLANNED_FAILOVER:
+            return self.planned_failover + max(0.0, behind_seconds)
         if op is Operation.REVERSE_REPLICATE and vm.last_failover is not FailoverKind.PLANNED:
             return self.initial_replication
         return {
