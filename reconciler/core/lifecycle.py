@@ -146,6 +146,7 @@ def required_sites(vm: VMState, op: Operation, target: str | None = None) -> fro
         Operation.PLANNED_FAILOVER,
         Operation.REVERSE_REPLICATE,
         Operation.ENABLE_REPLICATION,
+        Operation.RESYNC,
     }:
         return frozenset({active, peer})
     if op in {
@@ -199,6 +200,7 @@ _TOWARDS_PEER = frozenset(
         Operation.TEST_FAILOVER_CLEANUP,
         Operation.REVERSE_REPLICATE,
         Operation.ENABLE_REPLICATION,
+        Operation.RESYNC,
     }
 )
 _ON_ACTIVE = frozenset({Operation.COMMIT, Operation.APPLY_RECOVERY_POINT, Operation.START_VM})
@@ -207,7 +209,7 @@ _ON_ACTIVE = frozenset({Operation.COMMIT, Operation.APPLY_RECOVERY_POINT, Operat
 def resolve_target(vm: VMState, op: Operation, target: str | None = None) -> str | None:
     """The site `op` acts on, when the caller left it out.
 
-    A failover, a test failover and (re)enabling replication go to the peer;
+    A failover, a test failover, (re)enabling replication and a resync go to the peer;
     Commit, ApplyRecoveryPoint and StartVM act on the active copy; StopVM on
     the only running copy. DisableReplication acts on both sites: None.
     """
@@ -315,9 +317,11 @@ def _replication_behind(vm: VMState) -> str | None:
     takes longer and loses nothing (issue 9, rule 5).
     """
     if vm.replication is not ReplicationState.REPLICATING:
-        hint = {ReplicationState.RESYNC_REQUIRED: "wait for the resync to finish"}.get(
-            vm.replication, "resume replication"
-        )
+        hint = {
+            ReplicationState.RESYNC_REQUIRED: (
+                "wait for the fabric's resync to finish or start one (Resync)"
+            )
+        }.get(vm.replication, "resume replication")
         return (
             f"replication {vm.direction} is {vm.replication}, not Replicating: {hint}, "
             "or use UnplannedFailover (it loses the writes not yet replicated)"
@@ -387,6 +391,17 @@ def _check_disable(vm: VMState, target: str | None) -> str | None:
     return _test_copy_up(vm)
 
 
+def _check_resync(vm: VMState, target: str | None) -> str | None:
+    if vm.protection is not ProtectionState.PROTECTED:
+        return f"the VM is {vm.protection}: there is no replication to resync"
+    if vm.replication is not ReplicationState.RESYNC_REQUIRED:
+        return (
+            f"replication {vm.direction} is {vm.replication}, not ResyncRequired: "
+            "there is nothing to resync"
+        )
+    return None
+
+
 def _check_start(vm: VMState, target: str | None) -> str | None:
     if vm.active_site in vm.running:
         return f"the VM already runs at {vm.active_site}"
@@ -420,6 +435,7 @@ _CHECKS: dict[Operation, _Check] = {
     Operation.DISABLE_REPLICATION: _check_disable,
     Operation.STOP_VM: _check_stop,
     Operation.START_VM: _check_start,
+    Operation.RESYNC: _check_resync,
 }
 
 
@@ -473,6 +489,8 @@ def apply_effect(
         )
     if op is Operation.DISABLE_REPLICATION:
         return replace(vm, protection=ProtectionState.UNPROTECTED, replication=ReplicationState.OFF)
+    if op is Operation.RESYNC:
+        return replace(vm, replication=ReplicationState.REPLICATING)
     if op is Operation.TEST_FAILOVER:
         return replace(vm, test_failover=TestFailoverState.RUNNING)
     if op is Operation.TEST_FAILOVER_CLEANUP:
@@ -484,6 +502,17 @@ def apply_effect(
         return replace(vm, running=vm.running | {vm.active_site})
     # ApplyRecoveryPoint changes the data the active copy holds, not the state.
     return vm
+
+
+def failed_after_shutdown(vm: VMState) -> VMState:
+    """What a planned failover leaves when it fails after shutting the source down.
+
+    The first step of a planned failover stops the active copy; when a later
+    step fails, nothing runs: the VM is still active at the source, still
+    protected and replicating (the replica was never started), and no copy
+    of it runs until someone starts it again or retries the failover.
+    """
+    return replace(vm, running=vm.running - {vm.active_site})
 
 
 def _failed_over(

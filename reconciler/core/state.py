@@ -29,6 +29,10 @@ class Operation(StrEnum):
     # Not in the fabric's list of DR operations, but needed to undo our own
     # StopVM when a spec is reverted before the failover it prepared.
     START_VM = "StartVM"
+    # Resynchronise a replication that reads ResyncRequired and that the
+    # fabric does not resync by itself (ASR's repairReplication, Hyper-V's
+    # Resume-VMReplication -Resynchronize): a full comparison of the copies.
+    RESYNC = "Resync"
 
 
 FAILOVERS = frozenset({Operation.PLANNED_FAILOVER, Operation.UNPLANNED_FAILOVER})

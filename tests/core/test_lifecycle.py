@@ -85,6 +85,9 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
         OP.DISABLE_REPLICATION: UNPROTECTED,
         OP.STOP_VM: STOPPED,
         OP.START_VM: No("already runs at ams"),
+        OP.RESYNC: No(
+            "replication ams->rtm is Replicating, not ResyncRequired: there is nothing to resync"
+        ),
     },
     "stopped": {
         OP.PLANNED_FAILOVER: _failed_over(FailoverKind.PLANNED),
@@ -98,6 +101,7 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
         OP.DISABLE_REPLICATION: UNPROTECTED_STOPPED,
         OP.STOP_VM: No("no copy of the VM runs"),
         OP.START_VM: PROTECTED,
+        OP.RESYNC: No("nothing to resync"),
     },
     "drill": {
         OP.PLANNED_FAILOVER: No("clean it up first (TestFailoverCleanup)"),
@@ -111,11 +115,13 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
         OP.DISABLE_REPLICATION: No("clean it up first"),
         OP.STOP_VM: replace(DRILL, running=frozenset()),
         OP.START_VM: No("already runs"),
+        OP.RESYNC: No("nothing to resync"),
     },
     "resync": {
         OP.PLANNED_FAILOVER: No(
             "replication ams->rtm is ResyncRequired, not Replicating: "
-            "wait for the resync to finish, or use UnplannedFailover"
+            "wait for the fabric's resync to finish or start one (Resync), or use "
+            "UnplannedFailover"
         ),
         OP.UNPLANNED_FAILOVER: _failed_over(FailoverKind.UNPLANNED, frozenset({A, B})),
         OP.TEST_FAILOVER: replace(RESYNC, test_failover=DrillState.RUNNING),
@@ -127,6 +133,7 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
         OP.DISABLE_REPLICATION: UNPROTECTED,
         OP.STOP_VM: replace(RESYNC, running=frozenset()),
         OP.START_VM: No("already runs"),
+        OP.RESYNC: PROTECTED,
     },
     "initial-sync": {
         OP.PLANNED_FAILOVER: No("no recovery point at rtm yet"),
@@ -140,6 +147,7 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
         OP.DISABLE_REPLICATION: UNPROTECTED,
         OP.STOP_VM: replace(INITIAL_SYNC, running=frozenset()),
         OP.START_VM: No("already runs"),
+        OP.RESYNC: No("is InitialSync, not ResyncRequired"),
     },
     "pending-planned": {
         OP.PLANNED_FAILOVER: No("CommitPending, not Protected: commit the failover first"),
@@ -153,6 +161,7 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
         OP.DISABLE_REPLICATION: No("Commit it first"),
         OP.STOP_VM: replace(PENDING_PLANNED, running=frozenset()),
         OP.START_VM: No("already runs at rtm"),
+        OP.RESYNC: No("the VM is CommitPending: there is no replication to resync"),
     },
     "pending-unplanned": {
         OP.PLANNED_FAILOVER: No("commit the failover first"),
@@ -166,6 +175,7 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
         OP.DISABLE_REPLICATION: No("Commit it first"),
         OP.STOP_VM: replace(PENDING_UNPLANNED, running=frozenset()),
         OP.START_VM: No("already runs"),
+        OP.RESYNC: No("no replication to resync"),
     },
     "pending-split": {
         OP.PLANNED_FAILOVER: No("commit the failover first"),
@@ -179,6 +189,7 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
         OP.DISABLE_REPLICATION: No("Commit it first"),
         OP.STOP_VM: No("copies run at ams, rtm: name the copy to stop"),
         OP.START_VM: No("already runs"),
+        OP.RESYNC: No("no replication to resync"),
     },
     "committed-planned": {
         OP.PLANNED_FAILOVER: No("Committed, not Protected: reverse replication first"),
@@ -194,6 +205,7 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
         OP.DISABLE_REPLICATION: replace(COMMITTED_PLANNED, protection=PS.UNPROTECTED),
         OP.STOP_VM: replace(COMMITTED_PLANNED, running=frozenset()),
         OP.START_VM: No("already runs"),
+        OP.RESYNC: No("the VM is Committed: there is no replication to resync"),
     },
     "committed-split": {
         OP.PLANNED_FAILOVER: No("reverse replication first"),
@@ -210,6 +222,7 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
         OP.DISABLE_REPLICATION: replace(COMMITTED_SPLIT, protection=PS.UNPROTECTED),
         OP.STOP_VM: No("name the copy to stop"),
         OP.START_VM: No("already runs"),
+        OP.RESYNC: No("no replication to resync"),
     },
     "unprotected": {
         OP.PLANNED_FAILOVER: No("Unprotected, not Protected: enable replication first"),
@@ -223,6 +236,7 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
         OP.DISABLE_REPLICATION: No("replication is already off"),
         OP.STOP_VM: UNPROTECTED_STOPPED,
         OP.START_VM: No("already runs"),
+        OP.RESYNC: No("the VM is Unprotected: there is no replication to resync"),
     },
     "unprotected-stopped": {
         OP.PLANNED_FAILOVER: No("enable replication first"),
@@ -236,6 +250,7 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
         OP.DISABLE_REPLICATION: No("already off"),
         OP.STOP_VM: No("no copy of the VM runs"),
         OP.START_VM: UNPROTECTED,
+        OP.RESYNC: No("no replication to resync"),
     },
 }
 
@@ -296,6 +311,23 @@ def test_unplanned_failover_cannot_stop_an_unreachable_source() -> None:
     assert result.active_site == B
     assert result.running == frozenset({A, B})
     assert result.stale_copies == frozenset({A})
+
+
+def test_a_planned_failover_that_failed_after_its_shutdown_leaves_no_copy_running() -> None:
+    """Still active at the source and protected: start it there, or fail over again."""
+    left = lifecycle.failed_after_shutdown(PROTECTED)
+    assert left == STOPPED
+    assert {OP.START_VM, OP.PLANNED_FAILOVER} <= lifecycle.allowed_operations(left, BOTH)
+
+
+def test_a_resync_needs_both_sites_and_ends_replicating() -> None:
+    only_a = Conditions(frozenset({A}))
+    assert lifecycle.check_operation(RESYNC, OP.RESYNC, only_a) == (
+        "site rtm (the target) is disconnected: Resync needs it connected; "
+        "wait for rtm to reconnect"
+    )
+    assert lifecycle.resolve_target(RESYNC, OP.RESYNC) == B
+    assert lifecycle.apply_operation(RESYNC, OP.RESYNC, BOTH, ASR) == PROTECTED
 
 
 # --- connectivity, health and jobs ----------------------------------------------
@@ -423,6 +455,12 @@ def test_reverse_replication_is_a_delta_after_planned_and_a_full_copy_after_unpl
     committed_unplanned = replace(PENDING_UNPLANNED, protection=PS.COMMITTED)
     assert timings.duration(committed_unplanned, OP.REVERSE_REPLICATE) == 60
     assert timings.duration(UNPROTECTED, OP.ENABLE_REPLICATION) == 60
+
+
+def test_a_planned_failover_takes_longer_by_what_replication_is_behind() -> None:
+    timings = timing.Timings(planned_failover=3)
+    assert timings.duration(PROTECTED, OP.PLANNED_FAILOVER) == 3
+    assert timings.duration(PROTECTED, OP.PLANNED_FAILOVER, behind_seconds=45) == 48
 
 
 @pytest.mark.parametrize(

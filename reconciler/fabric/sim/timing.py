@@ -35,7 +35,7 @@ class Timings:
         starts the replica: one second more per second of lag (the link
         carries the writes at the pace they were made). Reverse replication
         after a planned failover ships a delta; after an unplanned one the
-        copies diverged and it is a full initial replication.
+        copies diverged and it is a full initial replication, like a resync.
         ApplyRecoveryPoint boots the replica again, as long as an unplanned
         failover; DisableReplication is bookkeeping, as long as a commit;
         StartVM takes as long as StopVM.
@@ -43,6 +43,8 @@ class Timings:
         if op is Operation.PLANNED_FAILOVER:
             return self.planned_failover + max(0.0, behind_seconds)
         if op is Operation.REVERSE_REPLICATE and vm.last_failover is not FailoverKind.PLANNED:
+            return self.initial_replication
+        if op is Operation.RESYNC:
             return self.initial_replication
         return {
             Operation.PLANNED_FAILOVER: self.planned_failover,
