@@ -457,6 +457,20 @@ def test_reverse_replication_is_a_delta_after_planned_and_a_full_copy_after_unpl
     assert timings.duration(UNPROTECTED, OP.ENABLE_REPLICATION) == 60
 
 
+def test_a_full_copy_takes_the_size_of_the_vm_at_the_replication_throughput() -> None:
+    """Without a size, the inventory's initialReplication, as before sizes existed."""
+    timings = timing.Timings(initial_replication=60, replication_mbps=50)
+    committed_unplanned = replace(PENDING_UNPLANNED, protection=PS.COMMITTED)
+    for op, state in (
+        (OP.REVERSE_REPLICATE, committed_unplanned),
+        (OP.ENABLE_REPLICATION, UNPROTECTED),
+        (OP.RESYNC, RESYNC),
+    ):
+        assert timings.duration(state, op) == 60
+        assert timings.duration(state, op, size_gb=100) == 100 * 1024 / 50
+    assert timings.duration(COMMITTED_PLANNED, OP.REVERSE_REPLICATE, size_gb=100) == 2
+
+
 def test_a_planned_failover_takes_longer_by_what_replication_is_behind() -> None:
     timings = timing.Timings(planned_failover=3)
     assert timings.duration(PROTECTED, OP.PLANNED_FAILOVER) == 3
