@@ -64,6 +64,7 @@ TIMINGS = timing.Timings(
     test_failover=2,
     test_failover_cleanup=1,
     replication_interval=5,
+    replication_mbps=100,
 )
 
 
@@ -217,9 +218,14 @@ def timings(**changes: float) -> timing.Timings:
     return dataclasses.replace(TIMINGS, **changes)
 
 
-def inventory_vm(name: str, active: str = "ams", *, replication: str | None = AUTO) -> InventoryVM:
-    """A VM of a simulated fabric's inventory, active at `active`, replicating from there."""
-    return InventoryVM(name, active, _direction(replication, active))
+def inventory_vm(
+    name: str, active: str = "ams", *, replication: str | None = AUTO, size_gb: float | None = None
+) -> InventoryVM:
+    """A VM of a simulated fabric's inventory, active at `active`, replicating from there.
+
+    Without `size_gb` a full copy of it takes TIMINGS.initial_replication.
+    """
+    return InventoryVM(name, active, _direction(replication, active), size_gb)
 
 
 def inventory(*vms: InventoryVM, timings: timing.Timings = TIMINGS) -> Inventory:

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Protocol
 
-from reconciler.core.state import Health, Operation
+from reconciler.core.state import Health, Job, Operation
 from reconciler.fabric import base
 from reconciler.fabric.sim import provider as sim
 from reconciler.fabric.sim.inventory import Inventory
@@ -40,8 +40,26 @@ class Controls(Protocol):
         """Reconnect `site` (False if it was up)."""
         ...
 
-    def inject_failure(self, vm: str, operation: Operation, times: int = 1) -> None:
-        """The next `times` jobs of `operation` on `vm` are accepted, then fail."""
+    def inject_failure(
+        self, vm: str, operation: Operation, times: int = 1, *, after_shutdown: bool = False
+    ) -> None:
+        """The next `times` jobs of `operation` on `vm` are accepted, then fail.
+
+        `after_shutdown`: a planned failover fails after it shut the source
+        down, leaving no copy running.
+        """
+        ...
+
+    def suspend_next(self, vm: str, operation: Operation) -> None:
+        """The next job of `operation` on `vm` suspends half-way, waiting for a person."""
+        ...
+
+    def resume(self, job: str) -> Job:
+        """A person does what the suspended `job` waits for; it runs on."""
+        ...
+
+    def start_by_hand(self, request: base.Request) -> str:
+        """An operator starts `request` in the portal, outside drctl; returns the job id."""
         ...
 
     def inject_call_error(
@@ -68,8 +86,11 @@ class Controls(Protocol):
         """Replication of `vm` ships `seconds` behind (0: caught up)."""
         ...
 
-    def resync_required(self, vm: str) -> float:
-        """Replication of `vm` needs a resync; returns in how many seconds it is done."""
+    def resync_required(self, vm: str, *, manual: bool = False) -> float | None:
+        """Replication of `vm` needs a resync; returns in how many seconds it is done.
+
+        `manual`: it stays ResyncRequired until a Resync operation (None).
+        """
         ...
 
 

@@ -76,21 +76,76 @@ def add_commands(commands: Any) -> None:
     fail.add_argument(
         "--times", type=int, default=1, metavar="N", help="how many jobs fail (default 1)"
     )
+    fail.add_argument(
+        "--after-shutdown",
+        action="store_true",
+        help="PlannedFailover only: fail after shutting the source down, so that no copy "
+        "of the VM runs (still active at the source, protected)",
+    )
     fail.set_defaults(handler=_later("fail"))
 
-    lag = sub.add_parser("lag", help="keep replication of a VM SECONDS behind (0 clears it)")
+    suspend = sub.add_parser(
+        "suspend-next",
+        help="make the next job of an operation on a VM suspend half-way, waiting for a "
+        "person (drctl fabric resume JOB continues it)",
+    )
+    suspend.add_argument("vm", metavar="VM")
+    suspend.add_argument(
+        "operation", metavar="OPERATION", help=f"one of {', '.join(op.value for op in Operation)}"
+    )
+    suspend.set_defaults(handler=_later("suspend_next"))
+
+    resume = sub.add_parser("resume", help="resume a suspended job, as the person it waits for")
+    resume.add_argument("job", metavar="JOB", help="a job id, e.g. job-000042")
+    resume.set_defaults(handler=_later("resume"))
+
+    lag = sub.add_parser(
+        "lag",
+        help="keep replication of a VM SECONDS behind (0 clears it): health Warning past "
+        "one replication interval, Critical past five, while it replicates",
+    )
     lag.add_argument("vm", metavar="VM")
     lag.add_argument("seconds", type=float, metavar="SECONDS")
     lag.set_defaults(handler=_later("lag"))
 
     resync = sub.add_parser("resync-required", help="make replication of a VM need a resync")
     resync.add_argument("vm", metavar="VM")
+    resync.add_argument(
+        "--manual",
+        action="store_true",
+        help="the fabric does not resync it by itself: replication stays ResyncRequired "
+        "until a Resync operation",
+    )
     resync.set_defaults(handler=_later("resync_required"))
 
     move = sub.add_parser("move", help="fail a VM over by hand, behind drctl's back (drift)")
     move.add_argument("vm", metavar="VM")
     move.add_argument("site", metavar="SITE")
     move.set_defaults(handler=_later("move"))
+
+    # An operator in the portal: real jobs, checked like drctl's, that drctl did not start.
+    failover = sub.add_parser(
+        "failover",
+        help="fail a VM over to SITE by hand, as an operator in the portal would (a job "
+        "drctl did not start): planned (source shut down first, nothing lost) by default",
+    )
+    failover.add_argument("vm", metavar="VM")
+    failover.add_argument("site", metavar="SITE", help="the site to fail over to")
+    failover.add_argument(
+        "--unplanned",
+        action="store_true",
+        help="an unplanned failover: the source is not shut down and the writes not yet "
+        "replicated are lost; it ends CommitPending",
+    )
+    failover.set_defaults(handler=_later("failover"))
+    for name, handler, text in (
+        ("start", _later("start"), "start the copy of a VM at SITE by hand (operator)"),
+        ("stop", _later("stop"), "stop the copy of a VM at SITE by hand (operator)"),
+    ):
+        power = sub.add_parser(name, help=text)
+        power.add_argument("vm", metavar="VM")
+        power.add_argument("site", metavar="SITE")
+        power.set_defaults(handler=handler)
 
     for name, handler, text in (
         (

@@ -20,7 +20,7 @@ from reconciler.core.state import Job, Observed, ObservedVM, Operation
 from reconciler.engine import journal
 from reconciler.engine import state_dir as layout
 from reconciler.engine.lease import flock
-from reconciler.fabric import config
+from reconciler.fabric import base, config
 from reconciler.fabric.sim import inventory
 from reconciler.fabric.sim import provider as sim
 from reconciler.kits.clock import WallClock
@@ -125,10 +125,65 @@ def site_up(args: argparse.Namespace) -> int:
 def fail(args: argparse.Namespace) -> int:
     operation = _parse_operation(args.operation)
     with _open(args) as fabric:
-        fabric.inject_failure(args.vm, operation, args.times)
+        fabric.inject_failure(args.vm, operation, args.times, after_shutdown=args.after_shutdown)
     jobs = "job" if args.times == 1 else f"{args.times} jobs"
-    print(f"the next {jobs} of {operation} on {args.vm} will fail")
+    how = " after shutting the source down (no copy runs then)" if args.after_shutdown else ""
+    print(f"the next {jobs} of {operation} on {args.vm} will fail{how}")
     return errors.EXIT_OK
+
+
+def suspend_next(args: argparse.Namespace) -> int:
+    operation = _parse_operation(args.operation)
+    with _open(args) as fabric:
+        fabric.suspend_next(args.vm, operation)
+    print(
+        f"the next job of {operation} on {args.vm} will suspend half-way, waiting for a "
+        f"person: drctl fabric resume JOB{_flag(args)} continues it"
+    )
+    return errors.EXIT_OK
+
+
+def resume(args: argparse.Namespace) -> int:
+    with _open(args) as fabric:
+        job = fabric.resume(args.job)
+    print(f"{job.id} ({job.operation} of {job.vm}) runs again")
+    return errors.EXIT_OK
+
+
+def failover(args: argparse.Namespace) -> int:
+    op = Operation.UNPLANNED_FAILOVER if args.unplanned else Operation.PLANNED_FAILOVER
+    what = (
+        "the source keeps running and the writes not yet replicated are lost"
+        if args.unplanned
+        else "the source is shut down first, nothing is lost"
+    )
+    return _by_hand(args, base.Request(args.vm, op, args.site), f"to {args.site}; {what}")
+
+
+def start(args: argparse.Namespace) -> int:
+    request = base.Request(args.vm, Operation.START_VM, args.site)
+    return _by_hand(args, request, f"at {args.site}")
+
+
+def stop(args: argparse.Namespace) -> int:
+    request = base.Request(args.vm, Operation.STOP_VM, args.site)
+    return _by_hand(args, request, f"at {args.site}")
+
+
+def _by_hand(args: argparse.Namespace, request: base.Request, what: str) -> int:
+    with _open(args) as fabric:
+        job_id = fabric.start_by_hand(request)
+    print(
+        f"{job_id} started: {request.operation} of {request.vm} {what} (by hand, as an "
+        f"operator in the portal: drctl did not start it); drctl fabric show{_flag(args)} "
+        "follows it"
+    )
+    return errors.EXIT_OK
+
+
+def _flag(args: argparse.Namespace) -> str:
+    """`--fabric NAME` as a follow-up command needs it, or nothing for the embedded fabric."""
+    return "" if args.fabric == EMBEDDED_FABRIC else f" --fabric {args.fabric}"
 
 
 def lag(args: argparse.Namespace) -> int:
@@ -148,10 +203,17 @@ def lag(args: argparse.Namespace) -> int:
 
 def resync_required(args: argparse.Namespace) -> int:
     with _open(args) as fabric:
-        seconds = fabric.resync_required(args.vm)
-    print(
-        f"replication of {args.vm} needs a resync; the fabric resyncs it by itself in {seconds:g} s"
-    )
+        seconds = fabric.resync_required(args.vm, manual=args.manual)
+    if seconds is None:
+        print(
+            f"replication of {args.vm} needs a resync; the fabric does not resync it by "
+            "itself: it stays ResyncRequired until a Resync operation"
+        )
+    else:
+        print(
+            f"replication of {args.vm} needs a resync; the fabric resyncs it by itself in "
+            f"{seconds:g} s"
+        )
     return errors.EXIT_OK
 
 
@@ -220,6 +282,7 @@ def _job_document(job: Job) -> dict[str, Any]:
         "finishedAt": _timestamp(job.finished_at),
         "error": job.error,
         "dataLossSeconds": job.data_loss_seconds,
+        "stateDescription": job.state_description,
     }
 
 
@@ -241,7 +304,7 @@ def _show_text(observed: Observed, jobs: list[Job]) -> str:
                 if vm.replication is None
                 else f"{vm.replication.state}/{vm.replication.health}",
                 "-" if vm.replication is None else _short(vm.replication.last_sync),
-                "-" if vm.job is None else f"{vm.job.id} {vm.job.operation} {vm.job.progress:.0%}",
+                "-" if vm.job is None else _job_cell(vm.job),
             ]
             for vm in observed.vms.values()
         ],
@@ -269,6 +332,11 @@ def _show_text(observed: Observed, jobs: list[Job]) -> str:
         else "no jobs yet"
     )
     return f"{sites}\n\n{vms}\n\n{title}\n{job_table}"
+
+
+def _job_cell(job: Job) -> str:
+    waiting = " SUSPENDED" if job.suspended else ""
+    return f"{job.id} {job.operation} {job.progress:.0%}{waiting}"
 
 
 def _short(at: datetime | None) -> str:

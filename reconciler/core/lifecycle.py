@@ -34,8 +34,9 @@ from reconciler.core.state import (
 
 # Replication health from how far replication is behind its schedule (the lag
 # on top of the normal one-interval cycle, plus the time shipping has been cut
-# off by a disconnected site). One missed cycle is still Normal, as in ASR;
-# PlannedFailover needs Normal.
+# off by a disconnected site). One missed cycle is still Normal, as in ASR.
+# Health is reported, never a precondition: a planned failover ships the lag
+# whatever the health reads (it takes longer), and is never refused for it.
 WARNING_AFTER_INTERVALS = 1.0
 CRITICAL_AFTER_INTERVALS = 5.0
 
@@ -103,6 +104,7 @@ class Conditions:
     """What the world around one VM looks like when an operation is asked for."""
 
     connected: frozenset[str]
+    # Reported with the VM; no operation depends on it (see replication_health).
     health: Health = Health.NORMAL
     job_running: str | None = None  # the job in progress on this VM, described
 
@@ -144,6 +146,7 @@ def required_sites(vm: VMState, op: Operation, target: str | None = None) -> fro
         Operation.PLANNED_FAILOVER,
         Operation.REVERSE_REPLICATE,
         Operation.ENABLE_REPLICATION,
+        Operation.RESYNC,
     }:
         return frozenset({active, peer})
     if op in {
@@ -183,7 +186,7 @@ def check_operation(
         or _disconnected(vm, op, cond, resolve_target(vm, op, target))
     )
     if reason is None and op is Operation.PLANNED_FAILOVER:
-        reason = _replication_behind(vm, cond)
+        reason = _replication_behind(vm)
     return reason
 
 
@@ -197,6 +200,7 @@ _TOWARDS_PEER = frozenset(
         Operation.TEST_FAILOVER_CLEANUP,
         Operation.REVERSE_REPLICATE,
         Operation.ENABLE_REPLICATION,
+        Operation.RESYNC,
     }
 )
 _ON_ACTIVE = frozenset({Operation.COMMIT, Operation.APPLY_RECOVERY_POINT, Operation.START_VM})
@@ -205,7 +209,7 @@ _ON_ACTIVE = frozenset({Operation.COMMIT, Operation.APPLY_RECOVERY_POINT, Operat
 def resolve_target(vm: VMState, op: Operation, target: str | None = None) -> str | None:
     """The site `op` acts on, when the caller left it out.
 
-    A failover, a test failover and (re)enabling replication go to the peer;
+    A failover, a test failover, (re)enabling replication and a resync go to the peer;
     Commit, ApplyRecoveryPoint and StartVM act on the active copy; StopVM on
     the only running copy. DisableReplication acts on both sites: None.
     """
@@ -305,21 +309,22 @@ def _check_failover(vm: VMState, target: str | None) -> str | None:
     return _not_protected(vm) or _test_copy_up(vm) or _peer_runs(vm)
 
 
-def _replication_behind(vm: VMState, cond: Conditions) -> str | None:
-    """Why a planned failover could not ship every write first, if it could not."""
+def _replication_behind(vm: VMState) -> str | None:
+    """Why a planned failover could not ship every write first, if it could not.
+
+    It needs replication running, with any health: a lagging replication
+    (Warning, Critical) ships what is left before the replica starts, which
+    takes longer and loses nothing (issue 9, rule 5).
+    """
     if vm.replication is not ReplicationState.REPLICATING:
-        hint = {ReplicationState.RESYNC_REQUIRED: "wait for the resync to finish"}.get(
-            vm.replication, "resume replication"
-        )
+        hint = {
+            ReplicationState.RESYNC_REQUIRED: (
+                "wait for the fabric's resync to finish or start one (Resync)"
+            )
+        }.get(vm.replication, "resume replication")
         return (
             f"replication {vm.direction} is {vm.replication}, not Replicating: {hint}, "
             "or use UnplannedFailover (it loses the writes not yet replicated)"
-        )
-    if cond.health is not Health.NORMAL:
-        return (
-            f"replication {vm.direction} health is {cond.health}: it lags behind; wait "
-            "for it to catch up, or use UnplannedFailover (it loses the writes not yet "
-            "replicated)"
         )
     return None
 
@@ -386,6 +391,17 @@ def _check_disable(vm: VMState, target: str | None) -> str | None:
     return _test_copy_up(vm)
 
 
+def _check_resync(vm: VMState, target: str | None) -> str | None:
+    if vm.protection is not ProtectionState.PROTECTED:
+        return f"the VM is {vm.protection}: there is no replication to resync"
+    if vm.replication is not ReplicationState.RESYNC_REQUIRED:
+        return (
+            f"replication {vm.direction} is {vm.replication}, not ResyncRequired: "
+            "there is nothing to resync"
+        )
+    return None
+
+
 def _check_start(vm: VMState, target: str | None) -> str | None:
     if vm.active_site in vm.running:
         return f"the VM already runs at {vm.active_site}"
@@ -419,6 +435,7 @@ _CHECKS: dict[Operation, _Check] = {
     Operation.DISABLE_REPLICATION: _check_disable,
     Operation.STOP_VM: _check_stop,
     Operation.START_VM: _check_start,
+    Operation.RESYNC: _check_resync,
 }
 
 
@@ -472,6 +489,8 @@ def apply_effect(
         )
     if op is Operation.DISABLE_REPLICATION:
         return replace(vm, protection=ProtectionState.UNPROTECTED, replication=ReplicationState.OFF)
+    if op is Operation.RESYNC:
+        return replace(vm, replication=ReplicationState.REPLICATING)
     if op is Operation.TEST_FAILOVER:
         return replace(vm, test_failover=TestFailoverState.RUNNING)
     if op is Operation.TEST_FAILOVER_CLEANUP:
@@ -483,6 +502,17 @@ def apply_effect(
         return replace(vm, running=vm.running | {vm.active_site})
     # ApplyRecoveryPoint changes the data the active copy holds, not the state.
     return vm
+
+
+def failed_after_shutdown(vm: VMState) -> VMState:
+    """What a planned failover leaves when it fails after shutting the source down.
+
+    The first step of a planned failover stops the active copy; when a later
+    step fails, nothing runs: the VM is still active at the source, still
+    protected and replicating (the replica was never started), and no copy
+    of it runs until someone starts it again or retries the failover.
+    """
+    return replace(vm, running=vm.running - {vm.active_site})
 
 
 def _failed_over(

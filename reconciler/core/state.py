@@ -29,6 +29,10 @@ class Operation(StrEnum):
     # Not in the fabric's list of DR operations, but needed to undo our own
     # StopVM when a spec is reverted before the failover it prepared.
     START_VM = "StartVM"
+    # Resynchronise a replication that reads ResyncRequired and that the
+    # fabric does not resync by itself (ASR's repairReplication, Hyper-V's
+    # Resume-VMReplication -Resynchronize): a full comparison of the copies.
+    RESYNC = "Resync"
 
 
 FAILOVERS = frozenset({Operation.PLANNED_FAILOVER, Operation.UNPLANNED_FAILOVER})
@@ -64,9 +68,25 @@ class TestFailoverState(StrEnum):
 
 
 class JobState(StrEnum):
+    """A job's state as ASR reports it; the raw text is `Job.state_description`.
+
+    NotStarted, Running and Suspended are in progress (`Job.running`);
+    Succeeded, Failed and Cancelled are final. Suspended waits for a person
+    (a manual action of a recovery plan, say): it neither ends nor progresses
+    until someone resumes it in the fabric.
+    """
+
+    NOT_STARTED = "NotStarted"
     RUNNING = "Running"
+    SUSPENDED = "Suspended"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+
+# A job in one of these states is not over: the VM stays busy and the job is
+# followed until it ends, however long a person takes.
+JOB_IN_PROGRESS = frozenset({JobState.NOT_STARTED, JobState.RUNNING, JobState.SUSPENDED})
 
 
 class FailoverKind(StrEnum):
@@ -88,10 +108,23 @@ class Job:
     target_site: str | None = None
     error: str | None = None
     data_loss_seconds: float | None = None
+    state_description: str | None = None  # the fabric's own text for the state
 
     @property
     def running(self) -> bool:
-        return self.state is JobState.RUNNING
+        """The job is not over (NotStarted, Running or Suspended): follow it until it ends.
+
+        True for a suspended job too: it still holds the VM and may still
+        succeed, so it must be followed and never taken for finished (or
+        failed, and retried). Whether it makes progress is `suspended`.
+        """
+        return self.state in JOB_IN_PROGRESS
+
+    @property
+    def suspended(self) -> bool:
+        """The job waits for a person (`state_description` says for what): no progress
+        until someone resumes it in the fabric; waiting longer never ends it."""
+        return self.state is JobState.SUSPENDED
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,6 +133,7 @@ def test_show_lists_every_job_in_start_order(
         "finishedAt",
         "error",
         "dataLossSeconds",
+        "stateDescription",
     }
     first = jobs[0]
     assert ISO.match(first["startedAt"])
@@ -140,6 +141,12 @@ def test_show_lists_every_job_in_start_order(
     took = datetime.fromisoformat(first["finishedAt"]) - datetime.fromisoformat(first["startedAt"])
     assert took == timedelta(seconds=1.5)
     assert "injected with drctl fabric fail" in jobs[1]["error"]
+    assert [j["stateDescription"] for j in jobs] == [
+        "Completed",
+        "Failed",
+        "InProgress",
+        "InProgress",
+    ]
     assert (jobs[3]["finishedAt"], jobs[3]["error"], jobs[3]["dataLossSeconds"]) == (
         None,
         None,
@@ -175,7 +182,7 @@ def test_lag_and_resync_show_in_health(state: Path, capsys: pytest.CaptureFixtur
     web01, web02, _ = show(capsys, state)["vms"]
     assert (web01["replicationState"], web01["health"]) == ("Replicating", "Warning")
     assert (web02["replicationState"], web02["health"]) == ("ResyncRequired", "Critical")
-    assert "PlannedFailover" not in web01["allowedOperations"]
+    assert "PlannedFailover" in web01["allowedOperations"]  # it ships the lag, slower
     assert "PlannedFailover" not in web02["allowedOperations"]
     code, out, _ = drctl(capsys, "fabric", "lag", "web01", "0", "--state-dir", str(state))
     assert (code, out) == (0, "replication of web01 no longer lags (health Normal)\n")
@@ -205,6 +212,36 @@ def test_move_is_drift_behind_drctls_back(state: Path, capsys: pytest.CaptureFix
         (("resync-required", "batch"), "only a replicating VM can need a resync"),
         (("move", "web01", "ams"), "web01 is already active at ams"),
         (("move", "web01", "lon"), "no site 'lon'"),
+        (
+            ("failover", "web01", "ams"),
+            (
+                "web01: PlannedFailover is not allowed: the VM is active at ams: "
+                "PlannedFailover goes towards rtm"
+            ),
+        ),
+        (
+            ("failover", "batch", "ams", "--unplanned"),
+            (
+                "batch: UnplannedFailover is not allowed: the VM is Unprotected, not Protected: "
+                "enable replication first (EnableReplication)"
+            ),
+        ),
+        (("failover", "web01", "lon"), "no site 'lon' in the simulated fabric"),
+        (("start", "web01", "rtm"), "starting it would make two authoritative copies"),
+        (("stop", "web01", "rtm"), "web01: StopVM is not allowed: no copy of the VM runs at rtm"),
+        (("stop", "nope", "ams"), "no VM 'nope' in the simulated fabric"),
+        (("suspend-next", "web01", "Reboot"), "unknown operation 'Reboot'"),
+        (("suspend-next", "nope", "Commit"), "no VM 'nope' in the simulated fabric"),
+        (("resume", "job-000001"), "no job job-000001 in this fabric: drctl fabric show lists"),
+        (("resume", "42"), "job ids look like job-000042"),
+        (
+            ("fail", "web01", "Commit", "--after-shutdown"),
+            (
+                "--after-shutdown is for PlannedFailover (the operation that shuts the source "
+                "down first), not Commit: leave the flag out"
+            ),
+        ),
+        (("resync-required", "batch", "--manual"), "only a replicating VM can need a resync"),
     ],
 )
 def test_refusals_say_why_and_exit_2(
@@ -309,3 +346,169 @@ def test_the_fabric_command_needs_a_subcommand(capsys: pytest.CaptureFixture[str
         cli.main(["fabric"])
     assert exited.value.code == 2
     assert "required: fabric_command" in capsys.readouterr().err
+
+
+# --- the operator in the portal, and the faults of a real fabric ------------------------------
+
+# Every operation instant: a job ends on the next command that looks.
+QUICK_INVENTORY = INVENTORY.replace(
+    "timings: {plannedFailover: 86400, stopVM: 1.5, replicationInterval: 30}",
+    "timings: {plannedFailover: 0, unplannedFailover: 0, commit: 0, stopVM: 0, "
+    "replicationInterval: 30}",
+)
+
+
+@pytest.fixture
+def quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    """A state dir holding the fabric of QUICK_INVENTORY."""
+    inventory = tmp_path / "quick.yaml"
+    inventory.write_text(QUICK_INVENTORY)
+    state_dir = tmp_path / "quick"
+    code, _, _ = drctl(capsys, "fabric", "init", str(inventory), "--state-dir", str(state_dir))
+    assert code == 0
+    return state_dir
+
+
+def fields(vm: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        vm["activeSite"],
+        vm["running"],
+        vm["protectionState"],
+        vm["replicationState"],
+        vm["job"],
+    )
+
+
+def test_an_operator_fails_over_by_hand_with_a_job_of_the_fabric(
+    quick: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = drctl(capsys, "fabric", "failover", "web01", "rtm", "--state-dir", str(quick))
+    assert (code, out) == (
+        0,
+        (
+            "job-000001 started: PlannedFailover of web01 to rtm; the source is shut down "
+            "first, nothing is lost (by hand, as an operator in the portal: drctl did not "
+            "start it); drctl fabric show follows it\n"
+        ),
+    )
+    args = ("fabric", "failover", "web02", "rtm", "--unplanned", "--state-dir", str(quick))
+    code, out, _ = drctl(capsys, *args)
+    assert code == 0
+    assert out.startswith("job-000002 started: UnplannedFailover of web02 to rtm; the source")
+    document = show(capsys, quick)
+    web01, web02, _ = document["vms"]
+    assert fields(web01) == ("rtm", ["rtm"], "CommitPending", "Off", None)
+    assert fields(web02) == ("rtm", ["ams", "rtm"], "CommitPending", "Off", None)
+    assert [(j["id"], j["operation"], j["state"]) for j in document["jobs"]] == [
+        ("job-000001", "PlannedFailover", "Succeeded"),
+        ("job-000002", "UnplannedFailover", "Succeeded"),
+    ]
+    assert document["jobs"][0]["dataLossSeconds"] == 0.0
+
+
+def test_an_operator_stops_and_starts_a_copy_by_hand(
+    quick: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = drctl(capsys, "fabric", "stop", "web01", "ams", "--state-dir", str(quick))
+    assert code == 0
+    assert out.startswith("job-000001 started: StopVM of web01 at ams (by hand")
+    assert fields(show(capsys, quick)["vms"][0]) == ("ams", [], "Protected", "Replicating", None)
+    code, _, _ = drctl(capsys, "fabric", "start", "web01", "ams", "--state-dir", str(quick))
+    assert code == 0
+    assert show(capsys, quick)["vms"][0]["running"] == ["ams"]
+
+
+def test_a_suspended_job_waits_for_resume(quick: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ("fabric", "suspend-next", "web01", "stopvm", "--state-dir", str(quick))
+    code, out, _ = drctl(capsys, *args)
+    assert (code, out) == (
+        0,
+        (
+            "the next job of StopVM on web01 will suspend half-way, waiting for a person: "
+            "drctl fabric resume JOB continues it\n"
+        ),
+    )
+    drctl(capsys, "fabric", "stop", "web01", "ams", "--state-dir", str(quick))
+    document = show(capsys, quick)
+    job = document["jobs"][0]
+    assert (job["state"], job["finishedAt"]) == ("Suspended", None)
+    assert job["stateDescription"].startswith("Waiting for user input: complete the manual")
+    assert fields(document["vms"][0]) == ("ams", ["ams"], "Protected", "Replicating", job["id"])
+    assert document["vms"][0]["allowedOperations"] == []
+    code, out, _ = drctl(capsys, "fabric", "show", "--state-dir", str(quick))
+    assert re.search(r"job-000001 StopVM \d+% SUSPENDED", out)
+
+    code, out, _ = drctl(capsys, "fabric", "resume", "job-000001", "--state-dir", str(quick))
+    assert (code, out) == (0, "job-000001 (StopVM of web01) runs again\n")
+    document = show(capsys, quick)
+    assert document["jobs"][0]["state"] == "Succeeded"
+    assert document["vms"][0]["running"] == []
+    code, _, err = drctl(capsys, "fabric", "resume", "job-000001", "--state-dir", str(quick))
+    assert (code, err) == (
+        2,
+        (
+            "drctl: job-000001 is Succeeded, not Suspended: only a suspended job resumes "
+            "(drctl fabric show lists the jobs and their states)\n"
+        ),
+    )
+
+
+def test_a_planned_failover_that_fails_after_its_shutdown_runs_nowhere(
+    quick: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ("fabric", "fail", "web01", "PlannedFailover", "--after-shutdown")
+    code, out, _ = drctl(capsys, *args, "--state-dir", str(quick))
+    assert (code, out) == (
+        0,
+        (
+            "the next job of PlannedFailover on web01 will fail after shutting the source down "
+            "(no copy runs then)\n"
+        ),
+    )
+    drctl(capsys, "fabric", "failover", "web01", "rtm", "--state-dir", str(quick))
+    document = show(capsys, quick)
+    assert document["jobs"][0]["state"] == "Failed"
+    assert "failed after shutting down the copy at ams" in document["jobs"][0]["error"]
+    web01 = document["vms"][0]
+    assert fields(web01) == ("ams", [], "Protected", "Replicating", None)
+    assert (web01["replication"], web01["health"]) == ("ams->rtm", "Normal")
+    assert {"StartVM", "PlannedFailover"} <= set(web01["allowedOperations"])
+
+
+def test_a_manual_resync_waits_for_a_resync_operation(
+    quick: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ("fabric", "resync-required", "web02", "--manual", "--state-dir", str(quick))
+    code, out, _ = drctl(capsys, *args)
+    assert (code, out) == (
+        0,
+        (
+            "replication of web02 needs a resync; the fabric does not resync it by itself: "
+            "it stays ResyncRequired until a Resync operation\n"
+        ),
+    )
+    web02 = show(capsys, quick)["vms"][1]
+    assert (web02["replicationState"], web02["health"]) == ("ResyncRequired", "Critical")
+    assert "Resync" in web02["allowedOperations"]
+    assert "PlannedFailover" not in web02["allowedOperations"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["failover", "web01", "rtm"],
+        ["start", "web01", "ams"],
+        ["stop", "web01", "ams"],
+        ["suspend-next", "web01", "Commit"],
+        ["resume", "job-000001"],
+    ],
+)
+def test_the_new_verbs_act_on_a_declared_fabric_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """`--fabric NAME` like every drctl fabric verb: here a fabric not initialised yet."""
+    code, _, err = drctl(
+        capsys, "fabric", *command, "--fabric", "lab", "--state-dir", str(tmp_path)
+    )
+    assert code == 3
+    assert "run drctl fabric init --fabric lab INVENTORY.yaml" in err

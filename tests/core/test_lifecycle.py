@@ -85,6 +85,9 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
         OP.DISABLE_REPLICATION: UNPROTECTED,
         OP.STOP_VM: STOPPED,
         OP.START_VM: No("already runs at ams"),
+        OP.RESYNC: No(
+            "replication ams->rtm is Replicating, not ResyncRequired: there is nothing to resync"
+        ),
     },
     "stopped": {
         OP.PLANNED_FAILOVER: _failed_over(FailoverKind.PLANNED),
@@ -98,6 +101,7 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
         OP.DISABLE_REPLICATION: UNPROTECTED_STOPPED,
         OP.STOP_VM: No("no copy of the VM runs"),
         OP.START_VM: PROTECTED,
+        OP.RESYNC: No("nothing to resync"),
     },
     "drill": {
         OP.PLANNED_FAILOVER: No("clean it up first (TestFailoverCleanup)"),
@@ -111,11 +115,13 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
         OP.DISABLE_REPLICATION: No("clean it up first"),
         OP.STOP_VM: replace(DRILL, running=frozenset()),
         OP.START_VM: No("already runs"),
+        OP.RESYNC: No("nothing to resync"),
     },
     "resync": {
         OP.PLANNED_FAILOVER: No(
             "replication ams->rtm is ResyncRequired, not Replicating: "
-            "wait for the resync to finish, or use UnplannedFailover"
+            "wait for the fabric's resync to finish or start one (Resync), or use "
+            "UnplannedFailover"
         ),
         OP.UNPLANNED_FAILOVER: _failed_over(FailoverKind.UNPLANNED, frozenset({A, B})),
         OP.TEST_FAILOVER: replace(RESYNC, test_failover=DrillState.RUNNING),
@@ -127,6 +133,7 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
         OP.DISABLE_REPLICATION: UNPROTECTED,
         OP.STOP_VM: replace(RESYNC, running=frozenset()),
         OP.START_VM: No("already runs"),
+        OP.RESYNC: PROTECTED,
     },
     "initial-sync": {
         OP.PLANNED_FAILOVER: No("no recovery point at rtm yet"),
@@ -140,6 +147,7 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
         OP.DISABLE_REPLICATION: UNPROTECTED,
         OP.STOP_VM: replace(INITIAL_SYNC, running=frozenset()),
         OP.START_VM: No("already runs"),
+        OP.RESYNC: No("is InitialSync, not ResyncRequired"),
     },
     "pending-planned": {
         OP.PLANNED_FAILOVER: No("CommitPending, not Protected: commit the failover first"),
@@ -153,6 +161,7 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
         OP.DISABLE_REPLICATION: No("Commit it first"),
         OP.STOP_VM: replace(PENDING_PLANNED, running=frozenset()),
         OP.START_VM: No("already runs at rtm"),
+        OP.RESYNC: No("the VM is CommitPending: there is no replication to resync"),
     },
     "pending-unplanned": {
         OP.PLANNED_FAILOVER: No("commit the failover first"),
@@ -166,6 +175,7 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
         OP.DISABLE_REPLICATION: No("Commit it first"),
         OP.STOP_VM: replace(PENDING_UNPLANNED, running=frozenset()),
         OP.START_VM: No("already runs"),
+        OP.RESYNC: No("no replication to resync"),
     },
     "pending-split": {
         OP.PLANNED_FAILOVER: No("commit the failover first"),
@@ -179,6 +189,7 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
         OP.DISABLE_REPLICATION: No("Commit it first"),
         OP.STOP_VM: No("copies run at ams, rtm: name the copy to stop"),
         OP.START_VM: No("already runs"),
+        OP.RESYNC: No("no replication to resync"),
     },
     "committed-planned": {
         OP.PLANNED_FAILOVER: No("Committed, not Protected: reverse replication first"),
@@ -194,6 +205,7 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
         OP.DISABLE_REPLICATION: replace(COMMITTED_PLANNED, protection=PS.UNPROTECTED),
         OP.STOP_VM: replace(COMMITTED_PLANNED, running=frozenset()),
         OP.START_VM: No("already runs"),
+        OP.RESYNC: No("the VM is Committed: there is no replication to resync"),
     },
     "committed-split": {
         OP.PLANNED_FAILOVER: No("reverse replication first"),
@@ -210,6 +222,7 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
         OP.DISABLE_REPLICATION: replace(COMMITTED_SPLIT, protection=PS.UNPROTECTED),
         OP.STOP_VM: No("name the copy to stop"),
         OP.START_VM: No("already runs"),
+        OP.RESYNC: No("no replication to resync"),
     },
     "unprotected": {
         OP.PLANNED_FAILOVER: No("Unprotected, not Protected: enable replication first"),
@@ -223,6 +236,7 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
         OP.DISABLE_REPLICATION: No("replication is already off"),
         OP.STOP_VM: UNPROTECTED_STOPPED,
         OP.START_VM: No("already runs"),
+        OP.RESYNC: No("the VM is Unprotected: there is no replication to resync"),
     },
     "unprotected-stopped": {
         OP.PLANNED_FAILOVER: No("enable replication first"),
@@ -236,6 +250,7 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
         OP.DISABLE_REPLICATION: No("already off"),
         OP.STOP_VM: No("no copy of the VM runs"),
         OP.START_VM: UNPROTECTED,
+        OP.RESYNC: No("no replication to resync"),
     },
 }
 
@@ -298,6 +313,23 @@ def test_unplanned_failover_cannot_stop_an_unreachable_source() -> None:
     assert result.stale_copies == frozenset({A})
 
 
+def test_a_planned_failover_that_failed_after_its_shutdown_leaves_no_copy_running() -> None:
+    """Still active at the source and protected: start it there, or fail over again."""
+    left = lifecycle.failed_after_shutdown(PROTECTED)
+    assert left == STOPPED
+    assert {OP.START_VM, OP.PLANNED_FAILOVER} <= lifecycle.allowed_operations(left, BOTH)
+
+
+def test_a_resync_needs_both_sites_and_ends_replicating() -> None:
+    only_a = Conditions(frozenset({A}))
+    assert lifecycle.check_operation(RESYNC, OP.RESYNC, only_a) == (
+        "site rtm (the target) is disconnected: Resync needs it connected; "
+        "wait for rtm to reconnect"
+    )
+    assert lifecycle.resolve_target(RESYNC, OP.RESYNC) == B
+    assert lifecycle.apply_operation(RESYNC, OP.RESYNC, BOTH, ASR) == PROTECTED
+
+
 # --- connectivity, health and jobs ----------------------------------------------
 
 ALL_PROTECTED_OPS = frozenset(
@@ -317,8 +349,9 @@ ALL_PROTECTED_OPS = frozenset(
         (BOTH, ALL_PROTECTED_OPS),
         (Conditions(frozenset({B})), {OP.UNPLANNED_FAILOVER, OP.TEST_FAILOVER}),
         (Conditions(frozenset({A})), {OP.DISABLE_REPLICATION, OP.STOP_VM}),
-        (Conditions(frozenset({A, B}), Health.WARNING), ALL_PROTECTED_OPS - {OP.PLANNED_FAILOVER}),
-        (Conditions(frozenset({A, B}), Health.CRITICAL), ALL_PROTECTED_OPS - {OP.PLANNED_FAILOVER}),
+        # A planned failover ships the lag: health never refuses it (issue 9, rule 5).
+        (Conditions(frozenset({A, B}), Health.WARNING), ALL_PROTECTED_OPS),
+        (Conditions(frozenset({A, B}), Health.CRITICAL), ALL_PROTECTED_OPS),
         (Conditions(frozenset({A, B}), job_running="job-000001 (TestFailover)"), set()),
     ],
     ids=["both-connected", "source-down", "target-down", "lagging", "critical", "job-running"],
@@ -341,13 +374,6 @@ def test_allowed_operations_of_a_protected_vm(
         ),
         (Conditions(frozenset({A})), "site rtm (the target) is disconnected"),
         (
-            Conditions(frozenset({A, B}), Health.WARNING),
-            (
-                "health is Warning: it lags behind; wait for "
-                "it to catch up, or use UnplannedFailover"
-            ),
-        ),
-        (
             Conditions(frozenset({A, B}), job_running="job-000007 (StopVM)"),
             "job job-000007 (StopVM) is running on this VM: wait for it to finish",
         ),
@@ -359,6 +385,15 @@ def test_a_refused_planned_failover_names_the_cause_and_the_way_out(
     reason = lifecycle.check_operation(PROTECTED, OP.PLANNED_FAILOVER, conditions)
     assert reason is not None
     assert words in reason
+
+
+@pytest.mark.parametrize("health", list(Health))
+def test_a_planned_failover_is_allowed_with_any_replication_health(health: Health) -> None:
+    """Lag makes it slower (it ships what is left first), never refused, never unplanned."""
+    lagging = Conditions(frozenset({A, B}), health)
+    assert lifecycle.check_operation(PROTECTED, OP.PLANNED_FAILOVER, lagging) is None
+    result = lifecycle.apply_operation(PROTECTED, OP.PLANNED_FAILOVER, lagging, ASR)
+    assert result == _failed_over(FailoverKind.PLANNED)
 
 
 def test_an_old_copy_at_a_disconnected_site_cannot_be_stopped() -> None:
@@ -420,6 +455,26 @@ def test_reverse_replication_is_a_delta_after_planned_and_a_full_copy_after_unpl
     committed_unplanned = replace(PENDING_UNPLANNED, protection=PS.COMMITTED)
     assert timings.duration(committed_unplanned, OP.REVERSE_REPLICATE) == 60
     assert timings.duration(UNPROTECTED, OP.ENABLE_REPLICATION) == 60
+
+
+def test_a_full_copy_takes_the_size_of_the_vm_at_the_replication_throughput() -> None:
+    """Without a size, the inventory's initialReplication, as before sizes existed."""
+    timings = timing.Timings(initial_replication=60, replication_mbps=50)
+    committed_unplanned = replace(PENDING_UNPLANNED, protection=PS.COMMITTED)
+    for op, state in (
+        (OP.REVERSE_REPLICATE, committed_unplanned),
+        (OP.ENABLE_REPLICATION, UNPROTECTED),
+        (OP.RESYNC, RESYNC),
+    ):
+        assert timings.duration(state, op) == 60
+        assert timings.duration(state, op, size_gb=100) == 100 * 1024 / 50
+    assert timings.duration(COMMITTED_PLANNED, OP.REVERSE_REPLICATE, size_gb=100) == 2
+
+
+def test_a_planned_failover_takes_longer_by_what_replication_is_behind() -> None:
+    timings = timing.Timings(planned_failover=3)
+    assert timings.duration(PROTECTED, OP.PLANNED_FAILOVER) == 3
+    assert timings.duration(PROTECTED, OP.PLANNED_FAILOVER, behind_seconds=45) == 48
 
 
 @pytest.mark.parametrize(

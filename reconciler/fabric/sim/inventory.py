@@ -3,7 +3,10 @@
 `drctl fabric init INVENTORY.yaml` (`cli.simulator`) calls `load_inventory`, then
 `sim.provider.init_fabric` builds the fabric from the result. The file is small
 and read once, so PyYAML's `safe_load` is enough; it reads a bare `off` as
-false, which is accepted for `replication` like the string "off".
+false, which is accepted for `replication` like the string "off". A VM may
+give its `sizeGB`: a full copy of it (enabling replication, a resync, the
+reverse replication after an unplanned failover) then takes its size at
+`timings.replicationMBps` instead of `timings.initialReplication`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class InventoryVM:
     name: str
     active_site: str
     replication: tuple[str, str] | None  # (source, target); None: off
+    size_gb: float | None = None  # None: a full copy takes timings.initial_replication
 
 
 @dataclass(frozen=True)
@@ -56,12 +60,18 @@ class _Timings(_Model):
     replication_interval: Annotated[float, pydantic.Field(gt=0, strict=True)] = (
         _DEFAULTS.replication_interval
     )
+    replication_mbps: Annotated[
+        float, pydantic.Field(gt=0, strict=True, alias="replicationMBps")
+    ] = _DEFAULTS.replication_mbps
 
 
 class _VM(_Model):
     name: Annotated[str, pydantic.StringConstraints(pattern=r"^\S+$", strict=True)]
     active_site: Annotated[str, pydantic.Field(strict=True)]
     replication: pydantic.StrictStr | pydantic.StrictBool
+    size_gb: Annotated[float, pydantic.Field(gt=0, strict=True)] | None = pydantic.Field(
+        None, alias="sizeGB"
+    )
 
 
 class _Inventory(_Model):
@@ -72,7 +82,7 @@ class _Inventory(_Model):
 
 _KNOWN_KEYS = {
     "": ["sites", "vms", "timings"],
-    "vms": ["name", "activeSite", "replication"],
+    "vms": ["name", "activeSite", "replication", "sizeGB"],
     "timings": [field.alias or "" for field in _Timings.model_fields.values()],
 }
 
@@ -159,7 +169,7 @@ def _resolve(model: _Inventory, problems: list[str]) -> Inventory | None:
                 f"{other}, or off"
             )
         else:
-            vms.append(InventoryVM(vm.name, vm.active_site, replication))
+            vms.append(InventoryVM(vm.name, vm.active_site, replication, vm.size_gb))
     t = model.timings
     timings = timing.Timings(
         planned_failover=t.planned_failover,
@@ -171,5 +181,6 @@ def _resolve(model: _Inventory, problems: list[str]) -> Inventory | None:
         test_failover=t.test_failover,
         test_failover_cleanup=t.test_failover_cleanup,
         replication_interval=t.replication_interval,
+        replication_mbps=t.replication_mbps,
     )
     return Inventory(pair, tuple(vms), timings)

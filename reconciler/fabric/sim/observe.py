@@ -73,7 +73,7 @@ def _vm_parts(row: sim_store.VMRow, world: tl.World, job: Job | None) -> _VMPart
     state = tl.vm_state(row, world)
     replication = _replication(row, state, world, job)
     health = replication.health if replication is not None else Health.NORMAL
-    job_text = None if job is None else f"{job.id} ({job.operation})"
+    job_text = None if job is None else _busy(job.id, job.operation, job.suspended)
     allowed = lifecycle.allowed_operations(
         state, lifecycle.Conditions(world.connected, health, job_text)
     )
@@ -123,14 +123,42 @@ def job_id(number: int) -> str:
     return f"job-{number:06d}"
 
 
+def busy_text(row: sim_store.JobRow) -> str:
+    """The job that holds a VM, as a refusal names it."""
+    return _busy(job_id(row.id), row.operation, row.state == JobState.SUSPENDED.value)
+
+
+def _busy(number: str, operation: str, suspended: bool) -> str:
+    waiting = ", suspended waiting for a person" if suspended else ""
+    return f"{number} ({operation}{waiting})"
+
+
+# The raw state texts, as ASR words them (`stateDescription`).
+_DESCRIPTIONS = {
+    JobState.RUNNING: "InProgress",
+    JobState.SUCCEEDED: "Completed",
+    JobState.FAILED: "Failed",
+}
+
+
 def job(row: sim_store.JobRow, t: float) -> Job:
-    """A job as the fabric reports it at `t`."""
+    """A job as the fabric reports it at `t`.
+
+    Its progress is the share of its work done: a suspended job stays where
+    it stopped, and the time it waited does not count.
+    """
     status = JobState(row.state)
     progress = 1.0
-    if status is JobState.RUNNING:
-        duration = row.due_at - row.started_at
-        if duration > 0:
-            progress = min(1.0, max(0.0, (t - row.started_at) / duration))
+    if status in {JobState.RUNNING, JobState.SUSPENDED} and row.work > 0:
+        at = row.suspended_at if row.suspended_at is not None else t
+        progress = min(1.0, max(0.0, (at - row.started_at - row.paused) / row.work))
+    if status is JobState.SUSPENDED:
+        description = (
+            f"Waiting for user input: complete the manual action of {row.operation} on "
+            f"{row.vm} (simulated: drctl fabric resume {job_id(row.id)})"
+        )
+    else:
+        description = _DESCRIPTIONS.get(status, str(status))
     return Job(
         id=job_id(row.id),
         vm=row.vm,
@@ -143,6 +171,7 @@ def job(row: sim_store.JobRow, t: float) -> Job:
         error=row.error,
         # The job result says how much a failover lost, once it succeeded.
         data_loss_seconds=row.data_loss if status is JobState.SUCCEEDED else None,
+        state_description=description,
     )
 
 

@@ -3,16 +3,21 @@
 `SimFabric` implements `fabric.base.Provider` over a SQLite database in
 the state directory (`sim.store`), so a daemon and CLI calls share one fabric.
 The CLI (`cli.simulator`) creates it with `init_fabric` and drives its faults
-(site_down, inject_failure, lag, move, ...), and tests make the Provider calls
-themselves fail (`inject_call_error`, see `sim.faults`); the executor and the
-daemon only use the Provider methods.
+(site_down, inject_failure, suspend_next, lag, resync_required, move, ...)
+and plays the operator in the portal (`start_by_hand`: a real job, checked
+like drctl's own, that drctl's journal does not know); tests make the
+Provider calls themselves fail (`inject_call_error`, see `sim.faults`); the
+executor and the daemon only use the Provider methods.
 
 Time comes from an injected clock: a job started at t with duration d is
 finished by the first call that looks after t + d (observe, start, get_job,
 list_jobs), as of t + d. The lifecycle model decides what is allowed when a
 job starts (`lifecycle.check_operation`) and what the job did when it
 finishes (`lifecycle.apply_effect`); as in the real fabric, a job is accepted
-first and can fail later, leaving the VM as it was.
+first and can fail later, leaving the VM as it was (or, for a planned
+failover that fails after its shutdown step, with no copy running). A job
+may suspend half-way, waiting for a person, until `resume`: it holds its VM
+and makes no progress meanwhile.
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ _EMPTY_ROW = VMRow(
     rp_latest=None,
     rp_oldest=None,
     written_until=None,
+    size_gb=None,
 )
 
 
@@ -92,6 +98,7 @@ def init_fabric(state_dir: Path, inventory: Inventory, clock: Clock | None = Non
                 name=vm.name,
                 **tl.state_columns(state),
                 sync_anchor=anchor if vm.replication else None,
+                size_gb=vm.size_gb,
             )
         )
     store, existed = sim_store.Store.create(state_dir)
@@ -174,7 +181,7 @@ class SimFabric:
     # --- the Provider Protocol ----------------------------------------------
 
     def observe(self) -> Observed:
-        """Every site and VM now; `Observed.jobs` holds the running jobs."""
+        """Every site and VM now; `Observed.jobs` holds the jobs not over (running, suspended)."""
         self._answer()
         self._raise_injected("observe")
         t = self._now()
@@ -241,13 +248,71 @@ class SimFabric:
             sim_store.end_outage(db, site, t)
             return True
 
-    def inject_failure(self, vm: str, operation: Operation, times: int = 1) -> None:
-        """Make the next `times` jobs of `operation` on `vm` fail."""
+    def inject_failure(
+        self, vm: str, operation: Operation, times: int = 1, *, after_shutdown: bool = False
+    ) -> None:
+        """Make the next `times` jobs of `operation` on `vm` fail.
+
+        `after_shutdown`: a planned failover fails after its first step shut
+        the source down, leaving no copy running (`lifecycle.failed_after_shutdown`).
+        """
         if times < 1:
             raise errors.UsageError(f"--times must be at least 1, not {times}")
+        if after_shutdown and operation is not Operation.PLANNED_FAILOVER:
+            raise errors.UsageError(
+                f"--after-shutdown is for PlannedFailover (the operation that shuts the "
+                f"source down first), not {operation}: leave the flag out"
+            )
         with self._store.write() as db:
             _vm_row(db, vm, usage=True)
-            sim_store.set_failures(db, vm, operation.value, times)
+            sim_store.set_failures(db, vm, operation.value, times, after_shutdown=after_shutdown)
+
+    def suspend_next(self, vm: str, operation: Operation) -> None:
+        """Make the next job of `operation` on `vm` suspend half-way, waiting for a person."""
+        with self._store.write() as db:
+            _vm_row(db, vm, usage=True)
+            sim_store.set_suspensions(db, vm, operation.value, 1)
+
+    def resume(self, job: str) -> Job:
+        """A person completes what the suspended `job` waits for: it runs on (its rest of work)."""
+        t = self._now()
+        number = _job_number(job, usage=True)
+        with self._store.write() as db:
+            self._finish_due_in(db, t)
+            found = sim_store.job_row(db, number)
+            if found is None:
+                raise errors.UsageError(
+                    f"no job {job} in this fabric: drctl fabric show lists every job"
+                )
+            if found.state != JobState.SUSPENDED.value:
+                raise errors.UsageError(
+                    f"{job} is {found.state}, not Suspended: only a suspended job resumes "
+                    "(drctl fabric show lists the jobs and their states)"
+                )
+            sim_store.resume_job(db, found, t)
+            resumed = sim_store.job_row(db, number)
+        assert resumed is not None  # noqa: S101 (same transaction)
+        return sim_observe.job(resumed, t)
+
+    def start_by_hand(self, request: base.Request) -> str:
+        """An operator starts `request` in the portal: a job drctl's journal does not know.
+
+        Checked by the lifecycle like drctl's own calls; a refusal is a
+        UsageError with the lifecycle's reason. It does not go through
+        drctl's connection to the fabric: `unreachable` and injected call
+        errors do not stop it.
+        """
+        t = self._now()
+        with self._store.write() as db:
+            self._finish_due_in(db, t)
+            world = _world(db, t)
+            if request.target_site is not None:
+                _check_site(world, request.target_site)
+            row = _vm_row(db, request.vm, usage=True)
+            try:
+                return job_id(_start(db, world, row, request))
+            except errors.RejectedError as exc:
+                raise errors.UsageError(str(exc)) from exc
 
     def inject_call_error(
         self,
@@ -285,8 +350,12 @@ class SimFabric:
             sim_store.save_vm(db, row)
             return tl.health(row, _world(db, t))
 
-    def resync_required(self, vm: str) -> float:
-        """Make replication of `vm` need a resync; returns in how many seconds it resyncs."""
+    def resync_required(self, vm: str, *, manual: bool = False) -> float | None:
+        """Make replication of `vm` need a resync; returns in how many seconds it resyncs.
+
+        `manual`: the fabric does not resync it by itself (None): replication
+        stays ResyncRequired until a Resync operation ends.
+        """
         t = self._now()
         with self._store.write() as db:
             self._finish_due_in(db, t)
@@ -299,15 +368,15 @@ class SimFabric:
                     f"{vm} is not replicating ({row.protection}, replication "
                     f"{state}): only a replicating VM can need a resync"
                 )
-            # Nothing ships from now until the fabric's own resync ends (see
+            # Nothing ships from now until the resync ends (see
             # fabric/sim/timeline.py), so the last sync stays the one before now.
-            seconds = world.timings.initial_replication
+            seconds = None if manual else world.timings.full_copy(row.size_gb)
             sim_store.save_vm(
                 db,
                 row._replace(
                     replication=ReplicationState.RESYNC_REQUIRED.value,
                     resync_from=t,
-                    resync_until=t + seconds,
+                    resync_until=None if seconds is None else t + seconds,
                     sync_anchor=tl.replication_anchor(row, world),
                 ),
             )
@@ -394,18 +463,31 @@ def _start(db: sqlite3.Connection, world: tl.World, row: VMRow, request: base.Re
     running = None
     if row.job_id is not None:
         job = sim_store.job_row(db, row.job_id)
-        running = f"{job_id(row.job_id)} ({job.operation if job else '?'})"
+        running = f"{job_id(row.job_id)} (?)" if job is None else sim_observe.busy_text(job)
     cond = lifecycle.Conditions(world.connected, tl.health(row, world), running)
     reason = lifecycle.check_operation(state, op, cond, request.target_site)
     if reason is not None:
         raise errors.RejectedError(f"{row.name}: {op} is not allowed: {reason}")
     point, loss, written = _data_at_start(row, world, op, request)
     injected = None
-    if sim_store.take_failure(db, row.name, op.value):
+    failure = sim_store.take_failure(db, row.name, op.value)
+    after_shutdown = failure is not None and failure.after_shutdown
+    if after_shutdown:
+        injected = (
+            f"{op} of {row.name} failed after shutting down the copy at {row.active_site} "
+            "(injected with drctl fabric fail --after-shutdown): no copy of the VM runs; "
+            f"it is still active at {row.active_site} and protected"
+        )
+    elif failure is not None:
         injected = (
             f"{op} of {row.name} failed: the fabric reported an error (injected with "
             "drctl fabric fail); the VM is as it was before the job"
         )
+    work = world.timings.duration(
+        state, op, behind_seconds=tl.behind_seconds(row, world), size_gb=row.size_gb
+    )
+    # A job that suspends is due half-way, when it stops for a person (see _finish).
+    suspends = sim_store.take_suspension(db, row.name, op.value)
     number = sim_store.insert_job(
         db,
         JobRow(
@@ -415,7 +497,7 @@ def _start(db: sqlite3.Connection, world: tl.World, row: VMRow, request: base.Re
             state=JobState.RUNNING.value,
             target_site=lifecycle.resolve_target(state, op, request.target_site),
             started_at=world.t,
-            due_at=world.t + world.timings.duration(state, op),
+            due_at=world.t + (work / 2 if suspends else work),
             finished_at=None,
             error=None,
             data_loss=loss,
@@ -423,6 +505,9 @@ def _start(db: sqlite3.Connection, world: tl.World, row: VMRow, request: base.Re
             source_stopped=int(request.shutdown_source and row.active_site in world.connected),
             injected_error=injected,
             written_until=written,
+            duration=work,
+            suspends=int(suspends),
+            fails_after_shutdown=int(after_shutdown),
         ),
     )
     sim_store.save_vm(db, row._replace(job_id=number))
@@ -457,7 +542,13 @@ def _data_at_start(
 
 
 def _finish(db: sqlite3.Connection, job: JobRow) -> None:
-    """Finish `job` as of its due time: apply its effect, or fail it and change nothing."""
+    """Finish `job` as of its due time: apply its effect, or fail it and change nothing.
+
+    A job due to suspend stops there instead, holding its VM, until `resume`.
+    """
+    if job.suspends:
+        sim_store.suspend_job(db, job.id, job.due_at)
+        return
     world = _world(db, job.due_at)
     row = _vm_row(db, job.vm)
     op = Operation(job.operation)
@@ -474,7 +565,17 @@ def _finish(db: sqlite3.Connection, job: JobRow) -> None:
         )
     if error is not None:
         sim_store.end_job(db, job.id, JobState.FAILED.value, job.due_at, error)
-        sim_store.save_vm(db, row._replace(job_id=None))
+        left = row._replace(job_id=None)
+        if job.fails_after_shutdown and error == job.injected_error:
+            # The shutdown was the job's first step: no writes since it started.
+            stopped = job.started_at
+            if row.writes_stopped_at is not None:
+                stopped = min(stopped, row.writes_stopped_at)
+            left = left._replace(
+                **tl.state_columns(lifecycle.failed_after_shutdown(state)),
+                writes_stopped_at=stopped,
+            )
+        sim_store.save_vm(db, left)
         return
     new = lifecycle.apply_effect(
         state, op, FLAVOUR, target=job.target_site, source_stopped=bool(job.source_stopped)
@@ -516,6 +617,15 @@ def _time_columns(
         return _replication_restarted(world)
     if op is Operation.DISABLE_REPLICATION:
         return {"sync_anchor": None, "resync_from": None, "resync_until": None}
+    if op is Operation.RESYNC:
+        # The resynced replica holds a full copy as of the end, on the grid.
+        anchor = tl.replication_anchor(row, world)
+        first = tl.grid_floor(world.t, world.interval)
+        return {
+            "sync_anchor": first if anchor is None else max(anchor, first),
+            "resync_from": None,
+            "resync_until": None,
+        }
     if op is Operation.STOP_VM and job.target_site == row.active_site:
         return {"writes_stopped_at": world.t}
     if op is Operation.START_VM:
@@ -558,10 +668,11 @@ def _check_idle(row: VMRow) -> None:
         )
 
 
-def _job_number(text: str) -> int:
+def _job_number(text: str, *, usage: bool = False) -> int:
     prefix, _, digits = text.partition("-")
     if prefix != "job" or not digits.isdigit():
-        raise errors.TerminalError(f"no job {text!r} in this fabric: job ids look like job-000042")
+        error = errors.UsageError if usage else errors.TerminalError
+        raise error(f"no job {text!r} in this fabric: job ids look like job-000042")
     return int(digits)
 
 

@@ -37,6 +37,7 @@ _TIMING_COLUMNS = (
     "test_failover",
     "test_failover_cleanup",
     "replication_interval",
+    "replication_mbps",
 )
 
 # `SimFabric.inject_call_error`: the next `remaining` calls of a Provider
@@ -53,6 +54,39 @@ CREATE TABLE IF NOT EXISTS call_faults (
     retry_after REAL
 )
 """
+
+# `SimFabric.suspend_next`: the next `remaining` jobs of `operation` on `vm`
+# suspend half-way, waiting for a person (`SimFabric.resume`).
+_SUSPENSIONS = """
+CREATE TABLE IF NOT EXISTS suspensions (
+    vm TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    remaining INTEGER NOT NULL,
+    PRIMARY KEY (vm, operation)
+)
+"""
+_JOBS_SUSPENDED = """
+CREATE INDEX IF NOT EXISTS jobs_suspended ON jobs (id) WHERE state = 'Suspended'
+"""
+
+# Tables and indexes added after the first fabrics were made, by name.
+_ADDED_TABLES = {
+    "call_faults": _CALL_FAULTS,
+    "suspensions": _SUSPENSIONS,
+    "jobs_suspended": _JOBS_SUSPENDED,
+}
+# Columns added after the first fabrics were made: `Store.open` adds those a
+# fabric lacks, with these declarations (the defaults keep what older fabrics did).
+_ADDED_COLUMNS = (
+    ("fabric", "replication_mbps", f"REAL NOT NULL DEFAULT {timing.Timings().replication_mbps!r}"),
+    ("vms", "size_gb", "REAL"),
+    ("jobs", "duration", "REAL"),
+    ("jobs", "paused", "REAL NOT NULL DEFAULT 0"),
+    ("jobs", "suspended_at", "REAL"),
+    ("jobs", "suspends", "INTEGER NOT NULL DEFAULT 0"),
+    ("jobs", "fails_after_shutdown", "INTEGER NOT NULL DEFAULT 0"),
+    ("failures", "after_shutdown", "INTEGER NOT NULL DEFAULT 0"),
+)
 
 # One statement per string: executescript() would commit the caller's transaction.
 _SCHEMA = (
@@ -101,6 +135,7 @@ CREATE TABLE vms (
     rp_latest REAL,                    -- recovery points kept after a failover, until Commit
     rp_oldest REAL,
     written_until REAL,                -- the source's last write before the failover
+    size_gb REAL,                      -- the inventory's sizeGB: a full copy takes its time
     -- Every column above but the name, as one string: an observation reads
     -- (name, state_key) and computes each distinct state once.
     state_key TEXT NOT NULL
@@ -121,24 +156,46 @@ CREATE TABLE jobs (
     recovery_point REAL,               -- the point a failover or ApplyRecoveryPoint boots
     source_stopped INTEGER NOT NULL DEFAULT 0,
     injected_error TEXT,               -- `drctl fabric fail`: the job fails with this
-    written_until REAL                 -- a failover's source took its last write then
+    written_until REAL,                -- a failover's source took its last write then
+    -- due_at is the job's next event: its end, or (suspends = 1) the moment
+    -- half-way through its work when it suspends; `duration` seconds of work
+    -- in all, `paused` seconds spent suspended so far, suspended since
+    -- `suspended_at` while Suspended. fails_after_shutdown: `fail --after-shutdown`.
+    duration REAL,
+    paused REAL NOT NULL DEFAULT 0,
+    suspended_at REAL,
+    suspends INTEGER NOT NULL DEFAULT 0,
+    fails_after_shutdown INTEGER NOT NULL DEFAULT 0
 )
 """,
     """
 CREATE INDEX jobs_running ON jobs (due_at) WHERE state = 'Running'
 """,
+    _JOBS_SUSPENDED,
     """
 CREATE TABLE failures (
     vm TEXT NOT NULL,
     operation TEXT NOT NULL,
     remaining INTEGER NOT NULL,
+    -- 1: a planned failover fails after its shutdown step (`fail --after-shutdown`)
+    after_shutdown INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (vm, operation)
 )
 """,
     _CALL_FAULTS,
+    _SUSPENSIONS,
 )
 
-_TABLES = ("call_faults", "failures", "jobs", "vms", "outages", "sites", "fabric")
+_TABLES = (
+    "suspensions",
+    "call_faults",
+    "failures",
+    "jobs",
+    "vms",
+    "outages",
+    "sites",
+    "fabric",
+)
 
 
 class VMRow(NamedTuple):
@@ -161,6 +218,7 @@ class VMRow(NamedTuple):
     rp_latest: float | None
     rp_oldest: float | None
     written_until: float | None
+    size_gb: float | None = None
 
     @property
     def state_key(self) -> str:
@@ -185,6 +243,16 @@ class JobRow(NamedTuple):
     source_stopped: int
     injected_error: str | None
     written_until: float | None
+    duration: float | None = None
+    paused: float = 0.0
+    suspended_at: float | None = None
+    suspends: int = 0
+    fails_after_shutdown: int = 0
+
+    @property
+    def work(self) -> float:
+        """Seconds of work the job does, suspensions left out."""
+        return self.due_at - self.started_at if self.duration is None else self.duration
 
 
 _VM_COLUMNS = ", ".join(VMRow._fields)
@@ -228,13 +296,16 @@ class Store:
         store = cls(path, _connect(path, create=False))
         with store.read() as db:
             found = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'fabric'").fetchone()
-            faults = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'call_faults'").fetchone()
+            missing = _missing_schema(db)
         if found is None:
             store.close()
             raise errors.TerminalError(f"no simulated fabric in {state_dir}: {NOT_INITIALISED}")
-        if faults is None:
+        if missing:
+            # A fabric made by an older drctl: it gets what it lacks, with
+            # the defaults that keep its behaviour (no fault of a newer kind).
             with store.write() as db:
-                db.execute(_CALL_FAULTS)
+                for statement in _missing_schema(db):
+                    db.execute(statement)
         return store
 
     @classmethod
@@ -304,6 +375,19 @@ class Store:
             raise errors.TransientError(f"fabric database {self.path} is busy: {exc}") from exc
 
 
+def _missing_schema(db: sqlite3.Connection) -> list[str]:
+    """The statements that bring a fabric made by an older drctl up to date."""
+    names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    statements = [sql for name, sql in _ADDED_TABLES.items() if name not in names]
+    columns: dict[str, set[str]] = {}
+    for table, column, declaration in _ADDED_COLUMNS:
+        if table not in columns:
+            columns[table] = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in columns[table]:
+            statements.append(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+    return statements
+
+
 def timings(db: sqlite3.Connection) -> timing.Timings:
     return timing.Timings(*db.execute(_SELECT_TIMINGS).fetchone())
 
@@ -356,7 +440,10 @@ def last_failovers(db: sqlite3.Connection) -> dict[str, tuple[int, float, float 
 
 
 def running_jobs(db: sqlite3.Connection) -> list[JobRow]:
-    return [JobRow(*r) for r in db.execute(_SELECT_JOBS + "WHERE state = 'Running' ORDER BY id")]
+    """The jobs not over yet, Running or Suspended, in start order (one index each)."""
+    rows = [JobRow(*r) for r in db.execute(_SELECT_JOBS + "WHERE state = 'Running'")]
+    rows += [JobRow(*r) for r in db.execute(_SELECT_JOBS + "WHERE state = 'Suspended'")]
+    return sorted(rows, key=lambda row: row.id)
 
 
 def due_jobs(db: sqlite3.Connection, t: float) -> list[JobRow]:
@@ -422,29 +509,83 @@ def first_outage(
     return None if found is None else (found[0], found[1])
 
 
-def set_failures(db: sqlite3.Connection, vm: str, operation: str, times: int) -> None:
+def set_failures(
+    db: sqlite3.Connection, vm: str, operation: str, times: int, *, after_shutdown: bool = False
+) -> None:
     db.execute(
-        "INSERT INTO failures (vm, operation, remaining) VALUES (?, ?, ?) "
+        "INSERT INTO failures (vm, operation, remaining, after_shutdown) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (vm, operation) DO UPDATE SET remaining = excluded.remaining, "
+        "after_shutdown = excluded.after_shutdown",
+        (vm, operation, times, int(after_shutdown)),
+    )
+
+
+class Failure(NamedTuple):
+    """An injected failure taken for one job."""
+
+    after_shutdown: bool  # a planned failover fails once it has shut the source down
+
+
+def take_failure(db: sqlite3.Connection, vm: str, operation: str) -> Failure | None:
+    """Consume one injected failure of `operation` on `vm`; None if none is left."""
+    found = db.execute(
+        "SELECT after_shutdown FROM failures WHERE vm = ? AND operation = ?", (vm, operation)
+    ).fetchone()
+    if found is None:
+        return None
+    _take_one(db, "failures", vm, operation)
+    return Failure(bool(found[0]))
+
+
+def set_suspensions(db: sqlite3.Connection, vm: str, operation: str, times: int) -> None:
+    db.execute(
+        "INSERT INTO suspensions (vm, operation, remaining) VALUES (?, ?, ?) "
         "ON CONFLICT (vm, operation) DO UPDATE SET remaining = excluded.remaining",
         (vm, operation, times),
     )
 
 
-def take_failure(db: sqlite3.Connection, vm: str, operation: str) -> bool:
-    """Consume one injected failure of `operation` on `vm`; False if none is left."""
+def take_suspension(db: sqlite3.Connection, vm: str, operation: str) -> bool:
+    """Consume one injected suspension of `operation` on `vm`; False if none is left."""
     found = db.execute(
-        "SELECT remaining FROM failures WHERE vm = ? AND operation = ?", (vm, operation)
+        "SELECT 1 FROM suspensions WHERE vm = ? AND operation = ?", (vm, operation)
     ).fetchone()
     if found is None:
         return False
-    if found[0] <= 1:
-        db.execute("DELETE FROM failures WHERE vm = ? AND operation = ?", (vm, operation))
-    else:
-        db.execute(
-            "UPDATE failures SET remaining = remaining - 1 WHERE vm = ? AND operation = ?",
-            (vm, operation),
-        )
+    _take_one(db, "suspensions", vm, operation)
     return True
+
+
+def _take_one(db: sqlite3.Connection, table: str, vm: str, operation: str) -> None:
+    # `table` is one of two constants of this module, never input.
+    db.execute(
+        f"DELETE FROM {table} WHERE vm = ? AND operation = ? AND remaining <= 1",  # noqa: S608
+        (vm, operation),
+    )
+    db.execute(
+        f"UPDATE {table} SET remaining = remaining - 1 WHERE vm = ? AND operation = ?",  # noqa: S608
+        (vm, operation),
+    )
+
+
+def suspend_job(db: sqlite3.Connection, number: int, at: float) -> None:
+    """The job waits for a person from `at` on: it is no longer due."""
+    db.execute(
+        "UPDATE jobs SET state = 'Suspended', suspended_at = ?, suspends = 0 WHERE id = ?",
+        (at, number),
+    )
+
+
+def resume_job(db: sqlite3.Connection, job: JobRow, at: float) -> None:
+    """The job runs again from `at`, its remaining work due after it."""
+    assert job.suspended_at is not None  # noqa: S101 (only a suspended job resumes)
+    # Never negative: another process's clock may lag the one that suspended it.
+    paused = job.paused + max(0.0, at - job.suspended_at)
+    db.execute(
+        "UPDATE jobs SET state = 'Running', suspended_at = NULL, paused = ?, due_at = ? "
+        "WHERE id = ?",
+        (paused, job.started_at + paused + job.work, job.id),
+    )
 
 
 class CallFault(NamedTuple):

@@ -11,7 +11,8 @@ The rules, for a VM replicating active -> peer every `interval` seconds:
   connected;
 - replication ships on one fabric-wide grid, at every multiple of the
   interval, the writes up to `lag` seconds before that moment; it ships
-  nothing while either site is disconnected or a resync is required;
+  nothing while either site is disconnected or a resync is required (until
+  the fabric's own resync ends, or a Resync operation when it runs none);
 - a (re)started replication holds a full copy as of its anchor, a grid point:
   the first recovery point;
 - the replica's newest write (the last sync) is therefore the last grid point
@@ -81,7 +82,11 @@ def vm_state(row: VMRow, world: World) -> lifecycle.VMState:
 
 
 def replication_state(row: VMRow, world: World) -> ReplicationState:
-    """The stored state, except that a required resync ends by itself at resync_until."""
+    """The stored state, except that a required resync ends by itself at resync_until.
+
+    Without a resync_until (`resync_required(manual=True)`) it stays
+    ResyncRequired until a Resync operation ends.
+    """
     if row.resync_until is not None and world.t >= row.resync_until:
         return ReplicationState.REPLICATING
     return ReplicationState(row.replication)
@@ -121,7 +126,9 @@ def _shipping_cut(row: VMRow, world: World) -> float | None:
         for s in (row.active_site, world.peer(row.active_site))
         if s in world.down_at
     ]
-    if row.resync_from is not None and row.resync_until is not None and world.t < row.resync_until:
+    # A resync the fabric runs by itself ends at resync_until; one that waits
+    # for a Resync operation (no resync_until) cuts shipping until it runs.
+    if row.resync_from is not None and (row.resync_until is None or world.t < row.resync_until):
         cuts.append(row.resync_from)
     return min(cuts) if cuts else None
 

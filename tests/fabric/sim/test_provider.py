@@ -421,7 +421,7 @@ def test_a_fabric_made_before_call_errors_existed_opens_without_any(
 # --- replication faults ---------------------------------------------------------------------
 
 
-def test_lagging_replication_blocks_a_planned_failover_until_cleared(
+def test_lagging_replication_reads_warning_then_critical_while_it_replicates(
     fabric: sim.SimFabric, clock: VirtualClock
 ) -> None:
     clock.advance(100)
@@ -429,13 +429,30 @@ def test_lagging_replication_blocks_a_planned_failover_until_cleared(
     vm = fabric.observe().vms["web01"]
     assert vm.replication is not None
     assert vm.replication.last_sync == at(30)  # ships what was written 45 s before each tick
-    assert OP.PLANNED_FAILOVER not in vm.allowed_operations
-    assert OP.UNPLANNED_FAILOVER in vm.allowed_operations
-    with pytest.raises(errors.RejectedError, match="health is Warning"):
-        fabric.start(Request("web01", OP.PLANNED_FAILOVER))
+    assert (vm.replication.state, vm.replication.health) == (
+        ReplicationState.REPLICATING,
+        Health.WARNING,
+    )
     assert fabric.lag("web01", 200) is Health.CRITICAL
     assert fabric.lag("web01", 0) is Health.NORMAL
-    assert OP.PLANNED_FAILOVER in fabric.observe().vms["web01"].allowed_operations
+
+
+@pytest.mark.parametrize("lag", [45.0, 200.0])
+def test_a_planned_failover_ships_the_lag_slower_and_loses_nothing(
+    fabric: sim.SimFabric, clock: VirtualClock, lag: float
+) -> None:
+    """Warning or Critical health never refuses it (issue 9, rule 5): it takes the lag longer."""
+    clock.advance(100)
+    fabric.lag("web01", lag)
+    vm = fabric.observe().vms["web01"]
+    assert vm.replication is not None
+    assert vm.replication.health is not Health.NORMAL
+    assert OP.PLANNED_FAILOVER in vm.allowed_operations
+    job = run(fabric, clock, "web01", OP.PLANNED_FAILOVER)
+    assert (job.state, job.data_loss_seconds) == (JobState.SUCCEEDED, 0.0)
+    assert job.finished_at is not None
+    assert (job.finished_at - job.started_at).total_seconds() == TIMINGS.planned_failover + lag
+    assert fabric.observe().vms["web01"].running == ("rtm",)
 
 
 def test_a_required_resync_blocks_planned_failover_until_the_fabric_resyncs(
