@@ -158,6 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     desired = specdir.load_specs(args.specs_dir)
+    # Warnings do not make a spec invalid: said on stderr, the exit status stays 0.
+    for warning in desired.warnings:
+        print(f"{warning.file}:{warning.line}: warning: {warning.message}", file=sys.stderr)
     vms = sum(len(p.vms) for p in desired.plans)
     print(f"{args.specs_dir}: valid ({len(desired.plans)} plans, {vms} VMs)")
     return errors.EXIT_OK

@@ -10,35 +10,39 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
+
+from reconciler.errors import SpecProblem
 
 DEFAULT_MAX_PARALLEL = 10
 # The fabric of plans when the specs declare none: the simulator in the state dir.
 EMBEDDED_FABRIC = "embedded"
 
 
-@dataclass(frozen=True, slots=True)
-class DesiredVM:
-    """One VM with defaults and policies applied."""
+class DesiredVM(NamedTuple):
+    """One VM with defaults and policies applied.
+
+    A NamedTuple, not a frozen dataclass: a 100k-VM plan builds 100k of them
+    on every load, and a frozen dataclass sets each of its 14 fields through
+    object.__setattr__ (3x the time of the tuple). Change one with `_replace`.
+    """
 
     plan: str
     name: str
     active_site: str
     replication: tuple[str, str] | None  # (source, target); None means off
-    allow_data_loss: bool
+    allow_data_loss: bool  # standing consent to lose unreplicated writes
     group: str | None
-    # policy.commit: auto commits once the VM ran at the target commit_after_seconds;
-    # manual waits for commitApproved (the failover's job id, or "any").
-    commit: str = "auto"
-    commit_after_seconds: float = 60.0
-    commit_approved: str | None = None
-    recovery_point: str = "latest"
-    # discardLostWrites: the unplanned failover's job id whose lost writes may be
-    # overwritten by the reverse replication.
-    discard_lost_writes: str | None = None
-    confirm_disable_replication: bool = False
-    # The scoped forms of allowDataLoss: away from a site until a time, or for one revision.
-    data_loss_window: tuple[str, datetime] | None = None
-    data_loss_revision: str | None = None
+    commit: str = "auto"  # auto | manual
+    commit_after_seconds: float = 60.0  # auto: how long the VM runs at the target first
+    commit_approved: str | None = None  # a failover job's id, or "any"
+    recovery_point: str = "latest"  # latest | latestAppConsistent | ISO time | point id
+    discard_lost_writes: str | None = None  # the failover job whose lost writes may go
+    confirm_disable_replication: bool = False  # replication off is meant
+    # Consent to one event (allowDataLoss: {from, until} or {revision}); with
+    # either, allow_data_loss is False.
+    data_loss_window: tuple[str, datetime] | None = None  # (from site, until), until aware
+    data_loss_revision: str | None = None  # a git commit id, lower case, 7-40 hex digits
 
     @property
     def replication_text(self) -> str:
@@ -68,10 +72,10 @@ class PlanSpec:
     vms: tuple[DesiredVM, ...]
     settle_seconds: float = 0.0  # the daemon waits this long after a move before acting
     fabric: str = EMBEDDED_FABRIC  # the Fabric it runs on, resolved across documents
-    self_heal: bool = False  # policy.selfHeal: move back what was moved outside drctl
-    unordered_failover: bool = False  # policy.unorderedFailover
-    reprotect_after_unplanned: str = "wait"  # policy.reprotectAfterUnplanned: wait | auto
     doc: int = 0  # the document's index in its file, to locate problems
+    self_heal: bool = False  # move VMs moved outside drctl back without a newer revision
+    unordered_failover: bool = False  # fail a grouped plan over without the group order
+    reprotect_after_unplanned: str = "wait"  # wait | auto
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,9 @@ class FabricSpec:
 class DesiredState:
     plans: tuple[PlanSpec, ...]
     fabrics: tuple[FabricSpec, ...] = ()
+    # What is valid but risky (standing consent to data loss, replication off
+    # unconfirmed): `drctl validate` prints them, the spec stays in force.
+    warnings: tuple[SpecProblem, ...] = ()
 
     def fabric_names(self) -> list[str]:
         """Every fabric a plan uses, in the order the plans come."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ def load_files(
     """Validate every document of `texts` (file -> text) as one directory of specs.
 
     `unreadable` (file -> why) are files that could not be read: each is a problem.
+    What is valid but risky comes back located in `DesiredState.warnings`.
     """
     issues = [
         Issue(file, 0, (), f"cannot read the file: {why}", line=1)
@@ -68,16 +70,28 @@ def load_files(
     ]
     plans: list[PlanSpec] = []
     fabrics: list[FabricSpec] = []
+    warned: list[_Loaded] = []
     for file, text in texts.items():
-        file_plans, file_fabrics = _load_text(file, text, issues)
-        plans.extend(file_plans)
-        fabrics.extend(file_fabrics)
+        loaded = _load_text(file, text, issues)
+        plans.extend(loaded.plans)
+        fabrics.extend(loaded.fabrics)
+        if loaded.warnings:
+            warned.append(loaded)
     issues.extend(resolve.check_unique_across_plans(plans))
     resolved, fabric_issues = resolve.resolve_fabrics(plans, fabrics)
     issues.extend(fabric_issues)
     if issues:
         raise SpecError(locate.locate_all(issues, texts))
-    return DesiredState(plans=tuple(resolved), fabrics=tuple(fabrics))
+    # Located only now, and only in the files that have any: a valid spec
+    # without warnings costs nothing here.
+    warnings = [
+        warning
+        for loaded in warned
+        for warning in locate.locate_warnings(loaded.warnings, texts[loaded.file], loaded.docs)
+    ]
+    return DesiredState(
+        plans=tuple(resolved), fabrics=tuple(fabrics), warnings=tuple(sorted(warnings))
+    )
 
 
 def load_text(name: str, text: str) -> list[PlanSpec]:
@@ -85,10 +99,11 @@ def load_text(name: str, text: str) -> list[PlanSpec]:
 
     Problems are reported as `name:line: ...`, as `load_files` reports them.
     Rules that span files (a plan or VM name in two files) are `combine`'s.
+    Warnings are `load_files`'s: the audit validates, it does not advise.
     """
     file = Path(name)
     issues: list[Issue] = []
-    plans, _fabrics = _load_text(file, text, issues)
+    plans = _load_text(file, text, issues).plans
     issues.extend(resolve.check_unique_across_plans(plans))
     if issues:
         raise SpecError(locate.locate_all(issues, {file: text}))
@@ -106,28 +121,39 @@ def combine(plans: Sequence[PlanSpec], texts: Mapping[str, str]) -> DesiredState
     return DesiredState(plans=tuple(plans))
 
 
-def _load_text(
-    file: Path, text: str, issues: list[Issue]
-) -> tuple[list[PlanSpec], list[FabricSpec]]:
+@dataclass
+class _Loaded:
+    """What one file's text resolved to; its documents are kept only to locate warnings."""
+
+    file: Path
+    plans: list[PlanSpec] = field(default_factory=list)
+    fabrics: list[FabricSpec] = field(default_factory=list)
+    warnings: list[Issue] = field(default_factory=list)
+    docs: list[Any] = field(default_factory=list)
+
+
+def _load_text(file: Path, text: str, issues: list[Issue]) -> _Loaded:
+    loaded = _Loaded(file)
     try:
         parsed = yaml_rs.loads(text, parse_datetime=False)
     except yaml_rs.YAMLDecodeError as exc:
         issues.extend(locate.syntax_issues(file, text, exc))
-        return [], []
-    plans: list[PlanSpec] = []
-    fabrics: list[FabricSpec] = []
-    for index, doc in enumerate(_documents(parsed, text)):
+        return loaded
+    docs = _documents(parsed, text)
+    for index, doc in enumerate(docs):
         if doc is None:
             continue
         if isinstance(doc, dict) and doc.get("kind") == FABRIC_KIND:
             fabric = _load_fabric(file, index, doc, issues)
             if fabric is not None:
-                fabrics.append(fabric)
+                loaded.fabrics.append(fabric)
             continue
-        plan = _load_plan(file, index, doc, issues)
+        plan = _load_plan(file, index, doc, issues, loaded.warnings)
         if plan is not None:
-            plans.append(plan)
-    return plans, fabrics
+            loaded.plans.append(plan)
+    if loaded.warnings:
+        loaded.docs = docs
+    return loaded
 
 
 def _documents(parsed: Any, text: str) -> list[Any]:
@@ -138,7 +164,9 @@ def _documents(parsed: Any, text: str) -> list[Any]:
     return [parsed]
 
 
-def _load_plan(file: Path, index: int, doc: Any, issues: list[Issue]) -> PlanSpec | None:
+def _load_plan(
+    file: Path, index: int, doc: Any, issues: list[Issue], warnings: list[Issue]
+) -> PlanSpec | None:
     if not isinstance(doc, dict):
         issues.append(
             Issue(
@@ -153,11 +181,15 @@ def _load_plan(file: Path, index: int, doc: Any, issues: list[Issue]) -> PlanSpe
     try:
         model = schema.PlanDocument.model_validate(doc)
     except pydantic.ValidationError as exc:
-        issues.extend(Issue(file, index, tuple(e["loc"]), schema.explain(e)) for e in exc.errors())
+        issues.extend(
+            Issue(file, index, tuple(e["loc"]), schema.explain(e))
+            for e in schema.document_errors(exc)
+        )
         return None
     resolver = resolve.PlanResolver(model, file, index)
     plan = resolver.resolve()
     issues.extend(resolver.issues)
+    warnings.extend(resolver.warnings)
     return plan
 
 

@@ -13,6 +13,7 @@ import dataclasses
 import graphlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,17 @@ from reconciler.core.desired import (
     PlanSpec,
 )
 from reconciler.core.spec.schema import (
+    TIME_EXAMPLE,
+    DataLossScope,
     Defaults,
     DocPath,
     GroupEntry,
     PlanDocument,
     VMEntry,
     parse_replication,
+    parse_revision,
+    parse_time,
+    recovery_point_problem,
 )
 
 
@@ -47,6 +53,32 @@ class Issue:
 
 _NOT_GIVEN = "not given"
 
+# Consent to data loss as resolved: (standing, (from site, until), revision).
+Consent = tuple[bool, tuple[str, datetime] | None, str | None]
+_NO_CONSENT: Consent = (False, None, None)
+
+STANDING_CONSENT = (
+    "the next outage is pre-approved: drctl may lose unreplicated writes without "
+    "asking; prefer allowDataLoss: {from: SITE, until: TIME} for one event"
+)
+REPLICATION_OFF = (
+    "turning replication off removes the return path (on ASR it deletes the "
+    "replicated item); add confirmDisableReplication: true beside it if that is meant"
+)
+
+
+@dataclass(frozen=True)
+class _Inherited:
+    """What a VM entry takes from its plan for each key it does not set."""
+
+    site: str | None
+    replication: Any  # (source, target), None for off, or _NOT_GIVEN
+    consent: Consent
+    commit: str
+    commit_after: float
+    commit_approved: str | None
+    discard: str | None
+
 
 class PlanResolver:
     """Applies defaults and policies to one document; checks rules that span fields."""
@@ -56,10 +88,18 @@ class PlanResolver:
         self.file = file
         self.doc = doc
         self.issues: list[Issue] = []
+        # Valid but risky: the spec stays in force, `drctl validate` says why.
+        self.warnings: list[Issue] = []
         self.sites: tuple[str, str] = ("", "")
+        # Entries that inherit `replication: off` without confirming it: one
+        # warning at the default, not one per entry.
+        self.unconfirmed_off = 0
 
     def problem(self, path: DocPath, message: str) -> None:
         self.issues.append(Issue(self.file, self.doc, ("spec", *path), message))
+
+    def warn(self, path: DocPath, message: str) -> None:
+        self.warnings.append(Issue(self.file, self.doc, ("spec", *path), message))
 
     def resolve(self) -> PlanSpec | None:
         body = self.model.spec
@@ -71,17 +111,21 @@ class PlanResolver:
             )
             return None
         self.sites = (body.sites[0], body.sites[1])
-        default_site, default_replication = self._defaults(body.defaults)
-        plan_data_loss = bool(body.policy.allow_data_loss)
+        plan = self._inherited()
         names = {vm.name for vm in body.vms}
         group_of = self._groups(body.groups, names) if body.groups else {}
         # What an entry that gives only its name resolves to (most entries of
         # a large plan): worked out once, not once per entry.
-        inherited: tuple[str, tuple[str, str] | None] | None = None  # (site, replication)
-        if default_site is not None:
-            inherited = (default_site, default_replication)
-            if default_replication == _NOT_GIVEN:
-                inherited = (default_site, (default_site, self._other_site(default_site)))
+        fast: tuple[str, tuple[str, str] | None] | None = None  # (site, replication)
+        if plan.site is not None:
+            fast = (plan.site, plan.replication)
+            if plan.replication == _NOT_GIVEN:
+                fast = (plan.site, (plan.site, self._other_site(plan.site)))
+        off_by_default = fast is not None and fast[1] is None
+        # The plan's values as locals: the loop below runs once per VM.
+        allow, window, revision = plan.consent
+        commit, after = plan.commit, plan.commit_after
+        approved, discard = plan.commit_approved, plan.discard
         vms: list[DesiredVM] = []
         # Entry by name, kept only when some name repeats: reported per entry.
         seen: dict[str, int] | None = {} if len(names) < len(body.vms) else None
@@ -95,54 +139,194 @@ class PlanResolver:
                     )
                     continue
                 seen[vm.name] = i
-            if (
-                inherited is not None
-                and vm.active_site is None
-                and vm.replication is None
-                and vm.policy is None
-            ):
+            # An entry that sets no key but its name (whichever keys the schema
+            # grows) takes everything from the plan.
+            if fast is not None and len(vm.model_fields_set) == 1:
+                if off_by_default:
+                    self.unconfirmed_off += 1
                 vms.append(
                     DesiredVM(
                         name,
                         vm.name,
-                        inherited[0],
-                        inherited[1],
-                        plan_data_loss,
+                        fast[0],
+                        fast[1],
+                        allow,
                         group_of.get(vm.name),
+                        commit,
+                        after,
+                        approved,
+                        "latest",
+                        discard,
+                        False,
+                        window,
+                        revision,
                     )
                 )
                 continue
-            site = vm.active_site if vm.active_site is not None else default_site
-            if site is None:
-                self.problem(
-                    ("vms", i),
-                    f"VM '{vm.name}' has no activeSite: set activeSite "
-                    "on the VM or spec.defaults.activeSite",
-                )
-                continue
-            if vm.active_site is not None and not self._site_ok(("vms", i, "activeSite"), site):
-                continue
-            replication = self._vm_replication(i, vm, site, default_replication)
-            if isinstance(replication, str):  # _NOT_GIVEN: a problem was recorded
-                continue
-            allow = plan_data_loss
-            if vm.policy is not None and vm.policy.allow_data_loss is not None:
-                allow = vm.policy.allow_data_loss
-            vms.append(DesiredVM(name, vm.name, site, replication, allow, group_of.get(vm.name)))
+            resolved = self._vm(i, vm, plan, group_of.get(vm.name))
+            if resolved is not None:
+                vms.append(resolved)
+        if self.unconfirmed_off:
+            self._warn_off_by_default(self.unconfirmed_off)
         if self.issues:
             return None
         return PlanSpec(
             name=name,
             file=str(self.file),
             sites=self.sites,
-            allow_data_loss=plan_data_loss,
+            allow_data_loss=plan.consent[0],
             max_parallel=body.policy.max_parallel or DEFAULT_MAX_PARALLEL,
             groups=tuple(Group(g.name, tuple(g.after), tuple(g.vms)) for g in body.groups),
             vms=tuple(vms),
             settle_seconds=body.policy.settle_seconds or 0.0,
             fabric=body.fabric or "",
             doc=self.doc,
+            self_heal=bool(body.policy.self_heal),
+            unordered_failover=bool(body.policy.unordered_failover),
+            reprotect_after_unplanned=body.policy.reprotect_after_unplanned or "wait",
         )
+
+    def _inherited(self) -> _Inherited:
+        """What a VM takes from the plan's defaults, policy and spec-level keys."""
+        body = self.model.spec
+        site, replication = self._defaults(body.defaults)
+        policy = body.policy
+        consent = _NO_CONSENT
+        if policy.allow_data_loss is not None:
+            consent = self._consent(("policy", "allowDataLoss"), policy.allow_data_loss)
+        return _Inherited(
+            site=site,
+            replication=replication,
+            consent=consent,
+            commit=policy.commit or "auto",
+            commit_after=60.0
+            if policy.commit_after_seconds is None
+            else policy.commit_after_seconds,
+            commit_approved=body.commit_approved,
+            discard=self._discard(("discardLostWrites",), body.discard_lost_writes),
+        )
+
+    def _vm(self, i: int, vm: VMEntry, plan: _Inherited, group: str | None) -> DesiredVM | None:
+        """One entry that sets more than its name; None after a problem."""
+        site = vm.active_site if vm.active_site is not None else plan.site
+        if site is None:
+            self.problem(
+                ("vms", i),
+                f"VM '{vm.name}' has no activeSite: set activeSite "
+                "on the VM or spec.defaults.activeSite",
+            )
+            return None
+        if vm.active_site is not None and not self._site_ok(("vms", i, "activeSite"), site):
+            return None
+        replication = self._vm_replication(i, vm, site, plan.replication)
+        if isinstance(replication, str):  # _NOT_GIVEN: a problem was recorded
+            return None
+        confirmed = bool(vm.confirm_disable_replication)
+        if replication is not None and confirmed:
+            self.problem(
+                ("vms", i, "confirmDisableReplication"),
+                "confirmDisableReplication: true confirms replication: off, but VM "
+                f"'{vm.name}' replicates {replication[0]}->{replication[1]}: remove it",
+            )
+            return None
+        if replication is None and not confirmed:
+            if vm.replication is not None:
+                self.warn(("vms", i, "replication"), REPLICATION_OFF)
+            else:
+                self.unconfirmed_off += 1
+        consent, commit, after = plan.consent, plan.commit, plan.commit_after
+        if vm.policy is not None:
+            if vm.policy.allow_data_loss is not None:
+                path: DocPath = ("vms", i, "policy", "allowDataLoss")
+                consent = self._consent(path, vm.policy.allow_data_loss)
+            commit = vm.policy.commit or plan.commit
+            if vm.policy.commit_after_seconds is not None:
+                after = vm.policy.commit_after_seconds
+        point = vm.recovery_point or "latest"
+        if (why := recovery_point_problem(point)) is not None:
+            self.problem(("vms", i, "recoveryPoint"), why)
+        discard = plan.discard
+        if vm.discard_lost_writes is not None:
+            discard = self._discard(("vms", i, "discardLostWrites"), vm.discard_lost_writes)
+        return DesiredVM(
+            self.model.metadata.name,
+            vm.name,
+            site,
+            replication,
+            consent[0],
+            group,
+            commit,
+            after,
+            vm.commit_approved or plan.commit_approved,
+            point,
+            discard,
+            confirmed,
+            consent[1],
+            consent[2],
+        )
+
+    def _consent(self, path: DocPath, given: bool | DataLossScope) -> Consent:
+        """Consent to data loss as written at `path`; no consent after a problem."""
+        if isinstance(given, bool):
+            if given:
+                self.warn(path, STANDING_CONSENT)
+            return (given, None, None)
+        if given.revision is not None:
+            if given.site is not None or given.until is not None:
+                self.problem(
+                    path,
+                    "allowDataLoss gives either from and until (one outage) or revision "
+                    "(one revision of the spec), not both: keep one",
+                )
+                return _NO_CONSENT
+            revision = parse_revision(given.revision)
+            if revision is None:
+                self.problem(
+                    (*path, "revision"),
+                    f"allowDataLoss.revision {given.revision!r} is not a git commit id: "
+                    "write 7 to 40 hex digits (git log --format=%h prints one)",
+                )
+                return _NO_CONSENT
+            return (False, None, revision)
+        if given.site is None or given.until is None:
+            if given.site is None and given.until is None:
+                wanted = "{from: SITE, until: TIME} or {revision: SHA}"
+            elif given.site is None:
+                wanted = f"from: SITE beside until (the site it fails over from, {self._either()})"
+            else:
+                wanted = f"until: TIME beside from (when the consent ends, e.g. {TIME_EXAMPLE})"
+            self.problem(path, f"allowDataLoss as a mapping needs {wanted}")
+            return _NO_CONSENT
+        if not self._site_ok((*path, "from"), given.site, "allowDataLoss.from"):
+            return _NO_CONSENT
+        until = parse_time(given.until, "allowDataLoss.until")
+        if isinstance(until, str):
+            self.problem((*path, "until"), until)
+            return _NO_CONSENT
+        return (False, (given.site, until), None)
+
+    def _discard(self, path: DocPath, job: str | None) -> str | None:
+        if job == "any":
+            self.problem(
+                path,
+                "discardLostWrites must name the failover job whose lost writes may be "
+                "discarded (drctl status shows its id), not 'any': writes are given up "
+                "one failover at a time",
+            )
+        return job
+
+    def _warn_off_by_default(self, count: int) -> None:
+        vms = "1 VM" if count == 1 else f"{count} VMs"
+        self.warn(
+            ("defaults", "replication"),
+            f"replication: off applies to {vms} without confirmDisableReplication: true: "
+            "turning replication off removes the return path (on ASR it deletes the "
+            "replicated item); add confirmDisableReplication: true to each of those VM "
+            "entries if that is meant",
+        )
+
+    def _either(self) -> str:
+        return f"{self.sites[0]} or {self.sites[1]}"
 
     def _other_site(self, site: str) -> str:
         return self.sites[1] if site == self.sites[0] else self.sites[0]

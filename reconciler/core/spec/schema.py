@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import pydantic
@@ -32,6 +33,12 @@ SITE_NAME = rf"^{_SITE}$"
 NAME_RULE = "use letters, digits, '.', '_' or '-', starting with a letter or digit"
 _NAME = re.compile(_SITE)
 _REPLICATION = re.compile(rf"^\s*({_SITE})\s*->\s*({_SITE})\s*$")
+# A recovery point that starts like a date is a time, not a point id: a typo
+# in it is an error, never an id no recovery point has.
+_LOOKS_LIKE_TIME = re.compile(r"^\d{4}-\d\d-\d\d|^\d{8}T\d")
+_REVISION = re.compile(r"[0-9a-fA-F]{7,40}")
+RECOVERY_POINTS = ("latest", "latestAppConsistent")
+TIME_EXAMPLE = "2025-01-31T18:00:00+01:00"
 
 
 class Model(pydantic.BaseModel):
@@ -48,10 +55,62 @@ VMName = Annotated[str, pydantic.StringConstraints(min_length=1, pattern=r"^\S(.
 RawReplication = pydantic.StrictStr | pydantic.StrictBool
 
 
+# An id or a keyword (a failover job's id, a recovery point's): no space around it.
+Token = Annotated[str, pydantic.StringConstraints(min_length=1, pattern=r"^\S(.*\S)?$")]
+Seconds = Annotated[float, pydantic.Field(ge=0, strict=True)]
+
+
+class DataLossScope(Model):
+    """`allowDataLoss: {from: SITE, until: TIME}` or `{revision: SHA}`: consent to one event.
+
+    Which keys go together is the resolver's check, so that each wrong
+    combination gets its own sentence.
+    """
+
+    site: pydantic.StrictStr | None = pydantic.Field(None, alias="from")
+    until: pydantic.StrictStr | None = None
+    revision: pydantic.StrictStr | None = None
+
+
+def _data_loss_form(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, dict):
+        return "scope"
+    return None
+
+
+DATA_LOSS_FORMS = "true, false, {from: SITE, until: TIME} or {revision: SHA}"
+# A scope's errors are located under the union's tag (allowDataLoss.scope.from);
+# `document_errors` drops the tag, so they read as the file does.
+_SCOPE_TAG = "scope"
+DataLoss = Annotated[
+    Annotated[pydantic.StrictBool, pydantic.Tag("bool")]
+    | Annotated[DataLossScope, pydantic.Tag(_SCOPE_TAG)],
+    pydantic.Discriminator(
+        _data_loss_form,
+        custom_error_type="data_loss_form",
+        custom_error_message=f"must be {DATA_LOSS_FORMS}",
+    ),
+]
+
+
 class Policy(Model):
-    allow_data_loss: pydantic.StrictBool | None = None
+    """The policy keys a VM entry may set; the plan's `policy:` has a few more."""
+
+    allow_data_loss: DataLoss | None = None
     max_parallel: Annotated[pydantic.StrictInt, pydantic.Field(ge=1)] | None = None
-    settle_seconds: Annotated[float, pydantic.Field(ge=0, strict=True)] | None = None
+    settle_seconds: Seconds | None = None
+    commit: Literal["auto", "manual"] | None = None
+    commit_after_seconds: Seconds | None = None
+
+
+class PlanPolicy(Policy):
+    """`spec.policy`: the VM keys, and those that only make sense for the whole plan."""
+
+    self_heal: pydantic.StrictBool | None = None
+    unordered_failover: pydantic.StrictBool | None = None
+    reprotect_after_unplanned: Literal["wait", "auto"] | None = None
 
 
 class Defaults(Model):
@@ -64,6 +123,10 @@ class VMEntry(Model):
     active_site: str | None = None
     replication: RawReplication | None = None
     policy: Policy | None = None
+    commit_approved: Token | None = None
+    recovery_point: Token | None = None
+    discard_lost_writes: Token | None = None
+    confirm_disable_replication: pydantic.StrictBool | None = None
 
 
 class GroupEntry(Model):
@@ -76,9 +139,11 @@ class PlanBody(Model):
     fabric: FabricName | None = None
     sites: list[SiteName]
     defaults: Defaults = Defaults()
-    policy: Policy = Policy()
+    policy: PlanPolicy = PlanPolicy()
     groups: list[GroupEntry] = []
     vms: list[VMEntry]
+    commit_approved: Token | None = None
+    discard_lost_writes: Token | None = None
 
 
 class Metadata(Model):
@@ -213,8 +278,16 @@ def explain(error: Any, fabric: bool = False) -> str:
             f"unknown fabric kind '{key}' in spec: a Fabric declares exactly one of "
             f"{', '.join(FABRIC_KINDS)} (and its sites)"
         )
+    if kind == "extra_forbidden" and not fabric and (place := _home_of(key, loc[:-1])):
+        return f"'{key}' does not go in {_parent(loc)}: set it {place}"
     if kind == "extra_forbidden":
         return f"unknown key '{key}' in {_parent(loc)}: remove it or fix its spelling"
+    if kind == "data_loss_form":
+        return f"{where} must be {DATA_LOSS_FORMS}, not {error['input']!r}"
+    if kind == "greater_than_equal":
+        return f"{where} must be {error['ctx']['ge']:g} or more, not {error['input']!r}"
+    if kind == "bool_type":
+        return f"{where} must be true or false, not {error['input']!r}"
     if kind == "missing":
         return f"missing required key '{key}' in {_parent(loc)}"
     if kind == "literal_error":
@@ -232,6 +305,49 @@ def explain(error: Any, fabric: bool = False) -> str:
         wanted = "a list" if kind == "list_type" else "a mapping"
         return f"{where} must be {wanted}, not {error['input']!r}"
     return f"{where}: {error['msg']}"
+
+
+# Keys of a RecoveryPlan that exist, only elsewhere: say where they go rather
+# than call them unknown.
+_POLICY_KEYS = frozenset(
+    {"allowDataLoss", "maxParallel", "settleSeconds", "commit", "commitAfterSeconds"}
+)
+_PLAN_POLICY_KEYS = frozenset({"selfHeal", "unorderedFailover", "reprotectAfterUnplanned"})
+_VM_KEYS = frozenset({"recoveryPoint", "confirmDisableReplication"})
+_VM_OR_PLAN_KEYS = frozenset({"commitApproved", "discardLostWrites"})
+
+
+def _home_of(key: str, parent: Sequence[str | int]) -> str | None:
+    """Where a known key misplaced under `parent` belongs, or None if `key` is unknown."""
+    shape = tuple("N" if isinstance(p, int) else p for p in parent)
+    vm_entry = shape == ("spec", "vms", "N")
+    vm_policy = shape == ("spec", "vms", "N", "policy")
+    if key in _PLAN_POLICY_KEYS and (vm_entry or vm_policy):
+        return "in spec.policy (it applies to the whole plan)"
+    if key in _POLICY_KEYS | _PLAN_POLICY_KEYS and shape in {("spec",), ("spec", "defaults")}:
+        return "under spec.policy"
+    if key in _POLICY_KEYS and vm_entry:
+        return f"under {_dotted(parent)}.policy"
+    if key in _VM_KEYS and not vm_entry:
+        return "on a VM entry (spec.vms[N])"
+    if key in _VM_OR_PLAN_KEYS and shape != ("spec",) and not vm_entry:
+        return f"on a VM entry (spec.vms[N]) or at spec.{key} for every VM of the plan"
+    return None
+
+
+def document_errors(exc: pydantic.ValidationError) -> list[Any]:
+    """The errors of `exc`, each located as the file reads (no union tags in the path)."""
+    found = []
+    for error in exc.errors():
+        loc = error["loc"]
+        if _SCOPE_TAG in loc:
+            loc = tuple(
+                p
+                for i, p in enumerate(loc)
+                if not (p == _SCOPE_TAG and i and loc[i - 1] == "allowDataLoss")
+            )
+        found.append({**error, "loc": loc})
+    return found
 
 
 def _parent(loc: Sequence[str | int]) -> str:
@@ -263,3 +379,35 @@ def parse_replication(raw: str | bool) -> tuple[str, str] | str | None:
     if isinstance(raw, str) and (match := _REPLICATION.match(raw)):
         return match.group(1), match.group(2)
     return f"replication must be '<from>-><to>' (e.g. ams->rtm) or off, not {raw!r}"
+
+
+def parse_time(text: str, what: str) -> datetime | str:
+    """An ISO 8601 time with a UTC offset; anything else as the message to show."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return f"{what} {text!r} is not an ISO 8601 time: write it like {TIME_EXAMPLE}"
+    if when.utcoffset() is None:
+        return (
+            f"{what} {text!r} has no UTC offset: add one (e.g. +01:00 or Z), so that it "
+            "names the same instant wherever drctl runs"
+        )
+    return when
+
+
+def recovery_point_problem(text: str) -> str | None:
+    """What is wrong with a `recoveryPoint` value, or None: a keyword, a time or a point id."""
+    if text in RECOVERY_POINTS:
+        return None
+    for keyword in RECOVERY_POINTS:
+        if text.lower() == keyword.lower():
+            return f"recoveryPoint {text!r} must be written {keyword}"
+    if _LOOKS_LIKE_TIME.match(text):
+        when = parse_time(text, "recoveryPoint")
+        return when if isinstance(when, str) else None
+    return None  # a recovery point's id, as the fabric lists it
+
+
+def parse_revision(text: str) -> str | None:
+    """A git commit id (7 to 40 hex digits) in lower case, or None if `text` is not one."""
+    return text.lower() if _REVISION.fullmatch(text) else None

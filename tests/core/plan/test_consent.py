@@ -27,9 +27,7 @@ def decide(wanted: DesiredVM, revision: str | None = None) -> plan.VMPlan:
 
 
 def scoped(*, window: tuple[str, datetime] | None = None, revision: str | None = None) -> DesiredVM:
-    return dataclasses.replace(
-        want("sql01", "rtm"), data_loss_window=window, data_loss_revision=revision
-    )
+    return want("sql01", "rtm")._replace(data_loss_window=window, data_loss_revision=revision)
 
 
 def test_a_window_away_from_the_dark_site_allows_the_unplanned_failover() -> None:

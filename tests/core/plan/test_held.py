@@ -159,11 +159,11 @@ def test_reverse_replication_after_an_unplanned_failover_waits_for_a_decision() 
 
 
 def test_discarding_the_lost_writes_of_that_failover_lets_replication_reverse() -> None:
-    wanted = desired(dataclasses.replace(want("sql01", "rtm"), discard_lost_writes="job-000007"))
+    wanted = desired(want("sql01", "rtm")._replace(discard_lost_writes="job-000007"))
     vp = decide(wanted, committed_after_unplanned(), OWN)
     assert vp.action is not None
     assert vp.action.operation is Operation.REVERSE_REPLICATE
-    other = desired(dataclasses.replace(want("sql01", "rtm"), discard_lost_writes="job-000001"))
+    other = desired(want("sql01", "rtm")._replace(discard_lost_writes="job-000001"))
     assert decide(other, committed_after_unplanned(), OWN).phase is Phase.HELD
 
 

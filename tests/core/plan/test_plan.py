@@ -228,9 +228,7 @@ def test_vm_stopped_at_its_desired_site_is_started() -> None:
 
 
 def test_replication_off_in_spec_disables_it_once_confirmed() -> None:
-    off = dataclasses.replace(
-        want("sql01", "ams", replication=None), confirm_disable_replication=True
-    )
+    off = want("sql01", "ams", replication=None)._replace(confirm_disable_replication=True)
     got = decide(desired(off), observed(vm("sql01", "ams")))
     assert got["sql01"].action is not None
     assert got["sql01"].action.operation is OP.DISABLE_REPLICATION
