@@ -20,7 +20,7 @@ metadata: {name: finance}
 spec:
   sites: [ams, rtm]
   defaults: {activeSite: SITE}
-  policy: {settleSeconds: SETTLE}
+  policy: {settleSeconds: SETTLE, commitAfterSeconds: 0}
   groups:
     - {name: db, vms: [sql01]}
     - {name: web, after: [db], vms: [web01]}

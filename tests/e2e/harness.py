@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# No commit gate (commitAfterSeconds: 0): the end-to-end tests time moves against
+# their critical path; the gate is tested in tests/core/plan/test_commit_gate.py.
 THREE_TIER = """\
 apiVersion: drctl/v1
 kind: RecoveryPlan
@@ -23,7 +25,7 @@ metadata: {name: finance}
 spec:
   sites: [ams, rtm]
   defaults: {activeSite: SITE, replication: SITE->OTHER}
-  policy: {maxParallel: 10}
+  policy: {maxParallel: 10, commitAfterSeconds: 0}
   groups:
     - {name: db, vms: [sql01]}
     - {name: app, after: [db], vms: [app01, app02]}
@@ -43,6 +45,7 @@ metadata: {name: hr}
 spec:
   sites: [ams, rtm]
   defaults: {activeSite: ams, replication: ams->rtm}
+  policy: {commitAfterSeconds: 0}
   vms:
     - name: hr-web
 """

@@ -40,7 +40,8 @@ def plan(name: str, fabric: str, site: str, vms: list[str]) -> str:
     return (
         f"apiVersion: drctl/v1\nkind: RecoveryPlan\nmetadata: {{name: {name}}}\nspec:\n"
         f"  fabric: {fabric}\n  sites: [ams, rtm]\n"
-        f"  defaults: {{activeSite: {site}, replication: {site}->{other}}}\n  vms:\n{entries}"
+        f"  defaults: {{activeSite: {site}, replication: {site}->{other}}}\n"
+        f"  policy: {{commitAfterSeconds: 0}}\n  vms:\n{entries}"
     )
 
 

@@ -9,9 +9,10 @@ fabric did, and the daemon can be killed at any moment. Called by
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from reconciler.core import state
 from reconciler.core.desired import DesiredVM, PlanSpec
@@ -338,6 +339,59 @@ class PlanContext:
             reason = f"{reason}; waiting for {_names(waiting_for)}"
         return self._result(vm, o, phase, reason, action)
 
+    def _commit(
+        self, vm: DesiredVM, o: state.ObservedVM, done: str, site: str, then: str = ""
+    ) -> VMPlan:
+        """Commit behind its gate: it deletes every other recovery point.
+
+        `policy.commit: auto` commits once the VM has run at `site` for
+        `commitAfterSeconds` after the failover; `manual` waits in
+        CommitPending for `commitApproved: <the failover's job>` (or `any`).
+        """
+        job = o.last_failover_job
+        if vm.commit == "manual":
+            if vm.commit_approved is not None and vm.commit_approved in {job, "any"}:
+                return self._act(
+                    vm,
+                    o,
+                    Phase.COMMIT_PENDING,
+                    f"{done}; committing, as commitApproved says{then}",
+                    Operation.COMMIT,
+                    site,
+                )
+            return self._result(
+                vm,
+                o,
+                Phase.COMMIT_PENDING,
+                f"{done}; commit waits for approval (it deletes the other recovery points): "
+                f"commit `commitApproved: {job or 'any'}` on the VM or the plan",
+            )
+        if site not in o.running:
+            return self._result(
+                vm,
+                o,
+                Phase.COMMIT_PENDING,
+                f"{done}, but no copy is seen running at {site}: the commit waits until it runs",
+            )
+        due = None
+        if o.last_failover_at is not None and vm.commit_after_seconds > 0:
+            due = o.last_failover_at + timedelta(seconds=vm.commit_after_seconds)
+        decided = self._act(
+            vm, o, Phase.COMMIT_PENDING, f"{done}; committing{then}", Operation.COMMIT, site
+        )
+        if due is None or due <= self.now or decided.action is None:
+            return decided
+        wait = (due - self.now).total_seconds()
+        held = dataclasses.replace(
+            decided.action, ready=False, waiting_for=("commit gate",), retry_at=due
+        )
+        return dataclasses.replace(
+            decided,
+            action=held,
+            reason=f"{done}; committing once it has run at {site} for "
+            f"{vm.commit_after_seconds:.0f}s (policy.commitAfterSeconds), in {wait:.0f}s{then}",
+        )
+
     def _job_running(self, vm: DesiredVM, o: state.ObservedVM, job: state.Job) -> VMPlan:
         where = f" to {job.target_site}" if job.target_site else ""
         reason = f"{job.operation}{where} running ({job.progress:.0%}, job {job.id})"
@@ -348,14 +402,7 @@ class PlanContext:
     def _at_desired_site(self, vm: DesiredVM, o: state.ObservedVM) -> VMPlan:
         site = vm.active_site
         if o.protection_state is ProtectionState.COMMIT_PENDING:
-            return self._act(
-                vm,
-                o,
-                Phase.COMMIT_PENDING,
-                f"failed over to {site}; committing",
-                Operation.COMMIT,
-                site,
-            )
+            return self._commit(vm, o, f"failed over to {site}", site)
         stale = [s for s in o.running if s != site]
         if stale:
             return self._fence(vm, o, stale[0])
@@ -433,15 +480,12 @@ class PlanContext:
         """The authoritative copy runs at the other site: move it to the desired one."""
         source, target = o.active_site, vm.active_site
         if o.protection_state is ProtectionState.COMMIT_PENDING:
-            return self._act(
+            return self._commit(
                 vm,
                 o,
-                Phase.COMMIT_PENDING,
-                f"a failover to {source} finished "
-                f"before the spec asked for {target}; committing it, then failing "
-                "back",
-                Operation.COMMIT,
+                f"a failover to {source} finished before the spec asked for {target}",
                 source,
+                then=", then failing back",
             )
         if o.protection_state is ProtectionState.COMMITTED or o.replication is None:
             # Failing back needs replication towards the target first.

@@ -63,7 +63,7 @@ def pending(built: Plan) -> Pending:
             ready += 1
         elif vp.phase in _FABRIC_PHASES:
             fabric += 1
-        elif vp.phase in _HUMAN_PHASES:
+        elif vp.phase in _HUMAN_PHASES or (vp.phase is Phase.COMMIT_PENDING and action is None):
             human.append(f"{vp.plan}/{vp.name}")
         if action is not None and not action.ready and action.retry_at is not None:
             retry_at = action.retry_at if retry_at is None else min(retry_at, action.retry_at)
