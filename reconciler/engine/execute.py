@@ -104,6 +104,7 @@ class Executor:
         self._fabric_of: dict[str, str] = {}  # plan -> fabric
         self._throttled_until: dict[str, datetime] = {}  # fabric -> no start before then
         self._unresolved: list[journals.Entry] = []  # calls that may have reached a fabric
+        self.suspended: set[str] = set()  # our jobs that wait for a person in the fabric
         self._resume()
 
     def raise_if_blind(self) -> None:
@@ -275,6 +276,10 @@ class Executor:
                 )
                 continue
             self._backoff.forget(job_id)
+            if job.suspended:
+                self.suspended.add(job_id)  # followed, but only a person moves it on
+                continue
+            self.suspended.discard(job_id)
             if job.running:
                 continue
             del self._running[job_id]
@@ -434,7 +439,9 @@ def _event(kind: EventKind, action: plan.Action, at: datetime, **extra: str) -> 
 
 def can_progress(built: plan.Plan, executor: Executor) -> bool:
     """Whether waiting can change anything without a human changing the spec or fabric."""
-    return bool(executor.running or executor.next_retry_at or plan.pending(built).can_progress)
+    # A job suspended for a person does not end by waiting.
+    progressing = executor.running - len(executor.suspended)
+    return bool(progressing or executor.next_retry_at or plan.pending(built).can_progress)
 
 
 def next_retry_at(built: plan.Plan, executor: Executor) -> datetime | None:

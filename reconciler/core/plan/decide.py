@@ -37,6 +37,7 @@ _JOB_PHASE = {
     Operation.START_VM: Phase.STARTING,
     Operation.TEST_FAILOVER: Phase.SYNCING,
     Operation.TEST_FAILOVER_CLEANUP: Phase.SYNCING,
+    Operation.RESYNC: Phase.SYNCING,
 }
 
 
@@ -168,6 +169,17 @@ class PlanContext:
                 Phase.BLOCKED,
                 f"VM '{vm.name}' is not in the fabric: "
                 "check its name in the spec, or protect it in the fabric first",
+            )
+        if o.job is not None and o.job.suspended:
+            # Waiting for a person (a manual action in the fabric): never
+            # retried, never taken for running forever.
+            text = o.job.state_description or "suspended"
+            return self._result(
+                vm,
+                o,
+                Phase.WAITING_FOR_USER,
+                f"{o.job.operation} (job {o.job.id}) waits for a person in the fabric: {text}; "
+                "resume it there",
             )
         if o.job is not None and o.job.running:
             return self._job_running(vm, o, o.job)
@@ -473,6 +485,18 @@ class PlanContext:
                 Phase.BLOCKED,
                 f"replication flows {rep.direction} while "
                 f"the VM runs at {site}: check replication in the fabric",
+            )
+        if rep.state is ReplicationState.RESYNC_REQUIRED and Operation.RESYNC in (
+            o.allowed_operations
+        ):
+            # A fabric whose resync is an operation of its own, not a schedule.
+            return self._act(
+                vm,
+                o,
+                Phase.SYNCING,
+                f"replication {rep.direction} needs a resync; resyncing it",
+                Operation.RESYNC,
+                rep.target,
             )
         return self._result(vm, o, *_sync_status(rep, self.now))
 

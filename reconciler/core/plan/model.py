@@ -31,6 +31,7 @@ class Phase(StrEnum):
     # A person must decide: the fabric changed outside drctl, or a step would
     # destroy the only copy of some writes. The reason says what to commit.
     HELD = "Held"
+    WAITING_FOR_USER = "WaitingForUser"  # a job in the fabric waits for a manual step
 
 
 @dataclass(frozen=True)

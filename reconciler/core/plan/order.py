@@ -24,6 +24,7 @@ STAGE = {
     Operation.REVERSE_REPLICATE: 3,
     Operation.ENABLE_REPLICATION: 3,
     Operation.DISABLE_REPLICATION: 3,
+    Operation.RESYNC: 3,
 }
 
 

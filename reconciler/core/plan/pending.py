@@ -15,7 +15,7 @@ from reconciler.core.plan.model import Phase, Plan
 # Phases that time alone ends: a site or fabric comes back, a sync finishes.
 _FABRIC_PHASES = frozenset({Phase.WAITING_FOR_SITE, Phase.SYNCING})
 # Phases only a person ends (a commit, or a repair in the fabric).
-_HUMAN_PHASES = frozenset({Phase.BLOCKED, Phase.HELD})
+_HUMAN_PHASES = frozenset({Phase.BLOCKED, Phase.HELD, Phase.WAITING_FOR_USER})
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +57,15 @@ def pending(built: Plan) -> Pending:
             continue
         observed_job = vp.observed.job if vp.observed is not None else None
         action = vp.action
-        if observed_job is not None and observed_job.running:
+        if vp.phase in _HUMAN_PHASES:
+            human.append(f"{vp.plan}/{vp.name}")
+        elif observed_job is not None and observed_job.running:
             jobs += 1
         elif action is not None and action.ready:
             ready += 1
         elif vp.phase in _FABRIC_PHASES:
             fabric += 1
-        elif vp.phase in _HUMAN_PHASES or (vp.phase is Phase.COMMIT_PENDING and action is None):
+        elif vp.phase is Phase.COMMIT_PENDING and action is None:
             human.append(f"{vp.plan}/{vp.name}")
         if action is not None and not action.ready and action.retry_at is not None:
             retry_at = action.retry_at if retry_at is None else min(retry_at, action.retry_at)
