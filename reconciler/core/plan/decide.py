@@ -616,13 +616,28 @@ class PlanContext:
             )
         predecessors = self._waiting_predecessors(vm, "target")
         move = f"moving from {source} to {target}"
+        if not self.observed.can_stop_vms and self.plan.groups and not self.plan.unordered_failover:
+            # Dependents first needs a stop before each failover; a fabric that
+            # cannot stop VMs orders a grouped plan only through a plan-level
+            # failover of its own (an ASR recovery plan).
+            return self._result(
+                vm,
+                o,
+                Phase.BLOCKED,
+                f"{move}: this fabric cannot stop VMs, so plan '{vm.plan}' cannot stop its "
+                "dependents first, and this provider offers no plan-level failover; commit "
+                "`policy.unorderedFailover: true` to fail its VMs over without the group order",
+            )
+        # All or nothing: while a moving VM of the plan cannot fail over, none
+        # does (an application split across two sites is down at both).
+        stuck = [n for n in self._cannot_move() if n != vm.name]
+        reachable = self.observed.site_connected(source)
+        dependents = self._waiting_dependents(vm) if reachable else []
         if Operation.PLANNED_FAILOVER in o.allowed_operations:
             if source in o.running and self.observed.can_stop_vms:
                 # Stopping is only worth it when the whole plan can move: a VM
                 # stopped for a move that cannot happen is an outage for nothing.
-                stuck = [n for n in self._cannot_move() if n != vm.name]
                 why = f"; holding the stop: {_names(stuck)} cannot fail over now" if stuck else ""
-                dependents = self._waiting_dependents(vm)
                 return self._act(
                     vm,
                     o,
@@ -641,7 +656,7 @@ class PlanContext:
                 f"{move}: planned failover (no data loss)",
                 Operation.PLANNED_FAILOVER,
                 target,
-                waiting_for=predecessors,
+                waiting_for=[*stuck, *dependents, *predecessors],
                 stage=self._stage(vm),
             )
         why = self._why_not_planned(o, source)
@@ -658,6 +673,20 @@ class PlanContext:
                 f"the VM) to accept that for this event, or wait for "
                 f"{self._what_to_wait_for(o, source)}",
             )
+        if predecessors and reachable and source in o.running and self.observed.can_stop_vms:
+            # The source answers: dependents first on this path too. A VM whose
+            # predecessors must move first is stopped now, so that they can.
+            return self._act(
+                vm,
+                o,
+                Phase.STOPPING,
+                f"{move}: {why}; stopping it at {source} (dependents first) before the "
+                f"unplanned failover allowed by {consent}",
+                Operation.STOP_VM,
+                source,
+                waiting_for=[*stuck, *dependents],
+                stage=self._stage(vm, reverse=True),
+            )
         return self._act(
             vm,
             o,
@@ -667,8 +696,8 @@ class PlanContext:
             "of writes)",
             Operation.UNPLANNED_FAILOVER,
             target,
-            waiting_for=predecessors,
-            shutdown_source=self.observed.site_connected(source),
+            waiting_for=[*stuck, *dependents, *predecessors],
+            shutdown_source=reachable,
             stage=self._stage(vm),
         )
 

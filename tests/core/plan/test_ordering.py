@@ -1,0 +1,66 @@
+"""Dependents first on every failover path, and all or nothing (issue 9 rule 4)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from builders import NOW, desired, observed, vm, want
+
+from reconciler.core import plan
+from reconciler.core.desired import DesiredState, Group
+from reconciler.core.plan import Phase
+from reconciler.core.state import Observed, Operation, ReplicationState
+
+PLANNED = frozenset({Operation.PLANNED_FAILOVER, Operation.STOP_VM})
+GROUPS = (Group("db", (), ("sql01",)), Group("web", ("db",), ("web01",)))
+
+
+def decide(wanted: DesiredState, seen: Observed) -> dict[str, plan.VMPlan]:
+    return {vp.name: vp for vp in plan.build_plan(wanted, seen, NOW).vms}
+
+
+def test_no_vm_of_a_plan_fails_over_while_another_moving_one_cannot() -> None:
+    # sql01 needs a resync (no planned failover, no consent); web01 is already off.
+    sql01 = vm("sql01", rstate=ReplicationState.RESYNC_REQUIRED, allowed=frozenset())
+    web01 = vm("web01", running=(), allowed=PLANNED)
+    got = decide(desired(want("sql01", "rtm"), want("web01", "rtm")), observed(sql01, web01))
+    assert got["sql01"].phase is Phase.SYNCING or got["sql01"].action is None
+    action = got["web01"].action
+    assert action is not None
+    assert (action.operation, action.ready) == (Operation.PLANNED_FAILOVER, False)
+    assert "sql01" in action.waiting_for
+
+
+def test_a_vm_already_off_fails_over_only_once_its_dependents_no_longer_run_at_the_source() -> None:
+    sql01 = vm("sql01", running=(), allowed=PLANNED)
+    web01 = vm("web01", allowed=PLANNED)
+    got = decide(
+        desired(want("sql01", "rtm", group="db"), want("web01", "rtm", group="web"), groups=GROUPS),
+        observed(sql01, web01),
+    )
+    action = got["sql01"].action
+    assert action is not None
+    assert (action.operation, action.ready) == (Operation.PLANNED_FAILOVER, False)
+    assert action.waiting_for == ("web01",)
+    assert got["web01"].action is not None
+    assert got["web01"].action.operation is Operation.STOP_VM
+
+
+def test_a_grouped_plan_on_a_fabric_that_cannot_stop_vms_is_blocked_unless_unordered() -> None:
+    seen = dataclasses.replace(
+        observed(vm("sql01", allowed=PLANNED), vm("web01", allowed=PLANNED)), can_stop_vms=False
+    )
+    wanted = desired(
+        want("sql01", "rtm", group="db"), want("web01", "rtm", group="web"), groups=GROUPS
+    )
+    got = decide(wanted, seen)
+    assert got["sql01"].phase is Phase.BLOCKED
+    assert "cannot stop its dependents first" in got["sql01"].reason
+    assert "`policy.unorderedFailover: true`" in got["sql01"].reason
+    unordered = dataclasses.replace(
+        wanted,
+        plans=tuple(dataclasses.replace(p, unordered_failover=True) for p in wanted.plans),
+    )
+    got = decide(unordered, seen)
+    assert got["sql01"].action is not None
+    assert got["sql01"].action.operation is Operation.PLANNED_FAILOVER
