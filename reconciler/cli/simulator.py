@@ -24,6 +24,7 @@ from reconciler.fabric import config
 from reconciler.fabric.sim import inventory
 from reconciler.fabric.sim import provider as sim
 from reconciler.kits.clock import WallClock
+from reconciler.ui import report
 
 LAST_JOBS_SHOWN = 10
 
@@ -207,6 +208,7 @@ def _vm_document(vm: ObservedVM) -> dict[str, Any]:
         "allowedOperations": sorted(str(op) for op in vm.allowed_operations),
         "job": None if vm.job is None else vm.job.id,
         "testFailover": str(vm.test_failover),
+        **report.power_json(vm),
     }
 
 
@@ -236,7 +238,7 @@ def _show_text(observed: Observed, jobs: list[Job]) -> str:
                 vm.active_site,
                 vm.replication_text,
                 str(vm.protection_state),
-                ",".join(vm.running) or "-",
+                ",".join([*vm.running, *(f"{s}?" for s in vm.power_unknown)]) or "-",
                 "-"
                 if vm.replication is None
                 else f"{vm.replication.state}/{vm.replication.health}",
