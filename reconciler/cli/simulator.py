@@ -123,6 +123,27 @@ def site_up(args: argparse.Namespace) -> int:
     return errors.EXIT_OK
 
 
+def partition(args: argparse.Namespace) -> int:
+    with _open(args) as fabric:
+        changed = fabric.partition(args.site)
+    state = "is now cut off" if changed else "was already cut off"
+    print(
+        f"{_named(args)}the management plane of site {args.site} {state}: its VMs keep "
+        f"running, their power reads Unknown until drctl fabric heal {args.site}"
+    )
+    return errors.EXIT_OK
+
+
+def heal(args: argparse.Namespace) -> int:
+    with _open(args) as fabric:
+        changed = fabric.heal(args.site)
+    print(
+        f"{_named(args)}the management plane of site {args.site} "
+        f"{'answers again' if changed else 'was not cut off'}"
+    )
+    return errors.EXIT_OK
+
+
 def fail(args: argparse.Namespace) -> int:
     operation = _parse_operation(args.operation)
     with _open(args) as fabric:

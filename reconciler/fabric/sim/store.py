@@ -54,6 +54,21 @@ CREATE TABLE IF NOT EXISTS call_faults (
 )
 """
 
+# `drctl fabric partition SITE`: drctl cannot reach the site's management
+# plane while a partition has no end (its VMs go on). Past ones stay, as
+# outages do: a job fails if one of its sites was cut off while it ran.
+# Created on open too: a fabric made before partitions existed has none.
+_PARTITIONS = """
+CREATE TABLE IF NOT EXISTS partitions (
+    id INTEGER PRIMARY KEY,
+    site TEXT NOT NULL,
+    start_at REAL NOT NULL,
+    end_at REAL
+)
+"""
+# Tables added after the first schema, created when a fabric without them opens.
+_ADDED = {"call_faults": _CALL_FAULTS, "partitions": _PARTITIONS}
+
 # One statement per string: executescript() would commit the caller's transaction.
 _SCHEMA = (
     f"""
@@ -136,9 +151,10 @@ CREATE TABLE failures (
 )
 """,
     _CALL_FAULTS,
+    _PARTITIONS,
 )
 
-_TABLES = ("call_faults", "failures", "jobs", "vms", "outages", "sites", "fabric")
+_TABLES = ("partitions", "call_faults", "failures", "jobs", "vms", "outages", "sites", "fabric")
 
 
 class VMRow(NamedTuple):
@@ -227,14 +243,14 @@ class Store:
             raise errors.TerminalError(f"no simulated fabric in {state_dir}: {NOT_INITIALISED}")
         store = cls(path, _connect(path, create=False))
         with store.read() as db:
-            found = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'fabric'").fetchone()
-            faults = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'call_faults'").fetchone()
-        if found is None:
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+        if "fabric" not in tables:
             store.close()
             raise errors.TerminalError(f"no simulated fabric in {state_dir}: {NOT_INITIALISED}")
-        if faults is None:
+        if not tables.issuperset(_ADDED):
             with store.write() as db:
-                db.execute(_CALL_FAULTS)
+                for statement in _ADDED.values():
+                    db.execute(statement)
         return store
 
     @classmethod
@@ -317,6 +333,16 @@ def outages_at(db: sqlite3.Connection, t: float) -> dict[str, float]:
     """The sites that were disconnected at `t`, and since when."""
     rows = db.execute(
         "SELECT site, down_at FROM outages WHERE down_at <= ? AND (up_at IS NULL OR up_at > ?)",
+        (t, t),
+    ).fetchall()
+    return dict(rows)
+
+
+def partitions_at(db: sqlite3.Connection, t: float) -> dict[str, float]:
+    """The sites whose management plane was cut off at `t`, and since when."""
+    rows = db.execute(
+        "SELECT site, start_at FROM partitions "
+        "WHERE start_at <= ? AND (end_at IS NULL OR end_at > ?)",
         (t, t),
     ).fetchall()
     return dict(rows)
@@ -407,16 +433,44 @@ def end_outage(db: sqlite3.Connection, site: str, t: float) -> None:
     db.execute("UPDATE outages SET up_at = ? WHERE site = ? AND up_at IS NULL", (t, site))
 
 
+def start_partition(db: sqlite3.Connection, site: str, t: float) -> None:
+    db.execute("INSERT INTO partitions (site, start_at) VALUES (?, ?)", (site, t))
+
+
+def end_partition(db: sqlite3.Connection, site: str, t: float) -> None:
+    db.execute("UPDATE partitions SET end_at = ? WHERE site = ? AND end_at IS NULL", (t, site))
+
+
 def first_outage(
     db: sqlite3.Connection, sites: Iterable[str], start: float, end: float
 ) -> tuple[str, float] | None:
     """The first outage of one of `sites` that overlaps [start, end]: (site, down_at)."""
+    return _first_cut(db, "outages", "down_at", "up_at", sites, start, end)
+
+
+def first_partition(
+    db: sqlite3.Connection, sites: Iterable[str], start: float, end: float
+) -> tuple[str, float] | None:
+    """The first partition of one of `sites` that overlaps [start, end]: (site, start_at)."""
+    return _first_cut(db, "partitions", "start_at", "end_at", sites, start, end)
+
+
+def _first_cut(
+    db: sqlite3.Connection,
+    table: str,
+    begins: str,
+    ends: str,
+    sites: Iterable[str],
+    start: float,
+    end: float,
+) -> tuple[str, float] | None:
     names = sorted(sites)
     if not names:
         return None
+    # Table and column names are the constants of the two callers above.
     found = db.execute(
-        f"SELECT site, down_at FROM outages WHERE site IN ({', '.join('?' * len(names))}) "  # noqa: S608
-        "AND down_at <= ? AND (up_at IS NULL OR up_at > ?) ORDER BY down_at LIMIT 1",
+        f"SELECT site, {begins} FROM {table} WHERE site IN ({', '.join('?' * len(names))}) "  # noqa: S608
+        f"AND {begins} <= ? AND ({ends} IS NULL OR {ends} > ?) ORDER BY {begins} LIMIT 1",
         (*names, end, start),
     ).fetchone()
     return None if found is None else (found[0], found[1])
