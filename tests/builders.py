@@ -40,6 +40,8 @@ from reconciler.kits.clock import Clock
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 SITES = ("ams", "rtm")
 AUTO = "auto"
+# When the fabric last saw the power of a site it reports Unknown.
+UNKNOWN_SINCE = NOW - timedelta(seconds=90)
 
 # What the fabric allows a protected VM at rest.
 PROTECTED_OPS = frozenset(
@@ -147,8 +149,12 @@ def vm(
     allowed: frozenset[Operation] = PROTECTED_OPS,
     job: Job | None = None,
     test: TestFailoverState = TestFailoverState.NONE,
+    unknown: tuple[str, ...] = (),
 ) -> ObservedVM:
     """VM `name` as the fabric reports it: running at `active` unless `running` says where.
+
+    `unknown` names the sites whose power the fabric cannot tell (last seen
+    UNKNOWN_SINCE); the default `running` leaves them out.
 
     "auto" replication flows from the active site while the VM is Protected, and is
     off in the other protection states, as at rest (name a direction for a reverse
@@ -164,15 +170,19 @@ def vm(
         rep = Replication(
             pair[0], pair[1], rstate, health, NOW - timedelta(seconds=last_sync_age), 30.0
         )
+    if running is None:
+        running = () if active in unknown else (active,)
     return ObservedVM(
         name,
         active,
-        (active,) if running is None else running,
+        running,
         protection,
         rep,
         allowed,
         job,
         test_failover=test,
+        power_unknown=unknown,
+        power_seen_at=UNKNOWN_SINCE if unknown else None,
     )
 
 

@@ -40,6 +40,15 @@ class Controls(Protocol):
         """Reconnect `site` (False if it was up)."""
         ...
 
+    def partition(self, site: str) -> bool:
+        """Cut drctl off from `site`'s management plane (False if it was): the site goes on,
+        its VMs keep running, their power reads Unknown."""
+        ...
+
+    def heal(self, site: str) -> bool:
+        """End the partition of `site` (False if there was none)."""
+        ...
+
     def inject_failure(
         self, vm: str, operation: Operation, times: int = 1, *, after_shutdown: bool = False
     ) -> None:

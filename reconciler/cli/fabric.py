@@ -63,6 +63,15 @@ def add_commands(commands: Any) -> None:
     for name, handler, text in (
         ("site-down", _later("site_down"), "disconnect a site"),
         ("site-up", _later("site_up"), "reconnect a site"),
+        (
+            "partition",
+            _later("partition"),
+            (
+                "cut drctl off from a site's management plane: its VMs keep running and "
+                "taking writes, their power reads Unknown"
+            ),
+        ),
+        ("heal", _later("heal"), "end `drctl fabric partition` of a site"),
     ):
         site = sub.add_parser(name, help=text)
         site.add_argument("site", metavar="SITE")

@@ -24,6 +24,7 @@ from reconciler.fabric import base, config
 from reconciler.fabric.sim import inventory
 from reconciler.fabric.sim import provider as sim
 from reconciler.kits.clock import WallClock
+from reconciler.ui import report
 
 LAST_JOBS_SHOWN = 10
 
@@ -118,6 +119,27 @@ def site_up(args: argparse.Namespace) -> int:
         f"site {args.site} is connected again"
         if changed
         else f"site {args.site} was already connected"
+    )
+    return errors.EXIT_OK
+
+
+def partition(args: argparse.Namespace) -> int:
+    with _open(args) as fabric:
+        changed = fabric.partition(args.site)
+    state = "is now cut off" if changed else "was already cut off"
+    print(
+        f"{_named(args)}the management plane of site {args.site} {state}: its VMs keep "
+        f"running, their power reads Unknown until drctl fabric heal {args.site}"
+    )
+    return errors.EXIT_OK
+
+
+def heal(args: argparse.Namespace) -> int:
+    with _open(args) as fabric:
+        changed = fabric.heal(args.site)
+    print(
+        f"{_named(args)}the management plane of site {args.site} "
+        f"{'answers again' if changed else 'was not cut off'}"
     )
     return errors.EXIT_OK
 
@@ -269,6 +291,7 @@ def _vm_document(vm: ObservedVM) -> dict[str, Any]:
         "allowedOperations": sorted(str(op) for op in vm.allowed_operations),
         "job": None if vm.job is None else vm.job.id,
         "testFailover": str(vm.test_failover),
+        **report.power_json(vm),
     }
 
 
@@ -299,7 +322,7 @@ def _show_text(observed: Observed, jobs: list[Job]) -> str:
                 vm.active_site,
                 vm.replication_text,
                 str(vm.protection_state),
-                ",".join(vm.running) or "-",
+                ",".join([*vm.running, *(f"{s}?" for s in vm.power_unknown)]) or "-",
                 "-"
                 if vm.replication is None
                 else f"{vm.replication.state}/{vm.replication.health}",

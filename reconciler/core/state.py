@@ -94,6 +94,19 @@ class FailoverKind(StrEnum):
     UNPLANNED = "Unplanned"
 
 
+class Power(StrEnum):
+    """Whether a copy of a VM runs at one site, as the fabric can tell.
+
+    Unknown is what a fabric reports when it cannot see the site (its
+    management plane does not answer, the site is dark, or the product keeps
+    no power state): such a copy may run, so it is never read as Off.
+    """
+
+    RUNNING = "Running"
+    OFF = "Off"
+    UNKNOWN = "Unknown"
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """One operation the fabric accepted, as the fabric reports it."""
@@ -145,11 +158,19 @@ class Replication:
 
 @dataclass(frozen=True, slots=True)
 class ObservedVM:
-    """One replicated VM as the fabric reports it now."""
+    """One replicated VM as the fabric reports it now.
+
+    Power is tri-state per site (`power_at`): `running` holds the sites where
+    a copy is known to run, `power_unknown` those where the fabric cannot tell
+    (never in `running`), and every other site is Off. Two tuples rather than
+    a map of sites to `Power`, so that the constructions that predate Unknown
+    stay valid and an observation of 100k VMs shares one value of each among
+    VMs in the same state.
+    """
 
     name: str
     active_site: str
-    running: tuple[str, ...]
+    running: tuple[str, ...]  # known running; readers that must not miss a copy use may_run
     protection_state: ProtectionState
     replication: Replication | None  # None: replication is off
     allowed_operations: frozenset[Operation]
@@ -165,6 +186,33 @@ class ObservedVM:
     # Seconds of writes that failover lost (those that never reached the new
     # active copy): after an unplanned one, the old copy may hold the only copy.
     last_failover_loss_seconds: float | None = None
+    # Sites whose power the fabric cannot tell now, and when it last could
+    # (the oldest such moment when several; None: it never could).
+    power_unknown: tuple[str, ...] = ()
+    power_seen_at: datetime | None = None
+
+    def power_at(self, site: str) -> Power:
+        if site in self.running:
+            return Power.RUNNING
+        return Power.UNKNOWN if site in self.power_unknown else Power.OFF
+
+    def may_run(self, site: str) -> bool:
+        """A copy runs at `site`, or may: Unknown is never read as Off."""
+        return site in self.running or site in self.power_unknown
+
+    @property
+    def maybe_running(self) -> tuple[str, ...]:
+        """Every site where a copy runs or may run: the known ones first."""
+        return self.running + self.power_unknown if self.power_unknown else self.running
+
+    def power_by_site(self) -> dict[str, Power]:
+        """Power at each site this observation names, by site name: the active site,
+        both ends of replication, and every site where a copy runs or may run.
+        Any other site of the VM is Off."""
+        sites = {self.active_site, *self.running, *self.power_unknown}
+        if self.replication is not None:
+            sites.update((self.replication.source, self.replication.target))
+        return {site: self.power_at(site) for site in sorted(sites)}
 
     @property
     def replication_text(self) -> str:

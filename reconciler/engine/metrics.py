@@ -18,6 +18,7 @@ scrape never sees half of an update.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ VM_CONVERGED = "drctl_vm_converged"
 VM_INFO = "drctl_vm_info"
 VM_BLOCKED = "drctl_vm_blocked"
 VM_HELD = "drctl_vm_held"
+VM_RUNNING = "drctl_vm_running"
 PLAN_CONVERGED = "drctl_plan_converged"
 PLAN_PLACED = "drctl_plan_placed"
 ACTIONS_TOTAL = "drctl_actions_total"
@@ -120,6 +122,7 @@ class _VMRow(NamedTuple):
     converged: float
     blocked: float
     held: float
+    running: float  # 1, 0, or NaN: see `vm_running`
 
 
 class _ReplicationRow(NamedTuple):
@@ -173,6 +176,10 @@ class _StateCollector(Collector):
             )
             yield _family(
                 VM_HELD, [Sample(VM_HELD, {"plan": r.plan, "vm": r.vm}, r.held) for r in vms]
+            )
+            yield _family(
+                VM_RUNNING,
+                [Sample(VM_RUNNING, {"plan": r.plan, "vm": r.vm}, r.running) for r in vms],
             )
             yield _family(
                 VM_INFO,
@@ -261,6 +268,11 @@ _HELP = {
         "Whether the VM is Held (1): the fabric changed outside drctl, or a step would "
         "destroy writes; `drctl status` says what to commit."
     ),
+    VM_RUNNING: (
+        "Whether a copy of the VM is known to run (1: at its desired site, or still at "
+        "the source of a move), no copy runs anywhere (0), or the fabric cannot tell "
+        "(NaN: no copy is known to run and the power of a site is Unknown)."
+    ),
     VM_INFO: "The VM's desired site, observed active site and replication, and phase.",
     REPLICATION_LAST_SYNC_TIMESTAMP_SECONDS: (
         "Unix time of the VM's last replication sync; only while the spec wants "
@@ -310,6 +322,20 @@ def rpo_replication(vp: plan.VMPlan) -> state.Replication | None:
     return rep
 
 
+def vm_running(vp: plan.VMPlan) -> float:
+    """`drctl_vm_running`: 1 when a copy is known to run, 0 when none runs, NaN when unknown.
+
+    A VM its fabric did not report although the fabric answered has no copy
+    running (0); one whose fabric could not be observed is unknown.
+    """
+    o = vp.observed
+    if o is None:
+        return 0.0 if vp.fabric_observed else math.nan
+    if o.running:
+        return 1.0
+    return math.nan if o.power_unknown else 0.0
+
+
 def _snapshot(built: plan.Plan, observed: state.Observed) -> _Snapshot:
     """The state collector's rows for one pass: plain tuples, cheap to build and to hold."""
     vms: list[_VMRow] = []
@@ -329,6 +355,7 @@ def _snapshot(built: plan.Plan, observed: state.Observed) -> _Snapshot:
                 1.0 if converged else 0.0,
                 1.0 if vp.phase is Phase.BLOCKED else 0.0,
                 1.0 if vp.phase is Phase.HELD else 0.0,
+                vm_running(vp),
             )
         )
         rep = rpo_replication(vp)

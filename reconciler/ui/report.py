@@ -70,7 +70,18 @@ def _observed_json(o: state.ObservedVM | None) -> dict[str, Any] | None:
         "replicationState": None if o.replication is None else str(o.replication.state),
         "replicationHealth": None if o.replication is None else str(o.replication.health),
         "lastSync": iso(o.replication.last_sync) if o.replication else None,
+        **power_json(o),
     }
+
+
+def power_json(o: state.ObservedVM) -> dict[str, Any]:
+    """`"power"` by site (`state.ObservedVM.power_by_site`), and `"powerSeenAt"`, when
+    the fabric last saw the power it cannot tell now, only when a site's is Unknown.
+    `drctl fabric show` writes the same."""
+    power: dict[str, Any] = {"power": {site: str(p) for site, p in o.power_by_site().items()}}
+    if o.power_unknown:
+        power["powerSeenAt"] = iso(o.power_seen_at)
+    return power
 
 
 def plan_changes(vp: plan.VMPlan) -> difference.Change:
@@ -200,7 +211,15 @@ class _SharedParts:
         observed_key = (
             None
             if o is None
-            else (o.active_site, o.running, o.protection_state, o.replication, o.job)
+            else (
+                o.active_site,
+                o.running,
+                o.protection_state,
+                o.replication,
+                o.job,
+                o.power_unknown,
+                o.power_seen_at,
+            )
         )
         observed = self._observed.get(observed_key)
         if observed is None:
@@ -262,6 +281,10 @@ def _observed_text(vp: plan.VMPlan) -> str:
         return "(unknown: fabric not observed)"
     if o is None:
         return "(not in fabric)"
+    if o.power_unknown:
+        # Briefly, where it runs and where it may (`rtm?`): Unknown is never "off".
+        runs = ",".join([*o.running, *(f"{site}?" for site in o.power_unknown)])
+        return f"{o.active_site} {o.replication_text} runs {runs}"
     return f"{o.active_site} {o.replication_text}"
 
 

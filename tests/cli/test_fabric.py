@@ -172,6 +172,35 @@ def test_sites_go_down_and_come_back(state: Path, capsys: pytest.CaptureFixture[
     assert show(capsys, state)["sites"][1]["connected"] is True
 
 
+def test_a_partitioned_site_reads_disconnected_with_the_power_of_its_vms_unknown(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`running` lists the copies known to run, as before; `power` says which are Unknown."""
+    assert show(capsys, state)["vms"][0]["power"] == {"ams": "Running", "rtm": "Off"}
+    assert "powerSeenAt" not in show(capsys, state)["vms"][0]
+    code, out, _ = drctl(capsys, "fabric", "partition", "ams", "--state-dir", str(state))
+    assert (code, out) == (
+        0,
+        (
+            "the management plane of site ams is now cut off: its VMs keep running, their "
+            "power reads Unknown until drctl fabric heal ams\n"
+        ),
+    )
+    document = show(capsys, state)
+    assert document["sites"][0] == {"name": "ams", "connected": False}
+    web01, _, batch = document["vms"]
+    assert (web01["running"], web01["power"]) == ([], {"ams": "Unknown", "rtm": "Off"})
+    assert (batch["running"], batch["power"]) == (["rtm"], {"ams": "Unknown", "rtm": "Running"})
+    assert ISO.match(web01["powerSeenAt"])
+    code, out, _ = drctl(capsys, "fabric", "show", "--state-dir", str(state))
+    assert re.search(r"^batch +rtm +off +Unprotected +rtm,ams\? ", out, re.MULTILINE), out
+    code, out, _ = drctl(capsys, "fabric", "heal", "ams", "--state-dir", str(state))
+    assert (code, out) == (0, "the management plane of site ams answers again\n")
+    assert show(capsys, state)["vms"][0]["running"] == ["ams"]
+    code, out, _ = drctl(capsys, "fabric", "heal", "ams", "--state-dir", str(state))
+    assert (code, out) == (0, "the management plane of site ams was not cut off\n")
+
+
 def test_lag_and_resync_show_in_health(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = drctl(capsys, "fabric", "lag", "web01", "120", "--state-dir", str(state))
     assert code == 0

@@ -1,7 +1,7 @@
 """Property tests of planner and executor against the simulated fabric.
 
-Random fabric histories (outages, drift, lag, operations someone started by
-hand) and random valid specs:
+Random fabric histories (outages, management-plane partitions, drift, lag,
+operations someone started by hand) and random valid specs:
 - the planner never proposes a ready action the fabric then rejects;
 - with the faults healed, repeated plan+execute steps converge, through
   errors of the fabric's API (refused, transient, throttled calls) that
@@ -44,6 +44,8 @@ HAND_OPS = [op for op in Operation if op is not Operation.TEST_FAILOVER]
 chaos_step = st.one_of(
     st.tuples(st.just("down"), site),
     st.tuples(st.just("up"), site),
+    st.tuples(st.just("partition"), site),
+    st.tuples(st.just("heal"), site),
     st.tuples(st.just("move"), vm_name, site),
     st.tuples(st.just("op"), vm_name, st.sampled_from(HAND_OPS), site, st.booleans()),
     st.tuples(st.just("lag"), vm_name, st.sampled_from([0.0, 12.0, 40.0])),
@@ -147,6 +149,10 @@ def build_fabric(
                 controls.site_down(str(args[0]))
             elif kind == "up":
                 controls.site_up(str(args[0]))
+            elif kind == "partition":
+                controls.partition(str(args[0]))
+            elif kind == "heal":
+                controls.heal(str(args[0]))
             elif kind == "move":
                 controls.move(str(args[0]), str(args[1]))
             elif kind == "op":
@@ -198,6 +204,16 @@ def test_planner_never_proposes_an_action_the_fabric_rejects(
         fabric = fut.provider
         observed = fabric.observe()
         built = plan.build_plan(desired, observed, clock.now())
+        for vp in built.vms:
+            # Unknown power is never placed, and never stopped or started blindly.
+            assert vp.observed is not None
+            unknown = vp.observed.power_unknown
+            assert not (vp.placed and unknown), vp
+            if vp.action is not None and vp.action.operation in {
+                Operation.STOP_VM,
+                Operation.START_VM,
+            }:
+                assert vp.action.target_site not in unknown, vp
         for action in built.ready_actions():
             try:
                 fabric.start(
@@ -228,6 +244,7 @@ def test_plan_and_execute_converge_once_faults_are_healed(
         fabric = fut.provider
         for s in SITES:
             fut.controls.site_up(s)
+            fut.controls.heal(s)
         for name in NAMES:
             with contextlib.suppress(DrctlError):  # not replicating: nothing to clear
                 fut.controls.lag(name, 0.0)

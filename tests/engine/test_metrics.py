@@ -9,6 +9,7 @@ from the Debian package `prometheus`; they fail, never skip, without it.
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 import subprocess
 import tempfile
@@ -481,6 +482,45 @@ def test_a_round_trip_on_the_simulator_leaves_consistent_metrics() -> None:
     assert all(v == 0.0 for v in got["drctl_actions_in_flight"].values())
 
 
+def test_vm_running_says_whether_a_copy_runs_and_nan_when_the_fabric_cannot_tell() -> None:
+    """1: a copy is known to run (where the spec wants it, or still at the source of a move);
+    0: none runs anywhere (stopped, or not in the fabric); NaN: none known, a site Unknown."""
+    metrics = updated(
+        desired(
+            want("sql01"),
+            want("web01", "rtm"),
+            want("web02"),
+            want("app01"),
+            want("app02"),
+            want("gone01"),
+        ),
+        observed(
+            vm("sql01"),
+            vm("web01"),
+            vm("web02", running=()),
+            vm("app01", unknown=("ams",)),
+            vm("app02", unknown=("rtm",)),
+        ),
+    )
+    got = scrape(metrics)["drctl_vm_running"]
+    nan = {k for k, v in got.items() if math.isnan(v)}
+    assert nan == {lbl(plan="finance", vm="app01")}
+    assert {k: v for k, v in got.items() if k not in nan} == {
+        lbl(plan="finance", vm="sql01"): 1.0,
+        lbl(plan="finance", vm="web01"): 1.0,
+        lbl(plan="finance", vm="web02"): 0.0,
+        lbl(plan="finance", vm="app02"): 1.0,
+        lbl(plan="finance", vm="gone01"): 0.0,
+    }
+    assert 'drctl_vm_running{plan="finance",vm="app01"} NaN\n' in metrics.exposition().decode()
+
+
+def test_vm_running_is_nan_for_a_vm_of_a_fabric_that_was_not_observed() -> None:
+    unreachable = Observed(sites={}, vms={}, unreachable="connection refused")
+    got = scrape(updated(desired(want("sql01")), unreachable))["drctl_vm_running"]
+    assert math.isnan(got[lbl(plan="finance", vm="sql01")])
+
+
 # --- what promtool says --------------------------------------------------------------------
 
 
@@ -492,12 +532,14 @@ def test_promtool_check_metrics_reports_no_problem_on_a_realistic_exposition() -
             want("app01", replication=None),
             want("hr01", plan="hr"),
             want("gone01"),
+            want("db01"),
         ),
         observed(
             vm("sql01"),
             vm("web01", running=(), job=job("web01", progress=0.4, age=30.0)),
             vm("app01", replication=None, protection=ProtectionState.UNPROTECTED),
             vm("hr01", rstate=ReplicationState.RESYNC_REQUIRED),
+            vm("db01", unknown=("ams", "rtm")),  # drctl_vm_running NaN
         ),
     )
     metrics.set_spec(True, "3f2a9c1", 1_790_000_000.0)
@@ -506,6 +548,7 @@ def test_promtool_check_metrics_reports_no_problem_on_a_realistic_exposition() -
     metrics.record_event(event(EventKind.SUCCEEDED, "web01", OP.PLANNED_FAILOVER, seconds=200.0))
     metrics.observe_placement("finance", 300.0)
     metrics.observe_convergence("finance", 900.0)
+    assert b'drctl_vm_running{plan="finance",vm="db01"} NaN' in metrics.exposition()
     result = subprocess.run(
         [promtool(), "check", "metrics"],
         input=metrics.exposition(),

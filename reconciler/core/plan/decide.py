@@ -81,10 +81,10 @@ class PlanContext:
         return o is not None and o.active_site == target and target in o.running
 
     def _still_running_at_source(self, name: str) -> bool:
-        """A dependent that will move and still runs where it is."""
+        """A dependent that will move and still runs, or may run (Unknown), where it is."""
         o = self._obs(name)
         d = self.desired[name]
-        return o is not None and o.active_site != d.active_site and o.active_site in o.running
+        return o is not None and o.active_site != d.active_site and o.may_run(o.active_site)
 
     def _running_at_active(self, name: str) -> bool:
         o = self._obs(name)
@@ -415,9 +415,11 @@ class PlanContext:
         site = vm.active_site
         if o.protection_state is ProtectionState.COMMIT_PENDING:
             return self._commit(vm, o, f"failed over to {site}", site)
-        stale = [s for s in o.running if s != site]
+        stale = [s for s in o.maybe_running if s != site]
         if stale:
             return self._fence(vm, o, stale[0])
+        if site in o.power_unknown:
+            return self._result(vm, o, Phase.WAITING_FOR_SITE, _power_unknown(o, site, "start"))
         if site not in o.running:
             waiting = self._waiting_predecessors(vm, "running")
             return self._act(
@@ -433,6 +435,9 @@ class PlanContext:
         return self._replication_at_site(vm, o)
 
     def _fence(self, vm: DesiredVM, o: state.ObservedVM, stale: str) -> VMPlan:
+        if stale in o.power_unknown:
+            # Never a blind stop: a StopVM needs the copy known to run there.
+            return self._result(vm, o, Phase.WAITING_FOR_SITE, _power_unknown(o, stale, "stop"))
         reason = (
             f"split brain: an old copy still runs at {stale} while the VM is active at "
             f"{o.active_site}; stopping the old copy before reverse replication"
@@ -513,7 +518,7 @@ class PlanContext:
             )
         if o.protection_state is ProtectionState.COMMITTED or o.replication is None:
             # Failing back needs replication towards the target first.
-            stale = [s for s in o.running if s != source]
+            stale = [s for s in o.maybe_running if s != source]
             if stale:
                 return self._fence(vm, o, stale[0])
             return self._replicate(vm, o, target, f" before moving it to {target}")
@@ -742,10 +747,11 @@ class PlanContext:
 
 
 def _placed(vm: DesiredVM, o: state.ObservedVM) -> bool:
-    """Runs, committed, at its desired site and nowhere else."""
+    """Runs, committed, at its desired site and is known Off everywhere else."""
     return (
         o.active_site == vm.active_site
         and o.running == (vm.active_site,)
+        and not o.power_unknown
         and o.protection_state is not ProtectionState.COMMIT_PENDING
     )
 
@@ -787,6 +793,16 @@ def _converged_reason(vm: DesiredVM) -> str:
     if vm.replication is None:
         return f"runs at {vm.active_site}, replication off as the spec says"
     return f"runs at {vm.active_site}, replicating {vm.replication_text}"
+
+
+def _power_unknown(o: state.ObservedVM, site: str, verb: str) -> str:
+    """Why the VM waits on a copy whose power the fabric cannot tell."""
+    seen = o.power_seen_at
+    since = "never seen" if seen is None else f"last seen {seen.isoformat(timespec='seconds')}"
+    return (
+        f"the power of the copy at {site} is unknown ({since}): it may run, and drctl "
+        f"does not {verb} a copy it cannot see; waiting for {site} to report its power"
+    )
 
 
 def _moves_towards(job: state.Job, vm: DesiredVM, o: state.ObservedVM) -> bool:

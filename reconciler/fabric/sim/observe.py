@@ -77,7 +77,13 @@ def _vm_parts(row: sim_store.VMRow, world: tl.World, job: Job | None) -> _VMPart
     allowed = lifecycle.allowed_operations(
         state, lifecycle.Conditions(world.connected, health, job_text)
     )
-    running = tuple(s for s in world.sites if s in state.running)
+    # Power at a site the fabric cannot see (down, or its management plane
+    # cut off) is Unknown whatever the simulator knows: a real fabric cannot
+    # tell there whether a copy runs.
+    unseen = world.unseen_since
+    running = tuple(s for s in world.sites if s in state.running and s not in unseen)
+    unknown = tuple(s for s in world.sites if s in unseen)
+    seen_at = to_datetime(min(unseen.values())) if unseen else None
     points = tuple(to_datetime(p) for p in tl.recovery_points(row, world))
     return (
         state.active_site,
@@ -89,6 +95,11 @@ def _vm_parts(row: sim_store.VMRow, world: tl.World, job: Job | None) -> _VMPart
         points,
         state.test_failover,
         state.last_failover,
+        None,  # last_failover_job, _at and _loss_seconds: set per VM, from the jobs
+        None,
+        None,
+        unknown,
+        seen_at,
     )
 
 

@@ -3,9 +3,9 @@
 `SimFabric` implements `fabric.base.Provider` over a SQLite database in
 the state directory (`sim.store`), so a daemon and CLI calls share one fabric.
 The CLI (`cli.simulator`) creates it with `init_fabric` and drives its faults
-(site_down, inject_failure, suspend_next, lag, resync_required, move, ...)
-and plays the operator in the portal (`start_by_hand`: a real job, checked
-like drctl's own, that drctl's journal does not know); tests make the
+(site_down, partition, inject_failure, suspend_next, lag, resync_required,
+move, ...) and plays the operator in the portal (`start_by_hand`: a real job,
+checked like drctl's own, that drctl's journal does not know); tests make the
 Provider calls themselves fail (`inject_call_error`, see `sim.faults`); the
 executor and the daemon only use the Provider methods.
 
@@ -248,6 +248,35 @@ class SimFabric:
             sim_store.end_outage(db, site, t)
             return True
 
+    def partition(self, site: str) -> bool:
+        """Cut drctl off from `site`'s management plane; False if it already was.
+
+        Unlike `site_down`, the site stays up: its VMs keep running and taking
+        writes, and replication keeps shipping. No operation reaches the site
+        and the power of every VM there reads Unknown until `heal`.
+        """
+        t = self._now()
+        with self._store.write() as db:
+            self._finish_due_in(db, t)
+            world = _world(db, t)
+            _check_site(world, site)
+            if site in world.partitioned_at:
+                return False
+            sim_store.start_partition(db, site, t)
+            return True
+
+    def heal(self, site: str) -> bool:
+        """End the partition of `site`; False if there was none."""
+        t = self._now()
+        with self._store.write() as db:
+            self._finish_due_in(db, t)
+            world = _world(db, t)
+            _check_site(world, site)
+            if site not in world.partitioned_at:
+                return False
+            sim_store.end_partition(db, site, t)
+            return True
+
     def inject_failure(
         self, vm: str, operation: Operation, times: int = 1, *, after_shutdown: bool = False
     ) -> None:
@@ -453,7 +482,13 @@ class SimFabric:
 
 
 def _world(db: sqlite3.Connection, t: float) -> tl.World:
-    return tl.World(t, sim_store.sites(db), sim_store.timings(db), sim_store.outages_at(db, t))
+    return tl.World(
+        t,
+        sim_store.sites(db),
+        sim_store.timings(db),
+        sim_store.outages_at(db, t),
+        sim_store.partitions_at(db, t),
+    )
 
 
 def _start(db: sqlite3.Connection, world: tl.World, row: VMRow, request: base.Request) -> int:
@@ -554,14 +589,21 @@ def _finish(db: sqlite3.Connection, job: JobRow) -> None:
     op = Operation(job.operation)
     state = tl.vm_state(row, world)
     error = job.injected_error
-    lost = sim_store.first_outage(
-        db, lifecycle.required_sites(state, op, job.target_site), job.started_at, job.due_at
-    )
+    needed = lifecycle.required_sites(state, op, job.target_site)
+    lost = sim_store.first_outage(db, needed, job.started_at, job.due_at)
+    cut = None if lost else sim_store.first_partition(db, needed, job.started_at, job.due_at)
     if error is None and lost is not None:
         site, down_at = lost
         error = (
             f"{op} of {job.vm} failed: site {site} went down at {iso(down_at)} while "
             f"the job ran; the VM is as it was before the job; retry when {site} is back"
+        )
+    elif error is None and cut is not None:
+        site, since = cut
+        error = (
+            f"{op} of {job.vm} failed: the management plane of site {site} stopped "
+            f"answering at {iso(since)} while the job ran; the VM is as it was before "
+            f"the job; retry when {site} answers again"
         )
     if error is not None:
         sim_store.end_job(db, job.id, JobState.FAILED.value, job.due_at, error)

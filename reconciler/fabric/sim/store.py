@@ -55,6 +55,18 @@ CREATE TABLE IF NOT EXISTS call_faults (
 )
 """
 
+# `drctl fabric partition SITE`: drctl cannot reach the site's management
+# plane while a partition has no end (its VMs go on). Past ones stay, as
+# outages do: a job fails if one of its sites was cut off while it ran.
+# Created on open too: a fabric made before partitions existed has none.
+_PARTITIONS = """
+CREATE TABLE IF NOT EXISTS partitions (
+    id INTEGER PRIMARY KEY,
+    site TEXT NOT NULL,
+    start_at REAL NOT NULL,
+    end_at REAL
+)
+"""
 # `SimFabric.suspend_next`: the next `remaining` jobs of `operation` on `vm`
 # suspend half-way, waiting for a person (`SimFabric.resume`).
 _SUSPENSIONS = """
@@ -74,6 +86,7 @@ _ADDED_TABLES = {
     "call_faults": _CALL_FAULTS,
     "suspensions": _SUSPENSIONS,
     "jobs_suspended": _JOBS_SUSPENDED,
+    "partitions": _PARTITIONS,
 }
 # Columns added after the first fabrics were made: `Store.open` adds those a
 # fabric lacks, with these declarations (the defaults keep what older fabrics did).
@@ -184,9 +197,11 @@ CREATE TABLE failures (
 """,
     _CALL_FAULTS,
     _SUSPENSIONS,
+    _PARTITIONS,
 )
 
 _TABLES = (
+    "partitions",
     "suspensions",
     "call_faults",
     "failures",
@@ -406,6 +421,16 @@ def outages_at(db: sqlite3.Connection, t: float) -> dict[str, float]:
     return dict(rows)
 
 
+def partitions_at(db: sqlite3.Connection, t: float) -> dict[str, float]:
+    """The sites whose management plane was cut off at `t`, and since when."""
+    rows = db.execute(
+        "SELECT site, start_at FROM partitions "
+        "WHERE start_at <= ? AND (end_at IS NULL OR end_at > ?)",
+        (t, t),
+    ).fetchall()
+    return dict(rows)
+
+
 def vm_row(db: sqlite3.Connection, name: str) -> VMRow | None:
     found = db.execute(_SELECT_VM, (name,)).fetchone()
     return None if found is None else VMRow(*found)
@@ -494,16 +519,44 @@ def end_outage(db: sqlite3.Connection, site: str, t: float) -> None:
     db.execute("UPDATE outages SET up_at = ? WHERE site = ? AND up_at IS NULL", (t, site))
 
 
+def start_partition(db: sqlite3.Connection, site: str, t: float) -> None:
+    db.execute("INSERT INTO partitions (site, start_at) VALUES (?, ?)", (site, t))
+
+
+def end_partition(db: sqlite3.Connection, site: str, t: float) -> None:
+    db.execute("UPDATE partitions SET end_at = ? WHERE site = ? AND end_at IS NULL", (t, site))
+
+
 def first_outage(
     db: sqlite3.Connection, sites: Iterable[str], start: float, end: float
 ) -> tuple[str, float] | None:
     """The first outage of one of `sites` that overlaps [start, end]: (site, down_at)."""
+    return _first_cut(db, "outages", "down_at", "up_at", sites, start, end)
+
+
+def first_partition(
+    db: sqlite3.Connection, sites: Iterable[str], start: float, end: float
+) -> tuple[str, float] | None:
+    """The first partition of one of `sites` that overlaps [start, end]: (site, start_at)."""
+    return _first_cut(db, "partitions", "start_at", "end_at", sites, start, end)
+
+
+def _first_cut(
+    db: sqlite3.Connection,
+    table: str,
+    begins: str,
+    ends: str,
+    sites: Iterable[str],
+    start: float,
+    end: float,
+) -> tuple[str, float] | None:
     names = sorted(sites)
     if not names:
         return None
+    # Table and column names are the constants of the two callers above.
     found = db.execute(
-        f"SELECT site, down_at FROM outages WHERE site IN ({', '.join('?' * len(names))}) "  # noqa: S608
-        "AND down_at <= ? AND (up_at IS NULL OR up_at > ?) ORDER BY down_at LIMIT 1",
+        f"SELECT site, {begins} FROM {table} WHERE site IN ({', '.join('?' * len(names))}) "  # noqa: S608
+        f"AND {begins} <= ? AND ({ends} IS NULL OR {ends} > ?) ORDER BY {begins} LIMIT 1",
         (*names, end, start),
     ).fetchone()
     return None if found is None else (found[0], found[1])

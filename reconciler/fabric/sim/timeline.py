@@ -8,11 +8,12 @@ one read. Pure functions of (row, world); no I/O.
 
 The rules, for a VM replicating active -> peer every `interval` seconds:
 - writes arrive continuously at the active copy while it runs and its site is
-  connected;
+  up (a management-plane partition cuts drctl off, not the users);
 - replication ships on one fabric-wide grid, at every multiple of the
   interval, the writes up to `lag` seconds before that moment; it ships
-  nothing while either site is disconnected or a resync is required (until
-  the fabric's own resync ends, or a Resync operation when it runs none);
+  nothing while either site is down or a resync is required (until the
+  fabric's own resync ends, or a Resync operation when it runs none); it goes
+  on through a partition: the hosts still reach each other;
 - a (re)started replication holds a full copy as of its anchor, a grid point:
   the first recovery point;
 - the replica's newest write (the last sync) is therefore the last grid point
@@ -24,7 +25,7 @@ such VMs share one computed observation.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.core import lifecycle
@@ -48,11 +49,26 @@ class World:
     t: float
     sites: tuple[str, str]
     timings: timing.Timings
-    down_at: dict[str, float]  # disconnected sites, and since when
+    down_at: dict[str, float]  # disconnected sites (dark), and since when
+    # Sites whose management plane drctl cannot reach, and since when: no
+    # operation reaches them and their power is unknown, but their VMs keep
+    # running, taking writes and replicating (a partition, not an outage).
+    partitioned_at: dict[str, float] = field(default_factory=dict)
 
     @property
     def connected(self) -> frozenset[str]:
-        return frozenset(s for s in self.sites if s not in self.down_at)
+        """The sites operations can reach: neither down nor partitioned."""
+        return frozenset(
+            s for s in self.sites if s not in self.down_at and s not in self.partitioned_at
+        )
+
+    @property
+    def unseen_since(self) -> dict[str, float]:
+        """Sites where the fabric cannot see power (down or partitioned), and since when."""
+        unseen = dict(self.partitioned_at)
+        for site, t in self.down_at.items():
+            unseen[site] = min(t, unseen.get(site, t))
+        return unseen
 
     @property
     def interval(self) -> float:
