@@ -132,7 +132,9 @@ class Executor:
     def _resume(self) -> None:
         """Adopt the actions a previous run left open, so none is issued twice."""
         unresolved = self.journal.open_entries()
+        # Intents a crash interrupted, and starts whose answer may have been lost.
         self._unresolved = [entry for entry in unresolved if entry.job_id is None]
+        self._unresolved.extend(self.journal.deferred_tails())
         for entry in unresolved:
             if entry.job_id is not None:
                 self._adopt(entry, entry.job_id)

@@ -211,6 +211,21 @@ class Journal:
         )
         return {str(job): datetime.fromisoformat(str(at)) for job, at in rows}
 
+    def deferred_tails(self) -> list[Entry]:
+        """Deferred starts with no job that are their VM's latest action, oldest first.
+
+        A start that failed transiently may still have reached the fabric (a
+        timeout after the fabric took it): a restarted executor asks the
+        fabric's job list about these before that VM starts anything again.
+        """
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM actions a WHERE result = ? AND job_id IS NULL "  # noqa: S608
+            "AND NOT EXISTS (SELECT 1 FROM actions b WHERE b.vm = a.vm AND b.id > a.id) "
+            "ORDER BY id",
+            (DEFERRED,),
+        ).fetchall()
+        return [_entry(row) for row in rows]
+
     def open_entries(self) -> list[Entry]:
         """Actions whose outcome drctl has not recorded yet, oldest first."""
         rows = self._db.execute(

@@ -35,7 +35,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Literal, Self, TypeVar
 
-import pytest
 from builders import TIMINGS, inventory, inventory_vm, other_site
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -411,17 +410,9 @@ INVARIANTS: list[Check] = [
 # replays its counterexample with every invariant on; the random run leaves it
 # out (it would fail at random) until the fix makes that test pass, and then
 # the entry goes. `bench/chaos.py --all-invariants` checks them anyway.
-KNOWN_VIOLATIONS: frozenset[Check] = frozenset(
-    {
-        # test_a_vm_stops_only_after_every_later_group_that_moves
-        dependents_stop_first,
-        # test_a_stopped_vm_waits_for_its_moving_dependents_before_failing_over
-        dependents_stop_before_a_planned_failover,
-    }
-)
-# The other known bug (test_a_job_whose_answer_was_lost_is_journaled_after_a_restart)
-# is kept out of the random run by a precondition of `crash_and_restart`, not
-# by leaving its invariant out: see `ChaosMachine._no_lost_answer_pending`.
+# Both dependents invariants were here until the planner's fixes (every later
+# group; a VM already off waits too): none is known now.
+KNOWN_VIOLATIONS: frozenset[Check] = frozenset()
 
 
 SettledCheck = Callable[[plan.Plan], Iterator[str]]
@@ -730,21 +721,6 @@ class ChaosMachine(RuleBasedStateMachine):
             self._reconcile()
             self.clock.advance(POLL_SECONDS)
 
-    def _no_lost_answer_pending(self) -> bool:
-        """No start whose answer was lost waits for a pass to find its job.
-
-        KNOWN BUG (test_a_job_whose_answer_was_lost_is_journaled_after_a_restart):
-        a restart then loses that job from the journal for good. Until it is
-        fixed the machine does not kill the reconciler in that window, so
-        that `every_job_drctl_started_is_in_its_journal` keeps guarding every
-        other way a job can go missing; drop this precondition with the fix.
-        """
-        if self.lost_answers:
-            named = {e.job_id for e in self.audit_journal.entries()}
-            self.lost_answers -= named
-        return not self.lost_answers
-
-    @precondition(_no_lost_answer_pending)
     @rule()
     def crash_and_restart(self) -> None:
         """Kill the reconciler between passes; a new one starts on the same state dir."""
@@ -871,18 +847,7 @@ def replay(placement: tuple[str, ...], steps: list[Step], breaks: Check) -> None
 ALL_AT_AMS = ("ams",) * len(VMS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "a start whose answer was lost (a timeout the fabric accepted) is journaled as "
-        "deferred; a restart reads back only intended and running entries, so the job it "
-        "started is never adopted and the journal never names it nor its outcome. "
-        "Counterexample: commit_move(plan, rtm); crash_at_next_start(answer-lost); "
-        "reconcile(); crash_and_restart(); heal() -> job-000001 (StopVM on web01) is not in "
-        "the journal"
-    ),
-)
+# Found by this machine; fixed: a restart asks the fabric about deferred starts.
 def test_a_job_whose_answer_was_lost_is_journaled_after_a_restart() -> None:
     replay(
         ALL_AT_AMS,
@@ -911,18 +876,7 @@ def test_a_stopped_vm_waits_for_its_moving_dependents_before_failing_over() -> N
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "the planner's dependents are the VMs of the groups directly after a VM's group, "
-        "not of every group that comes after it: with app pinned where it is, db stops "
-        "while web, which moves, still runs. Counterexample (found at once by the random "
-        "run, shrunk): build_world(sql01 and web02 at rtm, the rest at ams); heal() -> "
-        "StopVM of sql01 at rtm in the first pass, while web02 still runs there. Replayed "
-        "here as: commit_move(plan, rtm); commit_move(app01, ams); reconcile()"
-    ),
-)
+# Found by this machine at once; fixed in the planner (dependents of every later group).
 def test_a_vm_stops_only_after_every_later_group_that_moves() -> None:
     replay(
         ALL_AT_AMS,

@@ -57,6 +57,7 @@ class PlanContext:
         self.now = now
         self.rank, self.before, self.after = order.group_order(plan.groups)
         self.group_vms = {g.name: g.vms for g in plan.groups}
+        self._later: dict[str, tuple[str, ...]] = {}
         self._stuck: list[str] | None = None
         # Many VMs share a replication state and a desired placement: their
         # readiness and the reason they are converged are worked out once.
@@ -102,11 +103,26 @@ class PlanContext:
         return [n for n in names if not test(n)]
 
     def _waiting_dependents(self, vm: DesiredVM) -> list[str]:
-        """VMs of the groups that come after `vm` that will move and still run."""
+        """VMs of every group that comes after `vm`'s, directly or not, that will move and
+        still run: a pinned group in between does not let the db stop under the web."""
         if vm.group is None:
             return []
-        names = self._group_vms(self.after.get(vm.group, ()))
+        names = self._group_vms(self._later_groups(vm.group))
         return [n for n in names if self._still_running_at_source(n)]
+
+    def _later_groups(self, group: str) -> tuple[str, ...]:
+        """Every group that comes after `group`, worked out once per group."""
+        found = self._later.get(group)
+        if found is None:
+            seen: dict[str, None] = {}
+            todo = list(self.after.get(group, ()))
+            while todo:
+                name = todo.pop(0)
+                if name not in seen:
+                    seen[name] = None
+                    todo.extend(self.after.get(name, ()))
+            found = self._later[group] = tuple(seen)
+        return found
 
     def _cannot_move(self) -> list[str]:
         """VMs of the plan that must fail over but cannot now (worked out once per plan)."""
