@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Protocol
+from typing import Literal, Protocol, Self
 
-from reconciler.core.state import Health, Job, Operation
+from reconciler.core.state import Health, Job, Observed, Operation
 from reconciler.fabric import base
 from reconciler.fabric.sim import provider as sim
 from reconciler.fabric.sim.inventory import Inventory
@@ -144,3 +144,37 @@ def simulator(state_dir: Path, clock: VirtualClock, inventory: Inventory) -> Fab
 
 
 FACTORIES: dict[str, Factory] = {"sim": simulator}
+
+
+class Delegating:
+    """A provider that passes every call to `inner`: a test overrides the one it records or bends.
+
+    Our own Protocol seam, over a real provider (the simulator): the test
+    plays what a real fabric's API does to a call (a lost answer, a crash).
+    """
+
+    def __init__(self, inner: base.Provider) -> None:
+        self.inner = inner
+
+    def observe(self) -> Observed:
+        return self.inner.observe()
+
+    def start(self, request: base.Request) -> str:
+        return self.inner.start(request)
+
+    def get_job(self, job_id: str) -> Job:
+        return self.inner.get_job(job_id)
+
+    def list_jobs(self) -> list[Job]:
+        return self.inner.list_jobs()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -32,9 +32,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import ClassVar, Literal, Self, TypeVar
+from typing import ClassVar, Literal, TypeVar
 
+import fabrics
 from builders import TIMINGS, inventory, inventory_vm, other_site
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -465,7 +465,7 @@ class Crash(BaseException):
 CrashMode = Literal["before-call", "after-accept", "answer-lost"]
 
 
-class RecordingFabric:
+class RecordingFabric(fabrics.Delegating):
     """The provider drctl's executor is given: the simulator, recorded and killable.
 
     Each `start` that reaches the fabric is recorded with the fabric's
@@ -478,6 +478,7 @@ class RecordingFabric:
     def __init__(
         self, sim_fabric: sim.SimFabric, world: sim.SimFabric, audit: journal.Journal
     ) -> None:
+        super().__init__(sim_fabric)
         self._sim = sim_fabric
         self._world = world
         self._audit = audit
@@ -486,9 +487,6 @@ class RecordingFabric:
         self.step = 0
         self.starts: dict[str, StartRecord] = {}
         self.lost_answers: set[str] = set()  # jobs started by a call whose answer was lost
-
-    def observe(self) -> Observed:
-        return self._sim.observe()
 
     def start(self, request: base.Request) -> str:
         mode, self.armed = self.armed, None
@@ -516,23 +514,6 @@ class RecordingFabric:
             self.lost_answers.add(job_id)
             raise TransientError(f"start of {request.vm}: timed out (the fabric took {job_id})")
         return job_id
-
-    def get_job(self, job_id: str) -> Job:
-        return self._sim.get_job(job_id)
-
-    def list_jobs(self) -> list[Job]:
-        return self._sim.list_jobs()
-
-    def close(self) -> None:
-        self._sim.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 # --- the machine ---------------------------------------------------------------------------

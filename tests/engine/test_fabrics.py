@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
+import fabrics as fabrics_
 from builders import desired, inventory, inventory_vm, want
 
 from reconciler import errors
 from reconciler.core import plan
 from reconciler.core.desired import DesiredState, FabricSpec
 from reconciler.core.plan import Phase
-from reconciler.core.state import Job, Observed, Operation
+from reconciler.core.state import Operation
 from reconciler.engine import execute, fabrics, journal
 from reconciler.engine import state_dir as layout
 from reconciler.fabric import base
@@ -141,19 +140,14 @@ def test_an_interrupted_intent_is_matched_at_its_own_fabric_not_issued_twice(
     assert len(stops) == 1
 
 
-class _AcceptedThenTimedOut:
+class _AcceptedThenTimedOut(fabrics_.Delegating):
     """The real simulator, whose first StopVM is taken but answered with a timeout.
 
-    Our own Protocol seam: what a real fabric does when the response to an
-    accepted call is lost on the way back.
+    What a real fabric does when the response to an accepted call is lost on
+    the way back.
     """
 
-    def __init__(self, inner: sim.SimFabric) -> None:
-        self.inner = inner
-        self.lost = False
-
-    def observe(self) -> Observed:
-        return self.inner.observe()
+    lost = False
 
     def start(self, request: base.Request) -> str:
         job_id = self.inner.start(request)
@@ -161,23 +155,6 @@ class _AcceptedThenTimedOut:
             self.lost = True
             raise errors.TransientError("the response timed out")
         return job_id
-
-    def get_job(self, job_id: str) -> Job:
-        return self.inner.get_job(job_id)
-
-    def list_jobs(self) -> list[Job]:
-        return self.inner.list_jobs()
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 def test_a_start_that_timed_out_after_the_fabric_took_it_is_adopted_not_issued_again(
