@@ -271,6 +271,9 @@ class PlanContext:
         if placed and protected:
             assert o is not None  # noqa: S101 (placed)
             return self._converged(vm, o)
+        if o is not None and not o.maybe_running and not reason.startswith("no copy"):
+            # The application is down: said first, whatever else the VM waits for.
+            reason = f"no copy of {vm.name} runs; {reason}"
         return VMPlan(
             vm,
             o,

@@ -61,7 +61,8 @@ def test_auto_commit_waits_while_no_copy_is_seen_running_at_the_target() -> None
     assert vp.phase is Phase.COMMIT_PENDING
     assert vp.action is None
     assert vp.reason == (
-        "failed over to rtm, but no copy is seen running at rtm: the commit waits until it runs"
+        "no copy of sql01 runs; failed over to rtm, but no copy is seen running at rtm: the "
+        "commit waits until it runs"
     )
 
 

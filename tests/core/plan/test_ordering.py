@@ -64,3 +64,14 @@ def test_a_grouped_plan_on_a_fabric_that_cannot_stop_vms_is_blocked_unless_unord
     got = decide(unordered, seen)
     assert got["sql01"].action is not None
     assert got["sql01"].action.operation is Operation.PLANNED_FAILOVER
+
+
+def test_status_says_first_when_no_copy_of_a_vm_runs() -> None:
+    # A planned failover failed after it shut the source down: no copy runs.
+    down = vm("sql01", running=(), allowed=PLANNED)
+    got = decide(desired(want("sql01", "rtm")), observed(down))
+    assert got["sql01"].reason.startswith("no copy of sql01 runs; ")
+    # A copy whose power the fabric cannot tell may run: nothing is claimed.
+    unknown = dataclasses.replace(down, power_unknown=("ams",))
+    got = decide(desired(want("sql01", "rtm")), observed(unknown))
+    assert not got["sql01"].reason.startswith("no copy")
