@@ -49,7 +49,7 @@ from hypothesis.stateful import (
 
 from reconciler.core import plan, spec
 from reconciler.core.desired import DesiredState
-from reconciler.core.state import Job, Observed, Operation
+from reconciler.core.state import FAILOVERS, Job, Observed, Operation
 from reconciler.engine import execute, journal
 from reconciler.errors import TransientError, UsageError
 from reconciler.fabric import base
@@ -201,6 +201,8 @@ class Audit:
     steps: int  # reconcile passes completed so far
     last_pass_at: datetime | None  # when the latest pass that ran to its end ran
     by_hand: frozenset[str] = frozenset()  # jobs an operator started in the portal
+    moved_by_hand: Mapping[str, tuple[datetime, ...]] = field(default_factory=dict)  # vm -> when
+    made_at: Mapping[str, datetime] = field(default_factory=dict)  # revision -> committed at
 
     def entry(self, entry_id: int | None) -> journal.Entry | None:
         return self._by_id.get(entry_id)
@@ -369,6 +371,22 @@ def refused_at_most_once_per_intent(audit: Audit) -> Iterator[str]:
 
 
 # After every step. Each is one small function of the Audit.
+def never_reverts_a_move_it_did_not_make(audit: Audit) -> Iterator[str]:
+    """A VM an operator failed over is moved again only by a revision made after that move."""
+    for start in audit.starts.values():
+        if start.request.operation not in FAILOVERS:
+            continue
+        moves = [m for m in audit.moved_by_hand.get(start.request.vm, ()) if m <= start.at]
+        if not moves:
+            continue
+        made = audit.made_at.get(start.revision)
+        if made is None or made <= moves[-1]:
+            yield (
+                f"{start.job_id}: {start.request.operation} of {start.request.vm} under "
+                f"{start.revision} (made {made}) reverts a move by hand at {moves[-1]}"
+            )
+
+
 INVARIANTS: list[Check] = [
     only_operations_drctl_may_issue,
     never_unplanned_failover_without_consent,
@@ -379,12 +397,8 @@ INVARIANTS: list[Check] = [
     dependents_stop_first,
     dependents_stop_before_a_planned_failover,
     refused_at_most_once_per_intent,
+    never_reverts_a_move_it_did_not_make,  # issue 9 rule 1.1 (no selfHeal here)
     # Pending rules of issue 9, one check each when they land:
-    # - 1.1 out-of-band moves are Held: no failover of a VM whose last
-    #   failover is not in the journal, unless a revision newer than that
-    #   failover (Spec history: commit time > last_failover_at) or
-    #   `policy.selfHeal: true` asks for it; `move_out_of_band` already
-    #   records when each such move happened (`ChaosMachine.moved_out_of_band`).
     # - 1.2 never guess the authoritative copy: no StopVM of a copy unless the
     #   journal shows drctl's own UnplannedFailover that made the other copy
     #   authoritative.
@@ -538,7 +552,8 @@ class ChaosMachine(RuleBasedStateMachine):
         self.starts: dict[str, StartRecord] = {}
         self.lost_answers: set[str] = set()
         self.specs: dict[str, Spec] = {}
-        self.moved_out_of_band: dict[str, datetime] = {}  # for issue 9 section 1.1
+        self.moved_out_of_band: dict[str, list[datetime]] = {}  # issue 9 rule 1.1
+        self.made_at: dict[str, datetime] = {}  # revision -> when it was committed
         self.by_hand: set[str] = set()  # job ids of the operator's moves
         self.steps = 0  # reconcile passes completed, by any executor
         self.last_pass_at: datetime | None = None  # the latest pass that ran to its end
@@ -587,7 +602,9 @@ class ChaosMachine(RuleBasedStateMachine):
         """One pass of the daemon; a Crash kills it and a new one starts."""
         self.provider.revision, self.provider.step = self.revision, self.steps
         try:
-            self.executor.step(self.desired, self.revision)
+            self.executor.step(
+                self.desired, self.revision, revision_made_at=self.made_at.get(self.revision)
+            )
         except Crash:
             self._kill()
             self._boot()
@@ -599,6 +616,7 @@ class ChaosMachine(RuleBasedStateMachine):
     def _commit(self, wanted: Spec) -> None:
         self.revision = f"rev{len(self.specs) + 1:04d}"
         self.specs[self.revision] = wanted
+        self.made_at[self.revision] = self.clock.now()
         self.spec = wanted
         self.desired = wanted.load()
         if self.booted:
@@ -681,7 +699,7 @@ class ChaosMachine(RuleBasedStateMachine):
             self.world.move(vm, site)
         except UsageError:
             return  # a job runs on it, or it is there already: the portal refuses too
-        self.moved_out_of_band[vm] = self.clock.now()
+        self.moved_out_of_band.setdefault(vm, []).append(self.clock.now())
         # The portal's failover is a job in the fabric's list, not in drctl's journal.
         self.by_hand.add(self.world.list_jobs()[-1].id)
 
@@ -767,6 +785,8 @@ class ChaosMachine(RuleBasedStateMachine):
             steps=self.steps,
             last_pass_at=self.last_pass_at,
             by_hand=frozenset(self.by_hand),
+            moved_by_hand={vm: tuple(at) for vm, at in self.moved_out_of_band.items()},
+            made_at=self.made_at,
         )
         problems = [f"{check.__name__}: {p}" for check in self.checked for p in check(audit)]
         assert not problems, "\n".join(problems)
