@@ -23,7 +23,8 @@ and makes no progress meanwhile.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -137,6 +138,21 @@ def open_provider(config: FabricConfig, clock: Clock) -> SimFabric:
     return sim
 
 
+@dataclass(frozen=True)
+class _CutKind:
+    """A kind of cut a site can suffer: where the world keeps it, how it begins and ends."""
+
+    now: Callable[[tl.World], Mapping[str, float]]
+    begin: Callable[[sqlite3.Connection, str, float], None]
+    end: Callable[[sqlite3.Connection, str, float], None]
+
+
+_outages = _CutKind(lambda w: w.down_at, sim_store.start_outage, sim_store.end_outage)
+_partitions = _CutKind(
+    lambda w: w.partitioned_at, sim_store.start_partition, sim_store.end_partition
+)
+
+
 class SimFabric:
     """A simulated two-site fabric in `<state_dir>/fabric.db` (see `init_fabric`)."""
 
@@ -226,27 +242,11 @@ class SimFabric:
 
     def site_down(self, site: str) -> bool:
         """Disconnect `site`; False if it was already down."""
-        t = self._now()
-        with self._store.write() as db:
-            self._finish_due_in(db, t)
-            world = _world(db, t)
-            _check_site(world, site)
-            if site in world.down_at:
-                return False
-            sim_store.start_outage(db, site, t)
-            return True
+        return self._cut(site, True, _outages)
 
     def site_up(self, site: str) -> bool:
         """Reconnect `site`; False if it was connected."""
-        t = self._now()
-        with self._store.write() as db:
-            self._finish_due_in(db, t)
-            world = _world(db, t)
-            _check_site(world, site)
-            if site not in world.down_at:
-                return False
-            sim_store.end_outage(db, site, t)
-            return True
+        return self._cut(site, False, _outages)
 
     def partition(self, site: str) -> bool:
         """Cut drctl off from `site`'s management plane; False if it already was.
@@ -255,26 +255,22 @@ class SimFabric:
         writes, and replication keeps shipping. No operation reaches the site
         and the power of every VM there reads Unknown until `heal`.
         """
-        t = self._now()
-        with self._store.write() as db:
-            self._finish_due_in(db, t)
-            world = _world(db, t)
-            _check_site(world, site)
-            if site in world.partitioned_at:
-                return False
-            sim_store.start_partition(db, site, t)
-            return True
+        return self._cut(site, True, _partitions)
 
     def heal(self, site: str) -> bool:
         """End the partition of `site`; False if there was none."""
+        return self._cut(site, False, _partitions)
+
+    def _cut(self, site: str, cut: bool, kind: _CutKind) -> bool:
+        """Begin (`cut`) or end an outage or a partition of `site`; False if nothing changes."""
         t = self._now()
         with self._store.write() as db:
             self._finish_due_in(db, t)
             world = _world(db, t)
             _check_site(world, site)
-            if site not in world.partitioned_at:
+            if (site in kind.now(world)) == cut:
                 return False
-            sim_store.end_partition(db, site, t)
+            (kind.begin if cut else kind.end)(db, site, t)
             return True
 
     def inject_failure(
