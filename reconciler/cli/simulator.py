@@ -292,6 +292,12 @@ def _vm_document(vm: ObservedVM) -> dict[str, Any]:
         "job": None if vm.job is None else vm.job.id,
         "testFailover": str(vm.test_failover),
         **report.power_json(vm),
+        # Kept between an unplanned failover and its commit, newest first.
+        "recoveryPoints": [
+            {"id": p.id, "time": _timestamp(p.time), "type": str(p.type)}
+            for p in vm.recovery_points
+        ],
+        "appliedPoint": vm.applied_point,
     }
 
 

@@ -107,6 +107,22 @@ class Power(StrEnum):
     UNKNOWN = "Unknown"
 
 
+class PointType(StrEnum):
+    """How consistent a recovery point is (ASR's recoveryPointType)."""
+
+    CRASH_CONSISTENT = "CrashConsistent"  # as if the power was cut
+    APP_CONSISTENT = "AppConsistent"  # the guest flushed its applications (VSS)
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryPoint:
+    """A point a failed-over VM can boot from, until its failover is committed."""
+
+    id: str
+    time: datetime
+    type: PointType = PointType.CRASH_CONSISTENT
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """One operation the fabric accepted, as the fabric reports it."""
@@ -175,7 +191,7 @@ class ObservedVM:
     replication: Replication | None  # None: replication is off
     allowed_operations: frozenset[Operation]
     job: Job | None = None  # the job in progress, if any
-    recovery_points: tuple[datetime, ...] = ()
+    recovery_points: tuple[RecoveryPoint, ...] = ()  # newest first
     test_failover: TestFailoverState = TestFailoverState.NONE
     last_failover: FailoverKind | None = None
     # The job of the failover that made the active copy active, and when it
@@ -190,6 +206,9 @@ class ObservedVM:
     # (the oldest such moment when several; None: it never could).
     power_unknown: tuple[str, ...] = ()
     power_seen_at: datetime | None = None
+    # The id of the recovery point the active copy booted (a failover, or
+    # ApplyRecoveryPoint since), while the failover is not committed.
+    applied_point: str | None = None
 
     def power_at(self, site: str) -> Power:
         if site in self.running:

@@ -336,6 +336,7 @@ class Executor:
                 action.operation,
                 action.target_site,
                 shutdown_source=action.shutdown_source,
+                recovery_point=action.recovery_point,
             )
             try:
                 job_id = self.fabrics.start(fabric, request)

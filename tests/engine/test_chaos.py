@@ -48,8 +48,8 @@ from hypothesis.stateful import (
 )
 
 from reconciler.core import plan, spec
-from reconciler.core.desired import DesiredState
-from reconciler.core.state import FAILOVERS, Job, Observed, Operation
+from reconciler.core.desired import DesiredState, DesiredVM
+from reconciler.core.state import FAILOVERS, FailoverKind, Job, Observed, ObservedVM, Operation
 from reconciler.engine import execute, journal
 from reconciler.errors import TransientError, UsageError
 from reconciler.fabric import base
@@ -68,16 +68,14 @@ UNGROUPED = "util01"
 VMS = (*(vm for _name, _after, vms in GROUPS for vm in vms), UNGROUPED)
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
-# Every operation drctl may issue today. There is no cancel in the Protocol at
-# all; a job of any other operation (a test failover, a recovery point, or a
-# cancel a fabric might grow) is one drctl must never start on its own.
-# (issue 9 section 1.6: ApplyRecoveryPoint joins this set with recoveryPoint;
-# section 3: the deny-list -- cancel, complete migration, disable protection
-# unless confirmed -- becomes a check of its own here.)
+# Every operation drctl may issue on this spec. There is no cancel in the
+# Protocol at all; a job of any other operation (a test failover, or a cancel a
+# fabric might grow) is one drctl must never start on its own.
 DRCTL_OPERATIONS = frozenset(
     {
         Operation.PLANNED_FAILOVER,
         Operation.UNPLANNED_FAILOVER,
+        Operation.APPLY_RECOVERY_POINT,
         Operation.COMMIT,
         Operation.REVERSE_REPLICATE,
         Operation.ENABLE_REPLICATION,
@@ -86,6 +84,8 @@ DRCTL_OPERATIONS = frozenset(
         Operation.START_VM,
     }
 )
+# The spec sets no policy.commitAfterSeconds: the default holds.
+COMMIT_AFTER_SECONDS: float = DesiredVM._field_defaults["commit_after_seconds"]
 REPLICA_BUILDERS = frozenset({Operation.REVERSE_REPLICATE, Operation.ENABLE_REPLICATION})
 # The jobs `fail_next_job` makes fail: those the planner starts on this spec.
 FAILABLE = sorted(DRCTL_OPERATIONS - {Operation.DISABLE_REPLICATION})
@@ -125,6 +125,8 @@ class Spec:
     allow_data_loss: bool = False
     vm_site: Mapping[str, str] = field(default_factory=dict)
     vm_allow: Mapping[str, bool] = field(default_factory=dict)
+    vm_point: Mapping[str, str] = field(default_factory=dict)  # recoveryPoint, when not latest
+    discard: Mapping[str, str] = field(default_factory=dict)  # vm -> discardLostWrites: <job>
 
     def site_of(self, vm: str) -> str:
         return self.vm_site.get(vm, self.site)
@@ -156,6 +158,10 @@ class Spec:
                 lines.append(f"      replication: {site}->{other_site(site)}")
             if vm in self.vm_allow:
                 lines.append(f"      policy: {{allowDataLoss: {_yaml_bool(self.vm_allow[vm])}}}")
+            if vm in self.vm_point:
+                lines.append(f"      recoveryPoint: {self.vm_point[vm]}")
+            if vm in self.discard:
+                lines.append(f"      discardLostWrites: {self.discard[vm]}")
         return "\n".join(lines) + "\n"
 
     def load(self) -> DesiredState:
@@ -370,6 +376,56 @@ def refused_at_most_once_per_intent(audit: Audit) -> Iterator[str]:
             yield f"{operation} of {vm} to {target} refused {times} times under {revision}"
 
 
+def _started(audit: Audit, operation: Operation) -> Iterator[tuple[Job, StartRecord, ObservedVM]]:
+    """Each job of `operation` drctl started, its call, and its VM as drctl saw it then."""
+    for job in audit.jobs:
+        start = audit.starts.get(job.id)
+        if job.operation is operation and start is not None:
+            yield job, start, start.observed.vms[job.vm]
+
+
+def never_an_older_point_without_consent(audit: Audit) -> Iterator[str]:
+    """ApplyRecoveryPoint to a point older than the one running only with allowDataLoss."""
+    for job, start, seen in _started(audit, Operation.APPLY_RECOVERY_POINT):
+        times = {p.id: p.time for p in seen.recovery_points}
+        wanted, applied = (
+            times.get(start.request.recovery_point or ""),
+            times.get(seen.applied_point or ""),
+        )
+        older = wanted is None or applied is None or wanted < applied
+        if older and not audit.specs[start.revision].allows_loss(job.vm):
+            yield (
+                f"{job.id}: ApplyRecoveryPoint {start.request.recovery_point} of {job.vm} "
+                f"(runs from {seen.applied_point}) under {start.revision}, which does not "
+                "allow data loss"
+            )
+
+
+def reprotects_after_unplanned_only_when_told(audit: Audit) -> Iterator[str]:
+    """Rule 7: no ReverseReplicate after an unplanned failover without discardLostWrites."""
+    for job, start, seen in _started(audit, Operation.REVERSE_REPLICATE):
+        told = audit.specs[start.revision].discard.get(job.vm)
+        if seen.last_failover is FailoverKind.UNPLANNED and told != seen.last_failover_job:
+            yield (
+                f"{job.id}: ReverseReplicate of {job.vm} after the unplanned failover "
+                f"{seen.last_failover_job}, under {start.revision} which does not say "
+                "discardLostWrites"
+            )
+
+
+def commits_behind_the_gate(audit: Audit) -> Iterator[str]:
+    """Rule 6: a Commit only once the VM ran at the target commitAfterSeconds after failing over."""
+    for job, start, seen in _started(audit, Operation.COMMIT):
+        since = seen.last_failover_at
+        if seen.active_site not in seen.running or since is None:
+            yield f"{job.id}: Commit of {job.vm} while no copy was seen running at its target"
+        elif (start.at - since).total_seconds() < COMMIT_AFTER_SECONDS:
+            yield (
+                f"{job.id}: Commit of {job.vm} {(start.at - since).total_seconds():.0f}s "
+                f"after its failover, before policy.commitAfterSeconds"
+            )
+
+
 # After every step. Each is one small function of the Audit.
 def never_reverts_a_move_it_did_not_make(audit: Audit) -> Iterator[str]:
     """A VM an operator failed over is moved again only by a revision made after that move."""
@@ -398,19 +454,15 @@ INVARIANTS: list[Check] = [
     dependents_stop_before_a_planned_failover,
     refused_at_most_once_per_intent,
     never_reverts_a_move_it_did_not_make,  # issue 9 rule 1.1 (no selfHeal here)
+    never_an_older_point_without_consent,  # issue 9 rule 1.6, recoveryPoint
+    commits_behind_the_gate,  # issue 9 rule 1.6, the gate
+    reprotects_after_unplanned_only_when_told,  # issue 9 rule 1.7
     # Pending rules of issue 9, one check each when they land:
     # - 1.2 never guess the authoritative copy: no StopVM of a copy unless the
     #   journal shows drctl's own UnplannedFailover that made the other copy
     #   authoritative.
     # - 1.5 a planned failover ships the lag: no UnplannedFailover while, at
     #   its start, both sites were connected and replication ran (any health).
-    # - 1.6 commit gate: no Commit before the failover job succeeded, the VM
-    #   was observed running at the target for commitAfterSeconds (or the
-    #   revision approves it, policy.commit: manual); no ApplyRecoveryPoint
-    #   after Commit.
-    # - 1.7 salvage hold: no ReverseReplicate after an UnplannedFailover
-    #   unless the revision in force says `discardLostWrites: <its job id>`
-    #   or `reprotectAfterUnplanned: auto`.
     # - 1.8 no DisableReplication of a protected VM without
     #   confirmDisableReplication in the revision in force.
     # - section 2, scoped consent: `never_unplanned_failover_without_consent`
@@ -663,6 +715,22 @@ class ChaosMachine(RuleBasedStateMachine):
         else:
             self._commit(replace(self.spec, vm_allow={**self.spec.vm_allow, what: allow}))
 
+    @rule(vm=vm_names, point=st.sampled_from(["latest", "latestAppConsistent"]))
+    def commit_recovery_point(self, vm: str, point: str) -> None:
+        points = _without(self.spec.vm_point, vm)
+        self._commit(
+            replace(self.spec, vm_point=points if point == "latest" else {**points, vm: point})
+        )
+
+    @rule(vm=vm_names, discard=st.booleans())
+    def commit_discard_lost_writes(self, vm: str, discard: bool) -> None:
+        """After salvaging, the operator lets drctl reverse replication over the old copy:
+        `discardLostWrites` names the VM's last failover, as `drctl status` shows it."""
+        job = self.world.observe().vms[vm].last_failover_job
+        kept = _without(self.spec.discard, vm)
+        told = {**kept, vm: job} if discard and job is not None else kept
+        self._commit(replace(self.spec, discard=told))
+
     @rule(site=site_names)
     def disaster(self, site: str) -> None:
         """`site` goes dark and the operator commits the move away, consenting to lose data.
@@ -887,4 +955,53 @@ def test_a_vm_stops_only_after_every_later_group_that_moves() -> None:
             ("reconcile", {}),
         ],
         breaks=dependents_stop_first,
+    )
+
+
+# Scenarios of the rules the random run reaches too rarely to be sure of in one
+# CI run: each passes with its rule and breaks its invariant without it.
+def test_an_older_recovery_point_waits_for_consent_in_force() -> None:
+    replay(
+        ALL_AT_AMS,
+        [
+            (
+                "advance",
+                {"seconds": 125.0},
+            ),  # the newest point crash-, the one before app-consistent
+            ("disaster", {"site": "ams"}),
+            ("run_for", {"seconds": 10}),
+            ("commit_allow_data_loss", {"what": "plan", "allow": False}),
+            ("commit_recovery_point", {"vm": UNGROUPED, "point": "latestAppConsistent"}),
+            ("run_for", {"seconds": 10}),
+        ],
+        breaks=never_an_older_point_without_consent,
+    )
+
+
+def test_a_commit_waits_for_its_gate() -> None:
+    replay(
+        ALL_AT_AMS,
+        [
+            ("advance", {"seconds": 120.0}),
+            ("disaster", {"site": "ams"}),
+            ("run_for", {"seconds": 10}),
+        ],
+        breaks=commits_behind_the_gate,
+    )
+
+
+def test_reverse_replication_after_an_unplanned_failover_waits_for_discard_lost_writes() -> None:
+    replay(
+        ALL_AT_AMS,
+        [
+            ("advance", {"seconds": 120.0}),
+            ("disaster", {"site": "ams"}),
+            ("run_for", {"seconds": 10}),
+            ("advance", {"seconds": 120.0}),
+            ("site_up", {"site": "ams"}),
+            ("run_for", {"seconds": 10}),
+            ("commit_discard_lost_writes", {"vm": UNGROUPED, "discard": True}),
+            ("heal", {}),
+        ],
+        breaks=reprotects_after_unplanned_only_when_told,
     )

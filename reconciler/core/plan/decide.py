@@ -9,14 +9,13 @@ fabric did, and the daemon can be killed at any moment. Called by
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from reconciler.core import state
 from reconciler.core.desired import DesiredVM, PlanSpec
-from reconciler.core.plan import order
+from reconciler.core.plan import commit, order
 from reconciler.core.plan.model import Action, Phase, Provenance, Readiness, VMPlan
 from reconciler.core.state import FailoverKind, Operation, ProtectionState, ReplicationState
 
@@ -62,7 +61,7 @@ class PlanContext:
         # Many VMs share a replication state and a desired placement: their
         # readiness and the reason they are converged are worked out once.
         self._readiness_of: dict[state.Replication | None, Readiness] = {}
-        self._converged_reasons: dict[tuple[str, tuple[str, str] | None], str] = {}
+        self._converged_reasons: dict[tuple[str, tuple[str, str] | None, str], str] = {}
         self._last_replication: state.Replication | None = None
         self._last_readiness = self._readiness_of_replication(None)
 
@@ -141,7 +140,7 @@ class PlanContext:
                     continue  # failed over already: committing or reversing replication
                 allowed = set() if o is None else o.allowed_operations
                 if Operation.PLANNED_FAILOVER in allowed or (
-                    self._consent(vm, o.active_site if o else "")[0]
+                    self.consent(vm, o.active_site if o else "")[0]
                     and Operation.UNPLANNED_FAILOVER in allowed
                 ):
                     continue
@@ -159,14 +158,14 @@ class PlanContext:
             # Nothing is known of its VMs, so nothing is planned: unknown is
             # never read as "stopped" or "gone".
             if self.observed.broken:
-                return self._result(
+                return self.result(
                     vm,
                     None,
                     Phase.BLOCKED,
                     f"fabric '{self.plan.fabric}' cannot be opened: {self.observed.unreachable}; "
                     "nothing of this plan moves until it can",
                 )
-            return self._result(
+            return self.result(
                 vm,
                 None,
                 Phase.WAITING_FOR_SITE,
@@ -179,7 +178,7 @@ class PlanContext:
             # else holds (a job running, say): most VMs, most of the time.
             return self._converged(vm, o)
         if o is None:
-            return self._result(
+            return self.result(
                 vm,
                 None,
                 Phase.BLOCKED,
@@ -190,7 +189,7 @@ class PlanContext:
             # Waiting for a person (a manual action in the fabric): never
             # retried, never taken for running forever.
             text = o.job.state_description or "suspended"
-            return self._result(
+            return self.result(
                 vm,
                 o,
                 Phase.WAITING_FOR_USER,
@@ -229,7 +228,7 @@ class PlanContext:
         if made is not None and at is not None and made > at:
             return None
         when = "at an unknown time" if at is None else f"at {at.isoformat()}"
-        return self._result(
+        return self.result(
             vm,
             o,
             Phase.HELD,
@@ -248,7 +247,7 @@ class PlanContext:
         stale = next((s for s in o.running if s != o.active_site), None)
         if stale is None or not self._outside(o):
             return None
-        return self._result(
+        return self.result(
             vm,
             o,
             Phase.HELD,
@@ -258,7 +257,7 @@ class PlanContext:
             "what it holds",
         )
 
-    def _result(
+    def result(
         self,
         vm: DesiredVM,
         o: state.ObservedVM | None,
@@ -287,7 +286,7 @@ class PlanContext:
         )
 
     def _converged(self, vm: DesiredVM, o: state.ObservedVM) -> VMPlan:
-        key = (vm.active_site, vm.replication)
+        key = (vm.active_site, vm.replication, vm.recovery_point)
         reason = self._converged_reasons.get(key)
         if reason is None:
             reason = self._converged_reasons[key] = _converged_reason(vm)
@@ -318,7 +317,7 @@ class PlanContext:
             at_risk = at_risk or age > RPO_RISK_INTERVALS * rep.interval_seconds
         return Readiness(str(rep.health), age, at_risk)
 
-    def _act(
+    def act(
         self,
         vm: DesiredVM,
         o: state.ObservedVM,
@@ -330,6 +329,7 @@ class PlanContext:
         waiting_for: list[str] | None = None,
         shutdown_source: bool = False,
         stage: tuple[int, int] = (0, 0),
+        recovery_point: str | None = None,
     ) -> VMPlan:
         """Propose `operation`; ready only when nothing is awaited and the fabric allows it."""
         ready = not waiting_for
@@ -340,14 +340,14 @@ class PlanContext:
                 if site and not self.observed.site_connected(site)
             ]
             if down:
-                return self._result(
+                return self.result(
                     vm,
                     o,
                     Phase.WAITING_FOR_SITE,
                     f"{reason}, but site {down[0]} is disconnected: waiting for it to return",
                 )
             allowed = ", ".join(sorted(o.allowed_operations)) or "nothing"
-            return self._result(
+            return self.result(
                 vm,
                 o,
                 Phase.BLOCKED,
@@ -365,70 +365,23 @@ class PlanContext:
             waiting_for=tuple(waiting_for or ()),
             stage=stage,
             source_site=o.active_site,
+            recovery_point=recovery_point,
         )
         if waiting_for:
             reason = f"{reason}; waiting for {_names(waiting_for)}"
-        return self._result(vm, o, phase, reason, action)
+        return self.result(vm, o, phase, reason, action)
 
     def _commit(
         self, vm: DesiredVM, o: state.ObservedVM, done: str, site: str, then: str = ""
     ) -> VMPlan:
-        """Commit behind its gate: it deletes every other recovery point.
-
-        `policy.commit: auto` commits once the VM has run at `site` for
-        `commitAfterSeconds` after the failover; `manual` waits in
-        CommitPending for `commitApproved: <the failover's job>` (or `any`).
-        """
-        job = o.last_failover_job
-        if vm.commit == "manual":
-            if vm.commit_approved is not None and vm.commit_approved in {job, "any"}:
-                return self._act(
-                    vm,
-                    o,
-                    Phase.COMMIT_PENDING,
-                    f"{done}; committing, as commitApproved says{then}",
-                    Operation.COMMIT,
-                    site,
-                )
-            return self._result(
-                vm,
-                o,
-                Phase.COMMIT_PENDING,
-                f"{done}; commit waits for approval (it deletes the other recovery points): "
-                f"commit `commitApproved: {job or 'any'}` on the VM or the plan",
-            )
-        if site not in o.running:
-            return self._result(
-                vm,
-                o,
-                Phase.COMMIT_PENDING,
-                f"{done}, but no copy is seen running at {site}: the commit waits until it runs",
-            )
-        due = None
-        if o.last_failover_at is not None and vm.commit_after_seconds > 0:
-            due = o.last_failover_at + timedelta(seconds=vm.commit_after_seconds)
-        decided = self._act(
-            vm, o, Phase.COMMIT_PENDING, f"{done}; committing{then}", Operation.COMMIT, site
-        )
-        if due is None or due <= self.now or decided.action is None:
-            return decided
-        wait = (due - self.now).total_seconds()
-        held = dataclasses.replace(
-            decided.action, ready=False, waiting_for=("commit gate",), retry_at=due
-        )
-        return dataclasses.replace(
-            decided,
-            action=held,
-            reason=f"{done}; committing once it has run at {site} for "
-            f"{vm.commit_after_seconds:.0f}s (policy.commitAfterSeconds), in {wait:.0f}s{then}",
-        )
+        return commit.decide_commit(self, vm, o, done, site, then)
 
     def _job_running(self, vm: DesiredVM, o: state.ObservedVM, job: state.Job) -> VMPlan:
         where = f" to {job.target_site}" if job.target_site else ""
         reason = f"{job.operation}{where} running ({job.progress:.0%}, job {job.id})"
         if not _moves_towards(job, vm, o):
             reason += f"; the spec now wants {vm.active_site}: continuing after it ends"
-        return self._result(vm, o, _JOB_PHASE.get(job.operation, Phase.SYNCING), reason)
+        return self.result(vm, o, _JOB_PHASE.get(job.operation, Phase.SYNCING), reason)
 
     def _at_desired_site(self, vm: DesiredVM, o: state.ObservedVM) -> VMPlan:
         site = vm.active_site
@@ -438,10 +391,10 @@ class PlanContext:
         if stale:
             return self._fence(vm, o, stale[0])
         if site in o.power_unknown:
-            return self._result(vm, o, Phase.WAITING_FOR_SITE, _power_unknown(o, site, "start"))
+            return self.result(vm, o, Phase.WAITING_FOR_SITE, _power_unknown(o, site, "start"))
         if site not in o.running:
             waiting = self._waiting_predecessors(vm, "running")
-            return self._act(
+            return self.act(
                 vm,
                 o,
                 Phase.STARTING,
@@ -456,13 +409,13 @@ class PlanContext:
     def _fence(self, vm: DesiredVM, o: state.ObservedVM, stale: str) -> VMPlan:
         if stale in o.power_unknown:
             # Never a blind stop: a StopVM needs the copy known to run there.
-            return self._result(vm, o, Phase.WAITING_FOR_SITE, _power_unknown(o, stale, "stop"))
+            return self.result(vm, o, Phase.WAITING_FOR_SITE, _power_unknown(o, stale, "stop"))
         reason = (
             f"split brain: an old copy still runs at {stale} while the VM is active at "
             f"{o.active_site}; stopping the old copy before reverse replication"
         )
         if not self.observed.site_connected(stale):
-            return self._result(
+            return self.result(
                 vm,
                 o,
                 Phase.WAITING_FOR_SITE,
@@ -470,7 +423,7 @@ class PlanContext:
                 f"{stale}, which is disconnected: waiting for {stale} to return "
                 "to stop it",
             )
-        return self._act(vm, o, Phase.STOPPING, reason, Operation.STOP_VM, stale)
+        return self.act(vm, o, Phase.STOPPING, reason, Operation.STOP_VM, stale)
 
     def _replication_at_site(self, vm: DesiredVM, o: state.ObservedVM) -> VMPlan:
         """The VM runs where it should; bring replication to what the spec says."""
@@ -479,11 +432,11 @@ class PlanContext:
         rep = o.replication
         if want is None:
             if rep is None:
-                return self._result(vm, o, Phase.CONVERGED, "")
+                return self.result(vm, o, Phase.CONVERGED, "")
             if not vm.confirm_disable_replication:
                 # On ASR disabling replication deletes the replicated item: the
                 # way back is gone, and rebuilding it is a full initial copy.
-                return self._result(
+                return self.result(
                     vm,
                     o,
                     Phase.BLOCKED,
@@ -492,7 +445,7 @@ class PlanContext:
                     "`confirmDisableReplication: true` beside `replication: off` if that is "
                     "meant, or set replication back",
                 )
-            return self._act(
+            return self.act(
                 vm,
                 o,
                 Phase.SYNCING,
@@ -503,7 +456,7 @@ class PlanContext:
         if rep is None:
             return self._replicate(vm, o, want[1], "")
         if (rep.source, rep.target) != want:
-            return self._result(
+            return self.result(
                 vm,
                 o,
                 Phase.BLOCKED,
@@ -514,7 +467,7 @@ class PlanContext:
             o.allowed_operations
         ):
             # A fabric whose resync is an operation of its own, not a schedule.
-            return self._act(
+            return self.act(
                 vm,
                 o,
                 Phase.SYNCING,
@@ -522,7 +475,7 @@ class PlanContext:
                 Operation.RESYNC,
                 rep.target,
             )
-        return self._result(vm, o, *_sync_status(rep, self.now))
+        return self.result(vm, o, *_sync_status(rep, self.now))
 
     def _must_move(self, vm: DesiredVM, o: state.ObservedVM) -> VMPlan:
         """The authoritative copy runs at the other site: move it to the desired one."""
@@ -548,7 +501,7 @@ class PlanContext:
         committed failover, else enabling it."""
         source = o.active_site
         if not self.observed.site_connected(target):
-            return self._result(
+            return self.result(
                 vm,
                 o,
                 Phase.WAITING_FOR_SITE,
@@ -560,7 +513,7 @@ class PlanContext:
             salvage = self._lost_writes_held(vm, o, target)
             if salvage is not None:
                 return salvage
-            return self._act(
+            return self.act(
                 vm,
                 o,
                 Phase.REPROTECTING,
@@ -569,7 +522,7 @@ class PlanContext:
                 Operation.REVERSE_REPLICATE,
                 target,
             )
-        return self._act(
+        return self.act(
             vm,
             o,
             Phase.SYNCING,
@@ -594,7 +547,7 @@ class PlanContext:
             return None
         lost = o.last_failover_loss_seconds
         how_much = "some" if lost is None else f"up to {lost:.0f} s of"
-        return self._result(
+        return self.result(
             vm,
             o,
             Phase.HELD,
@@ -607,7 +560,7 @@ class PlanContext:
         rep = o.replication
         assert rep is not None  # noqa: S101 (checked by the caller)
         if o.test_failover is state.TestFailoverState.RUNNING:
-            return self._result(
+            return self.result(
                 vm,
                 o,
                 Phase.BLOCKED,
@@ -616,7 +569,7 @@ class PlanContext:
                 f"failing over to {target}",
             )
         if rep.target != target:
-            return self._result(
+            return self.result(
                 vm,
                 o,
                 Phase.BLOCKED,
@@ -624,14 +577,14 @@ class PlanContext:
                 f"not towards {target}: check replication in the fabric",
             )
         if not self.observed.site_connected(target):
-            return self._result(
+            return self.result(
                 vm,
                 o,
                 Phase.WAITING_FOR_SITE,
                 f"failover to {target} needs site {target}, which is disconnected: waiting for it",
             )
         if rep.state is ReplicationState.INITIAL_SYNC:
-            return self._result(
+            return self.result(
                 vm,
                 o,
                 Phase.SYNCING,
@@ -644,7 +597,7 @@ class PlanContext:
             # Dependents first needs a stop before each failover; a fabric that
             # cannot stop VMs orders a grouped plan only through a plan-level
             # failover of its own (an ASR recovery plan).
-            return self._result(
+            return self.result(
                 vm,
                 o,
                 Phase.BLOCKED,
@@ -662,7 +615,7 @@ class PlanContext:
                 # Stopping is only worth it when the whole plan can move: a VM
                 # stopped for a move that cannot happen is an outage for nothing.
                 why = f"; holding the stop: {_names(stuck)} cannot fail over now" if stuck else ""
-                return self._act(
+                return self.act(
                     vm,
                     o,
                     Phase.STOPPING,
@@ -673,7 +626,7 @@ class PlanContext:
                     waiting_for=[*stuck, *dependents],
                     stage=self._stage(vm, reverse=True),
                 )
-            return self._act(
+            return self.act(
                 vm,
                 o,
                 Phase.FAILING_OVER,
@@ -684,9 +637,9 @@ class PlanContext:
                 stage=self._stage(vm),
             )
         why = self._why_not_planned(o, source)
-        consented, consent = self._consent(vm, source)
+        consented, consent = self.consent(vm, source)
         if not consented:
-            return self._result(
+            return self.result(
                 vm,
                 o,
                 Phase.BLOCKED,
@@ -700,7 +653,7 @@ class PlanContext:
         if predecessors and reachable and source in o.running and self.observed.can_stop_vms:
             # The source answers: dependents first on this path too. A VM whose
             # predecessors must move first is stopped now, so that they can.
-            return self._act(
+            return self.act(
                 vm,
                 o,
                 Phase.STOPPING,
@@ -711,7 +664,7 @@ class PlanContext:
                 waiting_for=[*stuck, *dependents],
                 stage=self._stage(vm, reverse=True),
             )
-        return self._act(
+        return self.act(
             vm,
             o,
             Phase.FAILING_OVER,
@@ -725,7 +678,7 @@ class PlanContext:
             stage=self._stage(vm),
         )
 
-    def _consent(self, vm: DesiredVM, source: str) -> tuple[bool, str]:
+    def consent(self, vm: DesiredVM, source: str) -> tuple[bool, str]:
         """Whether the spec consents now to losing writes by failing `vm` away from `source`.
 
         The words: the consent that allows it, or why a scoped one does not
@@ -810,8 +763,10 @@ def _sync_status(rep: state.Replication, now: datetime) -> tuple[Phase, str]:
 
 def _converged_reason(vm: DesiredVM) -> str:
     if vm.replication is None:
-        return f"runs at {vm.active_site}, replication off as the spec says"
-    return f"runs at {vm.active_site}, replicating {vm.replication_text}"
+        said = f"runs at {vm.active_site}, replication off as the spec says"
+    else:
+        said = f"runs at {vm.active_site}, replicating {vm.replication_text}"
+    return said + commit.committed_note(vm)
 
 
 def _power_unknown(o: state.ObservedVM, site: str, verb: str) -> str:

@@ -84,6 +84,7 @@ class Action:
     stage: tuple[int, int] = (0, 0)
     source_site: str | None = None  # where the VM is active when the action is planned
     retry_at: datetime | None = None  # waiting for "backoff": when it may start again
+    recovery_point: str | None = None  # ApplyRecoveryPoint: the id of the point to boot
 
     @property
     def direction(self) -> str | None:

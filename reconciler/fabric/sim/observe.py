@@ -22,6 +22,7 @@ from reconciler.core.state import (
     ObservedVM,
     Operation,
     ProtectionState,
+    RecoveryPoint,
     Replication,
     ReplicationState,
     Site,
@@ -84,7 +85,10 @@ def _vm_parts(row: sim_store.VMRow, world: tl.World, job: Job | None) -> _VMPart
     running = tuple(s for s in world.sites if s in state.running and s not in unseen)
     unknown = tuple(s for s in world.sites if s in unseen)
     seen_at = to_datetime(min(unseen.values())) if unseen else None
-    points = tuple(to_datetime(p) for p in tl.recovery_points(row, world))
+    points = tuple(
+        RecoveryPoint(tl.point_id(p), to_datetime(p), tl.point_type(p, world))
+        for p in tl.recovery_points(row, world)
+    )
     return (
         state.active_site,
         running,
@@ -100,6 +104,7 @@ def _vm_parts(row: sim_store.VMRow, world: tl.World, job: Job | None) -> _VMPart
         None,
         unknown,
         seen_at,
+        None if row.rp_applied is None else tl.point_id(row.rp_applied),
     )
 
 

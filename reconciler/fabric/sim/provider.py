@@ -647,10 +647,13 @@ def _time_columns(
             "writes_stopped_at": None,
             "rp_latest": point,
             "rp_oldest": oldest,
+            "rp_applied": point,
             "written_until": job.written_until,
         }
+    if op is Operation.APPLY_RECOVERY_POINT:
+        return {"rp_applied": job.recovery_point}
     if op is Operation.COMMIT:
-        return {"rp_latest": None, "rp_oldest": None, "written_until": None}
+        return {"rp_latest": None, "rp_oldest": None, "rp_applied": None, "written_until": None}
     if op in {Operation.REVERSE_REPLICATE, Operation.ENABLE_REPLICATION}:
         return _replication_restarted(world)
     if op is Operation.DISABLE_REPLICATION:
@@ -680,6 +683,7 @@ def _replication_restarted(world: tl.World) -> dict[str, Any]:
         "writes_stopped_at": None,
         "rp_latest": None,
         "rp_oldest": None,
+        "rp_applied": None,
         "written_until": None,
     }
 
@@ -715,13 +719,13 @@ def _job_number(text: str, *, usage: bool = False) -> int:
 
 
 def _pick_point(text: str, points: tuple[float, ...], vm: str) -> float:
-    """The recovery point named by its ISO 8601 time, among those the VM keeps."""
+    """The recovery point named by its id or its ISO 8601 time, among those the VM keeps."""
     try:
         wanted: float | None = sim_observe.from_iso(text)
     except ValueError:
         wanted = None
     for point in points:
-        if wanted is not None and abs(point - wanted) < 1e-3:
+        if text == tl.point_id(point) or (wanted is not None and abs(point - wanted) < 1e-3):
             return point
-    shown = ", ".join(iso(p) for p in points) or "none"
+    shown = ", ".join(f"{tl.point_id(p)} ({iso(p)})" for p in points) or "none"
     raise errors.RejectedError(f"{vm}: no recovery point {text!r}: the VM keeps {shown}")

@@ -93,6 +93,7 @@ _ADDED_TABLES = {
 _ADDED_COLUMNS = (
     ("fabric", "replication_mbps", f"REAL NOT NULL DEFAULT {timing.Timings().replication_mbps!r}"),
     ("vms", "size_gb", "REAL"),
+    ("vms", "rp_applied", "REAL"),
     ("jobs", "duration", "REAL"),
     ("jobs", "paused", "REAL NOT NULL DEFAULT 0"),
     ("jobs", "suspended_at", "REAL"),
@@ -149,6 +150,7 @@ CREATE TABLE vms (
     rp_oldest REAL,
     written_until REAL,                -- the source's last write before the failover
     size_gb REAL,                      -- the inventory's sizeGB: a full copy takes its time
+    rp_applied REAL,                   -- the point the failed-over copy booted, until Commit
     -- Every column above but the name, as one string: an observation reads
     -- (name, state_key) and computes each distinct state once.
     state_key TEXT NOT NULL
@@ -234,6 +236,7 @@ class VMRow(NamedTuple):
     rp_oldest: float | None
     written_until: float | None
     size_gb: float | None = None
+    rp_applied: float | None = None
 
     @property
     def state_key(self) -> str:
@@ -456,12 +459,23 @@ def jobs(db: sqlite3.Connection) -> list[JobRow]:
 
 
 def last_failovers(db: sqlite3.Connection) -> dict[str, tuple[int, float, float | None]]:
-    """Each VM's last failover that succeeded: (job number, when it finished, data lost)."""
+    """Each VM's last failover that succeeded: (job number, when it finished, data lost).
+
+    The data lost is that of a later ApplyRecoveryPoint when one succeeded:
+    the copy then runs from that point.
+    """
     rows = db.execute(
-        "SELECT vm, id, finished_at, data_loss FROM jobs WHERE state = 'Succeeded' AND "
-        "operation IN ('PlannedFailover', 'UnplannedFailover') ORDER BY id"
+        "SELECT vm, id, finished_at, data_loss, operation FROM jobs WHERE state = 'Succeeded' "
+        "AND operation IN ('PlannedFailover', 'UnplannedFailover', 'ApplyRecoveryPoint') "
+        "ORDER BY id"
     )
-    return {vm: (number, finished, loss) for vm, number, finished, loss in rows}
+    found: dict[str, tuple[int, float, float | None]] = {}
+    for vm, number, finished, loss, operation in rows:
+        if operation != "ApplyRecoveryPoint":
+            found[vm] = (number, finished, loss)
+        elif vm in found:
+            found[vm] = (*found[vm][:2], loss)
+    return found
 
 
 def running_jobs(db: sqlite3.Connection) -> list[JobRow]:

@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.core import lifecycle
 from reconciler.core.state import (
     FailoverKind,
     Health,
+    PointType,
     ProtectionState,
     ReplicationState,
     TestFailoverState,
@@ -40,6 +42,9 @@ from reconciler.fabric.sim import timing
 from reconciler.fabric.sim.store import VMRow
 
 MAX_RECOVERY_POINTS = 3
+# One point in this many is app-consistent (a VSS snapshot of the guest): among
+# MAX_RECOVERY_POINTS consecutive points, exactly one.
+APP_CONSISTENT_EVERY = 3
 
 
 @dataclass(frozen=True)
@@ -173,6 +178,18 @@ def recovery_points(row: VMRow, world: World) -> tuple[float, ...]:
         newest, oldest = synced, anchor
     points = [newest - k * world.interval for k in range(MAX_RECOVERY_POINTS)]
     return tuple(p for p in points if p >= oldest)
+
+
+def point_type(point: float, world: World) -> PointType:
+    """Every APP_CONSISTENT_EVERY-th grid point is app-consistent, the others crash-consistent."""
+    if round(point / world.interval) % APP_CONSISTENT_EVERY == 0:
+        return PointType.APP_CONSISTENT
+    return PointType.CRASH_CONSISTENT
+
+
+def point_id(point: float) -> str:
+    """A point's stable id: `rp-` and its time to the second, UTC (`rp-20261201T093000Z`)."""
+    return "rp-" + datetime.fromtimestamp(point, UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def behind_seconds(row: VMRow, world: World) -> float:

@@ -23,6 +23,7 @@ from reconciler.core.state import (
     Job,
     JobState,
     Operation,
+    PointType,
     ProtectionState,
     ReplicationState,
 )
@@ -33,6 +34,7 @@ from reconciler.fabric.sim import provider as sim
 from reconciler.kits.clock import VirtualClock
 
 OP = Operation
+CRASH, APP = PointType.CRASH_CONSISTENT, PointType.APP_CONSISTENT
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 INTERVAL = 30.0
 TIMINGS = timings(replication_interval=INTERVAL)
@@ -173,7 +175,11 @@ def test_replication_ships_every_interval(fabric: sim.SimFabric, clock: VirtualC
     assert rep is not None
     assert rep.last_sync == at(60)
     assert rep.interval_seconds == INTERVAL
-    assert fabric.observe().vms["web01"].recovery_points == (at(60), at(30), at(0))
+    points = fabric.observe().vms["web01"].recovery_points
+    assert [p.time for p in points] == [at(60), at(30), at(0)]
+    # One point in three is app-consistent; ids name the time to the second.
+    assert [p.type for p in points] == [CRASH, CRASH, APP]
+    assert points[0].id == "rp-20260101T120100Z"
 
 
 def test_an_unplanned_failover_loses_the_writes_not_yet_shipped(
@@ -188,7 +194,8 @@ def test_an_unplanned_failover_loses_the_writes_not_yet_shipped(
     assert job.data_loss_seconds == unshipped == 10.0
     vm = fabric.observe().vms["web01"]
     assert vm.running == ("rtm",)
-    assert vm.recovery_points[0] == at(30)  # it booted the last sync
+    assert vm.recovery_points[0].time == at(30)  # it booted the last sync
+    assert vm.applied_point == vm.recovery_points[0].id
 
 
 def test_writes_stop_when_the_source_site_goes_down(
@@ -220,18 +227,27 @@ def test_an_older_recovery_point_loses_more_and_commit_deletes_the_others(
     clock.advance(70)
     run(fabric, clock, "web01", OP.UNPLANNED_FAILOVER, shutdown_source=True)
     vm = fabric.observe().vms["web01"]
-    assert vm.recovery_points == (at(60), at(30), at(0))
+    assert [p.time for p in vm.recovery_points] == [at(60), at(30), at(0)]
+    assert vm.applied_point == vm.recovery_points[0].id
+    assert vm.last_failover_loss_seconds == 10.0
     assert OP.APPLY_RECOVERY_POINT in vm.allowed_operations
-    older = vm.recovery_points[1].isoformat()
-    job = run(fabric, clock, "web01", OP.APPLY_RECOVERY_POINT, recovery_point=older)
+    older = vm.recovery_points[1]
+    job = run(fabric, clock, "web01", OP.APPLY_RECOVERY_POINT, recovery_point=older.id)
     assert job.data_loss_seconds == 40.0
+    vm = fabric.observe().vms["web01"]
+    assert (vm.applied_point, vm.last_failover_loss_seconds) == (older.id, 40.0)
+    # Named by its time, the newest again: back to 10 s lost.
+    newest = vm.recovery_points[0].time.isoformat()
+    run(fabric, clock, "web01", OP.APPLY_RECOVERY_POINT, recovery_point=newest)
+    assert fabric.observe().vms["web01"].last_failover_loss_seconds == 10.0
     run(fabric, clock, "web01", OP.COMMIT)
-    assert fabric.observe().vms["web01"].recovery_points == ()
+    vm = fabric.observe().vms["web01"]
+    assert (vm.recovery_points, vm.applied_point) == ((), None)
 
 
 def test_an_unknown_recovery_point_is_refused(fabric: sim.SimFabric, clock: VirtualClock) -> None:
     run(fabric, clock, "web01", OP.UNPLANNED_FAILOVER, shutdown_source=True)
-    with pytest.raises(errors.RejectedError, match="no recovery point '2020-01-01"):
+    with pytest.raises(errors.RejectedError, match=r"no recovery point '2020-01-01.*rp-2026"):
         fabric.start(
             Request("web01", OP.APPLY_RECOVERY_POINT, recovery_point="2020-01-01T00:00:00+00:00")
         )
