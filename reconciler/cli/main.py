@@ -222,11 +222,12 @@ def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
     # moves, so that plan and status show Blocked and Held exactly as apply does.
     attempts: plan.AttemptsByAction = {}
     own: dict[str, datetime.datetime] = {}
+    stopped: frozenset[str] = frozenset()
     if layout.journal_path(args.state_dir).exists():  # read-only commands create nothing
         history = journal.Journal(args.state_dir)
         attempts = history.attempts(rev, execute.Settings().backoff)
-        own = history.own_jobs()
-    provenance = plan.Provenance(own, found.made_at, rev)
+        own, stopped = history.own_jobs(), history.stopped_by_drctl()
+    provenance = plan.Provenance(own, found.made_at, rev, stopped)
     built = plan.build_plans(desired, observed, wall.now(), attempts, provenance=provenance)
     return built, rev
 

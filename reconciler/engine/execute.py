@@ -233,7 +233,9 @@ class Executor:
         self._fabric_of = {p.name: p.fabric for p in desired.plans}
         now = self.clock.now()
         attempts = self.journal.attempts(revision, self.settings.backoff)
-        provenance = plan.Provenance(self.journal.own_jobs(), revision_made_at, revision)
+        provenance = plan.Provenance(
+            self.journal.own_jobs(), revision_made_at, revision, self.journal.stopped_by_drctl()
+        )
         with gcpause.gc_paused():
             built = plan.build_plans(
                 desired, self.observed, now, attempts, self.settings.max_attempts, provenance

@@ -211,6 +211,23 @@ class Journal:
         )
         return {str(job): datetime.fromisoformat(str(at)) for job, at in rows}
 
+    def stopped_by_drctl(self) -> frozenset[str]:
+        """VMs whose latest job drctl started stopped them: a StopVM that succeeded, or a
+        planned failover that failed (it may have shut the source down first).
+
+        If their move cannot go on, the planner starts these back where they ran.
+        """
+        rows = self._db.execute(
+            "SELECT vm, operation, result FROM actions a WHERE job_id IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM actions b WHERE b.vm = a.vm AND b.id > a.id "
+            "AND b.job_id IS NOT NULL)"
+        )
+        stops = {
+            (str(Operation.STOP_VM), SUCCEEDED),
+            (str(Operation.PLANNED_FAILOVER), FAILED),
+        }
+        return frozenset(str(vm) for vm, op, result in rows if (op, result) in stops)
+
     def deferred_tails(self) -> list[Entry]:
         """Deferred starts with no job that are their VM's latest action, oldest first.
 

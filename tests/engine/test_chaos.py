@@ -516,9 +516,18 @@ def every_vm_converged_or_blocked_with_a_reason(built: plan.Plan) -> Iterator[st
         # `discardLostWrites:`, `commitApproved:`.)
 
 
-SETTLED_CHECKS: list[SettledCheck] = [every_vm_converged_or_blocked_with_a_reason]
-# (issue 9 section 1.9: "no copy of VM runs" is said whenever it is true --
-# a check here over the plan's reasons and the fabric's running copies.)
+def says_when_no_copy_runs(built: plan.Plan) -> Iterator[str]:
+    """Rule 9: a VM with no copy running (nor maybe running) says so first."""
+    for vp in built.vms:
+        o = vp.observed
+        if o is not None and not o.maybe_running and not vp.reason.startswith("no copy of"):
+            yield f"{vp.name}: no copy runs, but its reason says: {vp.reason}"
+
+
+SETTLED_CHECKS: list[SettledCheck] = [
+    every_vm_converged_or_blocked_with_a_reason,
+    says_when_no_copy_runs,
+]
 
 
 # --- the reconciler's side of the Provider seam ----------------------------------------

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from reconciler.core import state
 from reconciler.core.desired import DesiredState
-from reconciler.core.plan import decide, order, retry
+from reconciler.core.plan import decide, fallback, order, retry
 from reconciler.core.plan.model import (
     MAX_ATTEMPTS,
     Action,
@@ -67,14 +67,17 @@ def build_plan(
     core does no memory management of its own.
     """
     attempts = attempts or {}
+
+    def tried(decided: VMPlan) -> VMPlan:
+        if decided.action is not None and attempts:
+            return retry.with_attempts(decided, attempts, now, max_attempts)
+        return decided
+
     vm_plans: list[VMPlan] = []
     for plan_spec in desired.plans:
         ctx = decide.PlanContext(plan_spec, observed, now, provenance)
-        for vm in plan_spec.vms:
-            decided = ctx.decide(vm)
-            if decided.action is not None and attempts:
-                decided = retry.with_attempts(decided, attempts, now, max_attempts)
-            vm_plans.append(decided)
+        decided = [tried(ctx.decide(vm)) for vm in plan_spec.vms]
+        vm_plans.extend(fallback.after_blocked_move(ctx, decided, tried))
     managed = {vm.name for vm in desired.vms()}
     unmanaged = tuple(sorted(observed.vms.keys() - managed))
     return Plan(

@@ -93,7 +93,7 @@ class PlanContext:
     def _group_vms(self, groups: Iterable[str]) -> list[str]:
         return [vm for g in groups for vm in self.group_vms.get(g, ())]
 
-    def _waiting_predecessors(self, vm: DesiredVM, check: str) -> list[str]:
+    def waiting_predecessors(self, vm: DesiredVM, check: str) -> list[str]:
         """VMs of the groups `vm` comes after that do not yet run at their target."""
         if vm.group is None:
             return []
@@ -147,7 +147,7 @@ class PlanContext:
                 self._stuck.append(vm.name)
         return self._stuck
 
-    def _stage(self, vm: DesiredVM, reverse: bool = False) -> tuple[int, int]:
+    def stage(self, vm: DesiredVM, reverse: bool = False) -> tuple[int, int]:
         rank = self.rank.get(vm.group, 0) if vm.group else 0
         return (-rank if reverse else rank, 0)
 
@@ -368,7 +368,7 @@ class PlanContext:
             recovery_point=recovery_point,
         )
         if waiting_for:
-            reason = f"{reason}; waiting for {_names(waiting_for)}"
+            reason = f"{reason}; waiting for {names_text(waiting_for)}"
         return self.result(vm, o, phase, reason, action)
 
     def _commit(
@@ -393,7 +393,7 @@ class PlanContext:
         if site in o.power_unknown:
             return self.result(vm, o, Phase.WAITING_FOR_SITE, _power_unknown(o, site, "start"))
         if site not in o.running:
-            waiting = self._waiting_predecessors(vm, "running")
+            waiting = self.waiting_predecessors(vm, "running")
             return self.act(
                 vm,
                 o,
@@ -402,7 +402,7 @@ class PlanContext:
                 Operation.START_VM,
                 site,
                 waiting_for=waiting,
-                stage=self._stage(vm),
+                stage=self.stage(vm),
             )
         return self._replication_at_site(vm, o)
 
@@ -591,7 +591,7 @@ class PlanContext:
                 f"initial replication {rep.direction} "
                 f"still running: the failover to {target} waits for it",
             )
-        predecessors = self._waiting_predecessors(vm, "target")
+        predecessors = self.waiting_predecessors(vm, "target")
         move = f"moving from {source} to {target}"
         if not self.observed.can_stop_vms and self.plan.groups and not self.plan.unordered_failover:
             # Dependents first needs a stop before each failover; a fabric that
@@ -614,7 +614,9 @@ class PlanContext:
             if source in o.running and self.observed.can_stop_vms:
                 # Stopping is only worth it when the whole plan can move: a VM
                 # stopped for a move that cannot happen is an outage for nothing.
-                why = f"; holding the stop: {_names(stuck)} cannot fail over now" if stuck else ""
+                why = (
+                    f"; holding the stop: {names_text(stuck)} cannot fail over now" if stuck else ""
+                )
                 return self.act(
                     vm,
                     o,
@@ -624,7 +626,7 @@ class PlanContext:
                     Operation.STOP_VM,
                     source,
                     waiting_for=[*stuck, *dependents],
-                    stage=self._stage(vm, reverse=True),
+                    stage=self.stage(vm, reverse=True),
                 )
             return self.act(
                 vm,
@@ -634,7 +636,7 @@ class PlanContext:
                 Operation.PLANNED_FAILOVER,
                 target,
                 waiting_for=[*stuck, *dependents, *predecessors],
-                stage=self._stage(vm),
+                stage=self.stage(vm),
             )
         why = self._why_not_planned(o, source)
         consented, consent = self.consent(vm, source)
@@ -662,7 +664,7 @@ class PlanContext:
                 Operation.STOP_VM,
                 source,
                 waiting_for=[*stuck, *dependents],
-                stage=self._stage(vm, reverse=True),
+                stage=self.stage(vm, reverse=True),
             )
         return self.act(
             vm,
@@ -675,7 +677,7 @@ class PlanContext:
             target,
             waiting_for=[*stuck, *dependents, *predecessors],
             shutdown_source=reachable,
-            stage=self._stage(vm),
+            stage=self.stage(vm),
         )
 
     def consent(self, vm: DesiredVM, source: str) -> tuple[bool, str]:
@@ -792,6 +794,6 @@ def _loss_text(o: state.ObservedVM, now: datetime) -> str:
     return f"{(now - rep.last_sync).total_seconds():.0f}s"
 
 
-def _names(names: list[str]) -> str:
+def names_text(names: list[str]) -> str:
     shown = ", ".join(names[:5])
     return shown if len(names) <= 5 else f"{shown} and {len(names) - 5} more"

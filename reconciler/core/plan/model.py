@@ -48,6 +48,9 @@ class Provenance:
     own_jobs: Mapping[str, datetime] = field(default_factory=dict)
     revision_made_at: datetime | None = None
     revision: str | None = None  # the revision in force (consent given for one revision)
+    # VMs drctl itself stopped last (journal.stopped_by_drctl): started back
+    # where they ran when their plan's move cannot go on (rule 9).
+    stopped_by_drctl: frozenset[str] = frozenset()
 
     def is_own(self, job_id: str, ended_at: datetime | None) -> bool:
         started = self.own_jobs.get(job_id)

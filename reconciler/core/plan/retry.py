@@ -10,6 +10,7 @@ import dataclasses
 from datetime import datetime
 
 from reconciler.core.plan.model import AttemptsByAction, Phase, VMPlan
+from reconciler.core.state import Operation
 
 
 def with_attempts(
@@ -20,10 +21,20 @@ def with_attempts(
     if action is None:
         return decided
     tried = attempts.get((action.vm, action.operation))
+    if action.operation is Operation.STOP_VM and action.target_site != decided.desired.active_site:
+        # A stop that prepares a failover: pointless once that failover is
+        # Blocked for this revision (it would stop the VM only to start it back).
+        for failover in (Operation.PLANNED_FAILOVER, Operation.UNPLANNED_FAILOVER):
+            spent = attempts.get((action.vm, failover))
+            if spent is not None and spent.failures >= max_attempts:
+                action, tried = dataclasses.replace(action, operation=failover), spent
+                break
     if tried is None:
         return decided
     if tried.failures >= max_attempts:
+        down = f"no copy of {action.vm} runs; "
         reason = (
+            f"{down if decided.reason.startswith(down) else ''}"
             f"{action.operation} failed {tried.failures} times for this revision: "
             f"{tried.last_error}; fix the cause in the fabric, then commit a spec "
             "change (a new revision) to try again"
