@@ -222,11 +222,13 @@ def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
     # moves, so that plan and status show Blocked and Held exactly as apply does.
     attempts: plan.AttemptsByAction = {}
     own: dict[str, datetime.datetime] = {}
+    unsettled: dict[str, str] = {}
     if layout.journal_path(args.state_dir).exists():  # read-only commands create nothing
         history = journal.Journal(args.state_dir)
         attempts = history.attempts(rev, execute.Settings().backoff)
         own = history.own_jobs()
-    provenance = plan.Provenance(own, found.made_at, rev)
+        unsettled = history.unsettled(rev)
+    provenance = plan.Provenance(own, found.made_at, rev, unsettled)
     built = plan.build_plans(desired, observed, wall.now(), attempts, provenance=provenance)
     return built, rev
 

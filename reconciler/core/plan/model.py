@@ -43,11 +43,14 @@ class Provenance:
     that id (a fabric re-created), was made outside drctl. `revision_made_at`
     is when the revision in force was committed (or its files last changed):
     only a revision made after an out-of-band move may move the VM again.
+    `unsettled` maps a VM to why it starts nothing: drctl cannot tell which
+    of several jobs is the call it made before a restart (`engine.adopt`).
     """
 
     own_jobs: Mapping[str, datetime] = field(default_factory=dict)
     revision_made_at: datetime | None = None
     revision: str | None = None  # the revision in force (consent given for one revision)
+    unsettled: Mapping[str, str] = field(default_factory=dict)
 
     def is_own(self, job_id: str, ended_at: datetime | None) -> bool:
         started = self.own_jobs.get(job_id)
