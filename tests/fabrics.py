@@ -12,6 +12,7 @@ ASR and Hyper-V providers add an entry each, against their test servers.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,6 +157,10 @@ class Delegating:
     def __init__(self, inner: base.Provider) -> None:
         self.inner = inner
 
+    @property
+    def keeps_intent_ids(self) -> bool:
+        return self.inner.keeps_intent_ids
+
     def observe(self) -> Observed:
         return self.inner.observe()
 
@@ -178,3 +183,31 @@ class Delegating:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class WithoutIntentIds(Delegating):
+    """A fabric that keeps no intent ids (Hyper-V Replica's jobs carry nothing of the caller's).
+
+    The simulator, whose jobs are reported without the intent id of their
+    request: the executor must find an interrupted call's job without it.
+    """
+
+    keeps_intent_ids = False
+
+    def observe(self) -> Observed:
+        seen = self.inner.observe()
+        vms = {
+            name: vm if vm.job is None else dataclasses.replace(vm, job=_forget(vm.job))
+            for name, vm in seen.vms.items()
+        }
+        return dataclasses.replace(seen, vms=vms, jobs=tuple(_forget(j) for j in seen.jobs))
+
+    def get_job(self, job_id: str) -> Job:
+        return _forget(self.inner.get_job(job_id))
+
+    def list_jobs(self) -> list[Job]:
+        return [_forget(j) for j in self.inner.list_jobs()]
+
+
+def _forget(job: Job) -> Job:
+    return dataclasses.replace(job, intent_id=None)

@@ -223,11 +223,13 @@ def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
     attempts: plan.AttemptsByAction = {}
     own: dict[str, datetime.datetime] = {}
     stopped: frozenset[str] = frozenset()
+    unsettled: dict[str, str] = {}
     if layout.journal_path(args.state_dir).exists():  # read-only commands create nothing
         history = journal.Journal(args.state_dir)
         attempts = history.attempts(rev, execute.Settings().backoff)
         own, stopped = history.own_jobs(), history.stopped_by_drctl()
-    provenance = plan.Provenance(own, found.made_at, rev, stopped)
+        unsettled = history.unsettled(rev)
+    provenance = plan.Provenance(own, found.made_at, rev, unsettled, stopped)
     built = plan.build_plans(desired, observed, wall.now(), attempts, provenance=provenance)
     return built, rev
 

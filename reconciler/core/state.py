@@ -138,6 +138,9 @@ class Job:
     error: str | None = None
     data_loss_seconds: float | None = None
     state_description: str | None = None  # the fabric's own text for the state
+    # The intent id of the request that started it, when the fabric keeps one
+    # (`fabric.base.Request.intent_id`); None for a job started without one.
+    intent_id: str | None = None
 
     @property
     def running(self) -> bool:

@@ -3,7 +3,10 @@
 One `Executor.step` polls the jobs drctl started to a terminal state and
 records their outcome, observes the fabric, plans, and starts the actions the
 plan marks ready, within each plan's `maxParallel`. Every start is recorded in
-the journal as an intent before the provider is called. `apply` repeats steps
+the journal as an intent before the provider is called, and the call carries
+the intent's id; after a restart the job of an interrupted call is found by
+`adopt.find_job` (by that id where the fabric keeps it, never by comparing
+clocks), so no call is issued twice. `apply` repeats steps
 until the desired state is reached or cannot be. Called by `drctl apply` and by
 the daemon (`daemon.loop`).
 
@@ -19,6 +22,7 @@ blip of the fabric's API never makes a VM Blocked.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -27,6 +31,7 @@ from enum import StrEnum
 
 from reconciler.core import plan, state
 from reconciler.core.desired import EMBEDDED_FABRIC, DesiredState
+from reconciler.engine import adopt
 from reconciler.engine import fabrics as fabrics_
 from reconciler.engine import journal as journals
 from reconciler.errors import (
@@ -140,13 +145,15 @@ class Executor:
                 self._adopt(entry, entry.job_id)
         self._resolve_intents()
 
-    def _resolve_intents(self) -> None:
+    def _resolve_intents(self, revision: str | None = None) -> None:
         """Did the fabric get the call? For intents a crash interrupted, and deferred starts.
 
         An intent recorded before the process died, and a start that failed
         transiently (a timeout may have been accepted), are matched against
-        the jobs of the fabric they were for. Until that fabric answers
-        `list_jobs`, their VMs start nothing: their call may have reached it.
+        the jobs of the fabric they were for, by `adopt.find_job`. Until that
+        fabric answers `list_jobs`, their VMs start nothing: their call may
+        have reached it. One that several jobs could be is unsettled: its VM
+        starts nothing until `revision`, the one in force, is another.
         """
         if not self._unresolved:
             return
@@ -170,31 +177,46 @@ class Executor:
             self._backoff.forget(key)
             if known is None:
                 known = {e.job_id for e in self.journal.entries() if e.job_id}
+            keeps = self.fabrics.keeps_intent_ids(fabric)
             for entry in entries:
-                match = next(
-                    (
-                        j
-                        for j in jobs
-                        if j.vm == entry.vm
-                        and j.operation is entry.operation
-                        and j.id not in known
-                        and j.started_at >= entry.intended_at - timedelta(seconds=1)
-                    ),
-                    None,
-                )
-                if match is None:
-                    if entry.result == journals.INTENDED:
-                        self.journal.record_outcome(
-                            entry.id,
-                            journals.NOT_ISSUED,
-                            now,
-                            "interrupted before the fabric accepted the call",
-                        )
-                    continue  # a deferred start that did not get through stays deferred
-                known.add(match.id)
-                self.journal.record_started(entry.id, match.id, match.started_at)
-                self._adopt(entry, match.id)
+                found = adopt.find_job(entry, jobs, known, keeps)
+                if found.job is not None:
+                    known.add(found.job.id)
+                    self.journal.record_started(entry.id, found.job.id, found.job.started_at)
+                    self._adopt(entry, found.job.id)
+                elif found.candidates:
+                    still.extend(self._unsettle(entry, found, fabric, keeps, revision))
+                elif entry.result != journals.DEFERRED:
+                    self.journal.record_outcome(
+                        entry.id,
+                        journals.NOT_ISSUED,
+                        now,
+                        "interrupted before the fabric accepted the call",
+                    )
+                # A deferred start that did not get through stays deferred.
         self._unresolved = still
+
+    def _unsettle(
+        self,
+        entry: journals.Entry,
+        found: adopt.Found,
+        fabric: str,
+        keeps: bool,
+        revision: str | None,
+    ) -> list[journals.Entry]:
+        """Keep an entry several jobs could be open, its VM held, while its revision is in force.
+
+        Another revision is a person's word after reading the reason: the
+        entry is closed, claiming none of the jobs, and its VM planned again.
+        """
+        if revision is not None and revision != entry.revision:
+            why = adopt.released_reason(entry, found, fabric, keeps, revision)
+            self.journal.record_outcome(entry.id, journals.ABANDONED, self.clock.now(), why)
+            return []
+        reason = adopt.held_reason(entry, found, fabric, keeps)
+        if entry.result != journals.UNSETTLED or entry.error != reason:
+            entry = self.journal.record_unsettled(entry, reason)
+        return [entry]
 
     def _adopt(self, entry: journals.Entry, job_id: str) -> None:
         self._running[job_id] = entry
@@ -227,14 +249,18 @@ class Executor:
         drctl after it is held, never moved back.
         """
         self.fabrics.use(desired)
-        self._poll_jobs()
+        self._poll_jobs(revision)
         self.observed = self.fabrics.observe(desired.fabrics_in_use())
         self.last_observed = fabrics_.merge(self.observed.values())
         self._fabric_of = {p.name: p.fabric for p in desired.plans}
         now = self.clock.now()
         attempts = self.journal.attempts(revision, self.settings.backoff)
         provenance = plan.Provenance(
-            self.journal.own_jobs(), revision_made_at, revision, self.journal.stopped_by_drctl()
+            self.journal.own_jobs(),
+            revision_made_at,
+            revision,
+            self.journal.unsettled(revision),
+            self.journal.stopped_by_drctl(),
         )
         with gcpause.gc_paused():
             built = plan.build_plans(
@@ -244,8 +270,8 @@ class Executor:
             self._start_ready(built, revision, hold)
         return built
 
-    def _poll_jobs(self) -> None:
-        self._resolve_intents()
+    def _poll_jobs(self, revision: str) -> None:
+        self._resolve_intents(revision)
         now = self.clock.now()
         throttled: set[str] = set()  # fabrics that asked to be called less: next step
         for job_id, entry in list(self._running.items()):
@@ -332,13 +358,14 @@ class Executor:
                 continue
             if hold is not None and hold(action):
                 continue
-            entry_id = self.journal.record_intent(action, revision, now, fabric)
+            intent = self.journal.record_intent(action, revision, now, fabric)
             request = base.Request(
                 action.vm,
                 action.operation,
                 action.target_site,
                 shutdown_source=action.shutdown_source,
                 recovery_point=action.recovery_point,
+                intent_id=intent.intent_id,
             )
             try:
                 job_id = self.fabrics.start(fabric, request)
@@ -347,61 +374,32 @@ class Executor:
                 # action waits as long in the plan (the journal's retry time).
                 wait = self.settings.backoff(1) if exc.retry_after is None else exc.retry_after
                 self._throttled_until[fabric] = now + timedelta(seconds=wait)
-                self.journal.record_deferred(entry_id, now, str(exc), wait)
+                self.journal.record_deferred(intent.id, now, str(exc), wait)
                 self._emit(_event(EventKind.THROTTLED, action, now, error=str(exc)))
                 continue
             except TransientError as exc:
                 # A timeout may have been accepted: until the fabric's job list
                 # says it was not, this VM starts nothing more.
-                self.journal.record_deferred(entry_id, now, str(exc))
-                self._unresolved.append(
-                    _entry(entry_id, action, revision, now, fabric, journals.DEFERRED)
-                )
+                self.journal.record_deferred(intent.id, now, str(exc))
+                self._unresolved.append(dataclasses.replace(intent, result=journals.DEFERRED))
                 unresolved.add(action.vm)
                 self._emit(_event(EventKind.DEFERRED, action, now, error=str(exc)))
                 continue
             except RejectedError as exc:
                 # The fabric's state moved since the observation: plan again.
-                self.journal.record_outcome(entry_id, journals.REFUSED, now, str(exc))
+                self.journal.record_outcome(intent.id, journals.REFUSED, now, str(exc))
                 self._emit(_event(EventKind.REFUSED, action, now, error=str(exc)))
                 continue
             except ProviderError as exc:  # terminal, or unclassified: an attempt spent
-                self.journal.record_outcome(entry_id, journals.FAILED, now, str(exc))
+                self.journal.record_outcome(intent.id, journals.FAILED, now, str(exc))
                 self._emit(_event(EventKind.FAILED, action, now, error=str(exc)))
                 continue
-            self.journal.record_started(entry_id, job_id, now)
-            self._running[job_id] = _entry(
-                entry_id, action, revision, now, fabric, journals.RUNNING, job_id
+            self.journal.record_started(intent.id, job_id, now)
+            self._running[job_id] = dataclasses.replace(
+                intent, job_id=job_id, result=journals.RUNNING, started_at=now
             )
             in_flight[action.plan] += 1
             self._emit(_event(EventKind.STARTED, action, now, job_id=job_id))
-
-
-def _entry(
-    entry_id: int,
-    action: plan.Action,
-    revision: str,
-    at: datetime,
-    fabric: str,
-    result: str,
-    job_id: str | None = None,
-) -> journals.Entry:
-    """The journal entry of an action just recorded, as `open_entries` would read it back."""
-    return journals.Entry(
-        entry_id,
-        action.plan,
-        action.vm,
-        action.operation,
-        action.target_site,
-        revision,
-        at,
-        job_id,
-        result,
-        None,
-        at if job_id else None,
-        direction=action.direction,
-        fabric=fabric,
-    )
 
 
 _LIST_JOBS = "list_jobs"  # the backoff item of `Provider.list_jobs`; job ids are the others

@@ -129,6 +129,10 @@ class Fabrics:
             return listed
         return [dataclasses.replace(j, id=f"{name}/{j.id}") for j in listed]
 
+    def keeps_intent_ids(self, name: str) -> bool:
+        """Whether fabric `name` reports the intent id of each job's request (its provider)."""
+        return self.provider(name).keeps_intent_ids
+
     def close(self) -> None:
         opened, self._open = self._open, {}
         for provider in opened.values():

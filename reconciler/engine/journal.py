@@ -6,11 +6,20 @@ things only: the failed attempts per (VM, operation, revision), so that a
 restart does not reset the retry budget (nor the backoff after a transient
 error, which spends none), and the actions whose outcome it has not yet
 seen. It is never the source of truth for what to do next: the fabric is.
+
+Each intent gets an intent id (`Entry.intent_id`), which the executor passes
+on with the call (`fabric.base.Request.intent_id`): a uuid4 made when the
+intent is recorded. The row id is not enough, being unique within one file
+only: a state dir made again, or a second drctl in front of the same
+fabric, counts from 1 again, and the fabric holds the jobs of both. Rows
+written before intent ids were kept have none, as had their calls.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +50,7 @@ CREATE TABLE IF NOT EXISTS actions (
     retry_after REAL
 );
 CREATE INDEX IF NOT EXISTS actions_open ON actions (result) WHERE result IN ('intended', 'running');
+CREATE INDEX IF NOT EXISTS actions_unsettled ON actions (vm) WHERE result = 'unsettled';
 CREATE INDEX IF NOT EXISTS actions_revision ON actions (revision, vm, operation);
 CREATE TABLE IF NOT EXISTS convergences (
     revision TEXT NOT NULL,
@@ -56,10 +66,16 @@ RUNNING = "running"  # the fabric accepted it and returned a job id
 SUCCEEDED = "succeeded"
 FAILED = "failed"  # the job failed, or the fabric said the call cannot succeed (terminal)
 NOT_ISSUED = "not-issued"  # intent recorded, but the fabric never saw the call
+# Still open: several jobs of the fabric could be the call's, and drctl never
+# guesses which (`engine.adopt`); its VM starts nothing under this revision.
+UNSETTLED = "unsettled"
 # Neither of these spends an attempt: the fabric did not take the call.
 REFUSED = "refused"  # not allowed in the VM's state now (RejectedError): planned again
 DEFERRED = "deferred"  # a transient error or throttling: retried after a backoff
-ABANDONED = "abandoned"  # open when the fabric it ran on was replaced
+# Closed with its outcome unknown: open when the fabric it ran on was replaced,
+# or unsettled when a new revision came into force.
+ABANDONED = "abandoned"
+_OPEN = (INTENDED, RUNNING, UNSETTLED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +95,7 @@ class Entry:
     data_loss_seconds: float | None = None
     direction: str | None = None  # `<from>-><to>` of a failover or a replication change
     fabric: str = EMBEDDED_FABRIC  # the fabric it was issued to (older rows: the embedded one)
+    intent_id: str | None = None  # passed on with the call; None in rows of older journals
 
 
 class Journal:
@@ -97,6 +114,8 @@ class Journal:
             self._db.execute(
                 f"ALTER TABLE actions ADD COLUMN fabric TEXT NOT NULL DEFAULT '{EMBEDDED_FABRIC}'"
             )
+        if "intent_id" not in columns:  # ... or before intent ids: their calls carried none
+            self._db.execute("ALTER TABLE actions ADD COLUMN intent_id TEXT")
 
     def close(self) -> None:
         self._db.close()
@@ -113,11 +132,13 @@ class Journal:
 
     def record_intent(
         self, action: plan.Action, revision: str, at: datetime, fabric: str = EMBEDDED_FABRIC
-    ) -> int:
+    ) -> Entry:
+        """Record `action` before its call, with a new intent id; the entry as read back."""
+        intent_id = uuid.uuid4().hex
         with self._write() as db:
             cursor = db.execute(
                 "INSERT INTO actions (plan, vm, operation, target_site, direction, revision, "
-                "intended_at, fabric) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "intended_at, fabric, intent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     action.plan,
                     action.vm,
@@ -127,10 +148,25 @@ class Journal:
                     revision,
                     at.isoformat(),
                     fabric,
+                    intent_id,
                 ),
             )
             assert cursor.lastrowid is not None  # noqa: S101 (sqlite always sets it)
-            return cursor.lastrowid
+        return Entry(
+            cursor.lastrowid,
+            action.plan,
+            action.vm,
+            action.operation,
+            action.target_site,
+            revision,
+            at,
+            None,
+            INTENDED,
+            None,
+            direction=action.direction,
+            fabric=fabric,
+            intent_id=intent_id,
+        )
 
     def record_started(self, entry_id: int, job_id: str, at: datetime) -> None:
         with self._write() as db:
@@ -153,6 +189,26 @@ class Journal:
                 "data_loss_seconds = ? WHERE id = ?",
                 (result, at.isoformat(), error, data_loss_seconds, entry_id),
             )
+
+    def record_unsettled(self, entry: Entry, reason: str) -> Entry:
+        """The fabric holds several jobs `entry`'s call could have started: it stays open."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE actions SET result = ?, error = ? WHERE id = ?",
+                (UNSETTLED, reason, entry.id),
+            )
+        return dataclasses.replace(entry, result=UNSETTLED, error=reason)
+
+    def unsettled(self, revision: str) -> dict[str, str]:
+        """Why each VM with an unsettled call of `revision` starts nothing: VM -> the reason.
+
+        Under another revision the executor closes them (`execute.Executor`).
+        """
+        rows = self._db.execute(
+            "SELECT vm, error FROM actions WHERE result = ? AND revision = ? ORDER BY id",
+            (UNSETTLED, revision),
+        )
+        return {str(vm): str(error) for vm, error in rows}
 
     def record_deferred(
         self, entry_id: int, at: datetime, error: str, retry_after: float | None = None
@@ -188,14 +244,14 @@ class Journal:
             if fabric is None:
                 cursor = db.execute(
                     "UPDATE actions SET result = ?, finished_at = ?, error = ? "
-                    "WHERE result IN (?, ?)",
-                    (ABANDONED, at.isoformat(), reason, INTENDED, RUNNING),
+                    "WHERE result IN (?, ?, ?)",
+                    (ABANDONED, at.isoformat(), reason, *_OPEN),
                 )
             else:
                 cursor = db.execute(
                     "UPDATE actions SET result = ?, finished_at = ?, error = ? "
-                    "WHERE result IN (?, ?) AND fabric = ?",
-                    (ABANDONED, at.isoformat(), reason, INTENDED, RUNNING, fabric),
+                    "WHERE result IN (?, ?, ?) AND fabric = ?",
+                    (ABANDONED, at.isoformat(), reason, *_OPEN, fabric),
                 )
             return cursor.rowcount
 
@@ -246,8 +302,8 @@ class Journal:
     def open_entries(self) -> list[Entry]:
         """Actions whose outcome drctl has not recorded yet, oldest first."""
         rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM actions WHERE result IN (?, ?) ORDER BY id",  # noqa: S608
-            (INTENDED, RUNNING),
+            f"SELECT {_COLUMNS} FROM actions WHERE result IN (?, ?, ?) ORDER BY id",  # noqa: S608
+            _OPEN,
         ).fetchall()
         return [_entry(row) for row in rows]
 
@@ -312,7 +368,7 @@ class _Tally:
 
 _COLUMNS = (
     "id, plan, vm, operation, target_site, revision, intended_at, job_id, result, error, "
-    "started_at, finished_at, data_loss_seconds, direction, fabric"
+    "started_at, finished_at, data_loss_seconds, direction, fabric, intent_id"
 )
 
 
@@ -333,6 +389,7 @@ def _entry(row: tuple[object, ...]) -> Entry:
         loss,
         direction,
         fabric,
+        intent_id,
     ) = row
     return Entry(
         id=int(str(id_)),
@@ -350,4 +407,5 @@ def _entry(row: tuple[object, ...]) -> Entry:
         data_loss_seconds=None if loss is None else float(str(loss)),
         direction=None if direction is None else str(direction),
         fabric=str(fabric),
+        intent_id=None if intent_id is None else str(intent_id),
     )

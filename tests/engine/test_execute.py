@@ -58,9 +58,11 @@ STOP = plan.Action("finance", "sql01", Operation.STOP_VM, "ams")
 def test_intent_whose_call_reached_the_fabric_is_adopted_not_reissued(tmp_path: Path) -> None:
     clock, fabric, desired = setup(tmp_path)
     history = journal.Journal(tmp_path)
-    history.record_intent(STOP, "rev1", clock.now())
+    intent = history.record_intent(STOP, "rev1", clock.now())
     # The process died right after the fabric accepted the call, before the job id was kept.
-    job_id = fabric.start(base.Request("sql01", Operation.STOP_VM, "ams"))
+    job_id = fabric.start(
+        base.Request("sql01", Operation.STOP_VM, "ams", intent_id=intent.intent_id)
+    )
     collected = metrics.Metrics()
     executor = execute.Executor(fabric, history, clock, on_event=collected.record_event)
     assert executor.running == 1
@@ -88,7 +90,7 @@ def test_intent_the_fabric_never_saw_is_closed_and_the_step_planned_again(tmp_pa
 def test_a_job_the_fabric_forgot_is_recorded_failed_and_the_rest_goes_on(tmp_path: Path) -> None:
     clock, fabric, desired = setup(tmp_path)
     history = journal.Journal(tmp_path)
-    entry = history.record_intent(STOP, "rev1", clock.now())
+    entry = history.record_intent(STOP, "rev1", clock.now()).id
     history.record_started(entry, "job-999999", clock.now())
     executor = execute.Executor(fabric, history, clock)
     outcome = execute.apply(executor, desired, "rev1", timeout=120)
@@ -105,7 +107,7 @@ def test_replacing_the_fabric_closes_the_actions_still_open(tmp_path: Path) -> N
     clock, fabric, _desired = setup(tmp_path)
     fabric.close()
     history = journal.Journal(tmp_path)
-    entry = history.record_intent(STOP, "rev1", clock.now())
+    entry = history.record_intent(STOP, "rev1", clock.now()).id
     history.record_started(entry, "job-000001", clock.now())
     assert (
         cli.main(["fabric", "init", str(tmp_path / "inv.yaml"), "--state-dir", str(tmp_path)]) == 0

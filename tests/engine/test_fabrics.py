@@ -120,9 +120,9 @@ def test_an_interrupted_intent_is_matched_at_its_own_fabric_not_issued_twice(
     lab = Lab(tmp_path)
     stop = plan.Action("b", "b1", Operation.STOP_VM, "ams")
     # The process recorded its intent, the fabric took the call, then the process died.
-    lab.journal.record_intent(stop, REV, lab.clock.now(), "lab2")
+    intent = lab.journal.record_intent(stop, REV, lab.clock.now(), "lab2")
     with lab.fabric("lab2") as lab2:
-        lab2.start(base.Request("b1", Operation.STOP_VM, "ams"))
+        lab2.start(base.Request("b1", Operation.STOP_VM, "ams", intent_id=intent.intent_id))
         lab2.set_reachable(False)
     lab.restart()
     for _ in range(4):

@@ -99,6 +99,21 @@ def test_a_second_job_on_a_busy_vm_is_rejected(
     assert wait_for(fut.provider, clock, first).state is JobState.SUCCEEDED
 
 
+def test_a_fabric_that_keeps_intent_ids_reports_each_jobs_and_one_that_does_not_none(
+    fut: fabrics.FabricUnderTest, clock: VirtualClock
+) -> None:
+    """The executor adopts an interrupted call's job by its intent id alone where it is kept."""
+    ours = fut.provider.start(base.Request("web01", OP.STOP_VM, "ams", intent_id="intent-1"))
+    theirs = fut.controls.start_by_hand(base.Request("db01", OP.STOP_VM, "ams"))
+    kept = "intent-1" if fut.provider.keeps_intent_ids else None
+    seen = fut.provider.observe()
+    assert [(j.id, j.intent_id) for j in seen.jobs] == [(ours, kept), (theirs, None)]
+    assert seen.vms["web01"].job == seen.jobs[0]
+    wait_for(fut.provider, clock, ours)
+    assert fut.provider.get_job(ours).intent_id == kept
+    assert [(j.id, j.intent_id) for j in fut.reopen().list_jobs()] == [(ours, kept), (theirs, None)]
+
+
 @pytest.mark.parametrize("job_id", ["job-999999", "no such job", ""])
 def test_an_unknown_job_id_is_terminal(fut: fabrics.FabricUnderTest, job_id: str) -> None:
     fut.provider.start(base.Request("web01", OP.STOP_VM, "ams"))

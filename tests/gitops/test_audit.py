@@ -85,7 +85,7 @@ def record(
 ) -> None:
     entry = j.record_intent(
         plan.Action("finance", vm, operation, target, source_site=other_site(target)), revision, at
-    )
+    ).id
     j.record_started(entry, f"job-{vm}-{operation}", at + timedelta(seconds=1))
     j.record_outcome(entry, result, at + timedelta(seconds=60), error, loss)
 

@@ -61,19 +61,19 @@ def entries(state_dir: Path, revision: str) -> list[journal.Entry]:
     j = journal.Journal(state_dir)
     failover = j.record_intent(
         plan.Action("finance", "sql01", Operation.UNPLANNED_FAILOVER, "rtm"), revision, T0
-    )
+    ).id
     j.record_started(failover, "job-1", T0 + timedelta(seconds=1))
     j.record_outcome(
         failover, journal.SUCCEEDED, T0 + timedelta(seconds=90), data_loss_seconds=42.0
     )
     commit = j.record_intent(
         plan.Action("finance", "sql01", Operation.COMMIT, None), revision, T0 + timedelta(minutes=2)
-    )
+    ).id
     j.record_started(commit, "job-2", T0 + timedelta(minutes=2))
     j.record_outcome(commit, journal.FAILED, T0 + timedelta(minutes=3), "host busy")
     other = j.record_intent(
         plan.Action("finance", "web01", Operation.PLANNED_FAILOVER, "rtm"), "another-revision", T0
-    )
+    ).id
     j.record_outcome(other, journal.SUCCEEDED, T0)
     found = j.entries()
     j.close()

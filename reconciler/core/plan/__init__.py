@@ -60,8 +60,9 @@ def build_plan(
     """Decide every managed VM's phase, reason and next action.
 
     `provenance` (from the journal) tells drctl's own failovers from those made
-    outside it; every caller that acts passes it. Without it the planner
-    cannot tell, and treats every failover as drctl's (planner unit tests).
+    outside it, and holds the VMs whose interrupted call drctl cannot settle;
+    every caller that acts passes it. Without it the planner cannot tell, and
+    treats every failover as drctl's (planner unit tests).
 
     The caller pauses the cyclic GC around a large plan (kits.gcpause): the
     core does no memory management of its own.

@@ -185,6 +185,9 @@ class PlanContext:
                 f"VM '{vm.name}' is not in the fabric: "
                 "check its name in the spec, or protect it in the fabric first",
             )
+        unsettled = None if self.provenance is None else self.provenance.unsettled.get(vm.name)
+        if unsettled is not None:
+            return self.result(vm, o, Phase.BLOCKED, unsettled)
         if o.job is not None and o.job.suspended:
             # Waiting for a person (a manual action in the fabric): never
             # retried, never taken for running forever.

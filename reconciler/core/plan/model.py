@@ -43,11 +43,14 @@ class Provenance:
     that id (a fabric re-created), was made outside drctl. `revision_made_at`
     is when the revision in force was committed (or its files last changed):
     only a revision made after an out-of-band move may move the VM again.
+    `unsettled` maps a VM to why it starts nothing: drctl cannot tell which
+    of several jobs is the call it made before a restart (`engine.adopt`).
     """
 
     own_jobs: Mapping[str, datetime] = field(default_factory=dict)
     revision_made_at: datetime | None = None
     revision: str | None = None  # the revision in force (consent given for one revision)
+    unsettled: Mapping[str, str] = field(default_factory=dict)
     # VMs drctl itself stopped last (journal.stopped_by_drctl): started back
     # where they ran when their plan's move cannot go on (rule 9).
     stopped_by_drctl: frozenset[str] = frozenset()

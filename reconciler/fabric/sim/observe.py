@@ -188,6 +188,7 @@ def job(row: sim_store.JobRow, t: float) -> Job:
         # The job result says how much a failover lost, once it succeeded.
         data_loss_seconds=row.data_loss if status is JobState.SUCCEEDED else None,
         state_description=description,
+        intent_id=row.intent_id,
     )
 
 

@@ -156,6 +156,9 @@ _partitions = _CutKind(
 class SimFabric:
     """A simulated two-site fabric in `<state_dir>/fabric.db` (see `init_fabric`)."""
 
+    # Each job keeps the intent id of its request, as ASR keeps a client request id.
+    keeps_intent_ids = True
+
     def __init__(self, state_dir: Path, clock: Clock | None = None, name: str = "") -> None:
         self._clock = clock or WallClock()
         self._store = sim_store.Store.open(state_dir)
@@ -539,6 +542,7 @@ def _start(db: sqlite3.Connection, world: tl.World, row: VMRow, request: base.Re
             duration=work,
             suspends=int(suspends),
             fails_after_shutdown=int(after_shutdown),
+            intent_id=request.intent_id,
         ),
     )
     sim_store.save_vm(db, row._replace(job_id=number))

@@ -100,6 +100,7 @@ _ADDED_COLUMNS = (
     ("jobs", "suspends", "INTEGER NOT NULL DEFAULT 0"),
     ("jobs", "fails_after_shutdown", "INTEGER NOT NULL DEFAULT 0"),
     ("failures", "after_shutdown", "INTEGER NOT NULL DEFAULT 0"),
+    ("jobs", "intent_id", "TEXT"),
 )
 
 # One statement per string: executescript() would commit the caller's transaction.
@@ -180,7 +181,8 @@ CREATE TABLE jobs (
     paused REAL NOT NULL DEFAULT 0,
     suspended_at REAL,
     suspends INTEGER NOT NULL DEFAULT 0,
-    fails_after_shutdown INTEGER NOT NULL DEFAULT 0
+    fails_after_shutdown INTEGER NOT NULL DEFAULT 0,
+    intent_id TEXT                     -- the request's `intent_id`, kept as ASR keeps it
 )
 """,
     """
@@ -266,6 +268,7 @@ class JobRow(NamedTuple):
     suspended_at: float | None = None
     suspends: int = 0
     fails_after_shutdown: int = 0
+    intent_id: str | None = None
 
     @property
     def work(self) -> float:

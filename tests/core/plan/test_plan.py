@@ -435,3 +435,20 @@ def test_commit_waits_for_the_site_it_needs() -> None:
     got = decide(desired(want("sql01", "rtm")), observed(o, down=("rtm",)))["sql01"]
     assert got.phase is Phase.WAITING_FOR_SITE
     assert "site rtm is disconnected: waiting for it to return" in got.reason
+
+
+def test_a_vm_whose_interrupted_call_drctl_cannot_settle_is_blocked_with_the_reason() -> None:
+    """The journal's unsettled entry (engine.adopt): no action until a new revision."""
+    why = "drctl cannot tell which of jobs job-1, job-3 is the StopVM it called"
+    unsettled = plan.Provenance(revision="rev1", unsettled={"sql01": why})
+    # web01 in a plan of its own: in sql01's, nothing would stop while sql01 is Blocked.
+    built = plan.build_plan(
+        desired(want("sql01", "rtm"), want("web01", "rtm", plan="hr")),
+        observed(vm("sql01", "ams"), vm("web01", "ams")),
+        NOW,
+        provenance=unsettled,
+    )
+    held, other = built.vms
+    assert (held.phase, held.reason, held.action) == (Phase.BLOCKED, why, None)
+    assert other.action is not None
+    assert [a.vm for a in built.actions] == ["web01"]

@@ -393,7 +393,9 @@ def test_a_fabric_made_before_these_faults_existed_opens_and_gets_them(
         assert fabric.get_job("job-000001").progress == pytest.approx(0.5)
         assert follow(fabric, clock, "job-000001").state is JobState.SUCCEEDED
         assert fabric.resync_required("big") == TIMINGS.initial_replication  # size unknown
+        assert fabric.get_job("job-000001").intent_id is None
         fabric.suspend_next("web01", OP.START_VM)
-        job_id = fabric.start(Request("web01", OP.START_VM))
+        job_id = fabric.start(Request("web01", OP.START_VM, intent_id="intent-2"))
         clock.advance(TIMINGS.stop_vm)
         assert fabric.get_job(job_id).suspended
+        assert fabric.get_job(job_id).intent_id == "intent-2"
