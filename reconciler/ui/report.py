@@ -152,6 +152,7 @@ def plan_json(built: plan.Plan, revision: str) -> dict[str, Any]:
             for vp in built.vms
         ],
         "unmanaged": list(built.unmanaged),
+        "failoverPaths": dict(built.failover_paths),
     }
 
 
@@ -167,7 +168,8 @@ def plan_json_lines(built: plan.Plan, revision: str) -> Iterator[str]:
     actions = (json.dumps(_action_json(i, a)) for i, a in enumerate(built.actions, 1))
     yield from _list_lines("actions", actions)
     yield from _list_lines("vms", (shared.plan_vm(vp) for vp in built.vms))
-    yield f' "unmanaged": {json.dumps(list(built.unmanaged))}}}\n'
+    yield f' "unmanaged": {json.dumps(list(built.unmanaged))},\n'
+    yield f' "failoverPaths": {json.dumps(dict(built.failover_paths))}}}\n'
 
 
 def _list_lines(key: str, items: Iterable[str]) -> Iterator[str]:
@@ -352,6 +354,10 @@ def print_plan(built: plan.Plan, revision: str, out: TextIO | None = None) -> No
             print(f"  {i:>3}. {a.plan}/{a.vm}: {a.operation}{where} ({when})", file=out)
     else:
         print("no actions", file=out)
+    if built.failover_paths:
+        print("failover path of each plan that moves:", file=out)
+        for name, path in built.failover_paths.items():
+            print(f"  {name}: {path}", file=out)
     at_risk = [vp for vp in built.vms if vp.readiness.rpo_at_risk]
     if at_risk:
         print("RPO at risk (replication behind or unhealthy):", file=out)

@@ -70,6 +70,7 @@ def test_plan_json_text_of_an_empty_plan_is_valid_json() -> None:
         "actions": [],
         "vms": [],
         "unmanaged": [],
+        "failoverPaths": {},
     }
 
 

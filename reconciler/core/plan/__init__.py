@@ -75,10 +75,13 @@ def build_plan(
         return decided
 
     vm_plans: list[VMPlan] = []
+    paths: dict[str, str] = {}
     for plan_spec in desired.plans:
         ctx = decide.PlanContext(plan_spec, observed, now, provenance)
         decided = [tried(ctx.decide(vm)) for vm in plan_spec.vms]
         vm_plans.extend(fallback.after_blocked_move(ctx, decided, tried))
+        if (path := ctx.failover_path()) is not None:
+            paths[plan_spec.name] = path
     managed = {vm.name for vm in desired.vms()}
     unmanaged = tuple(sorted(observed.vms.keys() - managed))
     return Plan(
@@ -86,6 +89,7 @@ def build_plan(
         actions=tuple(order.sort_actions(vp.action for vp in vm_plans if vp.action is not None)),
         unmanaged=unmanaged,
         max_parallel={p.name: p.max_parallel for p in desired.plans},
+        failover_paths=paths,
     )
 
 
@@ -116,4 +120,5 @@ def build_plans(
         actions=tuple(order.sort_actions(a for part in parts for a in part.actions)),
         unmanaged=tuple(sorted(unmanaged)),
         max_parallel={p.name: p.max_parallel for p in desired.plans},
+        failover_paths={k: v for part in parts for k, v in part.failover_paths.items()},
     )

@@ -151,6 +151,31 @@ class PlanContext:
         rank = self.rank.get(vm.group, 0) if vm.group else 0
         return (-rank if reverse else rank, 0)
 
+    def failover_path(self) -> str | None:
+        """How this plan's VMs fail over, said once by `drctl plan`; None when none moves."""
+        moving = any(
+            (o := self._obs(vm.name)) is not None and o.active_site != vm.active_site
+            for vm in self.plan.vms
+        )
+        if not moving:
+            return None
+        if not self.plan.groups:
+            return "each VM on its own (no groups)"
+        if self.plan.unordered_failover:
+            return (
+                "unordered (policy.unorderedFailover): each VM fails over as soon as it can, "
+                "without the group order"
+            )
+        if not self.observed.can_stop_vms:
+            return (
+                "blocked: this fabric cannot stop VMs, so dependents cannot stop first, and "
+                "this provider offers no plan-level failover"
+            )
+        return (
+            "dependents first: drctl stops the groups in reverse order, then fails them "
+            "over in boot order"
+        )
+
     # --- the decision for one VM -------------------------------------------
 
     def decide(self, vm: DesiredVM) -> VMPlan:

@@ -152,6 +152,8 @@ class Plan:
     actions: tuple[Action, ...]  # ordered: stops, failovers by group, commits, reprotects
     unmanaged: tuple[str, ...]
     max_parallel: Mapping[str, int] = field(default_factory=dict)
+    # For each plan with a VM to move: the path its failovers take (rule 4).
+    failover_paths: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def converged(self) -> bool:

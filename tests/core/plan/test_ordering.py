@@ -75,3 +75,33 @@ def test_status_says_first_when_no_copy_of_a_vm_runs() -> None:
     unknown = dataclasses.replace(down, power_unknown=("ams",))
     got = decide(desired(want("sql01", "rtm")), observed(unknown))
     assert not got["sql01"].reason.startswith("no copy")
+
+
+def test_drctl_plan_says_which_failover_path_each_moving_plan_takes() -> None:
+    """Rule 4: dependents first, unordered, or Blocked for a fabric that cannot stop VMs."""
+    groups = (Group("db", (), ("sql01",)), Group("web", ("db",), ("web01",)))
+    wanted = desired(
+        want("sql01", "rtm", group="db"), want("web01", "rtm", group="web"), groups=groups
+    )
+    seen = observed(vm("sql01"), vm("web01"))
+    paths = plan.build_plan(wanted, seen, NOW).failover_paths
+    assert paths == {
+        "finance": "dependents first: drctl stops the groups in reverse order, then fails them "
+        "over in boot order"
+    }
+    blind = observed(vm("sql01"), vm("web01"), can_stop_vms=False)
+    assert (
+        plan.build_plan(wanted, blind, NOW)
+        .failover_paths["finance"]
+        .startswith("blocked: this fabric cannot stop VMs")
+    )
+    unordered = dataclasses.replace(
+        wanted, plans=tuple(dataclasses.replace(p, unordered_failover=True) for p in wanted.plans)
+    )
+    assert (
+        plan.build_plan(unordered, blind, NOW)
+        .failover_paths["finance"]
+        .startswith("unordered (policy.unorderedFailover)")
+    )
+    at_rest = observed(vm("sql01", "rtm"), vm("web01", "rtm"))
+    assert plan.build_plan(wanted, at_rest, NOW).failover_paths == {}
