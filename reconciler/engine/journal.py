@@ -57,7 +57,9 @@ SUCCEEDED = "succeeded"
 FAILED = "failed"  # the job failed, or the fabric said the call cannot succeed (terminal)
 NOT_ISSUED = "not-issued"  # intent recorded, but the fabric never saw the call
 # Neither of these spends an attempt: the fabric did not take the call.
-REFUSED = "refused"  # not allowed in the VM's state now (RejectedError): planned again
+# Not allowed in the VM's state now (RejectedError): planned again; or forbidden
+# by drctl's hard rules (engine.guard), the provider never called.
+REFUSED = "refused"
 DEFERRED = "deferred"  # a transient error or throttling: retried after a backoff
 ABANDONED = "abandoned"  # open when the fabric it ran on was replaced
 

@@ -76,7 +76,10 @@ def build_plan(
                 decided = retry.with_attempts(decided, attempts, now, max_attempts)
             vm_plans.append(decided)
     managed = {vm.name for vm in desired.vms()}
-    unmanaged = tuple(sorted(observed.vms.keys() - managed))
+    unmanaged_names = observed.vms.keys() - managed
+    if observed.duplicates:  # names several VMs report are in the fabric too
+        unmanaged_names |= observed.duplicates.keys() - managed
+    unmanaged = tuple(sorted(unmanaged_names))
     return Plan(
         vms=tuple(vm_plans),
         actions=tuple(order.sort_actions(vp.action for vp in vm_plans if vp.action is not None)),
@@ -106,7 +109,7 @@ def build_plans(
     unmanaged = {vm for part in parts for vm in part.unmanaged}
     for name, seen in observed.items():  # a fabric observed with no plan on it
         if name not in desired.fabric_names():
-            unmanaged.update(seen.vms)
+            unmanaged.update(seen.vms, seen.duplicates)
     return Plan(
         vms=tuple(vp for part in parts for vp in part.vms),
         actions=tuple(order.sort_actions(a for part in parts for a in part.actions)),

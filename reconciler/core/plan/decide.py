@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from reconciler.core import state
 from reconciler.core.desired import DesiredVM, PlanSpec
-from reconciler.core.plan import order
+from reconciler.core.plan import order, reading
 from reconciler.core.plan.model import Action, Phase, Provenance, Readiness, VMPlan
 from reconciler.core.state import FailoverKind, Operation, ProtectionState, ReplicationState
 
@@ -134,6 +134,9 @@ class PlanContext:
                     o.active_site == vm.active_site or (o.job is not None and o.job.running)
                 ):
                     continue
+                if o is not None and o.protection_state is ProtectionState.UNKNOWN:
+                    self._stuck.append(vm.name)  # drctl moves no VM it cannot read
+                    continue
                 if o is not None and o.protection_state in {
                     ProtectionState.COMMIT_PENDING,
                     ProtectionState.COMMITTED,
@@ -179,6 +182,11 @@ class PlanContext:
             # else holds (a job running, say): most VMs, most of the time.
             return self._converged(vm, o)
         if o is None:
+            same_name = self.observed.duplicates.get(vm.name)
+            if same_name:
+                return self._result(
+                    vm, None, Phase.BLOCKED, reading.duplicate_name(vm.name, same_name)
+                )
             return self._result(
                 vm,
                 None,
@@ -186,6 +194,10 @@ class PlanContext:
                 f"VM '{vm.name}' is not in the fabric: "
                 "check its name in the spec, or protect it in the fabric first",
             )
+        if o.protection_state is ProtectionState.UNKNOWN:
+            # Before the job and everything else: no decision rests on a
+            # state drctl would have to guess.
+            return self._result(vm, o, Phase.BLOCKED, reading.unknown_state(o))
         if o.job is not None and o.job.suspended:
             # Waiting for a person (a manual action in the fabric): never
             # retried, never taken for running forever.
@@ -766,12 +778,16 @@ class PlanContext:
 
 
 def _placed(vm: DesiredVM, o: state.ObservedVM) -> bool:
-    """Runs, committed, at its desired site and is known Off everywhere else."""
+    """Runs, committed, at its desired site and is known Off everywhere else.
+
+    Never in a protection state drctl does not know: committed is not known then.
+    """
     return (
         o.active_site == vm.active_site
         and o.running == (vm.active_site,)
         and not o.power_unknown
         and o.protection_state is not ProtectionState.COMMIT_PENDING
+        and o.protection_state is not ProtectionState.UNKNOWN
     )
 
 
