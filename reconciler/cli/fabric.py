@@ -127,6 +127,8 @@ def add_commands(commands: Any) -> None:
     )
     resync.set_defaults(handler=_later("resync_required"))
 
+    _add_report_faults(sub)
+
     move = sub.add_parser("move", help="fail a VM over by hand, behind drctl's back (drift)")
     move.add_argument("vm", metavar="VM")
     move.add_argument("site", metavar="SITE")
@@ -179,3 +181,37 @@ def add_commands(commands: Any) -> None:
             help="a simulated Fabric the specs declare (default: the embedded one, "
             "which plans use when the specs declare no Fabric)",
         )
+
+
+def _add_report_faults(sub: Any) -> None:
+    """The verbs that change what the fabric reports about a VM, not what the VM does."""
+    raw_state = sub.add_parser(
+        "raw-state",
+        help="make a VM report a raw protection state drctl does not know: drctl blocks "
+        "the VM with the text until --clear",
+    )
+    raw_state.add_argument("vm", metavar="VM")
+    raw_state.add_argument(
+        "text",
+        metavar="TEXT",
+        nargs="?",
+        help="the fabric's text for the state (ASR's protectionState), e.g. "
+        "FailoverInProgressUnknownState",
+    )
+    raw_state.add_argument(
+        "--description", metavar="D", help="the fabric's description of it (optional)"
+    )
+    raw_state.add_argument(
+        "--clear", action="store_true", help="report the VM's own protection state again"
+    )
+    raw_state.set_defaults(handler=_later("raw_state"))
+
+    rename = sub.add_parser(
+        "rename",
+        help="rename a VM in the fabric, as an operator would: it reports NAME, its id "
+        "unchanged; a name two VMs report is a duplicate drctl acts on for neither; "
+        "renaming it to its inventory name ends it",
+    )
+    rename.add_argument("vm", metavar="VM", help="the VM's name in the inventory")
+    rename.add_argument("name", metavar="NAME")
+    rename.set_defaults(handler=_later("rename"))

@@ -16,7 +16,7 @@ from typing import Any
 
 from reconciler import errors
 from reconciler.core.desired import EMBEDDED_FABRIC
-from reconciler.core.state import Job, Observed, ObservedVM, Operation
+from reconciler.core.state import Job, Observed, ObservedVM, Operation, ProtectionState
 from reconciler.engine import journal
 from reconciler.engine import state_dir as layout
 from reconciler.engine.lease import flock
@@ -249,6 +249,42 @@ def move(args: argparse.Namespace) -> int:
     return errors.EXIT_OK
 
 
+def raw_state(args: argparse.Namespace) -> int:
+    if args.clear and (args.text is not None or args.description is not None):
+        raise errors.UsageError("--clear takes no TEXT and no --description: give one or the other")
+    if not args.clear and args.text is None:
+        raise errors.UsageError(
+            "give the TEXT the VM reports as its protection state, or --clear to end it"
+        )
+    with _open(args) as fabric:
+        fabric.set_raw_state(args.vm, None if args.clear else args.text, args.description)
+    if args.clear:
+        print(f"{args.vm} reports its own protection state again")
+    else:
+        described = f" ({args.description})" if args.description else ""
+        print(
+            f"{args.vm} now reports protection state '{args.text}'{described}, which drctl "
+            f"does not know: it is Blocked until drctl fabric raw-state {args.vm} --clear"
+            f"{_flag(args)}"
+        )
+    return errors.EXIT_OK
+
+
+def rename(args: argparse.Namespace) -> int:
+    with _open(args) as fabric:
+        ids = fabric.rename(args.vm, args.name)
+    if args.name == args.vm:
+        print(f"{args.vm} reports its inventory name again")
+    else:
+        print(f"{args.vm} is now named {args.name} in the fabric, its id unchanged")
+    if len(ids) > 1:
+        print(
+            f"{len(ids)} VMs are named {args.name} (ids {', '.join(ids)}): drctl acts on "
+            "neither until all but one are renamed"
+        )
+    return errors.EXIT_OK
+
+
 def _parse_operation(text: str) -> Operation:
     """An operation by its ASR name, in any letter case."""
     for op in Operation:
@@ -269,12 +305,23 @@ def _timestamp(at: datetime | None) -> str | None:
 
 
 def show_document(observed: Observed, jobs: list[Job]) -> dict[str, Any]:
-    """The JSON of `drctl fabric show --output json` (a contract: camelCase keys)."""
+    """The JSON of `drctl fabric show --output json` (a contract: camelCase keys).
+
+    `"vms"` lists every VM the fabric reports, those that share a name last;
+    `"duplicates"` maps each name two or more VMs report to their ids.
+    """
     return {
         "sites": [{"name": s.name, "connected": s.connected} for s in observed.sites.values()],
-        "vms": [_vm_document(vm) for vm in observed.vms.values()],
+        "vms": [_vm_document(vm) for vm in _every_vm(observed)],
         "jobs": [_job_document(job) for job in jobs],
+        "duplicates": {
+            name: [vm.vm_id for vm in same] for name, same in observed.duplicates.items()
+        },
     }
+
+
+def _every_vm(observed: Observed) -> list[ObservedVM]:
+    return [*observed.vms.values(), *(vm for same in observed.duplicates.values() for vm in same)]
 
 
 def _vm_document(vm: ObservedVM) -> dict[str, Any]:
@@ -298,6 +345,12 @@ def _vm_document(vm: ObservedVM) -> dict[str, Any]:
             for p in vm.recovery_points
         ],
         "appliedPoint": vm.applied_point,
+        # What the fabric itself says, beside drctl's reading above.
+        "vmId": vm.vm_id,
+        "rawState": vm.raw_state,
+        "rawStateDescription": vm.raw_state_description,
+        "failoverHealth": vm.failover_health,
+        "healthErrors": list(vm.health_errors),
     }
 
 
@@ -327,7 +380,7 @@ def _show_text(observed: Observed, jobs: list[Job]) -> str:
                 vm.name,
                 vm.active_site,
                 vm.replication_text,
-                str(vm.protection_state),
+                _protection_cell(vm),
                 ",".join([*vm.running, *(f"{s}?" for s in vm.power_unknown)]) or "-",
                 "-"
                 if vm.replication is None
@@ -335,9 +388,12 @@ def _show_text(observed: Observed, jobs: list[Job]) -> str:
                 "-" if vm.replication is None else _short(vm.replication.last_sync),
                 "-" if vm.job is None else _job_cell(vm.job),
             ]
-            for vm in observed.vms.values()
+            for vm in _every_vm(observed)
         ],
     )
+    for name, same in observed.duplicates.items():
+        ids = ", ".join(vm.vm_id or "(no id)" for vm in same)
+        vms += f"\n{len(same)} VMs are named {name} (ids {ids}): drctl acts on neither"
     shown = jobs[-LAST_JOBS_SHOWN:]
     title = f"JOBS (last {len(shown)} of {len(jobs)})" if len(jobs) > len(shown) else "JOBS"
     job_table = (
@@ -361,6 +417,13 @@ def _show_text(observed: Observed, jobs: list[Job]) -> str:
         else "no jobs yet"
     )
     return f"{sites}\n\n{vms}\n\n{title}\n{job_table}"
+
+
+def _protection_cell(vm: ObservedVM) -> str:
+    """The state, with the fabric's own text when drctl does not know it."""
+    if vm.protection_state is ProtectionState.UNKNOWN:
+        return f"{vm.protection_state}({vm.raw_state})"
+    return str(vm.protection_state)
 
 
 def _job_cell(job: Job) -> str:

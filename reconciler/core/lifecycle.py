@@ -180,6 +180,8 @@ def check_operation(
             f"job {cond.job_running} is running on this VM: wait for it to finish "
             "(a running job is never cancelled)"
         )
+    if vm.protection is ProtectionState.UNKNOWN:
+        return "the VM's protection state is unknown: nothing is allowed until it reads a known one"
     reason = (
         _wrong_target(vm, op, target)
         or _CHECKS[op](vm, target)
@@ -285,7 +287,8 @@ def _not_protected(vm: VMState) -> str | None:
                 "replication to finish"
             )
         return None
-    return f"the VM is {vm.protection}, not Protected: {hints[vm.protection]}"
+    hint = hints.get(vm.protection, "check the VM in the fabric")
+    return f"the VM is {vm.protection}, not Protected: {hint}"
 
 
 def _test_copy_up(vm: VMState) -> str | None:
@@ -423,6 +426,13 @@ def _check_stop(vm: VMState, target: str | None) -> str | None:
     return None
 
 
+def _not_modelled(vm: VMState, target: str | None) -> str | None:
+    # Operations a real fabric may list as allowed, that drctl never calls
+    # (engine/guard.py): the model runs neither, so no fabric built on it
+    # reports them allowed.
+    return "the lifecycle model does not run it: drctl never calls it, whatever a fabric allows"
+
+
 _CHECKS: dict[Operation, _Check] = {
     Operation.PLANNED_FAILOVER: _check_failover,
     Operation.UNPLANNED_FAILOVER: _check_failover,
@@ -436,6 +446,8 @@ _CHECKS: dict[Operation, _Check] = {
     Operation.STOP_VM: _check_stop,
     Operation.START_VM: _check_start,
     Operation.RESYNC: _check_resync,
+    Operation.CANCEL_FAILOVER: _not_modelled,
+    Operation.COMPLETE_MIGRATION: _not_modelled,
 }
 
 

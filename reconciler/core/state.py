@@ -33,6 +33,13 @@ class Operation(StrEnum):
     # fabric does not resync by itself (ASR's repairReplication, Hyper-V's
     # Resume-VMReplication -Resynchronize): a full comparison of the copies.
     RESYNC = "Resync"
+    # Reported among a fabric's allowed operations, spelled as ASR's
+    # ReplicationProtectedItemOperation spells them (its REST action for the
+    # first is `failoverCancel`), and never called by drctl: see
+    # engine/guard.py. CancelFailover leaves the VM unreplicated;
+    # CompleteMigration ends replication for good (the way back is gone).
+    CANCEL_FAILOVER = "CancelFailover"
+    COMPLETE_MIGRATION = "CompleteMigration"
 
 
 FAILOVERS = frozenset({Operation.PLANNED_FAILOVER, Operation.UNPLANNED_FAILOVER})
@@ -54,12 +61,18 @@ class Health(StrEnum):
 
 
 class ProtectionState(StrEnum):
-    """Where a VM rests in its DR lifecycle (a running job is reported apart)."""
+    """Where a VM rests in its DR lifecycle (a running job is reported apart).
+
+    Unknown is what a provider reports when the fabric's own text for the
+    state (`ObservedVM.raw_state`) is one it cannot map: never a guess at
+    the nearest known state. The planner acts on no such VM.
+    """
 
     PROTECTED = "Protected"  # runs at its active site, replication configured
     UNPROTECTED = "Unprotected"  # runs at its active site, no replication
     COMMIT_PENDING = "CommitPending"  # failed over, recovery points still kept
     COMMITTED = "Committed"  # failover final, replication not yet reversed
+    UNKNOWN = "Unknown"  # the fabric's raw state maps to none of the above
 
 
 class TestFailoverState(StrEnum):
@@ -212,6 +225,18 @@ class ObservedVM:
     # The id of the recovery point the active copy booted (a failover, or
     # ApplyRecoveryPoint since), while the failover is not committed.
     applied_point: str | None = None
+    # What the fabric itself says, beside drctl's reading of it: its own
+    # protection state text and description (ASR's protectionState and
+    # protectionStateDescription), its failover health and the messages of
+    # its health errors. Shared strings and tuples, like the fields above.
+    raw_state: str | None = None
+    raw_state_description: str | None = None
+    failover_health: str | None = None
+    health_errors: tuple[str, ...] = ()
+    # A stable id beside the friendly `name` (ASR's protected item name, a
+    # Hyper-V VMId): two VMs may share a name, never an id. Last, so that a
+    # provider can build the fields before it from a state shared by many VMs.
+    vm_id: str | None = None
 
     def power_at(self, site: str) -> Power:
         if site in self.running:
@@ -263,6 +288,10 @@ class Observed:
     # The fabric cannot be used until a person acts (not initialised, declared
     # wrongly): its plans are Blocked rather than waiting.
     broken: bool = False
+    # Names two or more VMs of the fabric report, with those VMs (each with
+    # its own `vm_id`): such a name is in no `vms` entry, since drctl never
+    # guesses which of them a spec means.
+    duplicates: Mapping[str, tuple[ObservedVM, ...]] = field(default_factory=dict)
 
     def site_connected(self, name: str) -> bool:
         site = self.sites.get(name)

@@ -16,7 +16,10 @@ operation, revision). A RejectedError (not allowed in the VM's state now)
 spends none: the next pass plans again from what it observes. A
 TransientError or a ThrottledError spends none either: the call backs off,
 per VM and operation or per job, and `next_retry_at` says until when. A
-blip of the fabric's API never makes a VM Blocked.
+blip of the fabric's API never makes a VM Blocked. An action drctl's hard
+rules forbid (`engine.guard`: never CancelFailover or CompleteMigration,
+DisableReplication only when confirmed) is journaled as refused and never
+reaches the provider.
 """
 
 from __future__ import annotations
@@ -24,14 +27,15 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from reconciler.core import plan, state
 from reconciler.core.desired import EMBEDDED_FABRIC, DesiredState
-from reconciler.engine import adopt
+from reconciler.engine import adopt, guard
+from reconciler.engine import backoff as backoffs
 from reconciler.engine import fabrics as fabrics_
 from reconciler.engine import journal as journals
 from reconciler.errors import (
@@ -65,7 +69,7 @@ class EventKind(StrEnum):
     ADOPTED = "adopted"  # still running from a previous drctl run: followed, not restarted
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-    REFUSED = "refused"  # the provider refused to start it
+    REFUSED = "refused"  # the provider, or drctl's hard rules (`guard`), refused to start it
     THROTTLED = "throttled"
     DEFERRED = "deferred"  # the call did not get through (timeout, network): retried, no attempt
 
@@ -122,9 +126,9 @@ class Executor:
         return len(self._running)
 
     @functools.cached_property
-    def _backoff(self) -> _Backoff:
+    def _backoff(self) -> backoffs.Backoff:
         """Calls that failed transiently, each waiting until its own retry time."""
-        return _Backoff(self.settings.backoff)
+        return backoffs.Backoff(self.settings.backoff)
 
     @property
     def next_retry_at(self) -> datetime | None:
@@ -171,7 +175,7 @@ class Executor:
             try:
                 jobs = self.fabrics.list_jobs(fabric)
             except TransientError as exc:
-                self._backoff.fail(key, now, _retry_after(exc))
+                self._backoff.fail(key, now, backoffs.retry_after(exc))
                 still.extend(entries)
                 continue
             self._backoff.forget(key)
@@ -267,7 +271,7 @@ class Executor:
                 desired, self.observed, now, attempts, self.settings.max_attempts, provenance
             )
         if start:
-            self._start_ready(built, revision, hold)
+            self.start_ready(built, desired, revision, hold)
         return built
 
     def _poll_jobs(self, revision: str) -> None:
@@ -281,7 +285,7 @@ class Executor:
                 job = self.fabrics.get_job(job_id)
             except TransientError as exc:
                 # The job runs on regardless; ask again after a backoff.
-                self._backoff.fail(job_id, now, _retry_after(exc))
+                self._backoff.fail(job_id, now, backoffs.retry_after(exc))
                 if isinstance(exc, ThrottledError):
                     throttled.add(entry.fabric)
                 continue
@@ -337,9 +341,19 @@ class Executor:
                 )
             )
 
-    def _start_ready(
-        self, built: plan.Plan, revision: str, hold: Callable[[plan.Action], bool] | None
+    def start_ready(
+        self,
+        built: plan.Plan,
+        desired: DesiredState,
+        revision: str,
+        hold: Callable[[plan.Action], bool] | None = None,
     ) -> None:
+        """Start the actions `built` marks ready (`step` calls it with the plan it made).
+
+        drctl's hard rules (`guard`) are checked last, for each action, just
+        before its provider call, against `desired`: an action they forbid is
+        journaled as refused and emitted, and never reaches the fabric.
+        """
         now = self.clock.now()
         for fabric, until in list(self._throttled_until.items()):
             if now >= until:
@@ -359,6 +373,11 @@ class Executor:
             if hold is not None and hold(action):
                 continue
             intent = self.journal.record_intent(action, revision, now, fabric)
+            denied = guard.refusal(action, desired)
+            if denied is not None:
+                self.journal.record_outcome(intent.id, journals.REFUSED, now, denied)
+                self._emit(_event(EventKind.REFUSED, action, now, error=denied))
+                continue
             request = base.Request(
                 action.vm,
                 action.operation,
@@ -403,37 +422,6 @@ class Executor:
 
 
 _LIST_JOBS = "list_jobs"  # the backoff item of `Provider.list_jobs`; job ids are the others
-
-
-class _Backoff:
-    """Per-item exponential backoff, controller-runtime's rate limiter: item -> retry time."""
-
-    def __init__(self, delay: Callable[[int], float]) -> None:
-        self._delay = delay
-        self._failures: dict[Hashable, int] = {}
-        self._retry_at: dict[Hashable, datetime] = {}
-
-    def fail(self, item: Hashable, now: datetime, retry_after: float | None = None) -> None:
-        """One more failure of `item`: wait as the fabric asked, else exponentially longer."""
-        failures = self._failures.get(item, 0) + 1
-        self._failures[item] = failures
-        wait = self._delay(failures) if retry_after is None else retry_after
-        self._retry_at[item] = now + timedelta(seconds=wait)
-
-    def due(self, item: Hashable, now: datetime) -> bool:
-        retry_at = self._retry_at.get(item)
-        return retry_at is None or retry_at <= now
-
-    def forget(self, item: Hashable) -> None:
-        self._failures.pop(item, None)
-        self._retry_at.pop(item, None)
-
-    def next_at(self) -> datetime | None:
-        return min(self._retry_at.values(), default=None)
-
-
-def _retry_after(exc: TransientError) -> float | None:
-    return exc.retry_after if isinstance(exc, ThrottledError) else None
 
 
 def _event(kind: EventKind, action: plan.Action, at: datetime, **extra: str) -> Event:

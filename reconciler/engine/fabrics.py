@@ -209,6 +209,7 @@ def merge(observed: Iterable[state.Observed]) -> state.Observed:
         return observed[0]  # the usual case: nothing to copy
     sites: dict[str, state.Site] = {}
     vms: dict[str, state.ObservedVM] = {}
+    duplicates: dict[str, tuple[state.ObservedVM, ...]] = {}
     jobs: list[state.Job] = []
     at = None
     for one in observed:
@@ -216,6 +217,8 @@ def merge(observed: Iterable[state.Observed]) -> state.Observed:
             known = sites.get(site.name)
             sites[site.name] = site if known is None or not site.connected else known
         vms.update(one.vms)
+        for name, same in one.duplicates.items():
+            duplicates[name] = duplicates.get(name, ()) + same
         jobs.extend(one.jobs)
         at = at or one.at
-    return state.Observed(sites=sites, vms=vms, at=at, jobs=tuple(jobs))
+    return state.Observed(sites=sites, vms=vms, at=at, jobs=tuple(jobs), duplicates=duplicates)

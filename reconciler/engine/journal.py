@@ -70,7 +70,9 @@ NOT_ISSUED = "not-issued"  # intent recorded, but the fabric never saw the call
 # guesses which (`engine.adopt`); its VM starts nothing under this revision.
 UNSETTLED = "unsettled"
 # Neither of these spends an attempt: the fabric did not take the call.
-REFUSED = "refused"  # not allowed in the VM's state now (RejectedError): planned again
+# Not allowed in the VM's state now (RejectedError): planned again; or forbidden
+# by drctl's hard rules (engine.guard), the provider never called.
+REFUSED = "refused"
 DEFERRED = "deferred"  # a transient error or throttling: retried after a backoff
 # Closed with its outcome unknown: open when the fabric it ran on was replaced,
 # or unsettled when a new revision came into force.

@@ -28,6 +28,7 @@ vms:
 timings: {plannedFailover: 86400, stopVM: 1.5, replicationInterval: 30}
 """
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
+GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 def drctl(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -70,7 +71,7 @@ def test_init_creates_then_replaces_a_fabric(
 
 def test_show_json_is_the_contract(state: Path, capsys: pytest.CaptureFixture[str]) -> None:
     document = show(capsys, state)
-    assert set(document) == {"sites", "vms", "jobs"}
+    assert set(document) == {"sites", "vms", "jobs", "duplicates"}
     assert document["sites"] == [
         {"name": "ams", "connected": True},
         {"name": "rtm", "connected": True},
@@ -99,6 +100,27 @@ def test_show_json_is_the_contract(state: Path, capsys: pytest.CaptureFixture[st
         None,
     )
     assert document["jobs"] == []
+    # What the fabric itself says, after drctl's reading of it.
+    assert list(web01)[-5:] == [
+        "vmId",
+        "rawState",
+        "rawStateDescription",
+        "failoverHealth",
+        "healthErrors",
+    ]
+    assert GUID.match(web01["vmId"])
+    assert len({vm["vmId"] for vm in document["vms"]}) == 3
+    assert [web01[k] for k in ("rawState", "rawStateDescription", "failoverHealth")] == [
+        "Protected",
+        "Protected",
+        "Normal",
+    ]
+    assert web01["healthErrors"] == []
+    assert (batch["rawState"], batch["rawStateDescription"]) == (
+        "UnprotectedStatesBegin",
+        "Not protected",
+    )
+    assert document["duplicates"] == {}
 
 
 def test_show_lists_every_job_in_start_order(
@@ -271,6 +293,12 @@ def test_move_is_drift_behind_drctls_back(state: Path, capsys: pytest.CaptureFix
             ),
         ),
         (("resync-required", "batch", "--manual"), "only a replicating VM can need a resync"),
+        (("raw-state", "web01", "Protected"), "'Protected' is a state the simulator knows"),
+        (("raw-state", "web01"), "give the TEXT the VM reports as its protection state"),
+        (("raw-state", "web01", "X", "--clear"), "--clear takes no TEXT and no --description"),
+        (("raw-state", "nope", "X"), "no VM 'nope' in the simulated fabric"),
+        (("rename", "nope", "web01"), "no VM 'nope' in the simulated fabric"),
+        (("rename", "web01", "a b"), "a VM's name is one word with no spaces"),
     ],
 )
 def test_refusals_say_why_and_exit_2(
@@ -541,3 +569,91 @@ def test_the_new_verbs_act_on_a_declared_fabric_too(
     )
     assert code == 3
     assert "run drctl fabric init --fabric lab INVENTORY.yaml" in err
+
+
+# --- what the fabric reports in its own words ---------------------------------------------
+
+
+def test_raw_state_makes_a_vm_report_a_state_drctl_does_not_know_until_cleared(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ("fabric", "raw-state", "web01", "FailoverInProgressMystery")
+    code, out, _ = drctl(capsys, *args, "--description", "Odd", "--state-dir", str(state))
+    assert (code, out) == (
+        0,
+        (
+            "web01 now reports protection state 'FailoverInProgressMystery' (Odd), which "
+            "drctl does not know: it is Blocked until drctl fabric raw-state web01 --clear\n"
+        ),
+    )
+    web01 = show(capsys, state)["vms"][0]
+    assert [web01[k] for k in ("protectionState", "rawState", "rawStateDescription")] == [
+        "Unknown",
+        "FailoverInProgressMystery",
+        "Odd",
+    ]
+    assert "PlannedFailover" in web01["allowedOperations"]  # the fabric's own list
+    code, out, _ = drctl(capsys, "fabric", "show", "--state-dir", str(state))
+    assert "Unknown(FailoverInProgressMystery)" in out
+    code, out, _ = drctl(
+        capsys, "fabric", "raw-state", "web01", "--clear", "--state-dir", str(state)
+    )
+    assert (code, out) == (0, "web01 reports its own protection state again\n")
+    assert show(capsys, state)["vms"][0]["rawState"] == "Protected"
+
+
+def test_a_rename_can_make_two_vms_of_one_name_shown_with_both_ids(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids = {vm["name"]: vm["vmId"] for vm in show(capsys, state)["vms"]}
+    code, out, _ = drctl(capsys, "fabric", "rename", "web02", "web01", "--state-dir", str(state))
+    assert (code, out) == (
+        0,
+        (
+            "web02 is now named web01 in the fabric, its id unchanged\n"
+            f"2 VMs are named web01 (ids {ids['web01']}, {ids['web02']}): drctl acts on "
+            "neither until all but one are renamed\n"
+        ),
+    )
+    document = show(capsys, state)
+    assert document["duplicates"] == {"web01": [ids["web01"], ids["web02"]]}
+    assert [(vm["name"], vm["vmId"]) for vm in document["vms"]] == [
+        ("batch", ids["batch"]),
+        ("web01", ids["web01"]),
+        ("web01", ids["web02"]),
+    ]
+    code, out, _ = drctl(capsys, "fabric", "show", "--state-dir", str(state))
+    assert f"2 VMs are named web01 (ids {ids['web01']}, {ids['web02']}): drctl acts on" in out
+    code, out, _ = drctl(capsys, "fabric", "rename", "web02", "web02", "--state-dir", str(state))
+    assert (code, out) == (0, "web02 reports its inventory name again\n")
+    assert show(capsys, state)["duplicates"] == {}
+
+
+SPEC = """\
+apiVersion: drctl/v1
+kind: RecoveryPlan
+metadata: {name: web}
+spec:
+  sites: [ams, rtm]
+  defaults: {activeSite: rtm, replication: rtm->ams}
+  vms:
+    - name: web01
+"""
+
+
+def test_apply_blocks_a_vm_in_an_unknown_raw_state_at_once_and_starts_nothing(
+    quick: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A move the fabric allows, asked for by the spec: drctl does not make it."""
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "web.yaml").write_text(SPEC)
+    state = ("--state-dir", str(quick))
+    drctl(capsys, "fabric", "raw-state", "web01", "FailoverInProgressMystery", *state)
+    code, out, _ = drctl(capsys, "apply", str(tmp_path / "specs"), "--timeout", "5", *state)
+    assert code == 1
+    assert (
+        "web/web01: Blocked: the fabric reports protection state 'FailoverInProgressMystery' "
+        "that drctl does not know; nothing is done to this VM until it reads a known state; "
+        "check it in the fabric"
+    ) in out
+    assert show(capsys, quick)["jobs"] == []

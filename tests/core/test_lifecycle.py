@@ -254,6 +254,16 @@ TABLE: dict[str, dict[Operation, VMState | No]] = {
     },
 }
 
+# A real fabric may list these as allowed; the model runs neither, in any
+# state, since drctl never calls them (engine/guard.py).
+for row in TABLE.values():
+    row.update(
+        {op: No("drctl never calls it") for op in (OP.CANCEL_FAILOVER, OP.COMPLETE_MIGRATION)}
+    )
+# A state a fabric reported in words drctl does not know: nothing is allowed.
+STATES["unknown"] = replace(PROTECTED, protection=PS.UNKNOWN)
+TABLE["unknown"] = {op: No("the VM's protection state is unknown") for op in Operation}
+
 PAIRS = [(name, op) for name in STATES for op in Operation]
 
 

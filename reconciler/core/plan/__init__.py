@@ -83,7 +83,10 @@ def build_plan(
         if (path := ctx.failover_path()) is not None:
             paths[plan_spec.name] = path
     managed = {vm.name for vm in desired.vms()}
-    unmanaged = tuple(sorted(observed.vms.keys() - managed))
+    unmanaged_names = observed.vms.keys() - managed
+    if observed.duplicates:  # names several VMs report are in the fabric too
+        unmanaged_names |= observed.duplicates.keys() - managed
+    unmanaged = tuple(sorted(unmanaged_names))
     return Plan(
         vms=tuple(vm_plans),
         actions=tuple(order.sort_actions(vp.action for vp in vm_plans if vp.action is not None)),
@@ -114,7 +117,7 @@ def build_plans(
     unmanaged = {vm for part in parts for vm in part.unmanaged}
     for name, seen in observed.items():  # a fabric observed with no plan on it
         if name not in desired.fabric_names():
-            unmanaged.update(seen.vms)
+            unmanaged.update(seen.vms, seen.duplicates)
     return Plan(
         vms=tuple(vp for part in parts for vp in part.vms),
         actions=tuple(order.sort_actions(a for part in parts for a in part.actions)),

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from reconciler.core import state
 from reconciler.core.desired import DesiredVM, PlanSpec
-from reconciler.core.plan import commit, order
+from reconciler.core.plan import commit, order, reading
 from reconciler.core.plan.model import Action, Phase, Provenance, Readiness, VMPlan
 from reconciler.core.state import FailoverKind, Operation, ProtectionState, ReplicationState
 
@@ -133,6 +133,9 @@ class PlanContext:
                     o.active_site == vm.active_site or (o.job is not None and o.job.running)
                 ):
                     continue
+                if o is not None and o.protection_state is ProtectionState.UNKNOWN:
+                    self._stuck.append(vm.name)  # drctl moves no VM it cannot read
+                    continue
                 if o is not None and o.protection_state in {
                     ProtectionState.COMMIT_PENDING,
                     ProtectionState.COMMITTED,
@@ -203,6 +206,11 @@ class PlanContext:
             # else holds (a job running, say): most VMs, most of the time.
             return self._converged(vm, o)
         if o is None:
+            same_name = self.observed.duplicates.get(vm.name)
+            if same_name:
+                return self.result(
+                    vm, None, Phase.BLOCKED, reading.duplicate_name(vm.name, same_name)
+                )
             return self.result(
                 vm,
                 None,
@@ -210,6 +218,10 @@ class PlanContext:
                 f"VM '{vm.name}' is not in the fabric: "
                 "check its name in the spec, or protect it in the fabric first",
             )
+        if o.protection_state is ProtectionState.UNKNOWN:
+            # Before the job and everything else: no decision rests on a
+            # state drctl would have to guess.
+            return self.result(vm, o, Phase.BLOCKED, reading.unknown_state(o))
         unsettled = None if self.provenance is None else self.provenance.unsettled.get(vm.name)
         if unsettled is not None:
             return self.result(vm, o, Phase.BLOCKED, unsettled)
@@ -749,12 +761,16 @@ class PlanContext:
 
 
 def _placed(vm: DesiredVM, o: state.ObservedVM) -> bool:
-    """Runs, committed, at its desired site and is known Off everywhere else."""
+    """Runs, committed, at its desired site and is known Off everywhere else.
+
+    Never in a protection state drctl does not know: committed is not known then.
+    """
     return (
         o.active_site == vm.active_site
         and o.running == (vm.active_site,)
         and not o.power_unknown
         and o.protection_state is not ProtectionState.COMMIT_PENDING
+        and o.protection_state is not ProtectionState.UNKNOWN
     )
 
 

@@ -1,15 +1,18 @@
 """Turns rows of the simulated fabric into the observed-state values of `state`.
 
 `sim.provider` calls `build_observed` inside one read transaction. This is
-the hot path of every reconcile (100k VMs): it reads each VM's name and
-state_key only, and computes the fields once per distinct state; VMs at rest
-in the same state differ only by name.
+the hot path of every reconcile (100k VMs): it reads each VM's name,
+state_key and id only, and computes the fields once per distinct state; VMs
+at rest in the same state differ only by name and id. The few VMs a fault
+changes (a rename, an unknown raw state: `sim.overrides`) are changed after;
+a name two VMs report goes to `Observed.duplicates`, in no `vms` entry.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sqlite3
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +30,7 @@ from reconciler.core.state import (
     ReplicationState,
     Site,
 )
+from reconciler.fabric.sim import overrides, raw
 from reconciler.fabric.sim import store as sim_store
 from reconciler.fabric.sim import timeline as tl
 from reconciler.kits import gcpause
@@ -34,23 +38,32 @@ from reconciler.kits import gcpause
 # While these jobs run, replication towards the peer is being built.
 _SYNCING_JOBS = frozenset({Operation.REVERSE_REPLICATE, Operation.ENABLE_REPLICATION})
 
-_VMParts = tuple[Any, ...]  # the fields of an ObservedVM after its name, in order
+_VMParts = tuple[Any, ...]  # the fields of an ObservedVM after its name and before its id
 
 
-def build_observed(db: sqlite3.Connection, world: tl.World, running_jobs: list[Job]) -> Observed:
-    """The whole fabric as observed at `world.t`, read inside one transaction of `db`."""
-    by_vm = {job.vm: job for job in running_jobs}
+def build_observed(
+    db: sqlite3.Connection, world: tl.World, running: list[sim_store.JobRow]
+) -> Observed:
+    """The whole fabric as observed at `world.t`, read inside one transaction of `db`.
+
+    `running` holds the rows of the jobs not over yet.
+    """
+    changed = overrides.overrides(db)  # few VMs have one: looked up by name
+    names = {vm: o.name for vm, o in changed.items() if o.name is not None}
+    jobs = [job(row, world.t, names) for row in running]
+    by_vm = {row.vm: j for row, j in zip(running, jobs, strict=True)}
     failovers = sim_store.last_failovers(db)  # few VMs have one: looked up by name
     computed: dict[str, _VMParts] = {}
     vms: dict[str, ObservedVM] = {}
+    same_name: dict[str, list[ObservedVM]] = {}
     with gcpause.gc_paused():
-        for name, key in sim_store.vm_keys(db):
+        for name, key, vm_id in sim_store.vm_keys(db):
             parts = computed.get(key)
             if parts is None:
                 row = sim_store.vm_row(db, name)
                 assert row is not None  # noqa: S101 (same transaction)
                 parts = computed[key] = _vm_parts(row, world, by_vm.get(name))
-            vm = ObservedVM(name, *parts)
+            vm = ObservedVM(*(name, *parts, vm_id))  # vm_id: the last field
             last = failovers.get(name)
             if last is not None:
                 vm = dataclasses.replace(
@@ -59,14 +72,37 @@ def build_observed(db: sqlite3.Connection, world: tl.World, running_jobs: list[J
                     last_failover_at=to_datetime(last[1]),
                     last_failover_loss_seconds=last[2],
                 )
-            vms[name] = vm
+            if changed and name in changed:
+                vm = _overridden(vm, changed[name])
+            if names and vm.name in vms:
+                # Only a rename makes two VMs report one name: none of them is in `vms`.
+                same_name.setdefault(vm.name, []).append(vm)
+                continue
+            vms[vm.name] = vm
+    duplicates = {shown: (vms.pop(shown), *more) for shown, more in same_name.items()}
     connected = world.connected
     return Observed(
         sites={s: Site(s, s in connected) for s in world.sites},
         vms=vms,
         at=to_datetime(world.t),
         can_stop_vms=True,
-        jobs=tuple(running_jobs),
+        jobs=tuple(jobs),
+        duplicates=duplicates,
+    )
+
+
+def _overridden(vm: ObservedVM, override: overrides.Override) -> ObservedVM:
+    """`vm` as a fault makes it report: another name, a raw state the fabric cannot map."""
+    if override.raw_state is None:
+        return dataclasses.replace(vm, name=override.name or vm.name)
+    return dataclasses.replace(
+        vm,
+        name=override.name or vm.name,
+        # Read through the same map as every text the fabric says: an unknown
+        # text is reported Unknown, with the text, never the state behind it.
+        protection_state=raw.protection_of(override.raw_state),
+        raw_state=override.raw_state,
+        raw_state_description=override.raw_description,
     )
 
 
@@ -74,6 +110,9 @@ def _vm_parts(row: sim_store.VMRow, world: tl.World, job: Job | None) -> _VMPart
     state = tl.vm_state(row, world)
     replication = _replication(row, state, world, job)
     health = replication.health if replication is not None else Health.NORMAL
+    # The fabric's own text for the state, read back through the same map a
+    # provider of a real fabric would use (never anything but `state` here).
+    raw_state, raw_description = raw.protection_text(state)
     job_text = None if job is None else _busy(job.id, job.operation, job.suspended)
     allowed = lifecycle.allowed_operations(
         state, lifecycle.Conditions(world.connected, health, job_text)
@@ -89,10 +128,11 @@ def _vm_parts(row: sim_store.VMRow, world: tl.World, job: Job | None) -> _VMPart
         RecoveryPoint(tl.point_id(p), to_datetime(p), tl.point_type(p, world))
         for p in tl.recovery_points(row, world)
     )
+    failover_health, health_errors = raw.failover_health(replication, tl.behind_seconds(row, world))
     return (
         state.active_site,
         running,
-        state.protection,
+        raw.protection_of(raw_state),
         replication,
         allowed,
         job,
@@ -105,6 +145,10 @@ def _vm_parts(row: sim_store.VMRow, world: tl.World, job: Job | None) -> _VMPart
         unknown,
         seen_at,
         None if row.rp_applied is None else tl.point_id(row.rp_applied),
+        raw_state,
+        raw_description,
+        failover_health,
+        health_errors,
     )
 
 
@@ -157,11 +201,12 @@ _DESCRIPTIONS = {
 }
 
 
-def job(row: sim_store.JobRow, t: float) -> Job:
-    """A job as the fabric reports it at `t`.
+def job(row: sim_store.JobRow, t: float, names: Mapping[str, str]) -> Job:
+    """A job as the fabric reports it at `t`, naming its VM as the VM reports itself now.
 
-    Its progress is the share of its work done: a suspended job stays where
-    it stopped, and the time it waited does not count.
+    `names` maps the inventory name of each renamed VM to the name it reports
+    (`overrides.reported_names`). Its progress is the share of its work done:
+    a suspended job stays where it stopped, and the time it waited does not count.
     """
     status = JobState(row.state)
     progress = 1.0
@@ -177,7 +222,7 @@ def job(row: sim_store.JobRow, t: float) -> Job:
         description = _DESCRIPTIONS.get(status, str(status))
     return Job(
         id=job_id(row.id),
-        vm=row.vm,
+        vm=names.get(row.vm, row.vm),
         operation=Operation(row.operation),
         state=status,
         started_at=to_datetime(row.started_at),

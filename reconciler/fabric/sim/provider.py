@@ -4,10 +4,12 @@
 the state directory (`sim.store`), so a daemon and CLI calls share one fabric.
 The CLI (`cli.simulator`) creates it with `init_fabric` and drives its faults
 (site_down, partition, inject_failure, suspend_next, lag, resync_required,
-move, ...) and plays the operator in the portal (`start_by_hand`: a real job,
-checked like drctl's own, that drctl's journal does not know); tests make the
-Provider calls themselves fail (`inject_call_error`, see `sim.faults`); the
-executor and the daemon only use the Provider methods.
+move, set_raw_state and rename, see `sim.overrides`, ...) and plays the
+operator in the portal (`start_by_hand`: a real job, checked like drctl's
+own, that drctl's journal does not know); tests make the Provider calls
+themselves fail (`inject_call_error`, see `sim.faults`); the executor and the
+daemon only use the Provider methods, which name a VM as the fabric reports
+it (the fault verbs use its inventory name).
 
 Time comes from an injected clock: a job started at t with duration d is
 finished by the first call that looks after t + d (observe, start, get_job,
@@ -27,7 +29,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from reconciler import errors
 from reconciler.core import lifecycle
@@ -39,13 +40,12 @@ from reconciler.core.state import (
     JobState,
     Observed,
     Operation,
-    ProtectionState,
     ReplicationState,
     TestFailoverState,
 )
 from reconciler.fabric import base
 from reconciler.fabric.config import FabricConfig
-from reconciler.fabric.sim import faults
+from reconciler.fabric.sim import faults, overrides, raw
 from reconciler.fabric.sim import observe as sim_observe
 from reconciler.fabric.sim import store as sim_store
 from reconciler.fabric.sim import timeline as tl
@@ -106,7 +106,7 @@ def init_fabric(state_dir: Path, inventory: Inventory, clock: Clock | None = Non
     try:
         with store.write() as db:
             store.reset(db, inventory.sites, inventory.timings, now)
-            sim_store.insert_vms(db, rows)
+            sim_store.insert_vms(db, rows, now)
     finally:
         store.close()
     return existed
@@ -206,9 +206,7 @@ class SimFabric:
         t = self._now()
         self._finish_due(t)
         with self._store.read() as db:
-            world = _world(db, t)
-            jobs = [sim_observe.job(j, t) for j in sim_store.running_jobs(db)]
-            return sim_observe.build_observed(db, world, jobs)
+            return sim_observe.build_observed(db, _world(db, t), sim_store.running_jobs(db))
 
     def start(self, request: base.Request) -> str:
         self._answer()
@@ -216,7 +214,9 @@ class SimFabric:
         t = self._now()
         with self._store.write() as db:
             self._finish_due_in(db, t)
-            return job_id(_start(db, _world(db, t), _vm_row(db, request.vm), request))
+            # Named as the fabric reports it: a name two VMs report is refused.
+            row = overrides.row_reporting(db, request.vm)
+            return job_id(_start(db, _world(db, t), row, request))
 
     def get_job(self, job_id: str) -> Job:
         self._answer()
@@ -226,11 +226,12 @@ class SimFabric:
         self._finish_due(t)
         with self._store.read() as db:
             found = sim_store.job_row(db, number)
+            names = overrides.reported_names(db)
         if found is None:
             raise errors.TerminalError(
                 f"no job {job_id} in this fabric: drctl fabric show lists every job"
             )
-        return sim_observe.job(found, t)
+        return sim_observe.job(found, t, names)
 
     def list_jobs(self) -> list[Job]:
         self._answer()
@@ -239,7 +240,8 @@ class SimFabric:
         self._finish_due(t)
         with self._store.read() as db:
             rows = sim_store.jobs(db)
-        return [sim_observe.job(row, t) for row in rows]
+            names = overrides.reported_names(db)
+        return [sim_observe.job(row, t, names) for row in rows]
 
     # --- fault injection (`drctl fabric ...`), not part of the Protocol --------
 
@@ -319,8 +321,9 @@ class SimFabric:
                 )
             sim_store.resume_job(db, found, t)
             resumed = sim_store.job_row(db, number)
+            names = overrides.reported_names(db)
         assert resumed is not None  # noqa: S101 (same transaction)
-        return sim_observe.job(resumed, t)
+        return sim_observe.job(resumed, t, names)
 
     def start_by_hand(self, request: base.Request) -> str:
         """An operator starts `request` in the portal: a job drctl's journal does not know.
@@ -427,7 +430,7 @@ class SimFabric:
                 lifecycle.protected(site, world.peer(site)), last_failover=FailoverKind.PLANNED
             )
             sim_store.save_vm(
-                db, row._replace(**tl.state_columns(state), **_replication_restarted(world))
+                db, row._replace(**tl.state_columns(state), **tl.replication_restarted(world))
             )
             # As in the real fabric, the operator's failover is a job in its
             # list, one that drctl's journal does not know.
@@ -450,6 +453,24 @@ class SimFabric:
                     None,
                 ),
             )
+
+    def set_raw_state(self, vm: str, text: str | None, description: str | None = None) -> None:
+        """Make `vm` report the raw protection state `text`, one drctl does not know
+        (`raw.check_unknown`), with `description`; None: its own state again."""
+        if text is not None:
+            raw.check_unknown(text)
+        with self._store.write() as db:
+            _vm_row(db, vm, usage=True)
+            overrides.set_raw_state(db, vm, text, description)
+
+    def rename(self, vm: str, name: str) -> tuple[str, ...]:
+        """An operator renames `vm` (its inventory name) in the fabric: it reports `name`,
+        its id unchanged; its inventory name ends the rename. Returns the ids of every
+        VM that reports `name` now (two or more: a duplicate name)."""
+        with self._store.write() as db:
+            _vm_row(db, vm, usage=True)
+            overrides.set_reported_name(db, vm, name)
+            return overrides.ids_reporting(db, name)
 
     # --- finishing jobs ---------------------------------------------------------
 
@@ -625,71 +646,10 @@ def _finish(db: sqlite3.Connection, job: JobRow) -> None:
     sim_store.save_vm(
         db,
         row._replace(
-            **tl.state_columns(new), job_id=None, **_time_columns(row, world, op, new, job)
+            **tl.state_columns(new), job_id=None, **tl.time_columns(row, world, op, new, job)
         ),
     )
     sim_store.end_job(db, job.id, JobState.SUCCEEDED.value, job.due_at, None)
-
-
-def _time_columns(
-    row: VMRow, world: tl.World, op: Operation, new: lifecycle.VMState, job: JobRow
-) -> dict[str, Any]:
-    """How the replication anchors change when `op` finishes at `world.t`."""
-    if op in FAILOVERS:
-        if new.protection is ProtectionState.PROTECTED:  # a flavour that reverses at once
-            return _replication_restarted(world)
-        # An unplanned failover keeps the points it could have booted, until
-        # Commit; a planned one keeps only the point it shipped.
-        point, anchor = job.recovery_point, tl.replication_anchor(row, world)
-        oldest = point
-        if op is Operation.UNPLANNED_FAILOVER and point is not None and anchor is not None:
-            oldest = min(anchor, point)
-        return {
-            "sync_anchor": None,
-            "resync_from": None,
-            "resync_until": None,
-            "writes_stopped_at": None,
-            "rp_latest": point,
-            "rp_oldest": oldest,
-            "rp_applied": point,
-            "written_until": job.written_until,
-        }
-    if op is Operation.APPLY_RECOVERY_POINT:
-        return {"rp_applied": job.recovery_point}
-    if op is Operation.COMMIT:
-        return {"rp_latest": None, "rp_oldest": None, "rp_applied": None, "written_until": None}
-    if op in {Operation.REVERSE_REPLICATE, Operation.ENABLE_REPLICATION}:
-        return _replication_restarted(world)
-    if op is Operation.DISABLE_REPLICATION:
-        return {"sync_anchor": None, "resync_from": None, "resync_until": None}
-    if op is Operation.RESYNC:
-        # The resynced replica holds a full copy as of the end, on the grid.
-        anchor = tl.replication_anchor(row, world)
-        first = tl.grid_floor(world.t, world.interval)
-        return {
-            "sync_anchor": first if anchor is None else max(anchor, first),
-            "resync_from": None,
-            "resync_until": None,
-        }
-    if op is Operation.STOP_VM and job.target_site == row.active_site:
-        return {"writes_stopped_at": world.t}
-    if op is Operation.START_VM:
-        return {"writes_stopped_at": None}
-    return {}
-
-
-def _replication_restarted(world: tl.World) -> dict[str, Any]:
-    """Replication (re)starts now with a full copy, its first recovery point on the grid."""
-    return {
-        "sync_anchor": tl.grid_floor(world.t, world.interval),
-        "resync_from": None,
-        "resync_until": None,
-        "writes_stopped_at": None,
-        "rp_latest": None,
-        "rp_oldest": None,
-        "rp_applied": None,
-        "written_until": None,
-    }
 
 
 def _vm_row(db: sqlite3.Connection, name: str, *, usage: bool = False) -> VMRow:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sqlite3
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -80,6 +81,18 @@ CREATE TABLE IF NOT EXISTS suspensions (
 _JOBS_SUSPENDED = """
 CREATE INDEX IF NOT EXISTS jobs_suspended ON jobs (id) WHERE state = 'Suspended'
 """
+# What a fault makes a VM report instead of what the simulator derives:
+# `drctl fabric rename` (name: the name it reports; NULL, its inventory name)
+# and `drctl fabric raw-state` (raw_state, raw_description: an unknown state).
+# A row lives while one of them is set; few VMs have one.
+_OVERRIDES = """
+CREATE TABLE IF NOT EXISTS overrides (
+    vm TEXT PRIMARY KEY,
+    name TEXT,
+    raw_state TEXT,
+    raw_description TEXT
+)
+"""
 
 # Tables and indexes added after the first fabrics were made, by name.
 _ADDED_TABLES = {
@@ -87,6 +100,7 @@ _ADDED_TABLES = {
     "suspensions": _SUSPENSIONS,
     "jobs_suspended": _JOBS_SUSPENDED,
     "partitions": _PARTITIONS,
+    "overrides": _OVERRIDES,
 }
 # Columns added after the first fabrics were made: `Store.open` adds those a
 # fabric lacks, with these declarations (the defaults keep what older fabrics did).
@@ -101,6 +115,7 @@ _ADDED_COLUMNS = (
     ("jobs", "fails_after_shutdown", "INTEGER NOT NULL DEFAULT 0"),
     ("failures", "after_shutdown", "INTEGER NOT NULL DEFAULT 0"),
     ("jobs", "intent_id", "TEXT"),
+    ("vms", "vm_id", "TEXT"),  # filled by `Store.open` (see vm_id)
 )
 
 # One statement per string: executescript() would commit the caller's transaction.
@@ -154,7 +169,8 @@ CREATE TABLE vms (
     rp_applied REAL,                   -- the point the failed-over copy booted, until Commit
     -- Every column above but the name, as one string: an observation reads
     -- (name, state_key) and computes each distinct state once.
-    state_key TEXT NOT NULL
+    state_key TEXT NOT NULL,
+    vm_id TEXT                         -- the stable id reported beside the name (vm_id())
 )
 """,
     """
@@ -202,9 +218,11 @@ CREATE TABLE failures (
     _CALL_FAULTS,
     _SUSPENSIONS,
     _PARTITIONS,
+    _OVERRIDES,
 )
 
 _TABLES = (
+    "overrides",
     "partitions",
     "suspensions",
     "call_faults",
@@ -280,8 +298,8 @@ _VM_COLUMNS = ", ".join(VMRow._fields)
 # Built from constant column lists, never from input.
 _SELECT_VM = f"SELECT {_VM_COLUMNS} FROM vms WHERE name = ?"  # noqa: S608
 _INSERT_VM = (
-    f"INSERT INTO vms ({_VM_COLUMNS}, state_key) "  # noqa: S608
-    f"VALUES ({', '.join('?' * (len(VMRow._fields) + 1))})"
+    f"INSERT INTO vms ({_VM_COLUMNS}, state_key, vm_id) "  # noqa: S608
+    f"VALUES ({', '.join('?' * (len(VMRow._fields) + 2))})"
 )
 _SELECT_JOBS = f"SELECT {', '.join(JobRow._fields)} FROM jobs "  # noqa: S608
 _INSERT_JOB = (
@@ -323,10 +341,12 @@ class Store:
             raise errors.TerminalError(f"no simulated fabric in {state_dir}: {NOT_INITIALISED}")
         if missing:
             # A fabric made by an older drctl: it gets what it lacks, with
-            # the defaults that keep its behaviour (no fault of a newer kind).
+            # the defaults that keep its behaviour (no fault of a newer kind),
+            # and ids for its VMs, as init would have given them.
             with store.write() as db:
                 for statement in _missing_schema(db):
                     db.execute(statement)
+                _fill_vm_ids(db)
         return store
 
     @classmethod
@@ -409,6 +429,27 @@ def _missing_schema(db: sqlite3.Connection) -> list[str]:
     return statements
 
 
+def vm_id(created_at: float, name: str) -> str:
+    """The id of VM `name` in the fabric created at `created_at`: stable, unique, GUID-shaped.
+
+    Like the ids of a real fabric (ASR's protected item names, Hyper-V's
+    VMId), it never changes with the name; a fabric made again gets new ones.
+    """
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"drctl-sim:{created_at!r}:{name}"))
+
+
+def _fill_vm_ids(db: sqlite3.Connection) -> None:
+    created_at = db.execute("SELECT created_at FROM fabric").fetchone()[0]
+    names = [row[0] for row in db.execute("SELECT name FROM vms WHERE vm_id IS NULL")]
+    db.executemany(
+        "UPDATE vms SET vm_id = ? WHERE name = ?", ((vm_id(created_at, n), n) for n in names)
+    )
+
+
+def created_at(db: sqlite3.Connection) -> float:
+    return float(db.execute("SELECT created_at FROM fabric").fetchone()[0])
+
+
 def timings(db: sqlite3.Connection) -> timing.Timings:
     return timing.Timings(*db.execute(_SELECT_TIMINGS).fetchone())
 
@@ -442,13 +483,14 @@ def vm_row(db: sqlite3.Connection, name: str) -> VMRow | None:
     return None if found is None else VMRow(*found)
 
 
-def vm_keys(db: sqlite3.Connection) -> list[tuple[str, str]]:
-    """(name, state_key) of every VM, in inventory order."""
-    return db.execute("SELECT name, state_key FROM vms ORDER BY rowid").fetchall()
+def vm_keys(db: sqlite3.Connection) -> list[tuple[str, str, str | None]]:
+    """(name, state_key, vm_id) of every VM, in inventory order."""
+    return db.execute("SELECT name, state_key, vm_id FROM vms ORDER BY rowid").fetchall()
 
 
-def insert_vms(db: sqlite3.Connection, rows: Iterable[VMRow]) -> None:
-    db.executemany(_INSERT_VM, ((*row, row.state_key) for row in rows))
+def insert_vms(db: sqlite3.Connection, rows: Iterable[VMRow], created_at: float) -> None:
+    """Insert new VMs, each with its id (`vm_id`) in the fabric created at `created_at`."""
+    db.executemany(_INSERT_VM, ((*row, row.state_key, vm_id(created_at, row.name)) for row in rows))
 
 
 def save_vm(db: sqlite3.Connection, row: VMRow) -> None:

@@ -19,7 +19,8 @@ The rules, for a VM replicating active -> peer every `interval` seconds:
 - the replica's newest write (the last sync) is therefore the last grid point
   it shipped, and the unshipped writes are those after it.
 The grid keeps the anchors of VMs reprotected within one interval equal, so
-such VMs share one computed observation.
+such VMs share one computed observation. `time_columns` says how a finished
+job moves the anchors (`sim.provider` writes them).
 """
 
 from __future__ import annotations
@@ -31,15 +32,17 @@ from typing import Any
 
 from reconciler.core import lifecycle
 from reconciler.core.state import (
+    FAILOVERS,
     FailoverKind,
     Health,
+    Operation,
     PointType,
     ProtectionState,
     ReplicationState,
     TestFailoverState,
 )
 from reconciler.fabric.sim import timing
-from reconciler.fabric.sim.store import VMRow
+from reconciler.fabric.sim.store import JobRow, VMRow
 
 MAX_RECOVERY_POINTS = 3
 # One point in this many is app-consistent (a VSS snapshot of the guest): among
@@ -212,3 +215,64 @@ def written_until(row: VMRow, world: World) -> float:
     if row.active_site in world.down_at:
         ends.append(world.down_at[row.active_site])
     return min(ends)
+
+
+def time_columns(
+    row: VMRow, world: World, op: Operation, new: lifecycle.VMState, job: JobRow
+) -> dict[str, Any]:
+    """How the replication anchors change when `op` finishes at `world.t`."""
+    if op in FAILOVERS:
+        if new.protection is ProtectionState.PROTECTED:  # a flavour that reverses at once
+            return replication_restarted(world)
+        # An unplanned failover keeps the points it could have booted, until
+        # Commit; a planned one keeps only the point it shipped.
+        point, anchor = job.recovery_point, replication_anchor(row, world)
+        oldest = point
+        if op is Operation.UNPLANNED_FAILOVER and point is not None and anchor is not None:
+            oldest = min(anchor, point)
+        return {
+            "sync_anchor": None,
+            "resync_from": None,
+            "resync_until": None,
+            "writes_stopped_at": None,
+            "rp_latest": point,
+            "rp_oldest": oldest,
+            "rp_applied": point,
+            "written_until": job.written_until,
+        }
+    if op is Operation.APPLY_RECOVERY_POINT:
+        return {"rp_applied": job.recovery_point}
+    if op is Operation.COMMIT:
+        return {"rp_latest": None, "rp_oldest": None, "rp_applied": None, "written_until": None}
+    if op in {Operation.REVERSE_REPLICATE, Operation.ENABLE_REPLICATION}:
+        return replication_restarted(world)
+    if op is Operation.DISABLE_REPLICATION:
+        return {"sync_anchor": None, "resync_from": None, "resync_until": None}
+    if op is Operation.RESYNC:
+        # The resynced replica holds a full copy as of the end, on the grid.
+        anchor = replication_anchor(row, world)
+        first = grid_floor(world.t, world.interval)
+        return {
+            "sync_anchor": first if anchor is None else max(anchor, first),
+            "resync_from": None,
+            "resync_until": None,
+        }
+    if op is Operation.STOP_VM and job.target_site == row.active_site:
+        return {"writes_stopped_at": world.t}
+    if op is Operation.START_VM:
+        return {"writes_stopped_at": None}
+    return {}
+
+
+def replication_restarted(world: World) -> dict[str, Any]:
+    """Replication (re)starts now with a full copy, its first recovery point on the grid."""
+    return {
+        "sync_anchor": grid_floor(world.t, world.interval),
+        "resync_from": None,
+        "resync_until": None,
+        "writes_stopped_at": None,
+        "rp_latest": None,
+        "rp_oldest": None,
+        "rp_applied": None,
+        "written_until": None,
+    }

@@ -10,12 +10,11 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from builders import inventory, inventory_vm, sim_fabric, timings
+from builders import inventory, inventory_vm, timings
 
 from reconciler import errors
 from reconciler.core.state import (
@@ -39,18 +38,6 @@ INVENTORY = inventory(
     inventory_vm("big", size_gb=50),  # a full copy: 50 * 1024 MB at 100 MB/s = 512 s
     timings=TIMINGS,
 )
-
-
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock(START)
-
-
-@pytest.fixture
-def fabric(tmp_path: Path, clock: VirtualClock) -> Iterator[sim.SimFabric]:
-    fabric = sim_fabric(tmp_path, INVENTORY, clock)
-    yield fabric
-    fabric.close()
 
 
 def follow(fabric: sim.SimFabric, clock: VirtualClock, job_id: str) -> Job:

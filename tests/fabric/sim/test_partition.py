@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from builders import inventory, inventory_vm, sim_fabric, timings
+from builders import inventory, inventory_vm, timings
 
 from reconciler import errors
 from reconciler.core.state import JobState, Operation, Power
@@ -30,18 +29,6 @@ INVENTORY = inventory(
     inventory_vm("batch", "rtm", replication=None),
     timings=timings(replication_interval=30.0),
 )
-
-
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock(START)
-
-
-@pytest.fixture
-def fabric(tmp_path: Path, clock: VirtualClock) -> Iterator[sim.SimFabric]:
-    fabric = sim_fabric(tmp_path, INVENTORY, clock)
-    yield fabric
-    fabric.close()
 
 
 def at(seconds: float) -> datetime:

@@ -7,7 +7,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -44,18 +43,6 @@ INVENTORY = inventory(
     inventory_vm("batch", "rtm", replication=None),
     timings=TIMINGS,
 )
-
-
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock(START)
-
-
-@pytest.fixture
-def fabric(tmp_path: Path, clock: VirtualClock) -> Iterator[sim.SimFabric]:
-    fabric = sim_fabric(tmp_path, INVENTORY, clock)
-    yield fabric
-    fabric.close()
 
 
 def run(
