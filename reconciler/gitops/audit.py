@@ -32,14 +32,28 @@ from typing import Any, NamedTuple
 
 from reconciler import errors
 from reconciler.core import spec
-from reconciler.core.desired import PlanSpec
+from reconciler.core.desired import DesiredVM, PlanSpec
 from reconciler.engine import journal
 from reconciler.engine import state_dir as layout
 from reconciler.gitops import git, history
 from reconciler.kits import difference, gcpause
 
 # A VM's effective desired state as the JSON names its fields, in VMState's order.
-FIELDS = ("activeSite", "replication", "allowDataLoss", "group", "plan")
+FIELDS = (
+    "activeSite",
+    "replication",
+    "allowDataLoss",
+    "group",
+    "plan",
+    # The keys an operator commits to let drctl lose, delete or overwrite data
+    # (issue 9): who allowed what, and when, is the point of the audit.
+    "dataLossConsent",
+    "commit",
+    "commitApproved",
+    "discardLostWrites",
+    "recoveryPoint",
+    "confirmDisableReplication",
+)
 Change = difference.Change  # field -> (old, new); None where the VM did not exist
 _Key = tuple[str, str]  # (path relative to the spec directory, blob sha)
 
@@ -56,6 +70,12 @@ class VMState(NamedTuple):
     allow_data_loss: bool
     group: str | None
     plan: str
+    data_loss_consent: str | None = None  # a scoped allowDataLoss, as written
+    commit: str = "auto"
+    commit_approved: str | None = None
+    discard_lost_writes: str | None = None
+    recovery_point: str = "latest"
+    confirm_disable_replication: bool = False
 
 
 @dataclass
@@ -278,7 +298,17 @@ class _Specs:
             return _File(name, text, [], exc.problems)
         vms = {
             vm.name: VMState(
-                vm.active_site, vm.replication_text, vm.allow_data_loss, vm.group, vm.plan
+                vm.active_site,
+                vm.replication_text,
+                vm.allow_data_loss,
+                vm.group,
+                vm.plan,
+                _scoped_consent(vm),
+                vm.commit,
+                vm.commit_approved,
+                vm.discard_lost_writes,
+                vm.recovery_point,
+                vm.confirm_disable_replication,
             )
             for plan in plans
             for vm in plan.vms
@@ -369,6 +399,16 @@ def _replay(
     return entries
 
 
+def _scoped_consent(vm: DesiredVM) -> str | None:
+    """`allowDataLoss: {from, until}` or `{revision}` in words; None when not scoped."""
+    if vm.data_loss_window is not None:
+        site, until = vm.data_loss_window
+        return f"from {site} until {until.isoformat()}"
+    if vm.data_loss_revision is not None:
+        return f"revision {vm.data_loss_revision}"
+    return None
+
+
 def _changes(old: dict[str, VMState], new: dict[str, VMState]) -> dict[str, Change]:
     """Per VM whose effective state differs: field -> (old, new)."""
     if old is new:
@@ -378,7 +418,21 @@ def _changes(old: dict[str, VMState], new: dict[str, VMState]) -> dict[str, Chan
     # pair of states), the one `drctl plan` uses for its changes.
     differing = {name for name, _ in old.items() ^ new.items()}
     return {
-        name: difference.compare_fields(FIELDS, old.get(name), new.get(name)) for name in differing
+        name: _quiet(difference.compare_fields(FIELDS, old.get(name), new.get(name)))
+        for name in differing
+    }
+
+
+# The safety keys at their defaults: left out of a VM that appears or goes,
+# where they would only say that nobody set them.
+_DEFAULTS = dict(zip(FIELDS[5:], VMState("", "", False, None, "")[5:], strict=True))
+
+
+def _quiet(change: Change) -> Change:
+    return {
+        field: (old, new)
+        for field, (old, new) in change.items()
+        if field not in _DEFAULTS or {old, new} - {None, _DEFAULTS[field]}
     }
 
 

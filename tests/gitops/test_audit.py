@@ -256,6 +256,47 @@ def test_vm_keeps_only_that_vms_entries(
     assert {e["vm"] for e in got} == {"sql01"}
 
 
+def test_the_consents_and_approvals_an_operator_commits_are_in_the_audit(
+    repo: Repo, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Who allowed data loss for which event, approved which commit, discarded which writes."""
+    repo.commit("Protect finance", "alice", T0, {"specs/finance.yaml": PLAN})
+    scoped = MOVED.replace(
+        "      activeSite: rtm\n",
+        "      activeSite: rtm\n"
+        '      policy: {allowDataLoss: {from: ams, until: "2026-11-21T12:00:00Z"}}\n',
+    )
+    repo.commit(
+        "ams is down: fail sql01 over",
+        "bob",
+        T0 + timedelta(days=1),
+        {"specs/finance.yaml": scoped},
+    )
+    salvaged = scoped.replace(
+        "      activeSite: rtm\n", "      activeSite: rtm\n      discardLostWrites: job-000021\n"
+    )
+    repo.commit(
+        "Salvaged sql01's lost writes",
+        "carol",
+        T0 + timedelta(days=2),
+        {"specs/finance.yaml": salvaged},
+    )
+    got = audit(capsys, str(repo.specs), "--vm", "sql01", "--state-dir", str(tmp_path))
+    assert [(e["author"], e["change"]) for e in got[1:]] == [
+        (
+            "bob",
+            {
+                "activeSite": ["ams", "rtm"],
+                "replication": ["ams->rtm", "rtm->ams"],
+                "dataLossConsent": [None, "from ams until 2026-11-21T12:00:00+00:00"],
+            },
+        ),
+        ("carol", {"discardLostWrites": [None, "job-000021"]}),
+    ]
+    # A VM that appears says nothing of the keys nobody set.
+    assert set(got[0]["change"]) == {"activeSite", "replication", "allowDataLoss", "group", "plan"}
+
+
 def test_since_keeps_later_commits_and_measures_the_first_from_the_state_before_it(
     repo: Repo, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
