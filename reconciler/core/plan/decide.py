@@ -716,7 +716,9 @@ class PlanContext:
             Operation.UNPLANNED_FAILOVER,
             target,
             waiting_for=[*stuck, *dependents, *predecessors],
-            shutdown_source=reachable,
+            # Always asked: the fabric shuts the source down first where it can still
+            # reach it (ASR sourceSiteOperations: Required), and goes on if not.
+            shutdown_source=True,
             stage=self.stage(vm),
         )
 

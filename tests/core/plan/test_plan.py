@@ -135,7 +135,9 @@ def test_disconnected_source_without_consent_is_blocked_and_says_what_to_commit(
     assert "wait for site ams to return" in got.reason
 
 
-def test_disconnected_source_with_consent_fails_over_unplanned_without_shutdown() -> None:
+def test_disconnected_source_with_consent_fails_over_unplanned_asking_for_the_shutdown() -> None:
+    """Rule 3: the fabric is asked to shut the source down first where it can still
+    reach it (ASR's sourceSiteOperations: Required goes on when it cannot)."""
     o = vm("sql01", "ams", allowed=frozenset({OP.UNPLANNED_FAILOVER}))
     got = decide(desired(want("sql01", "rtm", allow_data_loss=True)), observed(o, down=("ams",)))[
         "sql01"
@@ -143,7 +145,7 @@ def test_disconnected_source_with_consent_fails_over_unplanned_without_shutdown(
     assert got.phase is Phase.FAILING_OVER
     assert got.action is not None
     assert got.action.operation is OP.UNPLANNED_FAILOVER
-    assert got.action.shutdown_source is False
+    assert got.action.shutdown_source is True
 
 
 def test_resync_required_without_consent_is_blocked_naming_replication() -> None:
