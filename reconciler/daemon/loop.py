@@ -44,6 +44,13 @@ OnRevision = Callable[[str, plan.Plan, list[journal.Entry]], None]
 DIRTY_GRACE = timedelta(milliseconds=150)
 # How often to look again while something is pending that time alone resolves.
 PENDING_POLL = 1.0
+# Phases that wait for a person, logged once each time a VM enters them (the
+# event is `vm_` and the word: vm_blocked, vm_held, vm_waiting_for_user).
+_NEEDS_A_PERSON = {
+    Phase.BLOCKED: "blocked",
+    Phase.HELD: "held",
+    Phase.WAITING_FOR_USER: "waiting for user",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -360,14 +367,15 @@ class Daemon:
                         vp.reason,
                         extra={"event": "vm_converged", "plan": vp.plan, "vm": vp.name},
                     )
-                elif vp.phase is Phase.BLOCKED:
+                elif (said := _NEEDS_A_PERSON.get(vp.phase)) is not None:
                     log.warning(
-                        "%s/%s blocked: %s",
+                        "%s/%s %s: %s",
                         vp.plan,
                         vp.name,
+                        said,
                         vp.reason,
                         extra={
-                            "event": "vm_blocked",
+                            "event": f"vm_{said.replace(' ', '_')}",
                             "plan": vp.plan,
                             "vm": vp.name,
                             "reason": vp.reason,
@@ -526,7 +534,7 @@ def note_outcome(specs_dir: Path) -> OnRevision:
         if not revision.is_commit(rev):
             return  # dirty files or no git: there is no commit to annotate
         blocked = {
-            f"{vp.plan}/{vp.name}": vp.reason for vp in built.vms if vp.phase is Phase.BLOCKED
+            f"{vp.plan}/{vp.name}": vp.reason for vp in built.vms if vp.phase in _NEEDS_A_PERSON
         }
         outcome = "converged" if built.converged else "blocked"
         text = notes.summarise(rev, entries, outcome, blocked)

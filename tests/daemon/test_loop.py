@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -168,9 +170,34 @@ def test_settle_time_then_the_move_goes_ahead(tmp_path: Path) -> None:
     assert {vm.active_site for vm in s.fabric.observe().vms.values()} == {"rtm"}
 
 
-def test_drift_made_in_the_fabric_is_corrected(tmp_path: Path) -> None:
+def test_a_move_made_in_the_fabric_is_held_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rule 1: an operator's failover is never reverted by drctl on its own."""
     s = Setup(tmp_path)
+    made = s.clock.now().timestamp()
+    os.utime(s.specs / "finance.yaml", (made, made))  # the revision predates the move
     s.passes(1)
+    s.clock.advance(5)
+    s.fabric.move("sql01", "rtm")
+    with caplog.at_level(logging.WARNING, logger="drctl"):
+        s.passes(31 + 20)  # one resync interval, and time for a failback
+    assert s.fabric.observe().vms["sql01"].active_site == "rtm"
+    assert s.jobs() == [("sql01", "PlannedFailover")]  # the operator's, and nothing of drctl
+    held = [r for r in caplog.records if getattr(r, "event", None) == "vm_held"]
+    assert [(r.getMessage().split(":")[0], getattr(r, "vm", None)) for r in held] == [
+        ("finance/sql01 held", "sql01")
+    ]
+    assert s.sample("drctl_vm_held", plan="finance", vm="sql01") == 1
+
+
+def test_a_move_made_in_the_fabric_is_corrected_with_self_heal(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    s.want("ams", PLAN.replace("commitAfterSeconds: 0}", "commitAfterSeconds: 0, selfHeal: true}"))
+    made = s.clock.now().timestamp()
+    os.utime(s.specs / "finance.yaml", (made, made))
+    s.passes(1)
+    s.clock.advance(5)
     s.fabric.move("sql01", "rtm")
     s.passes(31 + 20)  # one resync interval, then the failback itself
     assert s.fabric.observe().vms["sql01"].active_site == "ams"
