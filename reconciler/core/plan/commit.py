@@ -13,38 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from reconciler.core import state
 from reconciler.core.desired import DesiredVM
+from reconciler.core.plan.context import PlanContext
 from reconciler.core.plan.model import Phase, VMPlan
 from reconciler.core.state import FailoverKind, Operation, PointType, RecoveryPoint
-
-
-class PlanContext(Protocol):
-    """What this module needs of `decide.PlanContext` (which imports this one)."""
-
-    observed: state.Observed
-    now: datetime
-
-    def result(
-        self, vm: DesiredVM, o: state.ObservedVM | None, phase: Phase, reason: str
-    ) -> VMPlan: ...
-
-    def act(
-        self,
-        vm: DesiredVM,
-        o: state.ObservedVM,
-        phase: Phase,
-        reason: str,
-        operation: Operation,
-        target_site: str | None,
-        *,
-        recovery_point: str | None = None,
-    ) -> VMPlan: ...
-
-    def consent(self, vm: DesiredVM, source: str) -> tuple[bool, str]: ...
-
 
 LATEST = "latest"
 LATEST_APP = "latestAppConsistent"

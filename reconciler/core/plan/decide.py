@@ -5,6 +5,13 @@ copies, protection state, allowed operations, the job in progress), never
 from a remembered chain of steps: what follows a failover depends on what the
 fabric did, and the daemon can be killed at any moment. Called by
 `plan.build_plan`; pure.
+
+`PlanContext.decide` walks a VM down the ladder of what holds first (the
+fabric unreadable, no such VM, a job running, a hold) to the step that applies,
+and hands itself to the module that decides that step: `failover` for a VM
+that must move, `replication` for its replication, `commit` for a failover not
+committed yet, `hold` for what waits for a person. It keeps what the VMs of a
+plan share: group ordering, and the readiness and reasons many VMs repeat.
 """
 
 from __future__ import annotations
@@ -15,9 +22,9 @@ from datetime import datetime
 
 from reconciler.core import state
 from reconciler.core.desired import DesiredVM, PlanSpec
-from reconciler.core.plan import commit, order, reading
+from reconciler.core.plan import commit, context, failover, hold, order, reading, replication
 from reconciler.core.plan.model import Action, Phase, Provenance, Readiness, VMPlan
-from reconciler.core.state import FailoverKind, Operation, ProtectionState, ReplicationState
+from reconciler.core.state import Operation, ProtectionState, ReplicationState
 
 # Replication older than this many intervals puts the RPO at risk.
 RPO_RISK_INTERVALS = 2.0
@@ -57,6 +64,9 @@ class PlanContext:
         self.rank, self.before, self.after = order.group_order(plan.groups)
         self.group_vms = {g.name: g.vms for g in plan.groups}
         self._later: dict[str, tuple[str, ...]] = {}
+        # Filled by `stuck`, but set here, not by a cached_property: that writes
+        # through `__dict__`, which makes every later attribute read of `self`
+        # slower (CPython 3.11), and the plan's decisions read it 100k times.
         self._stuck: list[str] | None = None
         # Many VMs share a replication state and a desired placement: their
         # readiness and the reason they are converged are worked out once.
@@ -101,7 +111,7 @@ class PlanContext:
         test = self._runs_at_target if check == "target" else self._running_at_active
         return [n for n in names if not test(n)]
 
-    def _waiting_dependents(self, vm: DesiredVM) -> list[str]:
+    def waiting_dependents(self, vm: DesiredVM) -> list[str]:
         """VMs of every group that comes after `vm`'s, directly or not, that will move and
         still run: a pinned group in between does not let the db stop under the web."""
         if vm.group is None:
@@ -123,31 +133,11 @@ class PlanContext:
             found = self._later[group] = tuple(seen)
         return found
 
-    def _cannot_move(self) -> list[str]:
+    @property
+    def stuck(self) -> list[str]:
         """VMs of the plan that must fail over but cannot now (worked out once per plan)."""
         if self._stuck is None:
-            self._stuck = []
-            for vm in self.plan.vms:
-                o = self._obs(vm.name)
-                if o is not None and (
-                    o.active_site == vm.active_site or (o.job is not None and o.job.running)
-                ):
-                    continue
-                if o is not None and o.protection_state is ProtectionState.UNKNOWN:
-                    self._stuck.append(vm.name)  # drctl moves no VM it cannot read
-                    continue
-                if o is not None and o.protection_state in {
-                    ProtectionState.COMMIT_PENDING,
-                    ProtectionState.COMMITTED,
-                }:
-                    continue  # failed over already: committing or reversing replication
-                allowed = set() if o is None else o.allowed_operations
-                if Operation.PLANNED_FAILOVER in allowed or (
-                    self.consent(vm, o.active_site if o else "")[0]
-                    and Operation.UNPLANNED_FAILOVER in allowed
-                ):
-                    continue
-                self._stuck.append(vm.name)
+            self._stuck = failover.cannot_move(self)
         return self._stuck
 
     def stage(self, vm: DesiredVM, reverse: bool = False) -> tuple[int, int]:
@@ -156,28 +146,11 @@ class PlanContext:
 
     def failover_path(self) -> str | None:
         """How this plan's VMs fail over, said once by `drctl plan`; None when none moves."""
-        moving = any(
-            (o := self._obs(vm.name)) is not None and o.active_site != vm.active_site
-            for vm in self.plan.vms
-        )
-        if not moving:
-            return None
-        if not self.plan.groups:
-            return "each VM on its own (no groups)"
-        if self.plan.unordered_failover:
-            return (
-                "unordered (policy.unorderedFailover): each VM fails over as soon as it can, "
-                "without the group order"
-            )
-        if not self.observed.can_stop_vms:
-            return (
-                "blocked: this fabric cannot stop VMs, so dependents cannot stop first, and "
-                "this provider offers no plan-level failover"
-            )
-        return (
-            "dependents first: drctl stops the groups in reverse order, then fails them "
-            "over in boot order"
-        )
+        return failover.describe_path(self)
+
+    def consent(self, vm: DesiredVM, source: str) -> tuple[bool, str]:
+        """Whether the spec consents now to losing writes by failing `vm` away from `source`."""
+        return failover.consent(self, vm, source)
 
     # --- the decision for one VM -------------------------------------------
 
@@ -238,64 +211,12 @@ class PlanContext:
             )
         if o.job is not None and o.job.running:
             return self._job_running(vm, o, o.job)
-        held = self._moved_outside(vm, o) or self._copies_unsure(vm, o)
+        held = hold.moved_outside(self, vm, o) or hold.copies_unsure(self, vm, o)
         if held is not None:
             return held
         if o.active_site == vm.active_site:
             return self._at_desired_site(vm, o)
         return self._must_move(vm, o)
-
-    # --- what drctl did not do ------------------------------------------------
-
-    def _outside(self, o: state.ObservedVM) -> bool:
-        """Whether the failover that made the active copy active was made outside drctl."""
-        job = o.last_failover_job
-        return (
-            self.provenance is not None
-            and job is not None
-            and not self.provenance.is_own(job, o.last_failover_at)
-        )
-
-    def _moved_outside(self, vm: DesiredVM, o: state.ObservedVM) -> VMPlan | None:
-        """Held: a failover drctl did not start is never reverted by drctl on its own.
-
-        Only `policy.selfHeal` or a revision made after the move moves it again.
-        """
-        if o.active_site == vm.active_site or not self._outside(o) or self.plan.self_heal:
-            return None
-        assert self.provenance is not None  # noqa: S101 (_outside)
-        made, at = self.provenance.revision_made_at, o.last_failover_at
-        if made is not None and at is not None and made > at:
-            return None
-        when = "at an unknown time" if at is None else f"at {at.isoformat()}"
-        return self.result(
-            vm,
-            o,
-            Phase.HELD,
-            f"failed over to {o.active_site} outside drctl {when} by job "
-            f"{o.last_failover_job}; commit `activeSite: {o.active_site}` to accept it, or "
-            f"commit a revision made after that which keeps `activeSite: {vm.active_site}` "
-            "to move it back",
-        )
-
-    def _copies_unsure(self, vm: DesiredVM, o: state.ObservedVM) -> VMPlan | None:
-        """Held: two copies run and drctl cannot tell which one took writes last.
-
-        A stale copy is stopped (or the VM moved at all) only when drctl's journal
-        shows the failover that made the other copy the authoritative one.
-        """
-        stale = next((s for s in o.running if s != o.active_site), None)
-        if stale is None or not self._outside(o):
-            return None
-        return self.result(
-            vm,
-            o,
-            Phase.HELD,
-            f"copies run at {o.active_site} and {stale}, and the failover to {o.active_site} "
-            f"(job {o.last_failover_job}) was made outside drctl, which cannot tell which copy "
-            f"took writes last: stop the copy that must not run, in the fabric, after saving "
-            "what it holds",
-        )
 
     def result(
         self,
@@ -408,7 +329,7 @@ class PlanContext:
             recovery_point=recovery_point,
         )
         if waiting_for:
-            reason = f"{reason}; waiting for {names_text(waiting_for)}"
+            reason = f"{reason}; waiting for {context.names_text(waiting_for)}"
         return self.result(vm, o, phase, reason, action)
 
     def _commit(
@@ -444,7 +365,7 @@ class PlanContext:
                 waiting_for=waiting,
                 stage=self.stage(vm),
             )
-        return self._replication_at_site(vm, o)
+        return replication.decide_replication(self, vm, o)
 
     def _fence(self, vm: DesiredVM, o: state.ObservedVM, stale: str) -> VMPlan:
         if stale in o.power_unknown:
@@ -465,58 +386,6 @@ class PlanContext:
             )
         return self.act(vm, o, Phase.STOPPING, reason, Operation.STOP_VM, stale)
 
-    def _replication_at_site(self, vm: DesiredVM, o: state.ObservedVM) -> VMPlan:
-        """The VM runs where it should; bring replication to what the spec says."""
-        site = vm.active_site
-        want = vm.replication
-        rep = o.replication
-        if want is None:
-            if rep is None:
-                return self.result(vm, o, Phase.CONVERGED, "")
-            if not vm.confirm_disable_replication:
-                # On ASR disabling replication deletes the replicated item: the
-                # way back is gone, and rebuilding it is a full initial copy.
-                return self.result(
-                    vm,
-                    o,
-                    Phase.BLOCKED,
-                    f"the spec says replication off, but {rep.direction} runs: turning it off "
-                    "removes the return path (on ASR it deletes the replicated item); add "
-                    "`confirmDisableReplication: true` beside `replication: off` if that is "
-                    "meant, or set replication back",
-                )
-            return self.act(
-                vm,
-                o,
-                Phase.SYNCING,
-                f"replication {rep.direction} is on but the spec says off; disabling it",
-                Operation.DISABLE_REPLICATION,
-                None,
-            )
-        if rep is None:
-            return self._replicate(vm, o, want[1], "")
-        if (rep.source, rep.target) != want:
-            return self.result(
-                vm,
-                o,
-                Phase.BLOCKED,
-                f"replication flows {rep.direction} while "
-                f"the VM runs at {site}: check replication in the fabric",
-            )
-        if rep.state is ReplicationState.RESYNC_REQUIRED and Operation.RESYNC in (
-            o.allowed_operations
-        ):
-            # A fabric whose resync is an operation of its own, not a schedule.
-            return self.act(
-                vm,
-                o,
-                Phase.SYNCING,
-                f"replication {rep.direction} needs a resync; resyncing it",
-                Operation.RESYNC,
-                rep.target,
-            )
-        return self.result(vm, o, *_sync_status(rep, self.now))
-
     def _must_move(self, vm: DesiredVM, o: state.ObservedVM) -> VMPlan:
         """The authoritative copy runs at the other site: move it to the desired one."""
         source, target = o.active_site, vm.active_site
@@ -533,233 +402,8 @@ class PlanContext:
             stale = [s for s in o.maybe_running if s != source]
             if stale:
                 return self._fence(vm, o, stale[0])
-            return self._replicate(vm, o, target, f" before moving it to {target}")
-        return self._failover(vm, o, source, target)
-
-    def _replicate(self, vm: DesiredVM, o: state.ObservedVM, target: str, purpose: str) -> VMPlan:
-        """Start replication from the active copy to `target`: a reprotect after a
-        committed failover, else enabling it."""
-        source = o.active_site
-        if not self.observed.site_connected(target):
-            return self.result(
-                vm,
-                o,
-                Phase.WAITING_FOR_SITE,
-                f"runs at {source}; replication "
-                f"to {target}{purpose} needs site {target}, which is "
-                f"disconnected: waiting for {target} to return",
-            )
-        if o.protection_state is ProtectionState.COMMITTED:
-            salvage = self._lost_writes_held(vm, o, target)
-            if salvage is not None:
-                return salvage
-            return self.act(
-                vm,
-                o,
-                Phase.REPROTECTING,
-                f"failover to {source} committed; "
-                f"reversing replication to {source}->{target}{purpose}",
-                Operation.REVERSE_REPLICATE,
-                target,
-            )
-        return self.act(
-            vm,
-            o,
-            Phase.SYNCING,
-            f"runs at {source} with replication off; enabling {source}->{target}{purpose}",
-            Operation.ENABLE_REPLICATION,
-            target,
-        )
-
-    def _lost_writes_held(self, vm: DesiredVM, o: state.ObservedVM, old: str) -> VMPlan | None:
-        """Held: reversing replication after an unplanned failover overwrites the old copy.
-
-        That copy may hold the only copy of the writes the failover lost: it
-        waits for `discardLostWrites: <the failover's job>`, unless the plan says
-        `policy.reprotectAfterUnplanned: auto`.
-        """
-        if o.last_failover is not FailoverKind.UNPLANNED:
-            return None
-        job = o.last_failover_job
-        if self.plan.reprotect_after_unplanned == "auto" or (
-            job is not None and vm.discard_lost_writes in {job, "any"}
-        ):
-            return None
-        lost = o.last_failover_loss_seconds
-        how_much = "some" if lost is None else f"up to {lost:.0f} s of"
-        return self.result(
-            vm,
-            o,
-            Phase.HELD,
-            f"the copy at {old} holds {how_much} writes that never reached {o.active_site}; "
-            f"salvage them, then commit `discardLostWrites: {job or 'any'}` to reverse "
-            f"replication ({o.active_site}->{old} overwrites the copy at {old})",
-        )
-
-    def _failover(self, vm: DesiredVM, o: state.ObservedVM, source: str, target: str) -> VMPlan:
-        rep = o.replication
-        assert rep is not None  # noqa: S101 (checked by the caller)
-        if o.test_failover is state.TestFailoverState.RUNNING:
-            return self.result(
-                vm,
-                o,
-                Phase.BLOCKED,
-                f"a test failover of {vm.name} is running "
-                f"at {rep.target}: clean it up (TestFailoverCleanup) before "
-                f"failing over to {target}",
-            )
-        if rep.target != target:
-            return self.result(
-                vm,
-                o,
-                Phase.BLOCKED,
-                f"replication flows {rep.direction}, "
-                f"not towards {target}: check replication in the fabric",
-            )
-        if not self.observed.site_connected(target):
-            return self.result(
-                vm,
-                o,
-                Phase.WAITING_FOR_SITE,
-                f"failover to {target} needs site {target}, which is disconnected: waiting for it",
-            )
-        if rep.state is ReplicationState.INITIAL_SYNC:
-            return self.result(
-                vm,
-                o,
-                Phase.SYNCING,
-                f"initial replication {rep.direction} "
-                f"still running: the failover to {target} waits for it",
-            )
-        predecessors = self.waiting_predecessors(vm, "target")
-        move = f"moving from {source} to {target}"
-        if not self.observed.can_stop_vms and self.plan.groups and not self.plan.unordered_failover:
-            # Dependents first needs a stop before each failover; a fabric that
-            # cannot stop VMs orders a grouped plan only through a plan-level
-            # failover of its own (an ASR recovery plan).
-            return self.result(
-                vm,
-                o,
-                Phase.BLOCKED,
-                f"{move}: this fabric cannot stop VMs, so plan '{vm.plan}' cannot stop its "
-                "dependents first, and this provider offers no plan-level failover; commit "
-                "`policy.unorderedFailover: true` to fail its VMs over without the group order",
-            )
-        # All or nothing: while a moving VM of the plan cannot fail over, none
-        # does (an application split across two sites is down at both).
-        stuck = [n for n in self._cannot_move() if n != vm.name]
-        reachable = self.observed.site_connected(source)
-        dependents = self._waiting_dependents(vm) if reachable else []
-        if Operation.PLANNED_FAILOVER in o.allowed_operations:
-            if source in o.running and self.observed.can_stop_vms:
-                # Stopping is only worth it when the whole plan can move: a VM
-                # stopped for a move that cannot happen is an outage for nothing.
-                why = (
-                    f"; holding the stop: {names_text(stuck)} cannot fail over now" if stuck else ""
-                )
-                return self.act(
-                    vm,
-                    o,
-                    Phase.STOPPING,
-                    f"{move}: stopping it at {source} "
-                    f"(dependents first) before the planned failover{why}",
-                    Operation.STOP_VM,
-                    source,
-                    waiting_for=[*stuck, *dependents],
-                    stage=self.stage(vm, reverse=True),
-                )
-            return self.act(
-                vm,
-                o,
-                Phase.FAILING_OVER,
-                f"{move}: planned failover (no data loss)",
-                Operation.PLANNED_FAILOVER,
-                target,
-                waiting_for=[*stuck, *dependents, *predecessors],
-                stage=self.stage(vm),
-            )
-        why = self._why_not_planned(o, source)
-        consented, consent = self.consent(vm, source)
-        if not consented:
-            return self.result(
-                vm,
-                o,
-                Phase.BLOCKED,
-                f"{move}: {why}, so a planned failover is "
-                "impossible; an unplanned failover could lose up to "
-                f"{_loss_text(o, self.now)} of writes. {consent}Commit "
-                f"allowDataLoss: {{from: {source}, until: <time>}} in plan '{vm.plan}' (or on "
-                f"the VM) to accept that for this event, or wait for "
-                f"{self._what_to_wait_for(o, source)}",
-            )
-        if predecessors and reachable and source in o.running and self.observed.can_stop_vms:
-            # The source answers: dependents first on this path too. A VM whose
-            # predecessors must move first is stopped now, so that they can.
-            return self.act(
-                vm,
-                o,
-                Phase.STOPPING,
-                f"{move}: {why}; stopping it at {source} (dependents first) before the "
-                f"unplanned failover allowed by {consent}",
-                Operation.STOP_VM,
-                source,
-                waiting_for=[*stuck, *dependents],
-                stage=self.stage(vm, reverse=True),
-            )
-        return self.act(
-            vm,
-            o,
-            Phase.FAILING_OVER,
-            f"{move}: {why}; unplanned failover "
-            f"allowed by {consent} (may lose up to {_loss_text(o, self.now)} "
-            "of writes)",
-            Operation.UNPLANNED_FAILOVER,
-            target,
-            waiting_for=[*stuck, *dependents, *predecessors],
-            # Always asked: the fabric shuts the source down first where it can still
-            # reach it (ASR sourceSiteOperations: Required), and goes on if not.
-            shutdown_source=True,
-            stage=self.stage(vm),
-        )
-
-    def consent(self, vm: DesiredVM, source: str) -> tuple[bool, str]:
-        """Whether the spec consents now to losing writes by failing `vm` away from `source`.
-
-        The words: the consent that allows it, or why a scoped one does not
-        (expired, another site, another revision), to lead the Blocked reason.
-        """
-        if vm.allow_data_loss:
-            return True, "allowDataLoss"
-        if vm.data_loss_window is not None:
-            site, until = vm.data_loss_window
-            if site != source:
-                return False, f"allowDataLoss covers failovers away from {site}, not {source}. "
-            if self.now >= until:
-                return False, f"allowDataLoss from {site} expired at {until.isoformat()}. "
-            return True, f"allowDataLoss from {site} until {until.isoformat()}"
-        if vm.data_loss_revision is not None:
-            rev = None if self.provenance is None else self.provenance.revision
-            if rev is not None and rev.startswith(vm.data_loss_revision):
-                return True, f"allowDataLoss for revision {vm.data_loss_revision}"
-            return False, (
-                f"allowDataLoss covers revision {vm.data_loss_revision}, not the one in force. "
-            )
-        return False, ""
-
-    def _why_not_planned(self, o: state.ObservedVM, source: str) -> str:
-        rep = o.replication
-        if not self.observed.site_connected(source):
-            return f"site {source} is disconnected"
-        if rep is not None and rep.state is not ReplicationState.REPLICATING:
-            return f"replication {rep.direction} is {rep.state}"
-        if rep is not None and rep.health is not state.Health.NORMAL:
-            return f"replication {rep.direction} is behind (health {rep.health})"
-        return "the fabric does not allow a planned failover now"
-
-    def _what_to_wait_for(self, o: state.ObservedVM, source: str) -> str:
-        if not self.observed.site_connected(source):
-            return f"site {source} to return"
-        return "replication to catch up"
+            return replication.replicate_to(self, vm, o, target, f" before moving it to {target}")
+        return failover.decide_failover(self, vm, o, source, target)
 
 
 def _placed(vm: DesiredVM, o: state.ObservedVM) -> bool:
@@ -789,26 +433,6 @@ def _protected(vm: DesiredVM, o: state.ObservedVM) -> bool:
     )
 
 
-def _sync_status(rep: state.Replication, now: datetime) -> tuple[Phase, str]:
-    if rep.state is ReplicationState.REPLICATING and rep.health is state.Health.NORMAL:
-        return Phase.CONVERGED, ""
-    if rep.state in {ReplicationState.INITIAL_SYNC, ReplicationState.RESYNC_REQUIRED}:
-        return Phase.SYNCING, f"replication {rep.direction}: {rep.state}, waiting for it to finish"
-    if rep.state is ReplicationState.REPLICATING:
-        age = (
-            ""
-            if rep.last_sync is None
-            else (f", last sync {(now - rep.last_sync).total_seconds():.0f}s ago")
-        )
-        return Phase.SYNCING, (
-            f"replication {rep.direction} is behind (health {rep.health}"
-            f"{age}): waiting for it to catch up"
-        )
-    return Phase.BLOCKED, (
-        f"replication {rep.direction} is {rep.state}: resume or repair it in the fabric"
-    )
-
-
 def _converged_reason(vm: DesiredVM) -> str:
     if vm.replication is None:
         said = f"runs at {vm.active_site}, replication off as the spec says"
@@ -831,15 +455,3 @@ def _moves_towards(job: state.Job, vm: DesiredVM, o: state.ObservedVM) -> bool:
     if job.operation in state.FAILOVERS:
         return job.target_site == vm.active_site
     return True
-
-
-def _loss_text(o: state.ObservedVM, now: datetime) -> str:
-    rep = o.replication
-    if rep is None or rep.last_sync is None:
-        return "an unknown amount"
-    return f"{(now - rep.last_sync).total_seconds():.0f}s"
-
-
-def names_text(names: list[str]) -> str:
-    shown = ", ".join(names[:5])
-    return shown if len(names) <= 5 else f"{shown} and {len(names) - 5} more"

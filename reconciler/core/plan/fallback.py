@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from reconciler.core.plan.decide import PlanContext, names_text
+from reconciler.core.plan.context import PlanContext, names_text
 from reconciler.core.plan.model import Phase, VMPlan
 from reconciler.core.state import Operation, ProtectionState
 
