@@ -64,7 +64,8 @@ def test_the_copies_drctl_stopped_are_started_back_when_the_move_is_blocked(
     seen = fabric.observe().vms
     assert {n: seen[n].running for n in NAMES} == dict.fromkeys(NAMES, ("ams",))
     # Nothing more is stopped while the move is Blocked: the plan rests.
-    assert by_vm["web01"].phase is Phase.BLOCKED
+    assert {by_vm[n].phase for n in ("app01", "web01")} == {Phase.BLOCKED}
+    assert by_vm["app01"].reason.startswith("moving from ams to rtm waits: sql01 is Blocked")
     assert by_vm["web01"].reason == (
         "moving from ams to rtm waits: sql01 is Blocked; nothing more of plan 'finance' is "
         "stopped until that is fixed and a new revision committed"

@@ -31,7 +31,7 @@ def after_blocked_move(
     why = f"{names_text(blocked)} {'is' if len(blocked) == 1 else 'are'} Blocked"
     out = []
     for vp in decided:
-        changed = _start_back(ctx, vp, why) or _hold_stop(ctx, vp, why)
+        changed = _start_back(ctx, vp, why) or _hold_stop(ctx, vp, why, blocked)
         out.append(vp if changed is None else retry(changed))
     return out
 
@@ -78,12 +78,13 @@ def _start_back(ctx: PlanContext, vp: VMPlan, why: str) -> VMPlan | None:
     return started
 
 
-def _hold_stop(ctx: PlanContext, vp: VMPlan, why: str) -> VMPlan | None:
+def _hold_stop(ctx: PlanContext, vp: VMPlan, why: str, blocked: list[str]) -> VMPlan | None:
     """No StopVM for a move that cannot go on: it would only take more of it down."""
     action, o = vp.action, vp.observed
     if action is None or o is None or action.operation is not Operation.STOP_VM:
         return None
-    if not action.ready:  # held already, saying for what (a VM that cannot fail over)
+    if not action.ready and set(action.waiting_for) & set(blocked):
+        # Held already, saying for what: the VM that cannot fail over.
         return None
     if not _moving(vp) or action.target_site != o.active_site:
         return None
