@@ -325,6 +325,7 @@ class Executor:
                 ended,
                 None if ok else (job.error or "the job failed without an error message"),
                 job.data_loss_seconds,
+                job_started_at=job.started_at,
             )
             self._emit(
                 Event(

@@ -118,6 +118,8 @@ class Journal:
             )
         if "intent_id" not in columns:  # ... or before intent ids: their calls carried none
             self._db.execute("ALTER TABLE actions ADD COLUMN intent_id TEXT")
+        if "job_started_at" not in columns:  # ... or before the fabric's own start was kept
+            self._db.execute("ALTER TABLE actions ADD COLUMN job_started_at TEXT")
 
     def close(self) -> None:
         self._db.close()
@@ -184,12 +186,23 @@ class Journal:
         at: datetime,
         error: str | None = None,
         data_loss_seconds: float | None = None,
+        job_started_at: datetime | None = None,
     ) -> None:
+        """The end of an action. `job_started_at`: when its job started by the fabric's
+        clock (which may differ from drctl's), for `own_jobs`."""
         with self._write() as db:
             db.execute(
                 "UPDATE actions SET result = ?, finished_at = ?, error = ?, "
-                "data_loss_seconds = ? WHERE id = ?",
-                (result, at.isoformat(), error, data_loss_seconds, entry_id),
+                "data_loss_seconds = ?, job_started_at = COALESCE(?, job_started_at) "
+                "WHERE id = ?",
+                (
+                    result,
+                    at.isoformat(),
+                    error,
+                    data_loss_seconds,
+                    None if job_started_at is None else job_started_at.isoformat(),
+                    entry_id,
+                ),
             )
 
     def record_unsettled(self, entry: Entry, reason: str) -> Entry:
@@ -260,11 +273,14 @@ class Journal:
     def own_jobs(self) -> dict[str, datetime]:
         """The job id of every failover drctl started, with when it started it.
 
-        The planner tells drctl's moves from those made outside it by these.
+        The planner tells drctl's moves from those made outside it by these,
+        comparing this time with the fabric's end of the failover: so it is
+        the fabric's own start of the job once known (its clock may be
+        behind or ahead of drctl's), else when drctl made the call.
         """
         rows = self._db.execute(
-            "SELECT job_id, started_at FROM actions WHERE job_id IS NOT NULL "
-            "AND started_at IS NOT NULL AND operation IN (?, ?)",
+            "SELECT job_id, COALESCE(job_started_at, started_at) FROM actions "
+            "WHERE job_id IS NOT NULL AND started_at IS NOT NULL AND operation IN (?, ?)",
             (str(Operation.PLANNED_FAILOVER), str(Operation.UNPLANNED_FAILOVER)),
         )
         return {str(job): datetime.fromisoformat(str(at)) for job, at in rows}

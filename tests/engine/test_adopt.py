@@ -280,3 +280,17 @@ def test_without_intent_ids_two_candidates_adopt_none_and_hold_the_vm_until_a_ne
     )
     assert site.stops() == [ours, theirs]  # the VM was off: no third stop
     assert {ours, theirs}.isdisjoint(e.job_id for e in site.journal.entries())
+
+
+def test_with_the_fabric_clock_behind_drctls_own_failover_is_not_taken_for_an_operators(
+    tmp_path: Path,
+) -> None:
+    """Provenance compares the fabric's times with the fabric's: a failback after drctl's own
+    failover goes ahead, never Held as "failed over outside drctl", whatever the skew."""
+    site = Site(tmp_path, fabric_behind=30.0)
+    wanted = desired(want("sql01", "rtm")._replace(commit_after_seconds=0))
+    executor = site.restart()
+    assert execute.apply(executor, wanted, REV, 300).converged
+    back = execute.apply(executor, desired(want("sql01", "ams")), "rev2", 300)
+    (vp,) = back.plan.vms
+    assert back.converged, vp.reason
