@@ -3,12 +3,15 @@
 An invalid revision changes nothing: the last valid one stays in force, and is
 saved (`save`) so that a daemon restarted while HEAD is invalid acts on it too
 (`restore`). `moves` tells whether a new revision moves VMs of a plan (its
-RTO clock starts). Called by `daemon.loop`.
+RTO clock starts). When each plan's settle window last started
+(`settling_since`, see daemon/change.py) is kept with it, so that a daemon
+restarted inside the window still waits it out. Called by `daemon.loop`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +35,9 @@ class InForce:
     # When each plan's move started (revision seen), until it is converged.
     moving_since: dict[str, datetime] = dataclasses.field(default_factory=dict)
     placed: set[str] = dataclasses.field(default_factory=set)
+    # When each plan's settle window started: the revision that last moved its
+    # VMs or widened what drctl may do to them was seen (daemon/change.py).
+    settling_since: dict[str, datetime] = dataclasses.field(default_factory=dict)
 
 
 def save(state_dir: Path, specs_dir: Path, force: InForce) -> None:
@@ -47,6 +53,8 @@ def save(state_dir: Path, specs_dir: Path, force: InForce) -> None:
     (staging / "revision").write_text(force.revision + "\n")
     if force.made_at is not None:
         (staging / "made-at").write_text(force.made_at.isoformat() + "\n")
+    settling = {plan: at.isoformat() for plan, at in force.settling_since.items()}
+    (staging / "settling.json").write_text(json.dumps(settling) + "\n")
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
 
@@ -72,7 +80,23 @@ def restore(state_dir: Path, now: datetime) -> InForce | None:
         rev,
         extra={"event": "revision_restored", "revision": rev},
     )
-    return InForce(rev, desired, now, made_at)
+    restored = InForce(rev, desired, now, made_at)
+    restored.settling_since = _restore_settling(saved / "settling.json", desired, now)
+    return restored
+
+
+def _restore_settling(path: Path, desired: DesiredState, now: datetime) -> dict[str, datetime]:
+    """When each plan's settle window started, as saved; from `now` for every plan if the
+    file is damaged or missing (waiting once more is safe, acting early is not)."""
+    try:
+        saved = json.loads(path.read_text())
+        found = {str(plan): datetime.fromisoformat(at) for plan, at in saved.items()}
+        if all(at.tzinfo is not None for at in found.values()):
+            return found
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    log.warning("%s is missing or damaged: every plan's settle window starts again", path)
+    return {plan.name: now for plan in desired.plans}
 
 
 def moves(

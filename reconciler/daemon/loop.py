@@ -25,7 +25,7 @@ from types import FrameType
 from reconciler.core import plan
 from reconciler.core.desired import DesiredState
 from reconciler.core.plan import Phase
-from reconciler.daemon import in_force
+from reconciler.daemon import admit, in_force
 from reconciler.daemon.logs import log
 from reconciler.engine import execute, fabrics, journal, status
 from reconciler.engine import metrics as metrics_
@@ -94,6 +94,8 @@ class Daemon:
         self.wake = threading.Event()
         self.in_force: in_force.InForce | None = None
         self.spec_error: SpecError | None = None
+        self.gate = admit.Gate()  # refuses a revision that would orphan moves in flight
+        self.git_error: str | None = None  # why the revision could not be read, at the last look
         self.revision_seen: str | None = None
         self.last_change_at: datetime | None = None
         self._changed = True
@@ -231,13 +233,20 @@ class Daemon:
         try:
             self._read_specs()
         except GitError as exc:
-            # Retried at the next change or resync; the revision in force stays.
+            # Never a content hash instead (git.py): retried at the next change
+            # or resync; the revision in force stays, and status and metrics say so.
+            self.git_error = str(exc)
             log.error(
                 "cannot read the spec revision: %s; revision in force: %s",
                 exc,
                 self.in_force.revision if self.in_force else "none",
                 extra={"event": "git_error", "error": str(exc)},
             )
+        else:
+            if self.git_error is not None:
+                log.info("the spec revision can be read again", extra={"event": "git_readable"})
+            self.git_error = None
+        self._publish_revision()
 
     # --- desired state -------------------------------------------------------
 
@@ -259,23 +268,41 @@ class Daemon:
         if self.last_change_at is None:
             return False
         young = self.clock.now() - self.last_change_at < DIRTY_GRACE
-        return young and revision.spec_revision(self.config.specs_dir).dirty
+        try:
+            return young and revision.spec_revision(self.config.specs_dir).dirty
+        except GitError:
+            return False  # reading the revision says so, next
 
     def _read_specs(self) -> None:
         rev = revision.spec_revision(self.config.specs_dir)
-        if rev.id == self.revision_seen and (self.in_force is not None or self.spec_error):
+        # A refused revision is weighed again at each look: it goes in force
+        # by itself once the moves it would have orphaned are over.
+        known = self.in_force is not None or self.spec_error
+        if rev.id == self.revision_seen and self.gate.refused is None and known:
             return
+        if rev.id != self.revision_seen:
+            log.info(
+                "revision seen: %s", rev.id, extra={"event": "revision_seen", "revision": rev.id}
+            )
         self.revision_seen = rev.id
-        log.info("revision seen: %s", rev.id, extra={"event": "revision_seen", "revision": rev.id})
         try:
             desired = specdir.load_specs(self.config.specs_dir)
         except SpecError as exc:
+            self.gate.refused = None
             self._reject(rev.id, exc)
             return
         self.spec_error = None
         if self.in_force is None or self.in_force.revision != rev.id:
+            assert self._executor is not None  # noqa: S101 (set by prepare)
+            if self.in_force is not None and self.gate.refuses(
+                rev.id, self.in_force, desired, self._executor.fabrics, self._journal
+            ):
+                self._publish_spec()  # valid, and refused: the revision in force stays
+                return
             self._adopt(rev.id, desired, rev.made_at)
             self._save_in_force()
+        else:
+            self.gate.refused = None  # back at the revision in force
         self._publish_spec()
 
     def _publish_spec(self) -> None:
@@ -284,6 +311,11 @@ class Daemon:
             self.spec_error is None,
             force.revision if force else None,
             force.seen_at.timestamp() if force else None,
+        )
+
+    def _publish_revision(self) -> None:
+        self.metrics.set_revision(
+            refused=self.gate.refused is not None, readable=self.git_error is None
         )
 
     def _reject(self, rev: str, exc: SpecError) -> None:
@@ -317,6 +349,7 @@ class Daemon:
             }
         observed = self._executor.last_observed if self._executor else None
         for plan_spec in desired.plans:
+            admit.settle(self.in_force, previous, plan_spec, observed, now)
             if plan_spec.name in self.in_force.moving_since:
                 continue
             if in_force.moves(plan_spec, observed, previous.desired if previous else None):
@@ -339,9 +372,9 @@ class Daemon:
     # --- after each pass ------------------------------------------------------
 
     def _held(self, action: plan.Action) -> bool:
-        """Hold a moving plan's actions until its settle time has passed."""
+        """Hold a plan's actions until its settle window has passed (`admit.settle`)."""
         assert self.in_force is not None  # noqa: S101
-        since = self.in_force.moving_since.get(action.plan)
+        since = self.in_force.settling_since.get(action.plan)
         if since is None:
             return False
         settle = next(
@@ -503,6 +536,8 @@ class Daemon:
             revision_seen=self.revision_seen,
             spec_valid=self.spec_error is None,
             spec_errors=tuple(str(p) for p in self.spec_error.problems) if self.spec_error else (),
+            refused=self.gate.refused,
+            revision_error=self.git_error,
             updated_at=self.clock.now(),
         )
         status.write_status(self.config.state_dir, said)

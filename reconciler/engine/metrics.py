@@ -58,6 +58,8 @@ REPLICATION_LAST_SYNC_TIMESTAMP_SECONDS = "drctl_replication_last_sync_timestamp
 REPLICATION_INTERVAL_SECONDS = "drctl_replication_interval_seconds"
 SITE_CONNECTED = "drctl_site_connected"
 FAILOVER_DATA_LOSS_SECONDS = "drctl_failover_data_loss_seconds"
+REVISION_REFUSED = "drctl_revision_refused"
+SPEC_REVISION_READABLE = "drctl_spec_revision_readable"
 
 RECONCILE_SUCCESS = "success"
 RECONCILE_ERROR = "error"
@@ -155,6 +157,8 @@ class _StateCollector(Collector):
     def __init__(self) -> None:
         self.snapshot = _Snapshot()
         self.spec: _SpecSnapshot | None = None  # None until the daemon has read a spec
+        # (refused, readable) from the daemon's first look at the revision on.
+        self.revision: tuple[bool, bool] | None = None
 
     def describe(self) -> Iterable[Metric]:
         # Lets the registry reject a second collector with the same names.
@@ -163,7 +167,7 @@ class _StateCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         # One read of each reference: the daemon may swap in a new snapshot
         # while this scrape formats the old one.
-        snap, spec_snap = self.snapshot, self.spec
+        snap, spec_snap, looked = self.snapshot, self.spec, self.revision
         with gcpause.gc_paused():
             vms = snap.vms
             yield _family(
@@ -256,6 +260,12 @@ class _StateCollector(Collector):
             yield _family(SPEC_VALID, valid)
             yield _family(SPEC_REVISION_INFO, revision)
             yield _family(LAST_SPEC_CHANGE_TIMESTAMP_SECONDS, changed)
+            refused, readable = [], []
+            if looked is not None:
+                refused.append(Sample(REVISION_REFUSED, {}, float(looked[0])))
+                readable.append(Sample(SPEC_REVISION_READABLE, {}, float(looked[1])))
+            yield _family(REVISION_REFUSED, refused)
+            yield _family(SPEC_REVISION_READABLE, readable)
 
 
 _HELP = {
@@ -291,6 +301,14 @@ _HELP = {
     ),
     SPEC_REVISION_INFO: "The spec revision in force.",
     LAST_SPEC_CHANGE_TIMESTAMP_SECONDS: "Unix time at which the revision in force was first seen.",
+    REVISION_REFUSED: (
+        "Whether the newest valid revision is refused (1): it holds no plan, or drops VMs "
+        "with a move in flight; the revision in force stays and `drctl status` says why."
+    ),
+    SPEC_REVISION_READABLE: (
+        "Whether the revision of the specs could be read at the last look (1); if not (0), "
+        "git cannot read their repository and the revision in force stays."
+    ),
 }
 
 
@@ -472,6 +490,10 @@ class Metrics:
         revision is in force yet, and the series is then absent, not 0.
         """
         self._state.spec = _SpecSnapshot(valid, revision, changed_at)
+
+    def set_revision(self, *, refused: bool, readable: bool) -> None:
+        """Whether the newest valid revision is refused, and whether git could read the revision."""
+        self._state.revision = (refused, readable)
 
     # --- what happened -----------------------------------------------------------
 

@@ -38,6 +38,9 @@ class DaemonStatus:
     spec_valid: bool  # whether the newest revision seen is valid
     spec_errors: tuple[str, ...]  # what is wrong with it, `file:line: problem`
     updated_at: datetime  # timezone-aware
+    # The newest valid revision, refused (it would orphan moves in flight), and why.
+    refused: tuple[str, list[str]] | None = None
+    revision_error: str | None = None  # why the revision could not be read (git), if so
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -48,6 +51,12 @@ class DaemonStatus:
             "specValid": self.spec_valid,
             "specErrors": list(self.spec_errors),
             "updatedAt": self.updated_at.isoformat(timespec="microseconds"),
+            "revisionRefused": (
+                None
+                if self.refused is None
+                else {"revision": self.refused[0], "reasons": list(self.refused[1])}
+            ),
+            "revisionError": self.revision_error,
         }
 
     @classmethod
@@ -74,6 +83,10 @@ class DaemonStatus:
         if at.tzinfo is None:
             raise errors.StateFileError(f"updatedAt: no timezone: {updated!r}")
         return cls(
+            refused=_refused(data.get("revisionRefused")),
+            revision_error=_optional_str(data, "revisionError")
+            if "revisionError" in data
+            else None,
             pid=pid,
             running=_bool(data, "running"),
             revision_in_force=_optional_str(data, "revisionInForce"),
@@ -128,3 +141,17 @@ def _optional_str(data: dict[str, Any], key: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise errors.StateFileError(f"{key}: not a string: {value!r}")
     return value
+
+
+def _refused(value: object) -> tuple[str, list[str]] | None:
+    """`revisionRefused`, absent from the status of a drctl that refused nothing."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise errors.StateFileError(f"revisionRefused: not an object: {value!r}")
+    rev, reasons = value.get("revision"), value.get("reasons")
+    if not isinstance(rev, str) or not isinstance(reasons, list):
+        raise errors.StateFileError(f"revisionRefused: no revision and reasons: {value!r}")
+    if not all(isinstance(r, str) for r in reasons):
+        raise errors.StateFileError(f"revisionRefused: reasons not strings: {reasons!r}")
+    return rev, [str(r) for r in reasons]

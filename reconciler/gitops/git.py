@@ -6,11 +6,13 @@ revision.py (the revision in force), history.py (drctl audit), notes.py
 One failure semantic. A directory is "not in git" only when git itself says
 it is not inside a work tree: `work_tree` returns None. Anything else git
 refuses ("dubious ownership" when drctl runs as another user, a corrupt or
-too new repository, a worktree whose git dir is gone), a git that cannot be
-started inside a work tree, and a git that does not answer within its
-timeout are a `GitError` carrying git's stderr. A repository git cannot read
-must never pass for a plain directory: the revision would silently become a
-content hash that matches no commit.
+too new repository, a worktree whose git dir is gone, a `.git` git skips
+because it cannot take it for a repository: HEAD garbage, files it cannot
+open), a git that cannot be started (no file descriptor left; not
+installed while a `.git` is there), and a git that does not answer within
+its timeout are a `GitError` carrying git's stderr, on one line. A
+repository git cannot read must never pass for a plain directory: the
+revision would silently become a content hash that matches no commit.
 """
 
 from __future__ import annotations
@@ -93,16 +95,36 @@ def work_tree(path: Path) -> WorkTree | None:
                 return None
             raise errors.GitError(f"{exc}; but {dotgit} needs git to be read") from exc
         raise
+    # git skips a `.git` it cannot take for a repository (HEAD garbage, files
+    # it cannot open) as if it were not there: a `.git` nearer than the top it
+    # names, or one above a directory it calls outside, is a broken repository.
+    dotgit = _dotgit_above(path)
     if done.returncode != 0:
         why = _why(done)
         if done.returncode == 128 and any(words in why for words in _OUTSIDE):
-            return None
+            if dotgit is None:
+                return None
+            raise errors.GitError(
+                f"git cannot read the repository holding {path}: {_broken(dotgit, why)}"
+            )
         raise errors.GitError(f"git cannot read the repository holding {path}: {why}")
     lines = done.stdout.decode(errors="surrogateescape").split("\n")
     if len(lines) < 4:
         raise errors.GitError(f"{_command(args)} in {path}: unexpected output {lines!r}")
     top, prefix, git_dir, common_dir = lines[:4]
+    if dotgit is not None and dotgit.parent != Path(top).resolve():
+        why = f"it answers for {top} instead"
+        raise errors.GitError(
+            f"git cannot read the repository holding {path}: {_broken(dotgit, why)}"
+        )
     return WorkTree(Path(top), prefix, Path(git_dir), Path(common_dir))
+
+
+def _broken(dotgit: Path, why: str) -> str:
+    return (
+        f"git takes {dotgit} for no repository ({why}): repair it (is its HEAD damaged?), "
+        f"or remove it if the specs are not meant to be in git"
+    )
 
 
 def commit_of(cwd: Path, rev: str, timeout: float = TIMEOUT) -> str | None:
@@ -244,12 +266,26 @@ def _command(args: Sequence[str]) -> str:
 
 
 def _why(done: subprocess.CompletedProcess[bytes]) -> str:
-    return done.stderr.decode(errors="replace").strip() or f"exit {done.returncode}"
+    """git's stderr on one line (the CLI prints a GitError as one), or its exit status."""
+    lines = done.stderr.decode(errors="replace").splitlines()
+    return "; ".join(line.strip() for line in lines if line.strip()) or f"exit {done.returncode}"
 
 
 def _dotgit_above(path: Path) -> Path | None:
-    for parent in [path.resolve(), *path.resolve().parents]:
-        candidate = parent / ".git"
-        if candidate.exists():
-            return candidate
+    """The nearest `.git` at or above the directory `path`, as git looks for one: on
+    the file system `path` is on (git stops at a boundary; so does this)."""
+    start = path.resolve()
+    try:
+        device = start.stat().st_dev
+    except OSError:
+        return None
+    for parent in [start, *start.parents]:
+        try:
+            if parent.stat().st_dev != device:
+                return None
+            candidate = parent / ".git"
+            if candidate.exists() or candidate.is_symlink():
+                return candidate
+        except OSError:
+            return None  # a parent drctl cannot look into: nor can git
     return None

@@ -308,6 +308,12 @@ def print_daemon(daemon: status.DaemonStatus | None, revision: str, out: TextIO)
     print(line, file=out)
     for problem in daemon.spec_errors:
         print(f"  newest revision invalid, kept out: {problem}", file=out)
+    if daemon.refused is not None:
+        rev, reasons = daemon.refused
+        for reason in reasons:
+            print(f"  newest revision {rev} refused, kept out: {reason}", file=out)
+    if daemon.revision_error is not None:
+        print(f"  the spec revision cannot be read: {daemon.revision_error}", file=out)
 
 
 def print_status(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from e2e import harness
 
 from reconciler.cli import main as cli
 
@@ -102,3 +105,39 @@ def test_validate_imports_no_fabric_journal_metrics_or_watcher(tmp_path: Path) -
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path
     )
     assert done.stdout.split("\n")[-2] == "0 []"
+
+
+# One plan in flow style: sql01 at ams.
+PLAN = (
+    "{apiVersion: drctl/v1, kind: RecoveryPlan, metadata: {name: finance}, "
+    "spec: {sites: [ams, rtm], defaults: {activeSite: ams}, vms: [{name: sql01}]}}\n"
+)
+
+
+def break_head(root: Path) -> None:
+    (root / ".git" / "HEAD").write_text("garbage\n")
+
+
+def hide_git(root: Path) -> None:
+    os.environ["PATH"] = str(root / "no-bin")
+
+
+@pytest.mark.parametrize("breaks", [break_head, hide_git], ids=["HEAD garbage", "no git on PATH"])
+@pytest.mark.parametrize("command", ["plan", "apply", "status"])
+def test_a_broken_repository_is_a_runtime_error_in_one_line_never_a_content_hash(
+    fabric: Path,
+    command: str,
+    breaks: Callable[[Path], None],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    harness.spec_repo(fabric / "repo", {"finance.yaml": PLAN})
+    monkeypatch.setenv("PATH", os.environ["PATH"])  # restored after the test
+    breaks(fabric / "repo")
+    code = cli.main([command, str(fabric / "repo" / "specs"), "--state-dir", str(fabric / "state")])
+    out, err = capsys.readouterr()
+    assert code == 3
+    assert "sha256:" not in out + err
+    (line,) = err.splitlines()
+    assert line.startswith("drctl: ")
+    assert f"{fabric / 'repo' / '.git'}" in line

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
 
 import pytest
+from e2e import harness
 
 from reconciler.daemon import logs, loop
 from reconciler.engine import execute, metrics
@@ -218,6 +220,201 @@ def test_a_throttled_start_makes_the_daemon_sleep_until_the_retry_time(tmp_path:
     assert s.jobs() == []
     s.passes(60)
     assert {vm.active_site for vm in s.fabric.observe().vms.values()} == {"rtm"}
+
+
+# --- the settle window restarts when a revision widens what may be done -------------
+
+CONSENT = "allowDataLoss: true, settleSeconds"
+
+
+def waiting_then_consenting(tmp_path: Path) -> Setup:
+    """finance waits to move (ams down, a planned failover impossible) long past its
+    settle window; then a commit consents to losing writes."""
+    s = Setup(tmp_path, settle=20)
+    s.passes(1)
+    s.fabric.site_down("ams")
+    s.want("rtm")
+    s.daemon.notice_change()
+    s.passes(60)  # long past the settle window of the move itself: Blocked, waiting
+    assert s.jobs() == []
+    s.want("rtm", PLAN.replace("settleSeconds", CONSENT))
+    s.daemon.notice_change()
+    return s
+
+
+def test_consent_added_and_reverted_within_the_settle_window_runs_nothing(tmp_path: Path) -> None:
+    """A plan waiting to move: a commit adds consent and is reverted 1 s later. The
+    settle window restarts with the consent, so nothing runs."""
+    s = waiting_then_consenting(tmp_path)
+    s.passes(1)
+    s.want("rtm")  # the revert
+    s.daemon.notice_change()
+    s.passes(60)
+    assert s.jobs() == []
+
+
+def test_consent_that_stays_runs_once_the_settle_window_from_it_has_passed(
+    tmp_path: Path,
+) -> None:
+    s = waiting_then_consenting(tmp_path)
+    s.passes(19)
+    assert s.jobs() == []  # settling from the revision that consented
+    s.passes(30)
+    assert ("sql01", "UnplannedFailover") in s.jobs()
+
+
+def test_a_daemon_restarted_inside_the_settle_window_still_waits_it_out(tmp_path: Path) -> None:
+    s = waiting_then_consenting(tmp_path)
+    s.passes(5)
+    s.daemon = s.new_daemon()  # a crash and a restart, 5 s into the window
+    s.passes(10)
+    assert s.jobs() == []
+    s.passes(30)
+    assert ("sql01", "UnplannedFailover") in s.jobs()
+
+
+# --- a revision that would leave a move in flight unmanaged is refused ---------------
+
+WEB_ONLY = """\
+apiVersion: drctl/v1
+kind: RecoveryPlan
+metadata: {name: web}
+spec:
+  sites: [ams, rtm]
+  defaults: {activeSite: rtm}
+  policy: {commitAfterSeconds: 0}
+  vms:
+    - name: web01
+"""
+
+
+def moving(tmp_path: Path) -> tuple[Setup, str]:
+    """finance on its way to rtm: its VMs stopped by drctl, the first failover running;
+    with the revision in force that moves it."""
+    s = Setup(tmp_path)
+    s.passes(1)
+    s.want("rtm")
+    s.daemon.notice_change()
+    while ("sql01", "PlannedFailover") not in s.jobs():
+        s.daemon.reconcile_once()
+        s.clock.advance(0.1)
+    assert s.daemon.in_force is not None
+    return s, s.daemon.in_force.revision
+
+
+def refused_reasons(s: Setup, kept: str) -> list[str]:
+    """Why the newest revision is refused, as `drctl status` reads it; `kept` stays in force."""
+    assert s.daemon.in_force is not None
+    assert s.daemon.in_force.revision == kept
+    assert s.sample("drctl_revision_refused") == 1
+    assert s.sample("drctl_spec_valid") == 1  # valid, and refused
+    refused = daemon_status(s)["revisionRefused"]
+    assert isinstance(refused, dict)
+    assert refused["revision"] == s.daemon.revision_seen
+    reasons: list[str] = refused["reasons"]
+    return reasons
+
+
+def daemon_status(s: Setup) -> dict[str, object]:
+    found: dict[str, object] = json.loads(layout.daemon_status_path(s.state).read_text())
+    return found
+
+
+def test_a_revision_with_no_plan_pushed_mid_move_is_refused_and_the_move_finishes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    s, kept = moving(tmp_path)
+    (s.specs / "finance.yaml").rename(s.specs / "finance.yaml.off")  # no spec file left
+    s.daemon.notice_change()
+    s.passes(40)
+    # The revision in force carried the move on: no VM is left stopped, unmanaged.
+    vms = s.fabric.observe().vms.values()
+    assert {(vm.active_site, vm.running) for vm in vms} == {("rtm", ("rtm",))}
+    (why,) = refused_reasons(s, kept)
+    assert why.startswith("it holds no RecoveryPlan")
+    said = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert said[0] == f"revision {s.daemon.revision_seen} refused: {why}"
+    assert len(said) == 2  # said once (the reason, then what stays in force), not every resync
+
+
+def test_a_plan_dropped_mid_move_is_refused_until_its_vms_rest_then_retired(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    s, kept = moving(tmp_path)
+    s.want("rtm", WEB_ONLY)  # finance gone; web01 managed by a new plan, sql01 by none
+    s.daemon.notice_change()
+    s.passes(2)
+    (why,) = refused_reasons(s, kept)
+    assert why.startswith("it drops sql01 of plan finance while its PlannedFailover job")
+    assert "restore the plan" in why
+    s.passes(30)  # the move ends under the revision in force
+    s.daemon.notice_change()  # the next resync looks again, and accepts it
+    s.passes(2)
+    assert s.daemon.in_force is not None
+    assert s.daemon.in_force.revision != kept
+    assert s.sample("drctl_revision_refused") == 0
+    assert daemon_status(s)["revisionRefused"] is None
+    assert any("plan finance retired" in r.getMessage() for r in caplog.records)
+    assert {vm.active_site for vm in s.fabric.observe().vms.values()} == {"rtm"}
+
+
+def test_a_plan_whose_vms_rest_is_retired_at_once(tmp_path: Path) -> None:
+    s = Setup(tmp_path)
+    s.passes(1)
+    s.want("ams", WEB_ONLY.replace("activeSite: rtm", "activeSite: ams"))
+    s.daemon.notice_change()
+    s.passes(2)
+    assert s.sample("drctl_revision_refused") == 0
+    assert s.daemon.in_force is not None
+    assert [p.name for p in s.daemon.in_force.desired.plans] == ["web"]
+    assert s.jobs() == []
+
+
+# --- a broken repository is an error, never a switch to a content hash -------------
+
+
+def in_git(s: Setup) -> Path:
+    """The specs of `s` committed in a git repository; returns its top."""
+    top = s.specs.parent
+    harness.git(top, "init", "-q", "-b", "main")
+    harness.git(top, "add", "specs")
+    harness.git(top, "commit", "-qm", "finance at ams")
+    return top
+
+
+@pytest.mark.parametrize("breaks", ["HEAD garbage", "no git on PATH"])
+def test_a_broken_repository_keeps_the_revision_in_force_and_says_so(
+    tmp_path: Path, breaks: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = Setup(tmp_path)
+    top = in_git(s)
+    s.passes(1)
+    commit = harness.git(top, "rev-parse", "HEAD")
+    assert s.daemon.in_force is not None
+    assert s.daemon.in_force.revision == commit
+    assert s.sample("drctl_spec_revision_readable") == 1
+    head = (top / ".git" / "HEAD").read_text()
+    if breaks == "HEAD garbage":
+        (top / ".git" / "HEAD").write_text("garbage\n")
+    else:
+        monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
+    s.want("rtm")  # what the files say can no longer be tied to a commit
+    s.daemon.notice_change()
+    s.passes(5)
+    assert s.daemon.in_force.revision == commit
+    assert s.daemon.revision_seen == commit  # never a content hash
+    assert s.jobs() == []
+    assert s.sample("drctl_spec_revision_readable") == 0
+    said = daemon_status(s)["revisionError"]
+    assert isinstance(said, str)
+    assert str(top / ".git") in said
+    (top / ".git" / "HEAD").write_text(head)
+    monkeypatch.undo()
+    s.daemon.notice_change()
+    s.passes(1)
+    assert s.sample("drctl_spec_revision_readable") == 1
+    assert daemon_status(s)["revisionError"] is None
+    assert s.daemon.in_force.revision == f"{commit}+dirty." + s.daemon.in_force.revision[-16:]
 
 
 @pytest.mark.parametrize("fmt", ["text", "json"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -20,6 +21,10 @@ AT = datetime(2026, 11, 20, 9, 0, 1, 250000, tzinfo=UTC)
 INVENTORY = "sites: [ams, rtm]\nvms:\n  - {name: sql01, activeSite: ams, replication: ams->rtm}\n"
 
 
+# Keys added since, absent from the files of an older daemon (which read back as None).
+ADDED = {"revisionRefused": None, "revisionError": None}
+
+
 def written(pid: object, **overrides: Any) -> dict[str, Any]:
     """daemon.json as the daemon has always written it: the `drctl status` contract."""
     return {
@@ -34,20 +39,44 @@ def written(pid: object, **overrides: Any) -> dict[str, Any]:
     }
 
 
+SAID = status.DaemonStatus(
+    pid=4242,
+    running=True,
+    revision_in_force="a" * 40,
+    revision_seen="b" * 40,
+    spec_valid=False,
+    spec_errors=("finance.yaml:7: unknown key 'grups'",),
+    updated_at=AT,
+)
+
+
 def test_a_written_status_reads_back_and_keeps_the_json_contract(tmp_path: Path) -> None:
-    said = status.DaemonStatus(
-        pid=4242,
-        running=True,
-        revision_in_force="a" * 40,
-        revision_seen="b" * 40,
-        spec_valid=False,
-        spec_errors=("finance.yaml:7: unknown key 'grups'",),
-        updated_at=AT,
+    said = SAID
+    status.write_status(tmp_path, said)
+    assert status.read_status(tmp_path) == said
+    assert json.loads(layout.daemon_status_path(tmp_path).read_text()) == {
+        **written(4242),
+        **ADDED,
+    }
+    assert [p.name for p in tmp_path.iterdir()] == ["daemon.json"]  # no temporary left
+
+
+def test_a_refused_revision_and_a_git_error_read_back(tmp_path: Path) -> None:
+    said = dataclasses.replace(
+        SAID,
+        spec_valid=True,
+        spec_errors=(),
+        refused=("b" * 40, ["it holds no RecoveryPlan"]),
+        revision_error="git takes /x/.git for no repository",
     )
     status.write_status(tmp_path, said)
     assert status.read_status(tmp_path) == said
-    assert json.loads(layout.daemon_status_path(tmp_path).read_text()) == written(4242)
-    assert [p.name for p in tmp_path.iterdir()] == ["daemon.json"]  # no temporary left
+    shown = json.loads(layout.daemon_status_path(tmp_path).read_text())
+    assert shown["revisionRefused"] == {
+        "revision": "b" * 40,
+        "reasons": ["it holds no RecoveryPlan"],
+    }
+    assert shown["revisionError"] == "git takes /x/.git for no repository"
 
 
 @pytest.mark.parametrize(
@@ -65,6 +94,9 @@ def test_a_written_status_reads_back_and_keeps_the_json_contract(tmp_path: Path)
         json.dumps(written(12, specErrors="finance.yaml:7: bad")),
         json.dumps(written(12, updatedAt="yesterday")),
         json.dumps(written(12, updatedAt="2026-11-20T09:00:01")),  # no zone
+        json.dumps(written(12, revisionRefused=["b" * 40])),
+        json.dumps(written(12, revisionRefused={"revision": "b" * 40, "reasons": [1]})),
+        json.dumps(written(12, revisionError=7)),
     ],
 )
 def test_a_damaged_or_partial_file_is_no_status(tmp_path: Path, text: str) -> None:
@@ -116,7 +148,7 @@ def test_drctl_status_json_shows_the_daemon_object_as_written(
     layout.daemon_status_path(state).write_text(json.dumps(written(os.getpid()), indent=2))
     args = ["status", str(fabric / "specs"), "--state-dir", str(state)]
     assert cli.main([*args, "--output", "json"]) == 0
-    assert json.loads(capsys.readouterr().out)["daemon"] == written(os.getpid())
+    assert json.loads(capsys.readouterr().out)["daemon"] == {**written(os.getpid()), **ADDED}
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert f"daemon (pid {os.getpid()}): revision in force {'a' * 40}; not yet sha256:" in out

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import resource
 import shutil
 from pathlib import Path
 
@@ -122,3 +125,47 @@ def test_a_blob_stream_returns_contents_in_the_order_asked(tmp_path: Path) -> No
         assert stream.read() == (a, b"a: 1\n")
     with git.BlobStream(root, ["0" * 40]) as stream, pytest.raises(GitError, match="missing"):
         stream.read()
+
+
+# --- a broken repository never passes for "not in git" ------------------------------
+
+
+def test_a_repository_whose_head_is_garbage_is_an_error_not_a_plain_directory(
+    tmp_path: Path,
+) -> None:
+    root = harness.spec_repo(tmp_path / "repo", {"p.yaml": "a: 1\n"})
+    (root / ".git" / "HEAD").write_text("garbage\n")  # git no longer takes .git for a repository
+    with pytest.raises(GitError, match=r"git takes .*\.git for no repository"):
+        git.work_tree(root / "specs")
+    with pytest.raises(GitError, match="git cannot read the repository holding"):
+        revision.spec_revision(root / "specs")
+
+
+def test_a_broken_repository_inside_another_is_an_error_never_the_outer_ones_commit(
+    tmp_path: Path,
+) -> None:
+    outer = harness.spec_repo(tmp_path / "outer", {"o.yaml": "a: 1\n"})
+    inner = harness.spec_repo(outer / "inner", {"p.yaml": "a: 2\n"})
+    (inner / ".git" / "HEAD").write_text("garbage\n")
+    # git itself skips the broken .git and answers with the outer repository.
+    assert harness.git(inner / "specs", "rev-parse", "--show-toplevel") == str(outer)
+    with pytest.raises(GitError, match=rf"{inner}/\.git"):
+        revision.spec_revision(inner / "specs")
+
+
+def test_no_file_descriptor_left_to_run_git_is_an_error(tmp_path: Path) -> None:
+    root = harness.spec_repo(tmp_path / "repo", {"p.yaml": "a: 1\n"})
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held: list[int] = []
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    try:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        with pytest.raises(GitError, match="Too many open files"):
+            revision.spec_revision(root / "specs")
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert revision.spec_revision(root / "specs").commit is not None
