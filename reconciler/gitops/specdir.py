@@ -138,11 +138,12 @@ def _sort_link(path: Path, named_spec: bool, root: Path, listing: Listing) -> bo
         mode = path.stat().st_mode
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            listing.refuse(path, f"a symbolic link loop (to {target}): fix or remove the link")
+            why = f"a symbolic link loop (to {target})"
+        elif exc.errno in {errno.ENOENT, errno.ENOTDIR}:
+            why = f"a symbolic link to {target}, which does not exist"
         else:
-            listing.refuse(
-                path, f"a symbolic link to {target}, which does not exist: fix or remove the link"
-            )
+            why = f"a symbolic link to {target}, which cannot be followed: {_file_why(exc)}"
+        listing.refuse(path, f"{why}: fix or remove the link")
         return False
     real = Path(os.path.realpath(path))
     if not real.is_relative_to(root):

@@ -41,8 +41,8 @@ _DEEP_FIRST_LINE = re.compile(_DEEP)
 _DEEP_LINE = re.compile(rf"\n{_DEEP}")
 # yaml-rs returns a list both for several documents and for one document that
 # is a list: a last document of its own, always there, tells them apart.
-_END = "drctl-end-of-text"
-_LAST_DOCUMENT = f"\n--- {_END}\n"
+# (After the text's own last newline: a `|+` scalar keeps every one it ends with.)
+_LAST_DOCUMENT = "--- drctl-end-of-text\n"
 _BOM = "\ufeff"
 
 
@@ -56,7 +56,8 @@ def documents(file: Path, text: str, issues: list[Issue]) -> list[Any] | None:
         issues.append(_not_allowed(file, text, bad.start()))
         return None
     try:
-        parsed = yaml_rs.loads(text + _LAST_DOCUMENT, parse_datetime=False, alias_limits=_LIMITS)
+        ended = text if text.endswith("\n") or not text else text + "\n"
+        parsed = yaml_rs.loads(ended + _LAST_DOCUMENT, parse_datetime=False, alias_limits=_LIMITS)
     except yaml_rs.YAMLDecodeError as exc:
         issues.extend(syntax_issues(file, text, exc))
         return None
