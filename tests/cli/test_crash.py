@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -48,14 +49,20 @@ def test_an_unexpected_error_exits_3_with_one_line_and_the_traceback_in_a_file(
     assert captured.out == ""
 
 
-def test_debug_prints_the_traceback_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_debug_prints_the_traceback_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # the system's, as $TMPDIR
+    (tmp_path / "tmp").mkdir()
     args = argparse.Namespace(handler=_broken, debug=True, state_dir=tmp_path / "not-there")
     assert cli.run(args) == 3
     err = capsys.readouterr().err
     assert err.startswith("Traceback (most recent call last)")
     last = err.splitlines()[-1]
     # No state dir to write in (none is created for this): the temporary directory.
-    assert re.fullmatch(r"drctl: internal error: KeyError: .*; its traceback is in /\S+", last)
+    found = re.fullmatch(r"drctl: internal error: KeyError: .*; its traceback is in (\S+)", last)
+    assert found is not None, last
+    assert Path(found.group(1)).parent == tmp_path / "tmp"
     assert not (tmp_path / "not-there").exists()
 
 
