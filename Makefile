@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/audit_scale.py
 	$(BIN)/python bench/reaction.py
 	$(BIN)/python bench/kill.py
+	$(BIN)/python bench/spec_fuzz.py
 
 clean:
 	rm -rf $(VENV) .drctl .mypy_cache .pytest_cache .ruff_cache

@@ -7,6 +7,7 @@ one place that turns an exception into an exit status.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 EXIT_OK = 0
@@ -21,16 +22,78 @@ class DrctlError(Exception):
     exit_code = EXIT_RUNTIME
 
 
+# A message is one line of at most this many characters, and a quoted word of
+# input in it (a key, a name, a value: no space in it, unlike the prose between
+# two quoted words) is cut to MAX_QUOTED. What a user typed may be 200 KB long.
+MAX_MESSAGE = 400
+MAX_QUOTED = 60
+_QUOTED = re.compile(rf"'([^'\s]{{{MAX_QUOTED + 1},}})'")
+
+
 @dataclass(frozen=True, order=True)
 class SpecProblem:
-    """One thing wrong with the desired state, located in a file."""
+    """One thing wrong with the desired state, located in a file.
+
+    `line` is 1-based; 0 when the problem is the path as a whole (a spec
+    directory that does not exist), which is then printed without a line.
+    """
 
     file: str
     line: int
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
+        where = shown_path(self.file)
+        if self.line == 0:
+            return f"{where}: {one_line(self.message)}"
+        return f"{where}:{self.line}: {one_line(self.message)}"
+
+
+def shown_path(name: str) -> str:
+    """A file name as drctl prints it: as it is when plain, else quoted with escapes.
+
+    A name with a colon, a quote, a backslash, a character that does not print
+    (a newline, a control character), a byte that is not UTF-8 (a surrogate
+    escape, as Python reads such a name) or a space at either end is printed
+    in double quotes with \\n, \\t, \\", \\\\, \\xNN for such a byte and
+    \\uNNNN for such a character, so that `file:line` reads one way only.
+    """
+    if name and name.isprintable() and name.strip() == name and not _SPECIAL & set(name):
+        return name
+    return '"' + "".join(_escaped(c, quote=True) for c in name) + '"'
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
+    """`text` as one printable line: escapes for what does not print, long quotes cut short."""
+    if not text.isprintable():
+        text = "".join(_escaped(c, quote=False) for c in text)
+    text = _QUOTED.sub(lambda m: f"'{_cut(m.group(1), MAX_QUOTED)}'", text)
+    return _cut(text, limit)
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text`, or its start and its end around an ellipsis when longer than `limit`."""
+    if len(text) <= limit:
+        return text
+    tail = limit // 4
+    return f"{text[: limit - tail - 1]}…{text[-tail:]}"
+
+
+_SPECIAL = frozenset(':"\\')
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _escaped(char: str, quote: bool) -> str:
+    if quote and char in '"\\':
+        return "\\" + char
+    if char.isprintable():
+        return char
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8, read as a surrogate escape
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 class SpecError(DrctlError):

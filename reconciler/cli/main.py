@@ -7,6 +7,8 @@ Exit codes are a contract (README): 0 success; 1 not converged (`apply`,
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import datetime
 import functools
 import itertools
@@ -20,7 +22,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from reconciler import errors
-from reconciler.cli import options
+from reconciler.cli import crash, options
 from reconciler.gitops import specdir
 from reconciler.kits import gcpause
 
@@ -44,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="drctl",
         description="GitOps reconciler for disaster recovery of VMs replicated between two sites.",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an internal error, print its traceback too (it is always written to a file)",
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -136,7 +143,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run `drctl ARGV` (argparse leaves with 0 for `--help`, 2 for a usage error)."""
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed command: whatever happens, an exit code of the contract.
+
+    An error drctl did not expect exits 3 (runtime error) with one line that
+    says what it was and where its traceback was written (`--debug` prints
+    it too), never with a traceback and Python's 1 ("not converged").
+    """
+    _tolerate_unencodable()
+    try:
+        code = _dispatch(args)
+        # A full disk or a closed pipe on stdout shows here, not at exit.
+        sys.stdout.flush()
+    except KeyboardInterrupt:
+        print("drctl: interrupted", file=sys.stderr)
+        return errors.EXIT_RUNTIME
+    # The command line's one broad catch (style.md).
+    except Exception as exc:  # noqa: BLE001 (crash.report keeps the traceback)
+        return crash.report(exc, args)
+    return code
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
@@ -147,9 +179,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except errors.DrctlError as exc:
         print(f"drctl: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("drctl: interrupted", file=sys.stderr)
-        return errors.EXIT_RUNTIME
     except BrokenPipeError:
         # The reader went away (`drctl status | head`): nothing left to say to it.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -160,10 +189,26 @@ def _validate(args: argparse.Namespace) -> int:
     desired = specdir.load_specs(args.specs_dir)
     # Warnings do not make a spec invalid: said on stderr, the exit status stays 0.
     for warning in desired.warnings:
-        print(f"{warning.file}:{warning.line}: warning: {warning.message}", file=sys.stderr)
+        print(dataclasses.replace(warning, message=f"warning: {warning.message}"), file=sys.stderr)
     vms = sum(len(p.vms) for p in desired.plans)
-    print(f"{args.specs_dir}: valid ({len(desired.plans)} plans, {vms} VMs)")
+    print(
+        f"{errors.shown_path(str(args.specs_dir))}: valid ({len(desired.plans)} plans, {vms} VMs)"
+    )
     return errors.EXIT_OK
+
+
+def _tolerate_unencodable() -> None:
+    """Print what the terminal cannot encode as escapes, never fail on it.
+
+    A file name that is not UTF-8 (a surrogate escape in Python), or any
+    non-ASCII text under an ASCII PYTHONIOENCODING, would otherwise stop the
+    command with UnicodeEncodeError half-way through its output.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
 
 
 def _executor_args(parser: argparse.ArgumentParser, poll_interval: float) -> None:
@@ -348,7 +393,7 @@ def _apply(args: argparse.Namespace) -> int:
         executor = execute.Executor(
             provider, journal.Journal(args.state_dir), wall, settings, on_event=progress.event
         )
-        print(f"applying {args.specs_dir} at revision {rev}", flush=True)
+        print(f"applying {errors.shown_path(str(args.specs_dir))} at revision {rev}", flush=True)
         stop = _StopOnInterrupt()
         try:
             outcome = execute.apply(

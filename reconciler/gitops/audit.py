@@ -35,7 +35,7 @@ from reconciler.core import spec
 from reconciler.core.desired import DesiredVM, PlanSpec
 from reconciler.engine import journal
 from reconciler.engine import state_dir as layout
-from reconciler.gitops import git, history
+from reconciler.gitops import git, history, specdir
 from reconciler.kits import difference, gcpause
 
 # A VM's effective desired state as the JSON names its fields, in VMState's order.
@@ -287,11 +287,9 @@ class _Specs:
         return history.read_blobs(self._repo, [key[1]])[key[1]]
 
     def _validate(self, name: str, contents: bytes) -> _File:
-        try:
-            text = contents.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            problem = errors.SpecProblem(name, 1, f"cannot read the file: {exc}")
-            return _File(name, "", [], [problem])
+        text = specdir.decode_spec(name, contents)
+        if isinstance(text, errors.SpecProblem):
+            return _File(name, "", [], [text])
         try:
             plans = spec.load_text(name, text)
         except errors.SpecError as exc:

@@ -9,6 +9,7 @@ is a hash of the spec files. Called by the CLI and the daemon.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,8 +58,9 @@ def spec_revision(specs_dir: Path) -> Revision:
         "--branch",
         "--untracked-files=all",
         "--",
-        "*.yaml",
-        "*.yml",
+        # Any case: a spec renamed to `.YAML` is refused, and makes the files dirty.
+        ":(icase)*.yaml",
+        ":(icase)*.yml",
     )
     commit: str | None = None
     dirty = False
@@ -89,13 +91,26 @@ def _committed_at(specs_dir: Path, commit: str) -> datetime:
 
 def _changed_at(specs_dir: Path) -> datetime | None:
     """When the newest spec file under `specs_dir` last changed."""
-    times = [f.stat().st_mtime for f in specdir.spec_files(specs_dir)]
+    times = []
+    for file in specdir.spec_files(specs_dir):
+        try:
+            times.append(file.stat().st_mtime)
+        except OSError:
+            continue  # gone since it was listed: the next change is noticed
     return datetime.fromtimestamp(max(times), tz=UTC) if times else None
 
 
 def _content_hash(specs_dir: Path) -> str:
+    # What is refused counts too: a broken link added beside valid files makes
+    # a revision of its own, which is then read, and reported.
+    listing = specdir.list_specs(specs_dir)
     digest = hashlib.sha256()
-    for file in specdir.spec_files(specs_dir):
-        digest.update(str(file.relative_to(specs_dir)).encode() + b"\0")
-        digest.update(file.read_bytes() + b"\0")
+    for file in listing.files:
+        digest.update(os.fsencode(file.relative_to(specs_dir)) + b"\0")
+        try:
+            digest.update(file.read_bytes() + b"\0")
+        except OSError as exc:
+            digest.update(f"unreadable: {exc.errno}".encode() + b"\0")
+    for problem in listing.refused:
+        digest.update(str(problem).encode() + b"\0")
     return digest.hexdigest()[:16]

@@ -21,7 +21,7 @@ from pathlib import Path
 import watchfiles
 
 from reconciler import errors
-from reconciler.gitops import git
+from reconciler.gitops import git, specdir
 
 log = logging.getLogger("drctl")
 
@@ -63,7 +63,10 @@ class Targets:
             # Not the main work tree's HEAD when this is another worktree.
             return rest == "packed-refs" or _is_ref(rest)
         # The change kind plays no part in watchfiles' default filter.
-        return path.endswith((".yaml", ".yml")) and _DEFAULT(watchfiles.Change.modified, path)
+        # Any case: a file renamed to `.YAML` is refused, and that is news too.
+        return path.lower().endswith(specdir.SUFFIXES) and _DEFAULT(
+            watchfiles.Change.modified, path
+        )
 
 
 def targets_of(specs_dir: Path) -> Targets:

@@ -9,24 +9,23 @@ Pure: reading the files is `gitops.specdir`'s, which the CLI and the daemon
 call; so is pausing the garbage collector around a large load.
 
 Parsing is on the hot path of every reconcile, so the fast path parses with
-yaml-rs (Rust, YAML 1.2, rejects duplicate keys) and keeps no line numbers.
-Only when something is wrong does `spec.locate` parse the offending file a
-second time with PyYAML's node API to turn a document path into a line.
+yaml-rs (Rust, YAML 1.2, rejects duplicate keys) and keeps no line numbers;
+`spec.parse` bounds it (size, characters, aliases, nesting). Only when
+something is wrong does `spec.locate` parse the offending file a second time
+with PyYAML's node API to turn a document path into a line.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pydantic
-import yaml_rs
 
 from reconciler.core.desired import DEFAULT_MAX_PARALLEL, DesiredState, FabricSpec, PlanSpec
-from reconciler.core.spec import locate, resolve, schema
+from reconciler.core.spec import locate, parse, resolve, schema
 from reconciler.core.spec.resolve import Issue
 from reconciler.core.spec.schema import (
     API_VERSION,
@@ -37,7 +36,7 @@ from reconciler.core.spec.schema import (
     is_name,
     parse_replication,
 )
-from reconciler.errors import SpecError
+from reconciler.errors import SpecError, SpecProblem
 
 __all__ = [
     "API_VERSION",
@@ -53,21 +52,16 @@ __all__ = [
     "parse_replication",
 ]
 
-_DOC_MARKER = re.compile(r"^---", re.MULTILINE)
 
-
-def load_files(
-    texts: Mapping[Path, str], unreadable: Mapping[Path, str] | None = None
-) -> DesiredState:
+def load_files(texts: Mapping[Path, str], unreadable: Sequence[SpecProblem] = ()) -> DesiredState:
     """Validate every document of `texts` (file -> text) as one directory of specs.
 
-    `unreadable` (file -> why) are files that could not be read: each is a problem.
+    `unreadable` are the problems of the paths that could not be read (a
+    broken link, bytes that are not UTF-8), already located: each makes the
+    directory invalid as any other problem.
     What is valid but risky comes back located in `DesiredState.warnings`.
     """
-    issues = [
-        Issue(file, 0, (), f"cannot read the file: {why}", line=1)
-        for file, why in (unreadable or {}).items()
-    ]
+    issues: list[Issue] = []
     plans: list[PlanSpec] = []
     fabrics: list[FabricSpec] = []
     warned: list[_Loaded] = []
@@ -80,8 +74,8 @@ def load_files(
     issues.extend(resolve.check_unique_across_plans(plans))
     resolved, fabric_issues = resolve.resolve_fabrics(plans, fabrics)
     issues.extend(fabric_issues)
-    if issues:
-        raise SpecError(locate.locate_all(issues, texts))
+    if issues or unreadable:
+        raise SpecError([*unreadable, *locate.locate_all(issues, texts)])
     # Located only now, and only in the files that have any: a valid spec
     # without warnings costs nothing here.
     warnings = [
@@ -134,12 +128,9 @@ class _Loaded:
 
 def _load_text(file: Path, text: str, issues: list[Issue]) -> _Loaded:
     loaded = _Loaded(file)
-    try:
-        parsed = yaml_rs.loads(text, parse_datetime=False)
-    except yaml_rs.YAMLDecodeError as exc:
-        issues.extend(locate.syntax_issues(file, text, exc))
+    docs = parse.documents(file, text, issues)
+    if docs is None:
         return loaded
-    docs = _documents(parsed, text)
     for index, doc in enumerate(docs):
         if doc is None:
             continue
@@ -156,14 +147,6 @@ def _load_text(file: Path, text: str, issues: list[Issue]) -> _Loaded:
     return loaded
 
 
-def _documents(parsed: Any, text: str) -> list[Any]:
-    # yaml-rs returns a list both for several documents and for one document
-    # whose top level is a sequence; only a document marker tells them apart.
-    if isinstance(parsed, list) and _DOC_MARKER.search(text):
-        return parsed
-    return [parsed]
-
-
 def _load_plan(
     file: Path, index: int, doc: Any, issues: list[Issue], warnings: list[Issue]
 ) -> PlanSpec | None:
@@ -174,7 +157,12 @@ def _load_plan(
                 index,
                 (),
                 f"a document must be a {KIND} or {FABRIC_KIND} mapping "
-                f"(apiVersion, kind, metadata, spec), not a {type(doc).__name__}",
+                f"(apiVersion, kind, metadata, spec), not a {type(doc).__name__}"
+                + (
+                    ": one document holds one plan; separate plans with ---"
+                    if isinstance(doc, list)
+                    else ""
+                ),
             )
         )
         return None

@@ -1,14 +1,23 @@
-"""The slow path of loading: from document paths to lines, and syntax errors explained.
+"""The slow path of loading: from document paths to lines.
 
 yaml-rs keeps no line numbers, so only when a file is invalid does `spec`
 parse it a second time with PyYAML's node API, here, to turn each problem's
 document path into a line. A valid file with warnings is loaded on every
 reconcile, so `locate_warnings` finds their lines in the text instead where
-it can. Pure: it reads the texts it is given.
+it can. `spec.parse` explains here, with the same node trees, why yaml-rs
+refused a text. Pure: it reads the texts it is given.
+
+A line is counted as editors and `grep -n` count it, by newline: PyYAML also
+breaks lines at a lone CR, NEL and U+2028, so its own line numbers are not
+used, only the character index of each node; and every line named is one the
+file has. A node that an alias repeats is located where the alias is, and the
+message says where its anchor is: a typo in an anchored policy is reported
+at each place the policy is used.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -20,96 +29,229 @@ from reconciler.core.spec.resolve import Issue
 from reconciler.core.spec.schema import DocPath
 from reconciler.errors import SpecProblem
 
+# Problems listed per file; past them one more line says how many were left out.
+# An alias repeated 50,000 times would otherwise make 50,000 lines.
+MAX_PROBLEMS_PER_FILE = 50
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# What may stand between a key (or the item before) and the alias that follows.
+_BEFORE_ALIAS = re.compile(r"(?:\s|[:,?\[\-]|#[^\n]*)*\*")
 
-def syntax_issues(file: Path, text: str, exc: Exception) -> list[Issue]:
-    """Explain a file yaml-rs refused, with the line where PyYAML sees the problem."""
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+class Lines:
+    """The lines of a text as editors count them, found from a character index."""
+
+    def __init__(self, text: str) -> None:
+        self._breaks = [m.start() for m in re.finditer("\n", text)]
+        self.count = max(1, len(self._breaks) + (0 if text.endswith("\n") or not text else 1))
+
+    def at(self, index: int) -> int:
+        """The 1-based line of the character at `index`, never past the last line."""
+        return min(bisect.bisect_left(self._breaks, index) + 1, self.count)
+
+    def clamp(self, line: int) -> int:
+        """`line` (from another parser's count) as a line the text has."""
+        return min(max(line, 1), self.count)
+
+
+# Line breaks to PyYAML (YAML 1.1), characters to yaml-rs (1.2): a space of the
+# same length keeps every index, and the two parsers agree on the structure.
+_NOT_BREAKS = str.maketrans({"\x85": " ", "\u2028": " ", "\u2029": " "})
+
+
+def compose_all(text: str) -> list[yaml.Node]:
+    """The node tree of each document of `text`, as yaml-rs reads its lines.
+
+    Raises `yaml.YAMLError` where PyYAML refuses the text.
+    """
+    return list(yaml.compose_all(text.translate(_NOT_BREAKS), Loader=_LOADER))
+
+
+def compose(text: str) -> list[yaml.Node] | None:
+    """The node tree of each document of `text`, or None if PyYAML refuses it too."""
     try:
-        nodes = list(yaml.compose_all(text, Loader=loader))
-    except yaml.MarkedYAMLError as marked:
-        mark = marked.problem_mark or marked.context_mark
-        line = mark.line + 1 if mark else 1
-        what = marked.problem or marked.context or "invalid YAML"
-        return [Issue(file, 0, (), f"YAML syntax error: {what}", line=line)]
-    duplicates = [
-        Issue(
-            file,
-            0,
-            (),
-            f"duplicate key '{key.value}' (first at line "
-            f"{first.start_mark.line + 1}): a key may appear once per mapping, remove one",
-            line=key.start_mark.line + 1,
-        )
-        for node in nodes
-        for key, first in _duplicate_keys(node)
-    ]
-    if duplicates:
-        return duplicates
-    found = re.search(r"line (\d+)", str(exc))
-    line = int(found.group(1)) if found else 1
-    first_line = str(exc).splitlines()[-1] if str(exc) else "invalid YAML"
-    return [Issue(file, 0, (), f"YAML syntax error: {first_line}", line=line)]
-
-
-def _duplicate_keys(node: yaml.Node) -> Iterator[tuple[yaml.Node, yaml.Node]]:
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[Any, yaml.Node] = {}
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                if key.value in seen:
-                    yield key, seen[key.value]
-                else:
-                    seen[key.value] = key
-            yield from _duplicate_keys(value)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            yield from _duplicate_keys(item)
+        return compose_all(text)
+    except (yaml.YAMLError, RecursionError):  # RecursionError: the pure-Python loader
+        return None
 
 
 def locate_all(issues: list[Issue], texts: Mapping[Path, str]) -> list[SpecProblem]:
-    trees: dict[Path, list[yaml.Node]] = {}
-    problems = []
+    """Each issue as a problem with its line; at most MAX_PROBLEMS_PER_FILE per file."""
+    trees: dict[Path, tuple[list[yaml.Node], Lines, str]] = {}
+    by_file: dict[Path, list[SpecProblem]] = {}
     for issue in issues:
-        line = issue.line
-        if line is None:
-            if issue.file not in trees:
-                trees[issue.file] = _compose(texts.get(issue.file, ""))
-            line = _line_of(trees[issue.file], issue.doc, issue.path)
-        problems.append(SpecProblem(str(issue.file), line, issue.message))
-    return problems
+        if issue.file not in trees:
+            text = texts.get(issue.file, "")
+            trees[issue.file] = ([], Lines(text), text)
+        nodes, lines, text = trees[issue.file]
+        message = issue.message
+        if issue.line is not None:
+            line = lines.clamp(issue.line)
+        else:
+            if not nodes and text:
+                nodes.extend(compose(text) or [])
+            line, anchor = _line_of(nodes, issue.doc, issue.path, lines, text)
+            if anchor is not None:
+                message = f"{message} (in the value aliased here from line {anchor})"
+        by_file.setdefault(issue.file, []).append(SpecProblem(str(issue.file), line, message))
+    return [problem for found in by_file.values() for problem in _at_most(found)]
 
 
-def _compose(text: str) -> list[yaml.Node]:
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        return list(yaml.compose_all(text, Loader=loader))
-    except yaml.YAMLError:
-        return []
+def _at_most(problems: list[SpecProblem]) -> list[SpecProblem]:
+    if len(problems) <= MAX_PROBLEMS_PER_FILE:
+        return problems
+    problems = sorted(problems)
+    shown, rest = problems[:MAX_PROBLEMS_PER_FILE], problems[MAX_PROBLEMS_PER_FILE:]
+    more = SpecProblem(
+        rest[0].file,
+        rest[0].line,
+        f"and {len(rest):,} more problems in this file from here on "
+        f"(the first {MAX_PROBLEMS_PER_FILE} are listed)",
+    )
+    return [*shown, more]
 
 
-def _line_of(docs: list[yaml.Node], doc: int, path: DocPath) -> int:
-    """1-based line of the deepest node along `path` in document `doc`."""
+def _line_of(
+    docs: list[yaml.Node], doc: int, path: DocPath, lines: Lines, text: str
+) -> tuple[int, int | None]:
+    """The line of the deepest node along `path` in document `doc`.
+
+    When the walk goes on inside a value an alias repeats, that is the
+    alias's line, and the second value the line in the anchored value where
+    the walk ended (a key whose value is an alias is on the alias's line).
+    """
     if doc >= len(docs):
-        return 1
+        return 1, None
     node = docs[doc]
-    line = node.start_mark.line + 1
+    line = lines.at(node.start_mark.index)
+    alias_line: int | None = None
     for step in path:
-        child = _child(node, step)
-        if child is None:
+        found = _child(node, step)
+        if found is None:
             break
-        key_node, node = child
-        line = (key_node or node).start_mark.line + 1
-    return line
+        key, after, child = found
+        if alias_line is not None:
+            inside = True
+        elif child.start_mark.index < after:
+            # Written elsewhere: PyYAML gives an alias the anchored node itself,
+            # and an anchor always comes before its aliases.
+            alias_line, inside = _alias_line(text, after, lines), False
+        line = lines.at((key or child).start_mark.index)
+        node = child
+    if alias_line is None:
+        return line, None
+    return (alias_line, line) if inside else (line, None)
 
 
-def _child(node: yaml.Node, step: str | int) -> tuple[yaml.Node | None, yaml.Node] | None:
+def _child(node: yaml.Node, step: str | int) -> tuple[yaml.Node | None, int, yaml.Node] | None:
+    """The key (None in a sequence) and node at `step` under `node`, and where it should start.
+
+    A value is written after its key; an item after the item before it (or
+    the sequence's start): a node that starts before that is an alias's.
+    """
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             if isinstance(key, yaml.ScalarNode) and key.value == step:
-                return key, value
+                return key, key.end_mark.index, value
     elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value):
-        return None, node.value[step]
+        before = node.value[step - 1].end_mark.index if step else node.start_mark.index
+        return None, before, node.value[step]
     return None
+
+
+def _alias_line(text: str, after: int, lines: Lines) -> int:
+    """The line of the alias written after index `after` (a key's end, the item before)."""
+    alias = _BEFORE_ALIAS.match(text, after)
+    return lines.at(alias.end() - 1 if alias else after)
+
+
+def duplicate_keys(docs: Sequence[yaml.Node]) -> Iterator[tuple[yaml.Node, yaml.Node]]:
+    """Each (key, first key) of a mapping that holds a key twice, in document order.
+
+    Each node is looked at once, however many aliases repeat it: a 486-byte
+    alias bomb is a few dozen nodes, and 9^9 paths through them.
+    """
+    seen: set[int] = set()
+    stack = list(reversed(docs))
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys: dict[Any, yaml.Node] = {}
+            for key, _value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.value in keys:
+                        yield key, keys[key.value]
+                    else:
+                        keys[key.value] = key
+            stack.extend(value for _key, value in reversed(node.value))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(reversed(node.value))
+
+
+def expansion_line(docs: Sequence[yaml.Node], limit: int, lines: Lines, text: str) -> int:
+    """The line where the documents, aliases expanded, grow past `limit` nodes.
+
+    Each node's expanded size is counted once (so this is linear in the
+    nodes, not in their expansion); then the walk goes down into the child
+    where the running count crosses `limit`, to the first alias on the way.
+    """
+    sizes = _expanded_sizes(docs)
+    budget = limit
+    line = 1
+    children: list[tuple[int, yaml.Node]] = [(0, d) for d in docs]
+    while children:
+        for after, child in children:
+            size = sizes[id(child)]
+            if size <= budget:
+                budget -= size
+                continue
+            if child.start_mark.index < after:  # an alias: here it is
+                return _alias_line(text, after, lines)
+            line = lines.at(child.start_mark.index)
+            budget -= 1
+            children = list(_children_after(child))
+            break
+        else:
+            break
+    return line
+
+
+def _children_after(node: yaml.Node) -> Iterator[tuple[int, yaml.Node]]:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            yield key.end_mark.index, value
+    elif isinstance(node, yaml.SequenceNode):
+        before = node.start_mark.index
+        for item in node.value:
+            yield before, item
+            before = item.end_mark.index
+
+
+def _expanded_sizes(docs: Sequence[yaml.Node]) -> dict[int, int]:
+    """Each node's size with aliases expanded, by id, computed bottom-up once per node."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(d, False) for d in docs]
+    while stack:
+        node, ready = stack.pop()
+        if id(node) in sizes:
+            continue
+        kids = _kids(node)
+        if ready:
+            sizes[id(node)] = 1 + sum(sizes[id(k)] for k in kids)
+            continue
+        stack.append((node, True))
+        stack.extend((k, False) for k in kids if id(k) not in sizes)
+    return sizes
+
+
+def _kids(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def locate_warnings(issues: list[Issue], text: str, docs: Sequence[Any]) -> list[SpecProblem]:

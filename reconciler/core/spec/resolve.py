@@ -37,6 +37,7 @@ from reconciler.core.spec.schema import (
     parse_revision,
     parse_time,
     recovery_point_problem,
+    shown,
 )
 
 
@@ -283,7 +284,7 @@ class PlanResolver:
             if revision is None:
                 self.problem(
                     (*path, "revision"),
-                    f"allowDataLoss.revision {given.revision!r} is not a git commit id: "
+                    f"allowDataLoss.revision {shown(given.revision)} is not a git commit id: "
                     "write 7 to 40 hex digits (git log --format=%h prints one)",
                 )
                 return _NO_CONSENT

@@ -10,11 +10,13 @@ keys that look like one and hold a literal value. `cli.fabric` checks a
 from __future__ import annotations
 
 import re
+import reprlib
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import pydantic
+import pydantic_core
 from pydantic.alias_generators import to_camel
 
 API_VERSION = "drctl/v1"
@@ -47,17 +49,40 @@ class Model(pydantic.BaseModel):
     )
 
 
-SiteName = Annotated[str, pydantic.StringConstraints(pattern=SITE_NAME)]
-FabricName = Annotated[str, pydantic.StringConstraints(pattern=SITE_NAME)]
-VMName = Annotated[str, pydantic.StringConstraints(min_length=1, pattern=r"^\S(.*\S)?$")]
+# A site's or a fabric's name becomes a directory and a metric label; a VM's,
+# plan's or group's is printed in every table: each is bounded, and holds no
+# character that does not print (a terminal's escape, a newline, a BOM).
+MAX_SITE_NAME = 64
+MAX_NAME = 255
+
+
+def _printable(text: str) -> str:
+    if not text.isprintable():
+        raise pydantic_core.PydanticCustomError(
+            "unprintable", "holds a character that does not print"
+        )
+    return text
+
+
+SiteName = Annotated[str, pydantic.StringConstraints(pattern=SITE_NAME, max_length=MAX_SITE_NAME)]
+FabricName = SiteName
+VMName = Annotated[
+    str,
+    pydantic.StringConstraints(min_length=1, max_length=MAX_NAME, pattern=r"^\S(.*\S)?$"),
+    pydantic.AfterValidator(_printable),
+]
 # A bare `off` is the string "off" in YAML 1.2 and the boolean false in YAML 1.1:
 # accept both, so the meaning never depends on which parser read the file.
 RawReplication = pydantic.StrictStr | pydantic.StrictBool
 
 
 # An id or a keyword (a failover job's id, a recovery point's): no space around it.
-Token = Annotated[str, pydantic.StringConstraints(min_length=1, pattern=r"^\S(.*\S)?$")]
-Seconds = Annotated[float, pydantic.Field(ge=0, strict=True)]
+Token = VMName
+# Every duration is bounded: `1e300` or `.inf` would validate, then overflow
+# the clock arithmetic of every pass.
+MAX_SECONDS = 7 * 24 * 3600
+Seconds = Annotated[float, pydantic.Field(ge=0, le=MAX_SECONDS, strict=True, allow_inf_nan=False)]
+MAX_PARALLEL = 10_000
 
 
 class DataLossScope(Model):
@@ -99,7 +124,7 @@ class Policy(Model):
     """The policy keys a VM entry may set; the plan's `policy:` has a few more."""
 
     allow_data_loss: DataLoss | None = None
-    max_parallel: Annotated[pydantic.StrictInt, pydantic.Field(ge=1)] | None = None
+    max_parallel: Annotated[pydantic.StrictInt, pydantic.Field(ge=1, le=MAX_PARALLEL)] | None = None
     settle_seconds: Seconds | None = None
     commit: Literal["auto", "manual"] | None = None
     commit_after_seconds: Seconds | None = None
@@ -192,7 +217,7 @@ def is_name(text: str) -> bool:
 
 def invalid_name(what: str, name: object) -> str:
     """The message for a site or fabric `name` that breaks NAME_RULE."""
-    return f"{what} name {name!r} is not valid: {NAME_RULE}"
+    return f"{what} name {shown(name)} is not valid: {NAME_RULE}"
 
 
 # A key names a secret when its last word does: `clientSecret`, `apiKeys`,
@@ -273,6 +298,11 @@ def explain(error: Any, fabric: bool = False) -> str:
     where = _dotted(loc) or "document"
     key = str(loc[-1]) if loc else ""
     kind = error["type"]
+    if kind == "extra_forbidden" and key == "<<":
+        return (
+            f"merge keys (<<) are not YAML 1.2, which drctl reads: write the keys of "
+            f"{_parent(loc)} out, or set them in spec.defaults or spec.policy"
+        )
     if kind == "extra_forbidden" and fabric and len(loc) == 2 and loc[0] == "spec":
         return (
             f"unknown fabric kind '{key}' in spec: a Fabric declares exactly one of "
@@ -282,17 +312,31 @@ def explain(error: Any, fabric: bool = False) -> str:
         return f"'{key}' does not go in {_parent(loc)}: set it {place}"
     if kind == "extra_forbidden":
         return f"unknown key '{key}' in {_parent(loc)}: remove it or fix its spelling"
+    given = shown(error.get("input"))
     if kind == "data_loss_form":
-        return f"{where} must be {DATA_LOSS_FORMS}, not {error['input']!r}"
+        return f"{where} must be {DATA_LOSS_FORMS}, not {given}"
     if kind == "greater_than_equal":
-        return f"{where} must be {error['ctx']['ge']:g} or more, not {error['input']!r}"
+        return f"{where} must be {error['ctx']['ge']:g} or more, not {given}"
+    if kind == "less_than_equal":
+        limit = error["ctx"]["le"]
+        days = f" ({limit / 86400:g} days)" if key.endswith("Seconds") else ""
+        return f"{where} must be {limit:g}{days} or less, not {given}"
+    if kind == "finite_number":
+        return f"{where} must be a finite number of seconds, not {given}"
+    if kind in {"float_type", "int_type"}:
+        wanted = "a number" if kind == "float_type" else "a whole number"
+        return f"{where} must be {wanted}, not {given}"
+    if kind == "unprintable":
+        return f"{where} holds a character that does not print ({given}): remove it"
+    if kind == "string_too_long":
+        return f"{where} must be at most {error['ctx']['max_length']} characters, not {given}"
     if kind == "bool_type":
-        return f"{where} must be true or false, not {error['input']!r}"
+        return f"{where} must be true or false, not {given}"
     if kind == "missing":
         return f"missing required key '{key}' in {_parent(loc)}"
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
-        return f"{where} must be {expected}, not {error['input']!r}"
+        return f"{where} must be {expected}, not {given}"
     if kind == "string_pattern_mismatch" and _in_sites(loc):
         return invalid_name("site", error["input"])
     if kind == "string_pattern_mismatch" and _names_fabric(loc, fabric):
@@ -300,10 +344,10 @@ def explain(error: Any, fabric: bool = False) -> str:
     if kind == "string_pattern_mismatch":
         return f"{where} must not be empty or start or end with a space"
     if kind == "string_type":
-        return f"{where} must be a string, not {error['input']!r}: quote it"
+        return f"{where} must be a string, not {given}: quote it"
     if kind in {"list_type", "model_type", "dict_type"}:
         wanted = "a list" if kind == "list_type" else "a mapping"
-        return f"{where} must be {wanted}, not {error['input']!r}"
+        return f"{where} must be {wanted}, not {given}"
     return f"{where}: {error['msg']}"
 
 
@@ -350,6 +394,17 @@ def document_errors(exc: pydantic.ValidationError) -> list[Any]:
     return found
 
 
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 60
+_SHOWN.maxlist = _SHOWN.maxdict = _SHOWN.maxtuple = _SHOWN.maxset = _SHOWN.maxfrozenset = 3
+_SHOWN.maxlevel = 2
+
+
+def shown(value: object) -> str:
+    """`value` as a message quotes it: short, whatever its size (a 200 KB string, a deep list)."""
+    return _SHOWN.repr(value)
+
+
 def _parent(loc: Sequence[str | int]) -> str:
     return _dotted(loc[:-1]) or "the document"
 
@@ -378,7 +433,7 @@ def parse_replication(raw: str | bool) -> tuple[str, str] | str | None:
         return None
     if isinstance(raw, str) and (match := _REPLICATION.match(raw)):
         return match.group(1), match.group(2)
-    return f"replication must be '<from>-><to>' (e.g. ams->rtm) or off, not {raw!r}"
+    return f"replication must be '<from>-><to>' (e.g. ams->rtm) or off, not {shown(raw)}"
 
 
 def parse_time(text: str, what: str) -> datetime | str:
@@ -386,10 +441,10 @@ def parse_time(text: str, what: str) -> datetime | str:
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        return f"{what} {text!r} is not an ISO 8601 time: write it like {TIME_EXAMPLE}"
+        return f"{what} {shown(text)} is not an ISO 8601 time: write it like {TIME_EXAMPLE}"
     if when.utcoffset() is None:
         return (
-            f"{what} {text!r} has no UTC offset: add one (e.g. +01:00 or Z), so that it "
+            f"{what} {shown(text)} has no UTC offset: add one (e.g. +01:00 or Z), so that it "
             "names the same instant wherever drctl runs"
         )
     return when
@@ -401,7 +456,7 @@ def recovery_point_problem(text: str) -> str | None:
         return None
     for keyword in RECOVERY_POINTS:
         if text.lower() == keyword.lower():
-            return f"recoveryPoint {text!r} must be written {keyword}"
+            return f"recoveryPoint {shown(text)} must be written {keyword}"
     if _LOOKS_LIKE_TIME.match(text):
         when = parse_time(text, "recoveryPoint")
         return when if isinstance(when, str) else None

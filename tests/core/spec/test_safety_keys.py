@@ -431,14 +431,17 @@ def test_a_key_in_a_comment_or_a_string_does_not_shift_warning_lines(tmp_path: P
     assert [w.line for w in specdir.load_specs(tmp_path).warnings] == [ENTRY_LINE + 1]
 
 
-def test_a_key_repeated_by_an_alias_is_located_at_its_anchor(tmp_path: Path) -> None:
+def test_a_key_repeated_by_an_alias_is_located_where_the_alias_is(tmp_path: Path) -> None:
+    """Each VM that takes the anchored policy is warned of at its own line, the anchor's said."""
     text = with_keys(plan="settleSeconds: 0").replace(
         "    - name: sql01\n",
         "    - name: sql01\n      policy: &standing {allowDataLoss: true}\n",
     )
     text = text.replace("      activeSite: ams\n", "      policy: *standing\n")
     write(tmp_path, text)
-    assert [w.line for w in specdir.load_specs(tmp_path).warnings] == [12, 12]
+    warnings = specdir.load_specs(tmp_path).warnings
+    assert [w.line for w in warnings] == [12, 14]
+    assert warnings[1].message.endswith("(in the value aliased here from line 12)")
 
 
 def test_warning_lines_follow_the_text_when_the_key_is_also_written_elsewhere(
