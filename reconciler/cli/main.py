@@ -343,10 +343,15 @@ def _apply(args: argparse.Namespace) -> int:
     wall = clock.WallClock()
     settings = _settings(args)
     provider = fabrics.open_for(desired, args.state_dir, wall)
-    with provider, flock.hold(args.state_dir, "apply"):
+    with provider, flock.hold(args.state_dir, "apply") as lease:
         progress = report.Progress()
         executor = execute.Executor(
-            provider, journal.Journal(args.state_dir), wall, settings, on_event=progress.event
+            provider,
+            journal.Journal(args.state_dir),
+            wall,
+            settings,
+            on_event=progress.event,
+            check_lock=lease.check,
         )
         print(f"applying {args.specs_dir} at revision {rev}", flush=True)
         stop = _StopOnInterrupt()

@@ -4,7 +4,9 @@ The daemon owns one `Metrics` and feeds it: `update_from_plan` after each
 pass with the plan it built and the observation behind it, `record_reconcile`
 with the pass's outcome, `record_event` for each executor event, `set_spec`
 when the revision in force or its validity changes, `observe_placement` and
-`observe_convergence` when a plan it was moving arrives; `serve` exposes
+`observe_convergence` when a plan it was moving arrives, `set_leader` when
+it takes the fabric lock (and `drctl_leader` is 0 while it waits for it:
+a daemon that does not act serves no plan or VM series); `serve` exposes
 /metrics. The names below are a contract with dashboards, the alert rules in
 deploy/prometheus and tests outside this repository: never rename one.
 
@@ -58,6 +60,7 @@ REPLICATION_LAST_SYNC_TIMESTAMP_SECONDS = "drctl_replication_last_sync_timestamp
 REPLICATION_INTERVAL_SECONDS = "drctl_replication_interval_seconds"
 SITE_CONNECTED = "drctl_site_connected"
 FAILOVER_DATA_LOSS_SECONDS = "drctl_failover_data_loss_seconds"
+LEADER = "drctl_leader"
 
 RECONCILE_SUCCESS = "success"
 RECONCILE_ERROR = "error"
@@ -431,6 +434,12 @@ class Metrics:
             buckets=RECOVERY_BUCKETS,
             registry=r,
         )
+        self._leader = prometheus_client.Gauge(
+            LEADER,
+            "Whether this drctl holds the fabric lock and acts (1), or waits for it (0: "
+            "another drctl acts, and this one serves no plan or VM series).",
+            registry=r,
+        )
         self._data_loss = prometheus_client.Histogram(
             FAILOVER_DATA_LOSS_SECONDS,
             "Seconds of writes lost, one sample per finished failover (0 for planned ones).",
@@ -472,6 +481,10 @@ class Metrics:
         revision is in force yet, and the series is then absent, not 0.
         """
         self._state.spec = _SpecSnapshot(valid, revision, changed_at)
+
+    def set_leader(self, leader: bool) -> None:
+        """Whether this daemon holds the fabric lock (1) or waits for it (0, the start)."""
+        self._leader.set(1.0 if leader else 0.0)
 
     # --- what happened -----------------------------------------------------------
 

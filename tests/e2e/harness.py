@@ -4,6 +4,7 @@ at it (`drctl status`, `drctl fabric show`, /metrics)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,33 @@ def submodule_checkout(upstream: Path, superproject: Path, name: str = "dr") -> 
     )
     git(superproject, "commit", "-qm", f"add the {name} submodule")
     return superproject / name
+
+
+_HOLDER = """
+import sys
+from pathlib import Path
+from reconciler.engine.lease import flock
+with flock.hold(Path(sys.argv[1]), "apply"):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def lock_held(state: Path) -> Iterator[subprocess.Popen[str]]:
+    """The fabric lock of `state`, held by another real process (as an apply) in the block."""
+    with subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(state)],
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    ) as held:
+        assert held.stdout is not None
+        assert held.stdout.readline().strip() == "held"
+        try:
+            yield held
+        finally:
+            held.communicate("")
 
 
 def free_port() -> int:
