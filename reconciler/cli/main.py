@@ -427,10 +427,10 @@ def _run(args: argparse.Namespace) -> int:
         # says so at once, as it always did.
         provider.provider(EMBEDDED_FABRIC)
     collected = metrics.Metrics()
-    server = None
+    served = None
     if address is not None:
         try:
-            server, _thread = collected.serve(*address)
+            served = collected.serve(*address)
         except OSError as exc:
             why = exc.strerror or exc
             raise errors.UsageError(
@@ -439,8 +439,8 @@ def _run(args: argparse.Namespace) -> int:
         logs.log.info(
             "serving metrics on http://%s:%d/metrics",
             address[0],
-            server.server_port,
-            extra={"event": "metrics_serving", "port": server.server_port},
+            served.port,
+            extra={"event": "metrics_serving", "port": served.port},
         )
     settings = _settings(args)
     config = loop.Config(
@@ -458,6 +458,5 @@ def _run(args: argparse.Namespace) -> int:
         return runner.run()
     finally:
         provider.close()
-        if server is not None:
-            server.shutdown()
-            server.server_close()
+        if served is not None:
+            served.close()

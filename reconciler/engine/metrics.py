@@ -7,8 +7,9 @@ when the revision in force or its validity changes, `observe_placement` and
 `observe_convergence` when a plan it was moving arrives, `set_leader` when
 it takes the fabric lock (and `drctl_leader` is 0 while it waits for it:
 a daemon that does not act serves no plan or VM series); `serve` exposes
-/metrics. The names below are a contract with dashboards, the alert rules in
-deploy/prometheus and tests outside this repository: never rename one.
+/metrics through engine/endpoint.py. The names below are a contract with
+dashboards, the alert rules in deploy/prometheus and tests outside this
+repository: never rename one.
 
 Per-VM families are produced by a custom collector from a snapshot of plain
 tuples that `update_from_plan` replaces as a whole. At 10k-100k VMs that
@@ -21,11 +22,9 @@ scrape never sees half of an update.
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
-from wsgiref.simple_server import WSGIServer
 
 import prometheus_client
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -35,7 +34,7 @@ from prometheus_client.samples import Sample
 from reconciler.core import plan, state
 from reconciler.core.plan import Phase
 from reconciler.core.state import Operation, ReplicationState
-from reconciler.engine import execute
+from reconciler.engine import endpoint, execute
 from reconciler.engine.execute import EventKind
 from reconciler.kits import gcpause
 
@@ -533,9 +532,14 @@ class Metrics:
         """The text a Prometheus scrape of /metrics gets (text format 0.0.4)."""
         return prometheus_client.generate_latest(self.registry)
 
-    def serve(self, host: str, port: int) -> tuple[WSGIServer, threading.Thread]:
-        """Serve /metrics on a daemon thread; port 0 picks a free one (`server.server_port`).
+    def serve(self, host: str, port: int) -> endpoint.Endpoint:
+        """Serve /metrics from a thread of its own; port 0 picks a free one (`.port`).
 
-        Stop with `server.shutdown()` then `server.server_close()`.
+        Bounded in connections and time, off the reconcile path (engine/endpoint.py);
+        stop it with `.close()`. OSError when the address cannot be bound.
         """
-        return prometheus_client.start_http_server(port, addr=host, registry=self.registry)
+        # One format whatever the Accept header says, so that every scrape can
+        # share one exposition (the text format; Prometheus reads it).
+        return endpoint.Endpoint(
+            host, port, self.exposition, prometheus_client.exposition.CONTENT_TYPE_PLAIN_0_0_4
+        )

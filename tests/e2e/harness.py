@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -220,7 +221,8 @@ class Site:
             )
         return done
 
-    def start(self, *extra: str) -> None:
+    def start(self, *extra: str, nofile: int | None = None) -> None:
+        """`drctl run` on the site; `nofile` lowers its limit of open files (RLIMIT_NOFILE)."""
         with self.log.open("a") as log:
             self.daemon = subprocess.Popen(
                 [
@@ -245,6 +247,9 @@ class Site:
                 stderr=subprocess.STDOUT,
                 text=True,
             )
+        if nofile is not None:
+            # Before the daemon opens more than its first few files.
+            resource.prlimit(self.daemon.pid, resource.RLIMIT_NOFILE, (nofile, nofile))
         wait_until("the daemon to serve /metrics", self.metrics_text)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
