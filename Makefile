@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/reaction.py
 	$(BIN)/python bench/kill.py
 	$(BIN)/python bench/spec_fuzz.py
+	$(BIN)/python bench/scrape_load.py
 
 clean:
 	rm -rf $(VENV) .drctl .mypy_cache .pytest_cache .ruff_cache

@@ -122,6 +122,12 @@ class LockHeldError(DrctlError):
     exit_code = EXIT_RUNTIME
 
 
+class LockLostError(DrctlError):
+    """The state dir this drctl locked is no longer the one at its path: nothing more starts."""
+
+    exit_code = EXIT_RUNTIME
+
+
 class ProviderError(DrctlError):
     """The fabric refused or failed a call."""
 

@@ -388,10 +388,15 @@ def _apply(args: argparse.Namespace) -> int:
     wall = clock.WallClock()
     settings = _settings(args)
     provider = fabrics.open_for(desired, args.state_dir, wall)
-    with provider, flock.hold(args.state_dir, "apply"):
+    with provider, flock.hold(args.state_dir, "apply") as lease:
         progress = report.Progress()
         executor = execute.Executor(
-            provider, journal.Journal(args.state_dir), wall, settings, on_event=progress.event
+            provider,
+            journal.Journal(args.state_dir),
+            wall,
+            settings,
+            on_event=progress.event,
+            check_lock=lease.check,
         )
         print(f"applying {errors.shown_path(str(args.specs_dir))} at revision {rev}", flush=True)
         stop = _StopOnInterrupt()
@@ -467,10 +472,10 @@ def _run(args: argparse.Namespace) -> int:
         # says so at once, as it always did.
         provider.provider(EMBEDDED_FABRIC)
     collected = metrics.Metrics()
-    server = None
+    served = None
     if address is not None:
         try:
-            server, _thread = collected.serve(*address)
+            served = collected.serve(*address)
         except OSError as exc:
             why = exc.strerror or exc
             raise errors.UsageError(
@@ -479,8 +484,8 @@ def _run(args: argparse.Namespace) -> int:
         logs.log.info(
             "serving metrics on http://%s:%d/metrics",
             address[0],
-            server.server_port,
-            extra={"event": "metrics_serving", "port": server.server_port},
+            served.port,
+            extra={"event": "metrics_serving", "port": served.port},
         )
     settings = _settings(args)
     config = loop.Config(
@@ -498,6 +503,5 @@ def _run(args: argparse.Namespace) -> int:
         return runner.run()
     finally:
         provider.close()
-        if server is not None:
-            server.shutdown()
-            server.server_close()
+        if served is not None:
+            served.close()

@@ -30,7 +30,14 @@ from reconciler.daemon.logs import log
 from reconciler.engine import execute, fabrics, journal, status
 from reconciler.engine import metrics as metrics_
 from reconciler.engine.lease import flock
-from reconciler.errors import GitError, LockHeldError, SpecError, WatchError
+from reconciler.errors import (
+    EXIT_RUNTIME,
+    GitError,
+    LockHeldError,
+    LockLostError,
+    SpecError,
+    WatchError,
+)
 from reconciler.fabric import base
 from reconciler.gitops import notes, revision, specdir, watch
 from reconciler.kits import clock as clocks
@@ -103,6 +110,7 @@ class Daemon:
         self._recorded: set[tuple[str, str]] = set()  # converged under the revision in force
         self._executor: execute.Executor | None = None
         self._lost: dict[str, str] = {}  # fabrics that did not answer the last pass, and why
+        self._lease: flock.Lease | None = None  # the fabric lock, while `run` holds it
 
     # --- the loop ------------------------------------------------------------
 
@@ -128,8 +136,14 @@ class Daemon:
                     wait = min(wait, max(0.0, (next_resync - self.clock.now()).total_seconds()))
                     if self.wake.wait(timeout=wait):
                         self.wake.clear()
+            except LockLostError as exc:
+                # Another drctl may hold the lock of the directory now at the
+                # path: acting on would make two actors on one fabric.
+                log.error("%s", exc, extra={"event": "lock_lost", "error": str(exc)})
+                return EXIT_RUNTIME
             finally:
                 self.stop.set()
+                self.metrics.set_leader(False)
                 self._write_daemon_file(running=False)
                 if watcher.is_alive():
                     watcher.join(timeout=2)
@@ -145,6 +159,7 @@ class Daemon:
             self.clock,
             self.config.settings,
             on_event=self._event,
+            check_lock=self._lease.check if self._lease is not None else None,
         )
         self._restore_in_force()
 
@@ -190,6 +205,8 @@ class Daemon:
                 revision_made_at=self.in_force.made_at,
             )
             self._after_pass(built)
+        except LockLostError:
+            raise  # not a failed pass: this daemon must stop acting (`run`)
         except Exception:
             # The one broad catch (style.md): a provider or journal failure must
             # not kill the daemon; log, count, and try again on the next pass.
@@ -551,7 +568,7 @@ class Daemon:
         told = False
         while True:
             try:
-                stack.enter_context(flock.hold(self.config.state_dir, "run"))
+                self._lease = stack.enter_context(flock.hold(self.config.state_dir, "run"))
             except LockHeldError as exc:
                 if not told:
                     log.warning("%s; waiting for the lock", exc)
@@ -559,6 +576,7 @@ class Daemon:
                 if self.stop.wait(1.0):
                     return None
                 continue
+            self.metrics.set_leader(True)
             return stack
 
 

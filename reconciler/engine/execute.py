@@ -19,7 +19,9 @@ per VM and operation or per job, and `next_retry_at` says until when. A
 blip of the fabric's API never makes a VM Blocked. An action drctl's hard
 rules forbid (`engine.guard`: never CancelFailover or CompleteMigration,
 DisableReplication only when confirmed) is journaled as refused and never
-reaches the provider.
+reaches the provider. `check_lock` (the held `lease.flock.Lease.check`) runs
+at each step that may start and before each start: raising LockLostError
+there, it ends the step before anything more starts.
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ class Executor:
         clock: clocks.Clock,
         settings: Settings | None = None,
         on_event: Callable[[Event], None] | None = None,
+        check_lock: Callable[[], None] | None = None,
     ) -> None:
         # One provider is the embedded fabric alone; `Fabrics` drives several.
         self.fabrics = (
@@ -107,6 +110,7 @@ class Executor:
         self.clock = clock
         self.settings = settings or Settings()
         self._emit = on_event or (lambda _event: None)
+        self._check_lock = check_lock or (lambda: None)
         self._running: dict[str, journals.Entry] = {}  # job id -> our journal entry
         self.last_observed: state.Observed | None = None  # every fabric in one view
         self.observed: dict[str, state.Observed] = {}  # by fabric
@@ -252,6 +256,8 @@ class Executor:
         `revision_made_at` is when the revision was made: a VM moved outside
         drctl after it is held, never moved back.
         """
+        if start:
+            self._check_lock()
         self.fabrics.use(desired)
         self._poll_jobs(revision)
         self.observed = self.fabrics.observe(desired.fabrics_in_use())
@@ -373,6 +379,7 @@ class Executor:
                 continue
             if hold is not None and hold(action):
                 continue
+            self._check_lock()  # another drctl may hold the lock now: start nothing
             intent = self.journal.record_intent(action, revision, now, fabric)
             denied = guard.refusal(action, desired)
             if denied is not None:

@@ -4,9 +4,12 @@ The daemon owns one `Metrics` and feeds it: `update_from_plan` after each
 pass with the plan it built and the observation behind it, `record_reconcile`
 with the pass's outcome, `record_event` for each executor event, `set_spec`
 when the revision in force or its validity changes, `observe_placement` and
-`observe_convergence` when a plan it was moving arrives; `serve` exposes
-/metrics. The names below are a contract with dashboards, the alert rules in
-deploy/prometheus and tests outside this repository: never rename one.
+`observe_convergence` when a plan it was moving arrives, `set_leader` when
+it takes the fabric lock (and `drctl_leader` is 0 while it waits for it:
+a daemon that does not act serves no plan or VM series); `serve` exposes
+/metrics through engine/endpoint.py. The names below are a contract with
+dashboards, the alert rules in deploy/prometheus and tests outside this
+repository: never rename one.
 
 Per-VM families are produced by a custom collector from a snapshot of plain
 tuples that `update_from_plan` replaces as a whole. At 10k-100k VMs that
@@ -19,11 +22,9 @@ scrape never sees half of an update.
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
-from wsgiref.simple_server import WSGIServer
 
 import prometheus_client
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -33,7 +34,7 @@ from prometheus_client.samples import Sample
 from reconciler.core import plan, state
 from reconciler.core.plan import Phase
 from reconciler.core.state import Operation, ReplicationState
-from reconciler.engine import execute
+from reconciler.engine import endpoint, execute
 from reconciler.engine.execute import EventKind
 from reconciler.kits import gcpause
 
@@ -60,6 +61,7 @@ SITE_CONNECTED = "drctl_site_connected"
 FAILOVER_DATA_LOSS_SECONDS = "drctl_failover_data_loss_seconds"
 REVISION_REFUSED = "drctl_revision_refused"
 SPEC_REVISION_READABLE = "drctl_spec_revision_readable"
+LEADER = "drctl_leader"
 
 RECONCILE_SUCCESS = "success"
 RECONCILE_ERROR = "error"
@@ -449,6 +451,12 @@ class Metrics:
             buckets=RECOVERY_BUCKETS,
             registry=r,
         )
+        self._leader = prometheus_client.Gauge(
+            LEADER,
+            "Whether this drctl holds the fabric lock and acts (1), or waits for it (0: "
+            "another drctl acts, and this one serves no plan or VM series).",
+            registry=r,
+        )
         self._data_loss = prometheus_client.Histogram(
             FAILOVER_DATA_LOSS_SECONDS,
             "Seconds of writes lost, one sample per finished failover (0 for planned ones).",
@@ -494,6 +502,10 @@ class Metrics:
     def set_revision(self, *, refused: bool, readable: bool) -> None:
         """Whether the newest valid revision is refused, and whether git could read the revision."""
         self._state.revision = (refused, readable)
+
+    def set_leader(self, leader: bool) -> None:
+        """Whether this daemon holds the fabric lock (1) or waits for it (0, the start)."""
+        self._leader.set(1.0 if leader else 0.0)
 
     # --- what happened -----------------------------------------------------------
 
@@ -542,9 +554,14 @@ class Metrics:
         """The text a Prometheus scrape of /metrics gets (text format 0.0.4)."""
         return prometheus_client.generate_latest(self.registry)
 
-    def serve(self, host: str, port: int) -> tuple[WSGIServer, threading.Thread]:
-        """Serve /metrics on a daemon thread; port 0 picks a free one (`server.server_port`).
+    def serve(self, host: str, port: int) -> endpoint.Endpoint:
+        """Serve /metrics from a thread of its own; port 0 picks a free one (`.port`).
 
-        Stop with `server.shutdown()` then `server.server_close()`.
+        Bounded in connections and time, off the reconcile path (engine/endpoint.py);
+        stop it with `.close()`. OSError when the address cannot be bound.
         """
-        return prometheus_client.start_http_server(port, addr=host, registry=self.registry)
+        # One format whatever the Accept header says, so that every scrape can
+        # share one exposition (the text format; Prometheus reads it).
+        return endpoint.Endpoint(
+            host, port, self.exposition, prometheus_client.exposition.CONTENT_TYPE_PLAIN_0_0_4
+        )

@@ -4,15 +4,17 @@ at it (`drctl status`, `drctl fabric show`, /metrics)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +121,33 @@ def submodule_checkout(upstream: Path, superproject: Path, name: str = "dr") -> 
     return superproject / name
 
 
+_HOLDER = """
+import sys
+from pathlib import Path
+from reconciler.engine.lease import flock
+with flock.hold(Path(sys.argv[1]), "apply"):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def lock_held(state: Path) -> Iterator[subprocess.Popen[str]]:
+    """The fabric lock of `state`, held by another real process (as an apply) in the block."""
+    with subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(state)],
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    ) as held:
+        assert held.stdout is not None
+        assert held.stdout.readline().strip() == "held"
+        try:
+            yield held
+        finally:
+            held.communicate("")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -192,7 +221,8 @@ class Site:
             )
         return done
 
-    def start(self, *extra: str) -> None:
+    def start(self, *extra: str, nofile: int | None = None) -> None:
+        """`drctl run` on the site; `nofile` lowers its limit of open files (RLIMIT_NOFILE)."""
         with self.log.open("a") as log:
             self.daemon = subprocess.Popen(
                 [
@@ -217,6 +247,9 @@ class Site:
                 stderr=subprocess.STDOUT,
                 text=True,
             )
+        if nofile is not None:
+            # Before the daemon opens more than its first few files.
+            resource.prlimit(self.daemon.pid, resource.RLIMIT_NOFILE, (nofile, nofile))
         wait_until("the daemon to serve /metrics", self.metrics_text)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:

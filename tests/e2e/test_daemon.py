@@ -7,7 +7,6 @@ import json
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import datetime
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e.harness import TIMINGS, Site, git, three_tier, wait_until
+from e2e.harness import TIMINGS, Site, git, lock_held, three_tier, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -233,23 +232,10 @@ def git_note(site: Site, sha: str) -> str:
 
 
 def test_a_daemon_waiting_for_apply_s_lock_stops_cleanly_on_sigterm(site: Site) -> None:
-    holder = (
-        "import sys\nfrom pathlib import Path\nfrom reconciler.engine.lease import flock\n"
-        "with flock.hold(Path(sys.argv[1]), 'apply'):\n"
-        "    print('held', flush=True)\n    sys.stdin.read()\n"
-    )
-    with subprocess.Popen(
-        [sys.executable, "-c", holder, str(site.state)],
-        text=True,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    ) as held:
-        assert held.stdout is not None
-        assert held.stdout.readline().strip() == "held"
+    with lock_held(site.state):
         site.start()
         wait_until("the daemon to say it waits", lambda: "waiting for the lock" in site.log_text())
         asked = time.monotonic()
         assert site.stop(signal.SIGTERM) == 0
         assert time.monotonic() - asked < 5
-        held.communicate("")
     assert site.jobs() == []

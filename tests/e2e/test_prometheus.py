@@ -92,13 +92,11 @@ class Prometheus:
 @pytest.fixture
 def metrics_endpoint() -> Iterator[tuple[Metrics, int]]:
     metrics = Metrics()
-    server, thread = metrics.serve("127.0.0.1", 0)
+    served = metrics.serve("127.0.0.1", 0)
     try:
-        yield metrics, server.server_port
+        yield metrics, served.port
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+        served.close()
 
 
 @contextlib.contextmanager

@@ -595,13 +595,11 @@ def test_alert_rules_pass_their_promtool_unit_tests() -> None:
 
 def test_serve_answers_a_scrape_over_http() -> None:
     metrics = updated(desired(want("sql01")), observed(vm("sql01")))
-    server, thread = metrics.serve("127.0.0.1", 0)
+    served = metrics.serve("127.0.0.1", 0)
     try:
-        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        url = f"http://127.0.0.1:{served.port}/metrics"
         with urllib.request.urlopen(url, timeout=10) as response:
             body = response.read().decode()
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+        served.close()
     assert 'drctl_vm_converged{plan="finance",vm="sql01"} 1.0' in body
