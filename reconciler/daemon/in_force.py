@@ -2,8 +2,9 @@
 
 An invalid revision changes nothing: the last valid one stays in force, and is
 saved (`save`) so that a daemon restarted while HEAD is invalid acts on it too
-(`restore`). `moves` tells whether a new revision moves VMs of a plan (its
-RTO clock starts). Called by `daemon.loop`.
+(`restore`). Whatever a revision holds is a `SpecError` or a desired state
+(`load`), never the end of the daemon. `moves` tells whether a new revision
+moves VMs of a plan (its RTO clock starts). Called by `daemon.loop`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from reconciler.core.desired import DesiredState, PlanSpec
 from reconciler.daemon.logs import log
 from reconciler.engine import state_dir as layout
-from reconciler.errors import SpecError
+from reconciler.errors import SpecError, SpecProblem
 from reconciler.gitops import specdir
 
 
@@ -32,6 +33,29 @@ class InForce:
     # When each plan's move started (revision seen), until it is converged.
     moving_since: dict[str, datetime] = dataclasses.field(default_factory=dict)
     placed: set[str] = dataclasses.field(default_factory=set)
+
+
+# How much of an unexpected error's text a log line or status quotes.
+_QUOTED = 200
+
+
+def load(specs_dir: Path) -> DesiredState:
+    """The desired state in `specs_dir`; `SpecError` for whatever is wrong with it.
+
+    The daemon's boundary for reading a revision: an error the loader did not
+    expect (a byte its reader chokes on, a name it cannot print) makes the
+    revision invalid, like a schema error, and the one in force stays.
+    """
+    try:
+        return specdir.load_specs(specs_dir)
+    except SpecError:
+        raise
+    except Exception as exc:  # whatever a revision holds must not end the daemon
+        said = ascii(str(exc))[1:-1]
+        if len(said) > _QUOTED:
+            said = said[:_QUOTED] + "..."
+        problem = f"cannot read the specs: {type(exc).__name__}: {said}"
+        raise SpecError([SpecProblem(str(specs_dir), 0, problem)]) from exc
 
 
 def save(state_dir: Path, specs_dir: Path, force: InForce) -> None:
@@ -57,7 +81,7 @@ def restore(state_dir: Path, now: datetime) -> InForce | None:
     if not (saved / "revision").is_file():
         return None
     try:
-        desired = specdir.load_specs(saved / "specs")
+        desired = load(saved / "specs")
     except SpecError:
         log.warning("the saved revision in force in %s is unreadable; ignoring it", saved)
         return None

@@ -32,7 +32,7 @@ from reconciler.engine import metrics as metrics_
 from reconciler.engine.lease import flock
 from reconciler.errors import GitError, LockHeldError, SpecError, WatchError
 from reconciler.fabric import base
-from reconciler.gitops import notes, revision, specdir, watch
+from reconciler.gitops import notes, revision, watch
 from reconciler.kits import clock as clocks
 
 # Told once per revision in force when it has converged or is stuck: the
@@ -261,7 +261,7 @@ class Daemon:
         self.revision_seen = rev.id
         log.info("revision seen: %s", rev.id, extra={"event": "revision_seen", "revision": rev.id})
         try:
-            desired = specdir.load_specs(self.config.specs_dir)
+            desired = in_force.load(self.config.specs_dir)
         except SpecError as exc:
             self._reject(rev.id, exc)
             return

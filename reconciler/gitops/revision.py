@@ -9,6 +9,7 @@ is a hash of the spec files. Called by the CLI and the daemon.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,6 +97,7 @@ def _changed_at(specs_dir: Path) -> datetime | None:
 def _content_hash(specs_dir: Path) -> str:
     digest = hashlib.sha256()
     for file in specdir.spec_files(specs_dir):
-        digest.update(str(file.relative_to(specs_dir)).encode() + b"\0")
+        # The name's own bytes: a name that is not UTF-8 is still a name.
+        digest.update(os.fsencode(file.relative_to(specs_dir)) + b"\0")
         digest.update(file.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
