@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/metrics_scale.py
 	$(BIN)/python bench/audit_scale.py
 	$(BIN)/python bench/reaction.py
+	$(BIN)/python bench/journal_checks.py
 
 clean:
 	rm -rf $(VENV) .drctl .mypy_cache .pytest_cache .ruff_cache
