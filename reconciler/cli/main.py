@@ -7,6 +7,7 @@ Exit codes are a contract (README): 0 success; 1 not converged (`apply`,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import functools
 import itertools
@@ -225,7 +226,7 @@ def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
     stopped: frozenset[str] = frozenset()
     unsettled: dict[str, str] = {}
     if layout.journal_path(args.state_dir).exists():  # read-only commands create nothing
-        history = journal.Journal(args.state_dir)
+        history = journal.Journal(args.state_dir, writer=False)
         attempts = history.attempts(rev, execute.Settings().backoff)
         own, stopped = history.own_jobs(), history.stopped_by_drctl()
         unsettled = history.unsettled(rev)
@@ -281,10 +282,16 @@ def _status(args: argparse.Namespace) -> int:
     try:
         built, rev = _observe_and_plan(args)
     except errors.SpecError:
-        if running is not None:
+        if running is not None and running.revision_in_force is not None:
             print(
                 f"drctl: the daemon (pid {running.pid}) keeps revision "
                 f"{running.revision_in_force} in force",
+                file=sys.stderr,
+            )
+        elif running is not None:
+            print(
+                f"drctl: the daemon (pid {running.pid}) has no revision in force: it acts on "
+                "nothing until a valid one",
                 file=sys.stderr,
             )
         raise
@@ -330,9 +337,22 @@ class _StopOnInterrupt:
         signal.signal(signal.SIGINT, self._previous)
 
 
-def _apply(args: argparse.Namespace) -> int:
-    from reconciler.engine import execute, fabrics, journal
+def _lock(state_dir: Path, purpose: str) -> contextlib.ExitStack:
+    """The fabric lock; a lock file that cannot be written is one line (exit 3)."""
+    from reconciler.engine import state_check
+    from reconciler.engine import state_dir as layout
     from reconciler.engine.lease import flock
+
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(flock.hold(state_dir, purpose))
+    except OSError as exc:
+        raise state_check.refusal(layout.lock_path(state_dir), exc) from exc
+    return stack
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from reconciler.engine import execute, fabrics, journal, journal_file, state_check
     from reconciler.gitops import revision
     from reconciler.kits import clock
     from reconciler.ui import report
@@ -342,12 +362,16 @@ def _apply(args: argparse.Namespace) -> int:
     rev = found.id
     wall = clock.WallClock()
     settings = _settings(args)
+    # Before the fabric and the lock: a state dir that cannot be written is
+    # one line naming the path, and nothing is started.
+    state_check.require_usable(args.state_dir)
     provider = fabrics.open_for(desired, args.state_dir, wall)
-    with provider, flock.hold(args.state_dir, "apply"):
+    with provider, _lock(args.state_dir, "apply"):
         progress = report.Progress()
-        executor = execute.Executor(
-            provider, journal.Journal(args.state_dir), wall, settings, on_event=progress.event
-        )
+        history = journal.Journal(args.state_dir)
+        if history.lost is not None:
+            print(f"drctl: warning: {journal_file.lost_warning(history.lost)}", file=sys.stderr)
+        executor = execute.Executor(provider, history, wall, settings, on_event=progress.event)
         print(f"applying {args.specs_dir} at revision {rev}", flush=True)
         stop = _StopOnInterrupt()
         try:

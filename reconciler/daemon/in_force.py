@@ -3,8 +3,9 @@
 An invalid revision changes nothing: the last valid one stays in force, and is
 saved (`save`) so that a daemon restarted while HEAD is invalid acts on it too
 (`restore`). Whatever a revision holds is a `SpecError` or a desired state
-(`load`), never the end of the daemon. `moves` tells whether a new revision
-moves VMs of a plan (its RTO clock starts). Called by `daemon.loop`.
+(`load`), never the end of the daemon. A saved revision that cannot be read
+is ignored, said loudly. `moves` tells whether a new revision moves VMs of a
+plan (its RTO clock starts). Called by `daemon.loop`.
 """
 
 from __future__ import annotations
@@ -75,28 +76,46 @@ def save(state_dir: Path, specs_dir: Path, force: InForce) -> None:
     staging.rename(target)
 
 
-def restore(state_dir: Path, now: datetime) -> InForce | None:
-    """The revision in force a previous daemon saved, if it is there and valid."""
+def restore(state_dir: Path, now: datetime) -> tuple[InForce | None, str | None]:
+    """The revision in force a previous daemon saved, if it is there and valid.
+
+    The second value says, when there is one but it cannot be read, what is
+    wrong with it (it is then ignored: the daemon acts on the specs' HEAD).
+    """
     saved = layout.in_force_dir(state_dir)
-    if not (saved / "revision").is_file():
-        return None
+    if not saved.exists():
+        return None, None
+    desired: DesiredState | None = None
     try:
-        desired = load(saved / "specs")
-    except SpecError:
-        log.warning("the saved revision in force in %s is unreadable; ignoring it", saved)
-        return None
-    rev = (saved / "revision").read_text().strip()
+        rev = (saved / "revision").read_text(encoding="ascii").strip()
+        desired = load(saved / "specs") if _is_revision(rev) else None
+    except (OSError, ValueError, SpecError) as exc:  # Unicode errors are ValueErrors
+        why = str(exc).splitlines()[0][:_QUOTED] if str(exc) else type(exc).__name__
+    else:
+        why = f"not a revision: {rev[:80]!r}"
+    if desired is None:
+        unreadable = (
+            f"the revision in force kept in {saved} cannot be read ({why}): it is ignored, and "
+            "drctl acts on the specs as they are; it is kept again at the next valid revision"
+        )
+        log.error("%s", unreadable, extra={"event": "revision_in_force_unreadable"})
+        return None, unreadable
     made = saved / "made-at"
     try:
         made_at = datetime.fromisoformat(made.read_text().strip()) if made.is_file() else None
-    except ValueError:
+    except (OSError, ValueError):
         made_at = None  # damaged: as if unknown (an out-of-band move then stays held)
     log.info(
         "restored revision in force %s from the state dir",
         rev,
         extra={"event": "revision_restored", "revision": rev},
     )
-    return InForce(rev, desired, now, made_at)
+    return InForce(rev, desired, now, made_at), None
+
+
+def _is_revision(text: str) -> bool:
+    """A revision id as `revision.spec_revision` makes them: one word of printable ASCII."""
+    return bool(text) and text.isprintable() and len(text.split()) == 1
 
 
 def moves(

@@ -6,7 +6,10 @@ is corrected. Each pass is level-triggered: read the revision (when something
 changed), observe, plan, start what the plan allows; jobs in flight are
 followed across passes by the executor. An invalid revision changes nothing:
 the last valid one stays in force, and is kept in the state dir so that a
-restarted daemon acts on it too. Called by `drctl run` (cli).
+restarted daemon acts on it too. A state dir that takes no writes, or a
+journal drctl refuses or waits for, stops nothing but the starts
+(daemon/health.py): the daemon goes on by itself once it can journal again.
+Called by `drctl run` (cli).
 """
 
 from __future__ import annotations
@@ -25,12 +28,20 @@ from types import FrameType
 from reconciler.core import plan
 from reconciler.core.desired import DesiredState
 from reconciler.core.plan import Phase
-from reconciler.daemon import in_force
+from reconciler.daemon import health, in_force
 from reconciler.daemon.logs import log
-from reconciler.engine import execute, fabrics, journal, status
+from reconciler.engine import execute, fabrics, journal, state_check, status
 from reconciler.engine import metrics as metrics_
+from reconciler.engine import state_dir as layout
 from reconciler.engine.lease import flock
-from reconciler.errors import GitError, LockHeldError, SpecError, WatchError
+from reconciler.errors import (
+    GitError,
+    LockHeldError,
+    SpecError,
+    StateDirError,
+    StateFileError,
+    WatchError,
+)
 from reconciler.fabric import base
 from reconciler.gitops import notes, revision, watch
 from reconciler.kits import clock as clocks
@@ -44,6 +55,8 @@ OnRevision = Callable[[str, plan.Plan, list[journal.Entry]], None]
 DIRTY_GRACE = timedelta(milliseconds=150)
 # How often to look again while something is pending that time alone resolves.
 PENDING_POLL = 1.0
+# How often to look again while the state dir or the journal cannot be used.
+STATE_RETRY = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +78,7 @@ class Config:
     poll_interval: float = 0.1
     settings: execute.Settings = dataclasses.field(default_factory=execute.Settings)
     watch: bool = True  # False: changes are seen only at each resync (no inotify)
+    journal_busy_timeout: float = journal.BUSY_TIMEOUT
 
 
 class Daemon:
@@ -93,7 +107,13 @@ class Daemon:
         self._phases: dict[tuple[str, str], Phase] = {}
         self._recorded: set[tuple[str, str]] = set()  # converged under the revision in force
         self._executor: execute.Executor | None = None
+        self._journal: journal.Journal | None = None
         self._lost: dict[str, str] = {}  # fabrics that did not answer the last pass, and why
+        self.health = health.StateHealth(
+            config.state_dir, self.metrics, clock, config.journal_busy_timeout
+        )
+        self._unsaved = False  # the revision in force is not kept in the state dir yet
+        self._journal_checked = False  # whether a new journal was checked for a lost one
 
     # --- the loop ------------------------------------------------------------
 
@@ -122,6 +142,7 @@ class Daemon:
             finally:
                 self.stop.set()
                 self._write_daemon_file(running=False)
+                self.close()
                 if watcher.is_alive():
                     watcher.join(timeout=2)
         log.info("stopped; jobs still running in the fabric were left running")
@@ -129,7 +150,15 @@ class Daemon:
 
     def prepare(self) -> None:
         """Pick up what a previous daemon left: open journal entries, the revision in force."""
-        self._journal = journal.Journal(self.config.state_dir)
+        self._restore_in_force()
+        self._open_executor()
+
+    def _open_executor(self) -> bool:
+        """Open the journal and the executor on it; False (said) while the journal cannot be."""
+        self._journal = self.health.open_journal()
+        if self._journal is None:
+            return False
+        self._journal_checked = False
         self._executor = execute.Executor(
             self.provider,
             self._journal,
@@ -137,7 +166,14 @@ class Daemon:
             self.config.settings,
             on_event=self._event,
         )
-        self._restore_in_force()
+        if self._executor.write_error is not None:
+            self.health.trouble(self._executor.write_error)
+        return True
+
+    def close(self) -> None:
+        """Close the journal: its WAL is checkpointed into journal.db (the loop's end does it)."""
+        self.health.forget_journal()
+        self._executor = self._journal = None
 
     def request_stop(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
         """SIGTERM/SIGINT: start nothing more; the loop ends after this pass."""
@@ -165,33 +201,52 @@ class Daemon:
         force stays), a failure of the fabric or the journal is retried soon,
         and what the plan waits for decides the sleep.
         """
-        assert self._executor is not None  # noqa: S101 (set by prepare)
         if self._changed:
             if self._dirty_too_recent():
                 return Result(None, DIRTY_GRACE.total_seconds())  # a commit or pull half-way
             self._read_revision()
         if self.in_force is None:
             return Result(metrics_.RECONCILE_INVALID_SPEC, self.config.resync)
+        if self._executor is None and not self._open_executor():
+            return Result(metrics_.RECONCILE_ERROR, STATE_RETRY)  # the journal: said why
+        assert self._executor is not None  # noqa: S101 (just opened)
+        # Intent before call: nothing starts until the state dir takes writes again.
+        may_start = self.health.may_start()
+        if may_start and self._unsaved:
+            self._save_in_force()
         try:
+            if not self._journal_checked:  # before this daemon starts any job itself
+                self._journal_checked = True
+                fabrics_in_use = self.in_force.desired.fabrics_in_use()
+                self.health.warn_if_lost(self._executor.fabrics, fabrics_in_use)
             built = self._executor.step(
                 self.in_force.desired,
                 self.in_force.revision,
-                start=not self.stop.is_set(),
+                start=not self.stop.is_set() and may_start,
                 hold=self._held,
                 revision_made_at=self.in_force.made_at,
             )
             self._after_pass(built)
+        except StateDirError as exc:
+            self.health.trouble(exc)
+            if isinstance(exc, StateFileError):  # damaged while open: checked again
+                self.close()
+            return Result(metrics_.RECONCILE_ERROR, STATE_RETRY)
         except Exception:
             # The one broad catch (style.md): a provider or journal failure must
             # not kill the daemon; log, count, and try again on the next pass.
             log.exception("reconcile pass failed; retrying")
             return Result(metrics_.RECONCILE_ERROR, min(5.0, self.config.resync))
+        if self._executor.write_error is not None:
+            self.health.trouble(self._executor.write_error)
         if self._executor.last_observed is not None:
             self.metrics.update_from_plan(built, self._executor.last_observed)
         if self._tell_lost_fabrics():
             # A fabric in use could not be observed: the pass did not do its
             # job for its plans, and reconcile alerts must say so.
             return Result(metrics_.RECONCILE_ERROR, self._next_wait(built))
+        if self.health.problem is not None:  # nothing could start: likewise
+            return Result(metrics_.RECONCILE_ERROR, min(STATE_RETRY, self._next_wait(built)))
         outcome = metrics_.RECONCILE_INVALID_SPEC if self.spec_error else metrics_.RECONCILE_SUCCESS
         return Result(outcome, self._next_wait(built))
 
@@ -320,11 +375,22 @@ class Daemon:
         )
 
     def _save_in_force(self) -> None:
+        """Keep the revision in force in the state dir; while it cannot, try again later."""
         assert self.in_force is not None  # noqa: S101
-        in_force.save(self.config.state_dir, self.config.specs_dir, self.in_force)
+        try:
+            in_force.save(self.config.state_dir, self.config.specs_dir, self.in_force)
+        except OSError as exc:
+            self._unsaved = True
+            self.health.trouble(
+                state_check.refusal(layout.in_force_dir(self.config.state_dir), exc)
+            )
+            return
+        self._unsaved = False
 
     def _restore_in_force(self) -> None:
-        restored = in_force.restore(self.config.state_dir, self.clock.now())
+        restored, unreadable = in_force.restore(self.config.state_dir, self.clock.now())
+        if unreadable is not None:
+            self.health.warnings.append(unreadable)
         if restored is not None:
             self.in_force = restored
             self._publish_spec()
@@ -375,7 +441,12 @@ class Daemon:
                     )
         now = self.clock.now()
         if converged:
-            self._journal.record_converged(self.in_force.revision, converged, now)
+            assert self._journal is not None  # noqa: S101
+            try:
+                self._journal.record_converged(self.in_force.revision, converged, now)
+            except StateDirError as exc:
+                self._recorded.difference_update(converged)  # recorded on a later pass
+                self.health.trouble(exc)
         self._tell_outcome(built)
         for name, since in list(self.in_force.moving_since.items()):
             vms = [vp for vp in built.vms if vp.plan == name]
@@ -414,6 +485,7 @@ class Daemon:
         if self._outcome_told != told:
             self._outcome_told = told
             rev = self.in_force.revision
+            assert self._journal is not None  # noqa: S101
             self.on_revision(rev, built, self._journal.entries(revision=rev))
 
     def _next_wait(self, built: plan.Plan) -> float:
@@ -496,8 +568,14 @@ class Daemon:
             spec_valid=self.spec_error is None,
             spec_errors=tuple(str(p) for p in self.spec_error.problems) if self.spec_error else (),
             updated_at=self.clock.now(),
+            state_problem=self.health.problem,
+            state_warnings=tuple(self.health.warnings),
         )
-        status.write_status(self.config.state_dir, said)
+        try:
+            status.write_status(self.config.state_dir, said)
+        except OSError as exc:
+            path = layout.daemon_status_path(self.config.state_dir)
+            self.health.trouble(state_check.refusal(path, exc))
 
     def _lock(self) -> contextlib.ExitStack | None:
         """The fabric lock; while `drctl apply` holds it, wait for it and say so.
@@ -514,6 +592,13 @@ class Daemon:
                     log.warning("%s; waiting for the lock", exc)
                     told = True
                 if self.stop.wait(1.0):
+                    return None
+                continue
+            except OSError as exc:  # the lock file cannot be written: a directory, read-only
+                self.health.trouble(
+                    state_check.refusal(layout.lock_path(self.config.state_dir), exc)
+                )
+                if self.stop.wait(STATE_RETRY):
                     return None
                 continue
             return stack

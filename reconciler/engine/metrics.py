@@ -4,7 +4,9 @@ The daemon owns one `Metrics` and feeds it: `update_from_plan` after each
 pass with the plan it built and the observation behind it, `record_reconcile`
 with the pass's outcome, `record_event` for each executor event, `set_spec`
 when the revision in force or its validity changes, `observe_placement` and
-`observe_convergence` when a plan it was moving arrives; `serve` exposes
+`observe_convergence` when a plan it was moving arrives, `set_state_dir`
+when its state dir stops or starts taking writes or its journal is refused
+or waited for; `serve` exposes
 /metrics. The names below are a contract with dashboards, the alert rules in
 deploy/prometheus and tests outside this repository: never rename one.
 
@@ -58,6 +60,8 @@ REPLICATION_LAST_SYNC_TIMESTAMP_SECONDS = "drctl_replication_last_sync_timestamp
 REPLICATION_INTERVAL_SECONDS = "drctl_replication_interval_seconds"
 SITE_CONNECTED = "drctl_site_connected"
 FAILOVER_DATA_LOSS_SECONDS = "drctl_failover_data_loss_seconds"
+STATE_WRITABLE = "drctl_state_writable"
+JOURNAL_USABLE = "drctl_journal_usable"
 
 RECONCILE_SUCCESS = "success"
 RECONCILE_ERROR = "error"
@@ -438,6 +442,20 @@ class Metrics:
             buckets=DATA_LOSS_BUCKETS,
             registry=r,
         )
+        # 1 until the daemon finds otherwise: it says so at once (daemon/health.py).
+        self._state_writable = prometheus_client.Gauge(
+            STATE_WRITABLE,
+            "1 when drctl can write its state dir (journal, status, revision in force); 0 "
+            "while a write fails (read-only, full, no permission): it starts nothing then.",
+            registry=r,
+        )
+        self._journal_usable = prometheus_client.Gauge(
+            JOURNAL_USABLE,
+            "1 when the journal is open and drctl's; 0 while drctl refuses it (damaged, not "
+            "drctl's, replaced) or waits for another process's lock on it: it acts on nothing.",
+            registry=r,
+        )
+        self.set_state_dir(writable=True, journal_usable=True)
         # Children exist from the start at 0, so that the first failure is an
         # increase() that rules and dashboards see, not a series appearing.
         for op in Operation:
@@ -472,6 +490,11 @@ class Metrics:
         revision is in force yet, and the series is then absent, not 0.
         """
         self._state.spec = _SpecSnapshot(valid, revision, changed_at)
+
+    def set_state_dir(self, *, writable: bool, journal_usable: bool) -> None:
+        """Whether the state dir takes writes, and whether the journal can be used."""
+        self._state_writable.set(1 if writable else 0)
+        self._journal_usable.set(1 if journal_usable else 0)
 
     # --- what happened -----------------------------------------------------------
 

@@ -38,6 +38,12 @@ class DaemonStatus:
     spec_valid: bool  # whether the newest revision seen is valid
     spec_errors: tuple[str, ...]  # what is wrong with it, `file:line: problem`
     updated_at: datetime  # timezone-aware
+    # Why it starts nothing now: its state dir takes no writes, or its journal
+    # is refused or locked by another process (None when all is well).
+    state_problem: str | None = None
+    # What it found wrong at start and went on with: a journal that lost
+    # records, a revision in force it could not read.
+    state_warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -48,6 +54,8 @@ class DaemonStatus:
             "specValid": self.spec_valid,
             "specErrors": list(self.spec_errors),
             "updatedAt": self.updated_at.isoformat(timespec="microseconds"),
+            "stateProblem": self.state_problem,
+            "stateWarnings": list(self.state_warnings),
         }
 
     @classmethod
@@ -73,6 +81,10 @@ class DaemonStatus:
             raise errors.StateFileError(f"updatedAt: not a time: {updated!r}") from exc
         if at.tzinfo is None:
             raise errors.StateFileError(f"updatedAt: no timezone: {updated!r}")
+        # Not in the status of a daemon older than them: as if all was well.
+        warnings = data.get("stateWarnings", [])
+        if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
+            raise errors.StateFileError(f"stateWarnings: not a list of strings: {warnings!r}")
         return cls(
             pid=pid,
             running=_bool(data, "running"),
@@ -81,6 +93,8 @@ class DaemonStatus:
             spec_valid=_bool(data, "specValid"),
             spec_errors=tuple(problems),
             updated_at=at,
+            state_problem=_optional_str({"stateProblem": None, **data}, "stateProblem"),
+            state_warnings=tuple(warnings),
         )
 
 

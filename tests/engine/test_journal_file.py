@@ -14,14 +14,16 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import builders
 import disk
 import pytest
 
 from reconciler import errors
 from reconciler.core import plan
 from reconciler.core.state import Operation
-from reconciler.engine import journal, journal_file
+from reconciler.engine import execute, journal, journal_file
 from reconciler.engine import state_dir as layout
+from reconciler.kits.clock import VirtualClock
 
 AT = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
@@ -228,3 +230,22 @@ def test_a_journal_locked_by_another_process_is_busy_with_the_reason(tmp_path: P
         assert len(j.entries()) == 3  # reads go on
     j.record_intent(action("sql01", Operation.STOP_VM), "rev1", AT)  # and writes, once released
     assert len(j.entries()) == 4
+
+
+def test_apply_stops_with_the_refusal_when_the_journal_takes_no_more_writes(
+    tmp_path: Path,
+) -> None:
+    """Intent before call: the first intent that cannot be journaled starts nothing (exit 3)."""
+    clock = VirtualClock()
+    fabric = builders.sim_fabric(
+        tmp_path / "fabric", builders.inventory(builders.inventory_vm("sql01", "ams")), clock
+    )
+    with disk.small_tmpfs(tmp_path / "state") as state:
+        executor = execute.Executor(fabric, journal.Journal(state), clock)
+        disk.fill(state)
+        with pytest.raises(errors.StateWriteError) as caught:
+            execute.apply(executor, builders.desired(builders.want("sql01", "rtm")), "rev1", 60)
+        assert str(caught.value).startswith(f"cannot write {layout.journal_path(state)}: ")
+        assert "database or disk is full" in str(caught.value)
+        executor.journal.close()
+    assert fabric.list_jobs() == []
