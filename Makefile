@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/kill.py
 	$(BIN)/python bench/spec_fuzz.py
 	$(BIN)/python bench/scrape_load.py
+	$(BIN)/python bench/journal_checks.py
 
 clean:
 	rm -rf $(VENV) .drctl .mypy_cache .pytest_cache .ruff_cache

@@ -166,7 +166,26 @@ class WatchError(DrctlError):
     exit_code = EXIT_RUNTIME
 
 
-class StateFileError(DrctlError):
-    """A file of the state dir is damaged, cut short or not drctl's."""
+class StateDirError(DrctlError):
+    """The state dir cannot be used as it is now: drctl acts on nothing it cannot journal."""
 
     exit_code = EXIT_RUNTIME
+
+
+class StateFileError(StateDirError):
+    """A file of the state dir is damaged, cut short or not drctl's."""
+
+
+class StateWriteError(StateDirError):
+    """A file of the state dir cannot be written now: read-only, full, or no permission.
+
+    `path` is the file (or directory) that refused the write.
+    """
+
+    def __init__(self, path: object, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class JournalBusyError(StateWriteError):
+    """Another process holds the journal's SQLite lock: drctl waits for it."""

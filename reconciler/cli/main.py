@@ -16,7 +16,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -29,6 +29,7 @@ from reconciler.kits import gcpause
 if TYPE_CHECKING:
     from reconciler.core import plan
     from reconciler.engine import execute
+    from reconciler.engine.lease.flock import Lease
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -270,7 +271,7 @@ def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
     stopped: frozenset[str] = frozenset()
     unsettled: dict[str, str] = {}
     if layout.journal_path(args.state_dir).exists():  # read-only commands create nothing
-        history = journal.Journal(args.state_dir)
+        history = journal.Journal(args.state_dir, writer=False)
         attempts = history.attempts(rev, execute.Settings().backoff)
         own, stopped = history.own_jobs(), history.stopped_by_drctl()
         unsettled = history.unsettled(rev)
@@ -326,10 +327,16 @@ def _status(args: argparse.Namespace) -> int:
     try:
         built, rev = _observe_and_plan(args)
     except errors.SpecError:
-        if running is not None:
+        if running is not None and running.revision_in_force is not None:
             print(
                 f"drctl: the daemon (pid {running.pid}) keeps revision "
                 f"{running.revision_in_force} in force",
+                file=sys.stderr,
+            )
+        elif running is not None:
+            print(
+                f"drctl: the daemon (pid {running.pid}) has no revision in force: it acts on "
+                "nothing until a valid one",
                 file=sys.stderr,
             )
         raise
@@ -375,9 +382,23 @@ class _StopOnInterrupt:
         signal.signal(signal.SIGINT, self._previous)
 
 
-def _apply(args: argparse.Namespace) -> int:
-    from reconciler.engine import execute, fabrics, journal
+@contextlib.contextmanager
+def _lock(state_dir: Path, purpose: str) -> Iterator[Lease]:
+    """The fabric lock; a lock file that cannot be written is one line (exit 3)."""
+    from reconciler.engine import state_check
+    from reconciler.engine import state_dir as layout
     from reconciler.engine.lease import flock
+
+    with contextlib.ExitStack() as stack:
+        try:
+            lease = stack.enter_context(flock.hold(state_dir, purpose))
+        except OSError as exc:
+            raise state_check.refusal(layout.lock_path(state_dir), exc) from exc
+        yield lease
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from reconciler.engine import execute, fabrics, journal, journal_file, state_check
     from reconciler.gitops import revision
     from reconciler.kits import clock
     from reconciler.ui import report
@@ -387,16 +408,17 @@ def _apply(args: argparse.Namespace) -> int:
     rev = found.id
     wall = clock.WallClock()
     settings = _settings(args)
+    # Before the fabric and the lock: a state dir that cannot be written is
+    # one line naming the path, and nothing is started.
+    state_check.require_usable(args.state_dir)
     provider = fabrics.open_for(desired, args.state_dir, wall)
-    with provider, flock.hold(args.state_dir, "apply") as lease:
+    with provider, _lock(args.state_dir, "apply") as lease:
         progress = report.Progress()
+        history = journal.Journal(args.state_dir)
+        if history.lost is not None:
+            print(f"drctl: warning: {journal_file.lost_warning(history.lost)}", file=sys.stderr)
         executor = execute.Executor(
-            provider,
-            journal.Journal(args.state_dir),
-            wall,
-            settings,
-            on_event=progress.event,
-            check_lock=lease.check,
+            provider, history, wall, settings, on_event=progress.event, check_lock=lease.check
         )
         print(f"applying {errors.shown_path(str(args.specs_dir))} at revision {rev}", flush=True)
         stop = _StopOnInterrupt()

@@ -2,8 +2,10 @@
 
 An invalid revision changes nothing: the last valid one stays in force, and is
 saved (`save`) so that a daemon restarted while HEAD is invalid acts on it too
-(`restore`). `moves` tells whether a new revision moves VMs of a plan (its
-RTO clock starts). When each plan's settle window last started
+(`restore`). Whatever a revision holds is a `SpecError` or a desired state
+(`load`), never the end of the daemon. A saved revision that cannot be read
+is ignored, said loudly. `moves` tells whether a new revision moves VMs of a
+plan (its RTO clock starts). When each plan's settle window last started
 (`settling_since`, see daemon/change.py) is kept with it, so that a daemon
 restarted inside the window still waits it out. Called by `daemon.loop`.
 """
@@ -20,7 +22,7 @@ from typing import Any
 from reconciler.core.desired import DesiredState, PlanSpec
 from reconciler.daemon.logs import log
 from reconciler.engine import state_dir as layout
-from reconciler.errors import SpecError
+from reconciler.errors import SpecError, SpecProblem
 from reconciler.gitops import specdir
 
 
@@ -38,6 +40,29 @@ class InForce:
     # When each plan's settle window started: the revision that last moved its
     # VMs or widened what drctl may do to them was seen (daemon/change.py).
     settling_since: dict[str, datetime] = dataclasses.field(default_factory=dict)
+
+
+# How much of an unexpected error's text a log line or status quotes.
+_QUOTED = 200
+
+
+def load(specs_dir: Path) -> DesiredState:
+    """The desired state in `specs_dir`; `SpecError` for whatever is wrong with it.
+
+    The daemon's boundary for reading a revision: an error the loader did not
+    expect (a byte its reader chokes on, a name it cannot print) makes the
+    revision invalid, like a schema error, and the one in force stays.
+    """
+    try:
+        return specdir.load_specs(specs_dir)
+    except SpecError:
+        raise
+    except Exception as exc:  # whatever a revision holds must not end the daemon
+        said = ascii(str(exc))[1:-1]
+        if len(said) > _QUOTED:
+            said = said[:_QUOTED] + "..."
+        problem = f"cannot read the specs: {type(exc).__name__}: {said}"
+        raise SpecError([SpecProblem(str(specs_dir), 0, problem)]) from exc
 
 
 def save(state_dir: Path, specs_dir: Path, force: InForce) -> None:
@@ -59,21 +84,34 @@ def save(state_dir: Path, specs_dir: Path, force: InForce) -> None:
     staging.rename(target)
 
 
-def restore(state_dir: Path, now: datetime) -> InForce | None:
-    """The revision in force a previous daemon saved, if it is there and valid."""
+def restore(state_dir: Path, now: datetime) -> tuple[InForce | None, str | None]:
+    """The revision in force a previous daemon saved, if it is there and valid.
+
+    The second value says, when there is one but it cannot be read, what is
+    wrong with it (it is then ignored: the daemon acts on the specs' HEAD).
+    """
     saved = layout.in_force_dir(state_dir)
-    if not (saved / "revision").is_file():
-        return None
+    if not saved.exists():
+        return None, None
+    desired: DesiredState | None = None
     try:
-        desired = specdir.load_specs(saved / "specs")
-    except SpecError:
-        log.warning("the saved revision in force in %s is unreadable; ignoring it", saved)
-        return None
-    rev = (saved / "revision").read_text().strip()
+        rev = (saved / "revision").read_text(encoding="ascii").strip()
+        desired = load(saved / "specs") if _is_revision(rev) else None
+    except (OSError, ValueError, SpecError) as exc:  # Unicode errors are ValueErrors
+        why = str(exc).splitlines()[0][:_QUOTED] if str(exc) else type(exc).__name__
+    else:
+        why = f"not a revision: {rev[:80]!r}"
+    if desired is None:
+        unreadable = (
+            f"the revision in force kept in {saved} cannot be read ({why}): it is ignored, and "
+            "drctl acts on the specs as they are; it is kept again at the next valid revision"
+        )
+        log.error("%s", unreadable, extra={"event": "revision_in_force_unreadable"})
+        return None, unreadable
     made = saved / "made-at"
     try:
         made_at = datetime.fromisoformat(made.read_text().strip()) if made.is_file() else None
-    except ValueError:
+    except (OSError, ValueError):
         made_at = None  # damaged: as if unknown (an out-of-band move then stays held)
     log.info(
         "restored revision in force %s from the state dir",
@@ -82,7 +120,7 @@ def restore(state_dir: Path, now: datetime) -> InForce | None:
     )
     restored = InForce(rev, desired, now, made_at)
     restored.settling_since = _restore_settling(saved / "settling.json", desired, now)
-    return restored
+    return restored, None
 
 
 def _restore_settling(path: Path, desired: DesiredState, now: datetime) -> dict[str, datetime]:
@@ -97,6 +135,11 @@ def _restore_settling(path: Path, desired: DesiredState, now: datetime) -> dict[
         pass
     log.warning("%s is missing or damaged: every plan's settle window starts again", path)
     return {plan.name: now for plan in desired.plans}
+
+
+def _is_revision(text: str) -> bool:
+    """A revision id as `revision.spec_revision` makes them: one word of printable ASCII."""
+    return bool(text) and text.isprintable() and len(text.split()) == 1
 
 
 def moves(

@@ -6,7 +6,10 @@ is corrected. Each pass is level-triggered: read the revision (when something
 changed), observe, plan, start what the plan allows; jobs in flight are
 followed across passes by the executor. An invalid revision changes nothing:
 the last valid one stays in force, and is kept in the state dir so that a
-restarted daemon acts on it too. Called by `drctl run` (cli).
+restarted daemon acts on it too. A state dir that takes no writes, or a
+journal drctl refuses or waits for, stops nothing but the starts
+(daemon/health.py): the daemon goes on by itself once it can journal again.
+Called by `drctl run` (cli).
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ from types import FrameType
 from reconciler.core import plan
 from reconciler.core.desired import DesiredState
 from reconciler.core.plan import Phase
-from reconciler.daemon import admit, in_force
+from reconciler.daemon import admit, health, in_force
 from reconciler.daemon.logs import log
-from reconciler.engine import execute, fabrics, journal, status
+from reconciler.engine import execute, fabrics, journal, state_check, status
 from reconciler.engine import metrics as metrics_
+from reconciler.engine import state_dir as layout
 from reconciler.engine.lease import flock
 from reconciler.errors import (
     EXIT_RUNTIME,
@@ -36,10 +40,13 @@ from reconciler.errors import (
     LockHeldError,
     LockLostError,
     SpecError,
+    StateDirError,
+    StateFileError,
+    StateWriteError,
     WatchError,
 )
 from reconciler.fabric import base
-from reconciler.gitops import notes, revision, specdir, watch
+from reconciler.gitops import notes, revision, watch
 from reconciler.kits import clock as clocks
 
 # Told once per revision in force when it has converged or is stuck: the
@@ -58,6 +65,8 @@ _NEEDS_A_PERSON = {
     Phase.HELD: "held",
     Phase.WAITING_FOR_USER: "waiting for user",
 }
+# How often to look again while the state dir or the journal cannot be used.
+STATE_RETRY = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +88,7 @@ class Config:
     poll_interval: float = 0.1
     settings: execute.Settings = dataclasses.field(default_factory=execute.Settings)
     watch: bool = True  # False: changes are seen only at each resync (no inotify)
+    journal_busy_timeout: float = journal.BUSY_TIMEOUT
 
 
 class Daemon:
@@ -109,8 +119,14 @@ class Daemon:
         self._phases: dict[tuple[str, str], Phase] = {}
         self._recorded: set[tuple[str, str]] = set()  # converged under the revision in force
         self._executor: execute.Executor | None = None
+        self._journal: journal.Journal | None = None
         self._lost: dict[str, str] = {}  # fabrics that did not answer the last pass, and why
         self._lease: flock.Lease | None = None  # the fabric lock, while `run` holds it
+        self.health = health.StateHealth(
+            config.state_dir, self.metrics, clock, config.journal_busy_timeout
+        )
+        self._unsaved = False  # the revision in force is not kept in the state dir yet
+        self._journal_checked = False  # whether a new journal was checked for a lost one
 
     # --- the loop ------------------------------------------------------------
 
@@ -145,6 +161,7 @@ class Daemon:
                 self.stop.set()
                 self.metrics.set_leader(False)
                 self._write_daemon_file(running=False)
+                self.close()
                 if watcher.is_alive():
                     watcher.join(timeout=2)
         log.info("stopped; jobs still running in the fabric were left running")
@@ -152,7 +169,15 @@ class Daemon:
 
     def prepare(self) -> None:
         """Pick up what a previous daemon left: open journal entries, the revision in force."""
-        self._journal = journal.Journal(self.config.state_dir)
+        self._restore_in_force()
+        self._open_executor()
+
+    def _open_executor(self) -> bool:
+        """Open the journal and the executor on it; False (said) while the journal cannot be."""
+        self._journal = self.health.open_journal()
+        if self._journal is None:
+            return False
+        self._journal_checked = False
         self._executor = execute.Executor(
             self.provider,
             self._journal,
@@ -161,7 +186,17 @@ class Daemon:
             on_event=self._event,
             check_lock=self._lease.check if self._lease is not None else None,
         )
-        self._restore_in_force()
+        if self._executor.write_error is not None:
+            self.health.trouble(self._executor.write_error)
+        # A revision that came while the journal could not be used was not
+        # weighed (`_read_revision`): look at the specs again now.
+        self._changed = True
+        return True
+
+    def close(self) -> None:
+        """Close the journal: its WAL is checkpointed into journal.db (the loop's end does it)."""
+        self.health.forget_journal()
+        self._executor = self._journal = None
 
     def request_stop(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
         """SIGTERM/SIGINT: start nothing more; the loop ends after this pass."""
@@ -189,35 +224,54 @@ class Daemon:
         force stays), a failure of the fabric or the journal is retried soon,
         and what the plan waits for decides the sleep.
         """
-        assert self._executor is not None  # noqa: S101 (set by prepare)
         if self._changed:
             if self._dirty_too_recent():
                 return Result(None, DIRTY_GRACE.total_seconds())  # a commit or pull half-way
             self._read_revision()
         if self.in_force is None:
             return Result(metrics_.RECONCILE_INVALID_SPEC, self.config.resync)
+        if self._executor is None and not self._open_executor():
+            return Result(metrics_.RECONCILE_ERROR, STATE_RETRY)  # the journal: said why
+        assert self._executor is not None  # noqa: S101 (just opened)
+        # Intent before call: nothing starts until the state dir takes writes again.
+        may_start = self.health.may_start()
+        if may_start and self._unsaved:
+            self._save_in_force()
         try:
+            if not self._journal_checked:  # before this daemon starts any job itself
+                self._journal_checked = True
+                fabrics_in_use = self.in_force.desired.fabrics_in_use()
+                self.health.warn_if_lost(self._executor.fabrics, fabrics_in_use)
             built = self._executor.step(
                 self.in_force.desired,
                 self.in_force.revision,
-                start=not self.stop.is_set(),
+                start=not self.stop.is_set() and may_start,
                 hold=self._held,
                 revision_made_at=self.in_force.made_at,
             )
             self._after_pass(built)
         except LockLostError:
             raise  # not a failed pass: this daemon must stop acting (`run`)
+        except StateDirError as exc:
+            self.health.trouble(exc)
+            if isinstance(exc, StateFileError):  # damaged while open: checked again
+                self.close()
+            return Result(metrics_.RECONCILE_ERROR, STATE_RETRY)
         except Exception:
             # The one broad catch (style.md): a provider or journal failure must
             # not kill the daemon; log, count, and try again on the next pass.
             log.exception("reconcile pass failed; retrying")
             return Result(metrics_.RECONCILE_ERROR, min(5.0, self.config.resync))
+        if self._executor.write_error is not None:
+            self.health.trouble(self._executor.write_error)
         if self._executor.last_observed is not None:
             self.metrics.update_from_plan(built, self._executor.last_observed)
         if self._tell_lost_fabrics():
             # A fabric in use could not be observed: the pass did not do its
             # job for its plans, and reconcile alerts must say so.
             return Result(metrics_.RECONCILE_ERROR, self._next_wait(built))
+        if self.health.problem is not None:  # nothing could start: likewise
+            return Result(metrics_.RECONCILE_ERROR, min(STATE_RETRY, self._next_wait(built)))
         outcome = metrics_.RECONCILE_INVALID_SPEC if self.spec_error else metrics_.RECONCILE_SUCCESS
         return Result(outcome, self._next_wait(built))
 
@@ -303,16 +357,24 @@ class Daemon:
             )
         self.revision_seen = rev.id
         try:
-            desired = specdir.load_specs(self.config.specs_dir)
+            desired = in_force.load(self.config.specs_dir)
         except SpecError as exc:
             self.gate.refused = None
             self._reject(rev.id, exc)
             return
         self.spec_error = None
         if self.in_force is None or self.in_force.revision != rev.id:
-            assert self._executor is not None  # noqa: S101 (set by prepare)
-            if self.in_force is not None and self.gate.refuses(
-                rev.id, self.in_force, desired, self._executor.fabrics, self._journal
+            executor, history = self._executor, self._journal
+            if self.in_force is not None and (executor is None or history is None):
+                # The journal cannot be used (health says why): what a new revision
+                # would orphan cannot be weighed, so it waits for the next look.
+                self.revision_seen = None
+                return
+            if (
+                self.in_force is not None
+                and executor is not None
+                and history is not None
+                and self.gate.refuses(rev.id, self.in_force, desired, executor.fabrics, history)
             ):
                 self._publish_spec()  # valid, and refused: the revision in force stays
                 return
@@ -377,11 +439,22 @@ class Daemon:
         )
 
     def _save_in_force(self) -> None:
+        """Keep the revision in force in the state dir; while it cannot, try again later."""
         assert self.in_force is not None  # noqa: S101
-        in_force.save(self.config.state_dir, self.config.specs_dir, self.in_force)
+        try:
+            in_force.save(self.config.state_dir, self.config.specs_dir, self.in_force)
+        except OSError as exc:
+            self._unsaved = True
+            self.health.trouble(
+                state_check.refusal(layout.in_force_dir(self.config.state_dir), exc)
+            )
+            return
+        self._unsaved = False
 
     def _restore_in_force(self) -> None:
-        restored = in_force.restore(self.config.state_dir, self.clock.now())
+        restored, unreadable = in_force.restore(self.config.state_dir, self.clock.now())
+        if unreadable is not None:
+            self.health.warnings.append(unreadable)
         if restored is not None:
             self.in_force = restored
             self._publish_spec()
@@ -433,7 +506,12 @@ class Daemon:
                     )
         now = self.clock.now()
         if converged:
-            self._journal.record_converged(self.in_force.revision, converged, now)
+            assert self._journal is not None  # noqa: S101
+            try:
+                self._journal.record_converged(self.in_force.revision, converged, now)
+            except StateDirError as exc:
+                self._recorded.difference_update(converged)  # recorded on a later pass
+                self.health.trouble(exc)
         self._tell_outcome(built)
         for name, since in list(self.in_force.moving_since.items()):
             vms = [vp for vp in built.vms if vp.plan == name]
@@ -472,6 +550,7 @@ class Daemon:
         if self._outcome_told != told:
             self._outcome_told = told
             rev = self.in_force.revision
+            assert self._journal is not None  # noqa: S101
             self.on_revision(rev, built, self._journal.entries(revision=rev))
 
     def _next_wait(self, built: plan.Plan) -> float:
@@ -556,8 +635,14 @@ class Daemon:
             refused=self.gate.refused,
             revision_error=self.git_error,
             updated_at=self.clock.now(),
+            state_problem=self.health.problem,
+            state_warnings=tuple(self.health.warnings),
         )
-        status.write_status(self.config.state_dir, said)
+        try:
+            status.write_status(self.config.state_dir, said)
+        except OSError as exc:
+            path = layout.daemon_status_path(self.config.state_dir)
+            self.health.trouble(state_check.refusal(path, exc))
 
     def _lock(self) -> contextlib.ExitStack | None:
         """The fabric lock; while `drctl apply` holds it, wait for it and say so.
@@ -574,6 +659,18 @@ class Daemon:
                     log.warning("%s; waiting for the lock", exc)
                     told = True
                 if self.stop.wait(1.0):
+                    return None
+                continue
+            except (OSError, StateFileError) as exc:
+                # The lock file cannot be written (read-only), or is not one (a
+                # directory, a link): said, measured, and waited for.
+                lock = layout.lock_path(self.config.state_dir)
+                self.health.trouble(
+                    state_check.refusal(lock, exc)
+                    if isinstance(exc, OSError)
+                    else StateWriteError(lock, str(exc))
+                )
+                if self.stop.wait(STATE_RETRY):
                     return None
                 continue
             self.metrics.set_leader(True)

@@ -22,6 +22,13 @@ DisableReplication only when confirmed) is journaled as refused and never
 reaches the provider. `check_lock` (the held `lease.flock.Lease.check`) runs
 at each step that may start and before each start: raising LockLostError
 there, it ends the step before anything more starts.
+
+A journal write that fails (the state dir read-only or full, its lock held
+by another process) starts nothing more: no call is made whose intent is not
+journaled. What could not be recorded is kept and written again on a later
+step: a job that ended stays followed, a start whose job id could not be
+recorded is found again by its intent id. `write_error` says why, for the
+step it happened in; `apply` stops with it (exit 3), the daemon waits.
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
+from enum import Enum, StrEnum
+from typing import ParamSpec
 
 from reconciler.core import plan, state
 from reconciler.core.desired import EMBEDDED_FABRIC, DesiredState
@@ -43,6 +51,7 @@ from reconciler.engine import journal as journals
 from reconciler.errors import (
     ProviderError,
     RejectedError,
+    StateDirError,
     TerminalError,
     ThrottledError,
     TransientError,
@@ -50,6 +59,8 @@ from reconciler.errors import (
 from reconciler.fabric import base
 from reconciler.kits import clock as clocks
 from reconciler.kits import gcpause
+
+_P = ParamSpec("_P")
 
 
 @dataclass(frozen=True)
@@ -118,6 +129,8 @@ class Executor:
         self._throttled_until: dict[str, datetime] = {}  # fabric -> no start before then
         self._unresolved: list[journals.Entry] = []  # calls that may have reached a fabric
         self.suspended: set[str] = set()  # our jobs that wait for a person in the fabric
+        # Why a journal write failed in the latest step (or while resuming); None if none did.
+        self.write_error: StateDirError | None = None
         self._resume()
 
     def raise_if_blind(self) -> None:
@@ -141,6 +154,15 @@ class Executor:
         if (backoff := self._backoff.next_at()) is not None:
             times.append(backoff)
         return min(times, default=None)
+
+    def _record(self, write: Callable[_P, object], *args: _P.args, **kwargs: _P.kwargs) -> bool:
+        """Make one journal write; False, with `write_error` set, when the journal refuses it."""
+        try:
+            write(*args, **kwargs)
+        except StateDirError as exc:
+            self.write_error = exc
+            return False
+        return True
 
     def _resume(self) -> None:
         """Adopt the actions a previous run left open, so none is issued twice."""
@@ -189,18 +211,24 @@ class Executor:
             for entry in entries:
                 found = adopt.find_job(entry, jobs, known, keeps)
                 if found.job is not None:
-                    known.add(found.job.id)
-                    self.journal.record_started(entry.id, found.job.id, found.job.started_at)
-                    self._adopt(entry, found.job.id)
+                    job = found.job
+                    if not self._record(
+                        self.journal.record_started, entry.id, job.id, job.started_at
+                    ):
+                        still.append(entry)  # found again once the journal takes it
+                        continue
+                    known.add(job.id)
+                    self._adopt(entry, job.id)
                 elif found.candidates:
                     still.extend(self._unsettle(entry, found, fabric, keeps, revision))
-                elif entry.result != journals.DEFERRED:
-                    self.journal.record_outcome(
-                        entry.id,
-                        journals.NOT_ISSUED,
-                        now,
-                        "interrupted before the fabric accepted the call",
-                    )
+                elif entry.result != journals.DEFERRED and not self._record(
+                    self.journal.record_outcome,
+                    entry.id,
+                    journals.NOT_ISSUED,
+                    now,
+                    "interrupted before the fabric accepted the call",
+                ):
+                    still.append(entry)
                 # A deferred start that did not get through stays deferred.
         self._unresolved = still
 
@@ -219,11 +247,16 @@ class Executor:
         """
         if revision is not None and revision != entry.revision:
             why = adopt.released_reason(entry, found, fabric, keeps, revision)
-            self.journal.record_outcome(entry.id, journals.ABANDONED, self.clock.now(), why)
-            return []
+            closed = self._record(
+                self.journal.record_outcome, entry.id, journals.ABANDONED, self.clock.now(), why
+            )
+            return [] if closed else [entry]
         reason = adopt.held_reason(entry, found, fabric, keeps)
         if entry.result != journals.UNSETTLED or entry.error != reason:
-            entry = self.journal.record_unsettled(entry, reason)
+            try:
+                entry = self.journal.record_unsettled(entry, reason)
+            except StateDirError as exc:
+                self.write_error = exc  # still open either way: held again next step
         return [entry]
 
     def _adopt(self, entry: journals.Entry, job_id: str) -> None:
@@ -258,6 +291,7 @@ class Executor:
         """
         if start:
             self._check_lock()
+        self.write_error = None
         self.fabrics.use(desired)
         self._poll_jobs(revision)
         self.observed = self.fabrics.observe(desired.fabrics_in_use())
@@ -276,7 +310,7 @@ class Executor:
             built = plan.build_plans(
                 desired, self.observed, now, attempts, self.settings.max_attempts, provenance
             )
-        if start:
+        if start and self.write_error is None:
             self.start_ready(built, desired, revision, hold)
         return built
 
@@ -298,10 +332,13 @@ class Executor:
             except TerminalError as exc:
                 # The fabric forgot the job (it was replaced): its outcome is
                 # unknowable; the next observation says what state the VM is in.
+                error = f"the fabric no longer knows job {job_id}: {exc}"
+                if not self._record(
+                    self.journal.record_outcome, entry.id, journals.FAILED, self.clock.now(), error
+                ):
+                    continue  # followed on until its outcome is journaled
                 del self._running[job_id]
                 self._backoff.forget(job_id)
-                error = f"the fabric no longer knows job {job_id}: {exc}"
-                self.journal.record_outcome(entry.id, journals.FAILED, self.clock.now(), error)
                 self._emit(
                     Event(
                         EventKind.FAILED,
@@ -322,17 +359,19 @@ class Executor:
             self.suspended.discard(job_id)
             if job.running:
                 continue
-            del self._running[job_id]
             ended = job.finished_at or self.clock.now()
             ok = job.state is state.JobState.SUCCEEDED
-            self.journal.record_outcome(
+            if not self._record(
+                self.journal.record_outcome,
                 entry.id,
                 journals.SUCCEEDED if ok else journals.FAILED,
                 ended,
                 None if ok else (job.error or "the job failed without an error message"),
                 job.data_loss_seconds,
                 job_started_at=job.started_at,
-            )
+            ):
+                continue  # followed on until its outcome is journaled
+            del self._running[job_id]
             self._emit(
                 Event(
                     EventKind.SUCCEEDED if ok else EventKind.FAILED,
@@ -379,54 +418,117 @@ class Executor:
                 continue
             if hold is not None and hold(action):
                 continue
-            self._check_lock()  # another drctl may hold the lock now: start nothing
-            intent = self.journal.record_intent(action, revision, now, fabric)
-            denied = guard.refusal(action, desired)
-            if denied is not None:
-                self.journal.record_outcome(intent.id, journals.REFUSED, now, denied)
-                self._emit(_event(EventKind.REFUSED, action, now, error=denied))
-                continue
-            request = base.Request(
-                action.vm,
-                action.operation,
-                action.target_site,
-                shutdown_source=action.shutdown_source,
-                recovery_point=action.recovery_point,
-                intent_id=intent.intent_id,
-            )
-            try:
-                job_id = self.fabrics.start(fabric, request)
-            except ThrottledError as exc:
-                # Asked to call less: no start on that fabric until then, and this
-                # action waits as long in the plan (the journal's retry time).
-                wait = self.settings.backoff(1) if exc.retry_after is None else exc.retry_after
-                self._throttled_until[fabric] = now + timedelta(seconds=wait)
-                self.journal.record_deferred(intent.id, now, str(exc), wait)
-                self._emit(_event(EventKind.THROTTLED, action, now, error=str(exc)))
-                continue
-            except TransientError as exc:
-                # A timeout may have been accepted: until the fabric's job list
-                # says it was not, this VM starts nothing more.
-                self.journal.record_deferred(intent.id, now, str(exc))
-                self._unresolved.append(dataclasses.replace(intent, result=journals.DEFERRED))
+            started = self._start(action, desired, revision, fabric, now)
+            if self.write_error is not None:
+                return  # the journal took no write: nothing more starts (intent before call)
+            if started is _Started.YES:
+                in_flight[action.plan] += 1
+            elif started is _Started.MAYBE:
                 unresolved.add(action.vm)
-                self._emit(_event(EventKind.DEFERRED, action, now, error=str(exc)))
-                continue
-            except RejectedError as exc:
-                # The fabric's state moved since the observation: plan again.
-                self.journal.record_outcome(intent.id, journals.REFUSED, now, str(exc))
-                self._emit(_event(EventKind.REFUSED, action, now, error=str(exc)))
-                continue
-            except ProviderError as exc:  # terminal, or unclassified: an attempt spent
-                self.journal.record_outcome(intent.id, journals.FAILED, now, str(exc))
-                self._emit(_event(EventKind.FAILED, action, now, error=str(exc)))
-                continue
-            self.journal.record_started(intent.id, job_id, now)
+
+    def _start(
+        self,
+        action: plan.Action,
+        desired: DesiredState,
+        revision: str,
+        fabric: str,
+        now: datetime,
+    ) -> _Started:
+        """Journal the intent, check the hard rules, call the fabric, journal the outcome."""
+        self._check_lock()  # another drctl may hold the lock now: start nothing
+        try:
+            intent = self.journal.record_intent(action, revision, now, fabric)
+        except StateDirError as exc:
+            self.write_error = exc
+            return _Started.NO
+        denied = guard.refusal(action, desired)
+        if denied is not None:
+            self._record_or_hold(
+                intent,
+                self.journal.record_outcome,
+                intent.id,
+                journals.REFUSED,
+                now,
+                denied,
+            )
+            self._emit(_event(EventKind.REFUSED, action, now, error=denied))
+            return _Started.NO
+        request = base.Request(
+            action.vm,
+            action.operation,
+            action.target_site,
+            shutdown_source=action.shutdown_source,
+            recovery_point=action.recovery_point,
+            intent_id=intent.intent_id,
+        )
+        try:
+            job_id = self.fabrics.start(fabric, request)
+        except ThrottledError as exc:
+            # Asked to call less: no start on that fabric until then, and this
+            # action waits as long in the plan (the journal's retry time).
+            wait = self.settings.backoff(1) if exc.retry_after is None else exc.retry_after
+            self._throttled_until[fabric] = now + timedelta(seconds=wait)
+            self._record_or_hold(
+                intent,
+                self.journal.record_deferred,
+                intent.id,
+                now,
+                str(exc),
+                wait,
+            )
+            self._emit(_event(EventKind.THROTTLED, action, now, error=str(exc)))
+            return _Started.NO
+        except TransientError as exc:
+            # A timeout may have been accepted: until the fabric's job list
+            # says it was not, this VM starts nothing more.
+            if self._record(self.journal.record_deferred, intent.id, now, str(exc)):
+                self._unresolved.append(dataclasses.replace(intent, result=journals.DEFERRED))
+            else:
+                self._unresolved.append(intent)
+            self._emit(_event(EventKind.DEFERRED, action, now, error=str(exc)))
+            return _Started.MAYBE
+        except ProviderError as exc:
+            # Rejected: the fabric's state moved since the observation, planned
+            # again. Otherwise terminal, or unclassified: an attempt spent.
+            rejected = isinstance(exc, RejectedError)
+            result = journals.REFUSED if rejected else journals.FAILED
+            self._record_or_hold(
+                intent, self.journal.record_outcome, intent.id, result, now, str(exc)
+            )
+            kind = EventKind.REFUSED if rejected else EventKind.FAILED
+            self._emit(_event(kind, action, now, error=str(exc)))
+            return _Started.NO
+        if self._record_or_hold(intent, self.journal.record_started, intent.id, job_id, now):
             self._running[job_id] = dataclasses.replace(
                 intent, job_id=job_id, result=journals.RUNNING, started_at=now
             )
-            in_flight[action.plan] += 1
-            self._emit(_event(EventKind.STARTED, action, now, job_id=job_id))
+        self._emit(_event(EventKind.STARTED, action, now, job_id=job_id))
+        return _Started.YES
+
+    def _record_or_hold(
+        self,
+        intent: journals.Entry,
+        write: Callable[_P, object],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> bool:
+        """Journal a call's outcome; if the journal refuses, hold its intent as unresolved.
+
+        Until the outcome is journaled its VM starts nothing, and a job the
+        call started is found again by its intent id (`_resolve_intents`).
+        """
+        if self._record(write, *args, **kwargs):
+            return True
+        self._unresolved.append(intent)
+        return False
+
+
+class _Started(Enum):
+    """Whether `Executor._start` started a job: MAYBE when the call may have reached the fabric."""
+
+    YES = "yes"
+    NO = "no"
+    MAYBE = "maybe"
 
 
 _LIST_JOBS = "list_jobs"  # the backoff item of `Provider.list_jobs`; job ids are the others
@@ -484,6 +586,9 @@ def apply(
             # on one fabric always did, rather than wait out the timeout.
             executor.raise_if_blind()
             first = False
+        if executor.write_error is not None:
+            # Nothing more may start: say which file refused, and why (exit 3).
+            raise executor.write_error
         after_step(built)
         if built.converged:
             return Outcome(built, converged=True)

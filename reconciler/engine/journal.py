@@ -13,12 +13,24 @@ intent is recorded. The row id is not enough, being unique within one file
 only: a state dir made again, or a second drctl in front of the same
 fabric, counts from 1 again, and the fabric holds the jobs of both. Rows
 written before intent ids were kept have none, as had their calls.
+
+The file is checked when opened (engine/journal_file.py): a damaged journal,
+another program's database, a directory, or a journal other than the one the
+state dir last used is refused with what to do; a new one where an older
+one was is used with a loud warning (`Journal.lost`). Every SQLite error is
+raised as a `StateDirError`: busy (`JournalBusyError`), not writable
+(`StateWriteError`: read-only, full), or damaged (`StateFileError`). A
+writer (apply, the daemon) notes after each intent how far it wrote, in the
+state dir's record of its journal (`journal.id`), so that records lost while
+drctl was stopped are noticed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,7 +41,9 @@ from pathlib import Path
 from reconciler.core import plan
 from reconciler.core.desired import EMBEDDED_FABRIC
 from reconciler.core.state import Operation
+from reconciler.engine import journal_file
 from reconciler.engine import state_dir as layout
+from reconciler.errors import StateWriteError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS actions (
@@ -59,7 +73,17 @@ CREATE TABLE IF NOT EXISTS convergences (
     converged_at TEXT NOT NULL,
     PRIMARY KEY (revision, vm)
 );
+CREATE TABLE IF NOT EXISTS journal_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+# How long one statement waits for another process's lock on the journal
+# before drctl says it is busy (and the daemon waits, saying why). Only a
+# process outside drctl writes to it (an sqlite3 shell, a backup tool): the
+# fabric lock lets one drctl at a time act.
+BUSY_TIMEOUT = 2.0
+# A writer notes how far it wrote in the state dir's record at most this
+# often (and when it closes): each note is a small file renamed into place.
+NOTE_EVERY = 1.0
 
 INTENDED = "intended"  # recorded before calling the provider
 RUNNING = "running"  # the fabric accepted it and returned a job id
@@ -101,12 +125,50 @@ class Entry:
 
 
 class Journal:
-    def __init__(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
+    def __init__(
+        self, state_dir: Path, *, writer: bool = True, busy_timeout: float = BUSY_TIMEOUT
+    ) -> None:
+        """Open (or make) the journal of `state_dir`; refuse one drctl must not use.
+
+        `writer` False (status, plan, audit) leaves the state dir's record of
+        its journal as it is.
+        """
         self.path = layout.journal_path(state_dir)
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self._state_dir = state_dir
+        self._writer = writer
+        self._written: int | None = None  # the newest intent not yet noted in `journal.id`
+        self._noted_at = -NOTE_EVERY
+        self._db, created = journal_file.connect(self.path, busy_timeout)
+        try:
+            self._set_up(created)
+            self.identity = journal_file.identify(self._db, state_dir, created, writer=writer)
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise journal_file.translated(self.path, exc) from exc
+        except BaseException:
+            self._db.close()
+            raise
+
+    @property
+    def lost(self) -> str | None:
+        """What the state dir says this journal lost (it is new, or shorter): warn loudly."""
+        return self.identity.lost
+
+    def _set_up(self, created: bool) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        # One transaction, so that a new journal never exists without its id.
+        self._db.executescript("BEGIN; " + _SCHEMA)
+        try:
+            if created:
+                self._db.execute(
+                    "INSERT INTO journal_meta (key, value) VALUES ('id', ?)", (uuid.uuid4().hex,)
+                )
+            self._db.execute("COMMIT")
+        finally:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        if self._db.execute("PRAGMA application_id").fetchone()[0] != journal_file.APPLICATION_ID:
+            self._db.execute(f"PRAGMA application_id = {journal_file.APPLICATION_ID}")
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(actions)")}
         if "direction" not in columns:  # a journal written before directions were kept
             self._db.execute("ALTER TABLE actions ADD COLUMN direction TEXT")
@@ -122,18 +184,47 @@ class Journal:
             self._db.execute("ALTER TABLE actions ADD COLUMN job_started_at TEXT")
 
     def close(self) -> None:
-        self._db.close()
+        """Close the file; the last connection to close checkpoints the WAL into it."""
+        self._note()
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+
+    def _note(self) -> None:
+        """A writer's record of how far it wrote (`journal.id`), after the intents it counts.
+
+        It may lag, never lead: one that cannot be written (the state dir says
+        so elsewhere) is tried again later, and a lag never warns wrongly.
+        """
+        if not self._writer or self._written is None:
+            return
+        self._noted_at = time.monotonic()
+        with contextlib.suppress(StateWriteError):
+            journal_file.note_written(self._state_dir, self.identity.journal_id, self._written)
+            self._written = None
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # A COMMIT that failed (disk full, busy) leaves the transaction open.
+            if self._db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
 
+    @journal_file.translating
+    def probe(self) -> None:
+        """A write that changes nothing drctl reads: raises while the journal takes no writes."""
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO journal_meta (key, value) VALUES ('probe', ?)",
+                (uuid.uuid4().hex,),
+            )
+
+    @journal_file.translating
     def record_intent(
         self, action: plan.Action, revision: str, at: datetime, fabric: str = EMBEDDED_FABRIC
     ) -> Entry:
@@ -156,6 +247,9 @@ class Journal:
                 ),
             )
             assert cursor.lastrowid is not None  # noqa: S101 (sqlite always sets it)
+        self._written = cursor.lastrowid
+        if time.monotonic() >= self._noted_at + NOTE_EVERY:
+            self._note()
         return Entry(
             cursor.lastrowid,
             action.plan,
@@ -172,6 +266,7 @@ class Journal:
             intent_id=intent_id,
         )
 
+    @journal_file.translating
     def record_started(self, entry_id: int, job_id: str, at: datetime) -> None:
         with self._write() as db:
             db.execute(
@@ -179,6 +274,7 @@ class Journal:
                 (job_id, at.isoformat(), RUNNING, entry_id),
             )
 
+    @journal_file.translating
     def record_outcome(
         self,
         entry_id: int,
@@ -205,6 +301,7 @@ class Journal:
                 ),
             )
 
+    @journal_file.translating
     def record_unsettled(self, entry: Entry, reason: str) -> Entry:
         """The fabric holds several jobs `entry`'s call could have started: it stays open."""
         with self._write() as db:
@@ -214,6 +311,7 @@ class Journal:
             )
         return dataclasses.replace(entry, result=UNSETTLED, error=reason)
 
+    @journal_file.translating
     def unsettled(self, revision: str) -> dict[str, str]:
         """Why each VM with an unsettled call of `revision` starts nothing: VM -> the reason.
 
@@ -225,6 +323,7 @@ class Journal:
         )
         return {str(vm): str(error) for vm, error in rows}
 
+    @journal_file.translating
     def record_deferred(
         self, entry_id: int, at: datetime, error: str, retry_after: float | None = None
     ) -> None:
@@ -236,6 +335,7 @@ class Journal:
                 (DEFERRED, at.isoformat(), error, retry_after, entry_id),
             )
 
+    @journal_file.translating
     def record_converged(self, revision: str, vms: list[tuple[str, str]], at: datetime) -> None:
         """The first time each (plan, VM) is seen converged under `revision`."""
         with self._write() as db:
@@ -245,11 +345,13 @@ class Journal:
                 [(revision, plan_name, vm, at.isoformat()) for plan_name, vm in vms],
             )
 
+    @journal_file.translating
     def convergences(self) -> dict[tuple[str, str], datetime]:
         """When each VM first converged under each revision: (revision, vm) -> time."""
         rows = self._db.execute("SELECT revision, vm, converged_at FROM convergences").fetchall()
         return {(rev, vm): datetime.fromisoformat(at) for rev, vm, at in rows}
 
+    @journal_file.translating
     def abandon_open(self, at: datetime, reason: str, fabric: str | None = None) -> int:
         """Close the open actions of a fabric that was replaced; how many there were.
 
@@ -270,6 +372,7 @@ class Journal:
                 )
             return cursor.rowcount
 
+    @journal_file.translating
     def own_jobs(self) -> dict[str, datetime]:
         """The job id of every failover drctl started, with when it started it.
 
@@ -285,6 +388,7 @@ class Journal:
         )
         return {str(job): datetime.fromisoformat(str(at)) for job, at in rows}
 
+    @journal_file.translating
     def stopped_by_drctl(self) -> frozenset[str]:
         """VMs whose latest job drctl started stopped them: a StopVM that succeeded, or a
         planned failover that failed (it may have shut the source down first).
@@ -302,6 +406,7 @@ class Journal:
         }
         return frozenset(str(vm) for vm, op, result in rows if (op, result) in stops)
 
+    @journal_file.translating
     def deferred_tails(self) -> list[Entry]:
         """Deferred starts with no job that are their VM's latest action, oldest first.
 
@@ -317,6 +422,7 @@ class Journal:
         ).fetchall()
         return [_entry(row) for row in rows]
 
+    @journal_file.translating
     def open_entries(self) -> list[Entry]:
         """Actions whose outcome drctl has not recorded yet, oldest first."""
         rows = self._db.execute(
@@ -325,6 +431,7 @@ class Journal:
         ).fetchall()
         return [_entry(row) for row in rows]
 
+    @journal_file.translating
     def entries(self, revision: str | None = None) -> list[Entry]:
         """Every action, oldest first; only those of `revision` when given."""
         if revision is None:
@@ -336,6 +443,7 @@ class Journal:
             ).fetchall()
         return [_entry(row) for row in rows]
 
+    @journal_file.translating
     def attempts(
         self, revision: str, backoff: Callable[[int], float]
     ) -> dict[tuple[str, Operation], plan.Attempts]:

@@ -6,10 +6,11 @@ with the pass's outcome, `record_event` for each executor event, `set_spec`
 when the revision in force or its validity changes, `observe_placement` and
 `observe_convergence` when a plan it was moving arrives, `set_leader` when
 it takes the fabric lock (and `drctl_leader` is 0 while it waits for it:
-a daemon that does not act serves no plan or VM series); `serve` exposes
-/metrics through engine/endpoint.py. The names below are a contract with
-dashboards, the alert rules in deploy/prometheus and tests outside this
-repository: never rename one.
+a daemon that does not act serves no plan or VM series), `set_state_dir`
+when its state dir stops or starts taking writes or its journal is refused
+or waited for; `serve` exposes /metrics through engine/endpoint.py. The
+names below are a contract with dashboards, the alert rules in
+deploy/prometheus and tests outside this repository: never rename one.
 
 Per-VM families are produced by a custom collector from a snapshot of plain
 tuples that `update_from_plan` replaces as a whole. At 10k-100k VMs that
@@ -62,6 +63,8 @@ FAILOVER_DATA_LOSS_SECONDS = "drctl_failover_data_loss_seconds"
 REVISION_REFUSED = "drctl_revision_refused"
 SPEC_REVISION_READABLE = "drctl_spec_revision_readable"
 LEADER = "drctl_leader"
+STATE_WRITABLE = "drctl_state_writable"
+JOURNAL_USABLE = "drctl_journal_usable"
 
 RECONCILE_SUCCESS = "success"
 RECONCILE_ERROR = "error"
@@ -464,6 +467,20 @@ class Metrics:
             buckets=DATA_LOSS_BUCKETS,
             registry=r,
         )
+        # 1 until the daemon finds otherwise: it says so at once (daemon/health.py).
+        self._state_writable = prometheus_client.Gauge(
+            STATE_WRITABLE,
+            "1 when drctl can write its state dir (journal, status, revision in force); 0 "
+            "while a write fails (read-only, full, no permission): it starts nothing then.",
+            registry=r,
+        )
+        self._journal_usable = prometheus_client.Gauge(
+            JOURNAL_USABLE,
+            "1 when the journal is open and drctl's; 0 while drctl refuses it (damaged, not "
+            "drctl's, replaced) or waits for another process's lock on it: it acts on nothing.",
+            registry=r,
+        )
+        self.set_state_dir(writable=True, journal_usable=True)
         # Children exist from the start at 0, so that the first failure is an
         # increase() that rules and dashboards see, not a series appearing.
         for op in Operation:
@@ -506,6 +523,11 @@ class Metrics:
     def set_leader(self, leader: bool) -> None:
         """Whether this daemon holds the fabric lock (1) or waits for it (0, the start)."""
         self._leader.set(1.0 if leader else 0.0)
+
+    def set_state_dir(self, *, writable: bool, journal_usable: bool) -> None:
+        """Whether the state dir takes writes, and whether the journal can be used."""
+        self._state_writable.set(1 if writable else 0)
+        self._journal_usable.set(1 if journal_usable else 0)
 
     # --- what happened -----------------------------------------------------------
 

@@ -1,14 +1,18 @@
 """The names of the files in a state dir (`--state-dir`, `DRCTL_STATE_DIR`), each said once.
 
 Every module that opens one asks here: the journal (engine/journal.py, and
-gitops/audit.py and `drctl fabric init` to know whether there is one), the
+gitops/audit.py and `drctl fabric init` to know whether there is one; its
+file's checks in engine/journal_file.py, the state dir's in
+engine/state_check.py), the
 fabric lock (engine/lease/flock.py), the daemon's status (engine/status.py)
 and the revision in force it keeps (daemon/loop.py), and the directory each
 fabric keeps its own data in (the simulator names its database inside the
 directory it is given: fabric/sim/store.py).
 
     <state dir>/
-      journal.db           the journal (SQLite)
+      journal.db           the journal (SQLite; with journal.db-wal and -shm beside it)
+      journal.id           which journal this state dir uses, and how far drctl wrote it
+      journal.db.damaged-* copies of a damaged journal, kept as evidence
       drctl.lock           flock of whoever acts on the fabrics
       daemon.json          what `drctl run` last said (engine/status.py)
       in-force/            the specs and revision the daemon acts on
@@ -23,6 +27,7 @@ from pathlib import Path
 from reconciler.core.desired import EMBEDDED_FABRIC
 
 JOURNAL = "journal.db"
+JOURNAL_RECORD = "journal.id"
 LOCK = "drctl.lock"
 DAEMON_STATUS = "daemon.json"
 IN_FORCE = "in-force"
@@ -31,6 +36,15 @@ FABRICS = "fabrics"
 
 def journal_path(state_dir: Path) -> Path:
     return state_dir / JOURNAL
+
+
+def journal_record_path(state_dir: Path) -> Path:
+    return state_dir / JOURNAL_RECORD
+
+
+def journal_backup_path(state_dir: Path, digest: str) -> Path:
+    """Where a copy of a damaged journal is kept, named by a digest of its bytes."""
+    return state_dir / f"{JOURNAL}.damaged-{digest}"
 
 
 def lock_path(state_dir: Path) -> Path:

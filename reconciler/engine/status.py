@@ -41,6 +41,12 @@ class DaemonStatus:
     # The newest valid revision, refused (it would orphan moves in flight), and why.
     refused: tuple[str, list[str]] | None = None
     revision_error: str | None = None  # why the revision could not be read (git), if so
+    # Why it starts nothing now: its state dir takes no writes, or its journal
+    # is refused or locked by another process (None when all is well).
+    state_problem: str | None = None
+    # What it found wrong at start and went on with: a journal that lost
+    # records, a revision in force it could not read.
+    state_warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -57,6 +63,8 @@ class DaemonStatus:
                 else {"revision": self.refused[0], "reasons": list(self.refused[1])}
             ),
             "revisionError": self.revision_error,
+            "stateProblem": self.state_problem,
+            "stateWarnings": list(self.state_warnings),
         }
 
     @classmethod
@@ -82,6 +90,10 @@ class DaemonStatus:
             raise errors.StateFileError(f"updatedAt: not a time: {updated!r}") from exc
         if at.tzinfo is None:
             raise errors.StateFileError(f"updatedAt: no timezone: {updated!r}")
+        # Not in the status of a daemon older than them: as if all was well.
+        warnings = data.get("stateWarnings", [])
+        if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
+            raise errors.StateFileError(f"stateWarnings: not a list of strings: {warnings!r}")
         return cls(
             refused=_refused(data.get("revisionRefused")),
             revision_error=_optional_str(data, "revisionError")
@@ -94,6 +106,8 @@ class DaemonStatus:
             spec_valid=_bool(data, "specValid"),
             spec_errors=tuple(problems),
             updated_at=at,
+            state_problem=_optional_str({"stateProblem": None, **data}, "stateProblem"),
+            state_warnings=tuple(warnings),
         )
 
 

@@ -504,7 +504,7 @@ class _Records:
         # Never create a journal: an audit only reads.
         if state_dir is None or not layout.journal_path(state_dir).is_file():
             return records
-        db = journal.Journal(state_dir)
+        db = journal.Journal(state_dir, writer=False)
         try:
             entries, convergences = db.entries(), db.convergences()
         finally:

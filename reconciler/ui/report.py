@@ -302,9 +302,14 @@ def print_daemon(daemon: status.DaemonStatus | None, revision: str, out: TextIO)
     if daemon is None:
         return
     in_force = daemon.revision_in_force
-    line = f"daemon (pid {daemon.pid}): revision in force {in_force}"
-    if in_force != revision:
-        line += f"; not yet {revision}"
+    if in_force is None:
+        line = (
+            f"daemon (pid {daemon.pid}): no revision in force (no valid one seen): acts on nothing"
+        )
+    else:
+        line = f"daemon (pid {daemon.pid}): revision in force {in_force}"
+        if in_force != revision:
+            line += f"; not yet {revision}"
     print(line, file=out)
     for problem in daemon.spec_errors:
         print(f"  newest revision invalid, kept out: {problem}", file=out)
@@ -314,6 +319,10 @@ def print_daemon(daemon: status.DaemonStatus | None, revision: str, out: TextIO)
             print(f"  newest revision {rev} refused, kept out: {reason}", file=out)
     if daemon.revision_error is not None:
         print(f"  the spec revision cannot be read: {daemon.revision_error}", file=out)
+    if daemon.state_problem is not None:
+        print(f"  starts nothing: {daemon.state_problem}", file=out)
+    for warning in daemon.state_warnings:
+        print(f"  warning: {warning}", file=out)
 
 
 def print_status(

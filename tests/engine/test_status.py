@@ -35,6 +35,8 @@ def written(pid: object, **overrides: Any) -> dict[str, Any]:
         "specValid": False,
         "specErrors": ["finance.yaml:7: unknown key 'grups'"],
         "updatedAt": "2026-11-20T09:00:01.250000+00:00",
+        "stateProblem": None,
+        "stateWarnings": [],
         **overrides,
     }
 
@@ -77,6 +79,14 @@ def test_a_refused_revision_and_a_git_error_read_back(tmp_path: Path) -> None:
         "reasons": ["it holds no RecoveryPlan"],
     }
     assert shown["revisionError"] == "git takes /x/.git for no repository"
+
+
+def test_the_status_of_a_daemon_older_than_the_state_fields_still_reads(tmp_path: Path) -> None:
+    older = {k: v for k, v in written(4242).items() if not k.startswith("state")}
+    layout.daemon_status_path(tmp_path).write_text(json.dumps(older))
+    read = status.read_status(tmp_path)
+    assert read is not None
+    assert (read.state_problem, read.state_warnings) == (None, ())
 
 
 @pytest.mark.parametrize(
@@ -153,6 +163,25 @@ def test_drctl_status_json_shows_the_daemon_object_as_written(
     out = capsys.readouterr().out
     assert f"daemon (pid {os.getpid()}): revision in force {'a' * 40}; not yet sha256:" in out
     assert "  newest revision invalid, kept out: finance.yaml:7: unknown key 'grups'" in out
+
+
+def test_drctl_status_says_when_the_daemon_has_no_revision_in_force_never_none(
+    fabric: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = fabric / "state"
+    problem = "cannot write /x/journal.db: database or disk is full: drctl starts nothing"
+    said = written(os.getpid(), revisionInForce=None, stateProblem=problem)
+    layout.daemon_status_path(state).write_text(json.dumps(said))
+    assert cli.main(["status", str(fabric / "specs"), "--state-dir", str(state)]) == 0
+    out = capsys.readouterr().out
+    assert f"daemon (pid {os.getpid()}): no revision in force (no valid one seen): acts on " in out
+    assert f"  starts nothing: {problem}\n" in out
+    assert "None" not in out
+    (fabric / "specs" / "bad.yaml").write_text("apiVersion: drctl/v1\nkind: Nothing\n")
+    assert cli.main(["status", str(fabric / "specs"), "--state-dir", str(state)]) == 2
+    err = capsys.readouterr().err
+    assert f"drctl: the daemon (pid {os.getpid()}) has no revision in force: it acts on " in err
+    assert "None" not in err
 
 
 def test_drctl_status_with_a_damaged_daemon_file_shows_no_daemon(
