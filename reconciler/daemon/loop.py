@@ -9,26 +9,25 @@ the last valid one stays in force, and is kept in the state dir so that a
 restarted daemon acts on it too. A state dir that takes no writes, or a
 journal drctl refuses or waits for, stops nothing but the starts
 (daemon/health.py): the daemon goes on by itself once it can journal again.
+Waiting for the lock is daemon/leader.py; what each pass tells (its log
+lines, the outcome of a revision, git notes) is daemon/progress.py.
 Called by `drctl run` (cli).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
 from reconciler.core import plan
 from reconciler.core.desired import DesiredState
-from reconciler.core.plan import Phase
-from reconciler.daemon import admit, health, in_force
+from reconciler.daemon import admit, health, in_force, leader, progress
 from reconciler.daemon.logs import log
 from reconciler.engine import execute, fabrics, journal, state_check, status
 from reconciler.engine import metrics as metrics_
@@ -37,34 +36,25 @@ from reconciler.engine.lease import flock
 from reconciler.errors import (
     EXIT_RUNTIME,
     GitError,
-    LockHeldError,
     LockLostError,
     SpecError,
     StateDirError,
     StateFileError,
-    StateWriteError,
     WatchError,
 )
 from reconciler.fabric import base
-from reconciler.gitops import notes, revision, watch
+from reconciler.gitops import revision, watch
 from reconciler.kits import clock as clocks
 
-# Told once per revision in force when it has converged or is stuck: the
-# revision, the last plan, and the journal's actions for that revision.
-OnRevision = Callable[[str, plan.Plan, list[journal.Entry]], None]
+# The names `drctl run` (cli) has always used.
+OnRevision = progress.OnRevision
+note_outcome = progress.note_outcome
 
 # After a change that leaves the specs dirty, wait this long for the commit
 # (or the end of a pull) to land before acting on the dirty files.
 DIRTY_GRACE = timedelta(milliseconds=150)
 # How often to look again while something is pending that time alone resolves.
 PENDING_POLL = 1.0
-# Phases that wait for a person, logged once each time a VM enters them (the
-# event is `vm_` and the word: vm_blocked, vm_held, vm_waiting_for_user).
-_NEEDS_A_PERSON = {
-    Phase.BLOCKED: "blocked",
-    Phase.HELD: "held",
-    Phase.WAITING_FOR_USER: "waiting for user",
-}
 # How often to look again while the state dir or the journal cannot be used.
 STATE_RETRY = 1.0
 
@@ -104,9 +94,6 @@ class Daemon:
         self.provider = provider
         self.clock = clock
         self.metrics = metrics or metrics_.Metrics()
-        # Called once per revision in force when it has converged or is blocked.
-        self.on_revision = on_revision or (lambda _revision, _plan, _entries: None)
-        self._outcome_told: tuple[str, bool] | None = None
         self.stop = threading.Event()
         self.wake = threading.Event()
         self.in_force: in_force.InForce | None = None
@@ -116,15 +103,14 @@ class Daemon:
         self.revision_seen: str | None = None
         self.last_change_at: datetime | None = None
         self._changed = True
-        self._phases: dict[tuple[str, str], Phase] = {}
-        self._recorded: set[tuple[str, str]] = set()  # converged under the revision in force
         self._executor: execute.Executor | None = None
         self._journal: journal.Journal | None = None
-        self._lost: dict[str, str] = {}  # fabrics that did not answer the last pass, and why
         self._lease: flock.Lease | None = None  # the fabric lock, while `run` holds it
         self.health = health.StateHealth(
             config.state_dir, self.metrics, clock, config.journal_busy_timeout
         )
+        # What each pass changed, told once (`progress`).
+        self.progress = progress.Progress(clock, self.metrics, self.health, on_revision)
         self._unsaved = False  # the revision in force is not kept in the state dir yet
         self._journal_checked = False  # whether a new journal was checked for a lost one
 
@@ -132,11 +118,14 @@ class Daemon:
 
     def run(self) -> int:
         """Reconcile until asked to stop; hold the fabric lock throughout."""
-        held = self._lock()
+        held = leader.hold_lock(
+            self.config.state_dir, self.stop, self.health, self.metrics, STATE_RETRY
+        )
         if held is None:
             log.info("stopped while waiting for the lock; nothing was started")
             return 0
-        with held:
+        stack, self._lease = held
+        with stack:
             self.prepare()
             watcher = threading.Thread(target=self._watch, name="drctl-watch", daemon=True)
             if self.config.watch:
@@ -249,7 +238,7 @@ class Daemon:
                 hold=self._held,
                 revision_made_at=self.in_force.made_at,
             )
-            self._after_pass(built)
+            self.progress.after_pass(built, self.in_force, self._executor, self._journal)
         except LockLostError:
             raise  # not a failed pass: this daemon must stop acting (`run`)
         except StateDirError as exc:
@@ -266,7 +255,7 @@ class Daemon:
             self.health.trouble(self._executor.write_error)
         if self._executor.last_observed is not None:
             self.metrics.update_from_plan(built, self._executor.last_observed)
-        if self._tell_lost_fabrics():
+        if self.progress.tell_lost_fabrics(self._executor.observed):
             # A fabric in use could not be observed: the pass did not do its
             # job for its plans, and reconcile alerts must say so.
             return Result(metrics_.RECONCILE_ERROR, self._next_wait(built))
@@ -274,29 +263,6 @@ class Daemon:
             return Result(metrics_.RECONCILE_ERROR, min(STATE_RETRY, self._next_wait(built)))
         outcome = metrics_.RECONCILE_INVALID_SPEC if self.spec_error else metrics_.RECONCILE_SUCCESS
         return Result(outcome, self._next_wait(built))
-
-    def _tell_lost_fabrics(self) -> bool:
-        """Log each fabric that stops or starts answering; whether one does not answer now."""
-        assert self._executor is not None  # noqa: S101
-        lost = {
-            name: o.unreachable
-            for name, o in self._executor.observed.items()
-            if o.unreachable is not None
-        }
-        for name, why in lost.items():
-            if name not in self._lost:
-                log.error(
-                    "fabric %s cannot be observed: %s; its plans wait",
-                    name,
-                    why,
-                    extra={"event": "fabric_unreachable", "fabric": name, "error": why},
-                )
-        for name in self._lost.keys() - lost.keys():
-            log.info(
-                "fabric %s answers again", name, extra={"event": "fabric_reachable", "fabric": name}
-            )
-        self._lost = lost
-        return bool(lost)
 
     def _read_revision(self) -> None:
         """Read the specs at the revision in the work tree; git trouble keeps the one in force."""
@@ -433,7 +399,7 @@ class Daemon:
                 continue
             if in_force.moves(plan_spec, observed, previous.desired if previous else None):
                 self.in_force.moving_since[plan_spec.name] = now
-        self._recorded.clear()  # each VM's convergence is recorded under each revision
+        self.progress.recorded.clear()  # each VM's convergence is recorded under each revision
         log.info(
             "revision in force: %s", rev, extra={"event": "revision_in_force", "revision": rev}
         )
@@ -472,87 +438,6 @@ class Daemon:
         )
         return settle > 0 and self.clock.now() < since + timedelta(seconds=settle)
 
-    def _after_pass(self, built: plan.Plan) -> None:
-        assert self.in_force is not None  # noqa: S101
-        converged = []
-        for vp in built.vms:
-            key = (vp.plan, vp.name)
-            if vp.converged and key not in self._recorded:
-                self._recorded.add(key)
-                converged.append(key)
-            if self._phases.get(key) is not vp.phase:
-                self._phases[key] = vp.phase
-                if vp.phase is Phase.CONVERGED:
-                    log.info(
-                        "%s/%s converged: %s",
-                        vp.plan,
-                        vp.name,
-                        vp.reason,
-                        extra={"event": "vm_converged", "plan": vp.plan, "vm": vp.name},
-                    )
-                elif (said := _NEEDS_A_PERSON.get(vp.phase)) is not None:
-                    log.warning(
-                        "%s/%s %s: %s",
-                        vp.plan,
-                        vp.name,
-                        said,
-                        vp.reason,
-                        extra={
-                            "event": f"vm_{said.replace(' ', '_')}",
-                            "plan": vp.plan,
-                            "vm": vp.name,
-                            "reason": vp.reason,
-                        },
-                    )
-        now = self.clock.now()
-        if converged:
-            assert self._journal is not None  # noqa: S101
-            try:
-                self._journal.record_converged(self.in_force.revision, converged, now)
-            except StateDirError as exc:
-                self._recorded.difference_update(converged)  # recorded on a later pass
-                self.health.trouble(exc)
-        self._tell_outcome(built)
-        for name, since in list(self.in_force.moving_since.items()):
-            vms = [vp for vp in built.vms if vp.plan == name]
-            if name not in self.in_force.placed and all(vp.placed for vp in vms):
-                self.in_force.placed.add(name)
-                seconds = (now - since).total_seconds()
-                log.info(
-                    "plan %s placed in %.1fs",
-                    name,
-                    seconds,
-                    extra={"event": "plan_placed", "plan": name, "seconds": seconds},
-                )
-                self.metrics.observe_placement(name, seconds)
-            if all(vp.converged for vp in vms):
-                del self.in_force.moving_since[name]
-                self.in_force.placed.discard(name)
-                seconds = (now - since).total_seconds()
-                log.info(
-                    "plan %s converged in %.1fs",
-                    name,
-                    seconds,
-                    extra={"event": "plan_converged", "plan": name, "seconds": seconds},
-                )
-                self.metrics.observe_convergence(name, seconds)
-
-    def _tell_outcome(self, built: plan.Plan) -> None:
-        """Once per revision and outcome: converged, or stuck until a human acts."""
-        assert self.in_force is not None and self._executor is not None  # noqa: S101
-        if built.converged:
-            outcome = True
-        elif not execute.can_progress(built, self._executor):
-            outcome = False
-        else:
-            return
-        told = (self.in_force.revision, outcome)
-        if self._outcome_told != told:
-            self._outcome_told = told
-            rev = self.in_force.revision
-            assert self._journal is not None  # noqa: S101
-            self.on_revision(rev, built, self._journal.entries(revision=rev))
-
     def _next_wait(self, built: plan.Plan) -> float:
         """How long the loop may sleep: what the plan waits for says (`plan.pending`)."""
         assert self._executor is not None  # noqa: S101
@@ -571,56 +456,7 @@ class Daemon:
         return wait
 
     def _event(self, event: execute.Event) -> None:
-        where = f" -> {event.target_site}" if event.target_site else ""
-        fields = {
-            "event": f"action_{event.kind}",
-            "plan": event.plan,
-            "vm": event.vm,
-            "operation": str(event.operation),
-            "target": event.target_site,
-            "job": event.job_id,
-        }
-        if event.kind is execute.EventKind.STARTED:
-            log.info(
-                "%s/%s %s%s started (%s)",
-                event.plan,
-                event.vm,
-                event.operation,
-                where,
-                event.job_id,
-                extra=fields,
-            )
-        elif event.kind is execute.EventKind.ADOPTED:
-            log.info(
-                "%s/%s %s%s still running from an earlier drctl (%s): following it",
-                event.plan,
-                event.vm,
-                event.operation,
-                where,
-                event.job_id,
-                extra=fields,
-            )
-        elif event.kind is execute.EventKind.SUCCEEDED:
-            log.info(
-                "%s/%s %s%s finished in %.1fs",
-                event.plan,
-                event.vm,
-                event.operation,
-                where,
-                event.seconds or 0.0,
-                extra={**fields, "seconds": event.seconds, "data_loss": event.data_loss_seconds},
-            )
-        else:
-            log.warning(
-                "%s/%s %s%s %s: %s",
-                event.plan,
-                event.vm,
-                event.operation,
-                where,
-                event.kind,
-                event.error,
-                extra={**fields, "error": event.error},
-            )
+        progress.tell_event(event)
         self.metrics.record_event(event)
 
     def _write_daemon_file(self, *, running: bool) -> None:
@@ -643,66 +479,3 @@ class Daemon:
         except OSError as exc:
             path = layout.daemon_status_path(self.config.state_dir)
             self.health.trouble(state_check.refusal(path, exc))
-
-    def _lock(self) -> contextlib.ExitStack | None:
-        """The fabric lock; while `drctl apply` holds it, wait for it and say so.
-
-        None when asked to stop while waiting: nothing was started, exit cleanly.
-        """
-        stack = contextlib.ExitStack()
-        told = False
-        while True:
-            try:
-                self._lease = stack.enter_context(flock.hold(self.config.state_dir, "run"))
-            except LockHeldError as exc:
-                if not told:
-                    log.warning("%s; waiting for the lock", exc)
-                    told = True
-                if self.stop.wait(1.0):
-                    return None
-                continue
-            except (OSError, StateFileError) as exc:
-                # The lock file cannot be written (read-only), or is not one (a
-                # directory, a link): said, measured, and waited for.
-                lock = layout.lock_path(self.config.state_dir)
-                self.health.trouble(
-                    state_check.refusal(lock, exc)
-                    if isinstance(exc, OSError)
-                    else StateWriteError(lock, str(exc))
-                )
-                if self.stop.wait(STATE_RETRY):
-                    return None
-                continue
-            self.metrics.set_leader(True)
-            return stack
-
-
-def note_outcome(specs_dir: Path) -> OnRevision:
-    """For `--git-notes`: attach what drctl did for a commit as a note on it."""
-
-    def attach(rev: str, built: plan.Plan, entries: list[journal.Entry]) -> None:
-        if not revision.is_commit(rev):
-            return  # dirty files or no git: there is no commit to annotate
-        blocked = {
-            f"{vp.plan}/{vp.name}": vp.reason for vp in built.vms if vp.phase in _NEEDS_A_PERSON
-        }
-        outcome = "converged" if built.converged else "blocked"
-        text = notes.summarise(rev, entries, outcome, blocked)
-        try:
-            notes.attach(specs_dir, rev, text)
-        except GitError as exc:
-            log.warning(
-                "could not attach the git note to %s: %s",
-                rev,
-                exc,
-                extra={"event": "git_note_failed", "revision": rev},
-            )
-            return
-        log.info(
-            "git note attached to %s: %s",
-            rev,
-            outcome,
-            extra={"event": "git_note", "revision": rev, "outcome": outcome},
-        )
-
-    return attach

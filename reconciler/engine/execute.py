@@ -28,7 +28,8 @@ by another process) starts nothing more: no call is made whose intent is not
 journaled. What could not be recorded is kept and written again on a later
 step: a job that ended stays followed, a start whose job id could not be
 recorded is found again by its intent id. `write_error` says why, for the
-step it happened in; `apply` stops with it (exit 3), the daemon waits.
+step it happened in; `apply` stops with it (exit 3), the daemon waits. That
+bookkeeping is `engine.intent`; the events emitted are `engine.event`.
 """
 
 from __future__ import annotations
@@ -39,14 +40,15 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import Enum, StrEnum
-from typing import ParamSpec
+from enum import Enum
 
 from reconciler.core import plan, state
 from reconciler.core.desired import EMBEDDED_FABRIC, DesiredState
-from reconciler.engine import adopt, guard
 from reconciler.engine import backoff as backoffs
+from reconciler.engine import event as events
 from reconciler.engine import fabrics as fabrics_
+from reconciler.engine import guard
+from reconciler.engine import intent as intents
 from reconciler.engine import journal as journals
 from reconciler.errors import (
     ProviderError,
@@ -60,7 +62,9 @@ from reconciler.fabric import base
 from reconciler.kits import clock as clocks
 from reconciler.kits import gcpause
 
-_P = ParamSpec("_P")
+# The executor's events, by the names its callers have always used.
+Event = events.Event
+EventKind = events.EventKind
 
 
 @dataclass(frozen=True)
@@ -75,30 +79,6 @@ class Settings:
     def backoff(self, failures: int) -> float:
         """Seconds to wait after the n-th consecutive failure: base, 2x base, 4x base..."""
         return float(min(self.backoff_cap, self.backoff_base * 2 ** max(0, failures - 1)))
-
-
-class EventKind(StrEnum):
-    STARTED = "started"
-    ADOPTED = "adopted"  # still running from a previous drctl run: followed, not restarted
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    REFUSED = "refused"  # the provider, or drctl's hard rules (`guard`), refused to start it
-    THROTTLED = "throttled"
-    DEFERRED = "deferred"  # the call did not get through (timeout, network): retried, no attempt
-
-
-@dataclass(frozen=True)
-class Event:
-    kind: EventKind
-    plan: str
-    vm: str
-    operation: state.Operation
-    target_site: str | None
-    at: datetime
-    job_id: str | None = None
-    seconds: float | None = None
-    error: str | None = None
-    data_loss_seconds: float | None = None
 
 
 class Executor:
@@ -127,10 +107,9 @@ class Executor:
         self.observed: dict[str, state.Observed] = {}  # by fabric
         self._fabric_of: dict[str, str] = {}  # plan -> fabric
         self._throttled_until: dict[str, datetime] = {}  # fabric -> no start before then
-        self._unresolved: list[journals.Entry] = []  # calls that may have reached a fabric
         self.suspended: set[str] = set()  # our jobs that wait for a person in the fabric
-        # Why a journal write failed in the latest step (or while resuming); None if none did.
-        self.write_error: StateDirError | None = None
+        # The journal writes refused and the calls not settled yet (`engine.intent`).
+        self._intents = intents.Intents(journal, self.fabrics, clock, self._backoff)
         self._resume()
 
     def raise_if_blind(self) -> None:
@@ -141,6 +120,15 @@ class Executor:
     def running(self) -> int:
         """How many jobs drctl started that have not ended yet."""
         return len(self._running)
+
+    @property
+    def write_error(self) -> StateDirError | None:
+        """Why a journal write failed in the latest step (or while resuming); None if none did."""
+        return self._intents.write_error
+
+    @write_error.setter
+    def write_error(self, error: StateDirError | None) -> None:
+        self._intents.write_error = error
 
     @functools.cached_property
     def _backoff(self) -> backoffs.Backoff:
@@ -155,109 +143,16 @@ class Executor:
             times.append(backoff)
         return min(times, default=None)
 
-    def _record(self, write: Callable[_P, object], *args: _P.args, **kwargs: _P.kwargs) -> bool:
-        """Make one journal write; False, with `write_error` set, when the journal refuses it."""
-        try:
-            write(*args, **kwargs)
-        except StateDirError as exc:
-            self.write_error = exc
-            return False
-        return True
-
     def _resume(self) -> None:
         """Adopt the actions a previous run left open, so none is issued twice."""
         unresolved = self.journal.open_entries()
         # Intents a crash interrupted, and starts whose answer may have been lost.
-        self._unresolved = [entry for entry in unresolved if entry.job_id is None]
-        self._unresolved.extend(self.journal.deferred_tails())
+        self._intents.unresolved = [entry for entry in unresolved if entry.job_id is None]
+        self._intents.unresolved.extend(self.journal.deferred_tails())
         for entry in unresolved:
             if entry.job_id is not None:
                 self._adopt(entry, entry.job_id)
-        self._resolve_intents()
-
-    def _resolve_intents(self, revision: str | None = None) -> None:
-        """Did the fabric get the call? For intents a crash interrupted, and deferred starts.
-
-        An intent recorded before the process died, and a start that failed
-        transiently (a timeout may have been accepted), are matched against
-        the jobs of the fabric they were for, by `adopt.find_job`. Until that
-        fabric answers `list_jobs`, their VMs start nothing: their call may
-        have reached it. One that several jobs could be is unsettled: its VM
-        starts nothing until `revision`, the one in force, is another.
-        """
-        if not self._unresolved:
-            return
-        now = self.clock.now()
-        by_fabric: dict[str, list[journals.Entry]] = {}
-        for entry in self._unresolved:
-            by_fabric.setdefault(entry.fabric, []).append(entry)
-        still: list[journals.Entry] = []
-        known: set[str] | None = None
-        for fabric, entries in by_fabric.items():
-            key = (_LIST_JOBS, fabric)
-            if not self._backoff.due(key, now):
-                still.extend(entries)
-                continue
-            try:
-                jobs = self.fabrics.list_jobs(fabric)
-            except TransientError as exc:
-                self._backoff.fail(key, now, backoffs.retry_after(exc))
-                still.extend(entries)
-                continue
-            self._backoff.forget(key)
-            if known is None:
-                known = {e.job_id for e in self.journal.entries() if e.job_id}
-            keeps = self.fabrics.keeps_intent_ids(fabric)
-            for entry in entries:
-                found = adopt.find_job(entry, jobs, known, keeps)
-                if found.job is not None:
-                    job = found.job
-                    if not self._record(
-                        self.journal.record_started, entry.id, job.id, job.started_at
-                    ):
-                        still.append(entry)  # found again once the journal takes it
-                        continue
-                    known.add(job.id)
-                    self._adopt(entry, job.id)
-                elif found.candidates:
-                    still.extend(self._unsettle(entry, found, fabric, keeps, revision))
-                elif entry.result != journals.DEFERRED and not self._record(
-                    self.journal.record_outcome,
-                    entry.id,
-                    journals.NOT_ISSUED,
-                    now,
-                    "interrupted before the fabric accepted the call",
-                ):
-                    still.append(entry)
-                # A deferred start that did not get through stays deferred.
-        self._unresolved = still
-
-    def _unsettle(
-        self,
-        entry: journals.Entry,
-        found: adopt.Found,
-        fabric: str,
-        keeps: bool,
-        revision: str | None,
-    ) -> list[journals.Entry]:
-        """Keep an entry several jobs could be open, its VM held, while its revision is in force.
-
-        Another revision is a person's word after reading the reason: the
-        entry is closed, claiming none of the jobs, and its VM planned again.
-        """
-        if revision is not None and revision != entry.revision:
-            why = adopt.released_reason(entry, found, fabric, keeps, revision)
-            closed = self._record(
-                self.journal.record_outcome, entry.id, journals.ABANDONED, self.clock.now(), why
-            )
-            return [] if closed else [entry]
-        reason = adopt.held_reason(entry, found, fabric, keeps)
-        if entry.result != journals.UNSETTLED or entry.error != reason:
-            try:
-                entry = self.journal.record_unsettled(entry, reason)
-            except StateDirError as exc:
-                self.write_error = exc  # still open either way: held again next step
-        return [entry]
+        self._intents.resolve(self._adopt)
 
     def _adopt(self, entry: journals.Entry, job_id: str) -> None:
         self._running[job_id] = entry
@@ -315,7 +210,7 @@ class Executor:
         return built
 
     def _poll_jobs(self, revision: str) -> None:
-        self._resolve_intents(revision)
+        self._intents.resolve(self._adopt, revision)
         now = self.clock.now()
         throttled: set[str] = set()  # fabrics that asked to be called less: next step
         for job_id, entry in list(self._running.items()):
@@ -333,7 +228,7 @@ class Executor:
                 # The fabric forgot the job (it was replaced): its outcome is
                 # unknowable; the next observation says what state the VM is in.
                 error = f"the fabric no longer knows job {job_id}: {exc}"
-                if not self._record(
+                if not self._intents.record(
                     self.journal.record_outcome, entry.id, journals.FAILED, self.clock.now(), error
                 ):
                     continue  # followed on until its outcome is journaled
@@ -361,7 +256,7 @@ class Executor:
                 continue
             ended = job.finished_at or self.clock.now()
             ok = job.state is state.JobState.SUCCEEDED
-            if not self._record(
+            if not self._intents.record(
                 self.journal.record_outcome,
                 entry.id,
                 journals.SUCCEEDED if ok else journals.FAILED,
@@ -404,7 +299,7 @@ class Executor:
         for fabric, until in list(self._throttled_until.items()):
             if now >= until:
                 del self._throttled_until[fabric]
-        unresolved = {entry.vm for entry in self._unresolved}
+        unresolved = {entry.vm for entry in self._intents.unresolved}
         in_flight = collections.Counter(
             vp.plan
             for vp in built.vms
@@ -443,7 +338,7 @@ class Executor:
             return _Started.NO
         denied = guard.refusal(action, desired)
         if denied is not None:
-            self._record_or_hold(
+            self._intents.record_or_hold(
                 intent,
                 self.journal.record_outcome,
                 intent.id,
@@ -451,7 +346,7 @@ class Executor:
                 now,
                 denied,
             )
-            self._emit(_event(EventKind.REFUSED, action, now, error=denied))
+            self._emit(events.of_action(EventKind.REFUSED, action, now, error=denied))
             return _Started.NO
         request = base.Request(
             action.vm,
@@ -468,7 +363,7 @@ class Executor:
             # action waits as long in the plan (the journal's retry time).
             wait = self.settings.backoff(1) if exc.retry_after is None else exc.retry_after
             self._throttled_until[fabric] = now + timedelta(seconds=wait)
-            self._record_or_hold(
+            self._intents.record_or_hold(
                 intent,
                 self.journal.record_deferred,
                 intent.id,
@@ -476,51 +371,34 @@ class Executor:
                 str(exc),
                 wait,
             )
-            self._emit(_event(EventKind.THROTTLED, action, now, error=str(exc)))
+            self._emit(events.of_action(EventKind.THROTTLED, action, now, error=str(exc)))
             return _Started.NO
         except TransientError as exc:
             # A timeout may have been accepted: until the fabric's job list
             # says it was not, this VM starts nothing more.
-            if self._record(self.journal.record_deferred, intent.id, now, str(exc)):
-                self._unresolved.append(dataclasses.replace(intent, result=journals.DEFERRED))
-            else:
-                self._unresolved.append(intent)
-            self._emit(_event(EventKind.DEFERRED, action, now, error=str(exc)))
+            deferred = self._intents.record(self.journal.record_deferred, intent.id, now, str(exc))
+            held = dataclasses.replace(intent, result=journals.DEFERRED) if deferred else intent
+            self._intents.unresolved.append(held)
+            self._emit(events.of_action(EventKind.DEFERRED, action, now, error=str(exc)))
             return _Started.MAYBE
         except ProviderError as exc:
             # Rejected: the fabric's state moved since the observation, planned
             # again. Otherwise terminal, or unclassified: an attempt spent.
             rejected = isinstance(exc, RejectedError)
             result = journals.REFUSED if rejected else journals.FAILED
-            self._record_or_hold(
+            self._intents.record_or_hold(
                 intent, self.journal.record_outcome, intent.id, result, now, str(exc)
             )
             kind = EventKind.REFUSED if rejected else EventKind.FAILED
-            self._emit(_event(kind, action, now, error=str(exc)))
+            self._emit(events.of_action(kind, action, now, error=str(exc)))
             return _Started.NO
-        if self._record_or_hold(intent, self.journal.record_started, intent.id, job_id, now):
+        record = self.journal.record_started
+        if self._intents.record_or_hold(intent, record, intent.id, job_id, now):
             self._running[job_id] = dataclasses.replace(
                 intent, job_id=job_id, result=journals.RUNNING, started_at=now
             )
-        self._emit(_event(EventKind.STARTED, action, now, job_id=job_id))
+        self._emit(events.of_action(EventKind.STARTED, action, now, job_id=job_id))
         return _Started.YES
-
-    def _record_or_hold(
-        self,
-        intent: journals.Entry,
-        write: Callable[_P, object],
-        *args: _P.args,
-        **kwargs: _P.kwargs,
-    ) -> bool:
-        """Journal a call's outcome; if the journal refuses, hold its intent as unresolved.
-
-        Until the outcome is journaled its VM starts nothing, and a job the
-        call started is found again by its intent id (`_resolve_intents`).
-        """
-        if self._record(write, *args, **kwargs):
-            return True
-        self._unresolved.append(intent)
-        return False
 
 
 class _Started(Enum):
@@ -529,13 +407,6 @@ class _Started(Enum):
     YES = "yes"
     NO = "no"
     MAYBE = "maybe"
-
-
-_LIST_JOBS = "list_jobs"  # the backoff item of `Provider.list_jobs`; job ids are the others
-
-
-def _event(kind: EventKind, action: plan.Action, at: datetime, **extra: str) -> Event:
-    return Event(kind, action.plan, action.vm, action.operation, action.target_site, at, **extra)  # type: ignore[arg-type]
 
 
 def can_progress(built: plan.Plan, executor: Executor) -> bool:
