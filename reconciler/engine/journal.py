@@ -61,7 +61,10 @@ CREATE TABLE IF NOT EXISTS actions (
     result TEXT NOT NULL DEFAULT 'intended',
     error TEXT,
     data_loss_seconds REAL,
-    retry_after REAL
+    retry_after REAL,
+    fabric TEXT NOT NULL DEFAULT 'embedded',
+    intent_id TEXT,
+    job_started_at TEXT
 );
 CREATE INDEX IF NOT EXISTS actions_open ON actions (result) WHERE result IN ('intended', 'running');
 CREATE INDEX IF NOT EXISTS actions_unsettled ON actions (vm) WHERE result = 'unsettled';
@@ -157,11 +160,14 @@ class Journal:
     def _set_up(self, created: bool) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")
         # One transaction, so that a new journal never exists without its id.
-        self._db.executescript("BEGIN; " + _SCHEMA)
+        self._db.executescript("BEGIN IMMEDIATE; " + _SCHEMA)  # the write lock first: others wait
         try:
             if created:
+                # OR IGNORE: another drctl (a `status` beside the daemon) may have
+                # made the same new journal a moment before; its id stands.
                 self._db.execute(
-                    "INSERT INTO journal_meta (key, value) VALUES ('id', ?)", (uuid.uuid4().hex,)
+                    "INSERT OR IGNORE INTO journal_meta (key, value) VALUES ('id', ?)",
+                    (uuid.uuid4().hex,),
                 )
             self._db.execute("COMMIT")
         finally:
@@ -170,18 +176,22 @@ class Journal:
         if self._db.execute("PRAGMA application_id").fetchone()[0] != journal_file.APPLICATION_ID:
             self._db.execute(f"PRAGMA application_id = {journal_file.APPLICATION_ID}")
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(actions)")}
-        if "direction" not in columns:  # a journal written before directions were kept
-            self._db.execute("ALTER TABLE actions ADD COLUMN direction TEXT")
-        if "retry_after" not in columns:  # ... or before throttling was kept
-            self._db.execute("ALTER TABLE actions ADD COLUMN retry_after REAL")
-        if "fabric" not in columns:  # ... or before several fabrics: all were the embedded one
-            self._db.execute(
-                f"ALTER TABLE actions ADD COLUMN fabric TEXT NOT NULL DEFAULT '{EMBEDDED_FABRIC}'"
-            )
-        if "intent_id" not in columns:  # ... or before intent ids: their calls carried none
-            self._db.execute("ALTER TABLE actions ADD COLUMN intent_id TEXT")
-        if "job_started_at" not in columns:  # ... or before the fabric's own start was kept
-            self._db.execute("ALTER TABLE actions ADD COLUMN job_started_at TEXT")
+        added = {
+            "direction": "TEXT",  # a journal written before directions were kept
+            "retry_after": "REAL",  # ... or before throttling was kept
+            # ... or before several fabrics: all were the embedded one
+            "fabric": f"TEXT NOT NULL DEFAULT '{EMBEDDED_FABRIC}'",
+            "intent_id": "TEXT",  # ... or before intent ids: their calls carried none
+            "job_started_at": "TEXT",  # ... or before the fabric's own start was kept
+        }
+        for name, declaration in added.items():
+            if name not in columns:
+                try:
+                    self._db.execute(f"ALTER TABLE actions ADD COLUMN {name} {declaration}")
+                except sqlite3.OperationalError as exc:
+                    # Another drctl opening this journal added it a moment before.
+                    if "duplicate column" not in str(exc):
+                        raise
 
     def close(self) -> None:
         """Close the file; the last connection to close checkpoints the WAL into it."""

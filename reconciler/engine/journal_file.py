@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import os
 import shutil
 import sqlite3
 import uuid
@@ -248,8 +249,15 @@ def identify(db: sqlite3.Connection, state_dir: Path, created: bool, *, writer: 
             "an older copy restored)"
         )
     if journal_id is None:  # new, or written before journals had ids
-        journal_id = uuid.uuid4().hex
-        db.execute("INSERT INTO journal_meta (key, value) VALUES ('id', ?)", (journal_id,))
+        # OR IGNORE, then read back: another drctl opening the same journal at
+        # the same moment may have given it its id first.
+        db.execute(
+            "INSERT OR IGNORE INTO journal_meta (key, value) VALUES ('id', ?)",
+            (uuid.uuid4().hex,),
+        )
+        journal_id = str(
+            db.execute("SELECT value FROM journal_meta WHERE key = 'id'").fetchone()[0]
+        )
     if writer and (record is None or record != _Record(journal_id, actions)):
         note_written(state_dir, journal_id, actions)
     return Identity(journal_id, created, lost)
@@ -272,7 +280,7 @@ def note_written(state_dir: Path, journal_id: str, actions: int) -> None:
     it may say fewer actions than the journal holds, never more.
     """
     path = layout.journal_record_path(state_dir)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per process: never shared
     try:
         tmp.write_text(f"{journal_id} {actions}\n", encoding="ascii")
         tmp.replace(path)

@@ -7,12 +7,14 @@ damaged file untouched, a copy of it as evidence, the state dir's record).
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
 import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import builders
 import disk
@@ -249,3 +251,26 @@ def test_apply_stops_with_the_refusal_when_the_journal_takes_no_more_writes(
         assert "database or disk is full" in str(caught.value)
         executor.journal.close()
     assert fabric.list_jobs() == []
+
+
+def _open_at_once(state_dir: str, start: Any) -> None:
+    start.wait()
+    journal.Journal(Path(state_dir)).close()
+
+
+def test_drctls_that_open_a_new_journal_at_the_same_moment_all_succeed(tmp_path: Path) -> None:
+    """A `drctl status` beside a daemon that is making the journal: one id, no refusal
+    (it was "UNIQUE constraint failed: journal_meta.key", exit 3, seen in CI)."""
+    context = multiprocessing.get_context("fork")
+    for attempt in range(5):
+        state = tmp_path / f"state{attempt}"
+        state.mkdir()
+        start = context.Barrier(6)
+        workers = [
+            context.Process(target=_open_at_once, args=(str(state), start)) for _ in range(6)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(30)
+        assert [w.exitcode for w in workers] == [0] * 6
