@@ -143,6 +143,7 @@ class Journal:
         self._noted_at = -NOTE_EVERY
         self._db, created = journal_file.connect(self.path, busy_timeout)
         try:
+            journal_file.into_wal(self._db, busy_timeout)
             self._set_up(created)
             self.identity = journal_file.identify(self._db, state_dir, created, writer=writer)
         except sqlite3.Error as exc:
@@ -158,7 +159,6 @@ class Journal:
         return self.identity.lost
 
     def _set_up(self, created: bool) -> None:
-        self._db.execute("PRAGMA journal_mode=WAL")
         # One transaction, so that a new journal never exists without its id.
         self._db.executescript("BEGIN IMMEDIATE; " + _SCHEMA)  # the write lock first: others wait
         try:

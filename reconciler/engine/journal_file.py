@@ -25,6 +25,7 @@ import hashlib
 import os
 import shutil
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,6 +53,26 @@ class Identity:
     journal_id: str
     created: bool  # made new by this open
     lost: str | None
+
+
+def into_wal(db: sqlite3.Connection, busy_timeout: float) -> None:
+    """Put the journal in WAL mode, waiting up to `busy_timeout` for others doing the same.
+
+    SQLite answers a mode change that meets another connection's lock with
+    "database is locked" at once, without its busy handler (seen when a
+    `drctl status` opens a new journal while the daemon makes it): so wait here.
+    """
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+        else:
+            return
 
 
 def connect(path: Path, busy_timeout: float) -> tuple[sqlite3.Connection, bool]:
