@@ -215,6 +215,7 @@ class AsrFabric:
                 not followed.job.running or self._now() < followed.poll_after
             ):
                 return followed.job
+            self._know_items()
             try:
                 found = self._arm.get_job(job_id)
             except errors.TerminalError as exc:
@@ -231,6 +232,7 @@ class AsrFabric:
 
     def list_jobs(self) -> list[Job]:
         with self._lock:
+            self._know_items()
             listed = [j for found in self._arm.list_jobs() if (j := self._job_from(found))]
             return sorted(listed, key=lambda j: j.started_at)
 
@@ -265,6 +267,15 @@ class AsrFabric:
                 )
             self._containers = containers
         return self._containers
+
+    def _know_items(self) -> None:
+        """Read the items once if this provider has not yet: a job names its item by id."""
+        if not self._items:
+            self._items = {
+                found.ref.name: found
+                for item in self._arm.list_items()
+                if (found := reading.locate(self.settings, item)) is not None
+            }
 
     def _item_named(self, vm: str) -> reading.Item:
         if not self._items:
@@ -308,10 +319,8 @@ class AsrFabric:
         name = reading.busy_job_name(item)
         if name is None:
             return None
-        followed = self._jobs.get(name)
-        if followed is not None and followed.job.running:
-            return followed.job
         try:
+            # Read as get_job reads it: at most as often as the job's Retry-After asks.
             return self.get_job(name)
         except errors.TerminalError:
             return None
