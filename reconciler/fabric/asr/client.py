@@ -190,7 +190,7 @@ class ArmClient:
             response = seen[-1].http_response
             return Accepted(response.status_code, dict(response.headers), _body(response))
 
-        return self._call(f"{action} {ref.name}", send, action=True)
+        return self._call(f"start {action} on protected item {ref.name}", send, action=True)
 
     def close(self) -> None:
         if self._sdk is not None:

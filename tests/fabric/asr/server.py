@@ -53,6 +53,7 @@ class Seen:
     path: str
     status: int
     client_request_id: str | None
+    body: Any = None  # the JSON a POST carried
 
 
 class ArmServer:
@@ -70,6 +71,7 @@ class ArmServer:
         self.retry_after = retry_after
         self.authority = authority or identity.install()
         self.faults: list[Fault] = []
+        self.refuse_tokens = False  # every token is refused (401), a fresh one too
         self.requests: list[Seen] = []
         self._lock = threading.Lock()
         ca = trustme.CA()
@@ -96,13 +98,17 @@ class ArmServer:
         self._http.server_close()
         self._thread.join(timeout=5)
 
-    def count(self, method: str = "", path: str = "") -> int:
+    def seen(self, method: str = "", path: str = "") -> list[Seen]:
+        """The requests so far whose method is `method` and whose path holds `path`."""
         with self._lock:
-            return sum(
-                1
+            return [
+                r
                 for r in self.requests
                 if (not method or r.method == method) and path.lower() in r.path.lower()
-            )
+            ]
+
+    def count(self, method: str = "", path: str = "") -> int:
+        return len(self.seen(method, path))
 
     # --- one request -----------------------------------------------------------------
 
@@ -114,8 +120,9 @@ class ArmServer:
         path = url.path
         status, out_headers, out = self._answer(method, path, query, headers, body)
         with self._lock:
+            sent = json.loads(body) if body else None
             self.requests.append(
-                Seen(method, target, status, headers.get("x-ms-client-request-id"))
+                Seen(method, target, status, headers.get("x-ms-client-request-id"), sent)
             )
         return status, out_headers, out
 
@@ -127,7 +134,8 @@ class ArmServer:
         headers: dict[str, str],
         body: bytes,
     ) -> tuple[int, dict[str, str], Any]:
-        if headers.get("authorization") != f"Bearer {self.authority.current()}":
+        token = f"Bearer {self.authority.current()}"
+        if self.refuse_tokens or headers.get("authorization") != token:
             return (
                 401,
                 {
