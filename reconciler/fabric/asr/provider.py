@@ -138,6 +138,7 @@ class AsrFabric:
                 vms={name: same[0] for name, same in by_name.items() if len(same) == 1},
                 at=self._clock.now(),
                 can_stop_vms=False,
+                reports_power=False,
                 jobs=tuple(sorted(jobs, key=lambda j: j.started_at)),
                 duplicates={name: tuple(s) for name, s in by_name.items() if len(s) > 1},
             )
