@@ -182,6 +182,18 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _HTTPS = re.compile(r"https://[^\s/?#]+(/[^\s?#]*)?")
 
 
+PerSecond = Annotated[float, pydantic.Field(gt=0, le=1e6, strict=False)]
+
+
+class AsrRates(Model):
+    """The client-side token buckets (ARM's own rates when left out)."""
+
+    reads_burst: PerSecond | None = None
+    reads_per_second: PerSecond | None = None
+    writes_burst: PerSecond | None = None
+    writes_per_second: PerSecond | None = None
+
+
 class AsrSettings(Model):
     """Where the recovery vault is and how to authenticate to it: no secret, ever.
 
@@ -196,6 +208,7 @@ class AsrSettings(Model):
     credential: Literal["default", "cli", "environment", "managedIdentity", "workloadIdentity"] = (
         "default"
     )
+    rates: AsrRates | None = None
 
     @pydantic.field_validator("subscription_id")
     @classmethod

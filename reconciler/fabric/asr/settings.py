@@ -104,9 +104,23 @@ def from_config(config: FabricConfig) -> AsrSettings:
             endpoint=str(raw.get("endpoint", DEFAULT_ENDPOINT)).rstrip("/"),
             credential=str(raw.get("credential", "default")),
             sites=sites,
+            rates=_rates(raw.get("rates")),
         )
     except (KeyError, TypeError, AssertionError) as exc:
         raise errors.TerminalError(
             f"fabric '{config.name}': its asr settings are incomplete ({exc}): "
             "declare subscriptionId, resourceGroup, vault and each site's protectionContainer"
         ) from exc
+
+
+def _rates(raw: object) -> Rates:
+    """The declared bucket rates (spec.asr.rates), ARM's own for those left out."""
+    if not isinstance(raw, Mapping):
+        return Rates()
+    default = Rates()
+    return Rates(
+        float(raw.get("readsBurst", default.reads_burst)),
+        float(raw.get("readsPerSecond", default.reads_per_second)),
+        float(raw.get("writesBurst", default.writes_burst)),
+        float(raw.get("writesPerSecond", default.writes_per_second)),
+    )

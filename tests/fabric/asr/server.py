@@ -72,6 +72,10 @@ class ArmServer:
         self.authority = authority or identity.install()
         self.faults: list[Fault] = []
         self.refuse_tokens = False  # every token is refused (401), a fresh one too
+        # ARM's own throttling when `arm_limits`: per subscription and principal, reads
+        # 250 burst refilled at 25/s, writes 200 burst at 10/s, on the vault's clock.
+        self.arm_limits = False
+        self._buckets = {"read": _Bucket(250.0, 25.0), "write": _Bucket(200.0, 10.0)}
         self.requests: list[Seen] = []
         self._lock = threading.Lock()
         ca = trustme.CA()
@@ -145,6 +149,13 @@ class ArmServer:
                 },
                 _error("InvalidAuthenticationToken", "The access token is invalid."),
             )
+        throttled = self._throttle(method)
+        if throttled is not None:
+            return (
+                429,
+                {"Retry-After": f"{throttled:.0f}"},
+                _error("TooManyRequests", "The request is throttled: too many requests."),
+            )
         if "api-version" not in query:
             return 400, {}, _error("MissingApiVersionParameter", "The api-version is missing.")
         fault = self._take_fault(method, path + ("?" if "$skiptoken" not in query else ""))
@@ -160,6 +171,13 @@ class ArmServer:
         if fault is not None:
             return fault.status, fault.headers, _error("InternalServerError", "Injected fault.")
         return status, out_headers, out
+
+    def _throttle(self, method: str) -> float | None:
+        """Seconds to wait when ARM's bucket for this request is empty; None: served."""
+        if not self.arm_limits:
+            return None
+        with self._lock:
+            return self._buckets["read" if method == "GET" else "write"].take(self.vault.now())
 
     def _take_fault(self, method: str, path: str) -> Fault | None:
         with self._lock:
@@ -240,6 +258,29 @@ class ArmServer:
                 f"&$skiptoken={start + self.vault.page_size}"
             )
         return found
+
+
+@dataclass
+class _Bucket:
+    burst: float
+    per_second: float
+    tokens: float = -1.0
+    at: float | None = None
+
+    def take(self, now: float) -> float | None:
+        """None when a token is left (taken), else the seconds until there is one."""
+        if self.at is None:
+            self.tokens = self.burst
+        else:
+            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.per_second)
+        self.at = now
+        # A thousandth of a token of slack: the client's bucket refills on the same
+        # clock, and float sums of epoch seconds must not turn its last allowed request
+        # into a 429.
+        if self.tokens < 1 - 1e-3:
+            return max(1.0, (1 - self.tokens) / self.per_second)
+        self.tokens -= 1
+        return None
 
 
 def _error(code: str, message: str) -> dict[str, Any]:

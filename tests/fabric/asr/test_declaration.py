@@ -211,3 +211,15 @@ def test_a_secret_in_the_declaration_is_refused_without_echoing_it(
             "spec.asr.credential names how drctl authenticates, one of default, cli, "
             "environment, managedIdentity, workloadIdentity (its value is not shown"
         )
+
+
+def test_the_request_rates_default_to_arms_and_may_be_declared(tmp_path: Path) -> None:
+    base = f"subscriptionId: {SUBSCRIPTION}, resourceGroup: rg, vault: v"
+    (tmp_path / "f.yaml").write_text(declaration(f"{{{base}, rates: {{readsPerSecond: 5}}}}"))
+    (fabric,) = specdir.load_specs(tmp_path).fabrics
+    rates = settings.from_config(config.from_spec(fabric, tmp_path)).rates
+    assert rates == settings.Rates(250, 5, 200, 10)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "f.yaml").write_text(declaration(f"{{{base}, rates: {{writesBurst: 0}}}}"))
+    assert located(bad) == [(5, "spec.asr.rates.writesBurst: Input should be greater than 0")]

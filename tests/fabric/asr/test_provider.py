@@ -8,6 +8,7 @@ lifecycle and TLS.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ from reconciler.core.state import (
 )
 from reconciler.fabric import base
 from reconciler.fabric.asr.provider import AsrFabric
+from reconciler.fabric.asr.settings import Rates
 from reconciler.fabric.sim.inventory import Inventory, InventoryVM
 from reconciler.kits.clock import VirtualClock
 
@@ -306,3 +308,29 @@ def test_tls_is_verified_against_requests_ca_bundle(
         asr.open(verify=None).observe()
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(asr.server.ca_path))
     assert sorted(asr.open(verify=None).observe().vms) == sorted(NAMES)
+
+
+def test_the_client_side_bucket_keeps_drctl_within_arms_limits(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    """ARM refills 25 reads a second after a burst of 250: drctl waits on its own clock
+    rather than meet a 429; without the bucket it meets one."""
+    built = harness.open_fabric(tmp_path, clock, INVENTORY, page_size=2)
+    built.server.arm_limits = True
+    try:
+        provider = built.open()
+        for _ in range(80):  # 4 reads each: the providers, 3 pages of items
+            provider.observe()
+        assert [r.status for r in built.server.requests].count(429) == 0
+        waited = provider.buckets.counts.waited_seconds
+        assert (provider.buckets.counts.reads, round(waited, 1)) == (321, 2.8)
+        assert (clock.now() - T0).total_seconds() == pytest.approx(waited)
+
+        unbounded = dataclasses.replace(built.settings, rates=Rates(1e6, 1e6, 1e6, 1e6))
+        built.settings = unbounded
+        greedy = built.open()
+        with pytest.raises(errors.ThrottledError, match="429"):
+            for _ in range(80):
+                greedy.observe()
+    finally:
+        built.close()
