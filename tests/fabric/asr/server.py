@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import trustme
-from fabric.asr import identity
+from fabric.asr import identity, shapes
 from fabric.asr import vault as v
 
 API_VERSION = "2025-08-01"
@@ -201,25 +201,25 @@ class ArmServer:
         parts = path[len(prefix) :].split("/")
         kind = parts[0].lower()
         if method == "GET" and parts == ["replicationProtectedItems"]:
-            items = [vault.item_json(i) for i in vault.items.values()]
+            items = [shapes.item_json(vault, i) for i in vault.items.values()]
             return 200, {}, self._page(items, path, query)
         if method == "GET" and kind == "replicationprotectioncontainers" and len(parts) == 1:
-            return 200, {}, {"value": vault.containers_json()}
+            return 200, {}, {"value": shapes.containers_json(vault)}
         if method == "GET" and kind == "replicationrecoveryservicesproviders" and len(parts) == 1:
-            return 200, {}, {"value": vault.providers_json()}
+            return 200, {}, {"value": shapes.providers_json(vault)}
         if method == "GET" and kind == "replicationjobs" and len(parts) == 1:
-            jobs = [vault.job_json(j) for j in vault.jobs.values()]
+            jobs = [shapes.job_json(vault, j) for j in vault.jobs.values()]
             return 200, {}, self._page(jobs, path, query)
         if method == "GET" and kind == "replicationjobs" and len(parts) == 2:
             job = vault.jobs.get(parts[1])
             if job is None:
                 raise v.VaultError(404, "ResourceNotFound", f"job {parts[1]} was not found")
-            return 200, {"Retry-After": f"{self.retry_after:g}"}, vault.job_json(job)
+            return 200, {"Retry-After": f"{self.retry_after:g}"}, shapes.job_json(vault, job)
         if kind == "replicationfabrics" and len(parts) >= 6:
             item = vault.item_by_path(parts[1], parts[3], parts[5])
             rest = [p.lower() for p in parts[6:]]
             if method == "GET" and not rest:
-                return 200, {}, vault.item_json(item)
+                return 200, {}, shapes.item_json(vault, item)
             if method == "GET" and rest == ["recoverypoints"]:
                 return 200, {}, {"value": vault.recovery_points(item)}
             if method == "POST" and len(rest) == 1:

@@ -8,8 +8,9 @@ started at t with duration d ends at the first request that looks after
 t + d, as of t + d. What an action does and when it is allowed is the pure
 lifecycle model's (`core.lifecycle`, ASR VMM-to-VMM flavour), as for the
 simulator; the words are ASR's, as the official examples spell them
-(../shared/asr/examples), written here independently of the provider's
-own reading of them, so that a mistake on one side shows.
+(../shared/asr/examples), written here and in `shapes` (which renders the
+state as JSON) independently of the provider's own reading of them, so that
+a mistake on one side shows.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from reconciler.core.state import (
     Operation,
     ProtectionState,
     ReplicationState,
-    TestFailoverState,
 )
 from reconciler.fabric.sim.inventory import Inventory
 from reconciler.fabric.sim.timing import Timings
@@ -403,128 +403,9 @@ class Vault:
             words.append("CompleteMigration")  # as the examples list it; drctl never calls it
         return words
 
-    def item_json(self, item: ItemState) -> JSON:
-        self._resync_due(item)
-        state = item.state
-        text, description = self.protection_words(item)
-        primary, recovery = self.sites[item.primary], self.sites[item.recovery]
-        job = self.jobs.get(item.job) if item.job else None
-        health = self.health(item)
-        testing = state.test_failover is TestFailoverState.RUNNING
-        props: JSON = {
-            "activeLocation": "Primary" if state.active_site == item.primary else "Recovery",
-            "allowedOperations": self.allowed_words(item),
-            "currentScenario": {
-                "jobId": f"{self.vault_path}/replicationJobs/{job.name if job else 'None'}",
-                "scenarioName": JOB_FRIENDLY[job.op][0] if job else "None",
-                "startTime": iso(job.started) if job else NEVER,
-            },
-            "friendlyName": item.friendly,
-            "policyFriendlyName": "protectionprofile1",
-            "policyId": f"{self.vault_path}/replicationPolicies/protectionprofile1",
-            "primaryFabricFriendlyName": primary.fabric_friendly,
-            "primaryProtectionContainerFriendlyName": primary.container_friendly,
-            "protectableItemId": self.item_path(item).replace(
-                "replicationProtectedItems", "replicationProtectableItems"
-            ),
-            "protectedItemType": "HyperVVirtualMachine",
-            "protectionState": text,
-            "protectionStateDescription": description,
-            "providerSpecificDetails": {
-                "instanceType": "HyperVReplica2012R2",
-                "lastReplicatedTime": iso(self.last_replicated(item)),
-            },
-            "recoveryContainerId": f"{self.vault_path}/replicationFabrics/{recovery.fabric}/"
-            f"replicationProtectionContainers/{recovery.container}",
-            "recoveryFabricFriendlyName": recovery.fabric_friendly,
-            "recoveryFabricId": f"{self.vault_path}/replicationFabrics/{recovery.fabric}",
-            "recoveryProtectionContainerFriendlyName": recovery.container_friendly,
-            "replicationHealth": str(health),
-            "failoverHealth": "Normal" if health is Health.NORMAL else "Warning",
-            "healthErrors": []
-            if health is Health.NORMAL
-            else [{"errorCode": "RPOBreach", "errorMessage": "Replication is behind its RPO."}],
-            "testFailoverState": "WaitingForCompletion" if testing else "None",
-            "testFailoverStateDescription": "Cleanup test failover pending" if testing else "None",
-        }
-        if item.last_failover_at is not None:
-            props["lastSuccessfulFailoverTime"] = iso(item.last_failover_at)
-        if item.point is not None:
-            props["failoverRecoveryPointId"] = f"{self.item_path(item)}/recoveryPoints/{item.point}"
-        return {
-            "name": item.name,
-            "type": "Microsoft.RecoveryServices/vaults/replicationFabrics/"
-            "replicationProtectionContainers/replicationProtectedItems",
-            "id": self.item_path(item),
-            "properties": props,
-        }
-
-    def _resync_due(self, item: ItemState) -> None:
+    def resync_due(self, item: ItemState) -> None:
         if item.resync_until is not None and item.resync_until <= self.now():
             item.synced_at, item.resync_until = item.resync_until, None
-
-    def job_json(self, job: JobRecord) -> JSON:
-        item = self.items[job.item]
-        scenario, friendly = JOB_FRIENDLY[job.op]
-        named = self.now() - job.started >= NAME_AFTER_SECONDS or job.state is not JobState.RUNNING
-        waiting = job.state is JobState.SUSPENDED
-        props: JSON = {
-            "activityId": job.activity,
-            "allowedActions": ["Resume"] if waiting else [],
-            "customDetails": {"instanceType": "AsrJobDetails", "affectedObjectDetails": {}},
-            "errors": [
-                {
-                    "serviceErrorDetails": {
-                        "code": "70094",
-                        "message": job.error,
-                        "possibleCauses": "See the job's tasks.",
-                        "recommendedAction": "Fix the cause and retry the operation.",
-                    },
-                    "errorLevel": "Error",
-                }
-            ]
-            if job.error
-            else [],
-            "friendlyName": friendly,
-            "scenarioName": scenario,
-            "startTime": iso(job.started),
-            "state": JOB_WORDS[job.state],
-            "stateDescription": "Waiting for the manual action 'Confirm the database is "
-            "consistent' to complete"
-            if waiting
-            else JOB_WORDS[job.state],
-            "targetInstanceType": "ProtectionEntity",
-            "targetObjectId": item.name,
-            "targetObjectName": item.friendly if named else "",
-            "tasks": self._tasks(job),
-        }
-        if job.ended is not None:
-            props["endTime"] = iso(job.ended)
-        return {
-            "name": job.name,
-            "id": f"{self.vault_path}/replicationJobs/{job.name}",
-            "type": "Microsoft.RecoveryServices/vaults/replicationJobs",
-            "properties": props,
-        }
-
-    def _tasks(self, job: JobRecord) -> list[JSON]:
-        span = max(job.due - job.started, 1e-9)
-        done = (
-            1.0 if job.state is JobState.SUCCEEDED else min(1.0, (self.now() - job.started) / span)
-        )
-        steps = ("Prerequisites check", "Shut down the virtual machine", "Start the replica")
-        tasks = []
-        for number, step in enumerate(steps):
-            finished = done >= (number + 1) / len(steps)
-            tasks.append(
-                {
-                    "name": f"Task{number}",
-                    "friendlyName": step,
-                    "state": "Succeeded" if finished else JOB_WORDS[job.state],
-                    "taskType": "TaskDetails",
-                }
-            )
-        return tasks
 
     def recovery_points(self, item: ItemState) -> list[JSON]:
         """The points the replica keeps, newest first: one per interval, until a commit."""
@@ -551,46 +432,6 @@ class Vault:
                 }
             )
         return found
-
-    def containers_json(self) -> list[JSON]:
-        return [
-            {
-                "name": s.container,
-                "id": f"{self.vault_path}/replicationFabrics/{s.fabric}/"
-                f"replicationProtectionContainers/{s.container}",
-                "type": "Microsoft.RecoveryServices/vaults/replicationFabrics/"
-                "replicationProtectionContainers",
-                "properties": {
-                    "friendlyName": s.container_friendly,
-                    "fabricFriendlyName": s.fabric_friendly,
-                    "fabricType": "VMM",
-                    "pairingStatus": "Paired",
-                    "role": "Primary",
-                },
-            }
-            for s in self.sites.values()
-        ]
-
-    def providers_json(self) -> list[JSON]:
-        return [
-            {
-                "name": str(uuid.uuid5(uuid.NAMESPACE_DNS, s.fabric_friendly)),
-                "id": f"{self.vault_path}/replicationFabrics/{s.fabric}/"
-                "replicationRecoveryServicesProviders/"
-                f"{uuid.uuid5(uuid.NAMESPACE_DNS, s.fabric_friendly)}",
-                "type": "Microsoft.RecoveryServices/vaults/replicationFabrics/"
-                "replicationRecoveryServicesProviders",
-                "properties": {
-                    "fabricType": "VMM",
-                    "friendlyName": s.fabric_friendly,
-                    "fabricFriendlyName": s.fabric_friendly,
-                    "connectionStatus": "Connected"
-                    if s.down_since is None and not s.partitioned
-                    else "NotConnected",
-                },
-            }
-            for s in self.sites.values()
-        ]
 
 
 def iso(t: float) -> str:
