@@ -36,6 +36,7 @@ from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
     HttpResponseError,
+    ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
 )
@@ -191,6 +192,56 @@ class ArmClient:
             return Accepted(response.status_code, dict(response.headers), _body(response))
 
         return self._call(f"start {action} on protected item {ref.name}", send, action=True)
+
+    # --- recovery plans ----------------------------------------------------------
+
+    def get_plan(self, name: str) -> JSON | None:
+        """The recovery plan `name`, None when the vault has none of that name."""
+        s = self._settings
+
+        def read(c: SiteRecoveryManagementClient) -> JSON | None:
+            try:
+                return c.replication_recovery_plans.get(s.resource_group, s.vault, name).as_dict()
+            except ResourceNotFoundError:
+                return None
+
+        return self._call(f"read recovery plan {name}", read)
+
+    def write_plan(self, name: str, body: JSON, *, create: bool) -> JSON:
+        """PUT (create) or PATCH (update) the recovery plan `name`; its answer as read back."""
+        s = self._settings
+
+        def write(c: SiteRecoveryManagementClient) -> JSON:
+            plans = c.replication_recovery_plans
+            method = plans.begin_create if create else plans.begin_update
+            poller = method(s.resource_group, s.vault, name, body)
+            return poller.result().as_dict()
+
+        verb = "create" if create else "update"
+        return self._call(f"{verb} recovery plan {name}", write, action=True)
+
+    def post_plan_action(
+        self, name: str, action: str, body: JSON | None, request_id: str | None
+    ) -> Accepted:
+        """POST one plan-level action (`planned_failover`, `failover_commit`, `reprotect`,
+        `unplanned_failover`): sent once, no polling, as `post_action`."""
+        s = self._settings
+        seen: list[PipelineResponse[Any, Any]] = []
+        extra: dict[str, Any] = {"polling": False, "raw_response_hook": seen.append}
+        if request_id is not None:
+            extra["request_id"] = request_id
+
+        def send(c: SiteRecoveryManagementClient) -> Accepted:
+            seen.clear()
+            method = getattr(c.replication_recovery_plans, f"begin_{action}")
+            args: list[Any] = [s.resource_group, s.vault, name]
+            if body is not None:
+                args.append(body)
+            method(*args, **extra)
+            response = seen[-1].http_response
+            return Accepted(response.status_code, dict(response.headers), _body(response))
+
+        return self._call(f"start {action} on recovery plan {name}", send, action=True)
 
     def close(self) -> None:
         if self._sdk is not None:

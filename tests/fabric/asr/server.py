@@ -5,7 +5,9 @@ It answers the requests the official SDK sends for one recovery vault
 protected items list in pages of `page_size` with nextLink, one item, its
 recovery points, the protection containers and recovery services providers,
 the action POSTs (202 with Location, Azure-AsyncOperation and Retry-After),
-and the jobs. TLS with a throwaway CA (trustme): clients verify it through
+the jobs, and recovery plans (get, PUT to create, PATCH to update, the
+plan-level plannedFailover, unplannedFailover, failoverCommit and reprotect
+POSTs answering as an item's). TLS with a throwaway CA (trustme): clients verify it through
 REQUESTS_CA_BUNDLE or the SDK's connection_verify, never with verification
 off. Only the bearer token the stand-in `az` hands out is accepted
 (`identity`). `inject` makes the next matching request answer an error
@@ -215,6 +217,8 @@ class ArmServer:
             if job is None:
                 raise v.VaultError(404, "ResourceNotFound", f"job {parts[1]} was not found")
             return 200, {"Retry-After": f"{self.retry_after:g}"}, shapes.job_json(vault, job)
+        if kind == "replicationrecoveryplans":
+            return self._plans(method, parts[1:], body, request_id)
         if kind == "replicationfabrics" and len(parts) >= 6:
             item = vault.item_by_path(parts[1], parts[3], parts[5])
             rest = [p.lower() for p in parts[6:]]
@@ -226,6 +230,30 @@ class ArmServer:
                 return self._act(item, rest[0], body, request_id)
         raise v.VaultError(404, "InvalidResourceType", f"{method} {path} is not served here")
 
+    def _plans(
+        self, method: str, rest: list[str], body: bytes, request_id: str | None
+    ) -> tuple[int, dict[str, str], Any]:
+        """Recovery plans: list, get, create (PUT), update (PATCH), the plan-level POSTs."""
+        vault = self.vault
+        if method == "GET" and not rest:
+            return 200, {}, {"value": [shapes.plan_json(vault, p) for p in vault.plans.values()]}
+        if method in {"PUT", "PATCH"} and len(rest) == 1:
+            payload = json.loads(body) if body else {}
+            written = vault.write_plan(rest[0], payload, create=method == "PUT")
+            return 200, {}, shapes.plan_json(vault, written)
+        plan = vault.plans.get(rest[0]) if rest else None
+        if plan is None:
+            raise v.VaultError(404, "ResourceNotFound", f"recovery plan {rest[:1]} was not found")
+        if method == "GET" and len(rest) == 1:
+            return 200, {}, shapes.plan_json(vault, plan)
+        if method == "POST" and len(rest) == 2:
+            op = v.PLAN_ACTIONS.get(rest[1].lower())
+            if op is None:
+                raise v.VaultError(400, "OperationNotServed", f"{rest[1]} is not served here")
+            payload = json.loads(body) if body else {}
+            return self._accepted(vault.start_plan(plan, op, payload, request_id))
+        raise v.VaultError(404, "InvalidResourceType", f"{method} {rest} is not served here")
+
     def _act(
         self, item: v.ItemState, action: str, body: bytes, request_id: str | None
     ) -> tuple[int, dict[str, str], Any]:
@@ -234,7 +262,9 @@ class ArmServer:
             # failoverCancel, completeMigration, ...: refused and recorded; drctl never sends them.
             raise v.VaultError(400, "OperationNotServed", f"{action} is not served here")
         payload = json.loads(body) if body else {}
-        job = self.vault.start(item, op, payload, request_id)
+        return self._accepted(self.vault.start(item, op, payload, request_id))
+
+    def _accepted(self, job: v.JobRecord) -> tuple[int, dict[str, str], Any]:
         base = f"{self.endpoint}{self.vault.vault_path}"
         return (
             202,
@@ -317,6 +347,9 @@ def _handler(server: ArmServer) -> type[BaseHTTPRequestHandler]:
             self._serve()
 
         def do_PUT(self) -> None:
+            self._serve()
+
+        def do_PATCH(self) -> None:
             self._serve()
 
         def do_DELETE(self) -> None:

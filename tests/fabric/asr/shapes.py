@@ -77,6 +77,8 @@ def item_json(vault: v.Vault, item: v.ItemState) -> JSON:
 
 
 def job_json(vault: v.Vault, job: v.JobRecord) -> JSON:
+    if job.plan is not None:
+        return _plan_job_json(vault, job)
     item = vault.items[job.item]
     scenario, friendly = JOB_FRIENDLY[job.op]
     named = vault.now() - job.started >= NAME_AFTER_SECONDS or job.state is not JobState.RUNNING
@@ -117,6 +119,91 @@ def job_json(vault: v.Vault, job: v.JobRecord) -> JSON:
         "name": job.name,
         "id": f"{vault.vault_path}/replicationJobs/{job.name}",
         "type": "Microsoft.RecoveryServices/vaults/replicationJobs",
+        "properties": props,
+    }
+
+
+def _plan_job_json(vault: v.Vault, job: v.JobRecord) -> JSON:
+    scenario, friendly = JOB_FRIENDLY[job.op]
+    props: JSON = {
+        "activityId": job.activity,
+        "allowedActions": [],
+        "customDetails": {"instanceType": "AsrJobDetails", "affectedObjectDetails": {}},
+        "errors": [
+            {
+                "serviceErrorDetails": {
+                    "code": "70094",
+                    "message": job.error,
+                    "possibleCauses": "See the job's tasks.",
+                    "recommendedAction": "Fix the cause and retry the operation.",
+                },
+                "errorLevel": "Error",
+            }
+        ]
+        if job.error
+        else [],
+        "friendlyName": friendly,
+        "scenarioName": scenario,
+        "startTime": iso(job.started),
+        "state": JOB_WORDS[job.state],
+        "stateDescription": JOB_WORDS[job.state],
+        "targetInstanceType": "RecoveryPlan",
+        "targetObjectId": job.plan,
+        "targetObjectName": job.plan,
+        "tasks": _tasks(vault, job),
+    }
+    if job.ended is not None:
+        props["endTime"] = iso(job.ended)
+    return {
+        "name": job.name,
+        "id": f"{vault.vault_path}/replicationJobs/{job.name}",
+        "type": "Microsoft.RecoveryServices/vaults/replicationJobs",
+        "properties": props,
+    }
+
+
+def plan_json(vault: v.Vault, plan: v.PlanState) -> JSON:
+    """A recovery plan as ReplicationRecoveryPlans_Get.json shows it."""
+    items = vault.plan_items(plan)
+    first = items[0]
+    primary, recovery = vault.sites[first.primary], vault.sites[first.recovery]
+    job = vault.jobs.get(plan.job) if plan.job else None
+    last = max(
+        (j for j in vault.jobs.values() if j.plan == plan.name),
+        key=lambda j: j.started,
+        default=None,
+    )
+    empty: JSON = {"startGroupActions": [], "endGroupActions": []}
+    groups: list[JSON] = [
+        {"groupType": "Shutdown", "replicationProtectedItems": [], **empty},
+        {"groupType": "Failover", "replicationProtectedItems": [], **empty},
+    ]
+    for group in plan.groups:
+        refs = [{"id": vault.item_path(vault.items[n]), "virtualMachineId": n} for n in group]
+        groups.append({"groupType": "Boot", "replicationProtectedItems": refs, **empty})
+    props: JSON = {
+        "friendlyName": plan.name,
+        "primaryFabricId": f"{vault.vault_path}/replicationFabrics/{primary.fabric}",
+        "primaryFabricFriendlyName": primary.fabric_friendly,
+        "recoveryFabricId": f"{vault.vault_path}/replicationFabrics/{recovery.fabric}",
+        "recoveryFabricFriendlyName": recovery.fabric_friendly,
+        "failoverDeploymentModel": "NotApplicable",
+        "replicationProviders": ["HyperVReplica2012R2"],
+        "allowedOperations": [] if job else vault.plan_allowed_words(plan),
+        "groups": groups,
+    }
+    if last is not None:
+        props["currentScenario"] = {
+            "jobId": f"{vault.vault_path}/replicationJobs/{last.name}",
+            "scenarioName": JOB_FRIENDLY[last.op][0],
+            "startTime": iso(last.started),
+        }
+        props["currentScenarioStatus"] = JOB_WORDS[last.state]
+        props["currentScenarioStatusDescription"] = JOB_WORDS[last.state]
+    return {
+        "id": f"{vault.vault_path}/replicationRecoveryPlans/{plan.name}",
+        "name": plan.name,
+        "type": "Microsoft.RecoveryServices/vaults/replicationRecoveryPlans",
         "properties": props,
     }
 

@@ -137,6 +137,27 @@ class JobRecord:
     fail_after_shutdown: bool = False
     suspends: bool = False
     shutdown_source: bool = False
+    plan: str | None = None  # a recovery plan's job: `item` is empty, the plan's items move
+    failing: str | None = None  # the item a failing plan job fails on
+
+
+# The operations a recovery plan answers to (the POST's last segment).
+PLAN_ACTIONS = {
+    "plannedfailover": Operation.PLANNED_FAILOVER,
+    "unplannedfailover": Operation.UNPLANNED_FAILOVER,
+    "failovercommit": Operation.COMMIT,
+    "reprotect": Operation.REVERSE_REPLICATE,
+}
+
+
+@dataclass
+class PlanState:
+    """A recovery plan: its protected items (names) in boot groups, in boot order."""
+
+    name: str
+    groups: list[list[str]]
+    job: str | None = None
+    writes: int = 0  # PUTs and PATCHes that changed it
 
 
 class Vault:
@@ -163,6 +184,9 @@ class Vault:
         self.jobs: dict[str, JobRecord] = {}
         self.failures: dict[tuple[str, Operation], list[bool]] = {}  # -> after_shutdown each
         self.suspensions: dict[tuple[str, Operation], int] = {}
+        self.plans: dict[str, PlanState] = {}
+        # What recovery plan jobs did, in order: (time, "shutdown"/"failover"/"boot"/..., vm).
+        self.events: list[tuple[float, str, str]] = []
         now = self.now()
         for vm in inventory.vms:
             if vm.replication is None:
@@ -335,6 +359,9 @@ class Vault:
         return job
 
     def _finish(self, job: JobRecord) -> None:
+        if job.plan is not None:
+            self._finish_plan(job)
+            return
         item = self.items[job.item]
         item.job = None
         job.ended = job.due
@@ -371,6 +398,197 @@ class Vault:
             item.point = None
         if job.op in {Operation.REVERSE_REPLICATE, Operation.RESYNC}:
             item.synced_at, item.lag, item.resync_until = job.due, 0.0, None
+
+    # --- recovery plans ------------------------------------------------------------
+
+    def write_plan(self, name: str, body: JSON, *, create: bool) -> PlanState:
+        """PUT (create or replace) or PATCH (update) a recovery plan from its JSON body:
+        the protected items of its Boot groups, in order. Refused while its job runs."""
+        with self.lock:
+            self.advance()
+            plan = self.plans.get(name)
+            if plan is None and not create:
+                raise VaultError(404, "ResourceNotFound", f"recovery plan {name} was not found")
+            if plan is not None and plan.job is not None:
+                raise VaultError(
+                    400,
+                    "RecoveryPlanOperationInProgress",
+                    f"The recovery plan {name} cannot be changed while its job {plan.job} runs.",
+                    recommendedAction="Wait for the running job to complete, then retry.",
+                )
+            groups: list[list[str]] = []
+            for group in (body.get("properties") or {}).get("groups") or []:
+                if group.get("groupType") != "Boot":
+                    continue
+                names = []
+                for ref in group.get("replicationProtectedItems") or []:
+                    item_name = str(ref.get("id") or "").rsplit("/", 1)[-1]
+                    if item_name not in self.items:
+                        raise VaultError(
+                            400,
+                            "InvalidProtectedItem",
+                            f"The protected item {ref.get('id')} was not found in the vault.",
+                        )
+                    names.append(item_name)
+                groups.append(names)
+            if not any(groups):
+                raise VaultError(400, "EmptyRecoveryPlan", "A recovery plan needs an item.")
+            if plan is None:
+                plan = self.plans[name] = PlanState(name, groups)
+            else:
+                plan.groups = groups
+            plan.writes += 1
+            return plan
+
+    def plan_items(self, plan: PlanState) -> list[ItemState]:
+        return [self.items[n] for group in plan.groups for n in group]
+
+    def start_plan(
+        self, plan: PlanState, op: Operation, body: JSON, request_id: str | None
+    ) -> JobRecord:
+        """Check `op` for every item of the plan, then start one job that moves them all."""
+        with self.lock:
+            self.advance()
+            props = body.get("properties") or {}
+            direction = props.get("failoverDirection")
+            if plan.job is not None:
+                raise VaultError(
+                    400,
+                    "532",
+                    f"An operation is already in progress on the recovery plan {plan.name}.",
+                    recommendedAction="Wait for the running job to complete, then retry.",
+                )
+            items = self.plan_items(plan)
+            for item in items:
+                expected = (
+                    "PrimaryToRecovery"
+                    if item.state.active_site == item.primary
+                    else "RecoveryToPrimary"
+                )
+                if direction is not None and direction != expected:
+                    raise VaultError(
+                        400,
+                        "InvalidFailoverDirection",
+                        f"The failover direction {direction} is not valid for the protected "
+                        f"item {item.friendly} of the recovery plan {plan.name}.",
+                    )
+                cond = self._conditions(item)
+                if cond.job_running is not None:
+                    raise VaultError(
+                        400,
+                        "532",
+                        f"An operation is already in progress on {item.friendly}: "
+                        f"{cond.job_running}.",
+                    )
+                reason = lifecycle.check_operation(item.state, op, cond)
+                if reason is not None:
+                    raise VaultError(
+                        400,
+                        "OperationNotAllowedInCurrentState",
+                        f"{JOB_FRIENDLY[op][1]} of the recovery plan {plan.name} is not allowed "
+                        f"for {item.friendly}: {reason}.",
+                    )
+            now = self.now()
+            failing, after_shutdown = None, False
+            for item in items:
+                queued = self.failures.get((item.friendly, op)) or []
+                if queued:
+                    failing, after_shutdown = item.name, queued.pop(0)
+                    break
+            # Group after group; the VMs of one group move side by side.
+            work = sum(
+                max(self.timings.duration(self.items[n].state, op, behind_seconds=0) for n in g)
+                for g in plan.groups
+                if g
+            )
+            job = JobRecord(
+                str(uuid.uuid4()),
+                "",
+                op,
+                "",
+                now,
+                now + work,
+                f"{request_id or uuid.uuid4()} ActivityId: {uuid.uuid4()}",
+                fail=failing is not None,
+                fail_after_shutdown=after_shutdown,
+                shutdown_source=props.get("sourceSiteOperations") == "Required"
+                or op is Operation.PLANNED_FAILOVER,
+                plan=plan.name,
+                failing=failing,
+            )
+            self.jobs[job.name] = job
+            plan.job = job.name
+            for item in items:
+                item.job = job.name
+            return job
+
+    def _finish_plan(self, job: JobRecord) -> None:
+        plan = self.plans[job.plan or ""]
+        plan.job = None
+        items = self.plan_items(plan)
+        for item in items:
+            item.job = None
+        job.ended = job.due
+        lost = sorted(
+            {
+                s
+                for item in items
+                for s in lifecycle.required_sites(item.state, job.op)
+                if self._was_cut(s, job.started, job.due)
+            }
+        )
+        if job.fail or lost:
+            job.state = JobState.FAILED
+            failing = self.items[job.failing] if job.failing else None
+            job.error = (
+                f"The job failed: site {lost[0]} could not be reached while it ran."
+                if lost and failing is None
+                else f"{JOB_FRIENDLY[job.op][1]} of {failing.friendly if failing else '?'} in "
+                f"the recovery plan {plan.name} failed (injected)."
+            )
+            if failing is not None and job.fail_after_shutdown:
+                failing.state = lifecycle.failed_after_shutdown(failing.state)
+            return
+        failover = job.op in {Operation.PLANNED_FAILOVER, Operation.UNPLANNED_FAILOVER}
+        connected = self.connected()
+        if failover:
+            # ASR's order: shut down in reverse group order, fail over, boot group by group.
+            for group in reversed(plan.groups):
+                for n in group:
+                    item = self.items[n]
+                    if job.shutdown_source and item.state.active_site in connected:
+                        self.events.append((job.due, "shutdown", item.friendly))
+            for item in items:
+                self.events.append((job.due, "failover", item.friendly))
+        for item in items:
+            source_up = item.state.active_site in connected
+            target = lifecycle.resolve_target(item.state, job.op) or item.state.active_site
+            item.state = lifecycle.apply_effect(
+                item.state,
+                job.op,
+                FLAVOUR,
+                target=target,
+                source_stopped=job.shutdown_source and source_up,
+            )
+            if failover:
+                item.last_failover_at = job.due
+                points = self.recovery_points(item)
+                item.point = points[0]["name"] if points else None
+                self.events.append((job.due, "boot", item.friendly))
+            else:
+                self.events.append((job.due, JOB_FRIENDLY[job.op][0], item.friendly))
+            if job.op is Operation.COMMIT:
+                item.point = None
+            if job.op is Operation.REVERSE_REPLICATE:
+                item.synced_at, item.lag, item.resync_until = job.due, 0.0, None
+        job.state = JobState.SUCCEEDED
+
+    def plan_allowed_words(self, plan: PlanState) -> list[str]:
+        words = ["PlannedFailover", "UnplannedFailover", "Commit", "ReverseReplicate"]
+        for item in self.plan_items(plan):
+            allowed = set(self.allowed_words(item))
+            words = [w for w in words if w in allowed]
+        return words
 
     def _was_cut(self, site: str, start: float, end: float) -> bool:
         return any(
