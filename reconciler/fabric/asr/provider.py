@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,14 @@ INSTALL = "pip install 'drctl[asr]'"
 _JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 # Operations whose job acts on the active copy; every other one goes towards the peer.
 _ON_ACTIVE = frozenset({Operation.COMMIT, Operation.APPLY_RECOVERY_POINT})
+PLAN_PREFIX = "drctl-"  # the ASR recovery plan of drctl plan P is drctl-P, written by drctl only
+# The plan-level POST of each operation a whole plan makes through its recovery plan.
+_PLAN_VERBS = {
+    Operation.PLANNED_FAILOVER: "planned_failover",
+    Operation.UNPLANNED_FAILOVER: "unplanned_failover",
+    Operation.COMMIT: "failover_commit",
+    Operation.REVERSE_REPLICATE: "reprotect",
+}
 
 
 def open_provider(config: FabricConfig, clock: Clock) -> AsrFabric:
@@ -142,6 +151,115 @@ class AsrFabric:
                 jobs=tuple(sorted(jobs, key=lambda j: j.started_at)),
                 duplicates={name: tuple(s) for name, s in by_name.items() if len(s) > 1},
             )
+
+    @property
+    def offers_plan_failover(self) -> bool:
+        """ASR moves a whole plan in its group order through a recovery plan (`start_plan`)."""
+        return True
+
+    def start_plan(self, plan: str, groups: Sequence[Sequence[str]], request: base.Request) -> str:
+        """Move every VM of drctl plan `plan` through its ASR recovery plan `drctl-<plan>`.
+
+        `groups` are the plan's VMs in boot order. The recovery plan is created,
+        or updated to mirror `groups`, first (never while one of its jobs runs);
+        then one plan-level POST: ASR shuts the VMs down in reverse group order,
+        fails them over and boots them group by group. Returns the plan's job,
+        which every VM of the plan reports while it runs.
+        """
+        op = request.operation
+        verb = _PLAN_VERBS.get(op)
+        if verb is None:
+            raise errors.RejectedError(f"plan {plan}: {op} is not made through a recovery plan")
+        name = f"{PLAN_PREFIX}{plan}"
+        with self._lock:
+            located = [[self._fresh(self._item_named(vm)) for vm in group] for group in groups]
+            flat = [item for group in located for item in group]
+            if not flat:
+                raise errors.RejectedError(f"plan {plan}: no VM to move")
+            for item in flat:
+                self._check_idle(item, item.name)
+                if op not in vocabulary.allowed_of(item.raw.get("allowedOperations")):
+                    raise errors.RejectedError(
+                        f"plan {plan}: {item.name}: {op} is not allowed: ASR does not allow it "
+                        f"now (protection state {item.raw.get('protectionState')})"
+                    )
+            if len({(i.primary, i.recovery, i.direction.failover) for i in flat}) > 1:
+                raise errors.RejectedError(
+                    f"plan {plan}: its VMs do not all replicate between the same sites in the "
+                    "same direction: a recovery plan cannot move them together"
+                )
+            self._ensure_plan(name, located)
+            first = flat[0]
+            body = action.body_for(
+                op,
+                first.direction,
+                shutdown_source=request.shutdown_source
+                and self._sites.get(first.active_site, True),
+            )
+            try:
+                accepted = self._arm.post_plan_action(name, verb, body, request.intent_id)
+            except errors.RejectedError as exc:
+                raise errors.RejectedError(f"plan {plan}: {exc}") from exc
+            job_name = action.job_name_of(accepted.headers)
+            if job_name is None:
+                raise errors.TransientError(
+                    f"plan {plan}: ASR accepted {op} on recovery plan {name} ({accepted.status}) "
+                    "but named no job; its job is adopted when its VMs report it"
+                )
+            target = first.active_site if op in _ON_ACTIVE else first.peer_site
+            self._targets[job_name] = target
+            job = Job(
+                id=job_name,
+                vm=name,
+                operation=op,
+                state=JobState.NOT_STARTED,
+                started_at=self._clock.now(),
+                target_site=target,
+                intent_id=request.intent_id,
+            )
+            self._jobs[job_name] = _Followed(
+                job, 0.0, action.retry_after_of(accepted.headers) or 0.0
+            )
+            return job_name
+
+    def _ensure_plan(self, name: str, groups: list[list[reading.Item]]) -> None:
+        """Create `name`, or update it to mirror `groups`; refused while its job runs."""
+        wanted = [[item.ref.name for item in group] for group in groups]
+        found = self._arm.get_plan(name)
+        if found is not None and _boot_groups(found) == wanted:
+            return
+        props = (found or {}).get("properties") or {}
+        if found is not None and props.get("currentScenarioStatus") in {"InProgress", "NotStarted"}:
+            raise errors.RejectedError(
+                f"recovery plan {name} differs from the plan's groups but one of its jobs runs: "
+                "drctl changes it once that job has ended"
+            )
+        s = self.settings
+        vault = (
+            f"/Subscriptions/{s.subscription_id}/resourceGroups/{s.resource_group}/providers/"
+            f"Microsoft.RecoveryServices/vaults/{s.vault}"
+        )
+        first = groups[0][0] if groups and groups[0] else None
+        body: dict[str, Any] = {"properties": {"groups": []}}
+        for group in groups:
+            refs = [
+                {
+                    "id": f"{vault}/replicationFabrics/{i.ref.fabric}/replicationProtection"
+                    f"Containers/{i.ref.container}/replicationProtectedItems/{i.ref.name}",
+                    "virtualMachineId": i.ref.name,
+                }
+                for i in group
+            ]
+            body["properties"]["groups"].append(
+                {"groupType": "Boot", "replicationProtectedItems": refs}
+            )
+        if found is None and first is not None:
+            body["properties"].update(
+                primaryFabricId=f"{vault}/replicationFabrics/{first.ref.fabric}",
+                recoveryFabricId=str(first.raw.get("recoveryFabricId") or ""),
+                failoverDeploymentModel="NotApplicable",
+            )
+        self._arm.write_plan(name, body, create=found is None)
 
     def start(self, request: base.Request) -> str:
         op = request.operation
@@ -415,3 +533,16 @@ def _not_offered(op: Operation) -> str:
     if op in {Operation.CANCEL_FAILOVER, Operation.COMPLETE_MIGRATION}:
         return "drctl never calls it"
     return "this provider does not offer it: enable or disable protection in ASR itself"
+
+
+def _boot_groups(plan: dict[str, Any]) -> list[list[str]]:
+    """The item names of a recovery plan's Boot groups, in boot order."""
+    groups = (plan.get("properties") or {}).get("groups") or []
+    return [
+        [
+            str(ref.get("id") or "").rsplit("/", 1)[-1]
+            for ref in g.get("replicationProtectedItems") or []
+        ]
+        for g in groups
+        if g.get("groupType") == "Boot"
+    ]

@@ -17,9 +17,10 @@ from builders import TIMINGS
 from fabric.asr import harness
 
 from reconciler import errors
-from reconciler.core.state import Operation, ProtectionState
+from reconciler.core.state import JobState, Operation, ProtectionState
 from reconciler.fabric.asr import bucket, client
 from reconciler.fabric.asr.settings import ItemRef
+from reconciler.fabric.base import Request
 from reconciler.fabric.sim.inventory import Inventory, InventoryVM
 from reconciler.kits.clock import VirtualClock
 
@@ -183,3 +184,35 @@ def test_a_plan_job_that_fails_names_the_item_and_the_plan(
             )
     finally:
         arm.close()
+
+
+def test_the_provider_moves_a_whole_plan_through_its_recovery_plan_drctl_plan(
+    asr: harness.AsrUnderTest, clock: VirtualClock
+) -> None:
+    provider = asr.open()
+    assert provider.offers_plan_failover
+    groups = [list(g) for g in GROUPS]
+    request = Request("sql01", Operation.PLANNED_FAILOVER, "rtm", intent_id="intent-7")
+    job_id = provider.start_plan("shop", groups, request)
+    plan = asr.vault.plans["drctl-shop"]
+    assert plan.groups == [[asr.vault.by_friendly(n).name for n in g] for g in GROUPS]
+    assert plan.job == job_id
+    # While its job runs, every VM of the plan reports that job, and the recovery
+    # plan is not rewritten (a VM of it is busy): the change waits for the job.
+    seen = provider.observe()
+    jobs = [seen.vms[n].job for g in GROUPS for n in g]
+    assert [j.id if j is not None else None for j in jobs] == [job_id] * len(jobs)
+    with pytest.raises(errors.RejectedError, match="is running on this VM"):
+        provider.start_plan("shop", groups[:2], request)
+    for _ in range(600):
+        job = provider.get_job(job_id)
+        if not job.running:
+            break
+        clock.advance(5)
+    assert job.state is JobState.SUCCEEDED
+    assert [step for _, step, _ in asr.vault.events][:4] == ["shutdown"] * 4
+    # Unchanged groups: no second write; the commit goes through the plan too.
+    commit = Request("sql01", Operation.COMMIT, "rtm")
+    provider.start_plan("shop", groups, commit)
+    assert plan.writes == 1
+    assert asr.server.count("POST", "/replicationRecoveryPlans/drctl-shop/failoverCommit") == 1
