@@ -295,6 +295,9 @@ class Observed:
     # False for a fabric that never reports power (ASR): its active copies read
     # Unknown always, not until a site answers again (see `runs_at`).
     reports_power: bool = True
+    # True for a fabric that moves a whole grouped plan in its group order itself
+    # (ASR recovery plans): the planner asks it when it cannot stop VMs.
+    plan_failover: bool = False
 
     def runs_at(self, vm: ObservedVM, site: str) -> bool:
         """A copy of `vm` runs at `site` as far as this fabric can ever tell.

@@ -291,6 +291,7 @@ class PlanContext:
         shutdown_source: bool = False,
         stage: tuple[int, int] = (0, 0),
         recovery_point: str | None = None,
+        plan_groups: tuple[tuple[str, ...], ...] = (),
     ) -> VMPlan:
         """Propose `operation`; ready only when nothing is awaited and the fabric allows it."""
         ready = not waiting_for
@@ -327,6 +328,7 @@ class PlanContext:
             stage=stage,
             source_site=o.active_site,
             recovery_point=recovery_point,
+            plan_groups=plan_groups,
         )
         if waiting_for:
             reason = f"{reason}; waiting for {context.names_text(waiting_for)}"

@@ -147,6 +147,7 @@ class AsrFabric:
                 vms={name: same[0] for name, same in by_name.items() if len(same) == 1},
                 at=self._clock.now(),
                 can_stop_vms=False,
+                plan_failover=True,
                 reports_power=False,
                 jobs=tuple(sorted(jobs, key=lambda j: j.started_at)),
                 duplicates={name: tuple(s) for name, s in by_name.items() if len(s) > 1},
@@ -262,6 +263,8 @@ class AsrFabric:
         self._arm.write_plan(name, body, create=found is None)
 
     def start(self, request: base.Request) -> str:
+        if request.plan_groups:
+            return self.start_plan(request.plan or "", request.plan_groups, request)
         op = request.operation
         verb = vocabulary.ACTIONS.get(op)
         if verb is None:

@@ -192,8 +192,17 @@ def test_the_provider_moves_a_whole_plan_through_its_recovery_plan_drctl_plan(
     provider = asr.open()
     assert provider.offers_plan_failover
     groups = [list(g) for g in GROUPS]
-    request = Request("sql01", Operation.PLANNED_FAILOVER, "rtm", intent_id="intent-7")
-    job_id = provider.start_plan("shop", groups, request)
+    assert provider.observe().plan_failover
+    # The executor's request for a whole-plan move (Action.plan_groups) goes to start_plan.
+    request = Request(
+        "sql01",
+        Operation.PLANNED_FAILOVER,
+        "rtm",
+        intent_id="intent-7",
+        plan="shop",
+        plan_groups=tuple(GROUPS),
+    )
+    job_id = provider.start(request)
     plan = asr.vault.plans["drctl-shop"]
     assert plan.groups == [[asr.vault.by_friendly(n).name for n in g] for g in GROUPS]
     assert plan.job == job_id
