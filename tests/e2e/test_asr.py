@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from builders import TIMINGS
+from e2e.harness import three_tier
 from fabric.asr import harness
 
 from reconciler.core.state import ProtectionState
@@ -112,3 +113,46 @@ def test_a_plan_fails_over_to_rtm_and_back_through_asr(
     for path in state.rglob("*"):
         if path.is_file():
             assert token.encode() not in path.read_bytes(), path
+
+
+TIERS = (("sql01",), ("app01", "app02"), ("web01", "web02"))
+
+
+def test_a_three_tier_plan_fails_over_and_back_through_an_asr_recovery_plan(
+    tmp_path: Path,
+) -> None:
+    """ASR cannot stop VMs: the grouped plan moves whole through recovery plan drctl-finance."""
+    names = tuple(n for tier in TIERS for n in tier)
+    inventory = Inventory(
+        ("ams", "rtm"), tuple(InventoryVM(n, "ams", ("ams", "rtm")) for n in names), TIMINGS
+    )
+    built = harness.open_fabric(tmp_path / "server", WallClock(), inventory, retry_after=1)
+    try:
+        specs, state = tmp_path / "specs", tmp_path / "state"
+        specs.mkdir()
+        (specs / "contoso.yaml").write_text(fabric_doc(built))
+        for site in ("rtm", "ams"):
+            (specs / "finance.yaml").write_text(three_tier(site))
+            done = drctl(built, state, "apply", str(specs), "--timeout", "150")
+            assert done.returncode == 0, done.stdout + done.stderr
+            for name in names:
+                item = built.vault.by_friendly(name)
+                assert (item.state.active_site, item.state.protection) == (
+                    site,
+                    ProtectionState.PROTECTED,
+                )
+        plan = built.vault.plans["drctl-finance"]
+        assert plan.groups == [[built.vault.by_friendly(n).name for n in t] for t in TIERS]
+        assert plan.writes == 1  # created once, never rewritten
+        # One plan-level failover each way; no VM failed over alone.
+        assert (
+            built.server.count("POST", "/replicationRecoveryPlans/drctl-finance/plannedFailover")
+            == 2
+        )
+        assert built.server.count("POST", "/replicationProtectedItems/") == built.server.count(
+            "POST", "/failoverCommit"
+        ) + built.server.count("POST", "/reProtect")
+        steps = [(step, vm) for _, step, vm in built.vault.events if step == "shutdown"]
+        assert [vm for _, vm in steps[:5]] == ["web01", "web02", "app01", "app02", "sql01"]
+    finally:
+        built.close()
