@@ -292,6 +292,23 @@ class Observed:
     # its own `vm_id`): such a name is in no `vms` entry, since drctl never
     # guesses which of them a spec means.
     duplicates: Mapping[str, tuple[ObservedVM, ...]] = field(default_factory=dict)
+    # False for a fabric that never reports power (ASR): its active copies read
+    # Unknown always, not until a site answers again (see `runs_at`).
+    reports_power: bool = True
+    # True for a fabric that moves a whole grouped plan in its group order itself
+    # (ASR recovery plans): the planner asks it when it cannot stop VMs.
+    plan_failover: bool = False
+
+    def runs_at(self, vm: ObservedVM, site: str) -> bool:
+        """A copy of `vm` runs at `site` as far as this fabric can ever tell.
+
+        Known running; or, on a fabric that reports no power, the copy it keeps
+        active there: drctl can neither see nor start it, and waiting would never
+        make its power known. Any other Unknown copy may run and is never read so.
+        """
+        if site in vm.running:
+            return True
+        return not self.reports_power and site == vm.active_site and site in vm.power_unknown
 
     def site_connected(self, name: str) -> bool:
         site = self.sites.get(name)

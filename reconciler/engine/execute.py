@@ -355,6 +355,8 @@ class Executor:
             shutdown_source=action.shutdown_source,
             recovery_point=action.recovery_point,
             intent_id=intent.intent_id,
+            plan=action.plan if action.plan_groups else None,
+            plan_groups=action.plan_groups,
         )
         try:
             job_id = self.fabrics.start(fabric, request)

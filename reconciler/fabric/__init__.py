@@ -15,7 +15,10 @@ from reconciler.fabric.config import FabricConfig
 from reconciler.kits import clock
 
 # kind -> the module whose `open_provider(config, clock)` opens it
-_KINDS = {"simulator": "reconciler.fabric.sim.provider"}
+_KINDS = {
+    "simulator": "reconciler.fabric.sim.provider",
+    "asr": "reconciler.fabric.asr.provider",
+}
 
 
 def open_provider(config: FabricConfig, at: clock.Clock) -> base.Provider:

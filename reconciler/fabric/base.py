@@ -44,6 +44,10 @@ class Request:
     shutdown_source: bool = False
     recovery_point: str | None = None
     intent_id: str | None = None
+    # Non-empty: move the whole plan `plan` (its VMs in boot groups) through the
+    # fabric's plan-level failover, for a fabric observed with `plan_failover`.
+    plan: str | None = None
+    plan_groups: tuple[tuple[str, ...], ...] = ()
 
 
 class Provider(Protocol):

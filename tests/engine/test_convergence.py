@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import fabrics
+import pytest
 from builders import TIMINGS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -36,6 +37,14 @@ from reconciler.kits.clock import VirtualClock
 SITES = ("ams", "rtm")
 NAMES = ("sql01", "app01", "web01", "web02")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session", params=sorted(fabrics.CONVERGING))
+def make_fabric(request: pytest.FixtureRequest) -> fabrics.Factory:
+    """The fabrics the property runs on (`fabrics.CONVERGING`, not every provider)."""
+    factory: fabrics.Factory = fabrics.FACTORIES[request.param]
+    return factory
+
 
 site = st.sampled_from(SITES)
 vm_name = st.sampled_from(NAMES)

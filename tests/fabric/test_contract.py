@@ -48,6 +48,23 @@ def fut(
         yield built
 
 
+def quick(fut: fabrics.FabricUnderTest, vm: str, intent_id: str | None = None) -> base.Request:
+    """A short operation `vm` allows on every fabric: StopVM at its active site where the
+    fabric can stop VMs, else a test failover to its peer (ASR cannot stop a VM)."""
+    seen = fut.provider.observe()
+    active = seen.vms[vm].active_site
+    if seen.can_stop_vms:
+        return base.Request(vm, OP.STOP_VM, active, intent_id=intent_id)
+    peer = next(site for site in seen.sites if site != active)
+    return base.Request(vm, OP.TEST_FAILOVER, peer, intent_id=intent_id)
+
+
+def reported(fut: fabrics.FabricUnderTest) -> set[str]:
+    """The inventory's VMs the fabric reports: every one, or only the replicated ones where
+    an unprotected VM is no protected item (ASR)."""
+    return {vm.name for vm in INVENTORY.vms if vm.replication or fut.reports_unprotected}
+
+
 def wait_for(provider: base.Provider, clock: VirtualClock, job_id: str) -> Job:
     """Poll the job to a terminal state, as the executor does; a minute at most."""
     for _ in range(60):
@@ -103,20 +120,29 @@ def test_a_fabric_that_keeps_intent_ids_reports_each_jobs_and_one_that_does_not_
     fut: fabrics.FabricUnderTest, clock: VirtualClock
 ) -> None:
     """The executor adopts an interrupted call's job by its intent id alone where it is kept."""
-    ours = fut.provider.start(base.Request("web01", OP.STOP_VM, "ams", intent_id="intent-1"))
-    theirs = fut.controls.start_by_hand(base.Request("db01", OP.STOP_VM, "ams"))
+    ours = fut.provider.start(quick(fut, "web01", intent_id="intent-1"))
+    theirs = fut.controls.start_by_hand(quick(fut, "db01"))
     kept = "intent-1" if fut.provider.keeps_intent_ids else None
+
+    def intents(jobs: list[Job] | tuple[Job, ...]) -> list[tuple[str, str | None]]:
+        # A job started outside drctl reports no intent id, or (ASR) its caller's own.
+        return [
+            (j.id, None if j.id == theirs and not fut.foreign_intents_none else j.intent_id)
+            for j in jobs
+        ]
+
     seen = fut.provider.observe()
-    assert [(j.id, j.intent_id) for j in seen.jobs] == [(ours, kept), (theirs, None)]
+    assert intents(seen.jobs) == [(ours, kept), (theirs, None)]
+    assert seen.jobs[1].intent_id != "intent-1"
     assert seen.vms["web01"].job == seen.jobs[0]
     wait_for(fut.provider, clock, ours)
     assert fut.provider.get_job(ours).intent_id == kept
-    assert [(j.id, j.intent_id) for j in fut.reopen().list_jobs()] == [(ours, kept), (theirs, None)]
+    assert intents(fut.reopen().list_jobs()) == [(ours, kept), (theirs, None)]
 
 
 @pytest.mark.parametrize("job_id", ["job-999999", "no such job", ""])
 def test_an_unknown_job_id_is_terminal(fut: fabrics.FabricUnderTest, job_id: str) -> None:
-    fut.provider.start(base.Request("web01", OP.STOP_VM, "ams"))
+    fut.provider.start(quick(fut, "web01"))
     with pytest.raises(errors.TerminalError):
         fut.provider.get_job(job_id)
 
@@ -124,11 +150,12 @@ def test_an_unknown_job_id_is_terminal(fut: fabrics.FabricUnderTest, job_id: str
 def test_list_jobs_is_in_start_order_and_survives_a_reopen(
     fut: fabrics.FabricUnderTest, clock: VirtualClock
 ) -> None:
-    started = [fut.provider.start(base.Request("db01", OP.STOP_VM, "ams"))]
+    started = [fut.provider.start(quick(fut, "db01"))]
     clock.advance(0.5)
     started.append(fut.provider.start(base.Request("web01", OP.PLANNED_FAILOVER, "rtm")))
     clock.advance(0.5)
-    started.append(fut.provider.start(base.Request("batch", OP.ENABLE_REPLICATION, "ams")))
+    if "batch" in reported(fut):
+        started.append(fut.provider.start(base.Request("batch", OP.ENABLE_REPLICATION, "ams")))
     listed = fut.provider.list_jobs()
     assert [j.id for j in listed] == started
     assert [j.started_at for j in listed] == sorted(j.started_at for j in listed)
@@ -146,12 +173,13 @@ def test_list_jobs_is_in_start_order_and_survives_a_reopen(
 def test_throttling_says_when_to_retry_and_changes_nothing(
     fut: fabrics.FabricUnderTest, call: str, retry_after: float | None
 ) -> None:
-    job_id = fut.provider.start(base.Request("db01", OP.STOP_VM, "ams"))
+    job_id = fut.provider.start(quick(fut, "db01"))
+    another = quick(fut, "web01")
     before = fut.provider.observe()
     fut.controls.inject_call_error("*", "throttled", retry_after=retry_after)
     calls = {
         "observe": fut.provider.observe,
-        "start": lambda: fut.provider.start(base.Request("web01", OP.STOP_VM, "ams")),
+        "start": lambda: fut.provider.start(another),
         "get_job": lambda: fut.provider.get_job(job_id),
         "list_jobs": fut.provider.list_jobs,
     }
@@ -169,9 +197,9 @@ def test_observe_reports_every_vm_with_the_operations_it_allows(
     """Allowed means the fabric accepts it: the planner decides from this set alone."""
     with make_fabric(tmp_path / "seen", clock, INVENTORY) as fut:
         observed = fut.provider.observe()
-    assert set(observed.vms) == {vm.name for vm in INVENTORY.vms}
+        assert set(observed.vms) == reported(fut)
     assert {name: s.connected for name, s in observed.sites.items()} == {"ams": True, "rtm": True}
-    for vm in INVENTORY.vms:
+    for vm in (vm for vm in INVENTORY.vms if vm.name in observed.vms):
         seen = observed.vms[vm.name]
         assert seen.active_site == vm.active_site
         assert seen.job is None
@@ -198,13 +226,13 @@ def test_observe_reports_every_vm_with_the_operations_it_allows(
 def test_a_disconnected_site_is_observed_state_not_an_error(
     fut: fabrics.FabricUnderTest, clock: VirtualClock
 ) -> None:
-    job_id = fut.provider.start(base.Request("batch", OP.STOP_VM, "rtm"))
+    job_id = fut.provider.start(quick(fut, "db01"))
     assert fut.controls.site_down("rtm")
     clock.advance(5)
     observed = fut.provider.observe()
     assert not observed.sites["rtm"].connected
     assert observed.sites["ams"].connected
-    assert set(observed.vms) == {vm.name for vm in INVENTORY.vms}
+    assert set(observed.vms) == reported(fut)
     # What needs the lost site is not allowed, and the fabric says so when asked.
     assert OP.PLANNED_FAILOVER not in observed.vms["web01"].allowed_operations
     assert OP.UNPLANNED_FAILOVER not in observed.vms["web01"].allowed_operations

@@ -139,7 +139,7 @@ def _gate(
             f"{done}; commit waits for approval (it deletes the other recovery points): "
             f"commit `commitApproved: {job or 'any'}` on the VM or the plan",
         )
-    if site not in o.running:
+    if not ctx.observed.runs_at(o, site):
         return ctx.result(
             vm,
             o,

@@ -9,6 +9,7 @@ a reason names other VMs, which they all say. Pure.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol
 
@@ -25,6 +26,11 @@ class PlanContext(Protocol):
     observed: state.Observed
     now: datetime
     provenance: Provenance | None
+
+    @property
+    def rank(self) -> Mapping[str, int]:
+        """Each group's place in the boot order."""
+        ...
 
     @property
     def stuck(self) -> list[str]:
@@ -53,6 +59,7 @@ class PlanContext(Protocol):
         shutdown_source: bool = False,
         stage: tuple[int, int] = (0, 0),
         recovery_point: str | None = None,
+        plan_groups: tuple[tuple[str, ...], ...] = (),
     ) -> VMPlan: ...
 
     def consent(self, vm: DesiredVM, source: str) -> tuple[bool, str]: ...

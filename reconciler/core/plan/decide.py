@@ -174,7 +174,7 @@ class PlanContext:
                 "drctl asks again on every pass and moves nothing of this plan until it answers",
             )
         o = self.observed.vms.get(vm.name)
-        if o is not None and _placed(vm, o) and _protected(vm, o):
+        if o is not None and _placed(vm, o, self.observed) and _protected(vm, o):
             # What `_result` makes of every decision for such a VM, whatever
             # else holds (a job running, say): most VMs, most of the time.
             return self._converged(vm, o)
@@ -226,7 +226,7 @@ class PlanContext:
         reason: str,
         action: Action | None = None,
     ) -> VMPlan:
-        placed = o is not None and _placed(vm, o)
+        placed = o is not None and _placed(vm, o, self.observed)
         protected = o is not None and _protected(vm, o)
         if placed and protected:
             assert o is not None  # noqa: S101 (placed)
@@ -291,6 +291,7 @@ class PlanContext:
         shutdown_source: bool = False,
         stage: tuple[int, int] = (0, 0),
         recovery_point: str | None = None,
+        plan_groups: tuple[tuple[str, ...], ...] = (),
     ) -> VMPlan:
         """Propose `operation`; ready only when nothing is awaited and the fabric allows it."""
         ready = not waiting_for
@@ -327,6 +328,7 @@ class PlanContext:
             stage=stage,
             source_site=o.active_site,
             recovery_point=recovery_point,
+            plan_groups=plan_groups,
         )
         if waiting_for:
             reason = f"{reason}; waiting for {context.names_text(waiting_for)}"
@@ -351,9 +353,10 @@ class PlanContext:
         stale = [s for s in o.maybe_running if s != site]
         if stale:
             return self._fence(vm, o, stale[0])
-        if site in o.power_unknown:
+        runs = self.observed.runs_at(o, site)
+        if site in o.power_unknown and not runs:
             return self.result(vm, o, Phase.WAITING_FOR_SITE, _power_unknown(o, site, "start"))
-        if site not in o.running:
+        if not runs:
             waiting = self.waiting_predecessors(vm, "running")
             return self.act(
                 vm,
@@ -406,15 +409,16 @@ class PlanContext:
         return failover.decide_failover(self, vm, o, source, target)
 
 
-def _placed(vm: DesiredVM, o: state.ObservedVM) -> bool:
+def _placed(vm: DesiredVM, o: state.ObservedVM, observed: state.Observed) -> bool:
     """Runs, committed, at its desired site and is known Off everywhere else.
 
     Never in a protection state drctl does not know: committed is not known then.
+    On a fabric that reports no power, "runs" is `Observed.runs_at`.
     """
     return (
         o.active_site == vm.active_site
-        and o.running == (vm.active_site,)
-        and not o.power_unknown
+        and o.maybe_running == (vm.active_site,)
+        and observed.runs_at(o, vm.active_site)
         and o.protection_state is not ProtectionState.COMMIT_PENDING
         and o.protection_state is not ProtectionState.UNKNOWN
     )

@@ -91,6 +91,8 @@ class Action:
     source_site: str | None = None  # where the VM is active when the action is planned
     retry_at: datetime | None = None  # waiting for "backoff": when it may start again
     recovery_point: str | None = None  # ApplyRecoveryPoint: the id of the point to boot
+    # The whole plan, in boot groups, moved by the fabric's plan-level failover.
+    plan_groups: tuple[tuple[str, ...], ...] = ()
 
     @property
     def direction(self) -> str | None:

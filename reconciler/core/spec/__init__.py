@@ -221,7 +221,16 @@ def _load_fabric(
             )
         )
         return None
+    site_issues = _site_problems(kinds[0], model.spec.sites)
+    if site_issues:
+        issues.extend(Issue(file, index, path, message) for path, message in site_issues)
+        return None
     settings = getattr(model.spec, kinds[0]).model_dump(by_alias=True, exclude_none=True)
+    if kinds[0] == "asr":
+        settings["sites"] = {
+            name: site.model_dump(by_alias=True, exclude_none=True)
+            for name, site in model.spec.sites.items()
+        }
     return FabricSpec(
         name=model.metadata.name,
         kind=kinds[0],
@@ -230,3 +239,43 @@ def _load_fabric(
         file=str(file),
         doc=index,
     )
+
+
+def _site_problems(
+    kind: str, sites: dict[str, schema.FabricSite]
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """What is wrong with the sites of a Fabric of `kind`: (path, message) each."""
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    for name, site in sites.items():
+        path: tuple[str | int, ...] = ("spec", "sites", name)
+        if kind == "simulator":
+            found.extend(
+                (
+                    (*path, key),
+                    (
+                        f"unknown key '{key}' in spec.sites.{name}: a simulated site has "
+                        "no settings, write {}"
+                    ),
+                )
+                for key in site.model_dump(by_alias=True, exclude_none=True)
+            )
+        elif (site.protection_container is None) == (site.azure is None):
+            found.append(
+                (
+                    path,
+                    f"site '{name}' of an asr Fabric names exactly one of protectionContainer "
+                    "(the friendly name ASR shows for its VMM cloud or Hyper-V site) and "
+                    "azure: {} (the Azure side), e.g. {protectionContainer: cloud-" + name + "}",
+                )
+            )
+    if kind == "asr" and sum(site.azure is not None for site in sites.values()) > 1:
+        found.append(
+            (
+                ("spec", "sites"),
+                (
+                    "at most one site of an asr Fabric is azure: {}: the other is the VMM "
+                    "cloud or Hyper-V site that replicates to Azure"
+                ),
+            )
+        )
+    return found

@@ -23,7 +23,10 @@ API_VERSION = "drctl/v1"
 KIND = "RecoveryPlan"
 FABRIC_KIND = "Fabric"
 # The kinds of fabric a Fabric document can declare: its one key besides `sites`.
-FABRIC_KINDS = ("simulator",)
+FABRIC_KINDS = ("simulator", "asr")
+# How the ASR provider authenticates (spec.asr.credential): azure-identity's classes.
+ASR_CREDENTIALS = ("default", "cli", "environment", "managedIdentity", "workloadIdentity")
+ASR_ENDPOINT = "https://management.azure.com"
 
 DocPath = tuple[str | int, ...]
 
@@ -186,13 +189,81 @@ class SimulatorSettings(Model):
     """The embedded simulator needs no settings: its data lives in the state dir."""
 
 
-class SimulatorSite(Model):
-    """A simulated site has no settings."""
+class AzureSite(Model):
+    """The Azure side of a Hyper-V-to-Azure vault: it has no settings."""
+
+
+class FabricSite(Model):
+    """One site of a Fabric. A simulated site has no settings; an ASR site names its
+    protection container (the friendly name ASR shows for the VMM cloud or Hyper-V
+    site) or is the Azure side (`azure: {}`): `spec._load_fabric` checks which."""
+
+    protection_container: VMName | None = None
+    azure: AzureSite | None = None
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+_HTTPS = re.compile(r"https://[^\s/?#]+(/[^\s?#]*)?")
+
+
+PerSecond = Annotated[float, pydantic.Field(gt=0, le=1e6, strict=False)]
+
+
+class AsrRates(Model):
+    """The client-side token buckets (ARM's own rates when left out)."""
+
+    reads_burst: PerSecond | None = None
+    reads_per_second: PerSecond | None = None
+    writes_burst: PerSecond | None = None
+    writes_per_second: PerSecond | None = None
+
+
+class AsrSettings(Model):
+    """Where the recovery vault is and how to authenticate to it: no secret, ever.
+
+    `credential` names an azure-identity class (ASR_CREDENTIALS), whose own
+    sources (environment variables, a managed identity, `az login`) hold the secret.
+    """
+
+    subscription_id: str
+    resource_group: VMName
+    vault: VMName
+    endpoint: str = ASR_ENDPOINT
+    credential: Literal["default", "cli", "environment", "managedIdentity", "workloadIdentity"] = (
+        "default"
+    )
+    rates: AsrRates | None = None
+
+    @pydantic.field_validator("subscription_id")
+    @classmethod
+    def _a_uuid(cls, value: str) -> str:
+        if not _UUID.fullmatch(value):
+            raise pydantic_core.PydanticCustomError(
+                "asr_subscription",
+                "must be the subscription's id, a UUID like "
+                "7f3c2a9e-5b1d-4c8e-9a6f-2d4b8e1c0a53, not {value}",
+                {"value": repr(value[:60])},
+            )
+        return value
+
+    @pydantic.field_validator("endpoint")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not _HTTPS.fullmatch(value):
+            raise pydantic_core.PydanticCustomError(
+                "asr_endpoint",
+                "must be an https:// URL of the ARM endpoint (e.g. "
+                f"{ASR_ENDPOINT}; TLS verification is always on, a private CA is trusted "
+                "through REQUESTS_CA_BUNDLE), not {value}",
+                {"value": repr(value[:80])},
+            )
+        return value.rstrip("/")
 
 
 class FabricBody(Model):
     simulator: SimulatorSettings | None = None
-    sites: dict[SiteName, SimulatorSite]
+    asr: AsrSettings | None = None
+    sites: dict[SiteName, FabricSite]
 
 
 class FabricMetadata(Model):
@@ -249,10 +320,21 @@ def secret_values(node: Any, path: DocPath = ()) -> Iterator[tuple[DocPath, str]
         for key, value in node.items():
             here = (*path, key)
             problem = None if names or not isinstance(key, str) else _secret_problem(key, value)
+            if here == _ASR_CREDENTIAL and problem is not None:
+                # Names the kind of credential, never holds one, when it is one of the names.
+                problem = None if value in ASR_CREDENTIALS else _CREDENTIAL_NAMES
             if problem is None:
                 yield from secret_values(value, here)
             else:
                 yield here, problem
+
+
+_ASR_CREDENTIAL: DocPath = ("spec", "asr", "credential")
+_CREDENTIAL_NAMES = (
+    f"spec.asr.credential names how drctl authenticates, one of {', '.join(ASR_CREDENTIALS)} "
+    "(its value is not shown: it may be a secret, and a Fabric document never holds one; "
+    "the credential's own sources, such as environment variables or az login, hold it)"
+)
 
 
 def _secret_problem(key: str, value: Any) -> str | None:

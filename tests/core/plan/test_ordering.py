@@ -105,3 +105,32 @@ def test_drctl_plan_says_which_failover_path_each_moving_plan_takes() -> None:
     )
     at_rest = observed(vm("sql01", "rtm"), vm("web01", "rtm"))
     assert plan.build_plan(wanted, at_rest, NOW).failover_paths == {}
+
+
+def test_a_fabric_with_a_plan_level_failover_moves_a_grouped_plan_through_it() -> None:
+    """Rule 4 on a fabric that cannot stop VMs but moves a whole plan (ASR recovery plans)."""
+    groups = (Group("web", ("db",), ("web01",)), Group("db", (), ("sql01",)))
+    wanted = desired(
+        want("sql01", "rtm", group="db"), want("web01", "rtm", group="web"), groups=groups
+    )
+    seen = observed(vm("sql01"), vm("web01"), can_stop_vms=False)
+    asr = dataclasses.replace(seen, plan_failover=True)
+    built = plan.build_plan(wanted, asr, NOW)
+    got = {vp.name: vp for vp in built.vms}
+    lead = got["sql01"].action
+    assert lead is not None and lead.ready
+    assert lead.operation is Operation.PLANNED_FAILOVER
+    assert lead.plan_groups == (("sql01",), ("web01",))  # boot order, not file order
+    assert got["web01"].action is None
+    assert got["web01"].phase is Phase.FAILING_OVER
+    assert built.failover_paths["finance"].startswith("the fabric's plan-level failover")
+    # Only some VMs move: VM by VM, never through the plan.
+    partly = observed(vm("sql01"), vm("web01", "rtm"), can_stop_vms=False)
+    got = {
+        vp.name: vp
+        for vp in plan.build_plan(wanted, dataclasses.replace(partly, plan_failover=True), NOW).vms
+    }
+    assert got["sql01"].action is not None and got["sql01"].action.plan_groups == ()
+    # Without the capability the plan stays Blocked.
+    blocked = {vp.name: vp for vp in plan.build_plan(wanted, seen, NOW).vms}
+    assert blocked["sql01"].phase is Phase.BLOCKED

@@ -1,0 +1,66 @@
+"""A fabric that never reports power (ASR): the copy it keeps active is not waited on forever.
+
+ASR reports no power at all, so its active copies read Unknown on every pass:
+waiting "for the site to report its power" would never end, and a failover
+would never be committed or reversed. On such a fabric (`Observed.reports_power`
+False) the active copy counts as running (drctl can neither see nor start it);
+every other copy whose power is Unknown keeps the rules of Unknown.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from builders import NOW, desired, observed, vm, want
+
+from reconciler.core import plan
+from reconciler.core.plan import Phase
+from reconciler.core.state import Observed, Operation, ProtectionState
+
+OP = Operation
+
+
+def asr(o: Observed) -> Observed:
+    return dataclasses.replace(o, reports_power=False, can_stop_vms=False)
+
+
+def decide(o: Observed, site: str = "rtm") -> plan.VMPlan:
+    return plan.build_plan(desired(want("sql01", site)), o, NOW).vms[0]
+
+
+def test_a_failover_is_committed_and_reversed_though_asr_reports_no_power() -> None:
+    pending = vm(
+        "sql01",
+        "rtm",
+        protection=ProtectionState.COMMIT_PENDING,
+        unknown=("rtm",),
+        allowed=frozenset({OP.COMMIT}),
+    )
+    got = decide(asr(observed(pending)))
+    assert (got.phase, got.action and got.action.operation) == (Phase.COMMIT_PENDING, OP.COMMIT)
+
+    committed = dataclasses.replace(
+        pending,
+        protection_state=ProtectionState.COMMITTED,
+        allowed_operations=frozenset({OP.REVERSE_REPLICATE}),
+    )
+    got = decide(asr(observed(committed)))
+    assert got.action is not None
+    assert got.action.operation is OP.REVERSE_REPLICATE
+
+
+def test_a_protected_vm_at_its_site_is_converged_with_its_active_copy_unknown() -> None:
+    at_rest = vm("sql01", "rtm", unknown=("rtm",))
+    got = decide(asr(observed(at_rest)))
+    assert (got.placed, got.converged, got.phase) == (True, True, Phase.CONVERGED)
+    # The same observation from a fabric that does report power waits for it.
+    assert decide(observed(at_rest)).phase is Phase.WAITING_FOR_SITE
+
+
+def test_another_copy_of_unknown_power_keeps_the_rules_of_unknown() -> None:
+    """After an unplanned failover the old copy may still run: never taken for stopped."""
+    split = vm("sql01", "rtm", unknown=("rtm", "ams"), protection=ProtectionState.COMMITTED)
+    got = decide(asr(observed(split)))
+    assert (got.placed, got.converged, got.action) == (False, False, None)
+    assert got.phase is Phase.WAITING_FOR_SITE
+    assert "the power of the copy at ams is unknown" in got.reason

@@ -1,0 +1,71 @@
+"""The ASR provider against its test server, as the provider contract and the ASR tests use it.
+
+`open_fabric` builds a test vault holding an inventory (`vault.Vault`), serves it
+on 127.0.0.1 over HTTPS (`server.ArmServer`), and opens the real provider on it:
+the official SDK client with `credential: cli` (the real AzureCliCredential,
+which runs the stand-in `az`) and TLS verified against the server's throwaway CA.
+`fabrics.asr` wraps it as a contract `Factory`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fabric.asr import identity
+from fabric.asr import vault as v
+from fabric.asr.controls import VaultControls
+from fabric.asr.server import ArmServer
+
+from reconciler.fabric.asr import bucket, client, settings
+from reconciler.fabric.asr.provider import AsrFabric
+from reconciler.fabric.sim.inventory import Inventory
+from reconciler.kits.clock import Clock
+
+
+@dataclass
+class AsrUnderTest:
+    vault: v.Vault
+    server: ArmServer
+    controls: VaultControls
+    settings: settings.AsrSettings
+    clock: Clock
+    opened: list[AsrFabric] = field(default_factory=list)
+
+    def open(self, *, verify: str | None = "server") -> AsrFabric:
+        """A new provider on the vault; `verify`: the CA file ("server": the server's;
+        None: whatever REQUESTS_CA_BUNDLE says)."""
+        buckets = bucket.Buckets(self.settings.rates, self.clock)
+        ca = str(self.server.ca_path) if verify == "server" else verify
+        arm = client.ArmClient(self.settings, buckets, connection_verify=ca)
+        self.opened.append(AsrFabric(self.settings, self.clock, arm, buckets))
+        return self.opened[-1]
+
+    def close(self) -> None:
+        for provider in self.opened:
+            provider.close()
+        self.server.close()
+
+
+def open_fabric(
+    directory: Path,
+    clock: Clock,
+    inventory: Inventory,
+    *,
+    retry_after: float = 0,
+    page_size: int = 100,
+    credential: str = "cli",
+) -> AsrUnderTest:
+    directory.mkdir(parents=True, exist_ok=True)
+    vault = v.Vault(inventory, clock, page_size=page_size)
+    server = ArmServer(vault, directory, retry_after=retry_after, authority=identity.install())
+    declared = settings.AsrSettings(
+        fabric="contoso",
+        subscription_id=vault.subscription,
+        resource_group=vault.group,
+        vault=vault.vault,
+        endpoint=server.endpoint,
+        credential=credential,
+        sites={s.name: s.container_friendly for s in vault.sites.values()},
+    )
+    return AsrUnderTest(vault, server, VaultControls(vault, server), declared, clock)

@@ -1,0 +1,227 @@
+"""ASR recovery plans on the test server, through the real SDK (the provider's ArmClient).
+
+A recovery plan holds protected items in boot groups; its plan-level POSTs
+answer 202 with the job, as an item's do, and its failover shuts the VMs down
+in reverse group order, fails them over, then boots them group by group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from builders import TIMINGS
+from fabric.asr import harness
+
+from reconciler import errors
+from reconciler.core.state import JobState, Operation, ProtectionState
+from reconciler.fabric.asr import bucket, client
+from reconciler.fabric.asr.settings import ItemRef
+from reconciler.fabric.base import Request
+from reconciler.fabric.sim.inventory import Inventory, InventoryVM
+from reconciler.kits.clock import VirtualClock
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+GROUPS = (("sql01",), ("app01", "app02"), ("web01",))
+INVENTORY = Inventory(
+    ("ams", "rtm"),
+    tuple(InventoryVM(n, "ams", ("ams", "rtm")) for g in GROUPS for n in g),
+    TIMINGS,
+)
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock(T0)
+
+
+@pytest.fixture
+def asr(tmp_path: Path, clock: VirtualClock) -> Iterator[harness.AsrUnderTest]:
+    built = harness.open_fabric(tmp_path, clock, INVENTORY)
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+def arm_of(asr: harness.AsrUnderTest) -> client.ArmClient:
+    buckets = bucket.Buckets(asr.settings.rates, asr.clock)
+    return client.ArmClient(asr.settings, buckets, connection_verify=str(asr.server.ca_path))
+
+
+def plan_body(asr: harness.AsrUnderTest, groups: tuple[tuple[str, ...], ...]) -> dict[str, Any]:
+    vault = asr.vault
+    return {
+        "properties": {
+            "primaryFabricId": f"{vault.vault_path}/replicationFabrics/vmm-ams",
+            "recoveryFabricId": f"{vault.vault_path}/replicationFabrics/vmm-rtm",
+            "failoverDeploymentModel": "NotApplicable",
+            "groups": [
+                {
+                    "groupType": "Boot",
+                    "replicationProtectedItems": [
+                        {"id": vault.item_path(vault.by_friendly(n))} for n in group
+                    ],
+                }
+                for group in groups
+            ],
+        }
+    }
+
+
+def boot_groups(plan: dict[str, Any]) -> list[list[str]]:
+    return [
+        [ref["virtualMachineId"] for ref in g.get("replicationProtectedItems") or []]
+        for g in plan["properties"]["groups"]
+        if g["groupType"] == "Boot"
+    ]
+
+
+def run(arm: client.ArmClient, clock: VirtualClock, accepted: client.Accepted) -> dict[str, Any]:
+    job = accepted.headers["Location"].split("/replicationJobs/")[1].split("/")[0]
+    for _ in range(600):
+        seen = arm.get_job(job)
+        if seen["properties"]["state"] not in {"InProgress", "NotStarted"}:
+            return seen
+        clock.advance(5)
+    raise AssertionError(f"job {job} still runs")
+
+
+def test_a_plan_is_created_read_back_in_boot_order_and_updated(
+    asr: harness.AsrUnderTest,
+) -> None:
+    arm = arm_of(asr)
+    try:
+        assert arm.get_plan("drctl-shop") is None
+        made = arm.write_plan("drctl-shop", plan_body(asr, GROUPS), create=True)
+        names = [[asr.vault.by_friendly(n).name for n in g] for g in GROUPS]
+        assert boot_groups(made) == names
+        assert boot_groups(arm.get_plan("drctl-shop") or {}) == names
+        shapes = [g["groupType"] for g in made["properties"]["groups"]]
+        assert shapes[:2] == ["Shutdown", "Failover"]
+        assert "PlannedFailover" in made["properties"]["allowedOperations"]
+        arm.write_plan("drctl-shop", plan_body(asr, GROUPS[:2]), create=False)
+        assert boot_groups(arm.get_plan("drctl-shop") or {}) == names[:2]
+        assert asr.server.count("PUT", "/replicationRecoveryPlans/drctl-shop") == 1
+        assert asr.server.count("PATCH", "/replicationRecoveryPlans/drctl-shop") == 1
+    finally:
+        arm.close()
+
+
+def test_a_plan_failover_shuts_down_in_reverse_order_fails_over_and_boots_by_group(
+    asr: harness.AsrUnderTest, clock: VirtualClock
+) -> None:
+    arm = arm_of(asr)
+    try:
+        arm.write_plan("drctl-shop", plan_body(asr, GROUPS), create=True)
+        body = {"properties": {"failoverDirection": "PrimaryToRecovery"}}
+        accepted = arm.post_plan_action("drctl-shop", "planned_failover", body, "intent-1")
+        assert accepted.status == 202
+        assert "Azure-AsyncOperation" in accepted.headers
+        # While its job runs the plan is not changed, nor any of its items moved alone.
+        with pytest.raises(errors.ProviderError, match="cannot be changed while its job"):
+            arm.write_plan("drctl-shop", plan_body(asr, GROUPS[:1]), create=False)
+        item = asr.vault.by_friendly("app01")
+        with pytest.raises(errors.ProviderError, match="already in progress"):
+            arm.post_action(
+                ItemRef("vmm-ams", asr.vault.sites["ams"].container, item.name),
+                "planned_failover",
+                body,
+                None,
+            )
+        job = run(arm, clock, accepted)
+        assert job["properties"]["state"] == "Succeeded"
+        assert job["properties"]["targetObjectName"] == "drctl-shop"
+        assert job["properties"]["activityId"].startswith("intent-1")
+        steps = [(step, vm) for _, step, vm in asr.vault.events]
+        assert steps == [
+            ("shutdown", "web01"),
+            ("shutdown", "app01"),
+            ("shutdown", "app02"),
+            ("shutdown", "sql01"),
+            ("failover", "sql01"),
+            ("failover", "app01"),
+            ("failover", "app02"),
+            ("failover", "web01"),
+            ("boot", "sql01"),
+            ("boot", "app01"),
+            ("boot", "app02"),
+            ("boot", "web01"),
+        ]
+        for _, vm in steps:
+            state = asr.vault.by_friendly(vm).state
+            assert (state.active_site, state.protection) == ("rtm", ProtectionState.COMMIT_PENDING)
+        done = run(arm, clock, arm.post_plan_action("drctl-shop", "failover_commit", None, None))
+        assert done["properties"]["state"] == "Succeeded"
+        done = run(arm, clock, arm.post_plan_action("drctl-shop", "reprotect", None, None))
+        assert done["properties"]["state"] == "Succeeded"
+        back = {"properties": {"failoverDirection": "RecoveryToPrimary"}}
+        done = run(arm, clock, arm.post_plan_action("drctl-shop", "planned_failover", back, None))
+        assert done["properties"]["state"] == "Succeeded"
+        assert {asr.vault.by_friendly(n).state.active_site for g in GROUPS for n in g} == {"ams"}
+    finally:
+        arm.close()
+
+
+def test_a_plan_job_that_fails_names_the_item_and_the_plan(
+    asr: harness.AsrUnderTest, clock: VirtualClock
+) -> None:
+    arm = arm_of(asr)
+    try:
+        arm.write_plan("drctl-shop", plan_body(asr, GROUPS), create=True)
+        asr.vault.failures[("app02", Operation.PLANNED_FAILOVER)] = [False]
+        body = {"properties": {"failoverDirection": "PrimaryToRecovery"}}
+        job = run(arm, clock, arm.post_plan_action("drctl-shop", "planned_failover", body, None))
+        assert job["properties"]["state"] == "Failed"
+        text = job["properties"]["errors"][0]["serviceErrorDetails"]["message"]
+        assert "app02" in text and "drctl-shop" in text
+        with pytest.raises(errors.ProviderError, match="direction"):
+            arm.post_plan_action(
+                "drctl-shop", "planned_failover", {"properties": {"failoverDirection": "X"}}, None
+            )
+    finally:
+        arm.close()
+
+
+def test_the_provider_moves_a_whole_plan_through_its_recovery_plan_drctl_plan(
+    asr: harness.AsrUnderTest, clock: VirtualClock
+) -> None:
+    provider = asr.open()
+    assert provider.offers_plan_failover
+    groups = [list(g) for g in GROUPS]
+    assert provider.observe().plan_failover
+    # The executor's request for a whole-plan move (Action.plan_groups) goes to start_plan.
+    request = Request(
+        "sql01",
+        Operation.PLANNED_FAILOVER,
+        "rtm",
+        intent_id="intent-7",
+        plan="shop",
+        plan_groups=tuple(GROUPS),
+    )
+    job_id = provider.start(request)
+    plan = asr.vault.plans["drctl-shop"]
+    assert plan.groups == [[asr.vault.by_friendly(n).name for n in g] for g in GROUPS]
+    assert plan.job == job_id
+    # While its job runs, every VM of the plan reports that job, and the recovery
+    # plan is not rewritten (a VM of it is busy): the change waits for the job.
+    seen = provider.observe()
+    jobs = [seen.vms[n].job for g in GROUPS for n in g]
+    assert [j.id if j is not None else None for j in jobs] == [job_id] * len(jobs)
+    with pytest.raises(errors.RejectedError, match="is running on this VM"):
+        provider.start_plan("shop", groups[:2], request)
+    for _ in range(600):
+        job = provider.get_job(job_id)
+        if not job.running:
+            break
+        clock.advance(5)
+    assert job.state is JobState.SUCCEEDED
+    assert [step for _, step, _ in asr.vault.events][:4] == ["shutdown"] * 4
+    # Unchanged groups: no second write; the commit goes through the plan too.
+    commit = Request("sql01", Operation.COMMIT, "rtm")
+    provider.start_plan("shop", groups, commit)
+    assert plan.writes == 1
+    assert asr.server.count("POST", "/replicationRecoveryPlans/drctl-shop/failoverCommit") == 1
