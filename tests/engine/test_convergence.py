@@ -258,7 +258,9 @@ _ALL_AT_AMS_UNREPLICATED = DesiredState(
             max_parallel=1,
             groups=(),
             vms=tuple(
-                DesiredVM("finance", name, "ams", None, False, None, confirm_disable_replication=True)
+                DesiredVM(
+                    "finance", name, "ams", None, False, None, confirm_disable_replication=True
+                )
                 for name in NAMES
             ),
             self_heal=True,
