@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DRCTL_STATE_DIR ?= .drctl
 
-.PHONY: run test lint clean bench system-deps
+.PHONY: run test lint clean bench system-deps explore
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "drctl needs Python 3.11+"'
@@ -38,6 +38,10 @@ system-deps:
 
 test: system-deps lint
 	$(BIN)/pytest -q
+
+# The property tests with new random examples (the suite draws fixed ones).
+explore: system-deps $(STAMP)
+	DRCTL_EXPLORE=1 $(BIN)/pytest -q $$(grep -rl "@given" tests)
 
 bench: $(STAMP)
 	$(BIN)/python bench/plan_scale.py
