@@ -351,7 +351,7 @@ class PlanContext:
         if o.protection_state is ProtectionState.COMMIT_PENDING:
             return self._commit(vm, o, f"failed over to {site}", site)
         stale = [s for s in o.maybe_running if s != site]
-        if stale:
+        if stale and not self._answered_for(vm, o, stale):
             return self._fence(vm, o, stale[0])
         runs = self.observed.runs_at(o, site)
         if site in o.power_unknown and not runs:
@@ -370,7 +370,18 @@ class PlanContext:
             )
         return replication.decide_replication(self, vm, o)
 
+    def _answered_for(self, vm: DesiredVM, o: state.ObservedVM, stale: list[str]) -> bool:
+        """Old copies whose power this fabric never reports, which the spec lets
+        replication overwrite (`hold.overwrite_accepted`): a person answered for them."""
+        return (
+            not self.observed.reports_power
+            and all(s in o.power_unknown for s in stale)
+            and hold.overwrite_accepted(self, vm, o)
+        )
+
     def _fence(self, vm: DesiredVM, o: state.ObservedVM, stale: str) -> VMPlan:
+        if stale in o.power_unknown and not self.observed.reports_power:
+            return hold.unseen_old_copy(self, vm, o, stale)
         if stale in o.power_unknown:
             # Never a blind stop: a StopVM needs the copy known to run there.
             return self.result(vm, o, Phase.WAITING_FOR_SITE, _power_unknown(o, stale, "stop"))

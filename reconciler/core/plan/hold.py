@@ -1,12 +1,14 @@
 """Held: what drctl leaves for a person to decide, and the reason that says what to commit.
 
-Three cases, each Held until the spec changes, never guessed around: a
+Each case is Held until the spec changes, never guessed around: a
 failover made outside drctl is not reverted on its own (`policy.selfHeal`, or
 a revision made after the move, moves it again); two running copies after
 such a failover are not fenced, since drctl cannot tell which took writes
 last; and replication is not reversed after an unplanned failover over the
 copy that may hold the only copy of the writes it lost, until
-`discardLostWrites` names that failover. Called by `decide.PlanContext`
+`discardLostWrites` names that failover. On a fabric that never reports power
+(ASR) an old copy of Unknown power is Held alike, since waiting for its power
+would never end: the same `discardLostWrites` answers for it. Called by `decide.PlanContext`
 before it moves or fences a VM, and by `replication` before a reprotect; pure.
 """
 
@@ -71,13 +73,9 @@ def lost_writes(
     waits for `discardLostWrites: <the failover's job>`, unless the plan says
     `policy.reprotectAfterUnplanned: auto`.
     """
-    if o.last_failover is not FailoverKind.UNPLANNED:
+    if o.last_failover is not FailoverKind.UNPLANNED or overwrite_accepted(ctx, vm, o):
         return None
     job = o.last_failover_job
-    if ctx.plan.reprotect_after_unplanned == "auto" or (
-        job is not None and vm.discard_lost_writes in {job, "any"}
-    ):
-        return None
     lost = o.last_failover_loss_seconds
     how_much = "some" if lost is None else f"up to {lost:.0f} s of"
     return ctx.result(
@@ -87,6 +85,34 @@ def lost_writes(
         f"the copy at {old} holds {how_much} writes that never reached {o.active_site}; "
         f"salvage them, then commit `discardLostWrites: {job or 'any'}` to reverse "
         f"replication ({o.active_site}->{old} overwrites the copy at {old})",
+    )
+
+
+def overwrite_accepted(ctx: context.PlanContext, vm: DesiredVM, o: state.ObservedVM) -> bool:
+    """The spec lets replication reverse over the old copy of the last failover.
+
+    `discardLostWrites` naming that failover's job (or `any`), or the plan's
+    `policy.reprotectAfterUnplanned: auto`.
+    """
+    job = o.last_failover_job
+    return ctx.plan.reprotect_after_unplanned == "auto" or (
+        vm.discard_lost_writes == "any" or (job is not None and vm.discard_lost_writes == job)
+    )
+
+
+def unseen_old_copy(
+    ctx: context.PlanContext, vm: DesiredVM, o: state.ObservedVM, old: str
+) -> VMPlan:
+    """Held: on a fabric that never reports power (ASR) an old copy of Unknown power
+    stays Unknown, so waiting for it would never end; a person answers for it."""
+    return ctx.result(
+        vm,
+        o,
+        Phase.HELD,
+        "the fabric reports no power, so drctl cannot tell whether the old copy at "
+        f"{old} still runs: make sure it is off at {old}, salvage what it holds, then "
+        f"commit `discardLostWrites: {o.last_failover_job or 'any'}` on the VM (reverse "
+        f"replication {o.active_site}->{old} then overwrites it)",
     )
 
 

@@ -4,7 +4,9 @@ ASR reports no power at all, so its active copies read Unknown on every pass:
 waiting "for the site to report its power" would never end, and a failover
 would never be committed or reversed. On such a fabric (`Observed.reports_power`
 False) the active copy counts as running (drctl can neither see nor start it);
-every other copy whose power is Unknown keeps the rules of Unknown.
+every other copy whose power is Unknown keeps the rules of Unknown: never
+taken for stopped, it is Held for a person, who answers for it with
+`discardLostWrites` (reverse replication overwrites it).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from builders import NOW, desired, observed, vm, want
 
 from reconciler.core import plan
 from reconciler.core.plan import Phase
-from reconciler.core.state import Observed, Operation, ProtectionState
+from reconciler.core.state import FailoverKind, Observed, Operation, ProtectionState
 
 OP = Operation
 
@@ -62,5 +64,42 @@ def test_another_copy_of_unknown_power_keeps_the_rules_of_unknown() -> None:
     split = vm("sql01", "rtm", unknown=("rtm", "ams"), protection=ProtectionState.COMMITTED)
     got = decide(asr(observed(split)))
     assert (got.placed, got.converged, got.action) == (False, False, None)
-    assert got.phase is Phase.WAITING_FOR_SITE
-    assert "the power of the copy at ams is unknown" in got.reason
+    assert got.phase is Phase.HELD  # not "waiting for ams": ASR will never tell
+    assert "cannot tell whether the old copy at ams still runs" in got.reason
+
+
+def _after_unplanned(*, discard: str | None = None) -> plan.VMPlan:
+    """sql01 failed over unplanned to rtm by drctl's job-7 and committed, on ASR."""
+    committed = dataclasses.replace(
+        vm(
+            "sql01",
+            "rtm",
+            unknown=("rtm", "ams"),
+            protection=ProtectionState.COMMITTED,
+            allowed=frozenset({OP.REVERSE_REPLICATE}),
+        ),
+        last_failover=FailoverKind.UNPLANNED,
+        last_failover_job="job-7",
+    )
+    wanted = want("sql01", "rtm")._replace(discard_lost_writes=discard)
+    return plan.build_plan(desired(wanted), asr(observed(committed)), NOW).vms[0]
+
+
+def test_after_an_unplanned_failover_on_asr_the_old_copy_waits_for_a_person_saying_what() -> None:
+    """ASR never reports the old copy's power: waiting for it would never end, so the
+    reason says what to check and what to commit, instead of "waiting for ams"."""
+    got = _after_unplanned()
+    assert (got.phase, got.action) == (Phase.HELD, None)
+    assert got.reason == (
+        "the fabric reports no power, so drctl cannot tell whether the old copy at ams "
+        "still runs: make sure it is off at ams, salvage what it holds, then commit "
+        "`discardLostWrites: job-7` on the VM (reverse replication rtm->ams then overwrites it)"
+    )
+
+
+def test_discard_lost_writes_of_that_failover_lets_replication_reverse_over_the_old_copy() -> None:
+    got = _after_unplanned(discard="job-7")
+    assert got.action is not None
+    assert (got.phase, got.action.operation) == (Phase.REPROTECTING, OP.REVERSE_REPLICATE)
+    # Another failover's job is not an answer for this one.
+    assert _after_unplanned(discard="job-6").phase is Phase.HELD
