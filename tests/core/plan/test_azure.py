@@ -102,3 +102,17 @@ def test_after_the_failback_and_its_commit_replication_is_reversed_towards_azure
     got = decide(want("sql01", "ams"), asr_azure(back))
     assert got.action is not None
     assert (got.action.operation, got.action.target_site) == (OP.REVERSE_REPLICATE, AZURE)
+
+
+def test_a_failback_after_an_unplanned_failover_waits_for_the_lost_writes() -> None:
+    """The failback overwrites the copy at the Hyper-V site, which may hold the lost writes."""
+    after_unplanned = dataclasses.replace(
+        in_azure(), last_failover=FailoverKind.UNPLANNED, last_failover_job="job-9"
+    )
+    got = decide(want("sql01", "ams"), asr_azure(after_unplanned))
+    assert (got.phase, got.action) == (Phase.HELD, None)
+    assert "discardLostWrites: job-9" in got.reason
+    allowed = want("sql01", "ams")._replace(discard_lost_writes="job-9")
+    got = decide(allowed, asr_azure(after_unplanned))
+    assert got.action is not None
+    assert got.action.operation is OP.PLANNED_FAILOVER
