@@ -117,6 +117,9 @@ class FabricUnderTest:
     # Whether a job started outside drctl reports no intent id. ASR keeps every caller's
     # client request id (the portal's too): such a job reports one that is not drctl's.
     foreign_intents_none: bool = True
+    # Sites the fabric always reaches, whatever `Controls.site_down` does to them (Azure:
+    # when it is down, so is the vault, and the fabric cannot be observed at all).
+    always_connected: frozenset[str] = frozenset()
 
     def close(self) -> None:
         self._close()
@@ -149,16 +152,36 @@ def simulator(state_dir: Path, clock: VirtualClock, inventory: Inventory) -> Fab
     return FabricUnderTest(opened[0], opened[0], reopen, close)
 
 
+# The site that is Azure in the Hyper-V-to-Azure vault of `asr_azure`.
+AZURE_SITE = "rtm"
+
+
 def asr(state_dir: Path, clock: VirtualClock, inventory: Inventory) -> FabricUnderTest:
     """The ASR provider (the real SDK and AzureCliCredential) against a local ARM test server.
 
-    Its vault holds the replicated VMs of `inventory`; a VM without replication
-    is no protected item, so ASR does not report it. Jobs are polled as the
-    server's Retry-After (0 here) allows: every get_job reaches the server.
+    Its vault holds the replicated VMs of `inventory` between two VMM clouds; a VM
+    without replication is no protected item, so ASR does not report it. Jobs are
+    polled as the server's Retry-After (0 here) allows: every get_job reaches the server.
     """
+    return _asr(state_dir, clock, inventory, azure=None)
+
+
+def asr_azure(state_dir: Path, clock: VirtualClock, inventory: Inventory) -> FabricUnderTest:
+    """The ASR provider against a Hyper-V-to-Azure vault: rtm is Azure (`azure: {}`).
+
+    The same lifecycle model as `asr`, with the HyperVReplicaAzure inputs and shapes.
+    Azure is always reachable (ASR reports no connection for it): it never reads
+    disconnected.
+    """
+    return _asr(state_dir, clock, inventory, azure=AZURE_SITE)
+
+
+def _asr(
+    state_dir: Path, clock: VirtualClock, inventory: Inventory, *, azure: str | None
+) -> FabricUnderTest:
     from fabric.asr import harness
 
-    built = harness.open_fabric(state_dir, clock, inventory)
+    built = harness.open_fabric(state_dir, clock, inventory, azure=azure)
     return FabricUnderTest(
         built.open(),
         built.controls,
@@ -166,10 +189,11 @@ def asr(state_dir: Path, clock: VirtualClock, inventory: Inventory) -> FabricUnd
         built.close,
         reports_unprotected=False,
         foreign_intents_none=False,
+        always_connected=frozenset() if azure is None else frozenset({azure}),
     )
 
 
-FACTORIES: dict[str, Factory] = {"sim": simulator, "asr": asr}
+FACTORIES: dict[str, Factory] = {"sim": simulator, "asr": asr, "asr-azure": asr_azure}
 # The fabrics the convergence property runs on. Not ASR yet: its histories act on
 # unreplicated VMs (ASR lists no such item), and ASR reports no power, so the
 # planner's rules for Unknown power hold its VMs (WaitingForSite) short of

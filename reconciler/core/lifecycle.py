@@ -15,6 +15,18 @@ The ASR VMM-to-VMM flow (design.md section 1):
 Hyper-V Replica's planned failover ends already replicating in reverse
 (`Set-VMReplication -Reverse`), with nothing to commit; its unplanned failover
 still ends CommitPending (`Complete-VMFailover`).
+
+ASR's Hyper-V-to-Azure scenario (`VMState.azure_site`) is asymmetric: towards
+Azure it is the flow above, but a VM active in Azure replicates nowhere, and
+its one way out is a planned failover back (ASR's Failback), after the commit
+in Azure:
+
+    Committed(active Azure) --PlannedFailover (Failback)--> CommitPending(active Hyper-V)
+    --Commit--> Committed --ReverseReplicate--> Protected(Hyper-V->Azure)
+
+No unplanned failover, no test failover and no ReverseReplicate out of Azure
+(ReplicationProtectedItems_FailoverCommit.json: an item committed in Azure
+allows CompleteMigration, DisableProtection and Failback only).
 """
 
 from __future__ import annotations
@@ -51,6 +63,8 @@ class Flavour:
 
 
 ASR_VMM = Flavour("ASR VMM-to-VMM", planned_failover_reverses=False, commit_required=True)
+# Ends a failover as VMM-to-VMM does, either way; what Azure lacks is `VMState.azure_site`'s.
+ASR_AZURE = Flavour("ASR Hyper-V-to-Azure", planned_failover_reverses=False, commit_required=True)
 HYPERV_REPLICA = Flavour("Hyper-V Replica", planned_failover_reverses=True, commit_required=True)
 
 
@@ -72,6 +86,13 @@ class VMState:
     replication: ReplicationState = ReplicationState.OFF
     last_failover: FailoverKind | None = None
     test_failover: TestFailoverState = TestFailoverState.NONE
+    # The site that is Azure in ASR's Hyper-V-to-Azure scenario (None: neither is):
+    # a VM active there replicates nowhere and leaves it only by a planned failback.
+    azure_site: str | None = None
+
+    @property
+    def in_azure(self) -> bool:
+        return self.azure_site is not None and self.active_site == self.azure_site
 
     @property
     def stale_copies(self) -> frozenset[str]:
@@ -83,7 +104,7 @@ class VMState:
         return f"{self.active_site}->{self.peer_site}"
 
 
-def protected(active_site: str, peer_site: str) -> VMState:
+def protected(active_site: str, peer_site: str, *, azure_site: str | None = None) -> VMState:
     """A VM running at `active_site`, replicating to `peer_site`, initial sync done."""
     return VMState(
         active_site,
@@ -91,12 +112,19 @@ def protected(active_site: str, peer_site: str) -> VMState:
         frozenset({active_site}),
         ProtectionState.PROTECTED,
         ReplicationState.REPLICATING,
+        azure_site=azure_site,
     )
 
 
-def unprotected(active_site: str, peer_site: str) -> VMState:
+def unprotected(active_site: str, peer_site: str, *, azure_site: str | None = None) -> VMState:
     """A VM running at `active_site` with replication off."""
-    return VMState(active_site, peer_site, frozenset({active_site}), ProtectionState.UNPROTECTED)
+    return VMState(
+        active_site,
+        peer_site,
+        frozenset({active_site}),
+        ProtectionState.UNPROTECTED,
+        azure_site=azure_site,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,12 +210,14 @@ def check_operation(
         )
     if vm.protection is ProtectionState.UNKNOWN:
         return "the VM's protection state is unknown: nothing is allowed until it reads a known one"
+    check = _FROM_AZURE.get(op, _CHECKS[op]) if vm.in_azure else _CHECKS[op]
     reason = (
         _wrong_target(vm, op, target)
-        or _CHECKS[op](vm, target)
+        or check(vm, target)
         or _disconnected(vm, op, cond, resolve_target(vm, op, target))
     )
-    if reason is None and op is Operation.PLANNED_FAILOVER:
+    if reason is None and op is Operation.PLANNED_FAILOVER and not vm.in_azure:
+        # A failback from Azure ships what changed there itself: nothing replicates.
         reason = _replication_behind(vm)
     return reason
 
@@ -265,7 +295,7 @@ def _disconnected(vm: VMState, op: Operation, cond: Conditions, target: str | No
             )
         role = "source" if site == vm.active_site else "target"
         hint = ""
-        if op is Operation.PLANNED_FAILOVER and role == "source":
+        if op is Operation.PLANNED_FAILOVER and role == "source" and not vm.in_azure:
             hint = ", or use UnplannedFailover (it loses the writes not yet replicated)"
         return (
             f"site {site} (the {role}) is disconnected: {op} needs it connected; "
@@ -433,6 +463,46 @@ def _not_modelled(vm: VMState, target: str | None) -> str | None:
     return "the lifecycle model does not run it: drctl never calls it, whatever a fabric allows"
 
 
+def _check_failback(vm: VMState, target: str | None) -> str | None:
+    if vm.protection is ProtectionState.COMMIT_PENDING:
+        return (
+            f"the failover to Azure ({vm.active_site}) is not committed: Commit it first; "
+            f"the failback to {vm.peer_site} (PlannedFailover) comes after"
+        )
+    if vm.protection is not ProtectionState.COMMITTED:
+        return f"the VM is {vm.protection} in Azure: only a committed failover fails back"
+    return _test_copy_up(vm) or _peer_runs(vm)
+
+
+def _no_way_from_azure(op: Operation) -> _Check:
+    def check(vm: VMState, target: str | None) -> str | None:
+        return (
+            f"{vm.active_site} is Azure, and from Azure there is no {op}: the one way back "
+            f"is the planned failback (PlannedFailover to {vm.peer_site}, ASR's Failback)"
+        )
+
+    return check
+
+
+def _no_replication_from_azure(vm: VMState, target: str | None) -> str | None:
+    return (
+        f"a VM active in Azure ({vm.active_site}) does not replicate back to "
+        f"{vm.peer_site}: fail it back first (PlannedFailover to {vm.peer_site}), commit "
+        f"it there, then ReverseReplicate replicates {vm.peer_site}->{vm.active_site} again"
+    )
+
+
+# What a VM active in Azure allows in place of `_CHECKS` (Hyper-V-to-Azure).
+_FROM_AZURE: dict[Operation, _Check] = {
+    Operation.PLANNED_FAILOVER: _check_failback,
+    Operation.UNPLANNED_FAILOVER: _no_way_from_azure(Operation.UNPLANNED_FAILOVER),
+    Operation.TEST_FAILOVER: _no_way_from_azure(Operation.TEST_FAILOVER),
+    Operation.REVERSE_REPLICATE: _no_replication_from_azure,
+    Operation.ENABLE_REPLICATION: _no_replication_from_azure,
+    Operation.RESYNC: _no_replication_from_azure,
+}
+
+
 _CHECKS: dict[Operation, _Check] = {
     Operation.PLANNED_FAILOVER: _check_failover,
     Operation.UNPLANNED_FAILOVER: _check_failover,
@@ -542,11 +612,20 @@ def _failed_over(
             ProtectionState.PROTECTED,
             ReplicationState.REPLICATING,
             kind,
+            azure_site=vm.azure_site,
         )
     protection = (
         ProtectionState.COMMIT_PENDING if flavour.commit_required else ProtectionState.COMMITTED
     )
-    return VMState(new, old, frozenset(running), protection, ReplicationState.OFF, kind)
+    return VMState(
+        new,
+        old,
+        frozenset(running),
+        protection,
+        ReplicationState.OFF,
+        kind,
+        azure_site=vm.azure_site,
+    )
 
 
 def failover_data_loss(op: Operation, written_until: float, replicated_until: float) -> float:

@@ -271,6 +271,9 @@ class ObservedVM:
 class Site:
     name: str
     connected: bool
+    # The Azure side of ASR's Hyper-V-to-Azure scenario: a VM active there replicates
+    # nowhere and leaves only by a planned failback (core.lifecycle, plan.azure).
+    azure: bool = False
 
 
 @dataclass(frozen=True)

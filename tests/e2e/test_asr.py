@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from builders import TIMINGS
+from builders import TIMINGS, timings
 from e2e.harness import three_tier
 from fabric.asr import harness
 
@@ -36,7 +36,12 @@ def fabric_doc(built: harness.AsrUnderTest) -> str:
         f"  asr:\n    subscriptionId: {s.subscription_id}\n    resourceGroup: {s.resource_group}\n"
         f"    vault: {s.vault}\n    endpoint: {s.endpoint}\n    credential: cli\n"
         "  sites:\n"
-        + "".join(f"    {site}: {{protectionContainer: {c}}}\n" for site, c in s.sites.items())
+        + "".join(
+            f"    {site}: {{azure: {{}}}}\n"
+            if c is None
+            else f"    {site}: {{protectionContainer: {c}}}\n"
+            for site, c in s.sites.items()
+        )
     )
 
 
@@ -156,3 +161,94 @@ def test_a_three_tier_plan_fails_over_and_back_through_an_asr_recovery_plan(
         assert [vm for _, vm in steps[:5]] == ["web01", "web02", "app01", "app02", "sql01"]
     finally:
         built.close()
+
+
+def azure_plan(site: str, replication: str) -> str:
+    return (
+        "apiVersion: drctl/v1\nkind: RecoveryPlan\nmetadata: {name: finance}\nspec:\n"
+        f"  sites: [ams, rtm]\n  defaults: {{activeSite: {site}, replication: {replication}}}\n"
+        "  policy: {commitAfterSeconds: 0}\n  vms:\n" + "".join(f"    - name: {vm}\n" for vm in VMS)
+    )
+
+
+@pytest.fixture
+def to_azure(tmp_path: Path) -> Iterator[harness.AsrUnderTest]:
+    """A Hyper-V-to-Azure vault: ams is the Hyper-V site, rtm is Azure (`azure: {}`);
+    every job takes a second, the round trip has five per VM."""
+    quick = timings(planned_failover=1, reverse_replicate=1)
+    inventory = Inventory(
+        ("ams", "rtm"), tuple(InventoryVM(n, "ams", ("ams", "rtm")) for n in VMS), quick
+    )
+    built = harness.open_fabric(
+        tmp_path / "server", WallClock(), inventory, retry_after=1, azure="rtm"
+    )
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+def test_a_plan_fails_over_to_azure_commits_fails_back_and_reprotects(
+    to_azure: harness.AsrUnderTest, tmp_path: Path
+) -> None:
+    specs, state = tmp_path / "specs", tmp_path / "state"
+    specs.mkdir()
+    (specs / "contoso.yaml").write_text(fabric_doc(to_azure))
+    # In Azure nothing replicates: the spec says so, and validate has nothing to warn.
+    (specs / "finance.yaml").write_text(azure_plan("rtm", "off"))
+    checked = drctl(to_azure, state, "validate", str(specs))
+    assert (checked.returncode, checked.stderr) == (0, "")
+    done = drctl(to_azure, state, "apply", str(specs), "--timeout", "120")
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in VMS:
+        item = to_azure.vault.by_friendly(name)
+        assert (item.state.active_site, item.state.protection) == ("rtm", ProtectionState.COMMITTED)
+    (specs / "finance.yaml").write_text(azure_plan("ams", "ams->rtm"))
+    done = drctl(to_azure, state, "apply", str(specs), "--timeout", "120")
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in VMS:
+        item = to_azure.vault.by_friendly(name)
+        assert (item.state.active_site, item.state.protection, item.state.direction) == (
+            "ams",
+            ProtectionState.PROTECTED,
+            "ams->rtm",
+        )
+    status = json.loads(drctl(to_azure, state, "status", str(specs), "--output", "json").stdout)
+    assert status["converged"] is True
+    # Per VM: failover to Azure, commit, failback, commit, reprotect; each once.
+    posted = [
+        (r.path.split("?")[0].rsplit("/", 1)[-1], r.body and r.body["properties"])
+        for r in to_azure.server.seen("POST")
+    ]
+    assert sorted(action for action, _ in posted) == sorted(
+        ["plannedFailover", "failoverCommit", "plannedFailover", "failoverCommit", "reProtect"]
+        * len(VMS)
+    )
+    failbacks = [
+        b
+        for a, b in posted
+        if a == "plannedFailover" and b["failoverDirection"] != "PrimaryToRecovery"
+    ]
+    assert [b["providerSpecificDetails"]["instanceType"] for b in failbacks] == [
+        "HyperVReplicaAzureFailback"
+    ] * len(VMS)
+
+
+def test_a_spec_asking_replication_from_azure_is_refused_and_moves_nothing(
+    to_azure: harness.AsrUnderTest, tmp_path: Path
+) -> None:
+    specs, state = tmp_path / "specs", tmp_path / "state"
+    specs.mkdir()
+    (specs / "contoso.yaml").write_text(fabric_doc(to_azure))
+    (specs / "finance.yaml").write_text(azure_plan("rtm", "rtm->ams"))
+    checked = drctl(to_azure, state, "validate", str(specs))
+    assert checked.returncode == 0
+    assert checked.stderr.startswith(f"{specs}/finance.yaml:")
+    assert "warning: VMs sql01, web01 of plan 'finance' ask replication rtm->ams" in checked.stderr
+    done = drctl(to_azure, state, "apply", str(specs), "--timeout", "20")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "does not replicate back to ams until it fails back" in done.stdout + done.stderr
+    assert "commit `replication: off`" in done.stdout + done.stderr
+    assert to_azure.server.count("POST") == 0
+    for name in VMS:
+        assert to_azure.vault.by_friendly(name).state.active_site == "ams"

@@ -226,6 +226,8 @@ def test_observe_reports_every_vm_with_the_operations_it_allows(
 def test_a_disconnected_site_is_observed_state_not_an_error(
     fut: fabrics.FabricUnderTest, clock: VirtualClock
 ) -> None:
+    if "rtm" in fut.always_connected:
+        pytest.skip("rtm is Azure: it is never disconnected while its vault answers")
     job_id = fut.provider.start(quick(fut, "db01"))
     assert fut.controls.site_down("rtm")
     clock.advance(5)

@@ -22,7 +22,16 @@ from datetime import datetime
 
 from reconciler.core import state
 from reconciler.core.desired import DesiredVM, PlanSpec
-from reconciler.core.plan import commit, context, failover, hold, order, reading, replication
+from reconciler.core.plan import (
+    azure,
+    commit,
+    context,
+    failover,
+    hold,
+    order,
+    reading,
+    replication,
+)
 from reconciler.core.plan.model import Action, Phase, Provenance, Readiness, VMPlan
 from reconciler.core.state import Operation, ProtectionState, ReplicationState
 
@@ -74,6 +83,8 @@ class PlanContext:
         self._converged_reasons: dict[tuple[str, tuple[str, str] | None, str], str] = {}
         self._last_replication: state.Replication | None = None
         self._last_readiness = self._readiness_of_replication(None)
+        # The Azure side of a Hyper-V-to-Azure fabric, whence nothing replicates.
+        self.azure_sites = azure.azure_sites(observed)
 
     @functools.cached_property
     def desired(self) -> dict[str, DesiredVM]:
@@ -195,6 +206,9 @@ class PlanContext:
             # Before the job and everything else: no decision rests on a
             # state drctl would have to guess.
             return self.result(vm, o, Phase.BLOCKED, reading.unknown_state(o))
+        if self.azure_sites and vm.replication and vm.replication[0] in self.azure_sites:
+            # A spec this scenario can never converge to moves nothing.
+            return azure.replication_from_azure(self, vm, o)
         unsettled = None if self.provenance is None else self.provenance.unsettled.get(vm.name)
         if unsettled is not None:
             return self.result(vm, o, Phase.BLOCKED, unsettled)
@@ -416,6 +430,8 @@ class PlanContext:
             stale = [s for s in o.maybe_running if s != source]
             if stale:
                 return self._fence(vm, o, stale[0])
+            if source in self.azure_sites:
+                return azure.decide_failback(self, vm, o, source, target)
             return replication.replicate_to(self, vm, o, target, f" before moving it to {target}")
         return failover.decide_failover(self, vm, o, source, target)
 

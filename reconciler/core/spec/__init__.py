@@ -25,7 +25,7 @@ from typing import Any
 import pydantic
 
 from reconciler.core.desired import DEFAULT_MAX_PARALLEL, DesiredState, FabricSpec, PlanSpec
-from reconciler.core.spec import locate, parse, resolve, schema
+from reconciler.core.spec import azure, locate, parse, resolve, schema
 from reconciler.core.spec.resolve import Issue
 from reconciler.core.spec.schema import (
     API_VERSION,
@@ -76,13 +76,20 @@ def load_files(texts: Mapping[Path, str], unreadable: Sequence[SpecProblem] = ()
     issues.extend(fabric_issues)
     if issues or unreadable:
         raise SpecError([*unreadable, *locate.locate_all(issues, texts)])
+    across, quiet = azure.check_plans(resolved, fabrics)
+    if quiet:
+        for loaded in warned:
+            loaded.warnings = [w for w in loaded.warnings if (w.file, w.doc, w.path) not in quiet]
     # Located only now, and only in the files that have any: a valid spec
     # without warnings costs nothing here.
     warnings = [
         warning
         for loaded in warned
+        if loaded.warnings
         for warning in locate.locate_warnings(loaded.warnings, texts[loaded.file], loaded.docs)
     ]
+    # Rare (a plan of a Hyper-V-to-Azure fabric asking what Azure lacks): the node tree.
+    warnings.extend(locate.locate_all(across, texts) if across else [])
     return DesiredState(
         plans=tuple(resolved), fabrics=tuple(fabrics), warnings=tuple(sorted(warnings))
     )

@@ -82,6 +82,18 @@ def body_for(
     return {"properties": props}
 
 
+def for_plan(body: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An item's action body as a recovery plan takes it: providerSpecificDetails is a
+    list there, one per replication provider (ReplicationRecoveryPlans_PlannedFailover.json)."""
+    if body is None:
+        return None
+    props = dict(body.get("properties") or {})
+    details = props.get("providerSpecificDetails")
+    if isinstance(details, dict):
+        props["providerSpecificDetails"] = [details]
+    return {**body, "properties": props}
+
+
 _JOB_IN = (
     re.compile(r"/replicationJobs/([^/?#]+)", re.IGNORECASE),
     re.compile(r"/operationresults/([^/?#]+)", re.IGNORECASE),

@@ -191,11 +191,13 @@ class AsrFabric:
                 )
             self._ensure_plan(name, located)
             first = flat[0]
-            body = action.body_for(
-                op,
-                first.direction,
-                shutdown_source=request.shutdown_source
-                and self._sites.get(first.active_site, True),
+            body = action.for_plan(
+                action.body_for(
+                    op,
+                    first.direction,
+                    shutdown_source=request.shutdown_source
+                    and self._sites.get(first.active_site, True),
+                )
             )
             try:
                 accepted = self._arm.post_plan_action(name, verb, body, request.intent_id)

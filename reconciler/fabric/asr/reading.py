@@ -126,7 +126,7 @@ def connected_sites(
     sites = {}
     for site, container in settings.sites.items():
         connected = container is None or fabric_of.get(container) in up
-        sites[site] = Site(site, connected)
+        sites[site] = Site(site, connected, azure=container is None)
     return sites
 
 

@@ -19,7 +19,15 @@ from fabric.asr.server import ArmServer, Fault
 
 from reconciler import errors
 from reconciler.core import lifecycle
-from reconciler.core.state import FailoverKind, Health, Job, JobState, Operation, ReplicationState
+from reconciler.core.state import (
+    FailoverKind,
+    Health,
+    Job,
+    JobState,
+    Operation,
+    ProtectionState,
+    ReplicationState,
+)
 from reconciler.fabric import base
 
 # Which requests each Provider call begins with (the first one a fault hits).
@@ -120,14 +128,17 @@ class VaultControls:
         """An operator in the portal: checked as drctl's calls are, not through drctl's link."""
         with self.vault.lock:
             item = self.vault.by_friendly(request.vm)
-            body: dict[str, object] = {}
+            props: dict[str, object] = {}
             if request.operation in DIRECTED:
-                direction = (
+                props["failoverDirection"] = (
                     "PrimaryToRecovery"
                     if item.state.active_site == item.primary
                     else "RecoveryToPrimary"
                 )
-                body = {"properties": {"failoverDirection": direction}}
+            details = self.vault.details_for(item, request.operation)
+            if details is not None:
+                props["providerSpecificDetails"] = details
+            body = {"properties": props} if props else {}
             try:
                 # The portal sends a client request id of its own, which ASR keeps too.
                 return self.vault.start(item, request.operation, body, str(uuid.uuid4())).name
@@ -151,7 +162,9 @@ class VaultControls:
             self.server.inject(Fault(STATUS[error], method=method, path=path, headers=headers))
 
     def move(self, vm: str, site: str) -> None:
-        """Someone failed `vm` over to `site` in the portal and reprotected it: a succeeded job."""
+        """Someone failed `vm` over to `site` in the portal and reprotected it: a succeeded job.
+
+        Into Azure it stays committed there: nothing replicates out of Azure."""
         with self.vault.lock:
             self.vault.advance()
             item = self.vault.by_friendly(vm)
@@ -159,9 +172,12 @@ class VaultControls:
                 raise errors.UsageError(f"{vm} is busy or already at {site}")
             peer = item.state.active_site
             now = self.vault.now()
-            item.state = dataclasses.replace(
-                lifecycle.protected(site, peer), last_failover=FailoverKind.PLANNED
-            )
+            moved = lifecycle.protected(site, peer, azure_site=self.vault.azure)
+            if moved.in_azure:
+                moved = dataclasses.replace(
+                    moved, protection=ProtectionState.COMMITTED, replication=ReplicationState.OFF
+                )
+            item.state = dataclasses.replace(moved, last_failover=FailoverKind.PLANNED)
             item.synced_at, item.lag, item.last_failover_at = now, 0.0, now
             job = self.vault.begin(item, Operation.PLANNED_FAILOVER, None)
             job.state, job.ended, job.due, job.target, item.job = (

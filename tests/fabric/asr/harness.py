@@ -17,10 +17,11 @@ from fabric.asr import vault as v
 from fabric.asr.controls import VaultControls
 from fabric.asr.server import ArmServer
 
+from reconciler.core.state import Job
 from reconciler.fabric.asr import bucket, client, settings
 from reconciler.fabric.asr.provider import AsrFabric
 from reconciler.fabric.sim.inventory import Inventory
-from reconciler.kits.clock import Clock
+from reconciler.kits.clock import Clock, VirtualClock
 
 
 @dataclass
@@ -47,6 +48,16 @@ class AsrUnderTest:
         self.server.close()
 
 
+def finish(provider: AsrFabric, clock: VirtualClock, job_id: str) -> Job:
+    """Poll `job_id` to its end on the virtual `clock`, a second at a time (two minutes at most)."""
+    for _ in range(120):
+        job = provider.get_job(job_id)
+        if not job.running:
+            return job
+        clock.advance(1)
+    raise AssertionError(f"job {job_id} still runs")
+
+
 def open_fabric(
     directory: Path,
     clock: Clock,
@@ -55,9 +66,12 @@ def open_fabric(
     retry_after: float = 0,
     page_size: int = 100,
     credential: str = "cli",
+    azure: str | None = None,
 ) -> AsrUnderTest:
+    """`azure`: the site of `inventory` that is Azure (Hyper-V to Azure, declared `azure: {}`);
+    None: VMM cloud to VMM cloud."""
     directory.mkdir(parents=True, exist_ok=True)
-    vault = v.Vault(inventory, clock, page_size=page_size)
+    vault = v.Vault(inventory, clock, page_size=page_size, azure=azure)
     server = ArmServer(vault, directory, retry_after=retry_after, authority=identity.install())
     declared = settings.AsrSettings(
         fabric="contoso",
@@ -66,6 +80,8 @@ def open_fabric(
         vault=vault.vault,
         endpoint=server.endpoint,
         credential=credential,
-        sites={s.name: s.container_friendly for s in vault.sites.values()},
+        sites={
+            s.name: None if s.name == azure else s.container_friendly for s in vault.sites.values()
+        },
     )
     return AsrUnderTest(vault, server, VaultControls(vault, server), declared, clock)

@@ -14,7 +14,7 @@ from typing import Any
 from fabric.asr import vault as v
 from fabric.asr.vault import JOB_FRIENDLY, JOB_WORDS, NAME_AFTER_SECONDS, NEVER, iso
 
-from reconciler.core.state import Health, JobState, TestFailoverState
+from reconciler.core.state import Health, JobState, ProtectionState, TestFailoverState
 
 JSON = dict[str, Any]
 
@@ -46,14 +46,14 @@ def item_json(vault: v.Vault, item: v.ItemState) -> JSON:
         "protectedItemType": "HyperVVirtualMachine",
         "protectionState": text,
         "protectionStateDescription": description,
-        "providerSpecificDetails": {
-            "instanceType": "HyperVReplica2012R2",
-            "lastReplicatedTime": iso(vault.last_replicated(item)),
-        },
+        "providerSpecificDetails": _details(vault, item),
         "recoveryContainerId": f"{vault.vault_path}/replicationFabrics/{recovery.fabric}/"
         f"replicationProtectionContainers/{recovery.container}",
         "recoveryFabricFriendlyName": recovery.fabric_friendly,
-        "recoveryFabricId": f"{vault.vault_path}/replicationFabrics/{recovery.fabric}",
+        # Hyper-V to Azure names the Azure fabric by its friendly name (the examples).
+        "recoveryFabricId": v.AZURE_FRIENDLY
+        if vault.azure
+        else f"{vault.vault_path}/replicationFabrics/{recovery.fabric}",
         "recoveryProtectionContainerFriendlyName": recovery.container_friendly,
         "replicationHealth": str(health),
         "failoverHealth": "Normal" if health is Health.NORMAL else "Warning",
@@ -74,6 +74,29 @@ def item_json(vault: v.Vault, item: v.ItemState) -> JSON:
         "id": vault.item_path(item),
         "properties": props,
     }
+
+
+def _details(vault: v.Vault, item: v.ItemState) -> JSON:
+    """providerSpecificDetails: HyperVReplicaAzureReplicationDetails's RPO fields in Hyper-V
+    to Azure (lastReplicatedTime, rpoInSeconds, lastRpoCalculatedTime), the 2012 R2 one's
+    lastReplicatedTime between VMM clouds."""
+    last = vault.last_replicated(item)
+    if vault.azure is None:
+        return {"instanceType": "HyperVReplica2012R2", "lastReplicatedTime": iso(last)}
+    details: JSON = {
+        "instanceType": v.HYPERV_AZURE,
+        "recoveryAzureVMName": item.friendly,
+        "vmProtectionState": vault.protection_words(item)[0],
+    }
+    if item.state.protection is ProtectionState.PROTECTED:
+        now = vault.now()
+        details.update(
+            lastReplicatedTime=iso(last),
+            lastRecoveryPointReceived=iso(last),
+            rpoInSeconds=round(max(0.0, now - last)),
+            lastRpoCalculatedTime=iso(now),
+        )
+    return details
 
 
 def job_json(vault: v.Vault, job: v.JobRecord) -> JSON:
@@ -185,10 +208,12 @@ def plan_json(vault: v.Vault, plan: v.PlanState) -> JSON:
         "friendlyName": plan.name,
         "primaryFabricId": f"{vault.vault_path}/replicationFabrics/{primary.fabric}",
         "primaryFabricFriendlyName": primary.fabric_friendly,
-        "recoveryFabricId": f"{vault.vault_path}/replicationFabrics/{recovery.fabric}",
+        "recoveryFabricId": v.AZURE_FRIENDLY
+        if vault.azure
+        else f"{vault.vault_path}/replicationFabrics/{recovery.fabric}",
         "recoveryFabricFriendlyName": recovery.fabric_friendly,
-        "failoverDeploymentModel": "NotApplicable",
-        "replicationProviders": ["HyperVReplica2012R2"],
+        "failoverDeploymentModel": "ResourceManager" if vault.azure else "NotApplicable",
+        "replicationProviders": [v.HYPERV_AZURE if vault.azure else "HyperVReplica2012R2"],
         "allowedOperations": [] if job else vault.plan_allowed_words(plan),
         "groups": groups,
     }
@@ -237,7 +262,7 @@ def containers_json(vault: v.Vault) -> list[JSON]:
             "properties": {
                 "friendlyName": s.container_friendly,
                 "fabricFriendlyName": s.fabric_friendly,
-                "fabricType": "VMM",
+                "fabricType": "Azure" if s.name == vault.azure else "VMM",
                 "pairingStatus": "Paired",
                 "role": "Primary",
             },
@@ -265,4 +290,5 @@ def providers_json(vault: v.Vault) -> list[JSON]:
             },
         }
         for s in vault.sites.values()
+        if s.name != vault.azure  # Azure has no recovery services provider
     ]

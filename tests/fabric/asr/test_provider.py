@@ -20,7 +20,6 @@ from fabric.asr.server import Fault
 
 from reconciler import errors
 from reconciler.core.state import (
-    Job,
     JobState,
     Operation,
     Power,
@@ -28,7 +27,6 @@ from reconciler.core.state import (
     ReplicationState,
 )
 from reconciler.fabric import base
-from reconciler.fabric.asr.provider import AsrFabric
 from reconciler.fabric.asr.settings import Rates
 from reconciler.fabric.sim.inventory import Inventory, InventoryVM
 from reconciler.kits.clock import VirtualClock
@@ -55,13 +53,7 @@ def asr(tmp_path: Path, clock: VirtualClock) -> Iterator[harness.AsrUnderTest]:
         built.close()
 
 
-def finish(provider: AsrFabric, clock: VirtualClock, job_id: str) -> Job:
-    for _ in range(120):
-        job = provider.get_job(job_id)
-        if not job.running:
-            return job
-        clock.advance(1)
-    raise AssertionError(f"job {job_id} still runs")
+finish = harness.finish
 
 
 def test_observe_follows_every_page_and_reads_asr_in_its_own_words(

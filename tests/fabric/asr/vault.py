@@ -6,8 +6,11 @@ job, a move in the portal, lag, a resync) and the HTTP-level ones of
 `server`. State lives in memory behind one lock, on an injected clock: a job
 started at t with duration d ends at the first request that looks after
 t + d, as of t + d. What an action does and when it is allowed is the pure
-lifecycle model's (`core.lifecycle`, ASR VMM-to-VMM flavour), as for the
-simulator; the words are ASR's, as the official examples spell them
+lifecycle model's (`core.lifecycle`), as for the simulator, in either scenario:
+VMM cloud to VMM cloud, or Hyper-V site to Azure (`azure`: the site that is
+Azure, where the model's `VMState.azure_site` refuses what ASR refuses out of
+Azure, and an action's `providerSpecificDetails` must be the scenario's);
+the words are ASR's, as the official examples spell them
 (../shared/asr/examples), written here and in `shapes` (which renders the
 state as JSON) independently of the provider's own reading of them, so that
 a mistake on one side shows.
@@ -36,8 +39,25 @@ from reconciler.fabric.sim.inventory import Inventory
 from reconciler.fabric.sim.timing import Timings
 from reconciler.kits.clock import Clock
 
-FLAVOUR = lifecycle.ASR_VMM
 JSON = dict[str, Any]
+HYPERV_AZURE = "HyperVReplicaAzure"
+AZURE_FRIENDLY = "Microsoft Azure"  # the Azure fabric's and container's friendly names
+# The providerSpecificDetails each action of a Hyper-V-to-Azure item takes
+# (ReplicationProtectedItems_*.json); a failback from Azure takes HyperVReplicaAzureFailback
+# (the SDK's HyperVReplicaAzureFailbackProviderInput), and COMMIT, cleanup and
+# repair take none. VMM to VMM takes none at all.
+AZURE_DETAILS = {
+    Operation.PLANNED_FAILOVER: HYPERV_AZURE,
+    Operation.UNPLANNED_FAILOVER: HYPERV_AZURE,
+    Operation.TEST_FAILOVER: HYPERV_AZURE,
+    Operation.REVERSE_REPLICATE: HYPERV_AZURE,
+    Operation.APPLY_RECOVERY_POINT: HYPERV_AZURE,
+}
+FAILBACK = "HyperVReplicaAzureFailback"
+FAILBACK_OPTIONS = {
+    "dataSyncOption": {"ForDownTime", "ForSynchronization"},
+    "recoveryVmCreationOption": {"CreateVmIfNotFound", "NoAction"},
+}
 
 # The REST action of each operation (the path's last segment), and the words ASR shows.
 ACTIONS = {
@@ -163,8 +183,14 @@ class PlanState:
 class Vault:
     """One recovery vault with two VMM clouds (or a Hyper-V site and Azure)."""
 
-    def __init__(self, inventory: Inventory, clock: Clock, *, page_size: int = 100) -> None:
+    def __init__(
+        self, inventory: Inventory, clock: Clock, *, page_size: int = 100, azure: str | None = None
+    ) -> None:
+        """`azure`: the site of `inventory` that is Azure (Hyper-V to Azure), None for VMM
+        to VMM. Every replicated VM of a Hyper-V-to-Azure vault replicates to it."""
         self.clock = clock
+        self.azure = azure
+        self.flavour = lifecycle.ASR_VMM if azure is None else lifecycle.ASR_AZURE
         self.timings: Timings = inventory.timings
         self.page_size = page_size
         self.lock = threading.RLock()
@@ -180,6 +206,11 @@ class Vault:
             )
             for s in inventory.sites
         }
+        if azure is not None:
+            ident = uuid.uuid5(uuid.NAMESPACE_DNS, f"azure/{azure}")
+            self.sites[azure] = SiteState(
+                azure, ident.hex + ident.hex, AZURE_FRIENDLY, str(ident), AZURE_FRIENDLY
+            )
         self.items: dict[str, ItemState] = {}
         self.jobs: dict[str, JobRecord] = {}
         self.failures: dict[tuple[str, Operation], list[bool]] = {}  # -> after_shutdown each
@@ -192,10 +223,11 @@ class Vault:
             if vm.replication is None:
                 continue  # an unprotected VM is a protectable item, not in this list
             source, target = vm.replication
+            if azure is not None and target != azure:
+                raise ValueError(f"{vm.name}: a Hyper-V-to-Azure item replicates to {azure}")
             name = str(uuid.uuid5(uuid.NAMESPACE_URL, f"item/{vm.name}"))
-            self.items[name] = ItemState(
-                name, vm.name, source, target, lifecycle.protected(source, target), now
-            )
+            state = lifecycle.protected(source, target, azure_site=azure)
+            self.items[name] = ItemState(name, vm.name, source, target, state, now)
 
     def now(self) -> float:
         return self.clock.now().timestamp()
@@ -300,6 +332,7 @@ class Vault:
                     f"{'primary' if expected.startswith('Primary') else 'recovery'} location.",
                     recommendedAction=f"Retry the operation with the direction {expected}.",
                 )
+            self._check_details(item, op, props)
             cond = self._conditions(item)
             if cond.job_running is not None:
                 raise VaultError(
@@ -328,6 +361,57 @@ class Vault:
                     )
                 item.point = wanted
             return self.begin(item, op, request_id, props.get("sourceSiteOperations"))
+
+    def details_for(self, item: ItemState, op: Operation) -> JSON | None:
+        """The providerSpecificDetails `op` on `item` takes in this vault's scenario."""
+        if self.azure is None:
+            return None
+        if op is Operation.PLANNED_FAILOVER and item.state.in_azure:
+            return {
+                "instanceType": FAILBACK,
+                "dataSyncOption": "ForDownTime",
+                "recoveryVmCreationOption": "NoAction",
+            }
+        kind = AZURE_DETAILS.get(op)
+        return None if kind is None else {"instanceType": kind}
+
+    def _check_details(self, item: ItemState, op: Operation, props: JSON) -> None:
+        """Refuse the providerSpecificDetails of another scenario, as ASR does."""
+        sent = props.get("providerSpecificDetails")
+        wanted = self.details_for(item, op)
+        kind = None if not isinstance(sent, dict) else sent.get("instanceType")
+        want = None if wanted is None else wanted["instanceType"]
+        bad = [
+            f"{key} {sent.get(key)!r}"
+            for key, values in FAILBACK_OPTIONS.items()
+            if kind == FAILBACK and isinstance(sent, dict) and sent.get(key) not in values
+        ]
+        if kind == want and not bad:
+            return
+        expected = f"the instance type {want}" if want else "no providerSpecificDetails"
+        raise VaultError(
+            400,
+            "InvalidProviderSpecificInput",
+            f"The provider specific input of {JOB_FRIENDLY[op][1]} for the protected item "
+            f"{item.friendly} is not valid: "
+            + (", ".join(bad) if bad and kind == want else f"{kind or 'none'} was sent")
+            + ".",
+            possibleCauses=f"The protected item replicates "
+            f"{'to Azure' if self.azure else 'between two VMM clouds'}.",
+            recommendedAction=f"Retry the operation with {expected}.",
+        )
+
+    def _check_plan_details(self, item: ItemState, op: Operation, props: JSON) -> None:
+        """A recovery plan takes a list of providerSpecificDetails (ReplicationRecoveryPlans_
+        PlannedFailover.json), one per replication provider: here, one."""
+        sent = props.get("providerSpecificDetails")
+        if sent is not None and not isinstance(sent, list):
+            raise VaultError(
+                400,
+                "InvalidProviderSpecificInput",
+                "The provider specific input of a recovery plan is a list, not an object.",
+            )
+        self._check_details(item, op, {"providerSpecificDetails": (sent or [None])[0]})
 
     def begin(
         self, item: ItemState, op: Operation, request_id: str | None, source_ops: Any = None
@@ -385,7 +469,7 @@ class Vault:
         item.state = lifecycle.apply_effect(
             before,
             job.op,
-            FLAVOUR,
+            self.flavour,
             target=job.target,
             source_stopped=job.shutdown_source and source_up,
         )
@@ -472,6 +556,7 @@ class Vault:
                         f"The failover direction {direction} is not valid for the protected "
                         f"item {item.friendly} of the recovery plan {plan.name}.",
                     )
+                self._check_plan_details(item, op, props)
                 cond = self._conditions(item)
                 if cond.job_running is not None:
                     raise VaultError(
@@ -566,7 +651,7 @@ class Vault:
             item.state = lifecycle.apply_effect(
                 item.state,
                 job.op,
-                FLAVOUR,
+                self.flavour,
                 target=target,
                 source_stopped=job.shutdown_source and source_up,
             )
@@ -617,7 +702,13 @@ class Vault:
             state = dataclasses.replace(state, replication=ReplicationState.RESYNC_REQUIRED)
         allowed = lifecycle.allowed_operations(state, self._conditions(item))
         words = [w for op, w in ALLOWED_WORDS.items() if op in allowed]
-        if state.protection is ProtectionState.COMMIT_PENDING and item.job is None:
+        if state.in_azure:
+            # The way back from Azure is ASR's Failback (ReplicationProtectedItems_FailoverCommit).
+            words = ["Failback" if w == "PlannedFailover" else w for w in words]
+        if item.job is None and (
+            state.protection is ProtectionState.COMMIT_PENDING
+            or (state.in_azure and state.protection is ProtectionState.COMMITTED)
+        ):
             words.append("CompleteMigration")  # as the examples list it; drctl never calls it
         return words
 
