@@ -185,6 +185,7 @@ class Vault:
         self.failures: dict[tuple[str, Operation], list[bool]] = {}  # -> after_shutdown each
         self.suspensions: dict[tuple[str, Operation], int] = {}
         self.plans: dict[str, PlanState] = {}
+        self.deleted: list[str] = []  # recovery plans deleted, in order
         # What recovery plan jobs did, in order: (time, "shutdown"/"failover"/"boot"/..., vm).
         self.events: list[tuple[float, str, str]] = []
         now = self.now()
@@ -440,6 +441,21 @@ class Vault:
             plan.writes += 1
             return plan
 
+    def delete_plan(self, plan: PlanState) -> None:
+        """Delete a recovery plan (never its items); refused while its job runs."""
+        with self.lock:
+            self.advance()
+            if plan.job is not None:
+                raise VaultError(
+                    400,
+                    "RecoveryPlanOperationInProgress",
+                    f"The recovery plan {plan.name} cannot be deleted while its job {plan.job} "
+                    "runs.",
+                    recommendedAction="Wait for the running job to complete, then retry.",
+                )
+            del self.plans[plan.name]
+            self.deleted.append(plan.name)
+
     def plan_items(self, plan: PlanState) -> list[ItemState]:
         return [self.items[n] for group in plan.groups for n in group]
 
@@ -496,8 +512,14 @@ class Vault:
                     failing, after_shutdown = item.name, queued.pop(0)
                     break
             # Group after group; the VMs of one group move side by side.
+            # A planned failover ships what each VM's replication is behind by first.
             work = sum(
-                max(self.timings.duration(self.items[n].state, op, behind_seconds=0) for n in g)
+                max(
+                    self.timings.duration(
+                        self.items[n].state, op, behind_seconds=self._behind(self.items[n])
+                    )
+                    for n in g
+                )
                 for g in plan.groups
                 if g
             )
