@@ -220,14 +220,13 @@ def merge(ctx: context.PlanContext, decided: list[VMPlan]) -> list[VMPlan]:
     for vp in decided:
         action = vp.action
         assert action is not None  # noqa: S101 (same)
-        step = "committing" if action.operation is Operation.COMMIT else "reprotecting"
         if vp.name != leader:
             out.append(
                 dataclasses.replace(
                     vp,
                     action=None,
-                    reason=f"{vp.reason}; {step} with plan '{vp.plan}' through the "
-                    f"fabric's plan-level {action.operation} (asked for {leader})",
+                    reason=f"{vp.reason}, with plan '{vp.plan}' through the fabric's "
+                    f"plan-level {action.operation} (asked for {leader})",
                 )
             )
             continue
@@ -242,7 +241,7 @@ def merge(ctx: context.PlanContext, decided: list[VMPlan]) -> list[VMPlan]:
             dataclasses.replace(
                 vp,
                 action=whole,
-                reason=f"{vp.reason}; {step} every VM of plan '{vp.plan}' through the "
+                reason=f"{vp.reason}, with every VM of plan '{vp.plan}' through the "
                 f"fabric's plan-level {action.operation}",
             )
         )

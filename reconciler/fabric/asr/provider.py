@@ -190,11 +190,16 @@ class AsrFabric:
                 )
             self.plans.ensure(name, located, self._clock.now())
             first = flat[0]
-            body = action.body_for(
-                op,
-                first.direction,
-                shutdown_source=request.shutdown_source
-                and self._sites.get(first.active_site, True),
+            # A plan's commit and reprotect take no input; its failovers the direction.
+            body = (
+                None
+                if op in {Operation.COMMIT, Operation.REVERSE_REPLICATE}
+                else action.body_for(
+                    op,
+                    first.direction,
+                    shutdown_source=request.shutdown_source
+                    and self._sites.get(first.active_site, True),
+                )
             )
             target = first.active_site if op in _ON_ACTIVE else first.peer_site
             return self._post_once(

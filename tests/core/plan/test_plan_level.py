@@ -238,7 +238,7 @@ def test_the_plan_commits_and_reprotects_through_the_plan_once_every_vm_is_at_th
     assert (action.vm, action.operation, action.ready) == ("sql01", Operation.COMMIT, True)
     assert action.plan_groups == (("sql01",), ("web01",))
     assert got["web01"].action is None
-    assert "committing with plan 'finance'" in got["web01"].reason
+    assert "with plan 'finance' through the fabric's plan-level Commit" in got["web01"].reason
     got = decide(moving(), asr(committed("sql01"), committed("web01")))
     (action,) = through_plan(got)
     assert (action.vm, action.operation, action.target_site, action.ready) == (

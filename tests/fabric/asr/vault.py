@@ -511,9 +511,10 @@ class Vault:
                 if queued:
                     failing, after_shutdown = item.name, queued.pop(0)
                     break
-            # Group after group; the VMs of one group move side by side.
-            # A planned failover ships what each VM's replication is behind by first.
-            work = sum(
+            # A failover goes group after group, the VMs of one group side by side,
+            # each planned one shipping what its replication is behind by first; a
+            # commit or a reprotect takes every VM of the plan side by side.
+            spans = [
                 max(
                     self.timings.duration(
                         self.items[n].state, op, behind_seconds=self._behind(self.items[n])
@@ -522,7 +523,9 @@ class Vault:
                 )
                 for g in plan.groups
                 if g
-            )
+            ]
+            failover = op in {Operation.PLANNED_FAILOVER, Operation.UNPLANNED_FAILOVER}
+            work = sum(spans) if failover else max(spans)
             job = JobRecord(
                 str(uuid.uuid4()),
                 "",
