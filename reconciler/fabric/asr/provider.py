@@ -102,6 +102,7 @@ class AsrFabric:
         self._targets: dict[str, str] = {}  # job -> the site it goes to, as started
         self._failovers: dict[str, tuple[str, float]] = {}  # item -> (job, its start)
         self._sites: dict[str, bool] = {}
+        self.members: dict[str, list[str]] = {}  # recovery plan -> its items, as last known
 
     # --- the Provider Protocol ---------------------------------------------------
 
@@ -189,6 +190,7 @@ class AsrFabric:
                     "same direction: a recovery plan cannot move them together"
                 )
             self.plans.ensure(name, located, self._clock.now())
+            self.members[name] = [item.ref.name for item in flat]
             first = flat[0]
             # A plan's commit and reprotect take no input; its failovers the direction.
             body = (
@@ -436,11 +438,26 @@ class AsrFabric:
         followed = self._jobs.get(name)
         interval = followed.interval if followed is not None else 0.0
         self._jobs[name] = _Followed(job, self._now() + interval, interval)
-        if item is not None and job.operation in FAILOVERS and job.state is JobState.SUCCEEDED:
-            known = self._failovers.get(item.ref.name)
+        if job.operation not in FAILOVERS or job.state is not JobState.SUCCEEDED:
+            return job
+        # A recovery plan's failover is the failover of each of its items.
+        moved = [item.ref.name] if item is not None else self._members(props)
+        for ref in moved:
+            known = self._failovers.get(ref)
             if known is None or known[1] <= job.started_at.timestamp():
-                self._failovers[item.ref.name] = (name, job.started_at.timestamp())
+                self._failovers[ref] = (name, job.started_at.timestamp())
         return job
+
+    def _members(self, props: dict[str, Any]) -> list[str]:
+        """The items of the recovery plan a job acted on (read once per plan); [] for none."""
+        if props.get("targetInstanceType") != "RecoveryPlan":
+            return []
+        plan = str(props.get("targetObjectName") or "")
+        if plan not in self.members:
+            found = self._arm.get_plan(plan) if plan else None
+            groups = [] if found is None else recovery_plan.boot_groups(found)
+            self.members[plan] = [ref for group in groups for ref in group]
+        return self.members[plan]
 
     def _target_of(self, name: str, props: dict[str, Any], item: reading.Item | None) -> str | None:
         if name in self._targets:

@@ -348,3 +348,22 @@ def test_a_plan_failover_ships_the_lag_of_its_vms_first(
     assert job.due - job.started >= 600 - TIMINGS.replication_interval
     finish(provider, clock, job_id)
     assert asr.vault.by_friendly("app02").state.last_failover is FailoverKind.PLANNED
+
+
+def test_a_plan_failover_is_each_vms_last_failover_and_read_once(
+    asr: harness.AsrUnderTest, clock: VirtualClock
+) -> None:
+    """After the plan's failover each VM names that job (for `commitApproved: <job>`), also
+    for a drctl started again, and observing does not list the jobs at every pass."""
+    provider = asr.open()
+    provider.observe()
+    job_id = provider.start(
+        Request("sql01", Operation.PLANNED_FAILOVER, "rtm", plan="shop", plan_groups=GROUPS)
+    )
+    finish(provider, clock, job_id)
+    for fresh in (provider, asr.open()):
+        seen = fresh.observe()
+        assert {seen.vms[n].last_failover_job for g in GROUPS for n in g} == {job_id}
+        listed = asr.server.count("GET", "/replicationJobs?")
+        fresh.observe()
+        assert asr.server.count("GET", "/replicationJobs?") == listed
