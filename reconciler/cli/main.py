@@ -418,7 +418,13 @@ def _apply(args: argparse.Namespace) -> int:
         if history.lost is not None:
             print(f"drctl: warning: {journal_file.lost_warning(history.lost)}", file=sys.stderr)
         executor = execute.Executor(
-            provider, history, wall, settings, on_event=progress.event, check_lock=lease.check
+            provider,
+            history,
+            wall,
+            settings,
+            on_event=progress.event,
+            check_lock=lease.check,
+            on_retired=progress.retired,
         )
         print(f"applying {errors.shown_path(str(args.specs_dir))} at revision {rev}", flush=True)
         stop = _StopOnInterrupt()

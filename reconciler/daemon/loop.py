@@ -174,6 +174,7 @@ class Daemon:
             self.config.settings,
             on_event=self._event,
             check_lock=self._lease.check if self._lease is not None else None,
+            on_retired=progress.tell_retired,
         )
         if self._executor.write_error is not None:
             self.health.trouble(self._executor.write_error)

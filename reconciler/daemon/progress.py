@@ -22,6 +22,7 @@ from reconciler.daemon.logs import log
 from reconciler.engine import execute, journal
 from reconciler.engine import metrics as metrics_
 from reconciler.errors import GitError, StateDirError
+from reconciler.fabric import base
 from reconciler.gitops import notes, revision
 from reconciler.kits import clock as clocks
 
@@ -221,6 +222,27 @@ def tell_event(event: execute.Event) -> None:
             event.error,
             extra={**fields, "error": event.error},
         )
+
+
+def tell_retired(fabric: str, retired: base.Retired) -> None:
+    """Log what became of the object a fabric kept for a plan that left the spec."""
+    fields = {
+        "event": "plan_object_deleted" if retired.deleted else "plan_object_kept",
+        "fabric": fabric,
+        "plan": retired.plan,
+        "object": retired.name,
+        "reason": retired.reason,
+    }
+    verb = "deleted" if retired.deleted else "left in place"
+    log.info(
+        "plan %s left the spec: %s of fabric %s %s (%s)",
+        retired.plan,
+        retired.name,
+        fabric,
+        verb,
+        retired.reason,
+        extra=fields,
+    )
 
 
 def note_outcome(specs_dir: Path) -> OnRevision:

@@ -92,6 +92,7 @@ class Executor:
         settings: Settings | None = None,
         on_event: Callable[[Event], None] | None = None,
         check_lock: Callable[[], None] | None = None,
+        on_retired: Callable[[str, base.Retired], None] | None = None,
     ) -> None:
         # One provider is the embedded fabric alone; `Fabrics` drives several.
         self.fabrics = (
@@ -102,6 +103,8 @@ class Executor:
         self.settings = settings or Settings()
         self._emit = on_event or (lambda _event: None)
         self._check_lock = check_lock or (lambda: None)
+        # Told what became of the objects a fabric kept for a plan that left the spec.
+        self._on_retired = on_retired or (lambda _fabric, _retired: None)
         self._running: dict[str, journals.Entry] = {}  # job id -> our journal entry
         self.last_observed: state.Observed | None = None  # every fabric in one view
         self.observed: dict[str, state.Observed] = {}  # by fabric
@@ -207,6 +210,10 @@ class Executor:
             )
         if start and self.write_error is None:
             self.start_ready(built, desired, revision, hold)
+        if start and self.write_error is None:
+            # An ASR recovery plan drctl wrote for a plan no longer in the spec.
+            for fabric, retired in self.fabrics.retire_plans(desired):
+                self._on_retired(fabric, retired)
         return built
 
     def _poll_jobs(self, revision: str) -> None:

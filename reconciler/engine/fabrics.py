@@ -129,6 +129,27 @@ class Fabrics:
             return listed
         return [dataclasses.replace(j, id=f"{name}/{j.id}") for j in listed]
 
+    def retire_plans(self, desired: DesiredState) -> list[tuple[str, base.Retired]]:
+        """What each declared fabric that keeps objects of its own per plan
+        (`base.RetiresPlans`: ASR's recovery plans) did with those of the plans
+        `desired` no longer has on it, by fabric.
+
+        Only fabrics the specs in force declare: specs that declare nothing
+        (an emptied directory) retire nothing. A fabric that cannot be opened
+        or answer now is asked again at a later step.
+        """
+        done: list[tuple[str, base.Retired]] = []
+        for spec in desired.fabrics:
+            try:
+                provider = self.provider(spec.name)
+                if not isinstance(provider, base.RetiresPlans):
+                    continue
+                keep = {p.name for p in desired.plans if p.fabric == spec.name}
+                done.extend((spec.name, r) for r in provider.retire_plans(keep))
+            except errors.DrctlError:
+                continue  # its plans say why it cannot be opened or observed
+        return done
+
     def keeps_intent_ids(self, name: str) -> bool:
         """Whether fabric `name` reports the intent id of each job's request (its provider)."""
         return self.provider(name).keeps_intent_ids

@@ -15,9 +15,10 @@ the executor finds its job by that id alone (`engine.adopt`).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol, Self, runtime_checkable
 
 from reconciler.core import state
 
@@ -48,6 +49,25 @@ class Request:
     # fabric's plan-level failover, for a fabric observed with `plan_failover`.
     plan: str | None = None
     plan_groups: tuple[tuple[str, ...], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Retired:
+    """What became of a fabric's own object for a plan that left the spec (`RetiresPlans`)."""
+
+    plan: str  # the drctl plan
+    name: str  # the fabric's object (an ASR recovery plan: drctl-<plan>)
+    deleted: bool  # False: left in place for now, `reason` says why
+    reason: str
+
+
+@runtime_checkable
+class RetiresPlans(Protocol):
+    """A fabric that keeps objects of its own per drctl plan (ASR: a recovery plan each)."""
+
+    def retire_plans(self, keep: Collection[str]) -> list[Retired]:
+        """Delete what this drctl wrote for plans not in `keep`; say what became of each."""
+        ...
 
 
 class Provider(Protocol):

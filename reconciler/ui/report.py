@@ -16,6 +16,7 @@ from typing import Any, TextIO, TypeVar
 from reconciler.core import plan, state
 from reconciler.core.desired import DesiredVM
 from reconciler.engine import execute, status
+from reconciler.fabric import base
 from reconciler.kits import difference
 
 # What `drctl plan` says changes for a VM: the fields the desired state sets,
@@ -420,6 +421,18 @@ class Progress:
         else:
             line = f"{event.kind}: {event.error}"
         print(f"{stamp} {what} {line}", file=self.out, flush=True)
+
+    def retired(self, fabric: str, retired: base.Retired) -> None:
+        """What became of the object a fabric kept for a plan that left the spec."""
+        self._erase()
+        stamp = datetime.now().astimezone().strftime("%H:%M:%S")
+        verb = "deleted" if retired.deleted else "left in place"
+        print(
+            f"{stamp} plan {retired.plan} left the spec: {retired.name} of fabric {fabric} "
+            f"{verb} ({retired.reason})",
+            file=self.out,
+            flush=True,
+        )
 
     def step(self, built: plan.Plan) -> None:
         self._erase()

@@ -126,7 +126,8 @@ TIERS = (("sql01",), ("app01", "app02"), ("web01", "web02"))
 def test_a_three_tier_plan_fails_over_and_back_through_an_asr_recovery_plan(
     tmp_path: Path,
 ) -> None:
-    """ASR cannot stop VMs: the grouped plan moves whole through recovery plan drctl-finance."""
+    """ASR cannot stop VMs: the grouped plan moves whole through recovery plan drctl-finance,
+    failover, commit and reprotect, each way; retired with the plan, it is deleted."""
     names = tuple(n for tier in TIERS for n in tier)
     inventory = Inventory(
         ("ams", "rtm"), tuple(InventoryVM(n, "ams", ("ams", "rtm")) for n in names), TIMINGS
@@ -149,16 +150,30 @@ def test_a_three_tier_plan_fails_over_and_back_through_an_asr_recovery_plan(
         plan = built.vault.plans["drctl-finance"]
         assert plan.groups == [[built.vault.by_friendly(n).name for n in t] for t in TIERS]
         assert plan.writes == 1  # created once, never rewritten
-        # One plan-level failover each way; no VM failed over alone.
-        assert (
-            built.server.count("POST", "/replicationRecoveryPlans/drctl-finance/plannedFailover")
-            == 2
+        # Each way one plan-level failover, commit and reprotect; no VM moved alone.
+        for verb in ("plannedFailover", "failoverCommit", "reProtect"):
+            path = f"/replicationRecoveryPlans/drctl-finance/{verb}"
+            assert built.server.count("POST", path) == 2, verb
+        assert built.server.count("POST", "/replicationProtectedItems/") == 0
+        # The vault's events, each way: shut down in reverse group order, fail over,
+        # boot by group, then commit and reprotect the whole plan.
+        tiers = [list(t) for t in TIERS]
+        way = (
+            [("shutdown", n) for t in reversed(tiers) for n in t]
+            + [("failover", n) for t in tiers for n in t]
+            + [("boot", n) for t in tiers for n in t]
+            + [("Commit", n) for t in tiers for n in t]
+            + [("ReverseReplicate", n) for t in tiers for n in t]
         )
-        assert built.server.count("POST", "/replicationProtectedItems/") == built.server.count(
-            "POST", "/failoverCommit"
-        ) + built.server.count("POST", "/reProtect")
-        steps = [(step, vm) for _, step, vm in built.vault.events if step == "shutdown"]
-        assert [vm for _, vm in steps[:5]] == ["web01", "web02", "app01", "app02", "sql01"]
+        assert [(step, vm) for _, step, vm in built.vault.events] == way + way
+        # The plan leaves the spec: the recovery plan drctl wrote for it goes too.
+        (specs / "finance.yaml").unlink()
+        done = drctl(built, state, "apply", str(specs), "--timeout", "30")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "plan finance left the spec: drctl-finance of fabric contoso deleted" in (
+            done.stdout
+        )
+        assert (built.vault.deleted, built.vault.plans) == (["drctl-finance"], {})
     finally:
         built.close()
 

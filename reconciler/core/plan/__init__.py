@@ -18,7 +18,7 @@ from datetime import datetime
 
 from reconciler.core import state
 from reconciler.core.desired import DesiredState
-from reconciler.core.plan import decide, fallback, order, retry
+from reconciler.core.plan import decide, fallback, order, plan_level, retry
 from reconciler.core.plan.model import (
     MAX_ATTEMPTS,
     Action,
@@ -79,7 +79,7 @@ def build_plan(
     for plan_spec in desired.plans:
         ctx = decide.PlanContext(plan_spec, observed, now, provenance)
         decided = [tried(ctx.decide(vm)) for vm in plan_spec.vms]
-        vm_plans.extend(fallback.after_blocked_move(ctx, decided, tried))
+        vm_plans.extend(plan_level.merge(ctx, fallback.after_blocked_move(ctx, decided, tried)))
         if (path := ctx.failover_path()) is not None:
             paths[plan_spec.name] = path
     managed = {vm.name for vm in desired.vms()}

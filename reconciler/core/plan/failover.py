@@ -16,7 +16,7 @@ from datetime import datetime
 
 from reconciler.core import state
 from reconciler.core.desired import DesiredVM
-from reconciler.core.plan import context
+from reconciler.core.plan import context, plan_level
 from reconciler.core.plan.model import Phase, VMPlan
 from reconciler.core.state import Operation, ProtectionState, ReplicationState
 
@@ -66,8 +66,8 @@ def decide_failover(
     predecessors = ctx.waiting_predecessors(vm, "target")
     move = f"moving from {source} to {target}"
     blind = not ctx.observed.can_stop_vms and ctx.plan.groups and not ctx.plan.unordered_failover
-    if blind and ctx.observed.plan_failover:
-        whole = _through_plan(ctx, vm, o, source, target, move)
+    if plan_level.moves_whole(ctx):
+        whole = plan_level.failover(ctx, vm, o, source, target, move)
         if whole is not None:
             return whole
     elif blind:
@@ -162,74 +162,6 @@ def decide_failover(
     )
 
 
-def _through_plan(
-    ctx: context.PlanContext,
-    vm: DesiredVM,
-    o: state.ObservedVM,
-    source: str,
-    target: str,
-    move: str,
-) -> VMPlan | None:
-    """A whole grouped plan moved by the fabric's plan-level failover, asked once, by the
-    first VM in boot order; None when only some of its VMs move (they go VM by VM)."""
-    groups = tuple(
-        tuple(g.vms) for g in sorted(ctx.plan.groups, key=lambda g: ctx.rank.get(g.name, 0))
-    )
-    grouped = {n for g in groups for n in g}
-    loose = tuple(v.name for v in ctx.plan.vms if v.name not in grouped)
-    if loose:
-        groups = (*groups, loose)
-    seen = [ctx.observed.vms.get(v.name) for v in ctx.plan.vms]
-    if any(
-        s is None
-        or s.active_site != source
-        or s.protection_state is not ProtectionState.PROTECTED
-        or (s.job is not None and s.job.running)
-        for s in seen
-    ):
-        return None
-    allowed = [s.allowed_operations for s in seen if s is not None]
-    planned = all(Operation.PLANNED_FAILOVER in a for a in allowed)
-    if not planned and not (
-        ctx.consent(vm, source)[0] and all(Operation.UNPLANNED_FAILOVER in a for a in allowed)
-    ):
-        return None  # VM by VM: Blocked there with the consent it needs
-    leader = groups[0][0] if groups and groups[0] else vm.name
-    if vm.name != leader:
-        return ctx.result(
-            vm,
-            o,
-            Phase.FAILING_OVER,
-            f"{move}: with plan '{vm.plan}', through the fabric's plan-level failover "
-            f"(asked for {leader})",
-        )
-    stuck = [n for n in ctx.stuck if n != vm.name]
-    if planned:
-        return ctx.act(
-            vm,
-            o,
-            Phase.FAILING_OVER,
-            f"{move}: planned failover of plan '{vm.plan}' through the fabric's plan-level "
-            "failover (it shuts down in reverse group order, fails over, boots by group)",
-            Operation.PLANNED_FAILOVER,
-            target,
-            waiting_for=stuck,
-            plan_groups=groups,
-        )
-    return ctx.act(
-        vm,
-        o,
-        Phase.FAILING_OVER,
-        f"{move}: unplanned failover of plan '{vm.plan}' through the fabric's plan-level "
-        f"failover, allowed by {ctx.consent(vm, source)[1]}",
-        Operation.UNPLANNED_FAILOVER,
-        target,
-        waiting_for=stuck,
-        shutdown_source=True,
-        plan_groups=groups,
-    )
-
-
 def consent(ctx: context.PlanContext, vm: DesiredVM, source: str) -> tuple[bool, str]:
     """Whether the spec consents now to losing writes by failing `vm` away from `source`.
 
@@ -300,8 +232,8 @@ def describe_path(ctx: context.PlanContext) -> str | None:
     if not ctx.observed.can_stop_vms and ctx.observed.plan_failover:
         return (
             "the fabric's plan-level failover: it shuts the VMs down in reverse group order, "
-            "fails them over, then boots them group by group (a move of some VMs only goes "
-            "VM by VM)"
+            "fails them over, then boots them group by group, and commits and reprotects "
+            "through it (a move of some VMs only is Blocked: it goes VM by VM)"
         )
     if not ctx.observed.can_stop_vms:
         return (

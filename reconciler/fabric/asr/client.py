@@ -220,6 +220,15 @@ class ArmClient:
         verb = "create" if create else "update"
         return self._call(f"{verb} recovery plan {name}", write, action=True)
 
+    def delete_plan(self, name: str) -> None:
+        """DELETE the recovery plan `name` (its protected items are not touched)."""
+        s = self._settings
+
+        def delete(c: SiteRecoveryManagementClient) -> None:
+            c.replication_recovery_plans.begin_delete(s.resource_group, s.vault, name).result()
+
+        self._call(f"delete recovery plan {name}", delete, action=True)
+
     def post_plan_action(
         self, name: str, action: str, body: JSON | None, request_id: str | None
     ) -> Accepted:

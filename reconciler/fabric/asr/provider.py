@@ -27,34 +27,28 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from reconciler import errors
 from reconciler.core.state import FAILOVERS, Job, JobState, Observed, ObservedVM, Operation
 from reconciler.fabric import base
-from reconciler.fabric.asr import action, bucket, reading, vocabulary
+from reconciler.fabric.asr import action, bucket, reading, recovery_plan, vocabulary
 from reconciler.fabric.asr import settings as asr_settings
 from reconciler.fabric.config import FabricConfig
 from reconciler.kits.clock import Clock
 
 if TYPE_CHECKING:
-    from reconciler.fabric.asr.client import ArmClient
+    from reconciler.fabric.asr.client import Accepted, ArmClient
 
 INSTALL = "pip install 'drctl[asr]'"
 _JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 # Operations whose job acts on the active copy; every other one goes towards the peer.
 _ON_ACTIVE = frozenset({Operation.COMMIT, Operation.APPLY_RECOVERY_POINT})
-PLAN_PREFIX = "drctl-"  # the ASR recovery plan of drctl plan P is drctl-P, written by drctl only
-# The plan-level POST of each operation a whole plan makes through its recovery plan.
-_PLAN_VERBS = {
-    Operation.PLANNED_FAILOVER: "planned_failover",
-    Operation.UNPLANNED_FAILOVER: "unplanned_failover",
-    Operation.COMMIT: "failover_commit",
-    Operation.REVERSE_REPLICATE: "reprotect",
-}
+PLAN_PREFIX = recovery_plan.PREFIX
 
 
 def open_provider(config: FabricConfig, clock: Clock) -> AsrFabric:
@@ -70,7 +64,8 @@ def open_provider(config: FabricConfig, clock: Clock) -> AsrFabric:
         ) from exc
     settings = asr_settings.from_config(config)
     buckets = bucket.Buckets(settings.rates, clock)
-    return AsrFabric(settings, clock, client.ArmClient(settings, buckets), buckets)
+    arm = client.ArmClient(settings, buckets)
+    return AsrFabric(settings, clock, arm, buckets, data_dir=config.data_dir)
 
 
 @dataclass
@@ -91,8 +86,12 @@ class AsrFabric:
         clock: Clock,
         arm: ArmClient,
         buckets: bucket.Buckets,
+        *,
+        data_dir: Path | None = None,
     ) -> None:
         self.settings = settings
+        # The recovery plans drctl keeps, recorded in `data_dir` (None: in memory only).
+        self.plans = recovery_plan.RecoveryPlans(settings, arm, data_dir)
         self.buckets = buckets
         self._clock = clock
         self._arm = arm
@@ -103,6 +102,7 @@ class AsrFabric:
         self._targets: dict[str, str] = {}  # job -> the site it goes to, as started
         self._failovers: dict[str, tuple[str, float]] = {}  # item -> (job, its start)
         self._sites: dict[str, bool] = {}
+        self.members: dict[str, list[str]] = {}  # recovery plan -> its items, as last known
 
     # --- the Provider Protocol ---------------------------------------------------
 
@@ -168,10 +168,10 @@ class AsrFabric:
         which every VM of the plan reports while it runs.
         """
         op = request.operation
-        verb = _PLAN_VERBS.get(op)
+        verb = recovery_plan.VERBS.get(op)
         if verb is None:
             raise errors.RejectedError(f"plan {plan}: {op} is not made through a recovery plan")
-        name = f"{PLAN_PREFIX}{plan}"
+        name = recovery_plan.name_of(plan)
         with self._lock:
             located = [[self._fresh(self._item_named(vm)) for vm in group] for group in groups]
             flat = [item for group in located for item in group]
@@ -189,80 +189,37 @@ class AsrFabric:
                     f"plan {plan}: its VMs do not all replicate between the same sites in the "
                     "same direction: a recovery plan cannot move them together"
                 )
-            self._ensure_plan(name, located)
+            self.plans.ensure(name, located, self._clock.now())
+            self.members[name] = [item.ref.name for item in flat]
             first = flat[0]
-            body = action.for_plan(
-                action.body_for(
-                    op,
-                    first.direction,
-                    shutdown_source=request.shutdown_source
-                    and self._sites.get(first.active_site, True),
+            # A plan's commit and reprotect take no input; its failovers the direction.
+            body = (
+                None
+                if op in {Operation.COMMIT, Operation.REVERSE_REPLICATE}
+                else action.for_plan(
+                    action.body_for(
+                        op,
+                        first.direction,
+                        shutdown_source=request.shutdown_source
+                        and self._sites.get(first.active_site, True),
+                    )
                 )
             )
-            try:
-                accepted = self._arm.post_plan_action(name, verb, body, request.intent_id)
-            except errors.RejectedError as exc:
-                raise errors.RejectedError(f"plan {plan}: {exc}") from exc
-            job_name = action.job_name_of(accepted.headers)
-            if job_name is None:
-                raise errors.TransientError(
-                    f"plan {plan}: ASR accepted {op} on recovery plan {name} ({accepted.status}) "
-                    "but named no job; its job is adopted when its VMs report it"
-                )
             target = first.active_site if op in _ON_ACTIVE else first.peer_site
-            self._targets[job_name] = target
-            job = Job(
-                id=job_name,
-                vm=name,
-                operation=op,
-                state=JobState.NOT_STARTED,
-                started_at=self._clock.now(),
-                target_site=target,
-                intent_id=request.intent_id,
+            return self._post_once(
+                f"plan {plan}",
+                name,
+                request,
+                target,
+                lambda: self._arm.post_plan_action(name, verb, body, request.intent_id),
+                lambda: self.plans.running_job(name),
             )
-            self._jobs[job_name] = _Followed(
-                job, 0.0, action.retry_after_of(accepted.headers) or 0.0
-            )
-            return job_name
 
-    def _ensure_plan(self, name: str, groups: list[list[reading.Item]]) -> None:
-        """Create `name`, or update it to mirror `groups`; refused while its job runs."""
-        wanted = [[item.ref.name for item in group] for group in groups]
-        found = self._arm.get_plan(name)
-        if found is not None and _boot_groups(found) == wanted:
-            return
-        props = (found or {}).get("properties") or {}
-        if found is not None and props.get("currentScenarioStatus") in {"InProgress", "NotStarted"}:
-            raise errors.RejectedError(
-                f"recovery plan {name} differs from the plan's groups but one of its jobs runs: "
-                "drctl changes it once that job has ended"
-            )
-        s = self.settings
-        vault = (
-            f"/Subscriptions/{s.subscription_id}/resourceGroups/{s.resource_group}/providers/"
-            f"Microsoft.RecoveryServices/vaults/{s.vault}"
-        )
-        first = groups[0][0] if groups and groups[0] else None
-        body: dict[str, Any] = {"properties": {"groups": []}}
-        for group in groups:
-            refs = [
-                {
-                    "id": f"{vault}/replicationFabrics/{i.ref.fabric}/replicationProtection"
-                    f"Containers/{i.ref.container}/replicationProtectedItems/{i.ref.name}",
-                    "virtualMachineId": i.ref.name,
-                }
-                for i in group
-            ]
-            body["properties"]["groups"].append(
-                {"groupType": "Boot", "replicationProtectedItems": refs}
-            )
-        if found is None and first is not None:
-            body["properties"].update(
-                primaryFabricId=f"{vault}/replicationFabrics/{first.ref.fabric}",
-                recoveryFabricId=str(first.raw.get("recoveryFabricId") or ""),
-                failoverDeploymentModel="NotApplicable",
-            )
-        self._arm.write_plan(name, body, create=found is None)
+    def retire_plans(self, keep: Collection[str]) -> list[base.Retired]:
+        """Delete the recovery plans `drctl-<plan>` this drctl wrote for plans not in `keep`
+        (`recovery_plan.RecoveryPlans.retire`): never one whose job runs, nor another's."""
+        with self._lock:
+            return self.plans.retire(keep, self._now())
 
     def start(self, request: base.Request) -> str:
         if request.plan_groups:
@@ -290,42 +247,63 @@ class AsrFabric:
                 else None,
             )
             target = item.active_site if op in _ON_ACTIVE else item.peer_site
-            try:
-                accepted = self._arm.post_action(item.ref, verb, body, request.intent_id)
-            except errors.ThrottledError:
-                raise
-            except errors.TransientError:
-                # The POST may have started the job before the answer was lost:
-                # adopt it rather than ever starting a second one.
-                adopted = self._adopt(item, op, request.intent_id)
-                if adopted is None:
-                    raise
-                self._targets[adopted] = target
-                return adopted
-            except errors.RejectedError as exc:
-                raise errors.RejectedError(f"{request.vm}: {exc}") from exc
-            name = action.job_name_of(accepted.headers)
-            if name is None:
-                name = reading.busy_job_name(self._fresh(item))
-            if name is None:
-                raise errors.TransientError(
-                    f"{request.vm}: ASR accepted {op} ({accepted.status}) but named no job; "
-                    "its job is adopted when the item reports it"
-                )
-            self._targets[name] = target
-            job = Job(
-                id=name,
-                vm=item.name,
-                operation=op,
-                state=JobState.NOT_STARTED,
-                started_at=self._clock.now(),
-                target_site=target,
-                intent_id=request.intent_id,
+            return self._post_once(
+                request.vm,
+                item.name,
+                request,
+                target,
+                lambda: self._arm.post_action(item.ref, verb, body, request.intent_id),
+                lambda: reading.busy_job_name(self._fresh(item)),
             )
-            # Polled first at once (the executor records the job as ASR reports
-            # it), then no more often than the 202's Retry-After.
-            self._jobs[name] = _Followed(job, 0.0, action.retry_after_of(accepted.headers) or 0.0)
-            return name
+
+    def _post_once(
+        self,
+        who: str,
+        vm: str,
+        request: base.Request,
+        target: str,
+        post: Callable[[], Accepted],
+        running: Callable[[], str | None],
+    ) -> str:
+        """POST an action once and return its job (`vm`: what the job acts on).
+
+        An ambiguous answer (5xx, a timeout, a lost connection) may have started
+        the job: the job `running` names now is adopted when it is of this
+        operation and carries the request's intent id, never a second POST.
+        """
+        op = request.operation
+        try:
+            accepted = post()
+        except errors.ThrottledError:
+            raise
+        except errors.TransientError:
+            adopted = self._adopt(running, op, request.intent_id)
+            if adopted is None:
+                raise
+            self._targets[adopted] = target
+            return adopted
+        except errors.RejectedError as exc:
+            raise errors.RejectedError(f"{who}: {exc}") from exc
+        name = action.job_name_of(accepted.headers) or self._adopt(running, op, request.intent_id)
+        if name is None:
+            raise errors.TransientError(
+                f"{who}: ASR accepted {op} ({accepted.status}) but named no job; "
+                "its job is adopted when it is reported"
+            )
+        self._targets[name] = target
+        job = Job(
+            id=name,
+            vm=vm,
+            operation=op,
+            state=JobState.NOT_STARTED,
+            started_at=self._clock.now(),
+            target_site=target,
+            intent_id=request.intent_id,
+        )
+        # Polled first at once (the executor records the job as ASR reports
+        # it), then no more often than the 202's Retry-After.
+        self._jobs[name] = _Followed(job, 0.0, action.retry_after_of(accepted.headers) or 0.0)
+        return name
 
     def get_job(self, job_id: str) -> Job:
         if not _JOB_NAME.fullmatch(job_id):
@@ -462,11 +440,26 @@ class AsrFabric:
         followed = self._jobs.get(name)
         interval = followed.interval if followed is not None else 0.0
         self._jobs[name] = _Followed(job, self._now() + interval, interval)
-        if item is not None and job.operation in FAILOVERS and job.state is JobState.SUCCEEDED:
-            known = self._failovers.get(item.ref.name)
+        if job.operation not in FAILOVERS or job.state is not JobState.SUCCEEDED:
+            return job
+        # A recovery plan's failover is the failover of each of its items.
+        moved = [item.ref.name] if item is not None else self._members(props)
+        for ref in moved:
+            known = self._failovers.get(ref)
             if known is None or known[1] <= job.started_at.timestamp():
-                self._failovers[item.ref.name] = (name, job.started_at.timestamp())
+                self._failovers[ref] = (name, job.started_at.timestamp())
         return job
+
+    def _members(self, props: dict[str, Any]) -> list[str]:
+        """The items of the recovery plan a job acted on (read once per plan); [] for none."""
+        if props.get("targetInstanceType") != "RecoveryPlan":
+            return []
+        plan = str(props.get("targetObjectName") or "")
+        if plan not in self.members:
+            found = self._arm.get_plan(plan) if plan else None
+            groups = [] if found is None else recovery_plan.boot_groups(found)
+            self.members[plan] = [ref for group in groups for ref in group]
+        return self.members[plan]
 
     def _target_of(self, name: str, props: dict[str, Any], item: reading.Item | None) -> str | None:
         if name in self._targets:
@@ -515,11 +508,12 @@ class AsrFabric:
             f"{item.name}: no recovery point {request.recovery_point!r}: ASR lists {shown}"
         )
 
-    def _adopt(self, item: reading.Item, op: Operation, intent: str | None) -> str | None:
-        """The job of `op` that an ambiguous POST started on `item`, if it did."""
+    def _adopt(
+        self, running: Callable[[], str | None], op: Operation, intent: str | None
+    ) -> str | None:
+        """The job of `op` an ambiguous POST started, which `running` names, if it did."""
         try:
-            now = self._fresh(item)
-            name = reading.busy_job_name(now)
+            name = running()
             if name is None:
                 return None
             job = self._job_from(self._arm.get_job(name))
@@ -538,16 +532,3 @@ def _not_offered(op: Operation) -> str:
     if op in {Operation.CANCEL_FAILOVER, Operation.COMPLETE_MIGRATION}:
         return "drctl never calls it"
     return "this provider does not offer it: enable or disable protection in ASR itself"
-
-
-def _boot_groups(plan: dict[str, Any]) -> list[list[str]]:
-    """The item names of a recovery plan's Boot groups, in boot order."""
-    groups = (plan.get("properties") or {}).get("groups") or []
-    return [
-        [
-            str(ref.get("id") or "").rsplit("/", 1)[-1]
-            for ref in g.get("replicationProtectedItems") or []
-        ]
-        for g in groups
-        if g.get("groupType") == "Boot"
-    ]

@@ -33,13 +33,14 @@ class AsrUnderTest:
     clock: Clock
     opened: list[AsrFabric] = field(default_factory=list)
 
-    def open(self, *, verify: str | None = "server") -> AsrFabric:
+    def open(self, *, verify: str | None = "server", data_dir: Path | None = None) -> AsrFabric:
         """A new provider on the vault; `verify`: the CA file ("server": the server's;
-        None: whatever REQUESTS_CA_BUNDLE says)."""
+        None: whatever REQUESTS_CA_BUNDLE says); `data_dir`: where it records the
+        recovery plans it writes (None: in memory)."""
         buckets = bucket.Buckets(self.settings.rates, self.clock)
         ca = str(self.server.ca_path) if verify == "server" else verify
         arm = client.ArmClient(self.settings, buckets, connection_verify=ca)
-        self.opened.append(AsrFabric(self.settings, self.clock, arm, buckets))
+        self.opened.append(AsrFabric(self.settings, self.clock, arm, buckets, data_dir=data_dir))
         return self.opened[-1]
 
     def close(self) -> None:

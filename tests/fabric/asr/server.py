@@ -5,7 +5,7 @@ It answers the requests the official SDK sends for one recovery vault
 protected items list in pages of `page_size` with nextLink, one item, its
 recovery points, the protection containers and recovery services providers,
 the action POSTs (202 with Location, Azure-AsyncOperation and Retry-After),
-the jobs, and recovery plans (get, PUT to create, PATCH to update, the
+the jobs, and recovery plans (get, PUT to create, PATCH to update, DELETE, the
 plan-level plannedFailover, unplannedFailover, failoverCommit and reprotect
 POSTs answering as an item's). TLS with a throwaway CA (trustme): clients verify it through
 REQUESTS_CA_BUNDLE or the SDK's connection_verify, never with verification
@@ -13,7 +13,7 @@ off. Only the bearer token the stand-in `az` hands out is accepted
 (`identity`). `inject` makes the next matching request answer an error
 (429 with or without Retry-After, 5xx, 400), before the request takes
 effect or, for a POST, after (`after_start`: the job started, the answer
-was lost). `requests` records every request, for the tests and the
+was lost: an error, or with `reset` no answer at all). `requests` records every request, for the tests and the
 benchmark to count.
 """
 
@@ -33,6 +33,7 @@ from fabric.asr import identity, shapes
 from fabric.asr import vault as v
 
 API_VERSION = "2025-08-01"
+RESET = 0  # the status recorded for a request whose connection was dropped unanswered
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Fault:
     path: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     after_start: bool = False  # a POST takes effect first, then answers `status`
+    reset: bool = False  # with after_start: no answer at all, the connection dropped
 
     def matches(self, method: str, path: str) -> bool:
         return (not self.method or self.method == method) and self.path.lower() in path.lower()
@@ -170,6 +172,8 @@ class ArmServer:
                 status, out_headers, out = self._route(method, path, query, body, request_id)
         except v.VaultError as exc:
             return exc.status, {}, exc.body
+        if fault is not None and fault.reset:
+            return RESET, {}, None
         if fault is not None:
             return fault.status, fault.headers, _error("InternalServerError", "Injected fault.")
         return status, out_headers, out
@@ -233,7 +237,7 @@ class ArmServer:
     def _plans(
         self, method: str, rest: list[str], body: bytes, request_id: str | None
     ) -> tuple[int, dict[str, str], Any]:
-        """Recovery plans: list, get, create (PUT), update (PATCH), the plan-level POSTs."""
+        """Recovery plans: list, get, create (PUT), update (PATCH), delete, the plan-level POSTs."""
         vault = self.vault
         if method == "GET" and not rest:
             return 200, {}, {"value": [shapes.plan_json(vault, p) for p in vault.plans.values()]}
@@ -246,6 +250,9 @@ class ArmServer:
             raise v.VaultError(404, "ResourceNotFound", f"recovery plan {rest[:1]} was not found")
         if method == "GET" and len(rest) == 1:
             return 200, {}, shapes.plan_json(vault, plan)
+        if method == "DELETE" and len(rest) == 1:
+            vault.delete_plan(plan)
+            return 204, {}, None
         if method == "POST" and len(rest) == 2:
             op = v.PLAN_ACTIONS.get(rest[1].lower())
             if op is None:
@@ -329,6 +336,11 @@ def _handler(server: ArmServer) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length else b""
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, out_headers, out = server.answer(self.command, self.path, headers, body)
+            if status == RESET:
+                # The answer is lost: the connection drops as a reset or a timeout leaves it.
+                self.close_connection = True
+                self.connection.close()
+                return
             data = b"" if out is None else json.dumps(out).encode()
             self.send_response(status)
             for key, value in out_headers.items():

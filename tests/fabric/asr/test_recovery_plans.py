@@ -7,6 +7,7 @@ in reverse group order, fails them over, then boots them group by group.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,10 +16,12 @@ from typing import Any
 import pytest
 from builders import TIMINGS
 from fabric.asr import harness
+from fabric.asr.server import RESET, Fault
 
 from reconciler import errors
-from reconciler.core.state import JobState, Operation, ProtectionState
+from reconciler.core.state import FailoverKind, JobState, Operation, ProtectionState
 from reconciler.fabric.asr import bucket, client
+from reconciler.fabric.asr.provider import AsrFabric
 from reconciler.fabric.asr.settings import ItemRef
 from reconciler.fabric.base import Request
 from reconciler.fabric.sim.inventory import Inventory, InventoryVM
@@ -225,3 +228,142 @@ def test_the_provider_moves_a_whole_plan_through_its_recovery_plan_drctl_plan(
     provider.start_plan("shop", groups, commit)
     assert plan.writes == 1
     assert asr.server.count("POST", "/replicationRecoveryPlans/drctl-shop/failoverCommit") == 1
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(500, method="POST", path="/replicationRecoveryPlans/", after_start=True),
+        Fault(500, method="POST", path="/replicationRecoveryPlans/", after_start=True, reset=True),
+    ],
+    ids=["500", "reset"],
+)
+def test_a_lost_answer_to_a_plan_post_adopts_the_plan_job_and_posts_nothing_twice(
+    asr: harness.AsrUnderTest, clock: VirtualClock, fault: Fault
+) -> None:
+    """ASR started the plan's job, then its answer was lost: the provider reads the plan,
+    adopts its job (of that operation, with that intent id), and never POSTs again."""
+    provider = asr.open()
+    provider.observe()
+    asr.server.inject(fault)
+    request = Request(
+        "sql01",
+        Operation.PLANNED_FAILOVER,
+        "rtm",
+        intent_id="intent-77",
+        plan="shop",
+        plan_groups=GROUPS,
+    )
+    job_id = provider.start(request)
+    assert [j.name for j in asr.vault.jobs.values()] == [job_id]
+    posts = asr.server.seen("POST")
+    assert [(r.status, r.client_request_id) for r in posts] == [
+        (fault.status if not fault.reset else RESET, "intent-77")
+    ]
+    for _ in range(600):
+        job = provider.get_job(job_id)
+        if not job.running:
+            break
+        clock.advance(5)
+    assert (job.state, job.intent_id) == (JobState.SUCCEEDED, "intent-77")
+    # An answer lost before the job started is transient: nothing to adopt, nothing started.
+    asr.server.inject(Fault(503, method="POST", path="/replicationRecoveryPlans/"))
+    commit = dataclasses.replace(request, operation=Operation.COMMIT, intent_id="intent-78")
+    with pytest.raises(errors.TransientError, match="503"):
+        provider.start(commit)
+    assert len(asr.vault.jobs) == 1
+
+
+def finish(provider: AsrFabric, clock: VirtualClock, job_id: str) -> None:
+    for _ in range(600):
+        if not provider.get_job(job_id).running:
+            return
+        clock.advance(5)
+    raise AssertionError(f"job {job_id} still runs")
+
+
+def test_a_retired_plans_recovery_plan_is_deleted_by_the_drctl_that_wrote_it_only(
+    asr: harness.AsrUnderTest, clock: VirtualClock, tmp_path: Path
+) -> None:
+    """Deleted once its job has ended; an operator's plan, another drctl's, never."""
+    arm = arm_of(asr)
+    arm.write_plan("drctl-ops", plan_body(asr, GROUPS[:1]), create=True)  # an operator's own
+    arm.close()
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    provider = asr.open(data_dir=ours)
+    provider.observe()
+    job_id = provider.start(
+        Request("sql01", Operation.PLANNED_FAILOVER, "rtm", plan="shop", plan_groups=GROUPS)
+    )
+    assert "drctl-shop" in (ours / "recovery-plans.json").read_text()
+    (waits,) = provider.retire_plans(keep=())
+    assert (waits.name, waits.deleted) == ("drctl-shop", False)
+    assert f"its job {job_id} runs: deleted once it ends" in waits.reason
+    assert asr.server.count("DELETE") == 0  # not even tried while the job runs
+    finish(provider, clock, job_id)
+    assert provider.retire_plans(keep=("shop",)) == []
+    assert provider.retire_plans(keep=()) == []  # tried again 30 s after, not at every pass
+    clock.advance(30)
+    # Another drctl on the same vault, with its own state dir, deletes nothing.
+    assert asr.open(data_dir=theirs).retire_plans(keep=()) == []
+    # The drctl that wrote it, started again on its state dir, deletes it, and only it.
+    (done,) = asr.open(data_dir=ours).retire_plans(keep=())
+    assert (done.plan, done.name, done.deleted) == ("shop", "drctl-shop", True)
+    assert asr.vault.deleted == ["drctl-shop"]
+    assert sorted(asr.vault.plans) == ["drctl-ops"]
+    assert asr.open(data_dir=ours).retire_plans(keep=()) == []
+
+
+def test_a_recovery_plan_drctl_did_not_write_is_used_as_it_is_or_not_at_all(
+    asr: harness.AsrUnderTest, tmp_path: Path
+) -> None:
+    arm = arm_of(asr)
+    arm.write_plan("drctl-shop", plan_body(asr, GROUPS[:2]), create=True)
+    provider = asr.open(data_dir=tmp_path / "state")
+    provider.observe()
+    request = Request("sql01", Operation.PLANNED_FAILOVER, "rtm", plan="shop", plan_groups=GROUPS)
+    with pytest.raises(errors.TerminalError, match="that this drctl did not write"):
+        provider.start(request)
+    assert (asr.vault.plans["drctl-shop"].writes, asr.vault.jobs) == (1, {})
+    # The same groups (a standby drctl taking over its peer's plan): used, not rewritten.
+    arm.write_plan("drctl-shop", plan_body(asr, GROUPS), create=False)
+    arm.close()
+    provider.start(request)
+    assert asr.vault.plans["drctl-shop"].writes == 2
+    assert provider.retire_plans(keep=()) == []
+
+
+def test_a_plan_failover_ships_the_lag_of_its_vms_first(
+    asr: harness.AsrUnderTest, clock: VirtualClock
+) -> None:
+    """Rule 5: a planned failover of a lagging plan takes longer, and is planned."""
+    asr.vault.by_friendly("app02").lag = 600.0
+    clock.advance(900)  # app02's replica is 600 s behind, less one replication interval
+    provider = asr.open()
+    provider.observe()
+    job_id = provider.start(
+        Request("sql01", Operation.PLANNED_FAILOVER, "rtm", plan="shop", plan_groups=GROUPS)
+    )
+    job = asr.vault.jobs[job_id]
+    assert job.due - job.started >= 600 - TIMINGS.replication_interval
+    finish(provider, clock, job_id)
+    assert asr.vault.by_friendly("app02").state.last_failover is FailoverKind.PLANNED
+
+
+def test_a_plan_failover_is_each_vms_last_failover_and_read_once(
+    asr: harness.AsrUnderTest, clock: VirtualClock
+) -> None:
+    """After the plan's failover each VM names that job (for `commitApproved: <job>`), also
+    for a drctl started again, and observing does not list the jobs at every pass."""
+    provider = asr.open()
+    provider.observe()
+    job_id = provider.start(
+        Request("sql01", Operation.PLANNED_FAILOVER, "rtm", plan="shop", plan_groups=GROUPS)
+    )
+    finish(provider, clock, job_id)
+    for fresh in (provider, asr.open()):
+        seen = fresh.observe()
+        assert {seen.vms[n].last_failover_job for g in GROUPS for n in g} == {job_id}
+        listed = asr.server.count("GET", "/replicationJobs?")
+        fresh.observe()
+        assert asr.server.count("GET", "/replicationJobs?") == listed

@@ -216,6 +216,7 @@ class Vault:
         self.failures: dict[tuple[str, Operation], list[bool]] = {}  # -> after_shutdown each
         self.suspensions: dict[tuple[str, Operation], int] = {}
         self.plans: dict[str, PlanState] = {}
+        self.deleted: list[str] = []  # recovery plans deleted, in order
         # What recovery plan jobs did, in order: (time, "shutdown"/"failover"/"boot"/..., vm).
         self.events: list[tuple[float, str, str]] = []
         now = self.now()
@@ -524,6 +525,21 @@ class Vault:
             plan.writes += 1
             return plan
 
+    def delete_plan(self, plan: PlanState) -> None:
+        """Delete a recovery plan (never its items); refused while its job runs."""
+        with self.lock:
+            self.advance()
+            if plan.job is not None:
+                raise VaultError(
+                    400,
+                    "RecoveryPlanOperationInProgress",
+                    f"The recovery plan {plan.name} cannot be deleted while its job {plan.job} "
+                    "runs.",
+                    recommendedAction="Wait for the running job to complete, then retry.",
+                )
+            del self.plans[plan.name]
+            self.deleted.append(plan.name)
+
     def plan_items(self, plan: PlanState) -> list[ItemState]:
         return [self.items[n] for group in plan.groups for n in group]
 
@@ -580,12 +596,21 @@ class Vault:
                 if queued:
                     failing, after_shutdown = item.name, queued.pop(0)
                     break
-            # Group after group; the VMs of one group move side by side.
-            work = sum(
-                max(self.timings.duration(self.items[n].state, op, behind_seconds=0) for n in g)
+            # A failover goes group after group, the VMs of one group side by side,
+            # each planned one shipping what its replication is behind by first; a
+            # commit or a reprotect takes every VM of the plan side by side.
+            spans = [
+                max(
+                    self.timings.duration(
+                        self.items[n].state, op, behind_seconds=self._behind(self.items[n])
+                    )
+                    for n in g
+                )
                 for g in plan.groups
                 if g
-            )
+            ]
+            failover = op in {Operation.PLANNED_FAILOVER, Operation.UNPLANNED_FAILOVER}
+            work = sum(spans) if failover else max(spans)
             job = JobRecord(
                 str(uuid.uuid4()),
                 "",
