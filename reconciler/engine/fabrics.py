@@ -60,8 +60,8 @@ class Fabrics:
         if self._steps is None or not isinstance(provider, base.OwnsJobs):
             return
         journal, writable = self._steps
-        kind = self._configs[name].kind if name in self._configs else ""
-        provider.use_step_log(step_log.JournalStepLog(journal, name, kind, writable=writable))
+        log = step_log.JournalStepLog(journal, name, provider.fabric_kind, writable=writable)
+        provider.use_step_log(log)
 
     def use(self, desired: DesiredState) -> None:
         """Learn the fabrics `desired` declares and uses; a changed declaration reopens one."""

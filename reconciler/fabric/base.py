@@ -88,7 +88,10 @@ class StepLog(Protocol):
 @runtime_checkable
 class OwnsJobs(Protocol):
     """A provider whose fabric has no service-side jobs (Hyper-V Replica): drctl's own
-    multi-step jobs, journaled step by step through the `StepLog` the engine hands it."""
+    multi-step jobs, journaled step by step through the `StepLog` the engine hands it.
+    `fabric_kind` names the scope of drctl's hard rules its calls fall under."""
+
+    fabric_kind: str
 
     def use_step_log(self, log: StepLog) -> None: ...
 

@@ -143,6 +143,7 @@ class HyperVFabric:
     """The Hyper-V hosts of one Fabric declaration; safe to call from several threads."""
 
     keeps_intent_ids = True  # drctl's own jobs, each begun with the request's intent id
+    fabric_kind = "hyperv"  # the scope of drctl's hard rules on its cmdlets (engine.guard)
 
     def __init__(self, settings: hv_settings.HyperVSettings, clock: Clock, runner: Runner) -> None:
         self.settings = settings
@@ -237,7 +238,8 @@ class HyperVFabric:
             target = lifecycle.resolve_target(model, op, request.target_site)
             if target is None:
                 raise errors.RejectedError(f"{request.vm}: {op} needs a target site")
-            hosts = self._hosts_of(str(vm.vm_id), {vm.active_site, target})
+            needed = {vm.active_site if r == "source" else target for r in jobs.needs(op)}
+            hosts = self._hosts_of(str(vm.vm_id), {vm.active_site, target}, needed)
             reverse_to = None
             if op is Operation.REVERSE_REPLICATE:
                 broker = self.settings.sites[target].replica_broker
@@ -435,11 +437,12 @@ class HyperVFabric:
             answered[site] = True
         return copies, answered
 
-    def _hosts_of(self, vm_id: str, sites: set[str]) -> dict[str, str]:
-        """The host holding the VM's copy at each of `sites` (a cluster's owner node)."""
+    def _hosts_of(self, vm_id: str, sites: set[str], needed: set[str]) -> dict[str, str]:
+        """The host holding the VM's copy at each of `sites` that answers (a cluster's owner
+        node); one of `needed` that does not answer refuses the start."""
         copies, _ = self._project([(s, h) for s, h in self._all_hosts() if s in sites])
         found = {c.site: c.host for c in copies if c.vm_id == vm_id}
-        for site in sites - set(found):
+        for site in sorted(needed - set(found)):
             raise errors.RejectedError(
                 f"no host of site {site} answers for this VM now: wait for {site} to reconnect"
             )

@@ -231,7 +231,11 @@ class Emulator:
         site = self.site_of(host)
         if site in self.state.down or site in self.state.partitioned:
             raise errors.TransientError(f"{host} does not answer over WinRM (connection refused)")
-        if self.state.faults:
+        if self.state.faults and script != PROJECTION and self.state.faults[0] == "lost":
+            # A cmdlet's request lost on the way: the host never ran it, drctl saw a timeout.
+            self.state.faults.pop(0)
+            raise errors.TransientError(f"{host}: read timed out")
+        if self.state.faults and self.state.faults[0] != "lost":
             fault = self.state.faults.pop(0)
             if fault == "throttled":
                 raise errors.ThrottledError(f"{host}: WinRM quota reached", None)
