@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "drctl needs Python 3.11+"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,asr]'
+	$(BIN)/pip install -q -e '.[dev,asr,hyperv]'
 	touch $(STAMP)
 
 run: $(STAMP)

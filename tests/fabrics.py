@@ -120,6 +120,13 @@ class FabricUnderTest:
     # Sites the fabric always reaches, whatever `Controls.site_down` does to them (Azure:
     # when it is down, so is the vault, and the fabric cannot be observed at all).
     always_connected: frozenset[str] = frozenset()
+    # Whether a job an operator starts outside drctl is reported at all (Hyper-V has
+    # no service-side jobs: an operator's cmdlets leave none).
+    foreign_jobs_seen: bool = True
+    # Whether throttling carries the fabric's Retry-After (WinRM's quota fault has none).
+    retry_after_kept: bool = True
+    # Whether list_jobs reads drctl's own journal rather than the fabric (Hyper-V).
+    jobs_listed_by_drctl: bool = False
 
     def close(self) -> None:
         self._close()
@@ -193,7 +200,34 @@ def _asr(
     )
 
 
-FACTORIES: dict[str, Factory] = {"sim": simulator, "asr": asr, "asr-azure": asr_azure}
+def hyperv(state_dir: Path, clock: VirtualClock, inventory: Inventory) -> FabricUnderTest:
+    """The Hyper-V provider against the emulated hosts, its steps in a real journal.
+
+    Hyper-V lists a VM without replication as no replicated VM (drctl reports
+    only those), an operator's cmdlets leave no job, a WinRM quota says no
+    Retry-After, and drctl's own job list is read from its journal, never the hosts.
+    """
+    from fabric.hyperv import harness
+
+    built = harness.open_fabric(state_dir, clock, inventory)
+    return FabricUnderTest(
+        built.open(),
+        built.controls,
+        built.open,
+        built.close,
+        reports_unprotected=False,
+        foreign_jobs_seen=False,
+        retry_after_kept=False,
+        jobs_listed_by_drctl=True,
+    )
+
+
+FACTORIES: dict[str, Factory] = {
+    "sim": simulator,
+    "asr": asr,
+    "asr-azure": asr_azure,
+    "hyperv": hyperv,
+}
 # The fabrics the convergence property runs on. Not ASR yet: its histories act on
 # unreplicated VMs (ASR lists no such item), and ASR reports no power, so the
 # planner's rules for Unknown power hold its VMs (WaitingForSite) short of

@@ -261,7 +261,13 @@ def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
     found = revision.spec_revision(args.specs_dir)
     rev = found.id
     wall = clock.WallClock()
+    history = None
+    if layout.journal_path(args.state_dir).exists():  # read-only commands create nothing
+        history = journal.Journal(args.state_dir, writer=False)
     with fabrics.open_for(desired, args.state_dir, wall) as opened:
+        if history is not None:
+            # A provider that runs its own jobs reads their steps there (Hyper-V).
+            opened.keep_steps(history, writable=False)
         observed = opened.observe(desired.fabrics_in_use())
     fabrics.raise_if_blind(observed)
     # Plan with the attempts already spent on this revision, and drctl's own
@@ -270,8 +276,7 @@ def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
     own: dict[str, datetime.datetime] = {}
     stopped: frozenset[str] = frozenset()
     unsettled: dict[str, str] = {}
-    if layout.journal_path(args.state_dir).exists():  # read-only commands create nothing
-        history = journal.Journal(args.state_dir, writer=False)
+    if history is not None:
         attempts = history.attempts(rev, execute.Settings().backoff)
         own, stopped = history.own_jobs(), history.stopped_by_drctl()
         unsettled = history.unsettled(rev)

@@ -113,6 +113,7 @@ class Executor:
         self.suspended: set[str] = set()  # our jobs that wait for a person in the fabric
         # The journal writes refused and the calls not settled yet (`engine.intent`).
         self._intents = intents.Intents(journal, self.fabrics, clock, self._backoff)
+        self.fabrics.keep_steps(journal)  # providers that run their own jobs journal each step
         self._resume()
 
     def raise_if_blind(self) -> None:

@@ -21,7 +21,9 @@ from typing import Self
 from reconciler import errors, fabric
 from reconciler.core import state
 from reconciler.core.desired import EMBEDDED_FABRIC, DesiredState
+from reconciler.engine import journal as journals
 from reconciler.engine import state_dir as layout
+from reconciler.engine import step_log
 from reconciler.fabric import base, config
 from reconciler.kits import clock as clocks
 
@@ -36,6 +38,8 @@ class Fabrics:
             EMBEDDED_FABRIC: config.embedded(state_dir)
         }
         self._open: dict[str, base.Provider] = {}
+        # The journal that keeps the steps of providers running their own jobs.
+        self._steps: tuple[journals.Journal, bool] | None = None
 
     @classmethod
     def of(cls, provider: base.Provider, state_dir: Path = Path()) -> Fabrics:
@@ -43,6 +47,21 @@ class Fabrics:
         fabrics = cls(state_dir, clocks.WallClock())
         fabrics._open[EMBEDDED_FABRIC] = provider
         return fabrics
+
+    def keep_steps(self, journal: journals.Journal, *, writable: bool = True) -> None:
+        """Hand `journal` to every provider that runs its own multi-step jobs, now and
+        when it opens (`fabric.base.OwnsJobs`); `writable` False for a command that
+        only reads (status, plan)."""
+        self._steps = (journal, writable)
+        for name, provider in self._open.items():
+            self._hand_steps(name, provider)
+
+    def _hand_steps(self, name: str, provider: base.Provider) -> None:
+        if self._steps is None or not isinstance(provider, base.OwnsJobs):
+            return
+        journal, writable = self._steps
+        log = step_log.JournalStepLog(journal, name, provider.fabric_kind, writable=writable)
+        provider.use_step_log(log)
 
     def use(self, desired: DesiredState) -> None:
         """Learn the fabrics `desired` declares and uses; a changed declaration reopens one."""
@@ -68,6 +87,7 @@ class Fabrics:
             )
         opened = fabric.open_provider(wanted, self._clock)
         self._open[name] = opened
+        self._hand_steps(name, opened)
         return opened
 
     def observe(self, names: Iterable[str]) -> dict[str, state.Observed]:

@@ -25,6 +25,29 @@ DENIED = frozenset({Operation.CANCEL_FAILOVER, Operation.COMPLETE_MIGRATION})
 CONFIRMED_ONLY = frozenset({Operation.DISABLE_REPLICATION})
 
 
+# Per provider kind: calls a provider makes inside its own multi-step jobs
+# (`fabric.base.OwnsJobs`) that are allowed only for the purposes named. On
+# Hyper-V Replica `Stop-VMFailover` is the product's undo, not ASR's harmful
+# cancel: it cleans up a test failover, or reverts a `-Prepare` drctl issued
+# itself and cannot complete; for anything else (cancelling a failover on
+# the replica, which discards what ran there) drctl never calls it.
+STEP_SCOPES: dict[str, dict[str, frozenset[str]]] = {
+    "hyperv": {"Stop-VMFailover": frozenset({"test-cleanup", "revert-own-prepare"})},
+}
+
+
+def step_refusal(kind: str, cmdlet: str | None, purpose: str | None) -> str | None:
+    """Why drctl's hard rules forbid a provider of `kind` to make the call `cmdlet` for
+    `purpose` inside its own job, or None when they allow it (`engine.step_log`)."""
+    allowed = STEP_SCOPES.get(kind, {}).get(cmdlet or "")
+    if allowed is None or purpose in allowed:
+        return None
+    return (
+        f"drctl calls {cmdlet} on a {kind} fabric only for {', '.join(sorted(allowed))} "
+        f"(drctl's hard rule), not for {purpose or 'an unnamed purpose'}"
+    )
+
+
 def refusal(action: Action, desired: DesiredState) -> str | None:
     """Why drctl's hard rules forbid starting `action`, or None when they allow it.
 

@@ -44,6 +44,7 @@ from reconciler.core.state import Operation
 from reconciler.engine import journal_file
 from reconciler.engine import state_dir as layout
 from reconciler.errors import StateWriteError
+from reconciler.fabric.base import Step
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS actions (
@@ -77,6 +78,18 @@ CREATE TABLE IF NOT EXISTS convergences (
     PRIMARY KEY (revision, vm)
 );
 CREATE TABLE IF NOT EXISTS journal_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS steps (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    fabric TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    vm TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    cmdlet TEXT,
+    purpose TEXT,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS steps_fabric ON steps (fabric, id);
 """
 
 # How long one statement waits for another process's lock on the journal
@@ -310,6 +323,38 @@ class Journal:
                     entry_id,
                 ),
             )
+
+    @journal_file.translating
+    def record_step(self, fabric: str, step: Step) -> None:
+        """One step of a job a provider runs itself (`fabric.base.OwnsJobs`), before its call."""
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO steps (fabric, job_id, vm, kind, detail, cmdlet, purpose, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    fabric,
+                    step.job_id,
+                    step.vm,
+                    step.kind,
+                    step.detail,
+                    step.cmdlet,
+                    step.purpose,
+                    (step.at or datetime.now().astimezone()).isoformat(),
+                ),
+            )
+
+    @journal_file.translating
+    def steps(self, fabric: str) -> list[Step]:
+        """The steps of `fabric`'s own jobs, in the order they were recorded."""
+        rows = self._db.execute(
+            "SELECT job_id, vm, kind, detail, at, cmdlet, purpose FROM steps "
+            "WHERE fabric = ? ORDER BY id",
+            (fabric,),
+        )
+        return [
+            Step(str(j), str(v), str(k), str(d), datetime.fromisoformat(str(a)), c, p)
+            for j, v, k, d, a, c, p in rows
+        ]
 
     @journal_file.translating
     def record_unsettled(self, entry: Entry, reason: str) -> Entry:

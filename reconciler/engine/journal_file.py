@@ -39,7 +39,7 @@ from reconciler.engine import state_dir as layout
 # drctl's journal says so in the SQLite header ("drJl"); journals written
 # before it did hold an `actions` table and application id 0.
 APPLICATION_ID = 0x64724A6C
-_OWN_TABLES = frozenset({"actions", "convergences", "journal_meta"})
+_OWN_TABLES = frozenset({"actions", "convergences", "journal_meta", "steps"})
 _WHAT_TO_DO = (
     "operations drctl started may still be in flight: check the fabric's job list "
     "(`drctl fabric show`, or the fabric's portal)"

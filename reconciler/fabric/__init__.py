@@ -18,6 +18,7 @@ from reconciler.kits import clock
 _KINDS = {
     "simulator": "reconciler.fabric.sim.provider",
     "asr": "reconciler.fabric.asr.provider",
+    "hyperv": "reconciler.fabric.hyperv.provider",
 }
 
 

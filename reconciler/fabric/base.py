@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
@@ -70,6 +71,51 @@ class RetiresPlans(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One record of a multi-step job a provider runs itself (`OwnsJobs`).
+
+    Written to drctl's journal before the call it announces (`issue`), and
+    after (`done`, `error`), so that after a crash between two calls the
+    provider can tell which calls it made. `cmdlet` and `purpose` let the
+    engine's hard rules (`engine.guard.step_refusal`) judge a call before it
+    is made: the step log refuses to record what they forbid, and what is
+    not recorded is never sent.
+    """
+
+    job_id: str
+    vm: str
+    kind: str  # begin, issue, done, error, revert, end
+    detail: str = ""  # JSON or text, as the provider writes it
+    at: datetime | None = None
+    cmdlet: str | None = None  # the call an `issue` or `revert` announces
+    purpose: str | None = None  # why, for a call the hard rules allow only for some purposes
+
+
+class StepLog(Protocol):
+    """Where a provider that owns its jobs keeps their steps: drctl's journal, per fabric."""
+
+    def record_step(self, step: Step) -> None:
+        """Record `step` durably, or raise (a refused call: RejectedError; a journal that
+        takes no write: StateDirError); the call it announces is made only after."""
+        ...
+
+    def steps(self) -> list[Step]:
+        """Every step recorded for this fabric, in order."""
+        ...
+
+
+@runtime_checkable
+class OwnsJobs(Protocol):
+    """A provider whose fabric has no service-side jobs (Hyper-V Replica): drctl's own
+    multi-step jobs, journaled step by step through the `StepLog` the engine hands it.
+    `fabric_kind` names the scope of drctl's hard rules its calls fall under."""
+
+    fabric_kind: str
+
+    def use_step_log(self, log: StepLog) -> None: ...
+
+
 class Provider(Protocol):
     """A two-site fabric that replicates VMs and runs DR operations on them."""
 
@@ -78,11 +124,12 @@ class Provider(Protocol):
         """Whether every job started by `start` reports the request's `intent_id` back.
 
         True for ASR (`x-ms-client-request-id` comes back as the job's
-        `activityId`) and the simulator; False for Hyper-V Replica, whose jobs
-        carry nothing of the caller's. The executor reads it when it adopts
-        the job of an interrupted call (`engine.adopt`), before it has
-        observed anything: a property of the provider, not of an observation
-        (the planner, which sees only observations, reads `can_stop_vms` there).
+        `activityId`), the simulator, and Hyper-V Replica, whose jobs are
+        drctl's own (`OwnsJobs`, their steps in drctl's journal). The
+        executor reads it when it adopts the job of an interrupted call
+        (`engine.adopt`), before it has observed anything: a property of the
+        provider, not of an observation (the planner, which sees only
+        observations, reads `can_stop_vms` there).
         """
         ...
 

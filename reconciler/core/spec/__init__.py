@@ -142,7 +142,7 @@ def _load_text(file: Path, text: str, issues: list[Issue]) -> _Loaded:
         if doc is None:
             continue
         if isinstance(doc, dict) and doc.get("kind") == FABRIC_KIND:
-            fabric = _load_fabric(file, index, doc, issues)
+            fabric = _load_fabric(file, index, doc, issues, loaded.warnings)
             if fabric is not None:
                 loaded.fabrics.append(fabric)
             continue
@@ -189,7 +189,7 @@ def _load_plan(
 
 
 def _load_fabric(
-    file: Path, index: int, doc: dict[str, Any], issues: list[Issue]
+    file: Path, index: int, doc: dict[str, Any], issues: list[Issue], warnings: list[Issue]
 ) -> FabricSpec | None:
     # Secrets first: a literal password must be refused with how to reference
     # it, not reported as an unknown key.
@@ -229,11 +229,24 @@ def _load_fabric(
         )
         return None
     site_issues = _site_problems(kinds[0], model.spec.sites)
+    if model.spec.hyperv is not None:
+        site_issues.extend(_hyperv_problems(model.spec.hyperv))
+        if model.spec.hyperv.transport.insecure_skip_verify:
+            warnings.append(
+                Issue(
+                    file,
+                    index,
+                    ("spec", "hyperv", "transport", "insecureSkipVerify"),
+                    "insecureSkipVerify: true turns WinRM certificate validation off: anyone "
+                    "on the path can read the credential and drive the hosts; trust the hosts' "
+                    "CA with caBundle instead",
+                )
+            )
     if site_issues:
         issues.extend(Issue(file, index, path, message) for path, message in site_issues)
         return None
     settings = getattr(model.spec, kinds[0]).model_dump(by_alias=True, exclude_none=True)
-    if kinds[0] == "asr":
+    if kinds[0] in {"asr", "hyperv"}:
         settings["sites"] = {
             name: site.model_dump(by_alias=True, exclude_none=True)
             for name, site in model.spec.sites.items()
@@ -266,6 +279,19 @@ def _site_problems(
                 )
                 for key in site.model_dump(by_alias=True, exclude_none=True)
             )
+        elif kind == "hyperv":
+            found.extend(_hyperv_site_problems(name, site))
+        elif site.hosts is not None or site.replica_broker is not None:
+            key = "hosts" if site.hosts is not None else "replicaBroker"
+            found.append(
+                (
+                    (*path, key),
+                    (
+                        f"'{key}' in spec.sites.{name} is for a hyperv Fabric: an asr site "
+                        "names its protectionContainer"
+                    ),
+                )
+            )
         elif (site.protection_container is None) == (site.azure is None):
             found.append(
                 (
@@ -283,6 +309,76 @@ def _site_problems(
                     "at most one site of an asr Fabric is azure: {}: the other is the VMM "
                     "cloud or Hyper-V site that replicates to Azure"
                 ),
+            )
+        )
+    return found
+
+
+def _hyperv_site_problems(
+    name: str, site: schema.FabricSite
+) -> list[tuple[tuple[str | int, ...], str]]:
+    path: tuple[str | int, ...] = ("spec", "sites", name)
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    for key, value in (("protectionContainer", site.protection_container), ("azure", site.azure)):
+        if value is not None:
+            found.append(
+                (
+                    (*path, key),
+                    f"'{key}' in spec.sites.{name} is for an asr Fabric: a hyperv site lists hosts",
+                )
+            )
+    if not site.hosts:
+        found.append(
+            (
+                path,
+                (
+                    f"site '{name}' of a hyperv Fabric lists the Hyper-V hosts (or cluster "
+                    f"nodes) drctl connects to, e.g. {{hosts: [hv01.{name}.example]}}"
+                ),
+            )
+        )
+    elif len(set(site.hosts)) != len(site.hosts):
+        found.append(((*path, "hosts"), f"site '{name}' lists a host twice"))
+    return found
+
+
+def _hyperv_problems(hyperv: schema.HyperVSettings) -> list[tuple[tuple[str | int, ...], str]]:
+    """What is wrong with a hyperv Fabric's credential and transport beyond their keys."""
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    cred = hyperv.credential
+    path: tuple[str | int, ...] = ("spec", "hyperv", "credential")
+    password = cred.username_env is not None or cred.password_env is not None
+    forms = [password, cred.kerberos is not None, cred.certificate is not None]
+    if sum(forms) != 1:
+        found.append(
+            (
+                path,
+                (
+                    "spec.hyperv.credential takes exactly one form: {usernameEnv: VAR, "
+                    "passwordEnv: VAR} (environment variables' names), {kerberos: {}} or "
+                    "{certificate: {pemFile: PATH, keyFile: PATH}}"
+                ),
+            )
+        )
+    elif password and (cred.username_env is None or cred.password_env is None):
+        missing = "usernameEnv" if cred.username_env is None else "passwordEnv"
+        found.append(
+            (
+                path,
+                f"spec.hyperv.credential names usernameEnv and passwordEnv: {missing} is missing",
+            )
+        )
+    transport = hyperv.transport
+    tpath: tuple[str | int, ...] = ("spec", "hyperv", "transport")
+    if cred.certificate is not None and not transport.tls:
+        found.append(
+            ((*tpath, "tls"), "certificate authentication needs tls: true (WinRM over HTTPS)")
+        )
+    if transport.insecure_skip_verify and transport.ca_bundle is not None:
+        found.append(
+            (
+                (*tpath, "insecureSkipVerify"),
+                "caBundle and insecureSkipVerify: true contradict each other: keep caBundle",
             )
         )
     return found

@@ -23,7 +23,7 @@ API_VERSION = "drctl/v1"
 KIND = "RecoveryPlan"
 FABRIC_KIND = "Fabric"
 # The kinds of fabric a Fabric document can declare: its one key besides `sites`.
-FABRIC_KINDS = ("simulator", "asr")
+FABRIC_KINDS = ("simulator", "asr", "hyperv")
 # How the ASR provider authenticates (spec.asr.credential): azure-identity's classes.
 ASR_CREDENTIALS = ("default", "cli", "environment", "managedIdentity", "workloadIdentity")
 ASR_ENDPOINT = "https://management.azure.com"
@@ -193,6 +193,13 @@ class AzureSite(Model):
     """The Azure side of a Hyper-V-to-Azure vault: it has no settings."""
 
 
+# A host name as WinRM is given it: a DNS name or an address, no scheme, port or path.
+HostName = Annotated[
+    str, pydantic.StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]*$", max_length=253)
+]
+EnvName = Annotated[str, pydantic.StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
 class FabricSite(Model):
     """One site of a Fabric. A simulated site has no settings; an ASR site names its
     protection container (the friendly name ASR shows for the VMM cloud or Hyper-V
@@ -200,6 +207,11 @@ class FabricSite(Model):
 
     protection_container: VMName | None = None
     azure: AzureSite | None = None
+    # A Hyper-V site: the hosts (or cluster nodes) drctl connects to, and the
+    # Replica Broker a cluster receives replication through (a name, never a
+    # place to run cmdlets).
+    hosts: list[HostName] | None = None
+    replica_broker: HostName | None = None
 
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
@@ -260,9 +272,60 @@ class AsrSettings(Model):
         return value.rstrip("/")
 
 
+class HyperVKerberos(Model):
+    """Kerberos with the ticket drctl's own account holds (kinit, a keytab): no settings."""
+
+
+class HyperVCertificate(Model):
+    """WinRM certificate authentication: a client certificate mapped to a local account."""
+
+    pem_file: str
+    key_file: str
+
+
+class HyperVCredential(Model):
+    """How drctl authenticates to WinRM: names of environment variables, or no secret at all.
+
+    Exactly one form: usernameEnv + passwordEnv (negotiate), kerberos: {}, or
+    certificate: {pemFile, keyFile}; `spec._site_problems` says which is missing.
+    """
+
+    username_env: EnvName | None = None
+    password_env: EnvName | None = None
+    kerberos: HyperVKerberos | None = None
+    certificate: HyperVCertificate | None = None
+
+
+class HyperVLocal(Model):
+    """Run PowerShell on this machine (drctl on Windows) instead of WinRM from Python."""
+
+    executable: Literal["pwsh", "powershell.exe"] = "pwsh"
+
+
+class HyperVTransport(Model):
+    """WinRM over HTTPS on 5986 with certificate validation by default."""
+
+    port: Annotated[int, pydantic.Field(ge=1, le=65535)] = 5986
+    tls: pydantic.StrictBool = True
+    ca_bundle: str | None = None
+    insecure_skip_verify: pydantic.StrictBool = False
+    auth: Literal["negotiate", "kerberos", "ntlm", "credssp"] | None = None
+    # Seconds one script may run before drctl stops it (a Prepare waits for the final sync).
+    timeout_seconds: Annotated[float, pydantic.Field(gt=0, le=3600)] = 300
+    local: HyperVLocal | None = None
+
+
+class HyperVSettings(Model):
+    """Hyper-V Replica hosts driven over PowerShell Remoting: no secret, ever."""
+
+    credential: HyperVCredential
+    transport: HyperVTransport = HyperVTransport()
+
+
 class FabricBody(Model):
     simulator: SimulatorSettings | None = None
     asr: AsrSettings | None = None
+    hyperv: HyperVSettings | None = None
     sites: dict[SiteName, FabricSite]
 
 

@@ -130,7 +130,7 @@ def test_an_unknown_fabric_kind_says_which_kinds_there_are(tmp_path: Path) -> No
             5,
             (
                 "unknown fabric kind 'vmware' in spec: a Fabric declares exactly one of "
-                "simulator, asr (and its sites)"
+                "simulator, asr, hyperv (and its sites)"
             ),
         ),
     ]
@@ -139,7 +139,7 @@ def test_an_unknown_fabric_kind_says_which_kinds_there_are(tmp_path: Path) -> No
 def test_a_fabric_without_a_kind_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "lab.yaml").write_text(fabric("lab", kind=""))
     assert located(tmp_path) == [
-        ("lab.yaml", 4, "a Fabric declares exactly one kind (simulator, asr), found 0")
+        ("lab.yaml", 4, "a Fabric declares exactly one kind (simulator, asr, hyperv), found 0")
     ]
 
 
