@@ -179,6 +179,9 @@ class PlanContext:
             # else holds (a job running, say): most VMs, most of the time.
             return self._converged(vm, o)
         if o is None:
+            unpinned = self.observed.unpinned.get(vm.name)
+            if unpinned is not None:
+                return self.result(vm, None, Phase.BLOCKED, unpinned)
             same_name = self.observed.duplicates.get(vm.name)
             if same_name:
                 return self.result(
