@@ -176,6 +176,15 @@ def daemon_command(specs: Path, state: Path, metrics_port: int, *extra: str) -> 
     ]
 
 
+def metrics_text(port: int) -> str:
+    """What a daemon's /metrics on 127.0.0.1:`port` serves now; "" while it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            return str(response.read().decode())
+    except OSError:
+        return ""
+
+
 def wait_until(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
     """Poll a real process's observable state until `check` returns something truthy."""
     deadline = time.monotonic() + timeout
@@ -265,13 +274,7 @@ class Site:
         return code
 
     def metrics_text(self) -> str:
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2
-            ) as response:
-                return str(response.read().decode())
-        except OSError:
-            return ""
+        return metrics_text(self.metrics_port)
 
     def metric(self, name_and_labels: str) -> float | None:
         for line in self.metrics_text().splitlines():

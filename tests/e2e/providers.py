@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from e2e.harness import daemon_command, free_port, wait_until
+from e2e.harness import daemon_command, free_port, metrics_text, wait_until
 from fabric.asr import harness
 from fabric.asr import vault as v
 
@@ -142,10 +142,24 @@ class Driver:
             vm["observed"]["activeSite"] == site for vm in status["vms"]
         )
 
-    def start_daemon(self) -> None:
+    def daemon_converged_at(self, site: str) -> bool:
+        """What the daemon's /metrics says: the plan converged, every VM active at `site`
+        (cheaper than a `drctl status` for a test that polls)."""
+        lines = self.metrics_text().splitlines()
+        at_site = [
+            line
+            for line in lines
+            if line.startswith("drctl_vm_info{")
+            and f'active_site="{site}"' in line
+            and 'phase="Converged"' in line
+            and line.endswith(" 1.0")
+        ]
+        return 'drctl_plan_converged{plan="finance"} 1.0' in lines and len(at_site) == len(VMS)
+
+    def start_daemon(self, *extra: str) -> None:
         with self.log.open("a") as log:
             self.daemon = subprocess.Popen(
-                daemon_command(self.specs, self.state, self.metrics_port),
+                daemon_command(self.specs, self.state, self.metrics_port, *extra),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 text=True,
@@ -158,6 +172,9 @@ class Driver:
         code = self.daemon.wait(timeout=15)
         self.daemon = None
         return code
+
+    def metrics_text(self) -> str:
+        return metrics_text(self.metrics_port)
 
     def wait(self, what: str, check: Callable[[], Any], timeout: float = 30) -> Any:
         return wait_until(what, check, timeout)

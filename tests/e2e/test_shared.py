@@ -200,7 +200,7 @@ def test_a_daemon_sigkilled_with_a_job_in_flight_follows_it_and_starts_nothing_t
 ) -> None:
     driver = slow_driver
     driver.start_daemon()
-    driver.wait("the daemon to converge at ams", lambda: driver.converged_at("ams"))
+    driver.wait("the daemon to converge at ams", lambda: driver.daemon_converged_at("ams"))
     driver.want(three_tier("rtm"))
     started = driver.wait(
         "a failover in flight",
@@ -209,7 +209,7 @@ def test_a_daemon_sigkilled_with_a_job_in_flight_follows_it_and_starts_nothing_t
     assert driver.stop_daemon(signal.SIGKILL) == -signal.SIGKILL
     assert not driver.converged_at("rtm")
     driver.start_daemon()
-    driver.wait("the daemon to converge at rtm", lambda: driver.converged_at("rtm"), 60)
+    driver.wait("the daemon to converge at rtm", lambda: driver.daemon_converged_at("rtm"), 60)
     assert driver.stop_daemon() == 0
     counted = Counter(driver.started())
     assert [step for step, n in counted.items() if n > 1] == []  # nothing started twice
