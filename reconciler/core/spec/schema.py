@@ -442,7 +442,7 @@ _POLICY_KEYS = frozenset(
     {"allowDataLoss", "maxParallel", "settleSeconds", "commit", "commitAfterSeconds"}
 )
 _PLAN_POLICY_KEYS = frozenset({"selfHeal", "unorderedFailover", "reprotectAfterUnplanned"})
-_VM_KEYS = frozenset({"recoveryPoint", "confirmDisableReplication"})
+_VM_KEYS = frozenset({"recoveryPoint", "confirmDisableReplication", "asrItem"})
 _VM_OR_PLAN_KEYS = frozenset({"commitApproved", "discardLostWrites"})
 
 

@@ -161,3 +161,15 @@ def test_an_item_that_is_not_the_vms_is_refused_before_anything_is_sent(
         )
     assert str(refused.value).startswith(says.replace("SQL", sql))
     assert twins.server.count("POST") == 0
+
+
+def test_an_asr_item_beside_the_plans_keys_says_it_goes_on_a_vm_entry(tmp_path: Path) -> None:
+    (tmp_path / "contoso.yaml").write_text(ASR)
+    (tmp_path / "finance.yaml").write_text(
+        PLAN.replace("  vms:\n", "  asrItem: 0c6e8a3c\n  vms:\n", 1)
+    )
+    with pytest.raises(SpecError) as caught:
+        specdir.load_specs(tmp_path)
+    assert [(p.line, p.message) for p in caught.value.problems] == [
+        (7, "'asrItem' does not go in spec: set it on a VM entry (spec.vms[N])")
+    ]
