@@ -43,6 +43,9 @@ class DesiredVM(NamedTuple):
     # either, allow_data_loss is False.
     data_loss_window: tuple[str, datetime] | None = None  # (from site, until), until aware
     data_loss_revision: str | None = None  # a git commit id, lower case, 7-40 hex digits
+    # The fabric's own id of the VM this entry means (`asrItem`: the protected
+    # item's name), when the fabric reports its name more than once.
+    vm_id: str | None = None
 
     @property
     def replication_text(self) -> str:

@@ -293,7 +293,8 @@ class Observed:
     broken: bool = False
     # Names two or more VMs of the fabric report, with those VMs (each with
     # its own `vm_id`): such a name is in no `vms` entry, since drctl never
-    # guesses which of them a spec means.
+    # guesses which of them a spec means (unless the spec pins one by its id:
+    # `core.pin`, which moves that one into `vms` and leaves the others here).
     duplicates: Mapping[str, tuple[ObservedVM, ...]] = field(default_factory=dict)
     # False for a fabric that never reports power (ASR): its active copies read
     # Unknown always, not until a site answers again (see `runs_at`).
@@ -301,6 +302,9 @@ class Observed:
     # True for a fabric that moves a whole grouped plan in its group order itself
     # (ASR recovery plans): the planner asks it when it cannot stop VMs.
     plan_failover: bool = False
+    # Names a spec pins to an id of the fabric (asrItem) that no VM of that
+    # name has, with why (`core.pin`): such a name is in no `vms` entry.
+    unpinned: Mapping[str, str] = field(default_factory=dict)
 
     def runs_at(self, vm: ObservedVM, site: str) -> bool:
         """A copy of `vm` runs at `site` as far as this fabric can ever tell.

@@ -365,6 +365,7 @@ class Executor:
             intent_id=intent.intent_id,
             plan=action.plan if action.plan_groups else None,
             plan_groups=action.plan_groups,
+            vm_ids=_pinned(self.fabrics.pins(fabric), action),
         )
         try:
             job_id = self.fabrics.start(fabric, request)
@@ -480,3 +481,11 @@ def apply(
         if clock.now() >= deadline:
             return Outcome(built, converged=False, timed_out=True)
         clock.sleep(executor.settings.poll_interval)
+
+
+def _pinned(pins: dict[str, str], action: plan.Action) -> tuple[tuple[str, str], ...]:
+    """(name, id) of each VM `action` moves that the spec pins to one item of its fabric."""
+    if not pins:
+        return ()
+    names = [action.vm, *(vm for group in action.plan_groups for vm in group)]
+    return tuple((vm, pins[vm]) for vm in dict.fromkeys(names) if vm in pins)

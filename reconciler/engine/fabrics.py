@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Self
 
 from reconciler import errors, fabric
-from reconciler.core import state
+from reconciler.core import pin, state
 from reconciler.core.desired import EMBEDDED_FABRIC, DesiredState
 from reconciler.engine import journal as journals
 from reconciler.engine import state_dir as layout
@@ -40,6 +40,9 @@ class Fabrics:
         self._open: dict[str, base.Provider] = {}
         # The journal that keeps the steps of providers running their own jobs.
         self._steps: tuple[journals.Journal, bool] | None = None
+        # The VMs each fabric's plans pin to one of its ids (asrItem), by name.
+        self._pins: dict[str, dict[str, str]] = {}
+        self._pinned_for: DesiredState | None = None
 
     @classmethod
     def of(cls, provider: base.Provider, state_dir: Path = Path()) -> Fabrics:
@@ -65,6 +68,13 @@ class Fabrics:
 
     def use(self, desired: DesiredState) -> None:
         """Learn the fabrics `desired` declares and uses; a changed declaration reopens one."""
+        if desired is not self._pinned_for:
+            self._pinned_for = desired
+            self._pins = {}
+            for plan in desired.plans:
+                for vm in plan.vms:
+                    if vm.vm_id is not None:
+                        self._pins.setdefault(plan.fabric, {})[vm.name] = vm.vm_id
         for spec in desired.fabrics:
             wanted = config.from_spec(spec, layout.fabric_dir(self._state_dir, spec.name))
             if self._configs.get(spec.name) != wanted:
@@ -108,8 +118,13 @@ class Fabrics:
             except errors.DrctlError as exc:
                 found[name] = state.Observed(sites={}, vms={}, unreachable=str(exc), broken=True)
                 continue
+            observed = pin.pinned(observed, self._pins.get(name, {}))
             found[name] = observed if name == EMBEDDED_FABRIC else _named_jobs(name, observed)
         return found
+
+    def pins(self, name: str) -> dict[str, str]:
+        """The fabric's id of each VM that the plans on fabric `name` pin to one (asrItem)."""
+        return self._pins.get(name, {})
 
     def start(self, name: str, request: base.Request) -> str:
         job_id = self.provider(name).start(request)

@@ -50,6 +50,9 @@ class Request:
     # fabric's plan-level failover, for a fabric observed with `plan_failover`.
     plan: str | None = None
     plan_groups: tuple[tuple[str, ...], ...] = ()
+    # (VM name, the fabric's id of it) for each VM of the request that the spec
+    # pins to one item (`asrItem`): the fabric acts on that item, or refuses.
+    vm_ids: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

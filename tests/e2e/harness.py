@@ -154,6 +154,37 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def daemon_command(specs: Path, state: Path, metrics_port: int, *extra: str) -> list[str]:
+    """`drctl run` as the end-to-end tests start it: quick polls and backoffs, JSON logs."""
+    return [
+        sys.executable,
+        "-m",
+        "reconciler",
+        "run",
+        str(specs),
+        "--state-dir",
+        str(state),
+        "--metrics-addr",
+        f"127.0.0.1:{metrics_port}",
+        "--poll-interval",
+        "0.05",
+        "--retry-backoff",
+        "0.2",
+        "--log-format",
+        "json",
+        *extra,
+    ]
+
+
+def metrics_text(port: int) -> str:
+    """What a daemon's /metrics on 127.0.0.1:`port` serves now; "" while it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            return str(response.read().decode())
+    except OSError:
+        return ""
+
+
 def wait_until(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
     """Poll a real process's observable state until `check` returns something truthy."""
     deadline = time.monotonic() + timeout
@@ -225,24 +256,7 @@ class Site:
         """`drctl run` on the site; `nofile` lowers its limit of open files (RLIMIT_NOFILE)."""
         with self.log.open("a") as log:
             self.daemon = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "reconciler",
-                    "run",
-                    str(self.specs),
-                    "--state-dir",
-                    str(self.state),
-                    "--metrics-addr",
-                    f"127.0.0.1:{self.metrics_port}",
-                    "--poll-interval",
-                    "0.05",
-                    "--retry-backoff",
-                    "0.2",
-                    "--log-format",
-                    "json",
-                    *extra,
-                ],
+                daemon_command(self.specs, self.state, self.metrics_port, *extra),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 text=True,
@@ -260,13 +274,7 @@ class Site:
         return code
 
     def metrics_text(self) -> str:
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2
-            ) as response:
-                return str(response.read().decode())
-        except OSError:
-            return ""
+        return metrics_text(self.metrics_port)
 
     def metric(self, name_and_labels: str) -> float | None:
         for line in self.metrics_text().splitlines():

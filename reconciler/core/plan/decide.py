@@ -190,6 +190,9 @@ class PlanContext:
             # else holds (a job running, say): most VMs, most of the time.
             return self._converged(vm, o)
         if o is None:
+            unpinned = self.observed.unpinned.get(vm.name)
+            if unpinned is not None:
+                return self.result(vm, None, Phase.BLOCKED, unpinned)
             same_name = self.observed.duplicates.get(vm.name)
             if same_name:
                 return self.result(
@@ -395,7 +398,7 @@ class PlanContext:
 
     def _fence(self, vm: DesiredVM, o: state.ObservedVM, stale: str) -> VMPlan:
         if stale in o.power_unknown and not self.observed.reports_power:
-            return hold.unseen_old_copy(self, vm, o, stale)
+            return hold.unseen_old_copy(self, vm, o, stale, self.observed.site_connected(stale))
         if stale in o.power_unknown:
             # Never a blind stop: a StopVM needs the copy known to run there.
             return self.result(vm, o, Phase.WAITING_FOR_SITE, _power_unknown(o, stale, "stop"))
@@ -439,11 +442,13 @@ class PlanContext:
 def _placed(vm: DesiredVM, o: state.ObservedVM, observed: state.Observed) -> bool:
     """Runs, committed, at its desired site and is known Off everywhere else.
 
-    Never in a protection state drctl does not know: committed is not known then.
+    Never in a protection state drctl does not know (committed is not known then), nor
+    while a job takes it away from there (`_leaving`).
     On a fabric that reports no power, "runs" is `Observed.runs_at`.
     """
     return (
         o.active_site == vm.active_site
+        and not _leaving(o)
         and o.maybe_running == (vm.active_site,)
         and observed.runs_at(o, vm.active_site)
         and o.protection_state is not ProtectionState.COMMIT_PENDING
@@ -462,6 +467,14 @@ def _protected(vm: DesiredVM, o: state.ObservedVM) -> bool:
         and rep.state is ReplicationState.REPLICATING
         and rep.health is state.Health.NORMAL
     )
+
+
+_LEAVING = state.FAILOVERS | {Operation.STOP_VM}
+
+
+def _leaving(o: state.ObservedVM) -> bool:
+    """A job runs that takes the VM away from where it is (an operator's failover, say)."""
+    return o.job is not None and o.job.running and o.job.operation in _LEAVING
 
 
 def _converged_reason(vm: DesiredVM) -> str:

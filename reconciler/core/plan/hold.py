@@ -101,18 +101,30 @@ def overwrite_accepted(ctx: context.PlanContext, vm: DesiredVM, o: state.Observe
 
 
 def unseen_old_copy(
-    ctx: context.PlanContext, vm: DesiredVM, o: state.ObservedVM, old: str
+    ctx: context.PlanContext, vm: DesiredVM, o: state.ObservedVM, old: str, reachable: bool
 ) -> VMPlan:
     """Held: on a fabric that never reports power (ASR) an old copy of Unknown power
-    stays Unknown, so waiting for it would never end; a person answers for it."""
+    stays Unknown, so waiting for it would never end; a person answers for it.
+    While its site is disconnected the VM waits for the site, saying the same."""
+    answer = (
+        f"make sure it is off at {old}, salvage what it holds, then commit "
+        f"`discardLostWrites: {o.last_failover_job or 'any'}` on the VM (reverse "
+        f"replication {o.active_site}->{old} then overwrites it)"
+    )
+    if not reachable:
+        return ctx.result(
+            vm,
+            o,
+            Phase.WAITING_FOR_SITE,
+            f"an old copy may still run at {old}, which is disconnected: waiting for {old} "
+            f"to return; the fabric reports no power, so then {answer}",
+        )
     return ctx.result(
         vm,
         o,
         Phase.HELD,
         "the fabric reports no power, so drctl cannot tell whether the old copy at "
-        f"{old} still runs: make sure it is off at {old}, salvage what it holds, then "
-        f"commit `discardLostWrites: {o.last_failover_job or 'any'}` on the VM (reverse "
-        f"replication {o.active_site}->{old} then overwrites it)",
+        f"{old} still runs: {answer}",
     )
 
 

@@ -264,6 +264,7 @@ class PlanResolver:
             confirmed,
             consent[1],
             consent[2],
+            vm.asr_item,
         )
 
     def _consent(self, path: DocPath, given: bool | DataLossScope) -> Consent:
@@ -557,6 +558,7 @@ def resolve_fabrics(
                 )
             )
             continue
+        issues.extend(_asr_items_problems(plan, found))
         if found is not None:
             for i, site in enumerate(plan.sites):
                 if site not in found.sites:
@@ -572,3 +574,26 @@ def resolve_fabrics(
                     )
         resolved.append(plan if plan.fabric == name else dataclasses.replace(plan, fabric=name))
     return resolved, issues
+
+
+def _asr_items_problems(plan: PlanSpec, fabric: FabricSpec | None) -> list[Issue]:
+    """`asrItem` on the VMs of a plan that runs on no ASR fabric: it would pick nothing."""
+    if fabric is not None and fabric.kind == "asr":
+        return []
+    runs_on = (
+        "the embedded simulator (the specs declare no Fabric)"
+        if fabric is None
+        else f"fabric '{fabric.name}', a {fabric.kind}"
+    )
+    return [
+        Issue(
+            Path(plan.file),
+            plan.doc,
+            ("spec", "vms", i, "asrItem"),
+            "asrItem names a protected item of an Azure Site Recovery vault, but plan "
+            f"'{plan.name}' runs on {runs_on}, whose VMs are known by name only: remove asrItem",
+        )
+        # A plan without problems has one DesiredVM per entry, in order.
+        for i, vm in enumerate(plan.vms)
+        if vm.vm_id is not None
+    ]

@@ -155,6 +155,9 @@ class VMEntry(Model):
     recovery_point: Token | None = None
     discard_lost_writes: Token | None = None
     confirm_disable_replication: pydantic.StrictBool | None = None
+    # The protected item's name (ARM's `name`) when two items share the VM's
+    # friendly name; an ASR fabric only (resolve.resolve_fabrics checks it).
+    asr_item: Token | None = None
 
 
 class GroupEntry(Model):
@@ -502,7 +505,7 @@ _POLICY_KEYS = frozenset(
     {"allowDataLoss", "maxParallel", "settleSeconds", "commit", "commitAfterSeconds"}
 )
 _PLAN_POLICY_KEYS = frozenset({"selfHeal", "unorderedFailover", "reprotectAfterUnplanned"})
-_VM_KEYS = frozenset({"recoveryPoint", "confirmDisableReplication"})
+_VM_KEYS = frozenset({"recoveryPoint", "confirmDisableReplication", "asrItem"})
 _VM_OR_PLAN_KEYS = frozenset({"commitApproved", "discardLostWrites"})
 
 

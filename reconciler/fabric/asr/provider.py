@@ -173,7 +173,11 @@ class AsrFabric:
             raise errors.RejectedError(f"plan {plan}: {op} is not made through a recovery plan")
         name = recovery_plan.name_of(plan)
         with self._lock:
-            located = [[self._fresh(self._item_named(vm)) for vm in group] for group in groups]
+            pins = dict(request.vm_ids)
+            located = [
+                [self._fresh(self._item_named(vm, pins.get(vm))) for vm in group]
+                for group in groups
+            ]
             flat = [item for group in located for item in group]
             if not flat:
                 raise errors.RejectedError(f"plan {plan}: no VM to move")
@@ -229,7 +233,7 @@ class AsrFabric:
         if verb is None:
             raise errors.RejectedError(f"{request.vm}: {op} is not allowed: {_not_offered(op)}")
         with self._lock:
-            item = self._fresh(self._item_named(request.vm))
+            item = self._fresh(self._item_named(request.vm, dict(request.vm_ids).get(request.vm)))
             self._check_idle(item, request.vm)
             allowed = vocabulary.allowed_of(item.raw.get("allowedOperations"))
             if op not in allowed:
@@ -379,9 +383,16 @@ class AsrFabric:
                 if (found := reading.locate(self.settings, item)) is not None
             }
 
-    def _item_named(self, vm: str) -> reading.Item:
+    def _item_named(self, vm: str, item_name: str | None = None) -> reading.Item:
+        """The item of VM `vm`: the one named `item_name` (its asrItem) when given, else
+        the only item whose friendly name is `vm`."""
         if not self._items:
             self.observe()
+        if item_name is not None:
+            problem = reading.pin_problem(self._items, vm, item_name, self.settings.vault)
+            if problem is not None:
+                raise errors.RejectedError(f"{vm}: {problem}")
+            return self._items[item_name]
         same = [item for item in self._items.values() if item.name == vm]
         if not same:
             same = [item for item in self._items.values() if item.ref.name == vm]

@@ -89,6 +89,24 @@ def locate(settings: AsrSettings, item: JSON) -> Item | None:
     )
 
 
+def pin_problem(items: Mapping[str, Item], vm: str, item_name: str, vault: str) -> str | None:
+    """Why `item_name` (a VM entry's asrItem) is not an item of `vm` in `items` (by item
+    name); None when it is: the item exists and its friendly name is the VM's."""
+    found = items.get(item_name)
+    if found is None:
+        named = sorted(i.ref.name for i in items.values() if i.name == vm)
+        return (
+            f"asrItem '{item_name}' names no protected item of vault {vault}; the items "
+            f"named {vm} are {', '.join(named) or 'none'}: set asrItem to one of them"
+        )
+    if found.name != vm:
+        return (
+            f"asrItem '{item_name}' is the protected item whose friendly name is "
+            f"'{found.name}', not '{vm}': fix asrItem, or the VM's name"
+        )
+    return None
+
+
 def _site(settings: AsrSettings, container: str | None, fabric: str | None) -> str | None:
     found = settings.site_of_container(container)
     if found is None and AZURE_FABRIC in {container, fabric}:

@@ -103,3 +103,23 @@ def test_discard_lost_writes_of_that_failover_lets_replication_reverse_over_the_
     assert (got.phase, got.action.operation) == (Phase.REPROTECTING, OP.REVERSE_REPLICATE)
     # Another failover's job is not an answer for this one.
     assert _after_unplanned(discard="job-6").phase is Phase.HELD
+
+
+def test_while_the_old_copys_site_is_down_the_vm_waits_for_it_saying_what_comes_next() -> None:
+    committed = dataclasses.replace(
+        vm(
+            "sql01",
+            "rtm",
+            unknown=("rtm", "ams"),
+            protection=ProtectionState.COMMITTED,
+            allowed=frozenset({OP.REVERSE_REPLICATE}),
+        ),
+        last_failover=FailoverKind.UNPLANNED,
+        last_failover_job="job-7",
+    )
+    got = decide(asr(observed(committed, down=("ams",))))
+    assert (got.phase, got.action) == (Phase.WAITING_FOR_SITE, None)
+    assert got.reason.startswith(
+        "an old copy may still run at ams, which is disconnected: waiting for ams to return; "
+        "the fabric reports no power, so then make sure it is off at ams"
+    )

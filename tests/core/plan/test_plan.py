@@ -194,6 +194,22 @@ def test_vm_with_a_job_running_gets_no_other_action() -> None:
     assert "the spec now wants ams: continuing after it ends" in got.reason
 
 
+def test_a_vm_that_a_failover_is_moving_away_is_not_converged_while_it_still_runs_there() -> None:
+    """An operator's failover away from the desired site, early on (the copy still runs,
+    replication still flows): never "converged" (an apply would exit 0 as it leaves)."""
+    for operation in (OP.PLANNED_FAILOVER, OP.UNPLANNED_FAILOVER, OP.STOP_VM):
+        leaving = job("sql01", operation, job_id="job-9", target="rtm", progress=0.1)
+        if operation is OP.STOP_VM:
+            leaving = job("sql01", operation, job_id="job-9", target="ams", progress=0.1)
+        o = vm("sql01", "ams", job=leaving)
+        got = decide(desired(want("sql01", "ams")), observed(o))["sql01"]
+        assert (got.converged, got.action) == (False, None), operation
+        assert f"{operation}" in got.reason and "job job-9" in got.reason
+    # A job that changes neither where it runs nor its protection leaves it converged.
+    o = vm("sql01", "ams", job=job("sql01", OP.TEST_FAILOVER, target="rtm"))
+    assert decide(desired(want("sql01", "ams")), observed(o))["sql01"].converged
+
+
 def test_spec_reverted_after_failover_commits_then_fails_back() -> None:
     """Nothing is cancelled: the finished failover is committed, then failed back."""
     o = vm(

@@ -3,7 +3,7 @@
 A site down (its VMM server's provider NotConnected, replication frozen), a
 partition (NotConnected while replication goes on), a job that fails or
 suspends, an operator in the portal (a job drctl's journal does not know),
-a move behind drctl's back, lag and a resync; errors of the API itself go
+a move behind drctl's back, an item renamed, lag and a resync; errors of the API itself go
 through `server.ArmServer.inject` (the HTTP answer of the next matching
 request), which `inject_call_error` maps each Provider call to.
 """
@@ -187,6 +187,12 @@ class VaultControls:
                 site,
                 None,
             )
+
+    def rename(self, vm: str, name: str) -> None:
+        """An operator renames `vm`'s protected item (its friendly name) in the portal; its
+        item name stays. Renamed to another item's name, two items share one friendly name."""
+        with self.vault.lock:
+            self.vault.by_friendly(vm).friendly = name
 
     def lag(self, vm: str, seconds: float) -> Health:
         with self.vault.lock:
