@@ -63,6 +63,7 @@ class Member:
         self.process: subprocess.Popen[bytes] | None = None
         self.cluster = f"{name}=http://127.0.0.1:{peer_port}"
         self.state = "new"
+        self.token = f"drctl-test-{peer_port}"  # one per cluster (`Cluster` sets it)
 
     @property
     def endpoint(self) -> str:
@@ -90,7 +91,7 @@ class Member:
                     "--initial-cluster-state",
                     self.state,
                     "--initial-cluster-token",
-                    f"drctl-test-{self.peer_port}",
+                    self.token,
                     # Short heartbeats: a killed member's peers elect within a second.
                     "--heartbeat-interval",
                     "50",
@@ -136,6 +137,7 @@ class Cluster:
         everyone = ",".join(m.cluster for m in self.members)
         for member in self.members:
             member.cluster = everyone
+            member.token = f"drctl-test-{ports[1]}"
 
     def url(self, prefix: str = "/drctl", members: list[Member] | None = None) -> str:
         chosen = self.members if members is None else members
