@@ -119,6 +119,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not watch the files (e.g. on NFS, without inotify): changes "
         "are then seen at each resync",
     )
+    run_cmd.add_argument(
+        "--lock",
+        metavar="etcd://HOST:PORT[,HOST:PORT...]/PREFIX",
+        help="one replica of several: lead or follow on an etcd lease under PREFIX, with the "
+        "journal in etcd (default: the state dir's lock, one drctl at a time)",
+    )
+    run_cmd.add_argument(
+        "--lease-ttl",
+        type=int,
+        default=15,
+        metavar="SECONDS",
+        help="with --lock: the lease's TTL; a survivor takes over within about this long "
+        "(default 15, renewed every TTL/4 s, at most 5)",
+    )
+    run_cmd.add_argument(
+        "--identity",
+        metavar="NAME",
+        help="with --lock: this replica's name in drctl_leader_info and status (default HOST:PID)",
+    )
     options.state_dir_arg(run_cmd)
     run_cmd.set_defaults(handler=_run)
 
@@ -486,6 +505,14 @@ def _run(args: argparse.Namespace) -> int:
     from reconciler.kits import clock
 
     address = _metrics_addr(args.metrics_addr) if args.metrics_addr else None
+    target = None
+    if args.lock is not None:
+        from reconciler.engine import etcd_gateway
+        from reconciler.engine.lease import etcd as election
+
+        target = etcd_gateway.parse_target(args.lock)
+        if args.lease_ttl < 2:
+            raise errors.UsageError(f"--lease-ttl must be 2 seconds or more, not {args.lease_ttl}")
     logs.configure_logging(args.log_format)
     wall = clock.WallClock()
     provider = fabrics.Fabrics(args.state_dir, wall)
@@ -517,6 +544,9 @@ def _run(args: argparse.Namespace) -> int:
         poll_interval=args.poll_interval,
         settings=settings,
         watch=not args.no_watch,
+        lock=target,
+        lease_ttl=float(args.lease_ttl),
+        identity=args.identity or (election.default_identity() if target else ""),
     )
     on_revision = loop.note_outcome(args.specs_dir) if args.git_notes else None
     runner = loop.Daemon(config, provider, wall, collected, on_revision)
