@@ -31,6 +31,7 @@ since audit reads them all.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -303,7 +304,10 @@ class EtcdJournal:
             raise LeadershipLostError(f"{why} ({self.path}): this replica starts nothing more")
         self._writes += 1
         if self._writes % COMPACT_EVERY == 0:
-            self.compact()
+            # Best effort, after the write succeeded: a failed compaction is
+            # tried again COMPACT_EVERY writes later, and never fails this one.
+            with contextlib.suppress(JournalBusyError):
+                self.compact()
         return int(answer["header"]["revision"])
 
     def _call(self, call: Callable[[], Any]) -> Any:
