@@ -569,6 +569,9 @@ class Daemon:
             updated_at=self.clock.now(),
             state_problem=self.health.problem,
             state_warnings=tuple(self.health.warnings),
+            replica=None
+            if self.replica is None
+            else self.replica.publish(self.in_force.revision if self.in_force else None),
         )
         try:
             status.write_status(self.config.state_dir, said)

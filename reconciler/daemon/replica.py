@@ -14,6 +14,7 @@ journal, so dashboards work from any replica.
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections.abc import Iterator
 
@@ -21,6 +22,7 @@ from reconciler.daemon.logs import log
 from reconciler.engine import etcd_gateway, journal_etcd
 from reconciler.engine import metrics as metrics_
 from reconciler.engine.lease import etcd as election_
+from reconciler.errors import EtcdUnavailableError
 
 
 class Replica:
@@ -52,6 +54,7 @@ class Replica:
             target=self.election.keep, args=(self._stop,), name="drctl-lease", daemon=True
         )
         self._reader: journal_etcd.EtcdJournal | None = None
+        self._published: dict[str, object] | None = None
 
     @property
     def leading(self) -> bool:
@@ -92,6 +95,29 @@ class Replica:
         else:
             self._reader.refresh()
         return self._reader
+
+    def publish(self, revision: str | None) -> dict[str, object]:
+        """Say this replica's revision in force under `PREFIX/replicas/`; what all replicas say.
+
+        For `drctl status`: the leader acts on its own revision, and shows a
+        follower's when they differ (each watches a clone of its own).
+        """
+        said: dict[str, object] = {"revisionInForce": revision, "leading": self.leading}
+        peers: dict[str, object] = {}
+        with contextlib.suppress(EtcdUnavailableError):
+            if said != self._published:
+                self.gateway.put(f"{self.target.prefix}/replicas/{self.identity}", json.dumps(said))
+                self._published = said
+            for kv in self.gateway.range_prefix(f"{self.target.prefix}/replicas/"):
+                name = etcd_gateway.key_of(kv).rpartition("/")[2]
+                peers[name] = json.loads(etcd_gateway.value_of(kv)).get("revisionInForce")
+        return {
+            "identity": self.identity,
+            "lock": str(self.target),
+            "leading": self.leading,
+            "leader": self.election.holder,
+            "revisionsInForce": peers,
+        }
 
     def _changed(self, leading: bool, holder: str | None, transition: bool) -> None:
         self._metrics.set_leader(leading)

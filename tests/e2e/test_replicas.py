@@ -14,7 +14,7 @@ from pathlib import Path
 import etcdproc
 import pytest
 from e2e import replicas
-from e2e.harness import Site, three_tier, wait_until
+from e2e.harness import OTHER_PLAN, Site, three_tier, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -110,6 +110,17 @@ def test_the_leader_survives_the_loss_of_the_etcd_member_it_talks_to(
         assert leader.leading()
         assert leader.metric("drctl_leader_transitions_total") == 0
         assert replicas.duplicates(fabric, etcd3.url(members=etcd3.members[1:])) == CLEAN
+        # A commit only the leader's clone has: it acts on it, and says the follower's.
+        follower = next(r for r in pair if r is not leader)
+        behind = follower.status()["revision"]
+        fabric.commit("hr: a comment", {"hr.yaml": OTHER_PLAN + "# owner: hr\n"})
+        leader.pull()
+
+        def says_follower_revision() -> bool:
+            said = leader.drctl("status", str(leader.specs)).stdout
+            return f"replica {follower.name} has revision {behind} in force" in said
+
+        wait_until("the leader's status to name the follower's revision", says_follower_revision)
     finally:
         stop_all(pair)
 
