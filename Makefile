@@ -25,15 +25,16 @@ lint: $(STAMP)
 	$(BIN)/mypy reconciler tests
 	$(BIN)/lint-imports --no-cache
 
-# The tests run real Prometheus and promtool (Debian package `prometheus`) and git.
+# The tests run real Prometheus and promtool (Debian package `prometheus`), git,
+# and real etcd members (Debian package `etcd-server`, 3.4: the leader election).
 system-deps:
 	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1 \
-	    || ! command -v git >/dev/null 2>&1; then \
-	  echo "installing prometheus and git with apt-get"; \
+	    || ! command -v git >/dev/null 2>&1 || ! command -v etcd >/dev/null 2>&1; then \
+	  echo "installing prometheus, git and etcd-server with apt-get"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
-	    prometheus git >/dev/null; \
+	    prometheus git etcd-server >/dev/null; \
 	fi
 
 test: system-deps lint
@@ -53,6 +54,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/spec_fuzz.py
 	$(BIN)/python bench/scrape_load.py
 	$(BIN)/python bench/journal_checks.py
+	$(BIN)/python bench/takeover.py
 
 clean:
 	rm -rf $(VENV) .drctl .mypy_cache .pytest_cache .ruff_cache

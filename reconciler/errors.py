@@ -128,6 +128,17 @@ class LockLostError(DrctlError):
     exit_code = EXIT_RUNTIME
 
 
+class LeadershipLostError(LockLostError):
+    """This replica no longer holds the etcd lease (or cannot prove it in time): it starts
+    nothing more and steps down to follower (`drctl run --lock etcd://...`)."""
+
+
+class EtcdUnavailableError(DrctlError):
+    """No etcd member of `--lock` answered."""
+
+    exit_code = EXIT_RUNTIME
+
+
 class ProviderError(DrctlError):
     """The fabric refused or failed a call."""
 

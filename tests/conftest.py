@@ -1,11 +1,13 @@
-"""Fixtures shared across the test tree: the fabrics every provider test runs against, and
-the guard that fails any test contacting an address outside this machine."""
+"""Fixtures shared across the test tree: the fabrics every provider test runs against, real
+etcd members (etcdproc.py), and the guard that fails any test contacting an address outside this machine."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
+import etcdproc
 import fabrics
 import guard
 import pytest
@@ -39,3 +41,17 @@ def make_fabric(request: pytest.FixtureRequest) -> fabrics.Factory:
     """Builds a fabric holding an inventory: once per provider in `fabrics.FACTORIES`."""
     factory: fabrics.Factory = fabrics.FACTORIES[request.param]
     return factory
+
+
+@pytest.fixture
+def etcd(tmp_path: Path) -> Iterator[etcdproc.Cluster]:
+    """One real etcd member on 127.0.0.1 (free ports, data in the test's directory)."""
+    with etcdproc.running(tmp_path / "etcd", 1) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def etcd3(tmp_path: Path) -> Iterator[etcdproc.Cluster]:
+    """A real three-member etcd cluster on 127.0.0.1."""
+    with etcdproc.running(tmp_path / "etcd3", 3) as cluster:
+        yield cluster

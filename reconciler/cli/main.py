@@ -28,7 +28,7 @@ from reconciler.kits import gcpause
 
 if TYPE_CHECKING:
     from reconciler.core import plan
-    from reconciler.engine import execute
+    from reconciler.engine import execute, journal_backend
     from reconciler.engine.lease.flock import Lease
 
 Handler = Callable[[argparse.Namespace], int]
@@ -118,6 +118,25 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not watch the files (e.g. on NFS, without inotify): changes "
         "are then seen at each resync",
+    )
+    run_cmd.add_argument(
+        "--lock",
+        metavar="etcd://HOST:PORT[,HOST:PORT...]/PREFIX",
+        help="one replica of several: lead or follow on an etcd lease under PREFIX, with the "
+        "journal in etcd (default: the state dir's lock, one drctl at a time)",
+    )
+    run_cmd.add_argument(
+        "--lease-ttl",
+        type=int,
+        default=15,
+        metavar="SECONDS",
+        help="with --lock: the lease's TTL; a survivor takes over within about this long "
+        "(default 15, renewed every TTL/4 s, at most 5)",
+    )
+    run_cmd.add_argument(
+        "--identity",
+        metavar="NAME",
+        help="with --lock: this replica's name in drctl_leader_info and status (default HOST:PID)",
     )
     options.state_dir_arg(run_cmd)
     run_cmd.set_defaults(handler=_run)
@@ -261,11 +280,11 @@ def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
     found = revision.spec_revision(args.specs_dir)
     rev = found.id
     wall = clock.WallClock()
-    history = None
-    if layout.journal_path(args.state_dir).exists():  # read-only commands create nothing
-        history = journal.Journal(args.state_dir, writer=False)
+    history = _shared_journal(args.state_dir)
+    if history is None and layout.journal_path(args.state_dir).exists():
+        history = journal.Journal(args.state_dir, writer=False)  # read-only: creates nothing
     with fabrics.open_for(desired, args.state_dir, wall) as opened:
-        if history is not None:
+        if isinstance(history, journal.Journal):
             # A provider that runs its own jobs reads their steps there (Hyper-V).
             opened.keep_steps(history, writable=False)
         observed = opened.observe(desired.fabrics_in_use())
@@ -283,6 +302,18 @@ def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
     provenance = plan.Provenance(own, found.made_at, rev, unsettled, stopped)
     built = plan.build_plans(desired, observed, wall.now(), attempts, provenance=provenance)
     return built, rev
+
+
+def _shared_journal(state_dir: Path) -> journal_backend.Backend | None:
+    """The journal in etcd of the replica whose state dir this is (`run --lock`), else None."""
+    from reconciler.engine import etcd_gateway, journal_etcd, status
+
+    said = status.read_status(state_dir)
+    lock = None if said is None or said.replica is None else said.replica.get("lock")
+    if not isinstance(lock, str):
+        return None
+    target = etcd_gateway.parse_target(lock)
+    return journal_etcd.EtcdJournal(etcd_gateway.Gateway(target.endpoints), target)
 
 
 def _without_cyclic_gc(handler: Handler) -> Handler:
@@ -497,6 +528,14 @@ def _run(args: argparse.Namespace) -> int:
     from reconciler.kits import clock
 
     address = _metrics_addr(args.metrics_addr) if args.metrics_addr else None
+    target = None
+    if args.lock is not None:
+        from reconciler.engine import etcd_gateway
+        from reconciler.engine.lease import etcd as election
+
+        target = etcd_gateway.parse_target(args.lock)
+        if args.lease_ttl < 2:
+            raise errors.UsageError(f"--lease-ttl must be 2 seconds or more, not {args.lease_ttl}")
     logs.configure_logging(args.log_format)
     wall = clock.WallClock()
     provider = fabrics.Fabrics(args.state_dir, wall)
@@ -528,6 +567,9 @@ def _run(args: argparse.Namespace) -> int:
         poll_interval=args.poll_interval,
         settings=settings,
         watch=not args.no_watch,
+        lock=target,
+        lease_ttl=float(args.lease_ttl),
+        identity=args.identity or (election.default_identity() if target else ""),
     )
     on_revision = loop.note_outcome(args.specs_dir) if args.git_notes else None
     runner = loop.Daemon(config, provider, wall, collected, on_revision)

@@ -17,7 +17,7 @@ from reconciler.core.desired import DesiredState, PlanSpec
 from reconciler.core.state import Observed
 from reconciler.daemon import change, in_force
 from reconciler.daemon.logs import log
-from reconciler.engine import fabrics, journal
+from reconciler.engine import fabrics, journal_backend
 
 
 class Gate:
@@ -32,7 +32,7 @@ class Gate:
         force: in_force.InForce,
         desired: DesiredState,
         fabric: fabrics.Fabrics,
-        history: journal.Journal,
+        history: journal_backend.Backend,
     ) -> bool:
         """Whether `desired` (revision `rev`) may not replace `force`; says why once."""
         before = force.desired

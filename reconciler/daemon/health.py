@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from reconciler.daemon.logs import log
-from reconciler.engine import fabrics, journal, journal_file, state_check
+from reconciler.engine import fabrics, journal, journal_backend, journal_file, state_check
 from reconciler.engine import metrics as metrics_
 from reconciler.engine import state_dir as layout
 from reconciler.errors import DrctlError, JournalBusyError, StateDirError, StateWriteError
@@ -38,6 +38,7 @@ class StateHealth:
         metrics: metrics_.Metrics,
         clock: clocks.Clock,
         busy_timeout: float = journal.BUSY_TIMEOUT,
+        opener: journal_backend.Opener | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.metrics = metrics
@@ -48,13 +49,17 @@ class StateHealth:
         self.journal_usable = True
         self.problem: str | None = None  # why nothing starts now, as logged
         self.warnings: list[str] = []  # what was found wrong at start and gone on with
-        self._journal: journal.Journal | None = None
+        self._journal: journal_backend.Backend | None = None
+        # The state dir's SQLite journal, unless the daemon journals elsewhere (etcd).
+        self._opener = opener or (
+            lambda: journal.Journal(self.state_dir, busy_timeout=self.busy_timeout)
+        )
         self._in_force_kept = False  # whether a revision in force was kept when it opened
 
-    def open_journal(self) -> journal.Journal | None:
+    def open_journal(self) -> journal_backend.Backend | None:
         """The journal, opened and checked; None (said) while it cannot be used."""
         try:
-            opened = journal.Journal(self.state_dir, busy_timeout=self.busy_timeout)
+            opened = self._opener()
         except StateDirError as exc:
             self.trouble(exc)
             return None

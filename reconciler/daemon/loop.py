@@ -9,33 +9,47 @@ the last valid one stays in force, and is kept in the state dir so that a
 restarted daemon acts on it too. A state dir that takes no writes, or a
 journal drctl refuses or waits for, stops nothing but the starts
 (daemon/health.py): the daemon goes on by itself once it can journal again.
-Waiting for the lock is daemon/leader.py; what each pass tells (its log
-lines, the outcome of a revision, git notes) is daemon/progress.py.
+Waiting for the lock is daemon/leader.py; with `--lock etcd://...` it is
+one replica of several (daemon/replica.py): it leads or follows, and a
+follower's pass observes and plans without starting anything or writing the
+journal. What each pass tells (its log lines, the outcome of a revision,
+git notes) is daemon/progress.py.
 Called by `drctl run` (cli).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
 from reconciler.core import plan
 from reconciler.core.desired import DesiredState
-from reconciler.daemon import admit, health, in_force, leader, progress
+from reconciler.daemon import admit, health, in_force, leader, progress, replica
 from reconciler.daemon.logs import log
-from reconciler.engine import execute, fabrics, journal, state_check, status
+from reconciler.engine import (
+    etcd_gateway,
+    execute,
+    fabrics,
+    journal,
+    journal_backend,
+    state_check,
+    status,
+)
 from reconciler.engine import metrics as metrics_
 from reconciler.engine import state_dir as layout
 from reconciler.engine.lease import flock
 from reconciler.errors import (
     EXIT_RUNTIME,
     GitError,
+    LeadershipLostError,
     LockLostError,
     SpecError,
     StateDirError,
@@ -79,6 +93,10 @@ class Config:
     settings: execute.Settings = dataclasses.field(default_factory=execute.Settings)
     watch: bool = True  # False: changes are seen only at each resync (no inotify)
     journal_busy_timeout: float = journal.BUSY_TIMEOUT
+    # `--lock etcd://...`: one replica of several on an etcd lease, the journal in etcd.
+    lock: etcd_gateway.Target | None = None
+    lease_ttl: float = 15.0
+    identity: str = ""
 
 
 class Daemon:
@@ -104,27 +122,39 @@ class Daemon:
         self.last_change_at: datetime | None = None
         self._changed = True
         self._executor: execute.Executor | None = None
-        self._journal: journal.Journal | None = None
+        self._journal: journal_backend.Backend | None = None
         self._lease: flock.Lease | None = None  # the fabric lock, while `run` holds it
+        self.replica: replica.Replica | None = None
+        opener: journal_backend.Opener | None = None
+        if config.lock is not None:
+            self.replica = replica.Replica(
+                config.lock, config.lease_ttl, config.identity, self.metrics, self.wake
+            )
+            opener = self.replica.leader_journal
         self.health = health.StateHealth(
-            config.state_dir, self.metrics, clock, config.journal_busy_timeout
+            config.state_dir, self.metrics, clock, config.journal_busy_timeout, opener
         )
         # What each pass changed, told once (`progress`).
         self.progress = progress.Progress(clock, self.metrics, self.health, on_revision)
+        self._fabrics: fabrics.Fabrics | None = None  # a lone provider, as a follower uses it
         self._unsaved = False  # the revision in force is not kept in the state dir yet
         self._journal_checked = False  # whether a new journal was checked for a lost one
 
     # --- the loop ------------------------------------------------------------
 
     def run(self) -> int:
-        """Reconcile until asked to stop; hold the fabric lock throughout."""
-        held = leader.hold_lock(
-            self.config.state_dir, self.stop, self.health, self.metrics, STATE_RETRY
-        )
-        if held is None:
-            log.info("stopped while waiting for the lock; nothing was started")
-            return 0
-        stack, self._lease = held
+        """Reconcile until asked to stop; hold the fabric lock (or campaign) throughout."""
+        if self.replica is None:
+            held = leader.hold_lock(
+                self.config.state_dir, self.stop, self.health, self.metrics, STATE_RETRY
+            )
+            if held is None:
+                log.info("stopped while waiting for the lock; nothing was started")
+                return 0
+            stack, self._lease = held
+        else:
+            stack = contextlib.ExitStack()
+            stack.enter_context(self.replica.campaigning())
         with stack:
             self.prepare()
             watcher = threading.Thread(target=self._watch, name="drctl-watch", daemon=True)
@@ -137,7 +167,7 @@ class Daemon:
                     if now >= next_resync:
                         self._changed = True
                         next_resync = now + timedelta(seconds=self.config.resync)
-                    wait = self.reconcile_once()
+                    wait = self._pass_as_leader_or_follower()
                     wait = min(wait, max(0.0, (next_resync - self.clock.now()).total_seconds()))
                     if self.wake.wait(timeout=wait):
                         self.wake.clear()
@@ -157,9 +187,31 @@ class Daemon:
         return 0
 
     def prepare(self) -> None:
-        """Pick up what a previous daemon left: open journal entries, the revision in force."""
+        """Pick up what a previous daemon left: open journal entries, the revision in force.
+
+        A replica opens its executor when it leads (`_pass_as_leader_or_follower`).
+        """
         self._restore_in_force()
-        self._open_executor()
+        if self.replica is None:
+            self._open_executor()
+
+    def _pass_as_leader_or_follower(self) -> float:
+        """One pass; a replica that lost the lease drops its executor and follows."""
+        if self.replica is not None and not self.replica.leading and self._executor is not None:
+            self._step_down()
+        try:
+            return self.reconcile_once()
+        except LeadershipLostError as exc:
+            if self.replica is None:
+                raise
+            log.warning("%s", exc, extra={"event": "lease_lost", "error": str(exc)})
+            self._step_down()
+            return 0.0
+
+    def _step_down(self) -> None:
+        """Stop acting: the jobs run on in the fabric; the next leader follows them."""
+        self.close()
+        self.progress.recorded.clear()
 
     def _open_executor(self) -> bool:
         """Open the journal and the executor on it; False (said) while the journal cannot be."""
@@ -173,7 +225,7 @@ class Daemon:
             self.clock,
             self.config.settings,
             on_event=self._event,
-            check_lock=self._lease.check if self._lease is not None else None,
+            check_lock=self._check_lock(),
             on_retired=progress.tell_retired,
         )
         if self._executor.write_error is not None:
@@ -182,6 +234,45 @@ class Daemon:
         # weighed (`_read_revision`): look at the specs again now.
         self._changed = True
         return True
+
+    def _check_lock(self) -> Callable[[], None] | None:
+        if self.replica is not None:
+            return self.replica.check
+        return self._lease.check if self._lease is not None else None
+
+    def _follow(self, force: in_force.InForce) -> Result:
+        """A follower's pass: observe and plan from the shared journal; start and write nothing."""
+        assert self.replica is not None  # noqa: S101 (only replicas follow)
+        try:
+            history = self.replica.reader()
+            self.provider_fabrics.use(force.desired)
+            observed = self.provider_fabrics.observe(force.desired.fabrics_in_use())
+            built = execute.plan_observed(
+                history,
+                observed,
+                force.desired,
+                force.revision,
+                self.clock.now(),
+                self.config.settings,
+                force.made_at,
+            )
+        except StateDirError as exc:
+            self.health.trouble(exc)
+            return Result(metrics_.RECONCILE_ERROR, STATE_RETRY)
+        except Exception:
+            log.exception("follower pass failed; retrying")  # the same broad catch, following
+            return Result(metrics_.RECONCILE_ERROR, min(5.0, self.config.resync))
+        self.metrics.update_from_plan(built, fabrics.merge(observed.values()))
+        # Followers look again often: the jobs the leader follows move the VMs.
+        return Result(metrics_.RECONCILE_SUCCESS, min(PENDING_POLL, self.config.resync))
+
+    @property
+    def provider_fabrics(self) -> fabrics.Fabrics:
+        if isinstance(self.provider, fabrics.Fabrics):
+            return self.provider
+        if self._fabrics is None:
+            self._fabrics = fabrics.Fabrics.of(self.provider, self.config.state_dir)
+        return self._fabrics
 
     def close(self) -> None:
         """Close the journal: its WAL is checkpointed into journal.db (the loop's end does it)."""
@@ -220,6 +311,8 @@ class Daemon:
             self._read_revision()
         if self.in_force is None:
             return Result(metrics_.RECONCILE_INVALID_SPEC, self.config.resync)
+        if self.replica is not None and not self.replica.leading:
+            return self._follow(self.in_force)
         if self._executor is None and not self._open_executor():
             return Result(metrics_.RECONCILE_ERROR, STATE_RETRY)  # the journal: said why
         assert self._executor is not None  # noqa: S101 (just opened)
@@ -332,7 +425,10 @@ class Daemon:
         self.spec_error = None
         if self.in_force is None or self.in_force.revision != rev.id:
             executor, history = self._executor, self._journal
-            if self.in_force is not None and (executor is None or history is None):
+            following = self.replica is not None and not self.replica.leading
+            if following:
+                pass  # a follower acts on nothing: the leader weighs what a revision orphans
+            elif self.in_force is not None and (executor is None or history is None):
                 # The journal cannot be used (health says why): what a new revision
                 # would orphan cannot be weighed, so it waits for the next look.
                 self.revision_seen = None
@@ -474,6 +570,9 @@ class Daemon:
             updated_at=self.clock.now(),
             state_problem=self.health.problem,
             state_warnings=tuple(self.health.warnings),
+            replica=None
+            if self.replica is None
+            else self.replica.publish(self.in_force.revision if self.in_force else None),
         )
         try:
             status.write_status(self.config.state_dir, said)

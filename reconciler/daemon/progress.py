@@ -19,7 +19,7 @@ from reconciler.core import plan, state
 from reconciler.core.plan import Phase
 from reconciler.daemon import health, in_force
 from reconciler.daemon.logs import log
-from reconciler.engine import execute, journal
+from reconciler.engine import execute, journal, journal_backend
 from reconciler.engine import metrics as metrics_
 from reconciler.errors import GitError, StateDirError
 from reconciler.fabric import base
@@ -64,7 +64,7 @@ class Progress:
         built: plan.Plan,
         force: in_force.InForce,
         executor: execute.Executor,
-        history: journal.Journal | None,
+        history: journal_backend.Backend | None,
     ) -> None:
         """Log what changed in `built`, record convergence, and time the plans that moved."""
         converged = []
@@ -135,7 +135,7 @@ class Progress:
         built: plan.Plan,
         force: in_force.InForce,
         executor: execute.Executor,
-        history: journal.Journal | None,
+        history: journal_backend.Backend | None,
     ) -> None:
         """Once per revision and outcome: converged, or stuck until a human acts."""
         if built.converged:

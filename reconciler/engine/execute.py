@@ -19,9 +19,10 @@ per VM and operation or per job, and `next_retry_at` says until when. A
 blip of the fabric's API never makes a VM Blocked. An action drctl's hard
 rules forbid (`engine.guard`: never CancelFailover or CompleteMigration,
 DisableReplication only when confirmed) is journaled as refused and never
-reaches the provider. `check_lock` (the held `lease.flock.Lease.check`) runs
-at each step that may start and before each start: raising LockLostError
-there, it ends the step before anything more starts.
+reaches the provider. `check_lock` (the held `lease.flock.Lease.check`, or
+the etcd lease's `lease.etcd.Election.check`) runs at each step that may
+start, before each intent and again just before each provider call: raising
+LockLostError there, it ends the step before anything more starts.
 
 A journal write that fails (the state dir read-only or full, its lock held
 by another process) starts nothing more: no call is made whose intent is not
@@ -47,7 +48,7 @@ from reconciler.core.desired import EMBEDDED_FABRIC, DesiredState
 from reconciler.engine import backoff as backoffs
 from reconciler.engine import event as events
 from reconciler.engine import fabrics as fabrics_
-from reconciler.engine import guard
+from reconciler.engine import guard, journal_backend
 from reconciler.engine import intent as intents
 from reconciler.engine import journal as journals
 from reconciler.errors import (
@@ -87,7 +88,7 @@ class Executor:
     def __init__(
         self,
         provider: base.Provider | fabrics_.Fabrics,
-        journal: journals.Journal,
+        journal: journal_backend.Backend,
         clock: clocks.Clock,
         settings: Settings | None = None,
         on_event: Callable[[Event], None] | None = None,
@@ -196,19 +197,15 @@ class Executor:
         self.observed = self.fabrics.observe(desired.fabrics_in_use())
         self.last_observed = fabrics_.merge(self.observed.values())
         self._fabric_of = {p.name: p.fabric for p in desired.plans}
-        now = self.clock.now()
-        attempts = self.journal.attempts(revision, self.settings.backoff)
-        provenance = plan.Provenance(
-            self.journal.own_jobs(),
-            revision_made_at,
+        built = plan_observed(
+            self.journal,
+            self.observed,
+            desired,
             revision,
-            self.journal.unsettled(revision),
-            self.journal.stopped_by_drctl(),
+            self.clock.now(),
+            self.settings,
+            revision_made_at,
         )
-        with gcpause.gc_paused():
-            built = plan.build_plans(
-                desired, self.observed, now, attempts, self.settings.max_attempts, provenance
-            )
         if start and self.write_error is None:
             self.start_ready(built, desired, revision, hold)
         if start and self.write_error is None:
@@ -367,6 +364,9 @@ class Executor:
             plan_groups=action.plan_groups,
             vm_ids=_pinned(self.fabrics.pins(fabric), action),
         )
+        # Just before the call: the lease's local deadline (etcd), or the state
+        # dir still the one locked. From here to the fabric is the fencing window.
+        self._check_lock()
         try:
             job_id = self.fabrics.start(fabric, request)
         except ThrottledError as exc:
@@ -410,6 +410,33 @@ class Executor:
             )
         self._emit(events.of_action(EventKind.STARTED, action, now, job_id=job_id))
         return _Started.YES
+
+
+def plan_observed(
+    journal: journal_backend.Backend,
+    observed: dict[str, state.Observed],
+    desired: DesiredState,
+    revision: str,
+    now: datetime,
+    settings: Settings,
+    revision_made_at: datetime | None = None,
+) -> plan.Plan:
+    """The plan of what the fabrics report, with what the journal says drctl did.
+
+    The attempts spent, drctl's own moves and stops, and its unsettled calls:
+    the executor plans so each step, and a follower replica (daemon/loop.py)
+    so each pass, reading the journal only.
+    """
+    attempts = journal.attempts(revision, settings.backoff)
+    provenance = plan.Provenance(
+        journal.own_jobs(),
+        revision_made_at,
+        revision,
+        journal.unsettled(revision),
+        journal.stopped_by_drctl(),
+    )
+    with gcpause.gc_paused():
+        return plan.build_plans(desired, observed, now, attempts, settings.max_attempts, provenance)
 
 
 class _Started(Enum):

@@ -22,8 +22,8 @@ from reconciler import errors, fabric
 from reconciler.core import pin, state
 from reconciler.core.desired import EMBEDDED_FABRIC, DesiredState
 from reconciler.engine import journal as journals
+from reconciler.engine import journal_backend, step_log
 from reconciler.engine import state_dir as layout
-from reconciler.engine import step_log
 from reconciler.fabric import base, config
 from reconciler.kits import clock as clocks
 
@@ -39,7 +39,7 @@ class Fabrics:
         }
         self._open: dict[str, base.Provider] = {}
         # The journal that keeps the steps of providers running their own jobs.
-        self._steps: tuple[journals.Journal, bool] | None = None
+        self._steps: tuple[journal_backend.Backend, bool] | None = None
         # The VMs each fabric's plans pin to one of its ids (asrItem), by name.
         self._pins: dict[str, dict[str, str]] = {}
         self._pinned_for: DesiredState | None = None
@@ -51,7 +51,7 @@ class Fabrics:
         fabrics._open[EMBEDDED_FABRIC] = provider
         return fabrics
 
-    def keep_steps(self, journal: journals.Journal, *, writable: bool = True) -> None:
+    def keep_steps(self, journal: journal_backend.Backend, *, writable: bool = True) -> None:
         """Hand `journal` to every provider that runs its own multi-step jobs, now and
         when it opens (`fabric.base.OwnsJobs`); `writable` False for a command that
         only reads (status, plan)."""
@@ -63,6 +63,11 @@ class Fabrics:
         if self._steps is None or not isinstance(provider, base.OwnsJobs):
             return
         journal, writable = self._steps
+        if not isinstance(journal, journals.Journal):
+            # The steps live in the SQLite journal only: a provider that runs its own
+            # jobs starts nothing rather than keep them where a new leader cannot see.
+            provider.use_step_log(step_log.UnsharedStepLog(name))
+            return
         log = step_log.JournalStepLog(journal, name, provider.fabric_kind, writable=writable)
         provider.use_step_log(log)
 

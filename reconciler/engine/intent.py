@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ParamSpec
 
-from reconciler.engine import adopt
+from reconciler.engine import adopt, journal_backend
 from reconciler.engine import backoff as backoffs
 from reconciler.engine import fabrics as fabrics_
 from reconciler.engine import journal as journals
@@ -32,7 +32,7 @@ class Intents:
 
     def __init__(
         self,
-        journal: journals.Journal,
+        journal: journal_backend.Backend,
         fabrics: fabrics_.Fabrics,
         clock: clocks.Clock,
         backoff: backoffs.Backoff,

@@ -32,11 +32,12 @@ import dataclasses
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from reconciler.core import plan
 from reconciler.core.desired import EMBEDDED_FABRIC
@@ -118,6 +119,7 @@ DEFERRED = "deferred"  # a transient error or throttling: retried after a backof
 # or unsettled when a new revision came into force.
 ABANDONED = "abandoned"
 _OPEN = (INTENDED, RUNNING, UNSETTLED)
+OPEN = _OPEN  # the results of an action whose outcome drctl has not seen (either backend)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +140,8 @@ class Entry:
     direction: str | None = None  # `<from>-><to>` of a failover or a replication change
     fabric: str = EMBEDDED_FABRIC  # the fabric it was issued to (older rows: the embedded one)
     intent_id: str | None = None  # passed on with the call; None in rows of older journals
+    # The leader's fencing token when it recorded the intent (the etcd journal only).
+    fencing_token: int | None = None
 
 
 class Journal:
@@ -514,27 +518,35 @@ class Journal:
             "WHERE revision = ? AND result IN (?, ?, ?) ORDER BY id",
             (revision, FAILED, SUCCEEDED, DEFERRED),
         ).fetchall()
-        found: dict[tuple[str, Operation], _Tally] = {}
-        for vm, operation, result, error, finished_at, retry_after in rows:
-            key = (vm, Operation(operation))
-            if result == SUCCEEDED:
-                found.pop(key, None)
-                continue
-            tally = found.setdefault(key, _Tally())
-            at = datetime.fromisoformat(finished_at)
-            if result == FAILED:
-                tally.failures += 1
-                tally.deferrals = 0
-                tally.error = error or "unknown error"
-                tally.retry_at = at + timedelta(seconds=backoff(tally.failures))
-                continue
-            tally.deferrals += 1
-            if not tally.failures:
-                tally.error = error or "unknown error"
-            wait = backoff(tally.deferrals) if retry_after is None else float(retry_after)
-            retry_at = at + timedelta(seconds=wait)
-            tally.retry_at = retry_at if tally.retry_at is None else max(tally.retry_at, retry_at)
-        return {key: plan.Attempts(t.failures, t.error, t.retry_at) for key, t in found.items()}
+        return tally_attempts(rows, backoff)
+
+
+def tally_attempts(
+    rows: Iterable[tuple[Any, ...]], backoff: Callable[[int], float]
+) -> dict[tuple[str, Operation], plan.Attempts]:
+    """`Journal.attempts` of rows (vm, operation, result, error, finished_at, retry_after) of
+    one revision's failed, succeeded and deferred actions in journal order (either backend)."""
+    found: dict[tuple[str, Operation], _Tally] = {}
+    for vm, operation, result, error, finished_at, retry_after in rows:
+        key = (vm, Operation(operation))
+        if result == SUCCEEDED:
+            found.pop(key, None)
+            continue
+        tally = found.setdefault(key, _Tally())
+        at = datetime.fromisoformat(finished_at)
+        if result == FAILED:
+            tally.failures += 1
+            tally.deferrals = 0
+            tally.error = error or "unknown error"
+            tally.retry_at = at + timedelta(seconds=backoff(tally.failures))
+            continue
+        tally.deferrals += 1
+        if not tally.failures:
+            tally.error = error or "unknown error"
+        wait = backoff(tally.deferrals) if retry_after is None else float(retry_after)
+        retry_at = at + timedelta(seconds=wait)
+        tally.retry_at = retry_at if tally.retry_at is None else max(tally.retry_at, retry_at)
+    return {key: plan.Attempts(t.failures, t.error, t.retry_at) for key, t in found.items()}
 
 
 @dataclass(slots=True)

@@ -6,7 +6,9 @@ with the pass's outcome, `record_event` for each executor event, `set_spec`
 when the revision in force or its validity changes, `observe_placement` and
 `observe_convergence` when a plan it was moving arrives, `set_leader` when
 it takes the fabric lock (and `drctl_leader` is 0 while it waits for it:
-a daemon that does not act serves no plan or VM series), `set_state_dir`
+a daemon that does not act serves no plan or VM series; a follower of an
+etcd lease does, it observes), `set_leader_seen` and `count_renew_failure`
+from the etcd lease (engine/lease/etcd.py), `set_state_dir`
 when its state dir stops or starts taking writes or its journal is refused
 or waited for; `serve` exposes /metrics through engine/endpoint.py. The
 names below are a contract with dashboards, the alert rules in
@@ -63,6 +65,9 @@ FAILOVER_DATA_LOSS_SECONDS = "drctl_failover_data_loss_seconds"
 REVISION_REFUSED = "drctl_revision_refused"
 SPEC_REVISION_READABLE = "drctl_spec_revision_readable"
 LEADER = "drctl_leader"
+LEADER_INFO = "drctl_leader_info"
+LEADER_TRANSITIONS_TOTAL = "drctl_leader_transitions_total"
+LEASE_RENEW_FAILURES_TOTAL = "drctl_lease_renew_failures_total"
 STATE_WRITABLE = "drctl_state_writable"
 JOURNAL_USABLE = "drctl_journal_usable"
 
@@ -460,6 +465,25 @@ class Metrics:
             "another drctl acts, and this one serves no plan or VM series).",
             registry=r,
         )
+        # The etcd lease (`drctl run --lock etcd://...`); absent holder: no series.
+        self._leader_info = prometheus_client.Gauge(
+            LEADER_INFO,
+            "1, naming the replica that holds the etcd lease as this replica last saw it.",
+            ("identity",),
+            registry=r,
+        )
+        self._leader_identity: str | None = None
+        self._transitions = prometheus_client.Counter(
+            LEADER_TRANSITIONS_TOTAL,
+            "Times this replica saw the etcd lease pass to a new holder (itself included).",
+            registry=r,
+        )
+        self._renew_failures = prometheus_client.Counter(
+            LEASE_RENEW_FAILURES_TOTAL,
+            "Renewals of this replica's etcd lease that no etcd member answered: it starts "
+            "nothing until one succeeds, and steps down at its deadline.",
+            registry=r,
+        )
         self._data_loss = prometheus_client.Histogram(
             FAILOVER_DATA_LOSS_SECONDS,
             "Seconds of writes lost, one sample per finished failover (0 for planned ones).",
@@ -523,6 +547,20 @@ class Metrics:
     def set_leader(self, leader: bool) -> None:
         """Whether this daemon holds the fabric lock (1) or waits for it (0, the start)."""
         self._leader.set(1.0 if leader else 0.0)
+
+    def set_leader_seen(self, identity: str | None, *, transition: bool) -> None:
+        """The etcd lease's holder as this replica saw it last; `transition`: a new one."""
+        if identity != self._leader_identity:
+            if self._leader_identity is not None:
+                self._leader_info.remove(self._leader_identity)
+            if identity is not None:
+                self._leader_info.labels(identity).set(1)
+            self._leader_identity = identity
+        if transition:
+            self._transitions.inc()
+
+    def count_renew_failure(self) -> None:
+        self._renew_failures.inc()
 
     def set_state_dir(self, *, writable: bool, journal_usable: bool) -> None:
         """Whether the state dir takes writes, and whether the journal can be used."""

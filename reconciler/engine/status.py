@@ -47,6 +47,9 @@ class DaemonStatus:
     # What it found wrong at start and went on with: a journal that lost
     # records, a revision in force it could not read.
     state_warnings: tuple[str, ...] = ()
+    # With `--lock etcd://...`: this replica's identity, whether it leads, the
+    # holder it saw, the lock, and the revision in force of every replica.
+    replica: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,6 +68,8 @@ class DaemonStatus:
             "revisionError": self.revision_error,
             "stateProblem": self.state_problem,
             "stateWarnings": list(self.state_warnings),
+            # Only a replica of `--lock etcd://...` says it (a lone daemon's JSON is as it was).
+            **({} if self.replica is None else {"replica": self.replica}),
         }
 
     @classmethod
@@ -108,6 +113,7 @@ class DaemonStatus:
             updated_at=at,
             state_problem=_optional_str({"stateProblem": None, **data}, "stateProblem"),
             state_warnings=tuple(warnings),
+            replica=data["replica"] if isinstance(data.get("replica"), dict) else None,
         )
 
 

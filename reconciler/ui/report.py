@@ -318,6 +318,8 @@ def print_daemon(daemon: status.DaemonStatus | None, revision: str, out: TextIO)
         rev, reasons = daemon.refused
         for reason in reasons:
             print(f"  newest revision {rev} refused, kept out: {reason}", file=out)
+    if daemon.replica is not None:
+        _print_replica(daemon.replica, in_force, out)
     if daemon.revision_error is not None:
         print(f"  the spec revision cannot be read: {daemon.revision_error}", file=out)
     if daemon.state_problem is not None:
@@ -465,3 +467,13 @@ class Progress:
         if self.live and self._drawn:
             self.out.write(f"\x1b[{self._drawn}F\x1b[J")
             self._drawn = 0
+
+
+def _print_replica(replica: dict[str, Any], in_force: str | None, out: TextIO) -> None:
+    """A replica of `--lock etcd://...`: whom it follows, and the replicas acting on another
+    revision than this one's (each watches a clone of its own)."""
+    role = "leads" if replica.get("leading") else f"follows {replica.get('leader') or 'no one yet'}"
+    print(f"  replica {replica.get('identity')} {role} on {replica.get('lock')}", file=out)
+    for name, revision in sorted(dict(replica.get("revisionsInForce") or {}).items()):
+        if name != replica.get("identity") and revision != in_force:
+            print(f"  replica {name} has revision {revision} in force", file=out)

@@ -12,14 +12,16 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import etcdproc
 import pytest
 from builders import TIMINGS
 from fabric.hyperv import harness
 from fabric.hyperv.emulator import PREAMBLE
 
 from reconciler import errors
+from reconciler.core.desired import EMBEDDED_FABRIC
 from reconciler.core.state import JobState, Operation, Power, ProtectionState
-from reconciler.engine import guard
+from reconciler.engine import etcd_gateway, fabrics, guard, journal_etcd
 from reconciler.fabric import base
 from reconciler.fabric.hyperv import provider as hv
 from reconciler.fabric.sim.inventory import Inventory, InventoryVM
@@ -264,3 +266,23 @@ def test_a_test_failover_and_its_cleanup(hvt: harness.HyperVUnderTest, clock: Vi
 
 def test_the_open_provider_without_pypsrp_names_the_extra() -> None:
     assert hv.INSTALL == "pip install 'drctl[hyperv]'"
+
+
+def test_with_the_shared_journal_in_etcd_a_hyperv_fabric_starts_nothing_and_says_why(
+    hvt: harness.HyperVUnderTest, etcd: etcdproc.Cluster
+) -> None:
+    """Its steps live in the local SQLite journal only: a new leader at the other site
+    could not see them and might send a non-idempotent cmdlet twice."""
+    target = etcd_gateway.parse_target(etcd.url())
+    gateway = etcd_gateway.Gateway(target.endpoints)
+    try:
+        opened = fabrics.Fabrics.of(hvt.open())
+        shared = journal_etcd.EtcdJournal(gateway, target)
+        opened.keep_steps(shared)
+        provider = opened.provider(EMBEDDED_FABRIC)
+        with pytest.raises(errors.TerminalError) as refused:
+            provider.start(base.Request("web01", OP.PLANNED_FAILOVER, "rtm"))
+    finally:
+        gateway.close()
+    assert "with `run --lock etcd://...` a new leader could not see them" in str(refused.value)
+    assert calls(hvt) == []  # no cmdlet sent
