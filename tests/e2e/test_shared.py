@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 from e2e import providers
 from e2e.harness import three_tier
+from fabric.hyperv import harness as hv_harness
 
 from reconciler.core.state import Operation
 from reconciler.fabric.sim.timing import Timings
@@ -87,12 +88,19 @@ def test_a_three_tier_plan_fails_over_through_a_failed_job_and_back(
     twice = Counter(dict.fromkeys(providers.VMS, 2))
     assert moves(driver, OP.UNPLANNED_FAILOVER) == Counter()
     if driver.stops_vms:
-        assert moves(driver, OP.COMMIT) == twice
-        assert moves(driver, OP.REVERSE_REPLICATE) == twice
         # Dependents stopped first, then each VM failed over by itself, each way; sql01's
         # failed failover once more.
         assert moves(driver, OP.STOP_VM) == twice
         assert moves(driver, OP.PLANNED_FAILOVER) == twice + Counter({"sql01": 1})
+        if driver.planned_reverses:
+            # Hyper-V: the planned failover reversed replication itself; nothing to commit.
+            assert moves(driver, OP.COMMIT) == Counter()
+            assert moves(driver, OP.REVERSE_REPLICATE) == Counter()
+            assert isinstance(driver, providers.HyperVDriver)
+            assert_hyperv_round_trip(driver)
+        else:
+            assert moves(driver, OP.COMMIT) == twice
+            assert moves(driver, OP.REVERSE_REPLICATE) == twice
     else:
         # ASR cannot stop a VM: the plan fails over whole through drctl-finance, each way,
         # and its failed job once more; each way committed and reprotected through it too.
@@ -100,6 +108,26 @@ def test_a_three_tier_plan_fails_over_through_a_failed_job_and_back(
         assert moves(driver, OP.COMMIT) == Counter({PLAN: 2})
         assert moves(driver, OP.REVERSE_REPLICATE) == Counter({PLAN: 2})
         assert moves(driver, OP.STOP_VM) == Counter()
+
+
+def assert_hyperv_round_trip(driver: providers.HyperVDriver) -> None:
+    """Each VM's cmdlets, each way, as Microsoft documents a planned failover; sql01's first
+    Start-VMFailover on the replica failed, and drctl reverted its own -Prepare."""
+    ams, rtm = (hv_harness.host_of(s) for s in ("ams", "rtm"))
+
+    def planned(src: str, dst: str) -> list[tuple[str, str]]:
+        return [(src, "stop"), (src, "prepare"), (dst, "failover"), (dst, "reverse"), (dst, "start")]
+
+    for vm in providers.VMS:
+        sent = [(c.host, c.command) for c in driver.hosts.calls if c.vm == vm]
+        over = planned(ams, rtm)
+        if vm == "sql01":
+            over = [*over[:3], (ams, "stop-failover"), *over[1:]]
+        assert sent == over + planned(rtm, ams), vm
+    failed = [c for c in driver.hosts.calls if c.refused is not None]
+    assert [(c.host, c.command, c.vm, c.refused) for c in failed] == [
+        (rtm, "failover", "sql01", "OperationFailed")
+    ]
 
 
 def test_an_outage_fails_over_with_scoped_consent_and_the_split_brain_is_never_guessed(
