@@ -75,6 +75,7 @@ class Driver:
     stops_vms = True  # False: a grouped plan moves through the fabric's own plan (ASR)
     reports_power = True  # False: a copy the fabric keeps active reads Unknown (ASR)
     planned_reverses = False  # True: a planned failover reverses replication itself (Hyper-V)
+    pace = 1.0  # how much longer than the simulator a step takes (a process per cmdlet: Hyper-V)
 
     def __init__(self, root: Path, timings: Timings = TIMINGS) -> None:
         self.root = root
@@ -132,6 +133,11 @@ class Driver:
 
     def want(self, text: str) -> None:
         (self.specs / "finance.yaml").write_text(text)
+
+    def seconds(self, on_sim: float) -> str:
+        """A `--timeout` that lets drctl do on this fabric what it does in `on_sim` s on the
+        simulator."""
+        return f"{on_sim * self.pace:g}"
 
     def apply(self, *extra: str) -> subprocess.CompletedProcess[str]:
         return self.drctl(
@@ -335,6 +341,7 @@ HV_STARTS = {
 class HyperVDriver(Driver):
     name = "hyperv"
     planned_reverses = True
+    pace = 2.0
 
     def __init__(self, root: Path, timings: Timings = TIMINGS) -> None:
         super().__init__(root, timings)

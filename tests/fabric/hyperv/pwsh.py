@@ -2,8 +2,8 @@
 
 drctl's local runner (`transport: {local: {executable: pwsh}}`) starts one
 `pwsh -NoProfile -NonInteractive -Command -` per script, the script wrapped in
-`Invoke-Command -ComputerName <host>`. tests/fabric/hyperv/bin/pwsh (first on
-PATH, `env()`) hands its arguments and stdin to `PwshServer`, a TCP server on
+`Invoke-Command -ComputerName <host>`. The stand-in (standin_pwsh.py, written
+as `pwsh` into a directory first on PATH, `env()`) hands its arguments and stdin to `PwshServer`, a TCP server on
 127.0.0.1 in the test's process holding one `Emulator`, so the hosts' state
 lives across drctl processes and the test reads and changes it directly
 (`controls`, under the same lock). The server unwraps the script with its own
@@ -23,7 +23,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socketserver
+import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,7 +38,7 @@ from fabric.hyperv.emulator import Emulator, State
 from reconciler import errors
 from reconciler.fabric.hyperv.runner import Result
 
-BIN = Path(__file__).parent / "bin"
+STANDIN = Path(__file__).with_name("standin_pwsh.py")
 ARGV = ["-NoProfile", "-NonInteractive", "-Command", "-"]
 # The local runner's wrapper (reconciler/fabric/hyperv/local.py), written here again so that
 # a change there fails these tests instead of passing unread.
@@ -93,6 +96,11 @@ class PwshServer:
         self.calls: list[Call] = []
         self.refused: list[str] = []
         self._holds: list[Hold] = []
+        self.bin = Path(tempfile.mkdtemp(prefix="drctl-pwsh-"))
+        standin = self.bin / "pwsh"
+        # This interpreter, without site (-S): a pyenv shim would cost 0.2 s a script.
+        standin.write_text(f"#!{sys.executable} -S\n" + STANDIN.read_text())
+        standin.chmod(0o755)
         self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
@@ -103,7 +111,7 @@ class PwshServer:
         """drctl's environment: the stand-in pwsh first on PATH, pointed at this server."""
         return {
             **os.environ,
-            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}",
             "DRCTL_TEST_PWSH_PORT": str(self.port),
         }
 
@@ -123,6 +131,7 @@ class PwshServer:
             held.release()
         self._server.shutdown()
         self._server.server_close()
+        shutil.rmtree(self.bin, ignore_errors=True)
 
     # --- one script ------------------------------------------------------------------
 

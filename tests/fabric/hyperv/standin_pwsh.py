@@ -1,11 +1,11 @@
-#!/usr/bin/env -S python3 -S
 """A stand-in `pwsh` for the Hyper-V end-to-end tests: what drctl's local runner runs.
 
 It hands its arguments and the script on its stdin to the emulated hosts of
 tests/fabric/hyperv/pwsh.py (a TCP server on 127.0.0.1, at the port that
 DRCTL_TEST_PWSH_PORT names), which checks and runs it, and prints what the
-server answers, exiting with the code it gives. Only the standard library
-(and `-S`): it starts once per script drctl sends.
+server answers, exiting with the code it gives. `PwshServer` writes it as
+`pwsh` into a directory of its own with this interpreter in its first line
+and `-S`: it starts once per script drctl sends, so only the standard library.
 """
 
 import json
