@@ -16,6 +16,13 @@ fabric's own evidence, never drctl's journal.
   AzureCliCredential (the stand-in `az`) and TLS through REQUESTS_CA_BUNDLE.
   ASR cannot stop VMs, reports no power, and moves a grouped plan through
   its recovery plan `drctl-finance`: `stops_vms` is False.
+- `HyperVDriver`: the emulated Hyper-V hosts of tests/fabric/hyperv behind a
+  stand-in `pwsh` (tests/fabric/hyperv/pwsh.py), reached by drctl's local
+  runner (`transport: {local: {executable: pwsh}}`). A planned failover
+  includes the reverse replication (nothing to commit or reprotect after
+  it), a stale copy is turned off (`Stop-VM -TurnOff`), and there are no
+  service-side jobs: what drctl started is read from the cmdlets the hosts
+  ran (`planned_reverses` is True).
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from typing import Any
 from e2e.harness import daemon_command, free_port, metrics_text, wait_until
 from fabric.asr import harness
 from fabric.asr import vault as v
+from fabric.hyperv import harness as hv_harness
+from fabric.hyperv import pwsh
 
 from reconciler.core.state import Operation
 from reconciler.fabric import base
@@ -65,6 +74,8 @@ class Driver:
     name = ""
     stops_vms = True  # False: a grouped plan moves through the fabric's own plan (ASR)
     reports_power = True  # False: a copy the fabric keeps active reads Unknown (ASR)
+    planned_reverses = False  # True: a planned failover reverses replication itself (Hyper-V)
+    pace = 1.0  # how much longer than the simulator a step takes (a process per cmdlet: Hyper-V)
 
     def __init__(self, root: Path, timings: Timings = TIMINGS) -> None:
         self.root = root
@@ -122,6 +133,11 @@ class Driver:
 
     def want(self, text: str) -> None:
         (self.specs / "finance.yaml").write_text(text)
+
+    def seconds(self, on_sim: float) -> str:
+        """A `--timeout` that lets drctl do on this fabric what it does in `on_sim` s on the
+        simulator."""
+        return f"{on_sim * self.pace:g}"
 
     def apply(self, *extra: str) -> subprocess.CompletedProcess[str]:
         return self.drctl(
@@ -309,4 +325,83 @@ class AsrDriver(Driver):
         self.built.close()
 
 
-DRIVERS: dict[str, type[Driver]] = {"sim": SimDriver, "asr": AsrDriver}
+# What each cmdlet the hosts ran says drctl started (a planned failover's Start-VMFailover on
+# the replica and -Reverse are its own later steps; its Stop-VM, when the VM still ran, counts
+# as a StopVM).
+HV_STARTS = {
+    "prepare": Operation.PLANNED_FAILOVER,
+    "complete": Operation.COMMIT,
+    "as-replica": Operation.REVERSE_REPLICATE,
+    "stop": Operation.STOP_VM,
+    "resync": Operation.RESYNC,
+    "test": Operation.TEST_FAILOVER,
+}
+
+
+class HyperVDriver(Driver):
+    name = "hyperv"
+    planned_reverses = True
+    pace = 2.0
+
+    def __init__(self, root: Path, timings: Timings = TIMINGS) -> None:
+        super().__init__(root, timings)
+        inventory = Inventory(
+            ("ams", "rtm"), tuple(InventoryVM(n, "ams", ("ams", "rtm")) for n in VMS), timings
+        )
+        self.hosts = pwsh.PwshServer(hv_harness.state_of(inventory))
+        hv_harness.populate(self.hosts.emulator, inventory)
+        (self.specs / "hv.yaml").write_text(
+            "apiVersion: drctl/v1\nkind: Fabric\nmetadata: {name: hv}\nspec:\n"
+            "  hyperv:\n    credential: {kerberos: {}}\n"
+            "    transport: {local: {executable: pwsh}}\n"
+            "  sites:\n"
+            + "".join(f"    {s}: {{hosts: [{hv_harness.host_of(s)}]}}\n" for s in ("ams", "rtm"))
+        )
+
+    def env(self) -> dict[str, str]:
+        return self.hosts.env()
+
+    def site_down(self, site: str) -> None:
+        with self.hosts.lock:
+            self.hosts.controls.site_down(site)
+
+    def site_up(self, site: str) -> None:
+        with self.hosts.lock:
+            self.hosts.controls.site_up(site)
+
+    def fail_next(self, vm: str, operation: Operation, times: int = 1) -> None:
+        # A planned failover fails at the replica's Start-VMFailover, after the source was
+        # shut down and prepared: drctl reverts its own -Prepare (Stop-VMFailover).
+        with self.hosts.lock:
+            self.hosts.controls.inject_failure(
+                vm, operation, times, after_shutdown=operation is Operation.PLANNED_FAILOVER
+            )
+
+    def failover_by_hand(self, vm: str, site: str) -> None:
+        host = hv_harness.host_of(site)
+        for line in (
+            f"Start-VMFailover -VMName '{vm}' -Confirm:$false",
+            f"Start-VM -Name '{vm}'",
+        ):
+            result = self.hosts.by_hand(host, line)
+            assert not result.errors, result.errors
+
+    def started(self) -> list[Started]:
+        found = []
+        for i, call in enumerate(self.hosts.calls):
+            op = HV_STARTS.get(call.command)
+            if call.command == "failover":
+                before = [c for c in self.hosts.calls[:i] if c.vm == call.vm]
+                if not before or before[-1].command != "prepare":
+                    op = Operation.UNPLANNED_FAILOVER
+            if op is not None:
+                found.append((call.vm, str(op)))
+        return found
+
+    def close(self) -> None:
+        super().close()
+        self.hosts.close()
+        assert self.hosts.refused == [], self.hosts.refused  # the emulator knew every script
+
+
+DRIVERS: dict[str, type[Driver]] = {"sim": SimDriver, "asr": AsrDriver, "hyperv": HyperVDriver}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import signal
 import time
 from collections import Counter
@@ -26,6 +27,7 @@ from pathlib import Path
 import pytest
 from e2e import providers
 from e2e.harness import three_tier
+from fabric.hyperv import harness as hv_harness
 
 from reconciler.core.state import Operation
 from reconciler.fabric.sim.timing import Timings
@@ -87,12 +89,19 @@ def test_a_three_tier_plan_fails_over_through_a_failed_job_and_back(
     twice = Counter(dict.fromkeys(providers.VMS, 2))
     assert moves(driver, OP.UNPLANNED_FAILOVER) == Counter()
     if driver.stops_vms:
-        assert moves(driver, OP.COMMIT) == twice
-        assert moves(driver, OP.REVERSE_REPLICATE) == twice
         # Dependents stopped first, then each VM failed over by itself, each way; sql01's
         # failed failover once more.
         assert moves(driver, OP.STOP_VM) == twice
         assert moves(driver, OP.PLANNED_FAILOVER) == twice + Counter({"sql01": 1})
+        if driver.planned_reverses:
+            # Hyper-V: the planned failover reversed replication itself; nothing to commit.
+            assert moves(driver, OP.COMMIT) == Counter()
+            assert moves(driver, OP.REVERSE_REPLICATE) == Counter()
+            assert isinstance(driver, providers.HyperVDriver)
+            assert_hyperv_round_trip(driver)
+        else:
+            assert moves(driver, OP.COMMIT) == twice
+            assert moves(driver, OP.REVERSE_REPLICATE) == twice
     else:
         # ASR cannot stop a VM: the plan fails over whole through drctl-finance, each way,
         # and its failed job once more; each way committed and reprotected through it too.
@@ -100,6 +109,32 @@ def test_a_three_tier_plan_fails_over_through_a_failed_job_and_back(
         assert moves(driver, OP.COMMIT) == Counter({PLAN: 2})
         assert moves(driver, OP.REVERSE_REPLICATE) == Counter({PLAN: 2})
         assert moves(driver, OP.STOP_VM) == Counter()
+
+
+def assert_hyperv_round_trip(driver: providers.HyperVDriver) -> None:
+    """Each VM's cmdlets, each way, as Microsoft documents a planned failover; sql01's first
+    Start-VMFailover on the replica failed, and drctl reverted its own -Prepare."""
+    ams, rtm = (hv_harness.host_of(s) for s in ("ams", "rtm"))
+
+    def planned(src: str, dst: str) -> list[tuple[str, str]]:
+        return [
+            (src, "stop"),
+            (src, "prepare"),
+            (dst, "failover"),
+            (dst, "reverse"),
+            (dst, "start"),
+        ]
+
+    for vm in providers.VMS:
+        sent = [(c.host, c.command) for c in driver.hosts.calls if c.vm == vm]
+        over = planned(ams, rtm)
+        if vm == "sql01":
+            over = [*over[:3], (ams, "stop-failover"), *over[1:]]
+        assert sent == over + planned(rtm, ams), vm
+    failed = [c for c in driver.hosts.calls if c.refused is not None]
+    assert [(c.host, c.command, c.vm, c.refused) for c in failed] == [
+        (rtm, "failover", "sql01", "OperationFailed")
+    ]
 
 
 def test_an_outage_fails_over_with_scoped_consent_and_the_split_brain_is_never_guessed(
@@ -116,7 +151,7 @@ def test_an_outage_fails_over_with_scoped_consent_and_the_split_brain_is_never_g
     until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 7200))
     consent = f"allowDataLoss: {{from: ams, until: '{until}'}}"
     driver.want(with_policy(three_tier("rtm"), consent))
-    done = driver.apply("--timeout", "4")
+    done = driver.apply("--timeout", driver.seconds(4))
     assert done.returncode == 1, done.stdout + done.stderr  # the old copies may still run
     vms = driver.vms()
     assert {vm["observed"]["activeSite"] for vm in vms.values()} == {"rtm"}
@@ -132,7 +167,7 @@ def test_an_outage_fails_over_with_scoped_consent_and_the_split_brain_is_never_g
 
     # ams returns: both copies may run, and the ams copies may hold writes rtm lacks.
     driver.site_up("ams")
-    done = driver.apply("--timeout", "2")
+    done = driver.apply("--timeout", driver.seconds(2))
     assert done.returncode == 1, done.stdout + done.stderr
     vms = driver.vms()
     assert moves(driver, OP.REVERSE_REPLICATE) == Counter()  # nothing overwrote ams
@@ -142,6 +177,12 @@ def test_an_outage_fails_over_with_scoped_consent_and_the_split_brain_is_never_g
         assert moves(driver, OP.STOP_VM) == Counter(dict.fromkeys(providers.VMS, 1))
         assert {vm["phase"] for vm in vms.values()} == {"Held"}
         assert all("discardLostWrites" in vm["reason"] for vm in vms.values())
+        if isinstance(driver, providers.HyperVDriver):  # turned off, at the host holding it
+            ams = hv_harness.host_of("ams")
+            assert {(c.host, c.script) for c in driver.hosts.calls if c.command == "stop"} == {
+                (ams, f"$ErrorActionPreference = 'Stop'\nStop-VM -Name '{n}' -TurnOff -Force")
+                for n in providers.VMS
+            }
     else:
         # ASR can neither stop the old copies nor tell whether they run: each VM is Held
         # for a person to answer for the copy at ams, and nothing reverses replication
@@ -175,6 +216,11 @@ def test_a_split_brain_made_by_hand_is_held_and_never_guessed(driver: providers.
     assert (web["phase"], web["observed"]["activeSite"]) == ("Held", "rtm")
     assert "failed over to rtm outside drctl" in web["reason"]
     assert "commit `activeSite: rtm` to accept it" in web["reason"]
+    # The fabric's name for that failover: the simulator's job; on Hyper-V, which keeps no
+    # jobs, the failed-over copy it reads (a failover none of drctl's jobs explains).
+    by_hand = re.search(r" by job (\S+);", web["reason"])
+    assert by_hand is not None, web["reason"]
+    assert driver.started() == []  # nothing committed, nothing turned off
     # Both copies run (the simulator sees them); ASR sees neither, so both may.
     power = "Running" if driver.reports_power else "Unknown"
     assert web["observed"]["power"] == {"ams": power, "rtm": power}
@@ -194,8 +240,8 @@ def test_a_split_brain_made_by_hand_is_held_and_never_guessed(driver: providers.
     if driver.reports_power:
         assert web["phase"] == "Held"
         assert web["reason"].startswith(
-            "copies run at rtm and ams, and the failover to rtm (job job-000001) was made "
-            "outside drctl, which cannot tell which copy took writes last"
+            f"copies run at rtm and ams, and the failover to rtm (job {by_hand.group(1)}) was "
+            "made outside drctl, which cannot tell which copy took writes last"
         )
         assert driver.started() == []  # drctl started nothing, on any VM
     else:

@@ -511,8 +511,14 @@ class HyperVFabric:
 
     def _last_failover(
         self, records: dict[str, _Record], vm_id: str, sides: reading.Sides
-    ) -> tuple[str, datetime, float | None] | None:
-        """drctl's latest succeeded failover of the VM (its job, end and data loss)."""
+    ) -> tuple[str, datetime | None, float | None] | None:
+        """drctl's latest succeeded failover of the VM (its job, end and data loss); for a
+        failed-over copy none of drctl's failovers explains, an id of its own (`_outside`)."""
+        failed_over = next((c for c in sides.copies.values() if c.failed_over), None)
+        if failed_over is not None and not any(
+            _explains(r, failed_over) for r in records.values() if r.vm_id == vm_id
+        ):
+            return _outside(failed_over), None, None
         ended = [
             r
             for r in records.values()
@@ -522,6 +528,29 @@ class HyperVFabric:
             return None
         latest = max(ended, key=lambda r: r.ended_at or r.started_at)
         return latest.id, latest.ended_at or latest.started_at, latest.loss
+
+
+def _explains(record: _Record, copy: reading.Copy) -> bool:
+    """Whether drctl's job `record` can be the failover that left `copy` failed over: one to
+    its site that was under way after the copy last received replication (a failover freezes
+    the replica's LastReplicationTime; one that replicated after the job ended was failed
+    over again since, by someone else)."""
+    if record.op not in FAILOVERS or record.target_site != copy.site:
+        return False
+    return (
+        copy.last_replication is None
+        or record.ended_at is None
+        or copy.last_replication <= record.ended_at
+    )
+
+
+def _outside(copy: reading.Copy) -> str:
+    """The id of a failover made outside drctl (Hyper-V keeps no job of it): stable while
+    the copy stays failed over, another for the next one (its LastReplicationTime differs),
+    so that `discardLostWrites` names this failover and no other."""
+    seen = copy.last_replication.isoformat() if copy.last_replication else "never"
+    digest = uuid.uuid5(uuid.NAMESPACE_URL, f"hv-outside/{copy.vm_id}/{copy.site}/{seen}")
+    return f"hv-outside-{digest.hex[:12]}"
 
 
 def _started(job: Job) -> datetime:

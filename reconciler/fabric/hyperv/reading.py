@@ -178,7 +178,7 @@ def observed_vm(
     connected: frozenset[str],
     job: Job | None,
     *,
-    last_failover: tuple[str, datetime, float | None] | None = None,
+    last_failover: tuple[str, datetime | None, float | None] | None = None,
     seen_at: datetime | None = None,
 ) -> ObservedVM:
     """One VM's copies as drctl's observation; `last_failover`: (job, end, loss) of drctl's
