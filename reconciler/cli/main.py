@@ -253,6 +253,30 @@ def _executor_args(parser: argparse.ArgumentParser, poll_interval: float) -> Non
         default=3,
         help="failed attempts per VM, operation and revision before Blocked",
     )
+    parser.add_argument(
+        "--max-parallel",
+        type=_positive,
+        metavar="N",
+        help="operations in flight across every plan and fabric (default: each plan's own "
+        "policy.maxParallel only)",
+    )
+    parser.add_argument(
+        "--max-failovers-per-revision",
+        type=_positive,
+        metavar="N",
+        help="a revision that would fail over more VMs than N, across every plan, moves none "
+        "of them (default: no limit beyond each plan's policy.maxFailoversPerRevision)",
+    )
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
 
 
 def _settings(args: argparse.Namespace) -> execute.Settings:
@@ -262,6 +286,8 @@ def _settings(args: argparse.Namespace) -> execute.Settings:
         poll_interval=args.poll_interval,
         backoff_base=args.retry_backoff,
         max_attempts=args.max_attempts,
+        max_parallel=args.max_parallel,
+        max_failovers_per_revision=args.max_failovers_per_revision,
     )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
+from reconciler.core.state import Operation
 from reconciler.errors import SpecProblem
 
 DEFAULT_MAX_PARALLEL = 10
@@ -79,6 +80,10 @@ class PlanSpec:
     self_heal: bool = False  # move VMs moved outside drctl back without a newer revision
     unordered_failover: bool = False  # fail a grouped plan over without the group order
     reprotect_after_unplanned: str = "wait"  # wait | auto
+    # policy.deadlines: (operation, seconds) a job may run before it is Stuck.
+    deadlines: tuple[tuple[Operation, float], ...] = ()
+    max_failovers_per_revision: int | None = None  # policy.maxFailoversPerRevision
+    suspend: bool = False  # spec.suspend: start nothing, report drift
 
 
 @dataclass(frozen=True)

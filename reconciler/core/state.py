@@ -305,6 +305,10 @@ class Observed:
     # Names a spec pins to an id of the fabric (asrItem) that no VM of that
     # name has, with why (`core.pin`): such a name is in no `vms` entry.
     unpinned: Mapping[str, str] = field(default_factory=dict)
+    # How long each operation typically takes on this fabric, in seconds (the
+    # simulator's timings); the planner's default deadlines come from it, and
+    # from `plan.guardrail.TYPICAL_SECONDS` for a fabric that says nothing.
+    typical_durations: Mapping[Operation, float] = field(default_factory=dict)
 
     def runs_at(self, vm: ObservedVM, site: str) -> bool:
         """A copy of `vm` runs at `site` as far as this fabric can ever tell.

@@ -76,6 +76,10 @@ class Settings:
     backoff_base: float = 2.0
     backoff_cap: float = 60.0
     max_attempts: int = plan.MAX_ATTEMPTS
+    # `--max-parallel`: jobs in flight across every plan and fabric (None: each plan's own cap).
+    max_parallel: int | None = None
+    # `--max-failovers-per-revision`: above it a revision moves none of its VMs.
+    max_failovers_per_revision: int | None = None
 
     def backoff(self, failures: int) -> float:
         """Seconds to wait after the n-th consecutive failure: base, 2x base, 4x base..."""
@@ -310,7 +314,10 @@ class Executor:
             for vp in built.vms
             if vp.observed is not None and vp.observed.job is not None and vp.observed.job.running
         )
+        cap = self.settings.max_parallel
         for action in built.ready_actions():
+            if cap is not None and in_flight.total() >= cap:
+                break  # across every plan and fabric (`--max-parallel`)
             if in_flight[action.plan] >= built.max_parallel.get(action.plan, 1):
                 continue
             fabric = self._fabric_of.get(action.plan, EMBEDDED_FABRIC)
@@ -436,7 +443,15 @@ def plan_observed(
         journal.stopped_by_drctl(),
     )
     with gcpause.gc_paused():
-        return plan.build_plans(desired, observed, now, attempts, settings.max_attempts, provenance)
+        return plan.build_plans(
+            desired,
+            observed,
+            now,
+            attempts,
+            settings.max_attempts,
+            provenance,
+            settings.max_failovers_per_revision,
+        )
 
 
 class _Started(Enum):

@@ -45,6 +45,8 @@ VM_CONVERGED = "drctl_vm_converged"
 VM_INFO = "drctl_vm_info"
 VM_BLOCKED = "drctl_vm_blocked"
 VM_HELD = "drctl_vm_held"
+VM_STUCK = "drctl_vm_stuck"
+VM_SUSPENDED = "drctl_vm_suspended"
 VM_RUNNING = "drctl_vm_running"
 PLAN_CONVERGED = "drctl_plan_converged"
 PLAN_PLACED = "drctl_plan_placed"
@@ -135,6 +137,8 @@ class _VMRow(NamedTuple):
     blocked: float
     held: float
     running: float  # 1, 0, or NaN: see `vm_running`
+    stuck: float
+    suspended: float
 
 
 class _ReplicationRow(NamedTuple):
@@ -190,6 +194,13 @@ class _StateCollector(Collector):
             )
             yield _family(
                 VM_HELD, [Sample(VM_HELD, {"plan": r.plan, "vm": r.vm}, r.held) for r in vms]
+            )
+            yield _family(
+                VM_STUCK, [Sample(VM_STUCK, {"plan": r.plan, "vm": r.vm}, r.stuck) for r in vms]
+            )
+            yield _family(
+                VM_SUSPENDED,
+                [Sample(VM_SUSPENDED, {"plan": r.plan, "vm": r.vm}, r.suspended) for r in vms],
             )
             yield _family(
                 VM_RUNNING,
@@ -288,6 +299,11 @@ _HELP = {
         "Whether the VM is Held (1): the fabric changed outside drctl, or a step would "
         "destroy writes; `drctl status` says what to commit."
     ),
+    VM_STUCK: (
+        "Whether a job of the VM runs past its deadline (1, policy.deadlines): followed, "
+        "never cancelled; `drctl status` names the job and how long it has run."
+    ),
+    VM_SUSPENDED: "Whether the VM's plan is suspended (1, spec.suspend): drctl starts nothing.",
     VM_RUNNING: (
         "Whether a copy of the VM is known to run (1: at its desired site, or still at "
         "the source of a move), no copy runs anywhere (0), or the fabric cannot tell "
@@ -384,6 +400,8 @@ def _snapshot(built: plan.Plan, observed: state.Observed) -> _Snapshot:
                 1.0 if vp.phase is Phase.BLOCKED else 0.0,
                 1.0 if vp.phase is Phase.HELD else 0.0,
                 vm_running(vp),
+                1.0 if vp.phase is Phase.STUCK else 0.0,
+                1.0 if vp.phase is Phase.SUSPENDED else 0.0,
             )
         )
         rep = rpo_replication(vp)

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from reconciler.core import state
 from reconciler.core.desired import DesiredState
-from reconciler.core.plan import decide, fallback, order, plan_level, retry
+from reconciler.core.plan import decide, fallback, guardrail, order, plan_level, retry
 from reconciler.core.plan.model import (
     MAX_ATTEMPTS,
     Action,
@@ -79,7 +79,10 @@ def build_plan(
     for plan_spec in desired.plans:
         ctx = decide.PlanContext(plan_spec, observed, now, provenance)
         decided = [tried(ctx.decide(vm)) for vm in plan_spec.vms]
-        vm_plans.extend(plan_level.merge(ctx, fallback.after_blocked_move(ctx, decided, tried)))
+        merged = plan_level.merge(ctx, fallback.after_blocked_move(ctx, decided, tried))
+        limit = plan_spec.max_failovers_per_revision
+        merged = guardrail.limit_moves(merged, limit, guardrail.moves(merged))
+        vm_plans.extend(guardrail.suspend(plan_spec, merged))
         if (path := ctx.failover_path()) is not None:
             paths[plan_spec.name] = path
     managed = {vm.name for vm in desired.vms()}
@@ -103,12 +106,15 @@ def build_plans(
     attempts: AttemptsByAction | None = None,
     max_attempts: int = MAX_ATTEMPTS,
     provenance: Provenance | None = None,
+    max_failovers_per_revision: int | None = None,
 ) -> Plan:
     """`build_plan` for plans on several fabrics, each against its fabric's observation.
 
     `observed` maps each fabric a plan uses to what it reports. A fabric
     missing from it, or reported unreachable, leaves its plans' VMs waiting
     with the reason; the other fabrics' plans are planned as if alone.
+    `max_failovers_per_revision` caps the VMs a revision moves across every
+    plan (`drctl run --max-failovers-per-revision`): above it none moves.
     """
     parts = []
     for name in desired.fabric_names():
@@ -118,9 +124,14 @@ def build_plans(
     for name, seen in observed.items():  # a fabric observed with no plan on it
         if name not in desired.fabric_names():
             unmanaged.update(seen.vms, seen.duplicates)
+    vm_plans = [vp for part in parts for vp in part.vms]
+    if max_failovers_per_revision is not None:
+        # Moves of suspended plans wait for their plan: not counted until it resumes.
+        counted = [i for i in guardrail.moves(vm_plans) if vm_plans[i].phase is not Phase.SUSPENDED]
+        vm_plans = guardrail.limit_moves(vm_plans, max_failovers_per_revision, counted, flag=True)
     return Plan(
-        vms=tuple(vp for part in parts for vp in part.vms),
-        actions=tuple(order.sort_actions(a for part in parts for a in part.actions)),
+        vms=tuple(vm_plans),
+        actions=tuple(order.sort_actions(vp.action for vp in vm_plans if vp.action is not None)),
         unmanaged=tuple(sorted(unmanaged)),
         max_parallel={p.name: p.max_parallel for p in desired.plans},
         failover_paths={k: v for part in parts for k, v in part.failover_paths.items()},

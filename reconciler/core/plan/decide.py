@@ -27,6 +27,7 @@ from reconciler.core.plan import (
     commit,
     context,
     failover,
+    guardrail,
     hold,
     order,
     reading,
@@ -357,6 +358,9 @@ class PlanContext:
         return commit.decide_commit(self, vm, o, done, site, then)
 
     def _job_running(self, vm: DesiredVM, o: state.ObservedVM, job: state.Job) -> VMPlan:
+        late = guardrail.past_deadline(self.plan, self.observed, o, job, self.now)
+        if late is not None:
+            return self.result(vm, o, Phase.STUCK, late)
         where = f" to {job.target_site}" if job.target_site else ""
         reason = f"{job.operation}{where} running ({job.progress:.0%}, job {job.id})"
         if not _moves_towards(job, vm, o):

@@ -32,6 +32,10 @@ class Phase(StrEnum):
     # destroy the only copy of some writes. The reason says what to commit.
     HELD = "Held"
     WAITING_FOR_USER = "WaitingForUser"  # a job in the fabric waits for a manual step
+    # A job runs past its deadline (policy.deadlines): followed, never cancelled.
+    STUCK = "Stuck"
+    # The plan says `suspend: true`: nothing starts, drift is still reported.
+    SUSPENDED = "Suspended"
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,9 @@ def pending(built: Plan) -> Pending:
         if vp.phase in _HUMAN_PHASES:
             human.append(f"{vp.plan}/{vp.name}")
         elif observed_job is not None and observed_job.running:
-            jobs += 1
+            jobs += 1  # a Stuck job, or one a suspended plan follows, too
+        elif vp.phase is Phase.SUSPENDED:
+            human.append(f"{vp.plan}/{vp.name}")  # until a commit resumes the plan
         elif action is not None and action.ready:
             ready += 1
         elif vp.phase in _FABRIC_PHASES:

@@ -39,6 +39,7 @@ from reconciler.core.spec.schema import (
     recovery_point_problem,
     shown,
 )
+from reconciler.core.state import Operation
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,12 @@ class PlanResolver:
             self_heal=bool(body.policy.self_heal),
             unordered_failover=bool(body.policy.unordered_failover),
             reprotect_after_unplanned=body.policy.reprotect_after_unplanned or "wait",
+            deadlines=tuple(
+                (Operation(op), seconds)
+                for op, seconds in (body.policy.deadlines.items() if body.policy.deadlines else ())
+            ),
+            max_failovers_per_revision=body.policy.max_failovers_per_revision,
+            suspend=bool(body.suspend),
         )
 
     def _inherited(self) -> _Inherited:

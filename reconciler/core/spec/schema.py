@@ -86,6 +86,7 @@ Token = VMName
 MAX_SECONDS = 7 * 24 * 3600
 Seconds = Annotated[float, pydantic.Field(ge=0, le=MAX_SECONDS, strict=True, allow_inf_nan=False)]
 MAX_PARALLEL = 10_000
+MAX_FAILOVERS = 1_000_000
 
 
 class DataLossScope(Model):
@@ -123,6 +124,63 @@ DataLoss = Annotated[
 ]
 
 
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+DURATION_RULE = "a duration such as 30m, 1h30m, 90s or a number of seconds, above 0 and at most 7d"
+
+
+def _duration(value: Any) -> float:
+    """`30m`, `1h30m`, `90s` or a number of seconds, as seconds (above 0, at most a week)."""
+    seconds: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (found := _DURATION.match(value.strip())) and value.strip():
+        hours, minutes, secs = (int(part or 0) for part in found.groups())
+        seconds = float(hours * 3600 + minutes * 60 + secs)
+    if seconds is None or not 0 < seconds <= MAX_SECONDS:
+        raise pydantic_core.PydanticCustomError("duration", f"must be {DURATION_RULE}")
+    return seconds
+
+
+Duration = Annotated[float, pydantic.BeforeValidator(_duration)]
+# Operations whose job is a full copy of the VM: its progress is watched, never timed.
+_UNTIMED = ("EnableReplication", "Resync")
+
+
+class Deadlines(Model):
+    """`policy.deadlines`: how long a job of each operation may run before the VM is Stuck."""
+
+    model_config = pydantic.ConfigDict(alias_generator=None, populate_by_name=False)
+
+    planned_failover: Duration | None = pydantic.Field(None, alias="PlannedFailover")
+    unplanned_failover: Duration | None = pydantic.Field(None, alias="UnplannedFailover")
+    apply_recovery_point: Duration | None = pydantic.Field(None, alias="ApplyRecoveryPoint")
+    commit: Duration | None = pydantic.Field(None, alias="Commit")
+    reverse_replicate: Duration | None = pydantic.Field(None, alias="ReverseReplicate")
+    test_failover: Duration | None = pydantic.Field(None, alias="TestFailover")
+    test_failover_cleanup: Duration | None = pydantic.Field(None, alias="TestFailoverCleanup")
+    stop_vm: Duration | None = pydantic.Field(None, alias="StopVM")
+    start_vm: Duration | None = pydantic.Field(None, alias="StartVM")
+    disable_replication: Duration | None = pydantic.Field(None, alias="DisableReplication")
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _no_initial_replication(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in _UNTIMED:
+                if key in data:
+                    raise pydantic_core.PydanticCustomError(
+                        "untimed",
+                        f"{key} has no deadline: it copies the whole VM, and drctl "
+                        "watches its progress instead; remove it",
+                    )
+        return data
+
+    def items(self) -> tuple[tuple[str, float], ...]:
+        """(operation as the fabric names it, seconds) for each deadline set."""
+        fields = type(self).model_fields
+        return tuple((str(fields[name].alias), value) for name, value in self if value is not None)
+
+
 class Policy(Model):
     """The policy keys a VM entry may set; the plan's `policy:` has a few more."""
 
@@ -139,6 +197,10 @@ class PlanPolicy(Policy):
     self_heal: pydantic.StrictBool | None = None
     unordered_failover: pydantic.StrictBool | None = None
     reprotect_after_unplanned: Literal["wait", "auto"] | None = None
+    deadlines: Deadlines | None = None
+    max_failovers_per_revision: (
+        Annotated[pydantic.StrictInt, pydantic.Field(ge=1, le=MAX_FAILOVERS)] | None
+    ) = None
 
 
 class Defaults(Model):
@@ -175,6 +237,7 @@ class PlanBody(Model):
     vms: list[VMEntry]
     commit_approved: Token | None = None
     discard_lost_writes: Token | None = None
+    suspend: pydantic.StrictBool | None = None
 
 
 class Metadata(Model):
@@ -504,7 +567,15 @@ def explain(error: Any, fabric: bool = False) -> str:
 _POLICY_KEYS = frozenset(
     {"allowDataLoss", "maxParallel", "settleSeconds", "commit", "commitAfterSeconds"}
 )
-_PLAN_POLICY_KEYS = frozenset({"selfHeal", "unorderedFailover", "reprotectAfterUnplanned"})
+_PLAN_POLICY_KEYS = frozenset(
+    {
+        "selfHeal",
+        "unorderedFailover",
+        "reprotectAfterUnplanned",
+        "deadlines",
+        "maxFailoversPerRevision",
+    }
+)
 _VM_KEYS = frozenset({"recoveryPoint", "confirmDisableReplication", "asrItem"})
 _VM_OR_PLAN_KEYS = frozenset({"commitApproved", "discardLostWrites"})
 

@@ -88,6 +88,7 @@ def build_observed(
         can_stop_vms=True,
         jobs=tuple(jobs),
         duplicates=duplicates,
+        typical_durations=world.timings.typical(),
     )
 
 

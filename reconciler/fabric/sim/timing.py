@@ -35,6 +35,24 @@ class Timings:
     replication_interval: float = 5.0
     replication_mbps: float = 100.0
 
+    def typical(self) -> dict[Operation, float]:
+        """How long each timed operation takes without lag: the planner's default deadlines.
+
+        The full copies (initial replication, resync) are left out: never timed.
+        """
+        return {
+            Operation.PLANNED_FAILOVER: self.planned_failover,
+            Operation.UNPLANNED_FAILOVER: self.unplanned_failover,
+            Operation.APPLY_RECOVERY_POINT: self.unplanned_failover,
+            Operation.COMMIT: self.commit,
+            Operation.REVERSE_REPLICATE: self.reverse_replicate,
+            Operation.DISABLE_REPLICATION: self.commit,
+            Operation.STOP_VM: self.stop_vm,
+            Operation.START_VM: self.stop_vm,
+            Operation.TEST_FAILOVER: self.test_failover,
+            Operation.TEST_FAILOVER_CLEANUP: self.test_failover_cleanup,
+        }
+
     def full_copy(self, size_gb: float | None) -> float:
         """How long an initial replication (or a resync) of a VM of `size_gb` takes."""
         if size_gb is None:
@@ -66,14 +84,4 @@ class Timings:
             return self.full_copy(size_gb)
         if op in {Operation.ENABLE_REPLICATION, Operation.RESYNC}:
             return self.full_copy(size_gb)
-        return {
-            Operation.UNPLANNED_FAILOVER: self.unplanned_failover,
-            Operation.APPLY_RECOVERY_POINT: self.unplanned_failover,
-            Operation.COMMIT: self.commit,
-            Operation.REVERSE_REPLICATE: self.reverse_replicate,
-            Operation.DISABLE_REPLICATION: self.commit,
-            Operation.STOP_VM: self.stop_vm,
-            Operation.START_VM: self.stop_vm,
-            Operation.TEST_FAILOVER: self.test_failover,
-            Operation.TEST_FAILOVER_CLEANUP: self.test_failover_cleanup,
-        }[op]
+        return self.typical()[op]
