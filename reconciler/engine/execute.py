@@ -363,6 +363,7 @@ class Executor:
             plan=action.plan if action.plan_groups else None,
             plan_groups=action.plan_groups,
             vm_ids=_pinned(self.fabrics.pins(fabric), action),
+            network=action.network,
         )
         # Just before the call: the lease's local deadline (etcd), or the state
         # dir still the one locked. From here to the fabric is the fencing window.
