@@ -12,10 +12,11 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
+from builders import NOW, PROTECTED_OPS, desired, job, observed, vm, want
+
 from reconciler.core import plan, state
 from reconciler.core.desired import DesiredState, Drill, Group
 from reconciler.core.state import Operation
-from tests.builders import NOW, PROTECTED_OPS, desired, job, observed, vm, want
 
 RUNNING = state.TestFailoverState.RUNNING
 WITH_COPY = PROTECTED_OPS - {Operation.TEST_FAILOVER} | {Operation.TEST_FAILOVER_CLEANUP}
