@@ -109,6 +109,11 @@ def build_plan(
         max_parallel={p.name: p.max_parallel for p in desired.plans},
         failover_paths=paths,
         drills=drills,
+        drill_records={
+            name: record
+            for name, record in (provenance.drills if provenance else {}).items()
+            if name in {p.name for p in desired.plans}
+        },
     )
 
 
@@ -141,4 +146,5 @@ def build_plans(
         max_parallel={p.name: p.max_parallel for p in desired.plans},
         failover_paths={k: v for part in parts for k, v in part.failover_paths.items()},
         drills={k: v for part in parts for k, v in part.drills.items()},
+        drill_records={k: v for part in parts for k, v in part.drill_records.items()},
     )

@@ -214,6 +214,8 @@ class Plan:
     failover_paths: Mapping[str, str] = field(default_factory=dict)
     # Each plan whose drill runs (or ends) this pass: what it does now.
     drills: Mapping[str, DrillView] = field(default_factory=dict)
+    # Each plan's latest drill as the journal keeps it (Provenance.drills): for status.
+    drill_records: Mapping[str, DrillRecord] = field(default_factory=dict)
 
     @property
     def converged(self) -> bool:
