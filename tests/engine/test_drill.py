@@ -163,3 +163,17 @@ def test_a_move_preempts_a_running_drill_cleanup_first_then_the_move(tmp_path: P
     assert len(cleanups) == 3 and moves
     assert min(moves) >= max(cleanups.values())
     assert dataclasses.replace(record, checks=()) == record  # no checks were declared
+
+
+def test_a_failed_test_failover_fails_the_drill_and_cleans_up_what_ran(tmp_path: Path) -> None:
+    run = Run(tmp_path)
+    run.fabric.inject_failure("web02", Operation.TEST_FAILOVER)
+    assert run.apply(wanted(Drill("q1", 30.0))).converged
+    record = run.record()
+    assert record.result == "failed"
+    assert record.failed is not None and record.failed.startswith("TestFailover of web02 failed")
+    # Cleaned up at once, not after the keep time; the copies that ran are gone.
+    assert record.ended_at is not None
+    assert record.ended_at - record.started_at < timedelta(minutes=1)
+    cleaned = {e.vm for e in run.entries(Operation.TEST_FAILOVER_CLEANUP)}
+    assert cleaned == {"sql01", "web01"}

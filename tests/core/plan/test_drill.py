@@ -196,3 +196,9 @@ def test_a_test_job_running_is_followed_as_part_of_the_drill() -> None:
     assert built.drills["finance"].step is plan.DrillStep.STARTING
     assert "web01" not in {a.vm for a in built.actions if a.ready}
     assert {vp.name: vp.phase for vp in built.vms}["sql01"] is plan.Phase.DRILLING
+
+
+def test_a_test_copy_the_drill_did_not_start_is_never_cleaned_up_nor_drilled_over() -> None:
+    built = build(drilled(), vm("sql01", test=RUNNING, allowed=WITH_COPY), vm("web01"), vm("web02"))
+    assert built.drills == {}
+    assert built.actions == ()
