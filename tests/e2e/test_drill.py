@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from e2e.harness import Site, three_tier, wait_until
+from e2e.harness import Site, git_note, three_tier, wait_until
 
 pytestmark = pytest.mark.e2e
 TEST_OPS = {"TestFailover", "TestFailoverCleanup"}
@@ -47,10 +47,10 @@ def report(site: Site) -> dict[str, Any]:
 def test_a_committed_drill_runs_checks_and_ends_passed_without_touching_production(
     site: Site, listening: int
 ) -> None:
-    site.start()
+    site.start("--git-notes")
     wait_until("finance converged", lambda: site.converged_at("ams"))
     drill = f"{{id: 2026-q4, keepMinutes: 0.05, checks: [{{vm: web01, tcp: {listening}}}]}}"
-    site.commit("drill finance", {"finance.yaml": with_drill("ams", drill)})
+    drilled = site.commit("drill finance", {"finance.yaml": with_drill("ams", drill)})
     site.pull()
     drilling = wait_until(
         "a VM Drilling in drctl status",
@@ -84,6 +84,20 @@ def test_a_committed_drill_runs_checks_and_ends_passed_without_touching_producti
     # Group order up, the reverse down.
     assert at(vms["app01"]["testFailoverStartedAt"]) >= at(vms["sql01"]["testCopyRanAt"]) - 1
     assert at(vms["sql01"]["cleanedUpAt"]) >= at(vms["web01"]["cleanedUpAt"])
+    wait_until(
+        "the note on the drill's commit", lambda: "drill finance/2026-q4" in git_note(site, drilled)
+    )
+    assert "drill finance/2026-q4: passed, test RTO" in git_note(site, drilled)
+    assert "checks 1/1 passed" in git_note(site, drilled)
+    audit = json.loads(site.drctl("audit", str(site.specs), "--output", "json").stdout)
+    audited = {
+        (e["vm"], a["operation"], a["result"])
+        for e in audit
+        if e["revision"] == drilled
+        for a in e["actions"]
+    }
+    assert ("web01", "TestFailover", "succeeded") in audited
+    assert ("web01", "TestFailoverCleanup", "succeeded") in audited
     markdown = site.drctl("drill", "report", "finance").stdout
     assert "## Drill 2026-q4: passed" in markdown
     assert "| web01 " in markdown
