@@ -108,7 +108,12 @@ class Executor:
         told = on_event or (lambda _event: None)
 
         def emit(event: Event) -> None:
-            self.drills.on_event(event)
+            try:
+                self.drills.on_event(event)
+            except StateDirError as exc:
+                # Like every journal write: said by `write_error`, never raised
+                # out of a step; this step starts nothing more.
+                self.write_error = exc
             told(event)
 
         self._emit = emit

@@ -62,6 +62,11 @@ def overlay(
         return _step(ctx, decided, spec.id, DrillStep.STARTING, spec, copies, testing)
     drill_id = current.id
     if not copies and not testing:
+        requested = spec is not None and spec.id == drill_id and not real_work
+        if requested and current.running_at is None and not current.failed:
+            # Recorded, but no test failover got through yet (refused, throttled,
+            # held back): still starting, never ended with nothing run.
+            return _step(ctx, decided, drill_id, DrillStep.STARTING, spec, copies, testing)
         return decided, DrillView(ctx.plan.name, drill_id, DrillStep.ENDED, _ended(current))
     if real_work:
         return _step(ctx, decided, drill_id, DrillStep.PREEMPTED, spec, copies, testing)

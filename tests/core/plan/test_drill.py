@@ -202,3 +202,9 @@ def test_a_test_copy_the_drill_did_not_start_is_never_cleaned_up_nor_drilled_ove
     built = build(drilled(), vm("sql01", test=RUNNING, allowed=WITH_COPY), vm("web01"), vm("web02"))
     assert built.drills == {}
     assert built.actions == ()
+
+
+def test_a_recorded_drill_whose_first_call_did_not_get_through_is_still_starting() -> None:
+    built = build(drilled(), vm("sql01"), vm("web01"), vm("web02"), drill=record())
+    assert built.drills["finance"].step is plan.DrillStep.STARTING
+    assert ops(built)["sql01"] == (Operation.TEST_FAILOVER, True)
