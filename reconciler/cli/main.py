@@ -28,7 +28,7 @@ from reconciler.kits import gcpause
 
 if TYPE_CHECKING:
     from reconciler.core import plan
-    from reconciler.engine import execute, journal_backend
+    from reconciler.engine import execute
     from reconciler.engine.lease.flock import Lease
 
 Handler = Callable[[argparse.Namespace], int]
@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     from reconciler.cli import fabric as fabric_cli
 
     fabric_cli.add_commands(commands)
+    from reconciler.cli import drill as drill_cli
+
+    drill_cli.add_commands(commands)
     return parser
 
 
@@ -297,7 +300,7 @@ def _output_arg(parser: argparse.ArgumentParser) -> None:
 
 def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
     from reconciler.core import plan
-    from reconciler.engine import execute, fabrics, journal
+    from reconciler.engine import drill_record, execute, fabrics, journal
     from reconciler.engine import state_dir as layout
     from reconciler.gitops import revision
     from reconciler.kits import clock
@@ -306,7 +309,7 @@ def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
     found = revision.spec_revision(args.specs_dir)
     rev = found.id
     wall = clock.WallClock()
-    history = _shared_journal(args.state_dir)
+    history = options.shared_journal(args.state_dir)
     if history is None and layout.journal_path(args.state_dir).exists():
         history = journal.Journal(args.state_dir, writer=False)  # read-only: creates nothing
     with fabrics.open_for(desired, args.state_dir, wall) as opened:
@@ -321,25 +324,15 @@ def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
     own: dict[str, datetime.datetime] = {}
     stopped: frozenset[str] = frozenset()
     unsettled: dict[str, str] = {}
+    drills: dict[str, plan.DrillRecord] = {}
     if history is not None:
         attempts = history.attempts(rev, execute.Settings().backoff)
         own, stopped = history.own_jobs(), history.stopped_by_drctl()
         unsettled = history.unsettled(rev)
-    provenance = plan.Provenance(own, found.made_at, rev, unsettled, stopped)
+        drills = drill_record.latest(history.drills())
+    provenance = plan.Provenance(own, found.made_at, rev, unsettled, stopped, drills)
     built = plan.build_plans(desired, observed, wall.now(), attempts, provenance=provenance)
     return built, rev
-
-
-def _shared_journal(state_dir: Path) -> journal_backend.Backend | None:
-    """The journal in etcd of the replica whose state dir this is (`run --lock`), else None."""
-    from reconciler.engine import etcd_gateway, journal_etcd, status
-
-    said = status.read_status(state_dir)
-    lock = None if said is None or said.replica is None else said.replica.get("lock")
-    if not isinstance(lock, str):
-        return None
-    target = etcd_gateway.parse_target(lock)
-    return journal_etcd.EtcdJournal(etcd_gateway.Gateway(target.endpoints), target)
 
 
 def _without_cyclic_gc(handler: Handler) -> Handler:

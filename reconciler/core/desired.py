@@ -63,6 +63,31 @@ class Group:
     vms: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class DrillCheck:
+    """A probe of one VM's test copy: TCP connect to `port`, or HTTP GET of `path` on it."""
+
+    vm: str
+    port: int
+    http_path: str | None = None  # None: a TCP probe
+    timeout_seconds: float = 5.0
+
+    @property
+    def text(self) -> str:
+        kind = "tcp" if self.http_path is None else f"http {self.http_path}"
+        return f"{self.vm} {kind} :{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Drill:
+    """`spec.drill`: test-fail the plan over, probe the copies, keep them, clean up."""
+
+    id: str
+    keep_minutes: float
+    network: str | None = None
+    checks: tuple[DrillCheck, ...] = ()
+
+
 @dataclass(frozen=True)
 class PlanSpec:
     """One RecoveryPlan with every VM resolved."""
@@ -84,6 +109,7 @@ class PlanSpec:
     deadlines: tuple[tuple[Operation, float], ...] = ()
     max_failovers_per_revision: int | None = None  # policy.maxFailoversPerRevision
     suspend: bool = False  # spec.suspend: start nothing, report drift
+    drill: Drill | None = None  # the drill the spec requests (done once per id)
 
 
 @dataclass(frozen=True)

@@ -237,6 +237,9 @@ class ObservedVM:
     # Hyper-V VMId): two VMs may share a name, never an id. Last, so that a
     # provider can build the fields before it from a state shared by many VMs.
     vm_id: str | None = None
+    # Where a drill's checks reach the test copy (an address on its isolated
+    # network), while one runs and the fabric tells; None otherwise.
+    test_address: str | None = None
 
     def power_at(self, site: str) -> Power:
         if site in self.running:

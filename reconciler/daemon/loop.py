@@ -349,6 +349,7 @@ class Daemon:
             self.health.trouble(self._executor.write_error)
         if self._executor.last_observed is not None:
             self.metrics.update_from_plan(built, self._executor.last_observed)
+        self.metrics.set_drills(self._executor.journal.drills())
         if self.progress.tell_lost_fabrics(self._executor.observed):
             # A fabric in use could not be observed: the pass did not do its
             # job for its plans, and reconcile alerts must say so.

@@ -255,7 +255,7 @@ def note_outcome(specs_dir: Path) -> OnRevision:
             f"{vp.plan}/{vp.name}": vp.reason for vp in built.vms if vp.phase in NEEDS_A_PERSON
         }
         outcome = "converged" if built.converged else "blocked"
-        text = notes.summarise(rev, entries, outcome, blocked)
+        text = notes.summarise(rev, entries, outcome, blocked, built.drill_records.values())
         try:
             notes.attach(specs_dir, rev, text)
         except GitError as exc:

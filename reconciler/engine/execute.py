@@ -46,9 +46,10 @@ from enum import Enum
 from reconciler.core import plan, state
 from reconciler.core.desired import EMBEDDED_FABRIC, DesiredState
 from reconciler.engine import backoff as backoffs
+from reconciler.engine import drill as drills_
+from reconciler.engine import drill_record, guard, journal_backend
 from reconciler.engine import event as events
 from reconciler.engine import fabrics as fabrics_
-from reconciler.engine import guard, journal_backend
 from reconciler.engine import intent as intents
 from reconciler.engine import journal as journals
 from reconciler.errors import (
@@ -106,7 +107,20 @@ class Executor:
         self.journal = journal
         self.clock = clock
         self.settings = settings or Settings()
-        self._emit = on_event or (lambda _event: None)
+        # A drill's record is kept in step with its plan and its jobs' outcomes.
+        self.drills = drills_.Drills(journal, clock)
+        told = on_event or (lambda _event: None)
+
+        def emit(event: Event) -> None:
+            try:
+                self.drills.on_event(event)
+            except StateDirError as exc:
+                # Like every journal write: said by `write_error`, never raised
+                # out of a step; this step starts nothing more.
+                self.write_error = exc
+            told(event)
+
+        self._emit = emit
         self._check_lock = check_lock or (lambda: None)
         # Told what became of the objects a fabric kept for a plan that left the spec.
         self._on_retired = on_retired or (lambda _fabric, _retired: None)
@@ -210,6 +224,11 @@ class Executor:
             self.settings,
             revision_made_at,
         )
+        if start and self.write_error is None:
+            try:
+                self.drills.before_start(built, desired, self.last_observed.vms, revision)
+            except StateDirError as exc:
+                self.write_error = exc  # a drill starts nothing it has not journaled
         if start and self.write_error is None:
             self.start_ready(built, desired, revision, hold)
         if start and self.write_error is None:
@@ -370,6 +389,7 @@ class Executor:
             plan=action.plan if action.plan_groups else None,
             plan_groups=action.plan_groups,
             vm_ids=_pinned(self.fabrics.pins(fabric), action),
+            network=action.network,
         )
         # Just before the call: the lease's local deadline (etcd), or the state
         # dir still the one locked. From here to the fabric is the fencing window.
@@ -441,6 +461,7 @@ def plan_observed(
         revision,
         journal.unsettled(revision),
         journal.stopped_by_drctl(),
+        drill_record.latest(journal.drills()),
     )
     with gcpause.gc_paused():
         return plan.build_plans(

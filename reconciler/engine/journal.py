@@ -42,7 +42,7 @@ from typing import Any
 from reconciler.core import plan
 from reconciler.core.desired import EMBEDDED_FABRIC
 from reconciler.core.state import Operation
-from reconciler.engine import journal_file
+from reconciler.engine import drill_record, journal_file
 from reconciler.engine import state_dir as layout
 from reconciler.errors import StateWriteError
 from reconciler.fabric.base import Step
@@ -91,6 +91,13 @@ CREATE TABLE IF NOT EXISTS steps (
     at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS steps_fabric ON steps (fabric, id);
+CREATE TABLE IF NOT EXISTS drills (
+    plan TEXT NOT NULL,
+    id TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (plan, id)
+);
 """
 
 # How long one statement waits for another process's lock on the journal
@@ -403,6 +410,26 @@ class Journal:
                 "VALUES (?, ?, ?, ?)",
                 [(revision, plan_name, vm, at.isoformat()) for plan_name, vm in vms],
             )
+
+    @journal_file.translating
+    def record_drill(self, record: plan.DrillRecord) -> None:
+        """Keep `record` (a new drill, or the next step of one: the newest wins)."""
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO drills (plan, id, started_at, doc) VALUES (?, ?, ?, ?)",
+                (
+                    record.plan,
+                    record.id,
+                    record.started_at.isoformat(),
+                    drill_record.to_text(record),
+                ),
+            )
+
+    @journal_file.translating
+    def drills(self) -> list[plan.DrillRecord]:
+        """Every drill recorded, oldest first."""
+        rows = self._db.execute("SELECT doc FROM drills ORDER BY started_at").fetchall()
+        return [drill_record.from_text(doc) for (doc,) in rows]
 
     @journal_file.translating
     def convergences(self) -> dict[tuple[str, str], datetime]:

@@ -11,6 +11,7 @@ Keys, each a JSON document:
     <prefix>/journal/id                   which journal this is (made once)
     <prefix>/journal/a/<intent id>        one action: its intent, then its job, its outcome
     <prefix>/journal/c/<revision>/<vm>    when the VM first converged under the revision
+    <prefix>/journal/d/<plan>/<drill id>  one drill of a plan (engine/drill_record.py)
 
 An action's `Entry.id` is the etcd revision that created its key: it grows
 with every write, so journal order is id order, as in SQLite. Every write
@@ -41,8 +42,8 @@ from typing import Any
 from reconciler.core import plan
 from reconciler.core.desired import EMBEDDED_FABRIC
 from reconciler.core.state import Operation
+from reconciler.engine import drill_record, journal, journal_file
 from reconciler.engine import etcd_gateway as gateway_
-from reconciler.engine import journal, journal_file
 from reconciler.engine.lease import etcd as election_
 from reconciler.errors import EtcdUnavailableError, JournalBusyError, LeadershipLostError
 
@@ -71,6 +72,7 @@ class EtcdJournal:
         self._on_lost = on_lost
         self._rows: dict[int, Row] = {}
         self._converged: dict[tuple[str, str], datetime] = {}
+        self._drills: dict[tuple[str, str], plan.DrillRecord] = {}
         self._writes = 0
         created = self._identify()
         self.identity = journal_file.Identity(self._journal_id, created, None)
@@ -166,6 +168,14 @@ class EtcdJournal:
     def convergences(self) -> dict[tuple[str, str], datetime]:
         return dict(self._converged)
 
+    def record_drill(self, record: plan.DrillRecord) -> None:
+        key = f"{self._root}/d/{record.plan}/{record.id}"
+        self._write([(key, json.loads(drill_record.to_text(record)))])
+        self._drills[(record.plan, record.id)] = record
+
+    def drills(self) -> list[plan.DrillRecord]:
+        return sorted(self._drills.values(), key=lambda r: r.started_at)
+
     def abandon_open(self, at: datetime, reason: str, fabric: str | None = None) -> int:
         open_ids = [
             i
@@ -251,6 +261,9 @@ class EtcdJournal:
                 json.loads(gateway_.value_of(kv))["converged_at"]
             )
         self._converged = found
+        drills = self._call(lambda: self._gateway.range_prefix(f"{self._root}/d/"))
+        records = [drill_record.from_text(gateway_.value_of(kv)) for kv in drills]
+        self._drills = {(r.plan, r.id): r for r in records}
 
     def compact(self) -> int:
         """Drop etcd's history before now (old versions of rewritten actions); the revision."""

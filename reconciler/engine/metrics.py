@@ -72,6 +72,9 @@ LEADER_TRANSITIONS_TOTAL = "drctl_leader_transitions_total"
 LEASE_RENEW_FAILURES_TOTAL = "drctl_lease_renew_failures_total"
 STATE_WRITABLE = "drctl_state_writable"
 JOURNAL_USABLE = "drctl_journal_usable"
+DRILL_LAST_SUCCESS_TIMESTAMP_SECONDS = "drctl_drill_last_success_timestamp_seconds"
+DRILL_LAST_RESULT = "drctl_drill_last_result"
+DRILL_DURATION_SECONDS = "drctl_drill_duration_seconds"
 
 RECONCILE_SUCCESS = "success"
 RECONCILE_ERROR = "error"
@@ -523,6 +526,25 @@ class Metrics:
             registry=r,
         )
         self.set_state_dir(writable=True, journal_usable=True)
+        # A plan's drill series appear with its first ended drill (from the journal).
+        self._drill_success = prometheus_client.Gauge(
+            DRILL_LAST_SUCCESS_TIMESTAMP_SECONDS,
+            "When the plan's last drill that passed ended (Unix time).",
+            ("plan",),
+            registry=r,
+        )
+        self._drill_result = prometheus_client.Gauge(
+            DRILL_LAST_RESULT,
+            "The result of the plan's last drill: 1 passed, 0 failed or preempted.",
+            ("plan",),
+            registry=r,
+        )
+        self._drill_duration = prometheus_client.Gauge(
+            DRILL_DURATION_SECONDS,
+            "How long the plan's last drill took, from its first TestFailover to its last cleanup.",
+            ("plan",),
+            registry=r,
+        )
         # Children exist from the start at 0, so that the first failure is an
         # increase() that rules and dashboards see, not a series appearing.
         for op in Operation:
@@ -549,6 +571,18 @@ class Metrics:
                 self._known_plans.add(name)
                 for histogram in (self._placement, self._convergence, self._data_loss):
                     histogram.labels(name)
+
+    def set_drills(self, records: Iterable[plan.DrillRecord]) -> None:
+        """The drill series from the journal's drills (oldest first): each plan's last ended."""
+        for record in records:
+            if record.ended_at is None:
+                continue
+            passed = record.result == "passed"
+            self._drill_result.labels(record.plan).set(1 if passed else 0)
+            seconds = (record.ended_at - record.started_at).total_seconds()
+            self._drill_duration.labels(record.plan).set(seconds)
+            if passed:
+                self._drill_success.labels(record.plan).set(record.ended_at.timestamp())
 
     def set_spec(self, valid: bool, revision: str | None, changed_at: float | None) -> None:
         """Whether the newest spec is valid, the revision in force, and when it was first seen.

@@ -53,6 +53,9 @@ class Request:
     # (VM name, the fabric's id of it) for each VM of the request that the spec
     # pins to one item (`asrItem`): the fabric acts on that item, or refuses.
     vm_ids: tuple[tuple[str, str], ...] = ()
+    # TestFailover: the isolated network the test copy joins (spec.drill.network);
+    # None: the fabric's own choice for a test failover.
+    network: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

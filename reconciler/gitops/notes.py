@@ -12,11 +12,13 @@ commit before.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
 from reconciler import errors
-from reconciler.engine import journal
+from reconciler.core.plan import DrillRecord
+from reconciler.engine import drill, journal
 from reconciler.gitops import git
 
 NOTES_REF = "drctl"  # refs/notes/drctl
@@ -33,14 +35,20 @@ _IDENTITY = {
 
 
 def summarise(
-    revision: str, entries: list[journal.Entry], outcome: str, blocked: dict[str, str]
+    revision: str,
+    entries: list[journal.Entry],
+    outcome: str,
+    blocked: dict[str, str],
+    drills: Iterable[DrillRecord] = (),
 ) -> str:
     """The note for `revision`: `drctl: <outcome>`, each VM's operations, the blocked VMs.
 
     `entries` may hold the whole journal: entries of other revisions are left
-    out. `blocked` maps a VM's name to the reason it is blocked.
+    out. `blocked` maps a VM's name to the reason it is blocked. `drills` are
+    the drills the revision requested, each said in a line with its result.
     """
     lines = [f"drctl: {outcome}"]
+    lines += (_drill(r) for r in drills if r.revision == revision and r.ended_at is not None)
     mine = [e for e in entries if e.revision == revision]
     if not mine:
         lines += ["", "drctl ran no operation for this revision"]
@@ -98,6 +106,18 @@ def _operation(entry: journal.Entry) -> str:
         parts.append(f"data loss {entry.data_loss_seconds:g} s")
     if entry.error:
         parts.append(f"error: {' '.join(entry.error.split())}")
+    return ", ".join(parts)
+
+
+def _drill(record: DrillRecord) -> str:
+    rto = drill.test_rto_seconds(record)
+    parts = [f"drill {record.plan}/{record.id}: {record.result}"]
+    if rto is not None:
+        parts.append(f"test RTO {rto:g} s")
+    if record.checks:
+        parts.append(f"checks {sum(c.passed for c in record.checks)}/{len(record.checks)} passed")
+    if record.failed:
+        parts.append(record.failed)
     return ", ".join(parts)
 
 

@@ -18,6 +18,7 @@ from reconciler.core.desired import DesiredVM
 from reconciler.engine import execute, status
 from reconciler.fabric import base
 from reconciler.kits import difference
+from reconciler.ui import drill_report
 
 # What `drctl plan` says changes for a VM: the fields the desired state sets,
 # as the JSON names them, from what the fabric reports to the desired value.
@@ -123,6 +124,7 @@ def status_json(
         "vms": [_vm_json(vp) for vp in built.vms],
         "unmanaged": list(built.unmanaged),
         "daemon": daemon.to_json() if daemon is not None else None,
+        "drills": drill_report.status_json(built),
     }
 
 
@@ -356,6 +358,8 @@ def print_status(
             f"unmanaged (in the fabric, in no spec; never touched): {', '.join(built.unmanaged)}",
             file=out,
         )
+    for line in drill_report.status_lines(built):
+        print(line, file=out)
     done = sum(vp.converged for vp in built.vms)
     verdict = "converged" if built.converged else "not converged"
     print(f"{done}/{len(built.vms)} VMs converged: {verdict}", file=out)

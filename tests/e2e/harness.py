@@ -301,3 +301,15 @@ class Site:
 
     def log_text(self) -> str:
         return self.log.read_text() if self.log.exists() else ""
+
+
+def git_note(site: Site, sha: str) -> str:
+    """The drctl note on commit `sha` (refs/notes/drctl), or "" when it has none."""
+    done = subprocess.run(
+        ["git", "notes", "--ref=drctl", "show", sha],
+        cwd=site.watched,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout if done.returncode == 0 else ""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
-import subprocess
 import time
 from collections import Counter
 from datetime import datetime
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e.harness import TIMINGS, Site, git, lock_held, three_tier, wait_until
+from e2e.harness import TIMINGS, Site, git, git_note, lock_held, three_tier, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -218,17 +217,6 @@ def test_fail_over_and_back_by_commits_is_audited_and_noted_in_git(site: Site) -
     assert "sql01" in note
     assert "PlannedFailover" in note
     assert git(site.watched, "status", "--porcelain") == ""
-
-
-def git_note(site: Site, sha: str) -> str:
-    done = subprocess.run(
-        ["git", "notes", "--ref=drctl", "show", sha],
-        cwd=site.watched,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return done.stdout if done.returncode == 0 else ""
 
 
 def test_a_daemon_waiting_for_apply_s_lock_stops_cleanly_on_sigterm(site: Site) -> None:

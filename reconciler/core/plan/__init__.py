@@ -18,12 +18,16 @@ from datetime import datetime
 
 from reconciler.core import state
 from reconciler.core.desired import DesiredState
-from reconciler.core.plan import decide, fallback, guardrail, order, plan_level, retry
+from reconciler.core.plan import decide, drill, fallback, guardrail, order, plan_level, retry
 from reconciler.core.plan.model import (
     MAX_ATTEMPTS,
     Action,
     Attempts,
     AttemptsByAction,
+    CheckResult,
+    DrillRecord,
+    DrillStep,
+    DrillView,
     Phase,
     Plan,
     Provenance,
@@ -37,6 +41,10 @@ __all__ = [
     "Action",
     "Attempts",
     "AttemptsByAction",
+    "CheckResult",
+    "DrillRecord",
+    "DrillStep",
+    "DrillView",
     "Pending",
     "Phase",
     "Plan",
@@ -76,12 +84,18 @@ def build_plan(
 
     vm_plans: list[VMPlan] = []
     paths: dict[str, str] = {}
+    drills: dict[str, DrillView] = {}
     for plan_spec in desired.plans:
         ctx = decide.PlanContext(plan_spec, observed, now, provenance)
         decided = [tried(ctx.decide(vm)) for vm in plan_spec.vms]
         merged = plan_level.merge(ctx, fallback.after_blocked_move(ctx, decided, tried))
         limit = plan_spec.max_failovers_per_revision
         merged = guardrail.limit_moves(merged, limit, guardrail.moves(merged))
+        record = None if provenance is None else provenance.drills.get(plan_spec.name)
+        if plan_spec.drill is not None or record is not None:
+            merged, view = drill.overlay(ctx, merged, record)
+            if view is not None:
+                drills[plan_spec.name] = view
         vm_plans.extend(guardrail.suspend(plan_spec, merged))
         if (path := ctx.failover_path()) is not None:
             paths[plan_spec.name] = path
@@ -96,6 +110,12 @@ def build_plan(
         unmanaged=unmanaged,
         max_parallel={p.name: p.max_parallel for p in desired.plans},
         failover_paths=paths,
+        drills=drills,
+        drill_records={
+            name: record
+            for name, record in (provenance.drills if provenance else {}).items()
+            if name in {p.name for p in desired.plans}
+        },
     )
 
 
@@ -135,4 +155,6 @@ def build_plans(
         unmanaged=tuple(sorted(unmanaged)),
         max_parallel={p.name: p.max_parallel for p in desired.plans},
         failover_paths={k: v for part in parts for k, v in part.failover_paths.items()},
+        drills={k: v for part in parts for k, v in part.drills.items()},
+        drill_records={k: v for part in parts for k, v in part.drill_records.items()},
     )

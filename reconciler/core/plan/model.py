@@ -36,6 +36,58 @@ class Phase(StrEnum):
     STUCK = "Stuck"
     # The plan says `suspend: true`: nothing starts, drift is still reported.
     SUSPENDED = "Suspended"
+    # A drill (spec.drill) runs: test copies at the peer; production untouched.
+    DRILLING = "Drilling"
+
+
+class DrillStep(StrEnum):
+    """Where a drill of a plan is: what `drctl status` says after `Drilling`."""
+
+    STARTING = "starting"  # TestFailover by group: a group's copies after the previous run
+    CHECKING = "checking"  # every test copy runs: the checks run once, then the keep time
+    KEEPING = "keeping"  # the copies are kept keepMinutes for people to look at
+    CLEANING = "cleaning"  # TestFailoverCleanup in reverse group order
+    PREEMPTED = "preempted"  # a real move is wanted: clean up first, then the move
+    ENDED = "ended"  # every copy is gone: the result is recorded
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    check: str  # DrillCheck.text
+    passed: bool
+    detail: str  # what the probe saw, in a line
+
+
+@dataclass(frozen=True, slots=True)
+class DrillRecord:
+    """One drill of one plan as the journal keeps it (`engine.drill` writes it).
+
+    `running_at` is when every test copy ran (the checks ran then; the keep time
+    counts from it). `failed` says why the drill cleans up early; `result` is
+    passed, failed or preempted once `ended_at` is set.
+    """
+
+    plan: str
+    id: str
+    started_at: datetime
+    running_at: datetime | None = None
+    ended_at: datetime | None = None
+    result: str | None = None
+    failed: str | None = None
+    preempted: bool = False
+    checks: tuple[CheckResult, ...] = ()
+    revision: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DrillView:
+    """What the planner makes of a plan's drill this pass (`plan.drill`)."""
+
+    plan: str
+    id: str
+    step: DrillStep
+    reason: str
+    keep_until: datetime | None = None  # KEEPING: when the cleanup starts
 
 
 @dataclass(frozen=True)
@@ -58,6 +110,9 @@ class Provenance:
     # VMs drctl itself stopped last (journal.stopped_by_drctl): started back
     # where they ran when their plan's move cannot go on (rule 9).
     stopped_by_drctl: frozenset[str] = frozenset()
+    # Each plan's latest drill in the journal (`engine.drill`): a spec drill id
+    # whose record has ended is done, and never runs again.
+    drills: Mapping[str, DrillRecord] = field(default_factory=dict)
 
     def is_own(self, job_id: str, ended_at: datetime | None) -> bool:
         started = self.own_jobs.get(job_id)
@@ -97,6 +152,7 @@ class Action:
     recovery_point: str | None = None  # ApplyRecoveryPoint: the id of the point to boot
     # The whole plan, in boot groups, moved by the fabric's plan-level failover.
     plan_groups: tuple[tuple[str, ...], ...] = ()
+    network: str | None = None  # TestFailover: the isolated network (spec.drill.network)
 
     @property
     def direction(self) -> str | None:
@@ -160,13 +216,18 @@ class Plan:
     max_parallel: Mapping[str, int] = field(default_factory=dict)
     # For each plan with a VM to move: the path its failovers take (rule 4).
     failover_paths: Mapping[str, str] = field(default_factory=dict)
+    # Each plan whose drill runs (or ends) this pass: what it does now.
+    drills: Mapping[str, DrillView] = field(default_factory=dict)
+    # Each plan's latest drill as the journal keeps it (Provenance.drills): for status.
+    drill_records: Mapping[str, DrillRecord] = field(default_factory=dict)
 
     @property
     def converged(self) -> bool:
-        return all(vm.converged for vm in self.vms)
+        """Every VM placed and protected, and no drill under way (it ends by itself)."""
+        return all(vm.converged for vm in self.vms) and not self.drills
 
     def plan_converged(self, name: str) -> bool:
-        return all(vm.converged for vm in self.vms if vm.plan == name)
+        return all(vm.converged for vm in self.vms if vm.plan == name) and name not in self.drills
 
     def ready_actions(self) -> list[Action]:
         return [a for a in self.actions if a.ready]

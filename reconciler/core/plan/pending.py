@@ -71,4 +71,10 @@ def pending(built: Plan) -> Pending:
             human.append(f"{vp.plan}/{vp.name}")
         if action is not None and not action.ready and action.retry_at is not None:
             retry_at = action.retry_at if retry_at is None else min(retry_at, action.retry_at)
+    for view in built.drills.values():
+        # A drill ends by itself: its keep time runs out, its jobs end.
+        if view.keep_until is not None:
+            retry_at = view.keep_until if retry_at is None else min(retry_at, view.keep_until)
+        else:
+            fabric += 1
     return Pending(jobs, ready, retry_at, fabric, tuple(human))

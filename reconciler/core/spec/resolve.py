@@ -21,6 +21,8 @@ from reconciler.core.desired import (
     DEFAULT_MAX_PARALLEL,
     EMBEDDED_FABRIC,
     DesiredVM,
+    Drill,
+    DrillCheck,
     FabricSpec,
     Group,
     PlanSpec,
@@ -192,7 +194,34 @@ class PlanResolver:
             ),
             max_failovers_per_revision=body.policy.max_failovers_per_revision,
             suspend=bool(body.suspend),
+            drill=self._drill(names),
         )
+
+    def _drill(self, names: set[str]) -> Drill | None:
+        """`spec.drill` as the planner reads it; each check names a VM of the plan."""
+        body = self.model.spec.drill
+        if body is None:
+            return None
+        checks = []
+        for i, check in enumerate(body.checks):
+            if check.vm not in names:
+                self.problem(
+                    ("drill", "checks", i, "vm"),
+                    f"VM '{check.vm}' is not in this plan: check a VM listed in spec.vms",
+                )
+            if (check.tcp is None) == (check.http is None):
+                self.problem(
+                    ("drill", "checks", i),
+                    "a check is either `tcp: PORT` or `http: {port: PORT, path: /...}`: "
+                    "give exactly one",
+                )
+                continue
+            if check.http is not None:
+                port, path = check.http.port, check.http.path
+            else:
+                port, path = check.tcp or 0, None
+            checks.append(DrillCheck(check.vm, port, path, check.timeout_seconds))
+        return Drill(body.id, body.keep_minutes, body.network, tuple(checks))
 
     def _inherited(self) -> _Inherited:
         """What a VM takes from the plan's defaults, policy and spec-level keys."""

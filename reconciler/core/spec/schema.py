@@ -228,8 +228,41 @@ class GroupEntry(Model):
     vms: list[str]
 
 
+Port = Annotated[int, pydantic.Field(ge=1, le=65535, strict=True)]
+# A drill keeps its test copies at most a week, like every other duration.
+Minutes = Annotated[
+    float, pydantic.Field(ge=0, le=MAX_SECONDS / 60, strict=True, allow_inf_nan=False)
+]
+
+
+class HttpProbe(Model):
+    port: Port
+    path: Annotated[str, pydantic.StringConstraints(pattern=r"^/\S*$")] = "/"
+
+
+class DrillCheck(Model):
+    """`spec.drill.checks[]`: one probe of one VM's test copy, TCP or HTTP."""
+
+    vm: VMName
+    tcp: Port | None = None
+    http: HttpProbe | None = None
+    timeout_seconds: Annotated[
+        float, pydantic.Field(gt=0, le=300, strict=True, allow_inf_nan=False)
+    ] = 5.0
+
+
+class DrillBody(Model):
+    """`spec.drill`: a test failover of the whole plan; a new `id` requests one."""
+
+    id: Token
+    network: Token | None = None
+    keep_minutes: Minutes = 30.0
+    checks: list[DrillCheck] = []
+
+
 class PlanBody(Model):
     fabric: FabricName | None = None
+    drill: DrillBody | None = None
     sites: list[SiteName]
     defaults: Defaults = Defaults()
     policy: PlanPolicy = PlanPolicy()

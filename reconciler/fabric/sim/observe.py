@@ -29,6 +29,7 @@ from reconciler.core.state import (
     Replication,
     ReplicationState,
     Site,
+    TestFailoverState,
 )
 from reconciler.fabric.sim import overrides, raw
 from reconciler.fabric.sim import store as sim_store
@@ -36,6 +37,8 @@ from reconciler.fabric.sim import timeline as tl
 from reconciler.kits import gcpause
 
 # While these jobs run, replication towards the peer is being built.
+# Where a simulated test copy answers (its isolated network is the loopback).
+TEST_ADDRESS = "127.0.0.1"
 _SYNCING_JOBS = frozenset({Operation.REVERSE_REPLICATE, Operation.ENABLE_REPLICATION})
 
 _VMParts = tuple[Any, ...]  # the fields of an ObservedVM after its name and before its id
@@ -72,6 +75,10 @@ def build_observed(
                     last_failover_at=to_datetime(last[1]),
                     last_failover_loss_seconds=last[2],
                 )
+            if vm.test_failover is TestFailoverState.RUNNING:
+                # The simulated isolated network is the loopback: a test serves
+                # the copy's ports there, and a drill's checks probe them.
+                vm = dataclasses.replace(vm, test_address=TEST_ADDRESS)
             if changed and name in changed:
                 vm = _overridden(vm, changed[name])
             if names and vm.name in vms:
