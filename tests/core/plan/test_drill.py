@@ -208,3 +208,14 @@ def test_a_recorded_drill_whose_first_call_did_not_get_through_is_still_starting
     built = build(drilled(), vm("sql01"), vm("web01"), vm("web02"), drill=record())
     assert built.drills["finance"].step is plan.DrillStep.STARTING
     assert ops(built)["sql01"] == (Operation.TEST_FAILOVER, True)
+
+
+def test_a_suspended_plan_starts_no_drill() -> None:
+    """`spec.suspend` is "no actions at all": a new drill id waits for the resume."""
+    wanted = drilled()
+    wanted = dataclasses.replace(
+        wanted, plans=(dataclasses.replace(wanted.plans[0], suspend=True),)
+    )
+    built = build(wanted, vm("sql01"), vm("web01"), vm("web02"))
+    assert built.actions == ()
+    assert {vp.phase for vp in built.vms} == {plan.Phase.SUSPENDED}
