@@ -305,6 +305,11 @@ class Observed:
     # True for a fabric that moves a whole grouped plan in its group order itself
     # (ASR recovery plans): the planner asks it when it cannot stop VMs.
     plan_failover: bool = False
+    # True for a fabric that takes a recovery point only when it fails over
+    # (Hyper-V Replica: `Start-VMFailover -VMRecoverySnapshot`) and offers no
+    # ApplyRecoveryPoint after it: the planner names the spec's `recoveryPoint`
+    # in the unplanned failover itself (`Action.recovery_point`), never later.
+    points_at_failover: bool = False
     # Names a spec pins to an id of the fabric (asrItem) that no VM of that
     # name has, with why (`core.pin`): such a name is in no `vms` entry.
     unpinned: Mapping[str, str] = field(default_factory=dict)

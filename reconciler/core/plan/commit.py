@@ -64,8 +64,12 @@ def _point_first(
     """ApplyRecoveryPoint, when the spec names a point other than the one the VM runs from.
 
     None when nothing is to apply: a planned failover (it lost nothing, there
-    is no other point), or the point already applied.
+    is no other point), the point already applied, or a fabric that took the
+    point when it failed over and offers no other after it (`points_at_failover`:
+    `failover.point_at_failover` chose it then).
     """
+    if ctx.observed.points_at_failover:
+        return None
     if o.last_failover is not FailoverKind.UNPLANNED or (
         vm.recovery_point == LATEST and o.applied_point is None
     ):

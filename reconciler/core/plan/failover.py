@@ -16,7 +16,7 @@ from datetime import datetime
 
 from reconciler.core import state
 from reconciler.core.desired import DesiredVM
-from reconciler.core.plan import context, plan_level
+from reconciler.core.plan import commit, context, plan_level
 from reconciler.core.plan.model import Phase, VMPlan
 from reconciler.core.state import Operation, ProtectionState, ReplicationState
 
@@ -145,15 +145,33 @@ def decide_failover(
             waiting_for=[*stuck, *dependents],
             stage=ctx.stage(vm, reverse=True),
         )
+    point, point_text = None, ""
+    if ctx.observed.points_at_failover and vm.recovery_point != commit.LATEST:
+        chosen = commit.choose_point(vm.recovery_point, o.recovery_points)
+        if chosen is None:
+            return ctx.result(
+                vm,
+                o,
+                Phase.BLOCKED,
+                f"{move}: {why}; the fabric keeps no recovery point that `recoveryPoint: "
+                f"{vm.recovery_point}` names (it keeps: {commit.points_text(o.recovery_points)})"
+                "; this fabric takes the point when it fails over: commit one of those, or "
+                "`latest`",
+            )
+        point = chosen.id
+        point_text = (
+            f" to recovery point {chosen.id} ({chosen.time.isoformat()}), as recoveryPoint says"
+        )
     return ctx.act(
         vm,
         o,
         Phase.FAILING_OVER,
-        f"{move}: {why}; unplanned failover "
-        f"allowed by {consent_text} (may lose up to {_loss_text(o, ctx.now)} "
+        f"{move}: {why}; unplanned failover{point_text} "
+        f"allowed by {consent_text} (may lose up to {_loss_text(o, ctx.now, point)} "
         "of writes)",
         Operation.UNPLANNED_FAILOVER,
         target,
+        recovery_point=point,
         waiting_for=[*stuck, *dependents, *predecessors],
         # Always asked: the fabric shuts the source down first where it can still
         # reach it (ASR sourceSiteOperations: Required), and goes on if not.
@@ -263,7 +281,11 @@ def _what_to_wait_for(ctx: context.PlanContext, o: state.ObservedVM, source: str
     return "replication to catch up"
 
 
-def _loss_text(o: state.ObservedVM, now: datetime) -> str:
+def _loss_text(o: state.ObservedVM, now: datetime, point: str | None = None) -> str:
+    """Writes at risk: since the last replication, or since the chosen point's time."""
+    chosen = next((p for p in o.recovery_points if p.id == point), None)
+    if chosen is not None:
+        return f"{(now - chosen.time).total_seconds():.0f}s"
     rep = o.replication
     if rep is None or rep.last_sync is None:
         return "an unknown amount"

@@ -149,7 +149,9 @@ class Action:
     stage: tuple[int, int] = (0, 0)
     source_site: str | None = None  # where the VM is active when the action is planned
     retry_at: datetime | None = None  # waiting for "backoff": when it may start again
-    recovery_point: str | None = None  # ApplyRecoveryPoint: the id of the point to boot
+    # ApplyRecoveryPoint, or an UnplannedFailover on a fabric that takes its point then
+    # (`Observed.points_at_failover`): the id of the point to boot
+    recovery_point: str | None = None
     # The whole plan, in boot groups, moved by the fabric's plan-level failover.
     plan_groups: tuple[tuple[str, ...], ...] = ()
     network: str | None = None  # TestFailover: the isolated network (spec.drill.network)

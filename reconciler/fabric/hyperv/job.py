@@ -39,9 +39,12 @@ class StepPlan:
     purpose: str | None = None  # for a cmdlet drctl's hard rules allow only for some purposes
 
 
-def steps_of(op: Operation, vm: str, reverse_to: str | None = None) -> tuple[StepPlan, ...]:
+def steps_of(
+    op: Operation, vm: str, reverse_to: str | None = None, point: str | None = None
+) -> tuple[StepPlan, ...]:
     """The cmdlets of `op` on `vm`, in order; `reverse_to` names the old primary (a host or
-    its broker) for the reverse replication after an unplanned failover."""
+    its broker) for the reverse replication after an unplanned failover, `point` the
+    recovery snapshot an unplanned failover boots (None: the latest)."""
     if op is Operation.PLANNED_FAILOVER:
         return (
             StepPlan("Stop-VM", "Stop-VM", "source", True, script.stop_vm(vm)),
@@ -63,8 +66,19 @@ def steps_of(op: Operation, vm: str, reverse_to: str | None = None) -> tuple[Ste
             StepPlan("Start-VM", "Start-VM", "target", True, script.start_vm(vm)),
         )
     if op is Operation.UNPLANNED_FAILOVER:
+        first = (
+            StepPlan("Start-VMFailover", "Start-VMFailover", "target", False, script.failover(vm))
+            if point is None
+            else StepPlan(
+                "Start-VMFailover -VMRecoverySnapshot",
+                "Start-VMFailover",
+                "target",
+                False,
+                script.failover_to_point(vm, point),
+            )
+        )
         return (
-            StepPlan("Start-VMFailover", "Start-VMFailover", "target", False, script.failover(vm)),
+            first,
             StepPlan("Start-VM", "Start-VM", "target", True, script.start_vm(vm)),
         )
     if op is Operation.COMMIT:

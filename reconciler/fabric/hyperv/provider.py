@@ -17,6 +17,10 @@ Opened by the registry (`fabric.open_provider`) for a `kind: Fabric` with a
   says which cmdlets were sent: a non-idempotent one is never sent twice.
   A planned failover whose `Start-VMFailover` on the replica fails has its
   own `-Prepare` reverted with `Stop-VMFailover` (why, in the journal).
+- recovery points: the replica's recovery snapshots, taken only by an
+  unplanned failover (`Start-VMFailover -VMRecoverySnapshot`, the request's
+  `recovery_point`); Hyper-V has no ApplyRecoveryPoint after it, so the
+  observation says `points_at_failover` and the planner names the point then.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from reconciler.core.state import (
     Observed,
     ObservedVM,
     Operation,
+    RecoveryPoint,
     ReplicationState,
     Site,
 )
@@ -98,6 +103,8 @@ class _Record:
     hosts: dict[str, str]  # role -> host
     reverse_to: str | None
     intent_id: str | None
+    point: str | None  # the recovery snapshot an unplanned failover boots (None: latest)
+    point_time: datetime | None
     started_at: datetime
     issued: dict[int, datetime] = field(default_factory=dict)  # step index -> when sent
     done: set[int] = field(default_factory=set)
@@ -111,7 +118,7 @@ class _Record:
     def steps(self) -> tuple[jobs.StepPlan, ...]:
         if self.op is Operation.STOP_VM and self.stale:
             return jobs.stale_stop(self.vm)
-        return jobs.steps_of(self.op, self.vm, self.reverse_to)
+        return jobs.steps_of(self.op, self.vm, self.reverse_to, self.point)
 
     def as_job(self) -> Job:
         steps = self.steps()
@@ -203,6 +210,7 @@ class HyperVFabric:
                 vms={n: same[0] for n, same in by_name.items() if len(same) == 1},
                 at=now,
                 can_stop_vms=True,
+                points_at_failover=True,
                 jobs=tuple(sorted((r.as_job() for r in running.values()), key=_started)),
                 duplicates={n: tuple(same) for n, same in by_name.items() if len(same) > 1},
             )
@@ -244,6 +252,7 @@ class HyperVFabric:
             if op is Operation.REVERSE_REPLICATE:
                 broker = self.settings.sites[target].replica_broker
                 reverse_to = broker or hosts[target]
+            point = _point(vm, request) if op is Operation.UNPLANNED_FAILOVER else None
             job_id = f"hv-{uuid.uuid4().hex[:16]}"
             detail = {
                 "operation": str(op),
@@ -254,6 +263,8 @@ class HyperVFabric:
                 "targetHost": hosts.get(target),
                 "reverseTo": reverse_to,
                 "intent": request.intent_id,
+                "point": None if point is None else point.id,
+                "pointTime": None if point is None else point.time.isoformat(),
                 "stale": op is Operation.STOP_VM and target != vm.active_site,
             }
             self._log.record_step(
@@ -317,7 +328,7 @@ class HyperVFabric:
             return
         detail: dict[str, Any] = {"step": done, "name": step.name, "host": record.hosts[step.role]}
         if record.op is Operation.UNPLANNED_FAILOVER and step.cmdlet == "Start-VMFailover":
-            detail["loss"] = self._loss(source, target)
+            detail["loss"] = self._loss(source, target, record.point_time)
         try:
             self._log.record_step(
                 base.Step(
@@ -396,9 +407,13 @@ class HyperVFabric:
             base.Step(record.id, record.vm, "end", json.dumps(detail), self._clock.now())
         )
 
-    def _loss(self, source: reading.Copy | None, target: reading.Copy | None) -> float | None:
-        """Seconds of writes an unplanned failover loses: since the replica's last replication,
-        unless the primary is known off with nothing left to ship."""
+    def _loss(
+        self, source: reading.Copy | None, target: reading.Copy | None, point: datetime | None
+    ) -> float | None:
+        """Seconds of writes an unplanned failover loses: since the replica's last replication
+        (or the chosen point), unless the primary is known off with nothing left to ship."""
+        if point is not None:
+            return max(0.0, (self._clock.now() - point).total_seconds())
         if target is None or target.last_replication is None:
             return None
         if (
@@ -486,6 +501,10 @@ class HyperVFabric:
                     hosts={k: str(v) for k, v in hosts.items() if v},
                     reverse_to=detail.get("reverseTo"),
                     intent_id=detail.get("intent"),
+                    point=detail.get("point"),
+                    point_time=None
+                    if detail.get("pointTime") is None
+                    else datetime.fromisoformat(detail["pointTime"]),
                     started_at=at,
                     stale=bool(detail.get("stale")),
                 )
@@ -571,9 +590,28 @@ def _model(vm: ObservedVM, sites: tuple[str, ...]) -> lifecycle.VMState:
     )
 
 
+def _point(vm: ObservedVM, request: base.Request) -> RecoveryPoint | None:
+    """The recovery snapshot an unplanned failover is asked to boot, by its id or its time
+    (None: the latest, a plain Start-VMFailover); one the replica does not keep is refused."""
+    if request.recovery_point is None:
+        return None
+    wanted = request.recovery_point.lower()
+    for point in vm.recovery_points:
+        if point.id == wanted or point.time.isoformat() == request.recovery_point:
+            return point
+    kept = ", ".join(f"{p.id} ({p.time.isoformat()})" for p in vm.recovery_points) or "none"
+    raise errors.RejectedError(
+        f"{vm.name}: the replica keeps no recovery snapshot {request.recovery_point!r} "
+        f"(it keeps: {kept})"
+    )
+
+
 def _not_offered(op: Operation) -> str:
     if op in {Operation.CANCEL_FAILOVER, Operation.COMPLETE_MIGRATION}:
         return "drctl never calls it"
     if op is Operation.APPLY_RECOVERY_POINT:
-        return "this provider fails over to the latest recovery point only"
+        return (
+            "Hyper-V Replica takes a recovery point only when it fails over "
+            "(Start-VMFailover -VMRecoverySnapshot): name it in the unplanned failover"
+        )
     return "this provider does not offer it: enable or disable replication on the hosts"

@@ -14,7 +14,11 @@ primary) into an `ObservedVM`:
 - power is the copy's `Get-VM` state where its host answered, Unknown where
   the host did not (the copy may run), Off at a site that has no copy;
 - allowed operations are the lifecycle model's for that state, narrowed to
-  what this provider runs (`OFFERED`).
+  what this provider runs (`OFFERED`);
+- recovery points are the replica's recovery snapshots (`Get-VMSnapshot
+  -SnapshotType Replica`, newest first, id = the snapshot's Id), reported
+  only where a decision needs them: where an unplanned failover is allowed,
+  the one moment Hyper-V takes a point (`Start-VMFailover -VMRecoverySnapshot`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from reconciler.core.state import (
     ObservedVM,
     Operation,
     ProtectionState,
+    RecoveryPoint,
     Replication,
     ReplicationState,
     TestFailoverState,
@@ -89,6 +94,7 @@ class Copy:
     failed_over_type: str = "None"
     test_vm: str | None = None
     test_vm_power: str | None = None
+    points: tuple[RecoveryPoint, ...] = ()  # a replica's recovery snapshots, newest first
 
     @property
     def running(self) -> bool:
@@ -127,9 +133,26 @@ def copies_of(site: str, host: str, answer: Any) -> list[Copy]:
                 failed_over_type=str(item.get("FailedOverReplicationType") or "None"),
                 test_vm=item.get("TestVM"),
                 test_vm_power=item.get("TestVMPower"),
+                points=_points(host, item.get("Points")),
             )
         )
     return found
+
+
+def _points(host: str, answer: Any) -> tuple[RecoveryPoint, ...]:
+    """The recovery snapshots of one projection entry, newest first (by time, whatever the
+    order they came in)."""
+    if answer is None:
+        return ()
+    if not isinstance(answer, list):
+        answer = [answer]  # 5.1 writes a one-item array bare when it is not forced
+    found: list[RecoveryPoint] = []
+    for point in answer:
+        when = _time(point.get("Time")) if isinstance(point, dict) else None
+        if when is None or not point.get("Id"):
+            raise errors.TransientError(f"{host} answered a recovery snapshot without id or time")
+        found.append(RecoveryPoint(str(point["Id"]).lower(), when))
+    return tuple(sorted(found, key=lambda p: p.time, reverse=True))
 
 
 def _time(value: Any) -> datetime | None:
@@ -238,6 +261,9 @@ def observed_vm(
     )
     allowed = lifecycle.allowed_operations(model, conditions) & OFFERED
     raw = "; ".join(f"{c.site}: {c.mode} {c.state}" for c in _ordered(sides.copies, sites))
+    points: tuple[RecoveryPoint, ...] = ()
+    if Operation.UNPLANNED_FAILOVER in allowed and replica is not None:
+        points = replica.points
     failover_job, failover_at, loss = last_failover or (None, None, None)
     return ObservedVM(
         name=first.name,
@@ -247,6 +273,7 @@ def observed_vm(
         replication=replication,
         allowed_operations=allowed,
         job=job,
+        recovery_points=points,
         test_failover=test,
         last_failover=kind,
         last_failover_job=failover_job,

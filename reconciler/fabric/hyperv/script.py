@@ -17,6 +17,8 @@ PREAMBLE = "$ErrorActionPreference = 'Stop'\n"
 # One projection per host: every VM with replication, names (never integer
 # enums, whose numbers differ between module versions 1.1 and 2.0), ISO times
 # in UTC, forced to a JSON array (5.1 writes one object bare, none as nothing).
+# A replica's recovery snapshots (`-SnapshotType Replica`: the standard points;
+# app-consistent ones are another type) come newest first, by CreationTime.
 PROJECTION = (
     PREAMBLE
     + """$iso = { param($t) if ($t) { $t.ToUniversalTime().ToString('o') } else { $null } }
@@ -35,8 +37,12 @@ $r = @(Get-VMReplication -ReplicationRelationshipType Simple | ForEach-Object {
     TestVM = if ($test) { $test.Name } else { $null }
     TestVMPower = if ($test) { "$($test.State)" } else { $null }
     IsClustered = [bool]$vm.IsClustered
+    Points = @(if ("$($_.ReplicationMode)" -eq 'Replica') {
+      Get-VMSnapshot -VM $vm -SnapshotType Replica | Sort-Object CreationTime -Descending |
+        ForEach-Object { [pscustomobject]@{
+          Id = "$($_.Id)"; Name = $_.Name; Time = & $iso $_.CreationTime } } })
   } })
-ConvertTo-Json -InputObject $r -Compress -Depth 3"""
+ConvertTo-Json -InputObject $r -Compress -Depth 4"""
 )
 
 
@@ -62,6 +68,21 @@ def prepare_failover(vm: str) -> str:
 def failover(vm: str) -> str:
     """On the replica: fail over to the latest recovery point (planned or unplanned)."""
     return PREAMBLE + f"Start-VMFailover -VMName {quoted(vm)} -Confirm:$false"
+
+
+def failover_to_point(vm: str, snapshot_id: str) -> str:
+    """On the replica: an unplanned failover to the recovery snapshot `snapshot_id` (its Id).
+    The only moment Hyper-V takes a point: after Start-VMFailover the VM runs from it until
+    Complete-VMFailover; no cmdlet applies another one to a failed-over VM. A snapshot the
+    host no longer keeps is refused by id (RecoverySnapshotNotFound) before any failover."""
+    return (
+        PREAMBLE
+        + f"$s = @(Get-VMSnapshot -VMName {quoted(vm)} -SnapshotType Replica | "
+        + f'Where-Object {{ "$($_.Id)" -eq {quoted(snapshot_id)} }})\n'
+        + "if ($s.Count -ne 1) { Write-Error -Message 'no such recovery snapshot' "
+        + "-ErrorId RecoverySnapshotNotFound -Category ObjectNotFound }\n"
+        + "Start-VMFailover -VMRecoverySnapshot $s[0] -Confirm:$false"
+    )
 
 
 def test_failover(vm: str) -> str:

@@ -160,3 +160,58 @@ def test_after_the_commit_the_reason_says_the_point_cannot_change() -> None:
         "runs at rtm, replicating rtm->ams; recoveryPoint rp-1 changes nothing now: a point "
         "is chosen between an unplanned failover and its commit, and a commit cannot be undone"
     )
+
+
+# --- a fabric that takes the point only when it fails over (Hyper-V Replica) ---------------
+
+UNPLANNED_ONLY = frozenset({Operation.UNPLANNED_FAILOVER, Operation.TEST_FAILOVER})
+
+
+def at_failover_time(o: ObservedVM, wanted: DesiredVM) -> plan.VMPlan:
+    seen = dataclasses.replace(observed(o, down=("ams",)), points_at_failover=True)
+    (vp,) = plan.build_plan(desired(wanted), seen, NOW).vms
+    return vp
+
+
+def ams_dark() -> ObservedVM:
+    """sql01 active at ams, which is dark: only an unplanned failover to rtm is allowed."""
+    return dataclasses.replace(
+        vm("sql01", "ams", running=(), allowed=UNPLANNED_ONLY), recovery_points=POINTS
+    )
+
+
+def test_where_points_are_taken_at_failover_the_unplanned_failover_names_the_point() -> None:
+    vp = at_failover_time(ams_dark(), at_rtm("rp-1", allow_data_loss=True))
+    assert vp.action is not None
+    assert (vp.action.operation, vp.action.recovery_point) == (
+        Operation.UNPLANNED_FAILOVER,
+        "rp-1",
+    )
+    assert "to recovery point rp-1" in vp.reason
+    assert "may lose up to 1200s of writes" in vp.reason  # back to rp-1, not the last sync
+
+
+def test_where_points_are_taken_at_failover_an_older_point_still_needs_consent() -> None:
+    vp = at_failover_time(ams_dark(), at_rtm("rp-1"))
+    assert (vp.phase, vp.action) == (Phase.BLOCKED, None)
+    assert "allowDataLoss: {from: ams, until: <time>}" in vp.reason
+
+
+def test_where_points_are_taken_at_failover_an_unknown_point_blocks_the_failover() -> None:
+    vp = at_failover_time(ams_dark(), at_rtm("rp-9", allow_data_loss=True))
+    assert (vp.phase, vp.action) == (Phase.BLOCKED, None)
+    assert "keeps no recovery point that `recoveryPoint: rp-9` names" in vp.reason
+
+
+def test_where_points_are_taken_at_failover_latest_is_a_plain_unplanned_failover() -> None:
+    vp = at_failover_time(ams_dark(), at_rtm("latest", allow_data_loss=True))
+    assert vp.action is not None
+    assert (vp.action.operation, vp.action.recovery_point) == (Operation.UNPLANNED_FAILOVER, None)
+
+
+def test_where_points_are_taken_at_failover_no_apply_recovery_point_is_proposed_after_it() -> None:
+    pending = dataclasses.replace(failed_over(), allowed_operations=frozenset({Operation.COMMIT}))
+    seen = dataclasses.replace(observed(pending), points_at_failover=True)
+    (vp,) = plan.build_plan(desired(at_rtm("rp-1", allow_data_loss=True)), seen, NOW).vms
+    assert vp.action is not None
+    assert vp.action.operation is Operation.COMMIT

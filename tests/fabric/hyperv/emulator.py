@@ -47,8 +47,12 @@ $r = @(Get-VMReplication -ReplicationRelationshipType Simple | ForEach-Object {
     TestVM = if ($test) { $test.Name } else { $null }
     TestVMPower = if ($test) { "$($test.State)" } else { $null }
     IsClustered = [bool]$vm.IsClustered
+    Points = @(if ("$($_.ReplicationMode)" -eq 'Replica') {
+      Get-VMSnapshot -VM $vm -SnapshotType Replica | Sort-Object CreationTime -Descending |
+        ForEach-Object { [pscustomobject]@{
+          Id = "$($_.Id)"; Name = $_.Name; Time = & $iso $_.CreationTime } } })
   } })
-ConvertTo-Json -InputObject $r -Compress -Depth 3"""
+ConvertTo-Json -InputObject $r -Compress -Depth 4"""
 )
 _NAME = r"'(?P<vm>(?:[^']|'')+)'"
 # Each cmdlet the provider may send, as one statement after the preamble.
@@ -58,6 +62,18 @@ COMMANDS: list[tuple[str, re.Pattern[str]]] = [
     ("prepare", re.compile(rf"Start-VMFailover -VMName {_NAME} -Prepare -Confirm:\$false")),
     ("test", re.compile(rf"Start-VMFailover -VMName {_NAME} -AsTest -Confirm:\$false")),
     ("failover", re.compile(rf"Start-VMFailover -VMName {_NAME} -Confirm:\$false")),
+    (
+        "failover-point",
+        re.compile(
+            r"\$s = @\(Get-VMSnapshot -VMName "
+            + _NAME
+            + r" -SnapshotType Replica \| Where-Object \{ \"\$\(\$_\.Id\)\" -eq "
+            r"'(?P<point>[0-9a-f-]+)' \}\)\n"
+            r"if \(\$s\.Count -ne 1\) \{ Write-Error -Message 'no such recovery snapshot' "
+            r"-ErrorId RecoverySnapshotNotFound -Category ObjectNotFound \}\n"
+            r"Start-VMFailover -VMRecoverySnapshot \$s\[0\] -Confirm:\$false"
+        ),
+    ),
     ("stop-failover", re.compile(rf"Stop-VMFailover -VMName {_NAME}")),
     (
         "reverse-to",
@@ -77,6 +93,7 @@ CLASSES = {
     "prepare": "StartVMFailover",
     "test": "StartVMFailover",
     "failover": "StartVMFailover",
+    "failover-point": "StartVMFailover",
     "stop-failover": "StopVMFailover",
     "reverse-to": "SetVMReplication",
     "reverse": "SetVMReplication",
@@ -137,6 +154,10 @@ class Record:
     test_power: str = "Off"
     busy_until: float | None = None  # initial replication or resync finishing
     lag: float = 0.0
+    # A replica's recovery snapshots (type Replica), one per replication interval,
+    # the newest `history` kept: [id, epoch s], oldest first.
+    points: list[list[Any]] = field(default_factory=list)
+    history: int = 4
 
     @property
     def ps_state(self) -> str:
@@ -186,9 +207,9 @@ class Emulator:
         self.state.records.setdefault(primary, {})[vm_id] = Record(
             name, vm_id, "Primary", "Replicating", power, primary, replica, now
         )
-        self.state.records.setdefault(replica, {})[vm_id] = Record(
-            name, vm_id, "Replica", "Replicating", "Off", primary, replica, now
-        )
+        copy = Record(name, vm_id, "Replica", "Replicating", "Off", primary, replica, now)
+        _keep_points(copy, now)
+        self.state.records.setdefault(replica, {})[vm_id] = copy
         return vm_id
 
     def site_of(self, host: str) -> str:
@@ -222,6 +243,7 @@ class Emulator:
                     rec.wmi = peer.wmi = "Replicating"
                 if rec.wmi == "Replicating" and peer.wmi == "Replicating":
                     rec.synced = peer.synced = max(rec.synced or 0, now - rec.lag)
+                    _keep_points(peer, peer.synced)
 
     # --- the runner interface ----------------------------------------------------------
 
@@ -311,6 +333,17 @@ class Emulator:
                 "TestVM": rec.test_vm,
                 "TestVMPower": rec.test_power if rec.test_vm else None,
                 "IsClustered": False,
+                "Points": [
+                    {
+                        "Id": point_id,
+                        "Name": f"{rec.name} - Standard Replica - "
+                        f"({datetime.fromtimestamp(t, UTC):%m/%d/%Y - %H:%M:%S})",
+                        "Time": datetime.fromtimestamp(t, UTC).isoformat(),
+                    }
+                    for point_id, t in sorted(rec.points, key=lambda p: -p[1])
+                ]
+                if rec.mode == "Replica"
+                else [],
             }
             for rec in self.state.records.get(host, {}).values()
         ]
@@ -396,7 +429,13 @@ class Emulator:
             rec.wmi = "SyncedReplicationComplete"
             rec.synced = other[1].synced = now
             return []
-        if command in {"failover", "test"}:
+        if command == "failover-point":
+            point = found.group("point")
+            if rec.mode != "Replica" or all(p[0] != point for p in rec.points):
+                raise HvError(
+                    "RecoverySnapshotNotFound", "ObjectNotFound", "no such recovery snapshot"
+                )
+        if command in {"failover", "failover-point", "test"}:
             if rec.mode == "Primary":
                 raise HvError(
                     "InvalidParameter",
@@ -429,6 +468,10 @@ class Emulator:
             rec.wmi = "Recovered"
             rec.busy_until = None
             rec.failed_over_type = "Planned" if prepared else "Regular"
+            if command == "failover-point":
+                # The VM boots the chosen point: the writes replicated after it are gone.
+                rec.synced = next(t for i, t in rec.points if i == found.group("point"))
+                rec.failed_over_type = "Regular"
             return []
         if command == "stop-failover":
             if rec.test_vm is not None:
@@ -463,6 +506,7 @@ class Emulator:
             old_host, old = other
             rec.mode, rec.wmi, rec.failed_over_type = "Primary", "Replicating", "None"
             old.mode, old.wmi, old.power = "Replica", "Replicating", "Off"
+            rec.points, old.points = [], []  # the recovery points are merged
             rec.primary = old.primary = host
             rec.replica = old.replica = old_host
             rec.synced = old.synced = now
@@ -477,6 +521,7 @@ class Emulator:
             if rec.wmi != "Recovered":
                 raise _state_error()
             rec.wmi = "Committed"
+            rec.points = []  # Complete-VMFailover removes the other recovery points
             return []
         if command == "as-replica":
             if rec.mode != "Primary":
@@ -534,9 +579,24 @@ class Emulator:
             rec.wmi = "Resynchronizing"
             if other is not None:
                 other[1].wmi = "Resynchronizing"
+                other[1].points = []  # a resync deletes the recovery points
             rec.busy_until = now + self.state.resync_seconds
             return []
         raise AssertionError(command)
+
+
+def _keep_points(replica: Record, synced: float) -> None:
+    """The replica's recovery snapshots up to `synced`: one per replication interval (the
+    cycle's end), the newest `history` kept, as Hyper-V prunes its recovery history."""
+    step = max(replica.frequency, 1.0)
+    last = replica.points[-1][1] if replica.points else None
+    first = synced - step * (replica.history - 1)
+    t = synced if last is None else max(last + step, first)
+    while t <= synced + 1e-9:
+        point_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"hv-point/{replica.vm_id}/{t:.3f}"))
+        replica.points.append([point_id, t])
+        t += step
+    del replica.points[: max(0, len(replica.points) - replica.history)]
 
 
 def _error(error_id: str, category: str, cls: str, message: str) -> Result:
