@@ -13,6 +13,7 @@ own record of the cmdlets they ran says so.
 from __future__ import annotations
 
 import json
+import time
 import signal
 from collections import Counter
 from collections.abc import Iterator
@@ -73,3 +74,58 @@ def test_a_daemon_killed_between_start_vmfailover_and_reverse_resumes_sending_no
     adopted = [e for e in log if e.get("event") == "action_adopted"]
     assert [(e["vm"], e["operation"]) for e in adopted] == [("sql01", "PlannedFailover")]
     assert driver.converged_at("rtm")
+
+
+def test_drctl_apply_fails_over_unplanned_to_an_older_recovery_snapshot_with_consent(
+    driver: providers.HyperVDriver,
+) -> None:
+    """web01's spec names an older recovery snapshot: Hyper-V takes it only in the failover
+    (`Start-VMFailover -VMRecoverySnapshot`), so drctl names it there, once ams is lost and
+    an unplanned failover is consented to, and never proposes ApplyRecoveryPoint after it."""
+    rtm = hv_harness.host_of("rtm")
+
+    def snapshots() -> list[list[object]]:
+        with driver.hosts.lock:
+            driver.hosts.emulator.advance()
+            copy = next(
+                r for r in driver.hosts.emulator.state.records[rtm].values() if r.name == "web01"
+            )
+            return list(copy.points)
+
+    driver.wait("three recovery snapshots of web01 on rtm", lambda: len(snapshots()) >= 3, 30)
+    driver.site_down("ams")
+    older, newest = snapshots()[-3], snapshots()[-1]
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 7200))
+    spec = three_tier("rtm").replace(
+        "    - name: web01\n", f"    - {{name: web01, recoveryPoint: '{older[0]}'}}\n"
+    )
+    driver.want(spec)
+    done = driver.apply("--timeout", "30")
+    assert done.returncode == 1  # nothing consents to losing writes yet
+    assert "allowDataLoss: {from: ams, until: <time>}" in done.stderr
+    assert [c for c in driver.hosts.calls if c.command.startswith("failover")] == []
+
+    driver.want(
+        spec.replace(
+            "commitAfterSeconds: 0}",
+            f"commitAfterSeconds: 0, allowDataLoss: {{from: ams, until: '{until}'}}}}",
+        )
+    )
+    done = driver.apply("--timeout", driver.seconds(4))
+    vms = driver.vms()
+    assert {vm["observed"]["activeSite"] for vm in vms.values()} == {"rtm"}, done.stderr
+    failovers = {(c.vm, c.command) for c in driver.hosts.calls if c.host == rtm}
+    assert ("web01", "failover-point") in failovers  # to the snapshot the spec names
+    assert ("web01", "failover") not in failovers
+    assert ("sql01", "failover") in failovers  # the others: the latest point
+    assert f"-eq '{older[0]}'" in next(
+        c.script for c in driver.hosts.calls if c.command == "failover-point"
+    )
+    assert ("web01", "complete") in failovers  # committed, with no ApplyRecoveryPoint before
+    assert [c for c in driver.hosts.calls if c.refused] == []
+    with driver.hosts.lock:
+        copy = next(
+            r for r in driver.hosts.emulator.state.records[rtm].values() if r.name == "web01"
+        )
+        assert copy.synced == older[1] and copy.synced < newest[1]  # it runs the older data
+        assert copy.points == []  # Complete-VMFailover removed the others
