@@ -313,7 +313,7 @@ def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
     if history is None and layout.journal_path(args.state_dir).exists():
         history = journal.Journal(args.state_dir, writer=False)  # read-only: creates nothing
     with fabrics.open_for(desired, args.state_dir, wall) as opened:
-        if isinstance(history, journal.Journal):
+        if history is not None:
             # A provider that runs its own jobs reads their steps there (Hyper-V).
             opened.keep_steps(history, writable=False)
         observed = opened.observe(desired.fabrics_in_use())

@@ -21,7 +21,6 @@ from typing import Self
 from reconciler import errors, fabric
 from reconciler.core import pin, state
 from reconciler.core.desired import EMBEDDED_FABRIC, DesiredState
-from reconciler.engine import journal as journals
 from reconciler.engine import journal_backend, step_log
 from reconciler.engine import state_dir as layout
 from reconciler.fabric import base, config
@@ -63,11 +62,6 @@ class Fabrics:
         if self._steps is None or not isinstance(provider, base.OwnsJobs):
             return
         journal, writable = self._steps
-        if not isinstance(journal, journals.Journal):
-            # The steps live in the SQLite journal only: a provider that runs its own
-            # jobs starts nothing rather than keep them where a new leader cannot see.
-            provider.use_step_log(step_log.UnsharedStepLog(name))
-            return
         log = step_log.JournalStepLog(journal, name, provider.fabric_kind, writable=writable)
         provider.use_step_log(log)
 

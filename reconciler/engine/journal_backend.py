@@ -20,6 +20,7 @@ from reconciler.core.desired import EMBEDDED_FABRIC
 from reconciler.core.state import Operation
 from reconciler.engine import journal_file
 from reconciler.engine.journal import Entry
+from reconciler.fabric.base import Step
 
 
 class Backend(Protocol):
@@ -68,6 +69,10 @@ class Backend(Protocol):
     def record_drill(self, record: plan.DrillRecord) -> None: ...
 
     def drills(self) -> list[plan.DrillRecord]: ...
+
+    def record_step(self, fabric: str, step: Step) -> None: ...
+
+    def steps(self, fabric: str) -> list[Step]: ...
 
     def abandon_open(self, at: datetime, reason: str, fabric: str | None = None) -> int: ...
 

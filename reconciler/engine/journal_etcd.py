@@ -12,6 +12,8 @@ Keys, each a JSON document:
     <prefix>/journal/a/<intent id>        one action: its intent, then its job, its outcome
     <prefix>/journal/c/<revision>/<vm>    when the VM first converged under the revision
     <prefix>/journal/d/<plan>/<drill id>  one drill of a plan (engine/drill_record.py)
+    <prefix>/journal/s/<fabric>/<uuid>    one step of a job a provider runs itself (Hyper-V),
+                                          before its call; ordered by create revision
 
 An action's `Entry.id` is the etcd revision that created its key: it grows
 with every write, so journal order is id order, as in SQLite. Every write
@@ -46,6 +48,7 @@ from reconciler.engine import drill_record, journal, journal_file
 from reconciler.engine import etcd_gateway as gateway_
 from reconciler.engine.lease import etcd as election_
 from reconciler.errors import EtcdUnavailableError, JournalBusyError, LeadershipLostError
+from reconciler.fabric.base import Step
 
 # etcd refuses a transaction of more than 128 operations (its default --max-txn-ops).
 _MAX_OPS = 100
@@ -73,6 +76,7 @@ class EtcdJournal:
         self._rows: dict[int, Row] = {}
         self._converged: dict[tuple[str, str], datetime] = {}
         self._drills: dict[tuple[str, str], plan.DrillRecord] = {}
+        self._steps: dict[str, list[tuple[int, Step]]] = {}  # fabric -> (revision, step)
         self._writes = 0
         created = self._identify()
         self.identity = journal_file.Identity(self._journal_id, created, None)
@@ -176,6 +180,24 @@ class EtcdJournal:
     def drills(self) -> list[plan.DrillRecord]:
         return sorted(self._drills.values(), key=lambda r: r.started_at)
 
+    def record_step(self, fabric: str, step: Step) -> None:
+        """One step of a provider's own job, fenced as every write: a deposed leader
+        records none, so the provider sends no cmdlet (`engine.step_log`)."""
+        row: Row = {
+            "job_id": step.job_id,
+            "vm": step.vm,
+            "kind": step.kind,
+            "detail": step.detail,
+            "cmdlet": step.cmdlet,
+            "purpose": step.purpose,
+            "at": (step.at or datetime.now().astimezone()).isoformat(),
+        }
+        made = self._write([(f"{self._root}/s/{fabric}/{uuid.uuid4().hex}", row)])
+        self._steps.setdefault(fabric, []).append((made, _step(row)))
+
+    def steps(self, fabric: str) -> list[Step]:
+        return [step for _, step in sorted(self._steps.get(fabric, []), key=lambda p: p[0])]
+
     def abandon_open(self, at: datetime, reason: str, fabric: str | None = None) -> int:
         open_ids = [
             i
@@ -264,6 +286,12 @@ class EtcdJournal:
         drills = self._call(lambda: self._gateway.range_prefix(f"{self._root}/d/"))
         records = [drill_record.from_text(gateway_.value_of(kv)) for kv in drills]
         self._drills = {(r.plan, r.id): r for r in records}
+        found_steps: dict[str, list[tuple[int, Step]]] = {}
+        for kv in self._call(lambda: self._gateway.range_prefix(f"{self._root}/s/")):
+            fabric = gateway_.key_of(kv)[len(self._root) + 3 :].rpartition("/")[0]
+            row = json.loads(gateway_.value_of(kv))
+            found_steps.setdefault(fabric, []).append((int(kv["create_revision"]), _step(row)))
+        self._steps = found_steps
 
     def compact(self) -> int:
         """Drop etcd's history before now (old versions of rewritten actions); the revision."""
@@ -332,6 +360,18 @@ class EtcdJournal:
                 f"the journal {self.path} cannot be reached: {exc}: drctl starts nothing it "
                 "cannot journal first",
             ) from exc
+
+
+def _step(r: Row) -> Step:
+    return Step(
+        r["job_id"],
+        r["vm"],
+        r["kind"],
+        r["detail"],
+        datetime.fromisoformat(r["at"]),
+        r.get("cmdlet"),
+        r.get("purpose"),
+    )
 
 
 def _entry(entry_id: int, r: Row) -> journal.Entry:

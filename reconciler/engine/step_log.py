@@ -12,8 +12,7 @@ write: those commands start nothing.
 from __future__ import annotations
 
 from reconciler import errors
-from reconciler.engine import guard
-from reconciler.engine import journal as journals
+from reconciler.engine import guard, journal_backend
 from reconciler.fabric import base
 
 
@@ -21,7 +20,7 @@ class JournalStepLog:
     """The steps of fabric `fabric` (of kind `kind`) in `journal`."""
 
     def __init__(
-        self, journal: journals.Journal, fabric: str, kind: str, *, writable: bool = True
+        self, journal: journal_backend.Backend, fabric: str, kind: str, *, writable: bool = True
     ) -> None:
         self._journal = journal
         self._fabric = fabric
@@ -41,22 +40,3 @@ class JournalStepLog:
 
     def steps(self) -> list[base.Step]:
         return self._journal.steps(self._fabric)
-
-
-class UnsharedStepLog:
-    """The step log of a journal that cannot keep steps (the shared one in etcd, of
-    `run --lock`): it refuses every step, so the provider starts nothing."""
-
-    def __init__(self, fabric: str) -> None:
-        self._fabric = fabric
-
-    def record_step(self, step: base.Step) -> None:
-        raise errors.TerminalError(
-            f"fabric '{self._fabric}' runs its own multi-step jobs, whose steps drctl keeps "
-            "only in the local SQLite journal: with `run --lock etcd://...` a new leader could "
-            "not see them and might repeat one, so drctl starts nothing on it; run this "
-            "fabric's replica without --lock"
-        )
-
-    def steps(self) -> list[base.Step]:
-        return []

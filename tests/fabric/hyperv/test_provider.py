@@ -22,9 +22,9 @@ from reconciler import errors
 from reconciler.core.desired import EMBEDDED_FABRIC
 from reconciler.core.state import JobState, Operation, Power, ProtectionState
 from reconciler.engine import etcd_gateway, fabrics, guard, journal_etcd
+from reconciler.engine.lease import etcd as election_
 from reconciler.fabric import base
 from reconciler.fabric.hyperv import provider as hv
-from reconciler.fabric.hyperv import script
 from reconciler.fabric.sim.inventory import Inventory, InventoryVM
 from reconciler.kits.clock import VirtualClock
 
@@ -269,87 +269,38 @@ def test_the_open_provider_without_pypsrp_names_the_extra() -> None:
     assert hv.INSTALL == "pip install 'drctl[hyperv]'"
 
 
-def test_with_the_shared_journal_in_etcd_a_hyperv_fabric_starts_nothing_and_says_why(
-    hvt: harness.HyperVUnderTest, etcd: etcdproc.Cluster
+def test_with_the_shared_journal_in_etcd_the_steps_are_kept_there_for_a_new_leader(
+    hvt: harness.HyperVUnderTest, etcd: etcdproc.Cluster, clock: VirtualClock
 ) -> None:
-    """Its steps live in the local SQLite journal only: a new leader at the other site
-    could not see them and might send a non-idempotent cmdlet twice."""
+    """`run --lock etcd://...`: drctl's own jobs journal each step in etcd, fenced, so a
+    replica at the other site that takes over sees which cmdlets were sent; a deposed
+    leader records no step, so it sends no cmdlet."""
     target = etcd_gateway.parse_target(etcd.url())
     gateway = etcd_gateway.Gateway(target.endpoints)
     try:
+        leader = election_.Election(gateway, "/drctl", "ams", 3)
+        leader.tick()
+        shared = journal_etcd.EtcdJournal(gateway, target, leader.fence, leader.lost)
         opened = fabrics.Fabrics.of(hvt.open())
-        shared = journal_etcd.EtcdJournal(gateway, target)
         opened.keep_steps(shared)
         provider = opened.provider(EMBEDDED_FABRIC)
-        with pytest.raises(errors.TerminalError) as refused:
-            provider.start(base.Request("web01", OP.PLANNED_FAILOVER, "rtm"))
+        job = run_job(
+            provider, clock, provider.start(base.Request("web01", OP.PLANNED_FAILOVER, "rtm"))
+        )
+        assert job.state is JobState.SUCCEEDED
+        issued = [s.cmdlet for s in shared.steps(EMBEDDED_FABRIC) if s.kind == "issue"]
+        assert len(issued) == 5  # stop, prepare, failover, reverse, start: each before its call
+        # Another replica reads the same steps, in the same order, from etcd.
+        other = journal_etcd.EtcdJournal(gateway, target)
+        assert other.steps(EMBEDDED_FABRIC) == shared.steps(EMBEDDED_FABRIC)
+        # A reader (a follower, or a leader deposed) records no step: no cmdlet is sent.
+        before = calls(hvt)
+        follower = fabrics.Fabrics.of(hvt.open())
+        follower.keep_steps(other)
+        with pytest.raises(errors.DrctlError):
+            follower.provider(EMBEDDED_FABRIC).start(
+                base.Request("web01", OP.PLANNED_FAILOVER, "ams")
+            )
+        assert calls(hvt) == before
     finally:
         gateway.close()
-    assert "with `run --lock etcd://...` a new leader could not see them" in str(refused.value)
-    assert calls(hvt) == []  # no cmdlet sent
-
-
-# --- recovery snapshots: observed, and taken only by the unplanned failover itself ---------
-
-
-def _points_after(hvt: harness.HyperVUnderTest, clock: VirtualClock, provider: hv.HyperVFabric):  # type: ignore[no-untyped-def]
-    """web01 replicated for four intervals, then ams dark: the replica's snapshots."""
-    for _ in range(4):
-        clock.advance(TIMINGS.replication_interval)
-        provider.observe()
-    hvt.controls.site_down("ams")
-    return provider.observe().vms["web01"]
-
-
-def test_the_replica_s_recovery_snapshots_are_observed_newest_first_where_a_failover_needs_them(
-    hvt: harness.HyperVUnderTest, clock: VirtualClock
-) -> None:
-    provider = hvt.open()
-    seen = _points_after(hvt, clock, provider)
-    assert OP.UNPLANNED_FAILOVER in seen.allowed_operations
-    times = [p.time for p in seen.recovery_points]
-    assert len(times) == 4 and times == sorted(times, reverse=True)
-    assert times[0] - times[1] == (times[1] - times[2])  # one per replication interval
-    rtm = next(iter(hvt.emulator.state.records[RTM].values()))
-    assert {p.id for p in seen.recovery_points} == {i for i, _ in rtm.points}
-    observed = provider.observe()
-    assert observed.points_at_failover  # the planner names the point in the failover
-    assert OP.APPLY_RECOVERY_POINT not in observed.vms["web01"].allowed_operations
-
-
-def test_an_unplanned_failover_to_an_older_snapshot_sends_vmrecoverysnapshot_and_loses_back_to_it(
-    hvt: harness.HyperVUnderTest, clock: VirtualClock
-) -> None:
-    provider = hvt.open()
-    older = _points_after(hvt, clock, provider).recovery_points[2]
-    job = run_job(
-        provider,
-        clock,
-        provider.start(
-            base.Request("web01", OP.UNPLANNED_FAILOVER, "rtm", recovery_point=older.id)
-        ),
-    )
-    assert job.state is JobState.SUCCEEDED
-    assert calls(hvt) == [f"{RTM}|failover-point|web01", f"{RTM}|start|web01"]
-    assert job.data_loss_seconds is not None
-    assert job.data_loss_seconds >= (clock.now() - older.time).total_seconds() - 2
-    seen = provider.observe().vms["web01"]
-    assert (seen.active_site, seen.protection_state) == ("rtm", ProtectionState.COMMIT_PENDING)
-    rtm = next(iter(hvt.emulator.state.records[RTM].values()))
-    assert rtm.synced == older.time.timestamp()  # it boots the chosen point's data
-
-
-def test_a_snapshot_the_replica_does_not_keep_is_refused_at_start_and_by_the_host_by_id(
-    hvt: harness.HyperVUnderTest, clock: VirtualClock
-) -> None:
-    provider = hvt.open()
-    _points_after(hvt, clock, provider)
-    unknown = "00000000-0000-0000-0000-000000000000"
-    with pytest.raises(errors.RejectedError, match="keeps no recovery snapshot"):
-        provider.start(base.Request("web01", OP.UNPLANNED_FAILOVER, "rtm", recovery_point=unknown))
-    result = hvt.emulator.run(RTM, script.failover_to_point("web01", unknown), 60)
-    assert [e.id for e in result.errors] == ["RecoverySnapshotNotFound"]
-    rtm = next(iter(hvt.emulator.state.records[RTM].values()))
-    assert rtm.ps_state == "Replicating"  # nothing failed over
-    with pytest.raises(errors.RejectedError, match="takes a recovery point only when it fails"):
-        provider.start(base.Request("web01", OP.APPLY_RECOVERY_POINT, "rtm"))
