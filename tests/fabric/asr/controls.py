@@ -130,11 +130,7 @@ class VaultControls:
             item = self.vault.by_friendly(request.vm)
             props: dict[str, object] = {}
             if request.operation in DIRECTED:
-                props["failoverDirection"] = (
-                    "PrimaryToRecovery"
-                    if item.state.active_site == item.primary
-                    else "RecoveryToPrimary"
-                )
+                props["failoverDirection"] = v.failover_direction(item)
             details = self.vault.details_for(item, request.operation)
             if details is not None:
                 props["providerSpecificDetails"] = details

@@ -319,11 +319,7 @@ class Vault:
             self.advance()
             props = body.get("properties") or {}
             direction = props.get("failoverDirection")
-            expected = (
-                "PrimaryToRecovery"
-                if item.state.active_site == item.primary
-                else "RecoveryToPrimary"
-            )
+            expected = failover_direction(item)
             if direction is not None and direction != expected:
                 raise VaultError(
                     400,
@@ -560,11 +556,7 @@ class Vault:
                 )
             items = self.plan_items(plan)
             for item in items:
-                expected = (
-                    "PrimaryToRecovery"
-                    if item.state.active_site == item.primary
-                    else "RecoveryToPrimary"
-                )
+                expected = failover_direction(item)
                 if direction is not None and direction != expected:
                     raise VaultError(
                         400,
@@ -772,3 +764,8 @@ def iso(t: float) -> str:
     """A time as ASR writes it: UTC, 7 fraction digits, Z."""
     when = datetime.fromtimestamp(t, UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond:06d}0Z"
+
+
+def failover_direction(item: ItemState) -> str:
+    """The `failoverDirection` ASR expects of `item` where it is active now."""
+    return "PrimaryToRecovery" if item.state.active_site == item.primary else "RecoveryToPrimary"
