@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan_cmd.add_argument(
         "--exit-code", action="store_true", help="exit 1 when not converged (0 when converged)"
     )
+    _max_failovers_arg(plan_cmd, "plan as `drctl run`/`drctl apply` with this flag would: ")
     options.state_dir_arg(plan_cmd)
     plan_cmd.set_defaults(handler=_plan)
 
@@ -263,12 +264,17 @@ def _executor_args(parser: argparse.ArgumentParser, poll_interval: float) -> Non
         help="operations in flight across every plan and fabric (default: each plan's own "
         "policy.maxParallel only)",
     )
+    _max_failovers_arg(parser)
+
+
+def _max_failovers_arg(parser: argparse.ArgumentParser, lead: str = "") -> None:
+    """The blast radius across every plan (`run`, `apply`; `plan` shows what they would do)."""
     parser.add_argument(
         "--max-failovers-per-revision",
         type=_positive,
         metavar="N",
-        help="a revision that would fail over more VMs than N, across every plan, moves none "
-        "of them (default: no limit beyond each plan's policy.maxFailoversPerRevision)",
+        help=f"{lead}a revision that would fail over more VMs than N, across every plan, moves "
+        "none of them (default: no limit beyond each plan's policy.maxFailoversPerRevision)",
     )
 
 
@@ -298,7 +304,9 @@ def _output_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", choices=["text", "json"], default="text")
 
 
-def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
+def _observe_and_plan(
+    args: argparse.Namespace, max_failovers_per_revision: int | None = None
+) -> tuple[plan.Plan, str]:
     from reconciler.core import plan
     from reconciler.engine import drill_record, execute, fabrics, journal
     from reconciler.engine import state_dir as layout
@@ -331,7 +339,14 @@ def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
         unsettled = history.unsettled(rev)
         drills = drill_record.latest(history.drills())
     provenance = plan.Provenance(own, found.made_at, rev, unsettled, stopped, drills)
-    built = plan.build_plans(desired, observed, wall.now(), attempts, provenance=provenance)
+    built = plan.build_plans(
+        desired,
+        observed,
+        wall.now(),
+        attempts,
+        provenance=provenance,
+        max_failovers_per_revision=max_failovers_per_revision,
+    )
     return built, rev
 
 
@@ -363,7 +378,7 @@ def _write_lines(lines: Iterable[str]) -> None:
 def _plan(args: argparse.Namespace) -> int:
     from reconciler.ui import report
 
-    built, rev = _observe_and_plan(args)
+    built, rev = _observe_and_plan(args, args.max_failovers_per_revision)
     if args.output == "json":
         _write_lines(report.plan_json_lines(built, rev))
     else:

@@ -8,6 +8,7 @@ status --output json` and the fabric's job history.
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import datetime
 from pathlib import Path
 
@@ -61,6 +62,37 @@ def test_a_bad_merge_over_the_global_limit_moves_nothing(drctl: Drctl) -> None:
     assert drctl.jobs() == []
     done = drctl.apply("--max-failovers-per-revision", "5")
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_plan_shows_what_the_global_limit_blocks(drctl: Drctl) -> None:
+    """`drctl plan --max-failovers-per-revision N` plans as `run` and `apply` with the flag do."""
+    write(drctl, "rtm")
+    shown = json.loads(
+        drctl.run(
+            "plan", str(drctl.specs), "--max-failovers-per-revision", "4", "--output", "json"
+        ).stdout
+    )
+    assert shown["actions"] == []
+    reason = (
+        "this revision moves 5 VMs; the limit is 4 (drctl run --max-failovers-per-revision): "
+        "raise it or split the change"
+    )
+    assert {(vm["name"], vm["phase"], vm["reason"]) for vm in shown["vms"]} == {
+        (vm, "Blocked", reason) for vms in PLANS.values() for vm in vms
+    }
+    text = drctl.run("plan", str(drctl.specs), "--max-failovers-per-revision", "4").stdout
+    assert f"Blocked  -    {reason}" in text
+    # At the limit the same revision moves; `plan` still starts nothing.
+    shown = json.loads(
+        drctl.run(
+            "plan", str(drctl.specs), "--max-failovers-per-revision", "5", "--output", "json"
+        ).stdout
+    )
+    assert {a["vm"] for a in shown["actions"]} == {vm for vms in PLANS.values() for vm in vms}
+    assert drctl.jobs() == []
+    refused = drctl.run("plan", str(drctl.specs), "--max-failovers-per-revision", "0", check=False)
+    assert refused.returncode == 2
+    assert "must be a whole number of at least 1, not '0'" in refused.stderr
 
 
 def test_a_plans_limit_blocks_that_plan_until_a_commit_raises_it(drctl: Drctl) -> None:
