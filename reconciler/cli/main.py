@@ -28,8 +28,10 @@ from reconciler.kits import gcpause
 
 if TYPE_CHECKING:
     from reconciler.core import plan
+    from reconciler.core.desired import DesiredState
     from reconciler.engine import execute
     from reconciler.engine.lease.flock import Lease
+    from reconciler.engine.status import DaemonStatus
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -48,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="drctl",
         description="GitOps reconciler for disaster recovery of VMs replicated between two sites.",
     )
+    parser.add_argument("--version", action="version", version=f"drctl {_version()}")
     parser.add_argument(
         "--debug",
         action="store_true",
@@ -165,6 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml's `version`)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("drctl")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `drctl ARGV` (argparse leaves with 0 for `--help`, 2 for a usage error)."""
     return run(build_parser().parse_args(argv))
@@ -199,6 +212,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return exc.exit_code
+    except errors.NoSimulatedFabricError as exc:
+        from reconciler.cli import state_hint
+
+        print(f"drctl: {state_hint.explain(exc.state_dir)}", file=sys.stderr)
+        return exc.exit_code
     except errors.DrctlError as exc:
         print(f"drctl: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -209,7 +227,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    desired = specdir.load_specs(args.specs_dir)
+    desired = specdir.load_plans(args.specs_dir)
     # Warnings do not make a spec invalid: said on stderr, the exit status stays 0.
     for warning in desired.warnings:
         print(dataclasses.replace(warning, message=f"warning: {warning.message}"), file=sys.stderr)
@@ -298,16 +316,24 @@ def _output_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", choices=["text", "json"], default="text")
 
 
-def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
+def _observe_and_plan(
+    args: argparse.Namespace,
+    in_force: tuple[DesiredState, str, datetime.datetime | None] | None = None,
+) -> tuple[plan.Plan, str]:
+    """Plan the specs under args.specs_dir, or `in_force` (a daemon's desired state, revision)."""
     from reconciler.core import plan
     from reconciler.engine import drill_record, execute, fabrics, journal
     from reconciler.engine import state_dir as layout
     from reconciler.gitops import revision
     from reconciler.kits import clock
 
-    desired = specdir.load_specs(args.specs_dir)
-    found = revision.spec_revision(args.specs_dir)
-    rev = found.id
+    made_at = None
+    if in_force is None:
+        desired = specdir.load_plans(args.specs_dir)
+        found = revision.spec_revision(args.specs_dir)
+        rev, made_at = found.id, found.made_at
+    else:
+        desired, rev, made_at = in_force
     wall = clock.WallClock()
     history = options.shared_journal(args.state_dir)
     if history is None and layout.journal_path(args.state_dir).exists():
@@ -330,7 +356,7 @@ def _observe_and_plan(args: argparse.Namespace) -> tuple[plan.Plan, str]:
         own, stopped = history.own_jobs(), history.stopped_by_drctl()
         unsettled = history.unsettled(rev)
         drills = drill_record.latest(history.drills())
-    provenance = plan.Provenance(own, found.made_at, rev, unsettled, stopped, drills)
+    provenance = plan.Provenance(own, made_at, rev, unsettled, stopped, drills)
     built = plan.build_plans(desired, observed, wall.now(), attempts, provenance=provenance)
     return built, rev
 
@@ -376,12 +402,27 @@ def _plan(args: argparse.Namespace) -> int:
 @_without_cyclic_gc
 def _status(args: argparse.Namespace) -> int:
     from reconciler.engine import status
-    from reconciler.ui import report
 
     running = status.running_daemon(args.state_dir)
     try:
         built, rev = _observe_and_plan(args)
-    except errors.SpecError:
+    except errors.SpecError as exc:
+        kept = _in_force_of(running, args.state_dir)
+        if running is not None and kept is not None:
+            # The newest specs are refused: the VMs of the revision in force are what
+            # the daemon acts on, so they are shown, never hidden behind the error
+            # (exit 2 all the same: the specs given are invalid).
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            print(
+                f"drctl: the specs in {errors.shown_path(str(args.specs_dir))} are refused; the "
+                f"daemon (pid {running.pid}) keeps revision {running.revision_in_force} in "
+                "force, shown below",
+                file=sys.stderr,
+            )
+            built, rev = _observe_and_plan(args, kept)
+            _print_status(args, built, rev, running)
+            return exc.exit_code  # the specs given are still invalid: exit 2
         if running is not None and running.revision_in_force is not None:
             print(
                 f"drctl: the daemon (pid {running.pid}) keeps revision "
@@ -395,11 +436,34 @@ def _status(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         raise
+    _print_status(args, built, rev, running)
+    return errors.EXIT_OK
+
+
+def _print_status(
+    args: argparse.Namespace, built: plan.Plan, rev: str, running: DaemonStatus | None
+) -> None:
+    from reconciler.ui import report
+
     if args.output == "json":
         print(json.dumps(report.status_json(built, rev, running), indent=2))
     else:
         report.print_status(built, rev, daemon=running)
-    return errors.EXIT_OK
+
+
+def _in_force_of(
+    running: DaemonStatus | None, state_dir: Path
+) -> tuple[DesiredState, str, datetime.datetime | None] | None:
+    """The desired state a running daemon keeps in force (its copy in the state dir)."""
+    from reconciler.daemon import in_force
+
+    if running is None or running.revision_in_force is None:
+        return None
+    kept = in_force.peek(state_dir)
+    if kept is None or kept[0] != running.revision_in_force or not kept[1].plans:
+        return None
+    rev, desired, made_at = kept
+    return desired, rev, made_at
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -458,7 +522,7 @@ def _apply(args: argparse.Namespace) -> int:
     from reconciler.kits import clock
     from reconciler.ui import report
 
-    desired = specdir.load_specs(args.specs_dir)
+    desired = specdir.load_plans(args.specs_dir)
     found = revision.spec_revision(args.specs_dir)
     rev = found.id
     wall = clock.WallClock()
@@ -532,16 +596,7 @@ def _metrics_addr(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _declares_fabrics(specs_dir: Path) -> bool:
-    """Whether the specs as they are now declare a Fabric (invalid specs: as if not)."""
-    try:
-        return bool(specdir.load_specs(specs_dir).fabrics)
-    except errors.SpecError:
-        return False
-
-
 def _run(args: argparse.Namespace) -> int:
-    from reconciler.core.desired import EMBEDDED_FABRIC
     from reconciler.daemon import logs, loop
     from reconciler.engine import fabrics, metrics
     from reconciler.kits import clock
@@ -557,11 +612,11 @@ def _run(args: argparse.Namespace) -> int:
             raise errors.UsageError(f"--lease-ttl must be 2 seconds or more, not {args.lease_ttl}")
     logs.configure_logging(args.log_format)
     wall = clock.WallClock()
+    # A fabric that cannot be opened yet (the embedded simulator before `drctl
+    # fabric init`, a declared one misconfigured) leaves its plans Blocked with
+    # the fix, and the daemon serves /metrics and /readyz meanwhile: under
+    # systemd it must not exit and restart in a loop (issue 16).
     provider = fabrics.Fabrics(args.state_dir, wall)
-    if not _declares_fabrics(args.specs_dir):
-        # The embedded simulator is meant: a daemon with no fabric to drive
-        # says so at once, as it always did.
-        provider.provider(EMBEDDED_FABRIC)
     collected = metrics.Metrics()
     served = None
     if address is not None:
