@@ -647,6 +647,9 @@ def _run(args: argparse.Namespace) -> int:
     )
     on_revision = loop.note_outcome(args.specs_dir) if args.git_notes else None
     runner = loop.Daemon(config, provider, wall, collected, on_revision)
+    if served is not None:
+        served.add_page("/healthz", runner.healthz)
+        served.add_page("/readyz", runner.readyz)
     runner.install_signal_handlers()
     try:
         return runner.run()
