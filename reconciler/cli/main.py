@@ -59,13 +59,23 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     validate = commands.add_parser("validate", help="check a directory of specs; exit 2 if invalid")
-    validate.add_argument("specs_dir", type=Path)
+    validate.add_argument(
+        "specs_dir",
+        type=Path,
+        metavar="SPECS_DIR",
+        help="the directory of spec files (*.yaml, *.yml, read with the directories below it)",
+    )
     validate.set_defaults(handler=_validate)
 
     plan_cmd = commands.add_parser(
         "plan", help="show the ordered actions, each VM's phase and reason, and readiness"
     )
-    plan_cmd.add_argument("specs_dir", type=Path)
+    plan_cmd.add_argument(
+        "specs_dir",
+        type=Path,
+        metavar="SPECS_DIR",
+        help="the directory of spec files (*.yaml, *.yml, read with the directories below it)",
+    )
     _output_arg(plan_cmd)
     plan_cmd.add_argument(
         "--exit-code", action="store_true", help="exit 1 when not converged (0 when converged)"
@@ -74,7 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     plan_cmd.set_defaults(handler=_plan)
 
     apply_cmd = commands.add_parser("apply", help="execute the plan until converged")
-    apply_cmd.add_argument("specs_dir", type=Path)
+    apply_cmd.add_argument(
+        "specs_dir",
+        type=Path,
+        metavar="SPECS_DIR",
+        help="the directory of spec files (*.yaml, *.yml, read with the directories below it)",
+    )
     apply_cmd.add_argument(
         "--timeout",
         type=float,
@@ -87,7 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     apply_cmd.set_defaults(handler=_apply)
 
     status_cmd = commands.add_parser("status", help="each VM: desired, observed, phase, reason")
-    status_cmd.add_argument("specs_dir", type=Path)
+    status_cmd.add_argument(
+        "specs_dir",
+        type=Path,
+        metavar="SPECS_DIR",
+        help="the directory of spec files (*.yaml, *.yml, read with the directories below it)",
+    )
     _output_arg(status_cmd)
     options.state_dir_arg(status_cmd)
     status_cmd.set_defaults(handler=_status)
@@ -95,7 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd = commands.add_parser(
         "run", help="the GitOps daemon: watch SPECS_DIR, reconcile, serve /metrics"
     )
-    run_cmd.add_argument("specs_dir", type=Path)
+    run_cmd.add_argument(
+        "specs_dir",
+        type=Path,
+        metavar="SPECS_DIR",
+        help="the directory of spec files (*.yaml, *.yml, read with the directories below it)",
+    )
     run_cmd.add_argument(
         "--metrics-addr",
         metavar="HOST:PORT",
@@ -109,7 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-read specs and correct drift at least this often (default 30)",
     )
     _executor_args(run_cmd, poll_interval=0.1)
-    run_cmd.add_argument("--log-format", choices=["text", "json"], default="text")
+    run_cmd.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="text lines (default), or one JSON object per line with an `event` field",
+    )
     run_cmd.add_argument(
         "--git-notes",
         action="store_true",
@@ -149,7 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="who moved what where, when, and did it converge: the git history of "
         "the specs joined with the journal",
     )
-    audit_cmd.add_argument("specs_dir", type=Path)
+    audit_cmd.add_argument(
+        "specs_dir",
+        type=Path,
+        metavar="SPECS_DIR",
+        help="the directory of spec files (*.yaml, *.yml, read with the directories below it)",
+    )
     audit_cmd.add_argument("--vm", metavar="NAME", help="only the entries of this VM")
     audit_cmd.add_argument(
         "--since", metavar="DATE", help="only commits at or after this ISO date or datetime"
@@ -165,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     from reconciler.cli import drill as drill_cli
 
     drill_cli.add_commands(commands)
+    from reconciler.cli import completion
+
+    completion.add_command(commands, build_parser)
     return parser
 
 
@@ -313,7 +351,12 @@ def _settings(args: argparse.Namespace) -> execute.Settings:
 
 
 def _output_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output", choices=["text", "json"], default="text")
+    parser.add_argument(
+        "--output",
+        choices=["text", "json"],
+        default="text",
+        help="text for people (default), json for scripts (a contract: README)",
+    )
 
 
 def _observe_and_plan(
