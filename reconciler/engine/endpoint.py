@@ -120,9 +120,20 @@ def default_max_connections(open_files: int | None = None) -> int:
     return max(4, min(MAX_CONNECTIONS, open_files // 4))
 
 
-# A page beside /metrics: (HTTP status, one line of text); called on the endpoint's
-# thread, so it must only read what the daemon keeps (no I/O, no lock held for long).
-Page = Callable[[], tuple[int, str]]
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    """A page's answer: its HTTP status, body and content type."""
+
+    status: int
+    body: bytes
+    content_type: str = TEXT
+    headers: tuple[str, ...] = ()
+
+
+# A page beside /metrics: a line of text (HTTP status, text) or a whole Reply; called
+# on the endpoint's thread, so it must only read what the daemon keeps in memory (no
+# I/O, no lock held for long) and be quick.
+Page = Callable[[], "tuple[int, str] | Reply"]
 
 
 class Endpoint:
@@ -302,11 +313,14 @@ class Endpoint:
             return _plain(405, f"{path} answers GET and HEAD", ("Allow: GET, HEAD",))
         if page is not None:
             try:
-                status, text = page()
+                answer = page()
             except Exception:  # a page must never take the endpoint down
                 log.exception("the page %s failed", path)
                 return _plain(500, f"drctl could not answer {path}: see its log")
-            head, said, _ = _plain(status, text)
+            if isinstance(answer, Reply):
+                head = _head(answer.status, answer.content_type, len(answer.body), answer.headers)
+                return head, answer.body, method == "HEAD"
+            head, said, _ = _plain(*answer)
             return head, said, method == "HEAD"
         body = await self._exposition()
         if body is None:

@@ -114,6 +114,10 @@ def test_pages_beside_metrics_answer_their_status_and_line_and_a_failing_one_is_
     with serving() as served:
         served.add_page("/readyz", lambda: next(answers))
         served.add_page("/broken", broken)
+        served.add_page(
+            "/page", lambda: endpoint.Reply(200, b"<p>hi</p>", "text/html; charset=utf-8")
+        )
+        assert scrape(served.port, "/page") == (200, "text/html; charset=utf-8", b"<p>hi</p>")
         assert scrape(served.port, "/readyz") == (200, "text/plain; charset=utf-8", b"ok\n")
         assert scrape(served.port, "/readyz")[::2] == (
             503,
@@ -124,7 +128,7 @@ def test_pages_beside_metrics_answer_their_status_and_line_and_a_failing_one_is_
             b"drctl could not answer /broken: see its log\n",
         )
         assert scrape(served.port, "/")[2] == (
-            b"not found: drctl serves /metrics, /broken, /readyz only\n"
+            b"not found: drctl serves /metrics, /broken, /page, /readyz only\n"
         )
         assert scrape(served.port)[0] == 200  # the endpoint lives on
 
