@@ -26,15 +26,17 @@ lint: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 
 # The tests run real Prometheus and promtool (Debian package `prometheus`), git,
-# and real etcd members (Debian package `etcd-server`, 3.4: the leader election).
+# real etcd members (Debian package `etcd-server`, 3.4: the leader election), and
+# zsh, which loads `drctl completion zsh` in its test.
 system-deps:
 	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1 \
-	    || ! command -v git >/dev/null 2>&1 || ! command -v etcd >/dev/null 2>&1; then \
-	  echo "installing prometheus, git and etcd-server with apt-get"; \
+	    || ! command -v git >/dev/null 2>&1 || ! command -v etcd >/dev/null 2>&1 \
+	    || ! command -v zsh >/dev/null 2>&1; then \
+	  echo "installing prometheus, git, etcd-server and zsh with apt-get"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
-	    prometheus git etcd-server >/dev/null; \
+	    prometheus git etcd-server zsh >/dev/null; \
 	fi
 
 test: system-deps lint

@@ -165,6 +165,18 @@ class TerminalError(ProviderError):
     """The call cannot succeed by retrying (unknown VM, broken fabric)."""
 
 
+class NoSimulatedFabricError(TerminalError):
+    """The state dir holds no simulated fabric: the wrong path, or `fabric init` not run yet.
+
+    `state_dir` is the path tried; the command line says how it was chosen and
+    whether a running daemon uses another one (`cli.state_hint`).
+    """
+
+    def __init__(self, message: str, state_dir: str) -> None:
+        super().__init__(message)
+        self.state_dir = state_dir
+
+
 class GitError(DrctlError):
     """A git command failed; the message carries git's own words (its stderr)."""
 

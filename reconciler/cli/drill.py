@@ -25,8 +25,15 @@ def add_commands(commands: Any) -> None:  # argparse's private _SubParsersAction
     report = sub.add_parser(
         "report", help="the last drills of a plan: per-VM times, results, achieved test RTO"
     )
-    report.add_argument("plan", metavar="PLAN")
-    report.add_argument("--output", choices=("json", "markdown"), default="markdown")
+    report.add_argument(
+        "plan", metavar="PLAN", help="the plan (metadata.name) whose drills to show"
+    )
+    report.add_argument(
+        "--output",
+        choices=("json", "markdown"),
+        default="markdown",
+        help="markdown for an auditor (default), json for scripts",
+    )
     report.add_argument(
         "--last", type=int, default=DEFAULT_LAST, metavar="N", help="how many drills (default 10)"
     )

@@ -53,11 +53,18 @@ def add_commands(commands: Any) -> None:
         help="create the simulated fabric from an inventory file "
         "(replaces any fabric in the state dir)",
     )
-    init.add_argument("inventory", type=Path, metavar="INVENTORY.yaml")
+    init.add_argument(
+        "inventory",
+        type=Path,
+        metavar="INVENTORY.yaml",
+        help="the sites and VMs to simulate (examples/inventory.yaml)",
+    )
     init.set_defaults(handler=_later("init"))
 
     show = sub.add_parser("show", help="show sites, VMs and jobs")
-    show.add_argument("--output", choices=["text", "json"], default="text")
+    show.add_argument(
+        "--output", choices=["text", "json"], default="text", help="text (default) or json"
+    )
     show.set_defaults(handler=_later("show"))
 
     for name, handler, text in (
@@ -74,11 +81,11 @@ def add_commands(commands: Any) -> None:
         ("heal", _later("heal"), "end `drctl fabric partition` of a site"),
     ):
         site = sub.add_parser(name, help=text)
-        site.add_argument("site", metavar="SITE")
+        site.add_argument("site", metavar="SITE", help="a site of the fabric")
         site.set_defaults(handler=handler)
 
     fail = sub.add_parser("fail", help="make the next jobs of an operation on a VM fail")
-    fail.add_argument("vm", metavar="VM")
+    fail.add_argument("vm", metavar="VM", help="a VM of the fabric")
     fail.add_argument(
         "operation", metavar="OPERATION", help=f"one of {', '.join(op.value for op in Operation)}"
     )
@@ -98,7 +105,7 @@ def add_commands(commands: Any) -> None:
         help="make the next job of an operation on a VM suspend half-way, waiting for a "
         "person (drctl fabric resume JOB continues it)",
     )
-    suspend.add_argument("vm", metavar="VM")
+    suspend.add_argument("vm", metavar="VM", help="a VM of the fabric")
     suspend.add_argument(
         "operation", metavar="OPERATION", help=f"one of {', '.join(op.value for op in Operation)}"
     )
@@ -113,12 +120,12 @@ def add_commands(commands: Any) -> None:
         help="keep replication of a VM SECONDS behind (0 clears it): health Warning past "
         "one replication interval, Critical past five, while it replicates",
     )
-    lag.add_argument("vm", metavar="VM")
-    lag.add_argument("seconds", type=float, metavar="SECONDS")
+    lag.add_argument("vm", metavar="VM", help="a VM of the fabric")
+    lag.add_argument("seconds", type=float, metavar="SECONDS", help="how far behind its replica is")
     lag.set_defaults(handler=_later("lag"))
 
     resync = sub.add_parser("resync-required", help="make replication of a VM need a resync")
-    resync.add_argument("vm", metavar="VM")
+    resync.add_argument("vm", metavar="VM", help="a VM of the fabric")
     resync.add_argument(
         "--manual",
         action="store_true",
@@ -130,8 +137,8 @@ def add_commands(commands: Any) -> None:
     _add_report_faults(sub)
 
     move = sub.add_parser("move", help="fail a VM over by hand, behind drctl's back (drift)")
-    move.add_argument("vm", metavar="VM")
-    move.add_argument("site", metavar="SITE")
+    move.add_argument("vm", metavar="VM", help="a VM of the fabric")
+    move.add_argument("site", metavar="SITE", help="the site it is moved to")
     move.set_defaults(handler=_later("move"))
 
     # An operator in the portal: real jobs, checked like drctl's, that drctl did not start.
@@ -140,7 +147,7 @@ def add_commands(commands: Any) -> None:
         help="fail a VM over to SITE by hand, as an operator in the portal would (a job "
         "drctl did not start): planned (source shut down first, nothing lost) by default",
     )
-    failover.add_argument("vm", metavar="VM")
+    failover.add_argument("vm", metavar="VM", help="a VM of the fabric")
     failover.add_argument("site", metavar="SITE", help="the site to fail over to")
     failover.add_argument(
         "--unplanned",
@@ -154,8 +161,8 @@ def add_commands(commands: Any) -> None:
         ("stop", _later("stop"), "stop the copy of a VM at SITE by hand (operator)"),
     ):
         power = sub.add_parser(name, help=text)
-        power.add_argument("vm", metavar="VM")
-        power.add_argument("site", metavar="SITE")
+        power.add_argument("vm", metavar="VM", help="a VM of the fabric")
+        power.add_argument("site", metavar="SITE", help="the site of the copy")
         power.set_defaults(handler=handler)
 
     for name, handler, text in (
@@ -190,7 +197,7 @@ def _add_report_faults(sub: Any) -> None:
         help="make a VM report a raw protection state drctl does not know: drctl blocks "
         "the VM with the text until --clear",
     )
-    raw_state.add_argument("vm", metavar="VM")
+    raw_state.add_argument("vm", metavar="VM", help="a VM of the fabric")
     raw_state.add_argument(
         "text",
         metavar="TEXT",
@@ -213,5 +220,5 @@ def _add_report_faults(sub: Any) -> None:
         "renaming it to its inventory name ends it",
     )
     rename.add_argument("vm", metavar="VM", help="the VM's name in the inventory")
-    rename.add_argument("name", metavar="NAME")
+    rename.add_argument("name", metavar="NAME", help="its new name")
     rename.set_defaults(handler=_later("rename"))

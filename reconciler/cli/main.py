@@ -28,8 +28,10 @@ from reconciler.kits import gcpause
 
 if TYPE_CHECKING:
     from reconciler.core import plan
+    from reconciler.core.desired import DesiredState
     from reconciler.engine import execute
     from reconciler.engine.lease.flock import Lease
+    from reconciler.engine.status import DaemonStatus
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -48,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="drctl",
         description="GitOps reconciler for disaster recovery of VMs replicated between two sites.",
     )
+    parser.add_argument("--version", action="version", version=f"drctl {_version()}")
     parser.add_argument(
         "--debug",
         action="store_true",
@@ -56,13 +59,23 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     validate = commands.add_parser("validate", help="check a directory of specs; exit 2 if invalid")
-    validate.add_argument("specs_dir", type=Path)
+    validate.add_argument(
+        "specs_dir",
+        type=Path,
+        metavar="SPECS_DIR",
+        help="the directory of spec files (*.yaml, *.yml, read with the directories below it)",
+    )
     validate.set_defaults(handler=_validate)
 
     plan_cmd = commands.add_parser(
         "plan", help="show the ordered actions, each VM's phase and reason, and readiness"
     )
-    plan_cmd.add_argument("specs_dir", type=Path)
+    plan_cmd.add_argument(
+        "specs_dir",
+        type=Path,
+        metavar="SPECS_DIR",
+        help="the directory of spec files (*.yaml, *.yml, read with the directories below it)",
+    )
     _output_arg(plan_cmd)
     plan_cmd.add_argument(
         "--exit-code", action="store_true", help="exit 1 when not converged (0 when converged)"
@@ -72,7 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     plan_cmd.set_defaults(handler=_plan)
 
     apply_cmd = commands.add_parser("apply", help="execute the plan until converged")
-    apply_cmd.add_argument("specs_dir", type=Path)
+    apply_cmd.add_argument(
+        "specs_dir",
+        type=Path,
+        metavar="SPECS_DIR",
+        help="the directory of spec files (*.yaml, *.yml, read with the directories below it)",
+    )
     apply_cmd.add_argument(
         "--timeout",
         type=float,
@@ -85,15 +103,61 @@ def build_parser() -> argparse.ArgumentParser:
     apply_cmd.set_defaults(handler=_apply)
 
     status_cmd = commands.add_parser("status", help="each VM: desired, observed, phase, reason")
-    status_cmd.add_argument("specs_dir", type=Path)
+    status_cmd.add_argument(
+        "specs_dir",
+        type=Path,
+        metavar="SPECS_DIR",
+        help="the directory of spec files (*.yaml, *.yml, read with the directories below it)",
+    )
     _output_arg(status_cmd)
     options.state_dir_arg(status_cmd)
     status_cmd.set_defaults(handler=_status)
 
+    _add_run_command(commands)
+
+    audit_cmd = commands.add_parser(
+        "audit",
+        help="who moved what where, when, and did it converge: the git history of "
+        "the specs joined with the journal",
+    )
+    audit_cmd.add_argument(
+        "specs_dir",
+        type=Path,
+        metavar="SPECS_DIR",
+        help="the directory of spec files (*.yaml, *.yml, read with the directories below it)",
+    )
+    audit_cmd.add_argument("--vm", metavar="NAME", help="only the entries of this VM")
+    audit_cmd.add_argument(
+        "--since", metavar="DATE", help="only commits at or after this ISO date or datetime"
+    )
+    _output_arg(audit_cmd)
+    options.state_dir_arg(audit_cmd)
+    audit_cmd.set_defaults(handler=_audit)
+
+    # Imported here so that `drctl validate` does not pay for the fabric's imports.
+    from reconciler.cli import fabric as fabric_cli
+
+    fabric_cli.add_commands(commands)
+    from reconciler.cli import drill as drill_cli
+
+    drill_cli.add_commands(commands)
+    from reconciler.cli import completion
+
+    completion.add_command(commands, build_parser)
+    return parser
+
+
+def _add_run_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """`drctl run` and its flags (apart: build_parser would be too long to read)."""
     run_cmd = commands.add_parser(
         "run", help="the GitOps daemon: watch SPECS_DIR, reconcile, serve /metrics"
     )
-    run_cmd.add_argument("specs_dir", type=Path)
+    run_cmd.add_argument(
+        "specs_dir",
+        type=Path,
+        metavar="SPECS_DIR",
+        help="the directory of spec files (*.yaml, *.yml, read with the directories below it)",
+    )
     run_cmd.add_argument(
         "--metrics-addr",
         metavar="HOST:PORT",
@@ -107,7 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-read specs and correct drift at least this often (default 30)",
     )
     _executor_args(run_cmd, poll_interval=0.1)
-    run_cmd.add_argument("--log-format", choices=["text", "json"], default="text")
+    run_cmd.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="text lines (default), or one JSON object per line with an `event` field",
+    )
     run_cmd.add_argument(
         "--git-notes",
         action="store_true",
@@ -142,28 +211,15 @@ def build_parser() -> argparse.ArgumentParser:
     options.state_dir_arg(run_cmd)
     run_cmd.set_defaults(handler=_run)
 
-    audit_cmd = commands.add_parser(
-        "audit",
-        help="who moved what where, when, and did it converge: the git history of "
-        "the specs joined with the journal",
-    )
-    audit_cmd.add_argument("specs_dir", type=Path)
-    audit_cmd.add_argument("--vm", metavar="NAME", help="only the entries of this VM")
-    audit_cmd.add_argument(
-        "--since", metavar="DATE", help="only commits at or after this ISO date or datetime"
-    )
-    _output_arg(audit_cmd)
-    options.state_dir_arg(audit_cmd)
-    audit_cmd.set_defaults(handler=_audit)
 
-    # Imported here so that `drctl validate` does not pay for the fabric's imports.
-    from reconciler.cli import fabric as fabric_cli
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml's `version`)."""
+    from importlib import metadata
 
-    fabric_cli.add_commands(commands)
-    from reconciler.cli import drill as drill_cli
-
-    drill_cli.add_commands(commands)
-    return parser
+    try:
+        return metadata.version("drctl")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -200,6 +256,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return exc.exit_code
+    except errors.NoSimulatedFabricError as exc:
+        from reconciler.cli import state_hint
+
+        print(f"drctl: {state_hint.explain(exc.state_dir)}", file=sys.stderr)
+        return exc.exit_code
     except errors.DrctlError as exc:
         print(f"drctl: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -210,7 +271,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    desired = specdir.load_specs(args.specs_dir)
+    desired = specdir.load_plans(args.specs_dir)
     # Warnings do not make a spec invalid: said on stderr, the exit status stays 0.
     for warning in desired.warnings:
         print(dataclasses.replace(warning, message=f"warning: {warning.message}"), file=sys.stderr)
@@ -301,21 +362,33 @@ def _settings(args: argparse.Namespace) -> execute.Settings:
 
 
 def _output_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output", choices=["text", "json"], default="text")
+    parser.add_argument(
+        "--output",
+        choices=["text", "json"],
+        default="text",
+        help="text for people (default), json for scripts (a contract: README)",
+    )
 
 
 def _observe_and_plan(
-    args: argparse.Namespace, max_failovers_per_revision: int | None = None
+    args: argparse.Namespace,
+    in_force: tuple[DesiredState, str, datetime.datetime | None] | None = None,
+    max_failovers_per_revision: int | None = None,
 ) -> tuple[plan.Plan, str]:
+    """Plan the specs under args.specs_dir, or `in_force` (a daemon's desired state, revision)."""
     from reconciler.core import plan
     from reconciler.engine import drill_record, execute, fabrics, journal
     from reconciler.engine import state_dir as layout
     from reconciler.gitops import revision
     from reconciler.kits import clock
 
-    desired = specdir.load_specs(args.specs_dir)
-    found = revision.spec_revision(args.specs_dir)
-    rev = found.id
+    made_at = None
+    if in_force is None:
+        desired = specdir.load_plans(args.specs_dir)
+        found = revision.spec_revision(args.specs_dir)
+        rev, made_at = found.id, found.made_at
+    else:
+        desired, rev, made_at = in_force
     wall = clock.WallClock()
     history = options.shared_journal(args.state_dir)
     if history is None and layout.journal_path(args.state_dir).exists():
@@ -338,7 +411,7 @@ def _observe_and_plan(
         own, stopped = history.own_jobs(), history.stopped_by_drctl()
         unsettled = history.unsettled(rev)
         drills = drill_record.latest(history.drills())
-    provenance = plan.Provenance(own, found.made_at, rev, unsettled, stopped, drills)
+    provenance = plan.Provenance(own, made_at, rev, unsettled, stopped, drills)
     built = plan.build_plans(
         desired,
         observed,
@@ -378,7 +451,7 @@ def _write_lines(lines: Iterable[str]) -> None:
 def _plan(args: argparse.Namespace) -> int:
     from reconciler.ui import report
 
-    built, rev = _observe_and_plan(args, args.max_failovers_per_revision)
+    built, rev = _observe_and_plan(args, max_failovers_per_revision=args.max_failovers_per_revision)
     if args.output == "json":
         _write_lines(report.plan_json_lines(built, rev))
     else:
@@ -391,12 +464,27 @@ def _plan(args: argparse.Namespace) -> int:
 @_without_cyclic_gc
 def _status(args: argparse.Namespace) -> int:
     from reconciler.engine import status
-    from reconciler.ui import report
 
     running = status.running_daemon(args.state_dir)
     try:
         built, rev = _observe_and_plan(args)
-    except errors.SpecError:
+    except errors.SpecError as exc:
+        kept = _in_force_of(running, args.state_dir)
+        if running is not None and kept is not None:
+            # The newest specs are refused: the VMs of the revision in force are what
+            # the daemon acts on, so they are shown, never hidden behind the error
+            # (exit 2 all the same: the specs given are invalid).
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            print(
+                f"drctl: the specs in {errors.shown_path(str(args.specs_dir))} are refused; the "
+                f"daemon (pid {running.pid}) keeps revision {running.revision_in_force} in "
+                "force, shown below",
+                file=sys.stderr,
+            )
+            built, rev = _observe_and_plan(args, kept)
+            _print_status(args, built, rev, running)
+            return exc.exit_code  # the specs given are still invalid: exit 2
         if running is not None and running.revision_in_force is not None:
             print(
                 f"drctl: the daemon (pid {running.pid}) keeps revision "
@@ -410,11 +498,34 @@ def _status(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         raise
+    _print_status(args, built, rev, running)
+    return errors.EXIT_OK
+
+
+def _print_status(
+    args: argparse.Namespace, built: plan.Plan, rev: str, running: DaemonStatus | None
+) -> None:
+    from reconciler.ui import report
+
     if args.output == "json":
         print(json.dumps(report.status_json(built, rev, running), indent=2))
     else:
         report.print_status(built, rev, daemon=running)
-    return errors.EXIT_OK
+
+
+def _in_force_of(
+    running: DaemonStatus | None, state_dir: Path
+) -> tuple[DesiredState, str, datetime.datetime | None] | None:
+    """The desired state a running daemon keeps in force (its copy in the state dir)."""
+    from reconciler.daemon import in_force
+
+    if running is None or running.revision_in_force is None:
+        return None
+    kept = in_force.peek(state_dir)
+    if kept is None or kept[0] != running.revision_in_force or not kept[1].plans:
+        return None
+    rev, desired, made_at = kept
+    return desired, rev, made_at
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -473,7 +584,7 @@ def _apply(args: argparse.Namespace) -> int:
     from reconciler.kits import clock
     from reconciler.ui import report
 
-    desired = specdir.load_specs(args.specs_dir)
+    desired = specdir.load_plans(args.specs_dir)
     found = revision.spec_revision(args.specs_dir)
     rev = found.id
     wall = clock.WallClock()
@@ -547,16 +658,7 @@ def _metrics_addr(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _declares_fabrics(specs_dir: Path) -> bool:
-    """Whether the specs as they are now declare a Fabric (invalid specs: as if not)."""
-    try:
-        return bool(specdir.load_specs(specs_dir).fabrics)
-    except errors.SpecError:
-        return False
-
-
 def _run(args: argparse.Namespace) -> int:
-    from reconciler.core.desired import EMBEDDED_FABRIC
     from reconciler.daemon import logs, loop
     from reconciler.engine import fabrics, metrics
     from reconciler.kits import clock
@@ -572,11 +674,11 @@ def _run(args: argparse.Namespace) -> int:
             raise errors.UsageError(f"--lease-ttl must be 2 seconds or more, not {args.lease_ttl}")
     logs.configure_logging(args.log_format)
     wall = clock.WallClock()
+    # A fabric that cannot be opened yet (the embedded simulator before `drctl
+    # fabric init`, a declared one misconfigured) leaves its plans Blocked with
+    # the fix, and the daemon serves /metrics and /readyz meanwhile: under
+    # systemd it must not exit and restart in a loop (issue 16).
     provider = fabrics.Fabrics(args.state_dir, wall)
-    if not _declares_fabrics(args.specs_dir):
-        # The embedded simulator is meant: a daemon with no fabric to drive
-        # says so at once, as it always did.
-        provider.provider(EMBEDDED_FABRIC)
     collected = metrics.Metrics()
     served = None
     if address is not None:
@@ -607,6 +709,9 @@ def _run(args: argparse.Namespace) -> int:
     )
     on_revision = loop.note_outcome(args.specs_dir) if args.git_notes else None
     runner = loop.Daemon(config, provider, wall, collected, on_revision)
+    if served is not None:
+        served.add_page("/healthz", runner.healthz)
+        served.add_page("/readyz", runner.readyz)
     runner.install_signal_handlers()
     try:
         return runner.run()

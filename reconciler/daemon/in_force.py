@@ -123,6 +123,25 @@ def restore(state_dir: Path, now: datetime) -> tuple[InForce | None, str | None]
     return restored, None
 
 
+def peek(state_dir: Path) -> tuple[str, DesiredState, datetime | None] | None:
+    """The revision in force a daemon keeps in `state_dir`, read only, said nowhere.
+
+    For `drctl status` beside a running daemon whose newest specs are refused:
+    (revision, desired state, made at), or None when there is none to read.
+    """
+    saved = layout.in_force_dir(state_dir)
+    try:
+        rev = (saved / "revision").read_text(encoding="ascii").strip()
+        if not _is_revision(rev):
+            return None
+        desired = load(saved / "specs")
+        made = saved / "made-at"
+        made_at = datetime.fromisoformat(made.read_text().strip()) if made.is_file() else None
+    except (OSError, ValueError, SpecError):
+        return None
+    return rev, desired, made_at
+
+
 def _restore_settling(path: Path, desired: DesiredState, now: datetime) -> dict[str, datetime]:
     """When each plan's settle window started, as saved; from `now` for every plan if the
     file is damaged or missing (waiting once more is safe, acting early is not)."""

@@ -32,7 +32,7 @@ from types import FrameType
 
 from reconciler.core import plan
 from reconciler.core.desired import DesiredState
-from reconciler.daemon import admit, health, in_force, leader, progress, replica
+from reconciler.daemon import admit, health, in_force, leader, probes, progress, replica
 from reconciler.daemon.logs import log
 from reconciler.engine import (
     etcd_gateway,
@@ -71,6 +71,8 @@ DIRTY_GRACE = timedelta(milliseconds=150)
 PENDING_POLL = 1.0
 # How often to look again while the state dir or the journal cannot be used.
 STATE_RETRY = 1.0
+# /healthz says the loop stalled once no pass ended for this long (or 4 resyncs).
+STALLED_AFTER = 120.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +141,7 @@ class Daemon:
         self._fabrics: fabrics.Fabrics | None = None  # a lone provider, as a follower uses it
         self._unsaved = False  # the revision in force is not kept in the state dir yet
         self._journal_checked = False  # whether a new journal was checked for a lost one
+        self.vitals = probes.Vitals()  # what /healthz and /readyz answer from
 
     # --- the loop ------------------------------------------------------------
 
@@ -157,6 +160,7 @@ class Daemon:
             stack.enter_context(self.replica.campaigning())
         with stack:
             self.prepare()
+            self.vitals.started = True
             watcher = threading.Thread(target=self._watch, name="drctl-watch", daemon=True)
             if self.config.watch:
                 watcher.start()
@@ -295,7 +299,35 @@ class Daemon:
         if result.outcome is not None:
             self.metrics.record_reconcile(result.outcome, time.monotonic() - started)
             self._write_daemon_file(running=True)
+        self._tell_vitals()
         return result.requeue_after
+
+    def _tell_vitals(self) -> None:
+        """What the probes answer from, after each pass (`daemon.probes`)."""
+        v = self.vitals
+        v.last_pass = time.monotonic()
+        v.revision_in_force = self.in_force.revision if self.in_force else None
+        if self.spec_error is not None and self.spec_error.problems:
+            v.refused = str(self.spec_error.problems[0])
+        else:
+            v.refused = self.git_error
+        v.state_problem = self.health.problem
+        observed = self._executor.observed if self._executor is not None else {}
+        lost = [o.unreachable for o in observed.values() if o.unreachable is not None]
+        v.blind = "; ".join(sorted(set(lost))) if observed and len(lost) == len(observed) else None
+        if self.replica is None:
+            v.role = "the only daemon on its state dir"
+        else:
+            v.role = "leader" if self.replica.leading else "standby replica"
+
+    def healthz(self) -> tuple[int, str]:
+        """/healthz: 503 only when the loop stalled (`daemon.probes`)."""
+        stalled_after = max(STALLED_AFTER, 4 * self.config.resync)
+        return probes.healthz(self.vitals, time.monotonic(), stalled_after)
+
+    def readyz(self) -> tuple[int, str]:
+        """/readyz: a revision in force, the state dir usable, a fabric answering."""
+        return probes.readyz(self.vitals)
 
     def _reconcile(self) -> Result:
         """The pass as a story: read the revision, act on the one in force, say when to look again.

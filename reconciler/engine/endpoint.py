@@ -1,7 +1,9 @@
 """The HTTP endpoint of `drctl run` (/metrics), bounded so that no client can stop the daemon.
 
 `Metrics.serve` starts one with the exposition as its `produce`; the CLI
-closes it when the daemon stops. Anyone who can reach the port must not be
+adds the daemon's probes (`/healthz`, `/readyz`: `add_page`, each a cheap
+function answering a status and a line of text) and closes it when the
+daemon stops. Anyone who can reach the port must not be
 able to take the DR controller down, so everything a client can make it
 hold is bounded:
 
@@ -118,6 +120,22 @@ def default_max_connections(open_files: int | None = None) -> int:
     return max(4, min(MAX_CONNECTIONS, open_files // 4))
 
 
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    """A page's answer: its HTTP status, body and content type."""
+
+    status: int
+    body: bytes
+    content_type: str = TEXT
+    headers: tuple[str, ...] = ()
+
+
+# A page beside /metrics: a line of text (HTTP status, text) or a whole Reply; called
+# on the endpoint's thread, so it must only read what the daemon keeps in memory (no
+# I/O, no lock held for long) and be quick.
+Page = Callable[[], "tuple[int, str] | Reply"]
+
+
 class Endpoint:
     """Serves `produce()` at /metrics on HOST:PORT from a thread of its own until `close`."""
 
@@ -134,6 +152,7 @@ class Endpoint:
     ) -> None:
         self._produce = produce
         self._content_type = content_type
+        self._pages: dict[str, Page] = {}
         self.max_connections = max_connections or default_max_connections()
         self.head_timeout = head_timeout
         self.answer_timeout = answer_timeout
@@ -156,6 +175,10 @@ class Endpoint:
         )
         self._thread.start()
         started.wait()
+
+    def add_page(self, path: str, page: Page) -> None:
+        """Serve `page()` at `path` (GET and HEAD), as plain text."""
+        self._pages[path] = page
 
     @property
     def connections(self) -> int:
@@ -282,10 +305,23 @@ class Endpoint:
         if isinstance(request, _Refusal):
             return _plain(request.status, request.text, request.headers)
         method, path = request
-        if path != PATH:
-            return _plain(404, f"not found: drctl serves {PATH} only")
+        page = self._pages.get(path)
+        if path != PATH and page is None:
+            served = ", ".join([PATH, *sorted(self._pages)])
+            return _plain(404, f"not found: drctl serves {served} only")
         if method not in ("GET", "HEAD"):
-            return _plain(405, f"{PATH} answers GET and HEAD", ("Allow: GET, HEAD",))
+            return _plain(405, f"{path} answers GET and HEAD", ("Allow: GET, HEAD",))
+        if page is not None:
+            try:
+                answer = page()
+            except Exception:  # a page must never take the endpoint down
+                log.exception("the page %s failed", path)
+                return _plain(500, f"drctl could not answer {path}: see its log")
+            if isinstance(answer, Reply):
+                head = _head(answer.status, answer.content_type, len(answer.body), answer.headers)
+                return head, answer.body, method == "HEAD"
+            head, said, _ = _plain(*answer)
+            return head, said, method == "HEAD"
         body = await self._exposition()
         if body is None:
             return _plain(500, "drctl could not make the metrics: see its log")

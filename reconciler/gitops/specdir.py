@@ -65,6 +65,31 @@ def load_specs(directory: Path) -> DesiredState:
         return spec.load_files(texts, unreadable)
 
 
+def load_plans(directory: Path) -> DesiredState:
+    """`load_specs`, and a SpecError (exit 2) when the specs hold no RecoveryPlan.
+
+    For the commands that act on plans (validate, plan, apply, status): an
+    empty or wrong directory is a mistake to name with what was searched,
+    never "converged". The daemon keeps its own rule (`daemon.change`).
+    """
+    desired = load_specs(directory)
+    if desired.plans:
+        return desired
+    files = spec_files(directory)
+    if not files:
+        searched = "no spec file (*.yaml or *.yml, in it or below it; hidden paths skipped)"
+    else:
+        names = ", ".join(str(f.relative_to(directory)) for f in files[:5])
+        more = f" and {len(files) - 5} more" if len(files) > 5 else ""
+        kinds = "a Fabric only" if desired.fabrics else "no RecoveryPlan or Fabric"
+        searched = f"{len(files)} spec files ({names}{more}), which declare {kinds}"
+    why = (
+        f"the spec directory holds no RecoveryPlan: searched {searched}; point drctl at the "
+        "directory that holds the plans (in a clone of the specs repository, usually its specs/)"
+    )
+    raise SpecError([SpecProblem(str(directory), 0, why)])
+
+
 def spec_files(directory: Path) -> list[Path]:
     """Every spec file under `directory`, in a stable order; hidden paths skipped."""
     return list_specs(directory).files

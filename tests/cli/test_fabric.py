@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from reconciler.cli import main as cli
+from reconciler.cli import state_hint
 from reconciler.core.state import Operation
 from reconciler.fabric.base import Request
 from reconciler.fabric.sim import provider as sim
@@ -310,12 +311,17 @@ def test_refusals_say_why_and_exit_2(
 
 
 def test_commands_without_a_fabric_say_how_to_make_one(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # No daemon anywhere (an empty /proc): the path tried, why it, how to make a fabric.
+    monkeypatch.setattr(state_hint, "PROC", tmp_path / "proc")
+    monkeypatch.setattr(state_hint, "WELL_KNOWN", ())
     code, _, err = drctl(capsys, "fabric", "show", "--state-dir", str(tmp_path))
     assert code == 3
     assert err == (
-        f"drctl: no simulated fabric in {tmp_path}: run drctl fabric init INVENTORY.yaml first\n"
+        f"drctl: no simulated fabric in {tmp_path} (from --state-dir): run drctl fabric init "
+        "INVENTORY.yaml first to make a simulated fabric there, or declare a `kind: Fabric` in "
+        "the specs for a real one\n"
     )
 
 

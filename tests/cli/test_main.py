@@ -11,6 +11,7 @@ import pytest
 from e2e import harness
 
 from reconciler.cli import main as cli
+from reconciler.cli import state_hint
 
 INVENTORY = "sites: [ams, rtm]\nvms:\n  - {name: sql01, activeSite: ams, replication: ams->rtm}\n"
 
@@ -25,6 +26,7 @@ def fabric(tmp_path: Path) -> Path:
         == 0
     )
     (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "plan.yaml").write_text(harness.three_tier("ams"))
     return tmp_path
 
 
@@ -70,9 +72,12 @@ def test_run_refuses_a_metrics_port_in_use(
 
 
 def test_commands_on_a_state_dir_without_a_fabric_say_how_to_make_one(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(state_hint, "PROC", tmp_path / "proc")  # no daemon anywhere
+    monkeypatch.setattr(state_hint, "WELL_KNOWN", ())
     (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "plan.yaml").write_text(harness.three_tier("ams"))
     for command in ("plan", "apply", "status"):
         code = cli.main([command, str(tmp_path / "specs"), "--state-dir", str(tmp_path / "st")])
         assert code == 3, command

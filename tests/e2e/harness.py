@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -183,6 +184,17 @@ def metrics_text(port: int) -> str:
             return str(response.read().decode())
     except OSError:
         return ""
+
+
+def probe(port: int, path: str) -> tuple[int, str]:
+    """GET http://127.0.0.1:`port``path`: (status, body); (0, "") while nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+            return int(response.status), str(response.read().decode())
+    except urllib.error.HTTPError as answered:
+        return int(answered.code), str(answered.read().decode())
+    except OSError:
+        return 0, ""
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:

@@ -112,6 +112,10 @@ def test_an_invalid_commit_changes_nothing_and_the_next_valid_one_converges(site
         f"the daemon (pid {site.daemon.pid if site.daemon else 0}) keeps revision {first} in force"
         in refused.stderr
     )
+    # The VMs of the revision in force are shown all the same, where the daemon keeps them.
+    assert "shown below" in refused.stderr
+    assert all(vm in refused.stdout for vm in ("sql01", "web02"))
+    assert "ams" in refused.stdout
     site.commit("fix the typo", {"finance.yaml": three_tier("rtm")})
     site.pull()
     wait_until("finance converged at rtm", lambda: site.converged_at("rtm"))

@@ -40,6 +40,11 @@ def test_every_spec_file_removed_mid_move_is_refused_and_the_move_finishes(site:
     assert all(vm["running"] for vm in shown["vms"])
     text = site.drctl("status", str(site.specs), check=False)
     assert f"newest revision {empty} refused, kept out: it holds no RecoveryPlan" in text.stdout
+    # The refused specs never hide the VMs of the revision in force (issue 16).
+    assert text.returncode == 2  # the specs given are invalid, the daemon's shown
+    assert "the spec directory holds no RecoveryPlan" in text.stderr
+    assert f"keeps revision {daemon['revisionInForce']} in force, shown below" in text.stderr
+    assert all(name in text.stdout for name in FINANCE)
 
 
 FINANCE = ("sql01", "app01", "app02", "web01", "web02")

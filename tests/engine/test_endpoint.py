@@ -105,6 +105,34 @@ def test_other_paths_are_404_and_other_methods_405_with_a_plain_body() -> None:
     assert b"\r\nAllow: GET, HEAD\r\n" in posted
 
 
+def test_pages_beside_metrics_answer_their_status_and_line_and_a_failing_one_is_500() -> None:
+    answers = iter([(200, "ok"), (503, "not ready: no valid revision in force")])
+
+    def broken() -> tuple[int, str]:
+        raise RuntimeError("boom")
+
+    with serving() as served:
+        served.add_page("/readyz", lambda: next(answers))
+        served.add_page("/broken", broken)
+        served.add_page(
+            "/page", lambda: endpoint.Reply(200, b"<p>hi</p>", "text/html; charset=utf-8")
+        )
+        assert scrape(served.port, "/page") == (200, "text/html; charset=utf-8", b"<p>hi</p>")
+        assert scrape(served.port, "/readyz") == (200, "text/plain; charset=utf-8", b"ok\n")
+        assert scrape(served.port, "/readyz")[::2] == (
+            503,
+            b"not ready: no valid revision in force\n",
+        )
+        assert scrape(served.port, "/broken")[::2] == (
+            500,
+            b"drctl could not answer /broken: see its log\n",
+        )
+        assert scrape(served.port, "/")[2] == (
+            b"not found: drctl serves /metrics, /broken, /page, /readyz only\n"
+        )
+        assert scrape(served.port)[0] == 200  # the endpoint lives on
+
+
 @pytest.mark.parametrize(
     "request_bytes",
     [

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e import harness
 
 from reconciler.cli import main as cli
 from reconciler.engine import state_dir as layout
@@ -148,6 +149,7 @@ def fabric(tmp_path: Path) -> Path:
     state = tmp_path / "state"
     assert cli.main(["fabric", "init", str(tmp_path / "inv.yaml"), "--state-dir", str(state)]) == 0
     (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "finance.yaml").write_text(harness.three_tier("ams"))
     return tmp_path
 
 

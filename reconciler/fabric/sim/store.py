@@ -331,14 +331,18 @@ class Store:
         """Open the fabric of `state_dir`; TerminalError if there is none."""
         path = state_dir / DB_NAME
         if not path.is_file():
-            raise errors.TerminalError(f"no simulated fabric in {state_dir}: {NOT_INITIALISED}")
+            raise errors.NoSimulatedFabricError(
+                f"no simulated fabric in {state_dir}: {NOT_INITIALISED}", str(state_dir)
+            )
         store = cls(path, _connect(path, create=False))
         with store.read() as db:
             found = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'fabric'").fetchone()
             missing = _missing_schema(db)
         if found is None:
             store.close()
-            raise errors.TerminalError(f"no simulated fabric in {state_dir}: {NOT_INITIALISED}")
+            raise errors.NoSimulatedFabricError(
+                f"no simulated fabric in {state_dir}: {NOT_INITIALISED}", str(state_dir)
+            )
         if missing:
             # A fabric made by an older drctl: it gets what it lacks, with
             # the defaults that keep its behaviour (no fault of a newer kind),
