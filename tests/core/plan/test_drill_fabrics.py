@@ -105,7 +105,7 @@ def test_an_ungrouped_plan_or_a_fabric_that_stops_vms_drills_vm_by_vm() -> None:
     ungrouped = dataclasses.replace(drilled().plans[0], groups=())
     wanted = dataclasses.replace(drilled(), plans=(ungrouped,))
     flat = asr_build(wanted, *(vm(n) for n in NAMES))
-    assert ops(flat) == {n: (Operation.TEST_FAILOVER, True) for n in NAMES}
+    assert ops(flat) == dict.fromkeys(NAMES, (Operation.TEST_FAILOVER, True))
 
 
 # --- Stuck ----------------------------------------------------------------------------
