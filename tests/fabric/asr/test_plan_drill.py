@@ -195,7 +195,8 @@ def test_the_provider_drills_a_whole_plan_through_its_recovery_plan(
     [post] = asr.server.seen("POST")
     assert post.path.split("?")[0].endswith("/replicationRecoveryPlans/drctl-shop/testFailover")
     observed = provider.observe()
-    assert {observed.vms[n].job.id for n in NAMES if observed.vms[n].job} == {job_id}
+    jobs = [observed.vms[n].job for n in NAMES]
+    assert [j.id if j is not None else None for j in jobs] == [job_id] * len(NAMES)
     assert harness.finish(provider, clock, job_id).state is JobState.SUCCEEDED
     observed = provider.observe()
     assert {observed.vms[n].test_failover for n in NAMES} == {state.TestFailoverState.RUNNING}
