@@ -183,6 +183,8 @@ class AsrFabric:
                 raise errors.RejectedError(f"plan {plan}: no VM to move")
             for item in flat:
                 self._check_idle(item, item.name)
+                if op is Operation.TEST_FAILOVER_CLEANUP and not reading.test_copy_up(item):
+                    continue  # the plan's cleanup removes the copies there are
                 if op not in vocabulary.allowed_of(item.raw.get("allowedOperations")):
                     raise errors.RejectedError(
                         f"plan {plan}: {item.name}: {op} is not allowed: ASR does not allow it "
@@ -206,6 +208,7 @@ class AsrFabric:
                         first.direction,
                         shutdown_source=request.shutdown_source
                         and self._sites.get(first.active_site, True),
+                        network=request.network,
                     )
                 )
             )
@@ -249,6 +252,7 @@ class AsrFabric:
                 recovery_point_id=self._point_id(item, request)
                 if verb == "apply_recovery_point"
                 else None,
+                network=request.network,
             )
             target = item.active_site if op in _ON_ACTIVE else item.peer_site
             return self._post_once(
