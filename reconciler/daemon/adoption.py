@@ -65,7 +65,7 @@ class Adoption:
         self._path = layout.adopt_safely_path(state_dir)
         self.held: Held | None = None
         self.confirmed_by: str | None = None  # the revision that confirmed: done
-        self.waiting: str | None = None  # why a revision cannot be weighed now
+        self.waiting: tuple[str, str] | None = None  # (revision, why it cannot be weighed now)
         self._load()
         if self.confirmed_by is not None:
             log.info(
@@ -78,9 +78,11 @@ class Adoption:
     @property
     def refusal(self) -> tuple[str, list[str]] | None:
         """(revision, reasons) as `drctl status` shows a revision kept out; None if none."""
-        if self.held is None:
-            return None
-        return self.held.revision, [self.held.reason]
+        if self.held is not None:
+            return self.held.revision, [self.held.reason]
+        if self.waiting is not None:
+            return self.waiting[0], [self.waiting[1]]
+        return None
 
     def answer(self, rev: revision.Revision) -> bool | None:
         """Whether `rev` stays out of force, when that needs no plan: True while a revision
@@ -114,15 +116,17 @@ class Adoption:
         now: datetime,
     ) -> bool:
         """Whether `rev`, planned as `built` against `observed`, is held (the first move)."""
-        self.waiting = None
         blind = sorted(name for name, o in observed.items() if o.unreachable is not None)
         if blind:
-            self.waiting = (
+            why = (
                 f"adopt-safely: cannot tell whether revision {rev.id} moves VMs: fabric "
-                f"{', '.join(blind)} cannot be observed; weighed again at each look"
+                f"{', '.join(blind)} cannot be observed; it is weighed again at each look"
             )
-            log.warning("%s", self.waiting, extra={"event": "adopt_safely_waiting"})
+            if self.waiting != (rev.id, why):
+                log.warning("%s", why, extra={"event": "adopt_safely_waiting"})
+            self.waiting = (rev.id, why)
             return True
+        self.waiting = None
         moving = moves(built)
         if not moving:
             return False

@@ -486,6 +486,8 @@ class Daemon:
             self._save_in_force()
         else:
             self.gate.refused = None  # back at the revision in force
+            if self.adoption is not None:
+                self.adoption.waiting = None
         self._publish_spec()
 
     def _held_back(self, rev: revision.Revision, desired: DesiredState) -> bool:
