@@ -359,9 +359,10 @@ def render(p: ImportedPlan, request: Request, at: datetime) -> str:
     if p.source is not None:
         head.append(f"From the recovery plan '{p.source}': its Boot groups, in boot order.")
     if p.aside:
+        some = f"{len(p.aside)} VM{'s are' if len(p.aside) > 1 else ' is'}"
         head.append(
-            f"{len(p.aside)} VMs are left out (unmanaged: drctl leaves them alone): see the "
-            "comments at the end of spec.vms."
+            f"{some} left out (unmanaged: drctl leaves it alone): see the comments at the end "
+            "of spec.vms."
         )
     lines = [f"# {line}" for text in head for line in _wrap(text, _WIDTH - 2)]
     defaults = _defaults(p.entries)
@@ -416,9 +417,11 @@ def _vms(p: ImportedPlan, defaults: tuple[str, str] | None) -> list[str]:
             lines += [f"    # {line}" for line in _wrap(_unprotected(e, p.sites), _WIDTH - 6)]
         lines.append(f"    - {_entry(e, defaults)}")
     for a in p.aside:
+        group = next((i for i, g in enumerate(p.groups, 1) if a.name in g), None)
+        where = "" if group is None else f" (Boot group {group} of the recovery plan)"
         text = (
-            f"{a.name} is left out, so that drctl leaves it alone: {a.why}. Add it once it "
-            f"is settled (`drctl import --vms {a.name}` shows it then)."
+            f"{a.name} is left out, so that drctl leaves it alone: {a.why}. Add it{where} "
+            f"once it is settled (`drctl import --vms {a.name}` shows it then)."
         )
         lines += [f"    # {line}" for line in _wrap(text, _WIDTH - 6)]
         lines.append(f"    # - name: {_scalar(a.name)}")

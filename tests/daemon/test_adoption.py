@@ -202,13 +202,11 @@ def test_a_revision_is_not_weighed_while_its_fabric_cannot_be_observed(tmp_path:
     moving = s.commit("rtm", "finance to rtm")
     s.passes(5)
     assert s.status()["revisionInForce"] != moving
-    assert s.status()["revisionRefused"] == {
-        "revision": moving,
-        "reasons": [
-            f"adopt-safely: cannot tell whether revision {moving} moves VMs: fabric embedded "
-            "cannot be observed; it is weighed again at each look"
-        ],
-    }
+    waiting = (
+        f"adopt-safely: cannot tell whether revision {moving} moves VMs: fabric embedded "
+        "cannot be observed; it is weighed again at each look"
+    )
+    assert s.status()["revisionRefused"] == {"revision": moving, "reasons": [waiting]}
     s.fabric.set_reachable(True)
     s.daemon.notice_change()  # the next resync looks again
     s.passes(10)

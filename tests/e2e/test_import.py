@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 from e2e import providers
 
-
 FABRIC_OF = {"sim": "embedded", "asr": "contoso", "hyperv": "hv"}
 
 
@@ -91,6 +90,7 @@ def test_import_then_plan_proposes_nothing(driver: providers.Driver) -> None:
     )
     if extra:
         assert "From the recovery plan 'finance-rp': its Boot groups, in boot order." in said
+        assert "Add it (Boot group 3 of the recovery plan) once it is settled" in said
         assert (
             "  groups:\n"
             "    - {name: boot1, vms: [sql01]}\n"
