@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     from reconciler.cli import drill as drill_cli
 
     drill_cli.add_commands(commands)
+    from reconciler.cli import importing
+
+    importing.add_command(commands)
     from reconciler.cli import completion
 
     completion.add_command(commands, build_parser)
@@ -207,6 +210,12 @@ def _add_run_command(commands: argparse._SubParsersAction) -> None:  # type: ign
         "--identity",
         metavar="NAME",
         help="with --lock: this replica's name in drctl_leader_info and status (default HOST:PID)",
+    )
+    run_cmd.add_argument(
+        "--adopt-safely",
+        action="store_true",
+        help="for a first start: the first revision that would move any VM waits until a later "
+        "commit confirms it (kept in the state dir; once confirmed, every revision applies)",
     )
     options.state_dir_arg(run_cmd)
     run_cmd.set_defaults(handler=_run)
@@ -706,6 +715,7 @@ def _run(args: argparse.Namespace) -> int:
         lock=target,
         lease_ttl=float(args.lease_ttl),
         identity=args.identity or (election.default_identity() if target else ""),
+        adopt_safely=args.adopt_safely,
     )
     on_revision = loop.note_outcome(args.specs_dir) if args.git_notes else None
     runner = loop.Daemon(config, provider, wall, collected, on_revision)

@@ -32,7 +32,7 @@ from types import FrameType
 
 from reconciler.core import plan
 from reconciler.core.desired import DesiredState
-from reconciler.daemon import admit, health, in_force, leader, probes, progress, replica
+from reconciler.daemon import admit, adoption, health, in_force, leader, probes, progress, replica
 from reconciler.daemon.logs import log
 from reconciler.engine import (
     etcd_gateway,
@@ -99,6 +99,8 @@ class Config:
     lock: etcd_gateway.Target | None = None
     lease_ttl: float = 15.0
     identity: str = ""
+    # `--adopt-safely`: the first revision that would move a VM waits for a later commit.
+    adopt_safely: bool = False
 
 
 class Daemon:
@@ -119,6 +121,7 @@ class Daemon:
         self.in_force: in_force.InForce | None = None
         self.spec_error: SpecError | None = None
         self.gate = admit.Gate()  # refuses a revision that would orphan moves in flight
+        self.adoption = adoption.Adoption(config.state_dir) if config.adopt_safely else None
         self.git_error: str | None = None  # why the revision could not be read, at the last look
         self.revision_seen: str | None = None
         self.last_change_at: datetime | None = None
@@ -342,7 +345,9 @@ class Daemon:
                 return Result(None, DIRTY_GRACE.total_seconds())  # a commit or pull half-way
             self._read_revision()
         if self.in_force is None:
-            return Result(metrics_.RECONCILE_INVALID_SPEC, self.config.resync)
+            held = self.adoption is not None and self._kept_out() is not None
+            outcome = metrics_.RECONCILE_SUCCESS if held else metrics_.RECONCILE_INVALID_SPEC
+            return Result(outcome, self.config.resync)
         if self.replica is not None and not self.replica.leading:
             return self._follow(self.in_force)
         if self._executor is None and not self._open_executor():
@@ -474,11 +479,48 @@ class Daemon:
             ):
                 self._publish_spec()  # valid, and refused: the revision in force stays
                 return
+            if not following and self._held_back(rev, desired):
+                self._publish_spec()  # --adopt-safely: the revision in force stays
+                return
             self._adopt(rev.id, desired, rev.made_at)
             self._save_in_force()
         else:
             self.gate.refused = None  # back at the revision in force
+            if self.adoption is not None:
+                self.adoption.waiting = None
         self._publish_spec()
+
+    def _held_back(self, rev: revision.Revision, desired: DesiredState) -> bool:
+        """--adopt-safely: whether `rev` waits for a later commit (`daemon.adoption`).
+
+        Planned against a fresh observation of the fabrics `desired` uses, with
+        drctl's journal, as the executor would plan it; a revision that cannot be
+        weighed (no journal, a fabric that does not answer) is read again at the next look.
+        """
+        if self.adoption is None:
+            return False
+        said = self.adoption.answer(rev)
+        if said is not None:
+            return said
+        executor, history = self._executor, self._journal
+        if executor is None or history is None:
+            self.revision_seen = None
+            return True
+        executor.fabrics.use(desired)
+        observed = executor.fabrics.observe(desired.fabrics_in_use())
+        built = execute.plan_observed(
+            history, observed, desired, rev.id, self.clock.now(), self.config.settings, rev.made_at
+        )
+        held = self.adoption.weigh(rev, built, observed, self.clock.now())
+        if self.adoption.waiting is not None:
+            self.revision_seen = None  # weighed again at the next look
+        return held
+
+    def _kept_out(self) -> tuple[str, list[str]] | None:
+        """The newest valid revision kept out of force and why: refused, or held back."""
+        if self.gate.refused is not None:
+            return self.gate.refused
+        return None if self.adoption is None else self.adoption.refusal
 
     def _publish_spec(self) -> None:
         force = self.in_force
@@ -490,7 +532,7 @@ class Daemon:
 
     def _publish_revision(self) -> None:
         self.metrics.set_revision(
-            refused=self.gate.refused is not None, readable=self.git_error is None
+            refused=self._kept_out() is not None, readable=self.git_error is None
         )
 
     def _reject(self, rev: str, exc: SpecError) -> None:
@@ -598,7 +640,7 @@ class Daemon:
             revision_seen=self.revision_seen,
             spec_valid=self.spec_error is None,
             spec_errors=tuple(str(p) for p in self.spec_error.problems) if self.spec_error else (),
-            refused=self.gate.refused,
+            refused=self._kept_out(),
             revision_error=self.git_error,
             updated_at=self.clock.now(),
             state_problem=self.health.problem,

@@ -228,6 +228,22 @@ class AsrFabric:
         with self._lock:
             return self.plans.retire(keep, self._now())
 
+    def recovery_plans(self) -> list[base.FabricPlan]:
+        """The vault's recovery plans, each Boot group as its items' friendly names in boot
+        order; an item of no declared site is left out (`drctl import --from-recovery-plans`)."""
+        with self._lock:
+            if not self._items:
+                self.observe()
+            found = []
+            for raw in self._arm.list_plans():
+                groups = recovery_plan.boot_groups(raw)
+                named = tuple(
+                    tuple(self._items[ref].name for ref in group if ref in self._items)
+                    for group in groups
+                )
+                found.append(base.FabricPlan(str(raw.get("name") or ""), named))
+            return sorted(found, key=lambda p: p.name)
+
     def start(self, request: base.Request) -> str:
         if request.plan_groups:
             return self.start_plan(request.plan or "", request.plan_groups, request)
