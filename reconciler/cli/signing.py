@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler import errors
-from reconciler.gitops import signature
+
+if TYPE_CHECKING:  # imported when used: `drctl validate` pays for no git runner
+    from reconciler.gitops import signature
 
 
 def add_run_args(run_cmd: argparse.ArgumentParser) -> None:
@@ -45,8 +48,7 @@ def add_audit_args(audit_cmd: argparse.ArgumentParser) -> None:
         "--allowed-signers",
         type=Path,
         metavar="FILE",
-        help="the SSH signers git trusts, to say who signed SSH-signed commits "
-        "(as for drctl run)",
+        help="the SSH signers git trusts, to say who signed SSH-signed commits (as for drctl run)",
     )
 
 
@@ -60,6 +62,8 @@ def policy(args: argparse.Namespace) -> signature.Policy | None:
             if given:
                 raise errors.UsageError(f"{flag} applies only with --require-signed-commits")
         return None
+    from reconciler.gitops import signature
+
     return signature.Policy(allowed_signers(args.allowed_signers), args.trust_merges)
 
 

@@ -61,9 +61,7 @@ class Trust:
         self.untrusted = status.Untrusted(rev.id, verdict.reasons)
         return False
 
-    def keep_out(
-        self, rev: str, desired: DesiredState, force: in_force.InForce | None
-    ) -> None:
+    def keep_out(self, rev: str, desired: DesiredState, force: in_force.InForce | None) -> None:
         """`rev` is valid and not trusted: name the VMs it would move, say why once."""
         assert self.untrusted is not None  # noqa: S101 (`judge` said no)
         vms = would_move(desired, force.desired if force is not None else None)
@@ -95,9 +93,7 @@ class Trust:
         )
 
 
-def would_move(
-    desired: DesiredState, before: DesiredState | None
-) -> tuple[tuple[str, str], ...]:
+def would_move(desired: DesiredState, before: DesiredState | None) -> tuple[tuple[str, str], ...]:
     """(plan, vm) of each VM whose desired site or replication `desired` changes from `before`
     (every VM of `desired` when nothing is in force)."""
     was = {} if before is None else {vm.name: vm for vm in before.vms()}

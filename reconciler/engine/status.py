@@ -31,7 +31,7 @@ _KEYS = frozenset(
 
 @dataclass(frozen=True)
 class Untrusted:
-    """The newest revision, kept out by `--require-signed-commits`: why, and the VMs it would move."""
+    """The newest revision, kept out by `--require-signed-commits`: why, and what it would move."""
 
     revision: str
     reasons: tuple[str, ...]

@@ -1,4 +1,4 @@
-"""Whether a spec revision comes from signed commits git trusts (`drctl run --require-signed-commits`).
+"""Whether a spec revision comes from commits git verifies (`drctl run --require-signed-commits`).
 
 The daemon (daemon/trust.py) calls `judge` with the revision it read and the
 last revision it accepted; `drctl audit` (audit.py) calls `describe` for who
@@ -102,31 +102,25 @@ class Verdict:
     checked: tuple[Check, ...] = ()
 
 
-def judge(
-    specs_dir: Path, rev: revision.Revision, accepted: str | None, policy: Policy
-) -> Verdict:
+def judge(specs_dir: Path, rev: revision.Revision, accepted: str | None, policy: Policy) -> Verdict:
     """Whether `rev` may act, `accepted` (a commit) being the last revision that did.
 
     `GitError` when git cannot read the repository (the caller keeps the
     revision in force, as for any git trouble).
     """
     if rev.commit is None:
-        return Verdict(
-            False,
-            (
-                "the specs are in no git commit: drctl acts only on signed commits "
-                "(--require-signed-commits); commit and sign them (git commit -S)",
-            ),
+        why = (
+            "the specs are in no git commit: drctl acts only on signed commits "
+            "(--require-signed-commits); commit and sign them (git commit -S)"
         )
+        return Verdict(False, (why,))
     if rev.dirty:
-        return Verdict(
-            False,
-            (
-                f"the spec files differ from commit {rev.commit[:12]} (edits not committed): "
-                "drctl acts only on signed commits (--require-signed-commits); commit and "
-                "sign them (git commit -S), or discard the edits",
-            ),
+        why = (
+            f"the spec files differ from commit {rev.commit[:12]} (edits not committed): "
+            "drctl acts only on signed commits (--require-signed-commits); commit and "
+            "sign them (git commit -S), or discard the edits"
         )
+        return Verdict(False, (why,))
     tree = git.work_tree(specs_dir)
     if tree is None:  # gone since the revision was read: read again at the next look
         return Verdict(False, (f"{specs_dir} is no longer in a git work tree",))
@@ -190,9 +184,7 @@ def _off_first_parent(top: Path, new: str, accepted: str | None, shas: set[str])
     return shas - chain
 
 
-def _describe(
-    top: Path, shas: list[str], policy: Policy
-) -> list[tuple[str, Signature, str, str]]:
+def _describe(top: Path, shas: list[str], policy: Policy) -> list[tuple[str, Signature, str, str]]:
     """(sha, signature, committer, subject) of each commit, in the order given."""
     if not shas:
         return []
@@ -245,8 +237,7 @@ def _reason(check: Check, merged: bool) -> str:
         fix = "sign it again with a valid key that git trusts and push it in its place"
     if merged:
         fix += (
-            "; it came in through a merge: a signed merge vouches for it only with "
-            "--trust-merges"
+            "; it came in through a merge: a signed merge vouches for it only with --trust-merges"
         )
     return (
         f"{why}: drctl acts only on signed commits (--require-signed-commits); {fix}; "

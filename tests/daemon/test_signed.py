@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 from daemon.test_loop import PLAN, Setup, daemon_status
@@ -55,10 +56,16 @@ class Signed(Setup):
     def sites(self) -> set[str]:
         return {vm.active_site for vm in self.fabric.observe().vms.values()}
 
-    def untrusted(self) -> dict[str, object]:
+    def untrusted(self) -> dict[str, Any]:
         said = daemon_status(self)["revisionUntrusted"]
         assert isinstance(said, dict)
         return said
+
+    def reason(self) -> str:
+        """The one reason the newest revision is kept out, as daemon.json says it."""
+        (why,) = self.untrusted()["reasons"]
+        assert isinstance(why, str)
+        return why
 
 
 def status_text(s: Setup, capsys: pytest.CaptureFixture[str]) -> str:
@@ -86,8 +93,7 @@ def test_an_unsigned_move_moves_nothing_and_says_why_then_the_signed_one_acts(
     said = s.untrusted()
     assert said["revision"] == unsigned
     assert said["vms"] == [{"plan": "finance", "vm": "sql01"}, {"plan": "finance", "vm": "web01"}]
-    (why,) = said["reasons"]  # type: ignore[misc]
-    assert isinstance(why, str)
+    why = s.reason()
     assert why.startswith(
         f"commit {unsigned[:12]} ('finance to rtm', committed by Mallory <mallory@example.com>) "
         "has no signature"
@@ -127,8 +133,7 @@ def test_a_signed_commit_on_top_of_an_unsigned_one_is_still_refused(
     commit(s.top, "finance to rtm, reviewed and signed", None, s.bob)
     s.daemon.notice_change()
     s.passes(5)
-    (why,) = s.untrusted()["reasons"]  # type: ignore[misc]
-    assert isinstance(why, str)
+    why = s.reason()
     assert why.startswith(f"commit {unsigned[:12]} ")
     assert s.jobs() == []
 
@@ -142,8 +147,7 @@ def test_a_key_trusted_later_lets_the_revision_in_at_the_next_look(
     s.commit("finance to rtm", "rtm", eve)
     s.passes(5)
     assert s.jobs() == []
-    (why,) = s.untrusted()["reasons"]  # type: ignore[misc]
-    assert isinstance(why, str)
+    why = s.reason()
     assert f"is signed with key {eve.key}, a key git does not trust" in why
     keys.trust(eve)
     s.daemon.notice_change()  # as the next resync does
@@ -164,8 +168,7 @@ def test_gpg_signatures_from_drctls_keyring(
     s.commit("finance to rtm", "rtm", mallory)
     s.passes(5)
     assert s.jobs() == []
-    (why,) = s.untrusted()["reasons"]  # type: ignore[misc]
-    assert isinstance(why, str)
+    why = s.reason()
     assert "a key git does not know (git verify-commit: gpg: Can't check signature" in why
     git(s.top, *alice.options, "commit", "-q", "--amend", "--no-edit", "-S", env=alice.env)
     s.daemon.notice_change()
@@ -192,8 +195,7 @@ def test_a_signed_merge_of_an_unsigned_branch_acts_only_with_trust_merges(
     else:
         assert s.jobs() == []
         assert s.sample("drctl_spec_revision_trusted") == 0
-        (why,) = s.untrusted()["reasons"]  # type: ignore[misc]
-        assert isinstance(why, str)
+        why = s.reason()
         assert "a signed merge vouches for it only with --trust-merges" in why
 
 
@@ -205,8 +207,7 @@ def test_uncommitted_edits_are_never_applied(tmp_path: Path, keys: Keys) -> None
     s.passes(10)
     assert s.jobs() == []
     assert s.sample("drctl_spec_revision_trusted") == 0
-    (why,) = s.untrusted()["reasons"]  # type: ignore[misc]
-    assert isinstance(why, str)
+    why = s.reason()
     assert "(edits not committed)" in why
     assert "commit and sign them (git commit -S)" in why
     s.want("ams")  # the edit undone: the revision in force again, trusted

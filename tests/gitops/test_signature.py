@@ -3,12 +3,15 @@ verified by git with its own trust configuration."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
 import pytest
+from gitops.test_audit import MOVED, PLAN
 from signing import Keys, Signer, commit, git
 
+from reconciler.cli import main as cli
 from reconciler.gitops import revision, signature
 
 
@@ -63,7 +66,9 @@ def test_a_gpg_key_drctl_does_not_know_is_refused(tmp_path: Path, verifier: Keys
     assert why.startswith(
         f"commit {sha[:12]} ('everything to rtm', committed by M <m@x>) is signed with key "
     )
-    assert "a key git does not know (git verify-commit: gpg: Can't check signature: No public" in why
+    assert (
+        "a key git does not know (git verify-commit: gpg: Can't check signature: No public" in why
+    )
     assert "add the key to the allowed signers file (SSH) or to drctl's keyring" in why
 
 
@@ -105,7 +110,9 @@ def test_ssh_signatures_are_checked_against_the_allowed_signers_file(
     assert "--allowed-signers FILE" in unchecked
     sha = commit(top, "finance to rtm", {"specs/finance.yaml": "a: 2\n"}, eve)
     (why,) = judge(top, first, keys).reasons
-    assert why.startswith(f"commit {sha[:12]} ('finance to rtm', committed by Ops <ops@example.com>)")
+    assert why.startswith(
+        f"commit {sha[:12]} ('finance to rtm', committed by Ops <ops@example.com>)"
+    )
     assert f"is signed with key {eve.key}, a key git does not trust" in why
     assert "(git verify-commit: No principal matched.)" in why
 
@@ -158,7 +165,7 @@ def test_a_first_start_judges_the_commit_that_made_the_specs_as_they_are(
     spec commit's signature covers its whole tree."""
     top = repo(tmp_path)
     commit(top, "old, unsigned", {"specs/finance.yaml": "a: 0\n"})
-    bob, signed = signed_base(top, keys)
+    _bob, signed = signed_base(top, keys)
     verdict = judge(top, None, keys)
     assert verdict.trusted, verdict.reasons
     assert [c.sha for c in verdict.checked] == [signed]
@@ -234,9 +241,7 @@ def test_uncommitted_edits_are_never_trusted(tmp_path: Path, keys: Keys) -> None
 
 def test_specs_in_no_commit_are_never_trusted(tmp_path: Path) -> None:
     (tmp_path / "finance.yaml").write_text("a: 1\n")
-    verdict = signature.judge(
-        tmp_path, revision.spec_revision(tmp_path), None, signature.Policy()
-    )
+    verdict = signature.judge(tmp_path, revision.spec_revision(tmp_path), None, signature.Policy())
     assert not verdict.trusted
     assert verdict.reasons[0].startswith("the specs are in no git commit")
 
@@ -268,3 +273,34 @@ def test_describe_says_who_signed_each_commit(tmp_path: Path, verifier: Keys) ->
     assert found[by_alice].status in {"G", "U"}
     assert found[by_bob] == signature.Signature("G", "bob@example.com", bob.key)
     assert found[unsigned] == signature.Signature("N", "", "")
+
+
+def test_audit_says_who_signed_each_revision_that_moved_vms(
+    tmp_path: Path, verifier: Keys, capsys: pytest.CaptureFixture[str]
+) -> None:
+    alice = verifier.gpg("Alice", "alice@example.com")
+    verifier.trust(alice)
+    bob = verifier.ssh("bob", "bob@example.com")
+    verifier.trust(bob)
+    top = repo(tmp_path)
+    commit(top, "protect finance", {"specs/finance.yaml": PLAN}, alice)
+    moved = commit(top, "sql01 to rtm", {"specs/finance.yaml": MOVED}, bob)
+    back = commit(top, "sql01 back, unsigned", {"specs/finance.yaml": PLAN})
+    specs, allowed = str(top / "specs"), str(verifier.allowed)
+    state = str(tmp_path / "no-state")
+    argv = ["audit", specs, "--allowed-signers", allowed, "--state-dir", state]
+    assert cli.main([*argv, "--output", "json"]) == 0
+    got = {(e["revision"], e["vm"]): e["signature"] for e in json.loads(capsys.readouterr().out)}
+    assert got[(moved, "sql01")] == {
+        "status": "G",
+        "meaning": "good",
+        "signer": "bob@example.com",
+        "key": bob.key,
+    }
+    assert got[(back, "sql01")] == {"status": "N", "meaning": "none", "signer": None, "key": None}
+    # The first commit only added VMs where they run: it moved none, and is not looked up.
+    assert {sig for (rev, _vm), sig in got.items() if rev not in {moved, back}} == {None}
+    assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    assert f"  signature: good by bob@example.com, key {bob.key}\n  finance/sql01\n" in text
+    assert "sql01 back, unsigned\n  signature: none\n" in text
