@@ -25,6 +25,7 @@ are never trusted: there is no signature to check.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ REPORTED = 5
 # A user's `log.showSignature` would add gpg's words to every format below.
 _QUIET = ("--literal-pathspecs", "-c", "log.showSignature=false")
 _FIELDS = "%H%x00%G?%x00%GS%x00%GF%x00%GK%x00%cn <%ce>%x00%s%x00"
+_UNSIGNED_FIELDS = "%H%x00%x00%x00%x00%x00%cn <%ce>%x00%s%x00"  # the same, no gpg run
 
 # git's %G? letters, in words.
 MEANING = {
@@ -88,7 +90,7 @@ class Check:
     sha: str
     subject: str
     committer: str  # "Name <email>"
-    signature: Signature
+    signature: Signature | None  # what git says of it: only for a refused commit
     accepted: bool  # `git verify-commit` exited 0
     said: str  # what verify-commit said (its last line) when it refused; "" if nothing
 
@@ -128,10 +130,11 @@ def judge(specs_dir: Path, rev: revision.Revision, accepted: str | None, policy:
     shas = _to_verify(tree.top, pathspec, rev.commit, accepted, policy.trust_merges)
     checks: list[Check] = []
     refused: list[Check] = []
-    for found in _describe(tree.top, shas, policy):
-        sha, signature, committer, subject = found
+    # Who signed is asked of git (a second run of gpg or ssh-keygen) only for
+    # the commits it refuses: that is what the reasons say.
+    for sha, _, committer, subject in _describe(tree.top, shas, policy, signed=False):
         ok, said = git.verify_commit(tree.top, sha, policy.config())
-        check = Check(sha, subject, committer, signature, ok, said)
+        check = Check(sha, subject, committer, None, ok, said)
         checks.append(check)
         if not ok:
             refused.append(check)
@@ -139,6 +142,9 @@ def judge(specs_dir: Path, rev: revision.Revision, accepted: str | None, policy:
                 break  # enough to say why; the revision is not trusted anyway
     if not refused:
         return Verdict(True, (), tuple(checks))
+    found = describe(specs_dir, [c.sha for c in refused], policy)
+    refused = [dataclasses.replace(c, signature=found.get(c.sha)) for c in refused]
+    checks = [next((r for r in refused if r.sha == c.sha), c) for c in checks]
     merged = (
         set()
         if policy.trust_merges
@@ -184,8 +190,11 @@ def _off_first_parent(top: Path, new: str, accepted: str | None, shas: set[str])
     return shas - chain
 
 
-def _describe(top: Path, shas: list[str], policy: Policy) -> list[tuple[str, Signature, str, str]]:
-    """(sha, signature, committer, subject) of each commit, in the order given."""
+def _describe(
+    top: Path, shas: list[str], policy: Policy, *, signed: bool = True
+) -> list[tuple[str, Signature, str, str]]:
+    """(sha, signature, committer, subject) of each commit, in the order given; without
+    `signed`, git checks no signature (each reads as none)."""
     if not shas:
         return []
     out = git.run(
@@ -195,13 +204,13 @@ def _describe(top: Path, shas: list[str], policy: Policy) -> list[tuple[str, Sig
         "log",
         "--no-walk=unsorted",
         "--stdin",
-        f"--format={_FIELDS}",
+        f"--format={_FIELDS if signed else _UNSIGNED_FIELDS}",
         input="".join(f"{sha}\n" for sha in shas).encode(),
     )
-    fields = out.decode(errors="replace").split("\x00")
+    values = out.decode(errors="replace").split("\x00")
     found = []
-    for start in range(0, len(fields) - 7, 7):
-        sha, status, signer, fingerprint, key, committer, subject = fields[start : start + 7]
+    for start in range(0, len(values) - 7, 7):
+        sha, status, signer, fingerprint, key, committer, subject = values[start : start + 7]
         signature = Signature(status.strip() or "N", signer, fingerprint or key)
         found.append((sha.strip(), signature, committer, subject))
     return found
@@ -209,7 +218,7 @@ def _describe(top: Path, shas: list[str], policy: Policy) -> list[tuple[str, Sig
 
 def _reason(check: Check, merged: bool) -> str:
     """Why `check`'s commit may not act, and what to do, in one line."""
-    sig = check.signature
+    sig = check.signature or Signature("N", "", "")
     commit = f"commit {check.sha[:12]} ({check.subject!r}, committed by {check.committer})"
     key = f" with key {sig.key}" if sig.key else ""
     by = f" by {sig.signer}" if sig.signer else ""

@@ -52,8 +52,9 @@ def test_a_commit_signed_with_a_trusted_gpg_key_acts(tmp_path: Path, verifier: K
     assert verdict.trusted, verdict.reasons
     (check,) = verdict.checked
     assert (check.sha, check.accepted) == (sha, True)
-    assert check.signature.signer == "Alice <alice@example.com>"
-    assert check.signature.key == alice.key
+    found = signature.describe(top / "specs", [sha], signature.Policy())
+    assert found[sha].signer == "Alice <alice@example.com>"
+    assert found[sha].key == alice.key
 
 
 def test_a_gpg_key_drctl_does_not_know_is_refused(tmp_path: Path, verifier: Keys) -> None:
@@ -102,7 +103,7 @@ def test_ssh_signatures_are_checked_against_the_allowed_signers_file(
     first = commit(top, "finance at ams", {"specs/finance.yaml": "a: 1\n"}, bob)
     trusted = judge(top, keys=keys)
     assert trusted.trusted, trusted.reasons
-    assert trusted.checked[0].signature == signature.Signature("G", "bob@example.com", bob.key)
+    assert [(c.sha, c.accepted) for c in trusted.checked] == [(first, True)]
     # Without the allowed signers, git cannot check an SSH signature at all.
     (unchecked,) = judge(top).reasons
     assert "is signed, but git cannot check the signature (git verify-commit: error: " in unchecked
