@@ -13,7 +13,9 @@ Waiting for the lock is daemon/leader.py; with `--lock etcd://...` it is
 one replica of several (daemon/replica.py): it leads or follows, and a
 follower's pass observes and plans without starting anything or writing the
 journal. What each pass tells (its log lines, the outcome of a revision,
-git notes) is daemon/progress.py.
+git notes) is daemon/progress.py. With `--require-signed-commits`, a
+revision whose commits git does not verify is kept out like an invalid one
+(daemon/trust.py).
 Called by `drctl run` (cli).
 """
 
@@ -32,7 +34,17 @@ from types import FrameType
 
 from reconciler.core import plan
 from reconciler.core.desired import DesiredState
-from reconciler.daemon import admit, adoption, health, in_force, leader, probes, progress, replica
+from reconciler.daemon import (
+    admit,
+    adoption,
+    health,
+    in_force,
+    leader,
+    probes,
+    progress,
+    replica,
+    trust,
+)
 from reconciler.daemon.logs import log
 from reconciler.engine import (
     etcd_gateway,
@@ -57,7 +69,7 @@ from reconciler.errors import (
     WatchError,
 )
 from reconciler.fabric import base
-from reconciler.gitops import revision, watch
+from reconciler.gitops import revision, signature, watch
 from reconciler.kits import clock as clocks
 
 # The names `drctl run` (cli) has always used.
@@ -101,6 +113,8 @@ class Config:
     identity: str = ""
     # `--adopt-safely`: the first revision that would move a VM waits for a later commit.
     adopt_safely: bool = False
+    # `--require-signed-commits`: only revisions git verifies act (daemon/trust.py).
+    signed: signature.Policy | None = None
 
 
 class Daemon:
@@ -122,6 +136,12 @@ class Daemon:
         self.spec_error: SpecError | None = None
         self.gate = admit.Gate()  # refuses a revision that would orphan moves in flight
         self.adoption = adoption.Adoption(config.state_dir) if config.adopt_safely else None
+        # Keeps out a revision whose commits are not signed as required (None: not required).
+        self.trust = (
+            None
+            if config.signed is None
+            else trust.Trust(config.specs_dir, config.signed, self.metrics)
+        )
         self.git_error: str | None = None  # why the revision could not be read, at the last look
         self.revision_seen: str | None = None
         self.last_change_at: datetime | None = None
@@ -447,13 +467,16 @@ class Daemon:
         # A refused revision is weighed again at each look: it goes in force
         # by itself once the moves it would have orphaned are over.
         known = self.in_force is not None or self.spec_error
-        if rev.id == self.revision_seen and self.gate.refused is None and known:
+        # So is a revision not signed as required: a signer trusted since lets it in.
+        untrusted = self.trust is not None and self.trust.untrusted is not None
+        if rev.id == self.revision_seen and self.gate.refused is None and known and not untrusted:
             return
         if rev.id != self.revision_seen:
             log.info(
                 "revision seen: %s", rev.id, extra={"event": "revision_seen", "revision": rev.id}
             )
         self.revision_seen = rev.id
+        trusted = self.trust is None or self.trust.judge(rev, self.in_force)
         try:
             desired = in_force.load(self.config.specs_dir)
         except SpecError as exc:
@@ -462,6 +485,11 @@ class Daemon:
             return
         self.spec_error = None
         if self.in_force is None or self.in_force.revision != rev.id:
+            if not trusted:
+                assert self.trust is not None  # noqa: S101 (only a trust judges)
+                self.trust.keep_out(rev.id, desired, self.in_force)
+                self._publish_spec()  # valid, and not signed: the revision in force stays
+                return
             executor, history = self._executor, self._journal
             following = self.replica is not None and not self.replica.leading
             if following:
@@ -648,6 +676,7 @@ class Daemon:
             replica=None
             if self.replica is None
             else self.replica.publish(self.in_force.revision if self.in_force else None),
+            untrusted=self.trust.untrusted if self.trust is not None else None,
         )
         try:
             status.write_status(self.config.state_dir, said)
