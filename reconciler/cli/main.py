@@ -477,8 +477,10 @@ def _status(args: argparse.Namespace) -> int:
     from reconciler.engine import status
 
     running = status.running_daemon(args.state_dir)
+    # Plan as the daemon does: with its --max-failovers-per-revision (the blast radius).
+    limit = running.max_failovers_per_revision if running is not None else None
     try:
-        built, rev = _observe_and_plan(args)
+        built, rev = _observe_and_plan(args, max_failovers_per_revision=limit)
     except errors.SpecError as exc:
         kept = _in_force_of(running, args.state_dir)
         if running is not None and kept is not None:
@@ -493,7 +495,7 @@ def _status(args: argparse.Namespace) -> int:
                 "force, shown below",
                 file=sys.stderr,
             )
-            built, rev = _observe_and_plan(args, kept)
+            built, rev = _observe_and_plan(args, kept, max_failovers_per_revision=limit)
             _print_status(args, built, rev, running)
             return exc.exit_code  # the specs given are still invalid: exit 2
         if running is not None and running.revision_in_force is not None:

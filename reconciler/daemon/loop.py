@@ -677,6 +677,7 @@ class Daemon:
             if self.replica is None
             else self.replica.publish(self.in_force.revision if self.in_force else None),
             untrusted=self.trust.untrusted if self.trust is not None else None,
+            max_failovers_per_revision=self.config.settings.max_failovers_per_revision,
         )
         try:
             status.write_status(self.config.state_dir, said)

@@ -82,6 +82,8 @@ class DaemonStatus:
     replica: dict[str, Any] | None = None
     # With `--require-signed-commits`: the newest revision, kept out, unless it is trusted.
     untrusted: Untrusted | None = None
+    # `--max-failovers-per-revision N` of `drctl run`: `drctl status` plans with it too.
+    max_failovers_per_revision: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -101,6 +103,7 @@ class DaemonStatus:
             "stateProblem": self.state_problem,
             "stateWarnings": list(self.state_warnings),
             "revisionUntrusted": None if self.untrusted is None else self.untrusted.to_json(),
+            "maxFailoversPerRevision": self.max_failovers_per_revision,
             # Only a replica of `--lock etcd://...` says it (a lone daemon's JSON is as it was).
             **({} if self.replica is None else {"replica": self.replica}),
         }
@@ -148,6 +151,7 @@ class DaemonStatus:
             state_warnings=tuple(warnings),
             replica=data["replica"] if isinstance(data.get("replica"), dict) else None,
             untrusted=Untrusted.from_json(data.get("revisionUntrusted")),
+            max_failovers_per_revision=_limit(data.get("maxFailoversPerRevision")),
         )
 
 
@@ -181,6 +185,15 @@ def running_daemon(state_dir: Path) -> DaemonStatus | None:
     except (OSError, OverflowError):
         return None  # gone without saying so (killed), or no pid there can be
     return status
+
+
+def _limit(value: object) -> int | None:
+    """`maxFailoversPerRevision`: a whole number of at least 1, or absent (no limit)."""
+    if value is None:
+        return None
+    if type(value) is not int or value < 1:
+        raise errors.StateFileError(f"maxFailoversPerRevision: not a limit: {value!r}")
+    return value
 
 
 def _bool(data: dict[str, Any], key: str) -> bool:

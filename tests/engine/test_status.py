@@ -23,7 +23,12 @@ INVENTORY = "sites: [ams, rtm]\nvms:\n  - {name: sql01, activeSite: ams, replica
 
 
 # Keys added since, absent from the files of an older daemon (which read back as None).
-ADDED = {"revisionRefused": None, "revisionError": None, "revisionUntrusted": None}
+ADDED = {
+    "revisionRefused": None,
+    "revisionError": None,
+    "revisionUntrusted": None,
+    "maxFailoversPerRevision": None,
+}
 
 
 def written(pid: object, **overrides: Any) -> dict[str, Any]:
