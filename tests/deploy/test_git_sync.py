@@ -43,6 +43,15 @@ def read_only(path: Path, command: list[str]) -> list[str]:
     return ["unshare", "--mount", "sh", "-c", script, str(path), *command]
 
 
+def in_force(site: Site, sha: str) -> None:
+    """Wait until /readyz says `sha` is in force: well before the resync (300 s)."""
+    wait_until(
+        f"revision {sha} in force",
+        lambda: probe(site.metrics_port, "/readyz")[1].startswith(f"ready: revision {sha} in"),
+        timeout=60,
+    )
+
+
 def test_drctl_follows_each_commit_git_sync_publishes_on_a_read_only_volume(
     site: Site, tmp_path: Path
 ) -> None:
@@ -71,11 +80,11 @@ def test_drctl_follows_each_commit_git_sync_publishes_on_a_read_only_volume(
     site.commit("finance to rtm", {"finance.yaml": three_tier("rtm")})
     second = sync(site.upstream, volume)
     assert not (volume / ".worktrees" / first).exists()  # the checkout drctl read is gone
-    wait_until("finance converged at rtm", lambda: site.converged_at("rtm"), timeout=20)
-    assert probe(site.metrics_port, "/readyz")[1].startswith(f"ready: revision {second} in force")
+    in_force(site, second)
+    wait_until("finance converged at rtm", lambda: site.converged_at("rtm"), timeout=60)
     # Again, now that the worktree drctl first watched is gone.
     site.commit("finance back to ams", {"finance.yaml": three_tier("ams")})
     third = sync(site.upstream, volume)
-    wait_until("finance converged at ams", lambda: site.converged_at("ams"), timeout=20)
-    assert probe(site.metrics_port, "/readyz")[1].startswith(f"ready: revision {third} in force")
+    in_force(site, third)
+    wait_until("finance converged at ams", lambda: site.converged_at("ams"), timeout=60)
     assert '"level": "error"' not in site.log_text()
