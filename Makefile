@@ -27,16 +27,18 @@ lint: $(STAMP)
 
 # The tests run real Prometheus and promtool (Debian package `prometheus`), git,
 # real etcd members (Debian package `etcd-server`, 3.4: the leader election), and
-# zsh, which loads `drctl completion zsh` in its test.
+# zsh, which loads `drctl completion zsh` in its test; systemd-analyze (Debian
+# `systemd`) verifies deploy/systemd and strace shows what its syscall filter lets through.
 system-deps:
 	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1 \
 	    || ! command -v git >/dev/null 2>&1 || ! command -v etcd >/dev/null 2>&1 \
-	    || ! command -v zsh >/dev/null 2>&1; then \
-	  echo "installing prometheus, git, etcd-server and zsh with apt-get"; \
+	    || ! command -v zsh >/dev/null 2>&1 || ! command -v systemd-analyze >/dev/null 2>&1 \
+	    || ! command -v strace >/dev/null 2>&1; then \
+	  echo "installing prometheus, git, etcd-server, zsh, systemd and strace with apt-get"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
-	    prometheus git etcd-server zsh >/dev/null; \
+	    prometheus git etcd-server zsh systemd strace >/dev/null; \
 	fi
 
 test: system-deps lint

@@ -88,9 +88,24 @@ def targets_of(specs_dir: Path) -> Targets:
 def spec_changes(targets: Targets, stop: threading.Event) -> Iterator[None]:
     """One item per batch of changes that may change the revision, until `stop` is set.
 
-    `WatchError` when the watch cannot go on (a directory gone, no inotify
-    watches left).
+    A spec directory reached through a symlink that is swapped (git-sync
+    publishes each commit as a new worktree and flips its link, then deletes
+    the old one) is watched again where it leads now, after the batch that
+    the swap or the deletion made. `WatchError` when the watch cannot go on
+    (a directory gone, no inotify watches left).
     """
+    while not stop.is_set():
+        leads_to = os.path.realpath(targets.specs_dir)
+        for _batch in _batches(targets, stop):
+            yield
+            if os.path.realpath(targets.specs_dir) != leads_to:
+                break
+        else:
+            return
+        targets = targets_of(targets.specs_dir)
+
+
+def _batches(targets: Targets, stop: threading.Event) -> Iterator[None]:
     try:
         for _changes in watchfiles.watch(
             *targets.roots(),
