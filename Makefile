@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/scrape_load.py
 	$(BIN)/python bench/journal_checks.py
 	$(BIN)/python bench/takeover.py
+	$(BIN)/python bench/signed_commits.py
 
 clean:
 	rm -rf $(VENV) .drctl .mypy_cache .pytest_cache .ruff_cache

@@ -11,6 +11,7 @@ import etcdproc
 import fabrics
 import guard
 import pytest
+import signing
 from hypothesis import settings
 
 guard.install()
@@ -55,3 +56,13 @@ def etcd3(tmp_path: Path) -> Iterator[etcdproc.Cluster]:
     """A real three-member etcd cluster on 127.0.0.1."""
     with etcdproc.running(tmp_path / "etcd3", 3) as cluster:
         yield cluster
+
+
+@pytest.fixture
+def keys() -> Iterator[signing.Keys]:
+    """Throwaway GPG and SSH keys, and what a verifier trusts (tests/signing.py)."""
+    made = signing.Keys()
+    try:
+        yield made
+    finally:
+        made.close()

@@ -22,7 +22,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from reconciler import errors
-from reconciler.cli import crash, options
+from reconciler.cli import crash, options, signing
 from reconciler.gitops import specdir
 from reconciler.kits import gcpause
 
@@ -130,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_cmd.add_argument(
         "--since", metavar="DATE", help="only commits at or after this ISO date or datetime"
     )
+    signing.add_audit_args(audit_cmd)
     _output_arg(audit_cmd)
     options.state_dir_arg(audit_cmd)
     audit_cmd.set_defaults(handler=_audit)
@@ -141,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     from reconciler.cli import drill as drill_cli
 
     drill_cli.add_commands(commands)
+    from reconciler.cli import importing
+
+    importing.add_command(commands)
     from reconciler.cli import completion
 
     completion.add_command(commands, build_parser)
@@ -208,6 +212,13 @@ def _add_run_command(commands: argparse._SubParsersAction) -> None:  # type: ign
         metavar="NAME",
         help="with --lock: this replica's name in drctl_leader_info and status (default HOST:PID)",
     )
+    run_cmd.add_argument(
+        "--adopt-safely",
+        action="store_true",
+        help="for a first start: the first revision that would move any VM waits until a later "
+        "commit confirms it (kept in the state dir; once confirmed, every revision applies)",
+    )
+    signing.add_run_args(run_cmd)
     options.state_dir_arg(run_cmd)
     run_cmd.set_defaults(handler=_run)
 
@@ -466,8 +477,10 @@ def _status(args: argparse.Namespace) -> int:
     from reconciler.engine import status
 
     running = status.running_daemon(args.state_dir)
+    # Plan as the daemon does: with its --max-failovers-per-revision (the blast radius).
+    limit = running.max_failovers_per_revision if running is not None else None
     try:
-        built, rev = _observe_and_plan(args)
+        built, rev = _observe_and_plan(args, max_failovers_per_revision=limit)
     except errors.SpecError as exc:
         kept = _in_force_of(running, args.state_dir)
         if running is not None and kept is not None:
@@ -482,7 +495,7 @@ def _status(args: argparse.Namespace) -> int:
                 "force, shown below",
                 file=sys.stderr,
             )
-            built, rev = _observe_and_plan(args, kept)
+            built, rev = _observe_and_plan(args, kept, max_failovers_per_revision=limit)
             _print_status(args, built, rev, running)
             return exc.exit_code  # the specs given are still invalid: exit 2
         if running is not None and running.revision_in_force is not None:
@@ -505,8 +518,9 @@ def _status(args: argparse.Namespace) -> int:
 def _print_status(
     args: argparse.Namespace, built: plan.Plan, rev: str, running: DaemonStatus | None
 ) -> None:
-    from reconciler.ui import report
+    from reconciler.ui import kept_out, report
 
+    built = kept_out.mark_untrusted(built, rev, running)
     if args.output == "json":
         print(json.dumps(report.status_json(built, rev, running), indent=2))
     else:
@@ -532,7 +546,10 @@ def _audit(args: argparse.Namespace) -> int:
     from reconciler.gitops import audit
 
     since = audit.parse_since(args.since) if args.since else None
-    entries = audit.audit_history(args.specs_dir, args.state_dir, vm=args.vm, since=since)
+    signers = signing.allowed_signers(args.allowed_signers)
+    entries = audit.audit_history(
+        args.specs_dir, args.state_dir, vm=args.vm, since=since, allowed_signers=signers
+    )
     if args.output == "json":
         print(json.dumps([entry.to_json() for entry in entries], indent=2))
     else:
@@ -664,6 +681,7 @@ def _run(args: argparse.Namespace) -> int:
     from reconciler.kits import clock
 
     address = _metrics_addr(args.metrics_addr) if args.metrics_addr else None
+    signed = signing.policy(args)
     target = None
     if args.lock is not None:
         from reconciler.engine import etcd_gateway
@@ -706,6 +724,8 @@ def _run(args: argparse.Namespace) -> int:
         lock=target,
         lease_ttl=float(args.lease_ttl),
         identity=args.identity or (election.default_identity() if target else ""),
+        adopt_safely=args.adopt_safely,
+        signed=signed,
     )
     on_revision = loop.note_outcome(args.specs_dir) if args.git_notes else None
     runner = loop.Daemon(config, provider, wall, collected, on_revision)

@@ -13,7 +13,9 @@ Waiting for the lock is daemon/leader.py; with `--lock etcd://...` it is
 one replica of several (daemon/replica.py): it leads or follows, and a
 follower's pass observes and plans without starting anything or writing the
 journal. What each pass tells (its log lines, the outcome of a revision,
-git notes) is daemon/progress.py.
+git notes) is daemon/progress.py. With `--require-signed-commits`, a
+revision whose commits git does not verify is kept out like an invalid one
+(daemon/trust.py).
 Called by `drctl run` (cli).
 """
 
@@ -32,7 +34,17 @@ from types import FrameType
 
 from reconciler.core import plan
 from reconciler.core.desired import DesiredState
-from reconciler.daemon import admit, health, in_force, leader, probes, progress, replica
+from reconciler.daemon import (
+    admit,
+    adoption,
+    health,
+    in_force,
+    leader,
+    probes,
+    progress,
+    replica,
+    trust,
+)
 from reconciler.daemon.logs import log
 from reconciler.engine import (
     etcd_gateway,
@@ -57,7 +69,7 @@ from reconciler.errors import (
     WatchError,
 )
 from reconciler.fabric import base
-from reconciler.gitops import revision, watch
+from reconciler.gitops import revision, signature, watch
 from reconciler.kits import clock as clocks
 
 # The names `drctl run` (cli) has always used.
@@ -99,6 +111,10 @@ class Config:
     lock: etcd_gateway.Target | None = None
     lease_ttl: float = 15.0
     identity: str = ""
+    # `--adopt-safely`: the first revision that would move a VM waits for a later commit.
+    adopt_safely: bool = False
+    # `--require-signed-commits`: only revisions git verifies act (daemon/trust.py).
+    signed: signature.Policy | None = None
 
 
 class Daemon:
@@ -119,6 +135,13 @@ class Daemon:
         self.in_force: in_force.InForce | None = None
         self.spec_error: SpecError | None = None
         self.gate = admit.Gate()  # refuses a revision that would orphan moves in flight
+        self.adoption = adoption.Adoption(config.state_dir) if config.adopt_safely else None
+        # Keeps out a revision whose commits are not signed as required (None: not required).
+        self.trust = (
+            None
+            if config.signed is None
+            else trust.Trust(config.specs_dir, config.signed, self.metrics)
+        )
         self.git_error: str | None = None  # why the revision could not be read, at the last look
         self.revision_seen: str | None = None
         self.last_change_at: datetime | None = None
@@ -342,7 +365,9 @@ class Daemon:
                 return Result(None, DIRTY_GRACE.total_seconds())  # a commit or pull half-way
             self._read_revision()
         if self.in_force is None:
-            return Result(metrics_.RECONCILE_INVALID_SPEC, self.config.resync)
+            held = self.adoption is not None and self._kept_out() is not None
+            outcome = metrics_.RECONCILE_SUCCESS if held else metrics_.RECONCILE_INVALID_SPEC
+            return Result(outcome, self.config.resync)
         if self.replica is not None and not self.replica.leading:
             return self._follow(self.in_force)
         if self._executor is None and not self._open_executor():
@@ -442,13 +467,16 @@ class Daemon:
         # A refused revision is weighed again at each look: it goes in force
         # by itself once the moves it would have orphaned are over.
         known = self.in_force is not None or self.spec_error
-        if rev.id == self.revision_seen and self.gate.refused is None and known:
+        # So is a revision not signed as required: a signer trusted since lets it in.
+        untrusted = self.trust is not None and self.trust.untrusted is not None
+        if rev.id == self.revision_seen and self.gate.refused is None and known and not untrusted:
             return
         if rev.id != self.revision_seen:
             log.info(
                 "revision seen: %s", rev.id, extra={"event": "revision_seen", "revision": rev.id}
             )
         self.revision_seen = rev.id
+        trusted = self.trust is None or self.trust.judge(rev, self.in_force)
         try:
             desired = in_force.load(self.config.specs_dir)
         except SpecError as exc:
@@ -457,6 +485,11 @@ class Daemon:
             return
         self.spec_error = None
         if self.in_force is None or self.in_force.revision != rev.id:
+            if not trusted:
+                assert self.trust is not None  # noqa: S101 (only a trust judges)
+                self.trust.keep_out(rev.id, desired, self.in_force)
+                self._publish_spec()  # valid, and not signed: the revision in force stays
+                return
             executor, history = self._executor, self._journal
             following = self.replica is not None and not self.replica.leading
             if following:
@@ -474,11 +507,48 @@ class Daemon:
             ):
                 self._publish_spec()  # valid, and refused: the revision in force stays
                 return
+            if not following and self._held_back(rev, desired):
+                self._publish_spec()  # --adopt-safely: the revision in force stays
+                return
             self._adopt(rev.id, desired, rev.made_at)
             self._save_in_force()
         else:
             self.gate.refused = None  # back at the revision in force
+            if self.adoption is not None:
+                self.adoption.waiting = None
         self._publish_spec()
+
+    def _held_back(self, rev: revision.Revision, desired: DesiredState) -> bool:
+        """--adopt-safely: whether `rev` waits for a later commit (`daemon.adoption`).
+
+        Planned against a fresh observation of the fabrics `desired` uses, with
+        drctl's journal, as the executor would plan it; a revision that cannot be
+        weighed (no journal, a fabric that does not answer) is read again at the next look.
+        """
+        if self.adoption is None:
+            return False
+        said = self.adoption.answer(rev)
+        if said is not None:
+            return said
+        executor, history = self._executor, self._journal
+        if executor is None or history is None:
+            self.revision_seen = None
+            return True
+        executor.fabrics.use(desired)
+        observed = executor.fabrics.observe(desired.fabrics_in_use())
+        built = execute.plan_observed(
+            history, observed, desired, rev.id, self.clock.now(), self.config.settings, rev.made_at
+        )
+        held = self.adoption.weigh(rev, built, observed, self.clock.now())
+        if self.adoption.waiting is not None:
+            self.revision_seen = None  # weighed again at the next look
+        return held
+
+    def _kept_out(self) -> tuple[str, list[str]] | None:
+        """The newest valid revision kept out of force and why: refused, or held back."""
+        if self.gate.refused is not None:
+            return self.gate.refused
+        return None if self.adoption is None else self.adoption.refusal
 
     def _publish_spec(self) -> None:
         force = self.in_force
@@ -490,7 +560,7 @@ class Daemon:
 
     def _publish_revision(self) -> None:
         self.metrics.set_revision(
-            refused=self.gate.refused is not None, readable=self.git_error is None
+            refused=self._kept_out() is not None, readable=self.git_error is None
         )
 
     def _reject(self, rev: str, exc: SpecError) -> None:
@@ -598,7 +668,7 @@ class Daemon:
             revision_seen=self.revision_seen,
             spec_valid=self.spec_error is None,
             spec_errors=tuple(str(p) for p in self.spec_error.problems) if self.spec_error else (),
-            refused=self.gate.refused,
+            refused=self._kept_out(),
             revision_error=self.git_error,
             updated_at=self.clock.now(),
             state_problem=self.health.problem,
@@ -606,6 +676,8 @@ class Daemon:
             replica=None
             if self.replica is None
             else self.replica.publish(self.in_force.revision if self.in_force else None),
+            untrusted=self.trust.untrusted if self.trust is not None else None,
+            max_failovers_per_revision=self.config.settings.max_failovers_per_revision,
         )
         try:
             status.write_status(self.config.state_dir, said)

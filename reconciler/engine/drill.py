@@ -57,9 +57,14 @@ class Drills:
             record = latest.get(name)
             current = record if record is not None and record.ended_at is None else None
             if view.step is plan.DrillStep.STARTING and current is None:
-                self.journal.record_drill(plan.DrillRecord(name, view.id, now, revision=revision))
+                self.journal.record_drill(
+                    plan.DrillRecord(name, view.id, now, revision=revision, whole=view.whole)
+                )
             elif current is None:
                 continue
+            elif view.whole and not current.whole:
+                # Its first plan-level test operation: the report's per-VM times follow it.
+                self.journal.record_drill(dataclasses.replace(current, whole=view.whole))
             elif view.step is plan.DrillStep.CHECKING:
                 spec = specs[name].drill
                 checks = spec.checks if spec is not None else ()

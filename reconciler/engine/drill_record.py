@@ -26,6 +26,7 @@ def to_text(record: plan.DrillRecord) -> str:
             "failed": record.failed,
             "preempted": record.preempted,
             "revision": record.revision,
+            "whole": list(record.whole),
             "checks": [
                 {"check": c.check, "passed": c.passed, "detail": c.detail} for c in record.checks
             ],
@@ -48,6 +49,7 @@ def from_text(text: str) -> plan.DrillRecord:
         failed=doc.get("failed"),
         preempted=bool(doc.get("preempted")),
         revision=doc.get("revision"),
+        whole=tuple(doc.get("whole") or ()),
         checks=tuple(
             plan.CheckResult(c["check"], bool(c["passed"]), c["detail"])
             for c in doc.get("checks", ())

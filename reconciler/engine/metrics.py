@@ -3,7 +3,8 @@
 The daemon owns one `Metrics` and feeds it: `update_from_plan` after each
 pass with the plan it built and the observation behind it, `record_reconcile`
 with the pass's outcome, `record_event` for each executor event, `set_spec`
-when the revision in force or its validity changes, `observe_placement` and
+when the revision in force or its validity changes, `set_trusted` when it
+judges a revision's signatures (`--require-signed-commits`), `observe_placement` and
 `observe_convergence` when a plan it was moving arrives, `set_leader` when
 it takes the fabric lock (and `drctl_leader` is 0 while it waits for it:
 a daemon that does not act serves no plan or VM series; a follower of an
@@ -67,6 +68,7 @@ SITE_CONNECTED = "drctl_site_connected"
 FAILOVER_DATA_LOSS_SECONDS = "drctl_failover_data_loss_seconds"
 REVISION_REFUSED = "drctl_revision_refused"
 SPEC_REVISION_READABLE = "drctl_spec_revision_readable"
+SPEC_REVISION_TRUSTED = "drctl_spec_revision_trusted"
 LEADER = "drctl_leader"
 LEADER_INFO = "drctl_leader_info"
 LEADER_TRANSITIONS_TOTAL = "drctl_leader_transitions_total"
@@ -178,6 +180,8 @@ class _StateCollector(Collector):
         self.spec: _SpecSnapshot | None = None  # None until the daemon has read a spec
         # (refused, readable) from the daemon's first look at the revision on.
         self.revision: tuple[bool, bool] | None = None
+        # With --require-signed-commits only: whether the newest revision is trusted.
+        self.trusted: bool | None = None
 
     def describe(self) -> Iterable[Metric]:
         # Lets the registry reject a second collector with the same names.
@@ -186,7 +190,7 @@ class _StateCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         # One read of each reference: the daemon may swap in a new snapshot
         # while this scrape formats the old one.
-        snap, spec_snap, looked = self.snapshot, self.spec, self.revision
+        snap, spec_snap, looked, trusted = self.snapshot, self.spec, self.revision, self.trusted
         with gcpause.gc_paused():
             vms = snap.vms
             yield _family(
@@ -296,6 +300,8 @@ class _StateCollector(Collector):
                 readable.append(Sample(SPEC_REVISION_READABLE, {}, float(looked[1])))
             yield _family(REVISION_REFUSED, refused)
             yield _family(SPEC_REVISION_READABLE, readable)
+            signed = [] if trusted is None else [Sample(SPEC_REVISION_TRUSTED, {}, float(trusted))]
+            yield _family(SPEC_REVISION_TRUSTED, signed)
 
 
 _HELP = {
@@ -347,6 +353,11 @@ _HELP = {
     SPEC_REVISION_READABLE: (
         "Whether the revision of the specs could be read at the last look (1); if not (0), "
         "git cannot read their repository and the revision in force stays."
+    ),
+    SPEC_REVISION_TRUSTED: (
+        "With --require-signed-commits: whether the newest revision comes from commits "
+        "git verify-commit accepts (1); if not (0) it is not applied, the revision in force "
+        "stays and `drctl status` says who committed what and what to do."
     ),
 }
 
@@ -616,6 +627,10 @@ class Metrics:
     def set_revision(self, *, refused: bool, readable: bool) -> None:
         """Whether the newest valid revision is refused, and whether git could read the revision."""
         self._state.revision = (refused, readable)
+
+    def set_trusted(self, trusted: bool) -> None:
+        """Whether the newest revision is signed as `--require-signed-commits` requires."""
+        self._state.trusted = trusted
 
     def set_leader(self, leader: bool) -> None:
         """Whether this daemon holds the fabric lock (1) or waits for it (0, the start)."""

@@ -16,6 +16,7 @@ directory it is given: fabric/sim/store.py).
       drctl.lock           flock of whoever acts on the fabrics
       daemon.json          what `drctl run` last said (engine/status.py)
       in-force/            the specs and revision the daemon acts on
+      adopt-safely.json    the revision `drctl run --adopt-safely` holds, or that confirmed it
       fabric.db            the embedded simulator's fabric
       fabrics/<name>/      a named fabric's own data
 """
@@ -31,6 +32,7 @@ JOURNAL_RECORD = "journal.id"
 LOCK = "drctl.lock"
 DAEMON_STATUS = "daemon.json"
 IN_FORCE = "in-force"
+ADOPT_SAFELY = "adopt-safely.json"
 FABRICS = "fabrics"
 
 
@@ -57,6 +59,10 @@ def daemon_status_path(state_dir: Path) -> Path:
 
 def in_force_dir(state_dir: Path) -> Path:
     return state_dir / IN_FORCE
+
+
+def adopt_safely_path(state_dir: Path) -> Path:
+    return state_dir / ADOPT_SAFELY
 
 
 def in_force_staging_dir(state_dir: Path) -> Path:

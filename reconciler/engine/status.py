@@ -30,6 +30,36 @@ _KEYS = frozenset(
 
 
 @dataclass(frozen=True)
+class Untrusted:
+    """The newest revision, kept out by `--require-signed-commits`: why, and what it would move."""
+
+    revision: str
+    reasons: tuple[str, ...]
+    vms: tuple[tuple[str, str], ...] = ()  # (plan, vm) whose desired site or replication it changes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "revision": self.revision,
+            "reasons": list(self.reasons),
+            "vms": [{"plan": plan, "vm": vm} for plan, vm in self.vms],
+        }
+
+    @classmethod
+    def from_json(cls, value: object) -> Untrusted | None:
+        """`revisionUntrusted`, absent from the status of a drctl that requires no signature."""
+        if value is None:
+            return None
+        rev, reasons = _refused(value, "revisionUntrusted") or ("", [])
+        vms = value.get("vms") if isinstance(value, dict) else None
+        if not isinstance(vms, list) or not all(
+            isinstance(v, dict) and isinstance(v.get("plan"), str) and isinstance(v.get("vm"), str)
+            for v in vms
+        ):
+            raise errors.StateFileError(f"revisionUntrusted: vms not plans and VMs: {vms!r}")
+        return cls(rev, tuple(reasons), tuple((v["plan"], v["vm"]) for v in vms))
+
+
+@dataclass(frozen=True)
 class DaemonStatus:
     pid: int
     running: bool  # False once it has stopped
@@ -50,6 +80,10 @@ class DaemonStatus:
     # With `--lock etcd://...`: this replica's identity, whether it leads, the
     # holder it saw, the lock, and the revision in force of every replica.
     replica: dict[str, Any] | None = None
+    # With `--require-signed-commits`: the newest revision, kept out, unless it is trusted.
+    untrusted: Untrusted | None = None
+    # `--max-failovers-per-revision N` of `drctl run`: `drctl status` plans with it too.
+    max_failovers_per_revision: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +102,8 @@ class DaemonStatus:
             "revisionError": self.revision_error,
             "stateProblem": self.state_problem,
             "stateWarnings": list(self.state_warnings),
+            "revisionUntrusted": None if self.untrusted is None else self.untrusted.to_json(),
+            "maxFailoversPerRevision": self.max_failovers_per_revision,
             # Only a replica of `--lock etcd://...` says it (a lone daemon's JSON is as it was).
             **({} if self.replica is None else {"replica": self.replica}),
         }
@@ -114,6 +150,8 @@ class DaemonStatus:
             state_problem=_optional_str({"stateProblem": None, **data}, "stateProblem"),
             state_warnings=tuple(warnings),
             replica=data["replica"] if isinstance(data.get("replica"), dict) else None,
+            untrusted=Untrusted.from_json(data.get("revisionUntrusted")),
+            max_failovers_per_revision=_limit(data.get("maxFailoversPerRevision")),
         )
 
 
@@ -149,6 +187,15 @@ def running_daemon(state_dir: Path) -> DaemonStatus | None:
     return status
 
 
+def _limit(value: object) -> int | None:
+    """`maxFailoversPerRevision`: a whole number of at least 1, or absent (no limit)."""
+    if value is None:
+        return None
+    if type(value) is not int or value < 1:
+        raise errors.StateFileError(f"maxFailoversPerRevision: not a limit: {value!r}")
+    return value
+
+
 def _bool(data: dict[str, Any], key: str) -> bool:
     value = data[key]
     if not isinstance(value, bool):
@@ -163,15 +210,16 @@ def _optional_str(data: dict[str, Any], key: str) -> str | None:
     return value
 
 
-def _refused(value: object) -> tuple[str, list[str]] | None:
-    """`revisionRefused`, absent from the status of a drctl that refused nothing."""
+def _refused(value: object, key: str = "revisionRefused") -> tuple[str, list[str]] | None:
+    """`revisionRefused` (or another `{revision, reasons}` at `key`), absent from the
+    status of a drctl that refused nothing."""
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise errors.StateFileError(f"revisionRefused: not an object: {value!r}")
+        raise errors.StateFileError(f"{key}: not an object: {value!r}")
     rev, reasons = value.get("revision"), value.get("reasons")
     if not isinstance(rev, str) or not isinstance(reasons, list):
-        raise errors.StateFileError(f"revisionRefused: no revision and reasons: {value!r}")
+        raise errors.StateFileError(f"{key}: no revision and reasons: {value!r}")
     if not all(isinstance(r, str) for r in reasons):
-        raise errors.StateFileError(f"revisionRefused: reasons not strings: {reasons!r}")
+        raise errors.StateFileError(f"{key}: reasons not strings: {reasons!r}")
     return rev, [str(r) for r in reasons]

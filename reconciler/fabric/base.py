@@ -78,6 +78,27 @@ class RetiresPlans(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class FabricPlan:
+    """A fabric's own recovery plan (ASR's), as `drctl import --from-recovery-plans` reads it.
+
+    `groups` holds the VM names (the protected items' friendly names) of each
+    Boot group, in boot order.
+    """
+
+    name: str
+    groups: tuple[tuple[str, ...], ...]
+
+
+@runtime_checkable
+class ListsRecoveryPlans(Protocol):
+    """A fabric that keeps recovery plans of its own (ASR), which `drctl import` can read."""
+
+    def recovery_plans(self) -> list[FabricPlan]:
+        """Every recovery plan of the fabric, by name, with its Boot groups in boot order."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class Step:
     """One record of a multi-step job a provider runs itself (`OwnsJobs`).
 

@@ -35,7 +35,7 @@ from reconciler.core import spec
 from reconciler.core.desired import DesiredVM, PlanSpec
 from reconciler.engine import journal
 from reconciler.engine import state_dir as layout
-from reconciler.gitops import git, history, specdir
+from reconciler.gitops import git, history, signature, specdir
 from reconciler.kits import difference, gcpause
 
 # A VM's effective desired state as the JSON names its fields, in VMState's order.
@@ -92,6 +92,8 @@ class AuditEntry:
     actions: list[dict[str, Any]] = field(default_factory=list)
     converged_at: datetime | None = None
     invalid: list[str] | None = None  # `file:line: message` when the commit's specs are invalid
+    # Who signed the commit, with which key: for the revisions that moved VMs only.
+    signed: signature.Signature | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The entry as `drctl audit --output json` prints it."""
@@ -105,6 +107,7 @@ class AuditEntry:
             "change": {name: [old, new] for name, (old, new) in self.change.items()},
             "actions": self.actions,
             "convergedAt": _iso(self.converged_at),
+            "signature": None if self.signed is None else self.signed.to_json(),
         }
         if self.invalid is not None:
             doc["invalid"] = self.invalid
@@ -128,14 +131,17 @@ def audit_history(
     state_dir: Path | None,
     vm: str | None = None,
     since: datetime | None = None,
+    allowed_signers: Path | None = None,
 ) -> list[AuditEntry]:
     """The audit of `specs_dir`'s history, oldest commit first.
 
     `state_dir` holds the journal; without one, entries have no actions and
     no convergence. `since` keeps the commits committed at or after it (git's
     `--since`, on the committer date); the first change is still measured
-    from the last valid revision before it. Raises `UsageError` when
-    `specs_dir` is not in a git work tree.
+    from the last valid revision before it. Each revision that moved VMs (a
+    VM's desired site changed, or drctl acted under it) says who signed it
+    (SSH signatures checked against `allowed_signers`). Raises `UsageError`
+    when `specs_dir` is not in a git work tree.
     """
     repo = history.open_repo(specs_dir)
     tip = history.head(repo)
@@ -162,7 +168,21 @@ def audit_history(
         entries = _replay(commits, cursor, records, mapped)
     if vm is not None:
         entries = [e for e in entries if e.vm == vm]
+    _sign(specs_dir, entries, signature.Policy(allowed_signers))
     return entries
+
+
+def _sign(specs_dir: Path, entries: list[AuditEntry], policy: signature.Policy) -> None:
+    """Who signed each revision that moved VMs: one git process, gpg for each signed one."""
+    moving = {e.revision for e in entries if e.actions or _moves(e.change)}
+    found = signature.describe(specs_dir, sorted(moving), policy)
+    for entry in entries:
+        entry.signed = found.get(entry.revision)
+
+
+def _moves(change: Change) -> bool:
+    old, new = change.get("activeSite", (None, None))
+    return old is not None and new is not None
 
 
 def text_lines(entries: list[AuditEntry]) -> Iterator[str]:
@@ -174,6 +194,8 @@ def text_lines(entries: list[AuditEntry]) -> Iterator[str]:
         if entry.revision != current:
             current = entry.revision
             yield f"{entry.revision[:12]}  {entry.date}  {entry.author}: {entry.message}\n"
+            if entry.signed is not None:
+                yield f"  {_signature_text(entry.signed)}\n"
         if entry.invalid is not None:
             yield "  invalid, nothing changes (the last valid revision stays in force):\n"
             yield from (f"    {problem}\n" for problem in entry.invalid)
@@ -566,6 +588,15 @@ def _action_text(action: Mapping[str, Any]) -> str:
     if action["error"]:
         parts.append(f"error: {action['error']}")
     return ", ".join(parts)
+
+
+def _signature_text(found: signature.Signature) -> str:
+    if found.status == "N":
+        return "signature: none"
+    meaning = signature.MEANING.get(found.status, found.status)
+    by = f" by {found.signer}" if found.signer else ""
+    key = f", key {found.key}" if found.key else ""
+    return f"signature: {meaning}{by}{key}"
 
 
 def _iso(at: datetime | None) -> str | None:

@@ -1,7 +1,8 @@
 """The one runner of git: every git command drctl runs starts here.
 
 revision.py (the revision in force), history.py (drctl audit), notes.py
-(--git-notes) and watch.py (which git dir the daemon watches) call it.
+(--git-notes), watch.py (which git dir the daemon watches) and signature.py
+(--require-signed-commits) call it.
 
 One failure semantic. A directory is "not in git" only when git itself says
 it is not inside a work tree: `work_tree` returns None. Anything else git
@@ -36,6 +37,8 @@ TIMEOUT = 30.0
 # "not a git repository: <path>" is a `.git` file pointing at a git dir that
 # is gone, which is a broken repository, not a plain directory.
 _OUTSIDE = ("not a git repository (or any of the parent directories)", "or any parent up to")
+# gpg's lines that say where a signature came from, not why it is refused.
+_GPG_NOISE = ("Primary key fingerprint:", "gpg: using ", "gpg: Signature made ")
 # Messages are parsed (above) and shown: the same words whatever the locale.
 _ENV = {"LC_ALL": "C"}
 
@@ -136,6 +139,22 @@ def commit_of(cwd: Path, rev: str, timeout: float = TIMEOUT) -> str | None:
     if done.returncode == 1 and not why:  # --verify -q: silent when there is no such commit
         return None
     raise errors.GitError(f"git rev-parse {rev} in {cwd}: {why or f'exit {done.returncode}'}")
+
+
+def verify_commit(cwd: Path, sha: str, config: Sequence[str] = ()) -> tuple[bool, str]:
+    """Whether `git verify-commit` accepts the signature of commit `sha`, and what it said.
+
+    `config` is `-c` options (`gpg.ssh.allowedSignersFile`). What it said is
+    its last line ("No principal matched.", gpg's "Can't check signature: No
+    public key"), "" when the commit has no signature at all. Whatever makes
+    it exit non-zero (no signature, an untrusted key, a gpg that cannot be
+    run) is a refusal, never an error: only a git that cannot be started or
+    does not answer is a `GitError`.
+    """
+    done = _run(cwd, (*config, "verify-commit", sha), None, None, TIMEOUT)
+    lines = [" ".join(line.split()) for line in done.stderr.decode(errors="replace").splitlines()]
+    said = next((line for line in reversed(lines) if line and not line.startswith(_GPG_NOISE)), "")
+    return done.returncode == 0, said
 
 
 class BlobStream:

@@ -8,6 +8,7 @@ achieved test RTO (from the drill's start until every test copy ran).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -78,6 +79,12 @@ def vm_times(record: plan.DrillRecord, entries: Sequence[journal.Entry]) -> list
                 e.finished_at,
                 e.result,
             )
+    # A plan-level test operation (ASR's recovery plan) is journaled for the
+    # first VM in boot order, and its times are those of every VM of the plan.
+    leader = found.get(record.whole[0]) if record.whole else None
+    if leader is not None:
+        for vm in record.whole:
+            found.setdefault(vm, dataclasses.replace(leader, vm=vm))
     return [found[vm] for vm in sorted(found)]
 
 

@@ -320,6 +320,10 @@ def print_daemon(daemon: status.DaemonStatus | None, revision: str, out: TextIO)
         rev, reasons = daemon.refused
         for reason in reasons:
             print(f"  newest revision {rev} refused, kept out: {reason}", file=out)
+    if daemon.untrusted is not None:
+        rev = daemon.untrusted.revision
+        for reason in daemon.untrusted.reasons:
+            print(f"  newest revision {rev} not signed as required, kept out: {reason}", file=out)
     if daemon.replica is not None:
         _print_replica(daemon.replica, in_force, out)
     if daemon.revision_error is not None:

@@ -146,3 +146,44 @@ def test_a_broken_repository_is_a_runtime_error_in_one_line_never_a_content_hash
     (line,) = err.splitlines()
     assert line.startswith("drctl: ")
     assert f"{fabric / 'repo' / '.git'}" in line
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        (["--trust-merges"], "--trust-merges applies only with --require-signed-commits"),
+        (
+            ["--allowed-signers", "allowed_signers"],
+            "--allowed-signers applies only with --require-signed-commits",
+        ),
+        (
+            ["--require-signed-commits", "--allowed-signers", "no-such-file"],
+            "--allowed-signers no-such-file: no such file; give ssh-keygen's allowed_signers file",
+        ),
+    ],
+)
+def test_run_refuses_signing_options_that_mean_nothing(
+    fabric: Path,
+    extra: list[str],
+    said: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (fabric / "allowed_signers").write_text("")
+    monkeypatch.chdir(fabric)
+    code = cli.main(["run", str(fabric / "specs"), *extra, "--state-dir", str(fabric / "state")])
+    assert code == 2
+    assert said in capsys.readouterr().err
+
+
+def test_run_help_says_what_git_verifies_and_what_it_does_not(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "git verifies a signature over the commit object, which names its tree and its" in (
+        shown
+    )
+    assert "it does not verify the parents' own signatures" in shown
+    assert "--trust-merges" in shown

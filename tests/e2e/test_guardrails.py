@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from e2e.harness import Site, three_tier, wait_until
 from e2e.test_apply import Drctl
 
 pytestmark = pytest.mark.e2e
@@ -142,3 +143,28 @@ def test_max_parallel_caps_jobs_in_flight_across_plans(drctl: Drctl) -> None:
 
 def at(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_status_beside_a_daemon_plans_with_the_daemons_global_limit(site: Site) -> None:
+    """`drctl status` shows the VMs a daemon's --max-failovers-per-revision holds back, with the
+    daemon's reason, without being told the flag (the daemon says it in its status file)."""
+    site.start("--max-failovers-per-revision", "2")
+    wait_until("finance converged", lambda: site.converged_at("ams"))
+    site.commit("finance to rtm", {"finance.yaml": three_tier("rtm")})
+    site.pull()
+    shown = wait_until(
+        "status shows finance Blocked by the daemon's limit",
+        lambda: [
+            vm
+            for vm in site.status()["vms"]
+            if vm["plan"] == "finance" and vm["phase"] == "Blocked"
+        ],
+    )
+    assert len(shown) == 5
+    assert all(
+        "this revision moves 5 VMs; the limit is 2 (drctl run --max-failovers-per-revision)"
+        in vm["reason"]
+        for vm in shown
+    )
+    assert site.status()["daemon"]["maxFailoversPerRevision"] == 2
+    assert site.jobs() == []

@@ -566,12 +566,14 @@ def test_promtool_check_metrics_reports_no_problem_on_a_realistic_exposition() -
         ),
     )
     metrics.set_spec(True, "3f2a9c1", 1_790_000_000.0)
+    metrics.set_trusted(False)
     metrics.record_reconcile("success", 0.4)
     metrics.record_event(event(EventKind.STARTED, "web01", OP.PLANNED_FAILOVER))
     metrics.record_event(event(EventKind.SUCCEEDED, "web01", OP.PLANNED_FAILOVER, seconds=200.0))
     metrics.observe_placement("finance", 300.0)
     metrics.observe_convergence("finance", 900.0)
     assert b'drctl_vm_running{plan="finance",vm="db01"} NaN' in metrics.exposition()
+    assert b"drctl_spec_revision_trusted 0.0" in metrics.exposition()
     result = subprocess.run(
         [promtool(), "check", "metrics"],
         input=metrics.exposition(),

@@ -23,7 +23,12 @@ INVENTORY = "sites: [ams, rtm]\nvms:\n  - {name: sql01, activeSite: ams, replica
 
 
 # Keys added since, absent from the files of an older daemon (which read back as None).
-ADDED = {"revisionRefused": None, "revisionError": None}
+ADDED = {
+    "revisionRefused": None,
+    "revisionError": None,
+    "revisionUntrusted": None,
+    "maxFailoversPerRevision": None,
+}
 
 
 def written(pid: object, **overrides: Any) -> dict[str, Any]:
@@ -82,6 +87,23 @@ def test_a_refused_revision_and_a_git_error_read_back(tmp_path: Path) -> None:
     assert shown["revisionError"] == "git takes /x/.git for no repository"
 
 
+def test_a_revision_kept_out_as_unsigned_reads_back(tmp_path: Path) -> None:
+    said = dataclasses.replace(
+        SAID,
+        untrusted=status.Untrusted(
+            "b" * 40, ("commit bbbbbbbbbbbb has no signature",), (("finance", "sql01"),)
+        ),
+    )
+    status.write_status(tmp_path, said)
+    assert status.read_status(tmp_path) == said
+    shown = json.loads(layout.daemon_status_path(tmp_path).read_text())
+    assert shown["revisionUntrusted"] == {
+        "revision": "b" * 40,
+        "reasons": ["commit bbbbbbbbbbbb has no signature"],
+        "vms": [{"plan": "finance", "vm": "sql01"}],
+    }
+
+
 def test_the_status_of_a_daemon_older_than_the_state_fields_still_reads(tmp_path: Path) -> None:
     older = {k: v for k, v in written(4242).items() if not k.startswith("state")}
     layout.daemon_status_path(tmp_path).write_text(json.dumps(older))
@@ -108,6 +130,10 @@ def test_the_status_of_a_daemon_older_than_the_state_fields_still_reads(tmp_path
         json.dumps(written(12, revisionRefused=["b" * 40])),
         json.dumps(written(12, revisionRefused={"revision": "b" * 40, "reasons": [1]})),
         json.dumps(written(12, revisionError=7)),
+        json.dumps(written(12, revisionUntrusted={"revision": "b" * 40, "reasons": []})),
+        json.dumps(
+            written(12, revisionUntrusted={"revision": "b", "reasons": [], "vms": ["sql01"]})
+        ),
     ],
 )
 def test_a_damaged_or_partial_file_is_no_status(tmp_path: Path, text: str) -> None:

@@ -167,6 +167,7 @@ def test_each_commit_shows_who_changed_which_vm_what_drctl_did_and_when_it_conve
             },
             "actions": [],
             "convergedAt": T0.isoformat(),
+            "signature": None,  # it moved no VM
         },
         {
             "revision": first,
@@ -184,6 +185,7 @@ def test_each_commit_shows_who_changed_which_vm_what_drctl_did_and_when_it_conve
             },
             "actions": [],
             "convergedAt": T0.isoformat(),
+            "signature": None,  # it moved no VM
         },
         {
             "revision": moved,
@@ -204,6 +206,7 @@ def test_each_commit_shows_who_changed_which_vm_what_drctl_did_and_when_it_conve
                 ),
             ],
             "convergedAt": converged.isoformat(),
+            "signature": {"status": "N", "meaning": "none", "signer": None, "key": None},
         },
     ]
 
@@ -232,6 +235,7 @@ def test_an_invalid_commit_is_reported_and_the_next_change_is_measured_from_the_
         "change": {},
         "actions": [],
         "convergedAt": None,
+        "signature": None,
         "invalid": [
             f"{repo.specs}/finance.yaml:6: unknown key 'defualts' in spec: remove it or fix its spelling"
         ],
@@ -516,6 +520,7 @@ def test_text_output_shows_the_commit_and_each_change(
     )
     assert capsys.readouterr().out.splitlines() == [
         f"{moved[:12]}  2026-11-21T09:00:00+00:00  bob: Move sql01",
+        "  signature: none",
         "  finance/sql01",
         '    activeSite: "ams" -> "rtm"',
         '    replication: "ams->rtm" -> "rtm->ams"',

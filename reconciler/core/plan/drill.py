@@ -19,6 +19,19 @@ runs the checks, this module only decides:
                plan's other actions wait until none is left
     ended      no copy and no test job left: the engine records the result
 
+On a fabric that moves a grouped plan whole (`plan_level.moves_whole`: ASR,
+through its recovery plan) the drill goes through the plan's own test
+operations: ONE TestFailover of the whole plan, asked by the first VM in boot
+order, once no copy runs (the recovery plan boots the test copies by group
+itself), and ONE TestFailoverCleanup of the whole plan once any copy is left;
+the other VMs say they go with it. A copy left by a partial run is still
+started VM by VM.
+
+A drill whose copies are still up past every-copy-ran + keepMinutes + the
+TestFailoverCleanup deadline (`guardrail.deadline_seconds`), or whose test job
+runs past its own deadline, is Stuck: each of its VMs says so with the drill
+id and how long past; nothing is cancelled, the cleanup is still proposed.
+
 Production is never touched: every action proposed here is a test operation.
 """
 
@@ -29,7 +42,7 @@ from datetime import datetime, timedelta
 
 from reconciler.core import state
 from reconciler.core.desired import Drill
-from reconciler.core.plan import context
+from reconciler.core.plan import context, guardrail, plan_level
 from reconciler.core.plan.model import (
     Action,
     DrillRecord,
@@ -49,6 +62,51 @@ def overlay(
     ctx: context.PlanContext, decided: list[VMPlan], record: DrillRecord | None
 ) -> tuple[list[VMPlan], DrillView | None]:
     """The plan's decisions with its drill's steps laid over them, and the drill's view."""
+    out, view = _overlay(ctx, decided, record)
+    if view is None or view.step is DrillStep.ENDED or record is None:
+        return out, view
+    if record.ended_at is not None or record.id != view.id:
+        return out, view
+    late = _past_keep(ctx, record, out)
+    if late is None:
+        return out, view
+    stuck = [
+        dataclasses.replace(vp, phase=Phase.STUCK, reason=f"{late}; {vp.reason}")
+        if vp.phase is Phase.DRILLING
+        else vp
+        for vp in out
+    ]
+    return stuck, dataclasses.replace(view, reason=f"{late}; {view.reason}")
+
+
+def _past_keep(ctx: context.PlanContext, record: DrillRecord, out: list[VMPlan]) -> str | None:
+    """Why the drill is Stuck: a copy (or a test job) left past every-copy-ran +
+    keepMinutes + the cleanup's deadline; None while within it."""
+    if record.running_at is None or not any(
+        _copy_runs(vp.observed) or _test_job(vp.observed) for vp in out
+    ):
+        return None
+    spec = ctx.plan.drill
+    # A spec that dropped the drill (or changed its id) wants the cleanup at once.
+    keep = spec.keep_minutes * 60 if spec is not None and spec.id == record.id else 0.0
+    cleanup = guardrail.deadline_seconds(ctx.plan, ctx.observed, Operation.TEST_FAILOVER_CLEANUP)
+    due = record.running_at + timedelta(seconds=keep + (cleanup or 0.0))
+    if ctx.now <= due:
+        return None
+    past = guardrail.duration_text((ctx.now - record.running_at).total_seconds() - keep)
+    own = any(op is Operation.TEST_FAILOVER_CLEANUP for op, _ in ctx.plan.deadlines)
+    source = "policy.deadlines.TestFailoverCleanup" if own else "the default for this fabric"
+    return (
+        f"drill {record.id} stuck: test copies still up {past} past its keep time "
+        f"(keepMinutes {keep / 60:g}; cleanup deadline {guardrail.duration_text(cleanup or 0.0)}, "
+        f"{source}); drctl never cancels anything: see why the cleanup does not end in the "
+        "fabric"
+    )
+
+
+def _overlay(
+    ctx: context.PlanContext, decided: list[VMPlan], record: DrillRecord | None
+) -> tuple[list[VMPlan], DrillView | None]:
     spec = ctx.plan.drill
     copies = {vp.name for vp in decided if _copy_runs(vp.observed)}
     testing = {vp.name for vp in decided if _test_job(vp.observed)}
@@ -117,6 +175,7 @@ def _step(
     until: datetime | None = None,
 ) -> tuple[list[VMPlan], DrillView]:
     rank = {vp.name: _rank(ctx, vp) for vp in decided}
+    whole = _whole_operation(ctx, decided, step, copies, testing)
     out: list[VMPlan] = []
     for decision in decided:
         vp = _held_for_cleanup(decision) if step is DrillStep.PREEMPTED and copies else decision
@@ -124,11 +183,102 @@ def _step(
         if o is None or not (vp.converged or vp.name in copies):
             out.append(vp)
             continue
+        if whole is not None and vp.name not in testing:
+            out.append(_plan_step(ctx, vp, o, decided, drill_id, step, spec, whole))
+            continue
         out.append(_vm_step(ctx, vp, o, drill_id, step, spec, copies, testing, rank))
     reason = f"drill {drill_id}: {_STEP_TEXT[step]}"
+    vms: tuple[str, ...] = ()
+    if whole is not None:
+        reason += f" (through the fabric's plan-level {whole})"
+        vms = tuple(n for group in plan_level.boot_groups(ctx) for n in group)
     if until is not None:
         reason += f" until {until.isoformat(timespec='seconds')}"
-    return out, DrillView(ctx.plan.name, drill_id, step, reason, until)
+    return out, DrillView(ctx.plan.name, drill_id, step, reason, until, vms)
+
+
+def _whole_operation(
+    ctx: context.PlanContext,
+    decided: list[VMPlan],
+    step: DrillStep,
+    copies: set[str],
+    testing: set[str],
+) -> Operation | None:
+    """The plan-level test operation this step makes, None when it goes VM by VM.
+
+    Only on a fabric that moves the plan whole, never while a test job runs,
+    and only when the first VM in boot order (which asks it) takes part: the
+    start once no copy runs (a copy left by a partial run: VM by VM), the
+    cleanup once any copy is left.
+    """
+    if testing or not plan_level.moves_whole(ctx):
+        return None
+    leader = _leader(ctx, decided)
+    if not any(vp.name == leader and (vp.converged or leader in copies) for vp in decided):
+        return None
+    if step is DrillStep.STARTING and not copies:
+        return Operation.TEST_FAILOVER
+    if step in (DrillStep.CLEANING, DrillStep.PREEMPTED) and copies:
+        return Operation.TEST_FAILOVER_CLEANUP
+    return None
+
+
+def _plan_step(
+    ctx: context.PlanContext,
+    vp: VMPlan,
+    o: state.ObservedVM,
+    decided: list[VMPlan],
+    drill_id: str,
+    step: DrillStep,
+    spec: Drill | None,
+    operation: Operation,
+) -> VMPlan:
+    """One VM's part in the plan-level `operation`: the leader asks it, the others go with it."""
+    groups = plan_level.boot_groups(ctx)
+    leader = _leader(ctx, decided)
+    head = f"drill {drill_id} ({step}): "
+    cleanup = operation is Operation.TEST_FAILOVER_CLEANUP
+    what = "cleaning up the test copies" if cleanup else "starting test copies by group"
+    through = f"with plan '{vp.plan}' through the fabric's plan-level {operation}"
+    if vp.name != leader:
+        return _drilling(vp, f"{head}{what}, {through} (asked for {leader})", None)
+    # The fabric refuses the plan's operation unless every VM it acts on allows it.
+    acting = [
+        d for d in decided if d.observed is not None and (not cleanup or _copy_runs(d.observed))
+    ]
+    refusing = sorted(
+        d.name
+        for d in acting
+        if d.observed is not None and operation not in d.observed.allowed_operations
+    )
+    missing = sorted(d.name for d in decided if d.observed is None)
+    peer = o.replication.target if o.replication is not None else None
+    reason = (
+        f"{head}{what}, every VM of plan '{vp.plan}' through the fabric's plan-level {operation}"
+    )
+    if missing or refusing:
+        reason += (
+            f", but the fabric does not allow it now for {context.names_text(missing + refusing)}"
+        )
+    action = Action(
+        ctx.plan.name,
+        vp.name,
+        operation,
+        peer,
+        ready=not (missing or refusing),
+        waiting_for=() if not (missing or refusing) else ("fabric",),
+        stage=ctx.stage(vp.desired, reverse=cleanup),
+        source_site=o.active_site,
+        plan_groups=groups,
+        network=spec.network if spec is not None and not cleanup else None,
+    )
+    return _drilling(vp, reason, action)
+
+
+def _leader(ctx: context.PlanContext, decided: list[VMPlan]) -> str:
+    """The VM that asks the plan-level operation: the first in boot order."""
+    groups = plan_level.boot_groups(ctx)
+    return groups[0][0] if groups and groups[0] else decided[0].name
 
 
 def _held_for_cleanup(vp: VMPlan) -> VMPlan:
@@ -171,6 +321,9 @@ def _vm_step(
     head = f"drill {drill_id} ({step}): "
     if vp.name in testing:
         assert o.job is not None  # noqa: S101 (a test job runs)
+        late = guardrail.past_deadline(ctx.plan, ctx.observed, o, o.job, ctx.now)
+        if late is not None:  # followed, never cancelled
+            return dataclasses.replace(vp, phase=Phase.STUCK, reason=f"{head}{late}", action=None)
         reason = f"{head}{o.job.operation} (job {o.job.id}) runs"
         return _drilling(vp, reason, None)
     cleaning = step in (DrillStep.CLEANING, DrillStep.PREEMPTED)

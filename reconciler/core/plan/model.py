@@ -77,6 +77,10 @@ class DrillRecord:
     preempted: bool = False
     checks: tuple[CheckResult, ...] = ()
     revision: str | None = None
+    # The plan's VMs in boot order when the drill goes through the fabric's
+    # plan-level test operations (ASR's recovery plan): the journal holds the
+    # first one's entries, which stand for every one of them.
+    whole: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,7 @@ class DrillView:
     step: DrillStep
     reason: str
     keep_until: datetime | None = None  # KEEPING: when the cleanup starts
+    whole: tuple[str, ...] = ()  # the plan's VMs, when a plan-level test operation is asked
 
 
 @dataclass(frozen=True)

@@ -56,8 +56,15 @@ def body_for(
     *,
     shutdown_source: bool = False,
     recovery_point_id: str | None = None,
+    network: str | None = None,
 ) -> dict[str, Any] | None:
-    """The JSON body of the action POST that starts `op` (None: the action takes none)."""
+    """The JSON body of the action POST that starts `op` (None: the action takes none).
+
+    A TestFailover's `network` (spec.drill.network) is the id of the network the
+    test copy joins at the recovery site (an Azure virtual network's resource id
+    to Azure, a VMM VM network's between VMM clouds): `VmNetworkAsInput` with it
+    as `networkId`; None: `NoNetworkAttachAsInput`, no network at all (isolated).
+    """
     if op is Operation.COMMIT or op is Operation.RESYNC:
         return None
     if op is Operation.TEST_FAILOVER_CLEANUP:
@@ -71,7 +78,9 @@ def body_for(
         # Try to shut the source down first, and go on if it cannot: never
         # skipped while the source answers (a copy left running is a split brain).
         props["sourceSiteOperations"] = "Required" if shutdown_source else "NotRequired"
-    if op is Operation.TEST_FAILOVER:
+    if op is Operation.TEST_FAILOVER and network is not None:
+        props.update(networkType="VmNetworkAsInput", networkId=network)
+    elif op is Operation.TEST_FAILOVER:
         # An isolated test: the test copy is attached to no network.
         props["networkType"] = "NoNetworkAttachAsInput"
     if direction.to_azure:

@@ -195,6 +195,14 @@ class ArmClient:
 
     # --- recovery plans ----------------------------------------------------------
 
+    def list_plans(self) -> list[JSON]:
+        """Every recovery plan of the vault (`drctl import --from-recovery-plans`)."""
+        s = self._settings
+        return self._call(
+            "list the recovery plans",
+            lambda c: _dicts(c.replication_recovery_plans.list(s.resource_group, s.vault)),
+        )
+
     def get_plan(self, name: str) -> JSON | None:
         """The recovery plan `name`, None when the vault has none of that name."""
         s = self._settings

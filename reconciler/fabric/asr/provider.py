@@ -183,6 +183,8 @@ class AsrFabric:
                 raise errors.RejectedError(f"plan {plan}: no VM to move")
             for item in flat:
                 self._check_idle(item, item.name)
+                if op is Operation.TEST_FAILOVER_CLEANUP and not reading.test_copy_up(item):
+                    continue  # the plan's cleanup removes the copies there are
                 if op not in vocabulary.allowed_of(item.raw.get("allowedOperations")):
                     raise errors.RejectedError(
                         f"plan {plan}: {item.name}: {op} is not allowed: ASR does not allow it "
@@ -206,6 +208,7 @@ class AsrFabric:
                         first.direction,
                         shutdown_source=request.shutdown_source
                         and self._sites.get(first.active_site, True),
+                        network=request.network,
                     )
                 )
             )
@@ -224,6 +227,22 @@ class AsrFabric:
         (`recovery_plan.RecoveryPlans.retire`): never one whose job runs, nor another's."""
         with self._lock:
             return self.plans.retire(keep, self._now())
+
+    def recovery_plans(self) -> list[base.FabricPlan]:
+        """The vault's recovery plans, each Boot group as its items' friendly names in boot
+        order; an item of no declared site is left out (`drctl import --from-recovery-plans`)."""
+        with self._lock:
+            if not self._items:
+                self.observe()
+            found = []
+            for raw in self._arm.list_plans():
+                groups = recovery_plan.boot_groups(raw)
+                named = tuple(
+                    tuple(self._items[ref].name for ref in group if ref in self._items)
+                    for group in groups
+                )
+                found.append(base.FabricPlan(str(raw.get("name") or ""), named))
+            return sorted(found, key=lambda p: p.name)
 
     def start(self, request: base.Request) -> str:
         if request.plan_groups:
@@ -249,6 +268,7 @@ class AsrFabric:
                 recovery_point_id=self._point_id(item, request)
                 if verb == "apply_recovery_point"
                 else None,
+                network=request.network,
             )
             target = item.active_site if op in _ON_ACTIVE else item.peer_site
             return self._post_once(

@@ -35,6 +35,7 @@ from reconciler.core.state import (
     Replication,
     ReplicationState,
     Site,
+    TestFailoverState,
 )
 from reconciler.fabric.asr import action, vocabulary
 from reconciler.fabric.asr.settings import AsrSettings, ItemRef
@@ -209,6 +210,12 @@ def observed_vm(
         tuple(str(e.get("errorMessage", "")) for e in props.get("healthErrors") or ()),
         item.ref.name,
     )
+
+
+def test_copy_up(item: Item) -> bool:
+    """Whether the item's test failover waits to be cleaned up (its copy is up)."""
+    found = vocabulary.test_failover_of(item.raw.get("testFailoverState"))
+    return found is TestFailoverState.RUNNING
 
 
 def busy_job_name(item: Item) -> str | None:

@@ -39,6 +39,10 @@ VERBS = {
     Operation.UNPLANNED_FAILOVER: "unplanned_failover",
     Operation.COMMIT: "failover_commit",
     Operation.REVERSE_REPLICATE: "reprotect",
+    # A drill of the plan (ReplicationRecoveryPlans_TestFailover.json, ..._TestFailoverCleanup):
+    # the recovery plan boots the test copies by group itself.
+    Operation.TEST_FAILOVER: "test_failover",
+    Operation.TEST_FAILOVER_CLEANUP: "test_failover_cleanup",
 }
 _BUSY = frozenset({"InProgress", "NotStarted"})
 RETIRE_EVERY = 30.0  # seconds between two tries to delete one recovery plan left in place

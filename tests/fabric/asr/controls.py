@@ -131,6 +131,8 @@ class VaultControls:
             props: dict[str, object] = {}
             if request.operation in DIRECTED:
                 props["failoverDirection"] = v.failover_direction(item)
+            if request.operation is Operation.TEST_FAILOVER:
+                props["networkType"] = "NoNetworkAttachAsInput"  # the portal always names one
             details = self.vault.details_for(item, request.operation)
             if details is not None:
                 props["providerSpecificDetails"] = details

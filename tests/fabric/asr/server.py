@@ -6,8 +6,8 @@ protected items list in pages of `page_size` with nextLink, one item, its
 recovery points, the protection containers and recovery services providers,
 the action POSTs (202 with Location, Azure-AsyncOperation and Retry-After),
 the jobs, and recovery plans (get, PUT to create, PATCH to update, DELETE, the
-plan-level plannedFailover, unplannedFailover, failoverCommit and reprotect
-POSTs answering as an item's). TLS with a throwaway CA (trustme): clients verify it through
+plan-level plannedFailover, unplannedFailover, failoverCommit, reprotect,
+testFailover and testFailoverCleanup POSTs answering as an item's). TLS with a throwaway CA (trustme): clients verify it through
 REQUESTS_CA_BUNDLE or the SDK's connection_verify, never with verification
 off. Only the bearer token the stand-in `az` hands out is accepted
 (`identity`). `inject` makes the next matching request answer an error

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from fabric.asr import plan_drill
+
 from reconciler.core import lifecycle
 from reconciler.core.lifecycle import Conditions, VMState
 from reconciler.core.state import (
@@ -139,6 +141,8 @@ class ItemState:
     job: str | None = None
     last_failover_at: float | None = None
     point: str | None = None  # failoverRecoveryPointId while commit is pending
+    # The network the test copy joined (its test failover's networkId), while it runs.
+    test_network: str | None = None
 
 
 @dataclass
@@ -159,6 +163,8 @@ class JobRecord:
     shutdown_source: bool = False
     plan: str | None = None  # a recovery plan's job: `item` is empty, the plan's items move
     failing: str | None = None  # the item a failing plan job fails on
+    network: str | None = None  # a test failover's networkId (None: no network, isolated)
+    spans: list[float] = field(default_factory=list)  # a plan job: each boot group's seconds
 
 
 # The operations a recovery plan answers to (the POST's last segment).
@@ -167,7 +173,13 @@ PLAN_ACTIONS = {
     "unplannedfailover": Operation.UNPLANNED_FAILOVER,
     "failovercommit": Operation.COMMIT,
     "reprotect": Operation.REVERSE_REPLICATE,
+    "testfailover": Operation.TEST_FAILOVER,
+    "testfailovercleanup": Operation.TEST_FAILOVER_CLEANUP,
 }
+TESTS = frozenset({Operation.TEST_FAILOVER, Operation.TEST_FAILOVER_CLEANUP})
+# A test failover's networkType (TestFailoverInputProperties): no network at all (an
+# isolated test), or the network `networkId` names.
+NETWORK_TYPES = frozenset({"NoNetworkAttachAsInput", "VmNetworkAsInput"})
 
 
 @dataclass
@@ -280,7 +292,7 @@ class Vault:
             s.name for s in self.sites.values() if s.down_since is None and not s.partitioned
         )
 
-    def _conditions(self, item: ItemState) -> Conditions:
+    def conditions(self, item: ItemState) -> Conditions:
         busy = None
         if item.job is not None:
             job = self.jobs[item.job]
@@ -330,7 +342,7 @@ class Vault:
                     recommendedAction=f"Retry the operation with the direction {expected}.",
                 )
             self._check_details(item, op, props)
-            cond = self._conditions(item)
+            cond = self.conditions(item)
             if cond.job_running is not None:
                 raise VaultError(
                     400,
@@ -348,6 +360,9 @@ class Vault:
                     possibleCauses=f"The protected item is {self.protection_words(item)[0]}.",
                     recommendedAction="Check the allowed operations of the protected item.",
                 )
+            network = (
+                test_network(op, props, item.friendly) if op is Operation.TEST_FAILOVER else None
+            )
             if op is Operation.APPLY_RECOVERY_POINT:
                 wanted = str(props.get("recoveryPointId") or "").rsplit("/", 1)[-1]
                 if wanted not in {p["name"] for p in self.recovery_points(item)}:
@@ -357,7 +372,9 @@ class Vault:
                         f"The recovery point {wanted} was not found for {item.friendly}.",
                     )
                 item.point = wanted
-            return self.begin(item, op, request_id, props.get("sourceSiteOperations"))
+            job = self.begin(item, op, request_id, props.get("sourceSiteOperations"))
+            job.network = network
+            return job
 
     def details_for(self, item: ItemState, op: Operation) -> JSON | None:
         """The providerSpecificDetails `op` on `item` takes in this vault's scenario."""
@@ -398,7 +415,7 @@ class Vault:
             recommendedAction=f"Retry the operation with {expected}.",
         )
 
-    def _check_plan_details(self, item: ItemState, op: Operation, props: JSON) -> None:
+    def check_plan_details(self, item: ItemState, op: Operation, props: JSON) -> None:
         """A recovery plan takes a list of providerSpecificDetails (ReplicationRecoveryPlans_
         PlannedFailover.json), one per replication provider: here, one."""
         sent = props.get("providerSpecificDetails")
@@ -471,6 +488,8 @@ class Vault:
             source_stopped=job.shutdown_source and source_up,
         )
         job.state = JobState.SUCCEEDED
+        if job.op in TESTS:
+            item.test_network = job.network
         if job.op in {Operation.PLANNED_FAILOVER, Operation.UNPLANNED_FAILOVER}:
             item.last_failover_at = job.due
             points = self.recovery_points(item)
@@ -554,6 +573,8 @@ class Vault:
                     f"An operation is already in progress on the recovery plan {plan.name}.",
                     recommendedAction="Wait for the running job to complete, then retry.",
                 )
+            if op in TESTS:
+                return plan_drill.start(self, plan, op, props, request_id)
             items = self.plan_items(plan)
             for item in items:
                 expected = failover_direction(item)
@@ -564,8 +585,8 @@ class Vault:
                         f"The failover direction {direction} is not valid for the protected "
                         f"item {item.friendly} of the recovery plan {plan.name}.",
                     )
-                self._check_plan_details(item, op, props)
-                cond = self._conditions(item)
+                self.check_plan_details(item, op, props)
+                cond = self.conditions(item)
                 if cond.job_running is not None:
                     raise VaultError(
                         400,
@@ -581,13 +602,6 @@ class Vault:
                         f"{JOB_FRIENDLY[op][1]} of the recovery plan {plan.name} is not allowed "
                         f"for {item.friendly}: {reason}.",
                     )
-            now = self.now()
-            failing, after_shutdown = None, False
-            for item in items:
-                queued = self.failures.get((item.friendly, op)) or []
-                if queued:
-                    failing, after_shutdown = item.name, queued.pop(0)
-                    break
             # A failover goes group after group, the VMs of one group side by side,
             # each planned one shipping what its replication is behind by first; a
             # commit or a reprotect takes every VM of the plan side by side.
@@ -602,27 +616,43 @@ class Vault:
                 if g
             ]
             failover = op in {Operation.PLANNED_FAILOVER, Operation.UNPLANNED_FAILOVER}
-            work = sum(spans) if failover else max(spans)
-            job = JobRecord(
-                str(uuid.uuid4()),
-                "",
-                op,
-                "",
-                now,
-                now + work,
-                f"{request_id or uuid.uuid4()} ActivityId: {uuid.uuid4()}",
-                fail=failing is not None,
-                fail_after_shutdown=after_shutdown,
-                shutdown_source=props.get("sourceSiteOperations") == "Required"
-                or op is Operation.PLANNED_FAILOVER,
-                plan=plan.name,
-                failing=failing,
+            job = self.plan_job(plan, op, request_id, sum(spans) if failover else max(spans))
+            job.shutdown_source = (
+                props.get("sourceSiteOperations") == "Required" or op is Operation.PLANNED_FAILOVER
             )
-            self.jobs[job.name] = job
-            plan.job = job.name
-            for item in items:
-                item.job = job.name
             return job
+
+    def plan_job(
+        self, plan: PlanState, op: Operation, request_id: str | None, work: float
+    ) -> JobRecord:
+        """Start the plan's job of `op`, `work` seconds long, on every item of it; it fails
+        on the first item with a failure injected for `op`."""
+        failing, after_shutdown = None, False
+        items = self.plan_items(plan)
+        for item in items:
+            queued = self.failures.get((item.friendly, op)) or []
+            if queued:
+                failing, after_shutdown = item.name, queued.pop(0)
+                break
+        now = self.now()
+        job = JobRecord(
+            str(uuid.uuid4()),
+            "",
+            op,
+            "",
+            now,
+            now + work,
+            f"{request_id or uuid.uuid4()} ActivityId: {uuid.uuid4()}",
+            fail=failing is not None,
+            fail_after_shutdown=after_shutdown,
+            plan=plan.name,
+            failing=failing,
+        )
+        self.jobs[job.name] = job
+        plan.job = job.name
+        for item in items:
+            item.job = job.name
+        return job
 
     def _finish_plan(self, job: JobRecord) -> None:
         plan = self.plans[job.plan or ""]
@@ -631,6 +661,9 @@ class Vault:
         for item in items:
             item.job = None
         job.ended = job.due
+        if job.op in TESTS:
+            plan_drill.finish(self, job, plan)
+            return
         lost = sorted(
             {
                 s
@@ -690,7 +723,7 @@ class Vault:
         for item in self.plan_items(plan):
             allowed = set(self.allowed_words(item))
             words = [w for w in words if w in allowed]
-        return words
+        return words + plan_drill.allowed_words(self, plan)
 
     def _was_cut(self, site: str, start: float, end: float) -> bool:
         return any(
@@ -717,7 +750,7 @@ class Vault:
         state = item.state
         if item.resync_until is not None and state.replication is ReplicationState.REPLICATING:
             state = dataclasses.replace(state, replication=ReplicationState.RESYNC_REQUIRED)
-        allowed = lifecycle.allowed_operations(state, self._conditions(item))
+        allowed = lifecycle.allowed_operations(state, self.conditions(item))
         words = [w for op, w in ALLOWED_WORDS.items() if op in allowed]
         if state.in_azure:
             # The way back from Azure is ASR's Failback (ReplicationProtectedItems_FailoverCommit).
@@ -764,6 +797,23 @@ def iso(t: float) -> str:
     """A time as ASR writes it: UTC, 7 fraction digits, Z."""
     when = datetime.fromtimestamp(t, UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond:06d}0Z"
+
+
+def test_network(op: Operation, props: JSON, who: str) -> str | None:
+    """The network a test failover's copies join (its networkId; None: no network), or
+    ASR's refusal of a networkType it does not know or a VmNetworkAsInput without an id."""
+    kind = props.get("networkType")
+    network = props.get("networkId")
+    if kind not in NETWORK_TYPES or (kind == "VmNetworkAsInput") != bool(network):
+        raise VaultError(
+            400,
+            "InvalidNetworkInput",
+            f"The network input of {JOB_FRIENDLY[op][1]} for {who} is not valid: networkType "
+            f"{kind!r}, networkId {network!r}.",
+            recommendedAction="Retry with networkType NoNetworkAttachAsInput, or "
+            "VmNetworkAsInput and the networkId of a network at the recovery site.",
+        )
+    return str(network) if network else None
 
 
 def failover_direction(item: ItemState) -> str:

@@ -387,6 +387,14 @@ class Emulator:
                 return [f"The virtual machine '{vm}' is already in the desired state."]
             rec.test_power = want
             return []
+        if rec.test_vm == vm and rec.name != vm:
+            # The test VM's own mode is TestReplica: no replication of its own, so no
+            # failover cmdlet applies to it (only its replica's Stop-VMFailover removes it).
+            raise HvError(
+                "OperationFailed",
+                "InvalidOperation",
+                f"Replication is not enabled for virtual machine '{vm}'.",
+            )
         if command == "stop":
             if rec.power == "Off":
                 return [f"The virtual machine '{vm}' is already in the desired state."]

@@ -265,6 +265,41 @@ def test_a_test_failover_and_its_cleanup(hvt: harness.HyperVUnderTest, clock: Vi
     ]
 
 
+def test_the_emulated_test_failover_is_hyper_vs_one_at_a_time_and_replication_goes_on(
+    hvt: harness.HyperVUnderTest, clock: VirtualClock
+) -> None:
+    """hyperv.md 1.4, T12/T13: "<name> - Test" on the replica host, replication going on;
+    one test failover at a time; only the replica's Stop-VMFailover removes it (the test
+    VM itself, mode TestReplica, has no replication); -AsTest on the primary is refused."""
+    provider = hvt.open()
+    before = provider.observe().vms["web01"]
+    run_job(provider, clock, provider.start(base.Request("web01", OP.TEST_FAILOVER)))
+    clock.advance(120)
+
+    def ran(host: str, line: str) -> tuple[str, ...]:
+        return tuple(
+            e.fq_id.split(",")[0] for e in hvt.emulator.run(host, PREAMBLE + line, 60).errors
+        )
+
+    assert ran(RTM, "Start-VMFailover -VMName 'web01' -AsTest -Confirm:$false") == (
+        "InvalidOperation",
+    )
+    assert ran(RTM, "Stop-VMFailover -VMName 'web01 - Test'") == ("OperationFailed",)
+    assert ran(AMS, "Start-VMFailover -VMName 'web01' -AsTest -Confirm:$false") == (
+        "InvalidParameter",
+    )
+    during = provider.observe().vms["web01"]
+    assert during.test_failover.value == "Running"
+    assert (during.active_site, during.protection_state) == ("ams", ProtectionState.PROTECTED)
+    assert during.replication is not None and before.replication is not None
+    assert during.replication.state == before.replication.state
+    assert during.replication.last_sync is not None and before.replication.last_sync is not None
+    assert during.replication.last_sync > before.replication.last_sync  # replication goes on
+    assert ran(RTM, "Stop-VMFailover -VMName 'web01'") == ()
+    assert provider.observe().vms["web01"].test_failover.value == "None"
+    assert ran(RTM, "Stop-VMFailover -VMName 'web01'") == ("InvalidState",)
+
+
 def test_the_open_provider_without_pypsrp_names_the_extra() -> None:
     assert hv.INSTALL == "pip install 'drctl[hyperv]'"
 
