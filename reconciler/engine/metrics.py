@@ -49,6 +49,7 @@ VM_HELD = "drctl_vm_held"
 VM_STUCK = "drctl_vm_stuck"
 VM_SUSPENDED = "drctl_vm_suspended"
 VM_RUNNING = "drctl_vm_running"
+VM_COPIES_RUNNING = "drctl_vm_copies_running"
 PLAN_CONVERGED = "drctl_plan_converged"
 PLAN_PLACED = "drctl_plan_placed"
 ACTIONS_TOTAL = "drctl_actions_total"
@@ -142,6 +143,7 @@ class _VMRow(NamedTuple):
     blocked: float
     held: float
     running: float  # 1, 0, or NaN: see `vm_running`
+    copies: float  # sites where a copy is known to run, or NaN: see `vm_copies_running`
     stuck: float
     suspended: float
 
@@ -212,6 +214,10 @@ class _StateCollector(Collector):
             yield _family(
                 VM_RUNNING,
                 [Sample(VM_RUNNING, {"plan": r.plan, "vm": r.vm}, r.running) for r in vms],
+            )
+            yield _family(
+                VM_COPIES_RUNNING,
+                [Sample(VM_COPIES_RUNNING, {"plan": r.plan, "vm": r.vm}, r.copies) for r in vms],
             )
             yield _family(
                 VM_INFO,
@@ -318,6 +324,10 @@ _HELP = {
         "the source of a move), no copy runs anywhere (0), or the fabric cannot tell "
         "(NaN: no copy is known to run and the power of a site is Unknown)."
     ),
+    VM_COPIES_RUNNING: (
+        "How many sites a copy of the VM is known to run at (test-failover copies not "
+        "counted): 2 is a split brain; NaN when the fabric could not be observed."
+    ),
     VM_INFO: "The VM's desired site, observed active site and replication, and phase.",
     REPLICATION_LAST_SYNC_TIMESTAMP_SECONDS: (
         "Unix time of the VM's last replication sync; only while the spec wants "
@@ -394,6 +404,16 @@ def vm_running(vp: plan.VMPlan) -> float:
     return math.nan if o.power_unknown else 0.0
 
 
+def vm_copies_running(vp: plan.VMPlan) -> float:
+    """`drctl_vm_copies_running`: the sites where a copy is known to run; more than 1 is a
+    split brain. A site whose power is Unknown is not counted (`drctl_vm_running` is
+    NaN then); NaN when the VM's fabric could not be observed."""
+    o = vp.observed
+    if o is None:
+        return 0.0 if vp.fabric_observed else math.nan
+    return float(len(o.running))
+
+
 def _snapshot(built: plan.Plan, observed: state.Observed) -> _Snapshot:
     """The state collector's rows for one pass: plain tuples, cheap to build and to hold."""
     vms: list[_VMRow] = []
@@ -414,6 +434,7 @@ def _snapshot(built: plan.Plan, observed: state.Observed) -> _Snapshot:
                 1.0 if vp.phase is Phase.BLOCKED else 0.0,
                 1.0 if vp.phase is Phase.HELD else 0.0,
                 vm_running(vp),
+                vm_copies_running(vp),
                 1.0 if vp.phase is Phase.STUCK else 0.0,
                 1.0 if vp.phase is Phase.SUSPENDED else 0.0,
             )

@@ -521,6 +521,29 @@ def test_vm_running_is_nan_for_a_vm_of_a_fabric_that_was_not_observed() -> None:
     assert math.isnan(got[lbl(plan="finance", vm="sql01")])
 
 
+def test_vm_copies_running_counts_the_sites_a_copy_is_known_to_run_at() -> None:
+    """2 is a split brain; a site whose power is Unknown is not counted; NaN unobserved."""
+    metrics = updated(
+        desired(want("sql01"), want("web01"), want("web02"), want("app01"), want("gone01")),
+        observed(
+            vm("sql01"),
+            vm("web01", running=("ams", "rtm")),
+            vm("web02", running=()),
+            vm("app01", unknown=("rtm",)),
+        ),
+    )
+    assert scrape(metrics)["drctl_vm_copies_running"] == {
+        lbl(plan="finance", vm="sql01"): 1.0,
+        lbl(plan="finance", vm="web01"): 2.0,
+        lbl(plan="finance", vm="web02"): 0.0,
+        lbl(plan="finance", vm="app01"): 1.0,
+        lbl(plan="finance", vm="gone01"): 0.0,
+    }
+    unreachable = Observed(sites={}, vms={}, unreachable="connection refused")
+    got = scrape(updated(desired(want("sql01")), unreachable))["drctl_vm_copies_running"]
+    assert math.isnan(got[lbl(plan="finance", vm="sql01")])
+
+
 # --- what promtool says --------------------------------------------------------------------
 
 
