@@ -71,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--exit-code", action="store_true", help="exit 1 when not converged (0 when converged)"
     )
     options.max_failovers_arg(plan_cmd, "plan as `drctl run`/`drctl apply` with this flag would: ")
+    plan_cmd.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="save the plan to FILE for `drctl apply SPECS_DIR --plan FILE`, which executes "
+        "exactly it and refuses if the revision or the fabric changed meanwhile",
+    )
     options.state_dir_arg(plan_cmd)
     plan_cmd.set_defaults(handler=planning.plan_command)
 
@@ -89,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long to wait for things that resolve by themselves (default 1800)",
     )
     options.executor_args(apply_cmd, poll_interval=0.5)
+    applying.add_scope_args(apply_cmd)
     options.state_dir_arg(apply_cmd)
     apply_cmd.set_defaults(handler=applying.apply_command)
 

@@ -14,8 +14,8 @@ import functools
 import itertools
 import json
 import sys
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, NamedTuple
 
 from reconciler import errors
 from reconciler.cli import options
@@ -27,16 +27,23 @@ if TYPE_CHECKING:
 
     from reconciler.core import plan
     from reconciler.core.desired import DesiredState
+    from reconciler.core.state import Operation
     from reconciler.engine.status import DaemonStatus
 
 Handler = options.Handler
+
+
+class Planned(NamedTuple):
+    built: plan.Plan
+    revision: str
+    typical: Mapping[Operation, float]  # how long each operation takes on these fabrics
 
 
 def observe_and_plan(
     args: argparse.Namespace,
     in_force: tuple[DesiredState, str, datetime.datetime | None] | None = None,
     max_failovers_per_revision: int | None = None,
-) -> tuple[plan.Plan, str]:
+) -> Planned:
     """Plan the specs under args.specs_dir, or `in_force` (a daemon's desired state, revision)."""
     from reconciler.core import plan
     from reconciler.engine import drill_record, execute, fabrics, journal
@@ -82,7 +89,8 @@ def observe_and_plan(
         provenance=provenance,
         max_failovers_per_revision=max_failovers_per_revision,
     )
-    return built, rev
+    typical = fabrics.merge(observed.values()).typical_durations
+    return Planned(built, rev, typical)
 
 
 def without_cyclic_gc(handler: Handler) -> Handler:
@@ -111,13 +119,25 @@ def write_lines(lines: Iterable[str]) -> None:
 
 @without_cyclic_gc
 def plan_command(args: argparse.Namespace) -> int:
-    from reconciler.ui import report
+    from reconciler.cli import saved_plan
+    from reconciler.ui import report, summary
 
-    built, rev = observe_and_plan(args, max_failovers_per_revision=args.max_failovers_per_revision)
+    built, rev, typical = observe_and_plan(
+        args, max_failovers_per_revision=args.max_failovers_per_revision
+    )
+    said = summary.lines(built, typical)
+    if args.out is not None:  # first: a reader that leaves early (`| head`) keeps the file
+        saved_plan.save(args.out, built, rev, args.specs_dir, said)
+        print(
+            f"saved to {errors.shown_path(str(args.out))}: drctl apply "
+            f"{errors.shown_path(str(args.specs_dir))} --plan {errors.shown_path(str(args.out))} "
+            "executes exactly this plan",
+            file=sys.stderr,
+        )
     if args.output == "json":
-        write_lines(report.plan_json_lines(built, rev))
+        write_lines(report.plan_json_lines(built, rev, said))
     else:
-        report.print_plan(built, rev)
+        report.print_plan(built, rev, summary=said)
     if args.exit_code and not built.converged:
         return errors.EXIT_NOT_CONVERGED
     return errors.EXIT_OK
@@ -131,7 +151,7 @@ def status_command(args: argparse.Namespace) -> int:
     # Plan as the daemon does: with its --max-failovers-per-revision (the blast radius).
     limit = running.max_failovers_per_revision if running is not None else None
     try:
-        built, rev = observe_and_plan(args, max_failovers_per_revision=limit)
+        built, rev, _ = observe_and_plan(args, max_failovers_per_revision=limit)
     except errors.SpecError as exc:
         kept = _in_force_of(running, args.state_dir)
         if running is not None and kept is not None:
@@ -146,7 +166,7 @@ def status_command(args: argparse.Namespace) -> int:
                 "force, shown below",
                 file=sys.stderr,
             )
-            built, rev = observe_and_plan(args, kept, max_failovers_per_revision=limit)
+            built, rev, _ = observe_and_plan(args, kept, max_failovers_per_revision=limit)
             _print_status(args, built, rev, running)
             return exc.exit_code  # the specs given are still invalid: exit 2
         if running is not None and running.revision_in_force is not None:
