@@ -9,31 +9,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import datetime
-import functools
-import itertools
 import json
 import os
-import signal
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from reconciler import errors
-from reconciler.cli import crash, options, signing
+from reconciler.cli import applying, crash, options, planning, signing
 from reconciler.gitops import specdir
-from reconciler.kits import gcpause
 
 if TYPE_CHECKING:
-    from reconciler.core import plan
-    from reconciler.core.desired import DesiredState
-    from reconciler.engine import execute
-    from reconciler.engine.lease.flock import Lease
-    from reconciler.engine.status import DaemonStatus
+    pass
 
-Handler = Callable[[argparse.Namespace], int]
+Handler = options.Handler
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,13 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SPECS_DIR",
         help="the directory of spec files (*.yaml, *.yml, read with the directories below it)",
     )
-    _output_arg(plan_cmd)
+    options.output_arg(plan_cmd)
     plan_cmd.add_argument(
         "--exit-code", action="store_true", help="exit 1 when not converged (0 when converged)"
     )
-    _max_failovers_arg(plan_cmd, "plan as `drctl run`/`drctl apply` with this flag would: ")
+    options.max_failovers_arg(plan_cmd, "plan as `drctl run`/`drctl apply` with this flag would: ")
+    plan_cmd.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="save the plan to FILE for `drctl apply SPECS_DIR --plan FILE`, which executes "
+        "exactly it and refuses if the revision or the fabric changed meanwhile",
+    )
     options.state_dir_arg(plan_cmd)
-    plan_cmd.set_defaults(handler=_plan)
+    plan_cmd.set_defaults(handler=planning.plan_command)
 
     apply_cmd = commands.add_parser("apply", help="execute the plan until converged")
     apply_cmd.add_argument(
@@ -98,9 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long to wait for things that resolve by themselves (default 1800)",
     )
-    _executor_args(apply_cmd, poll_interval=0.5)
+    options.executor_args(apply_cmd, poll_interval=0.5)
+    applying.add_scope_args(apply_cmd)
     options.state_dir_arg(apply_cmd)
-    apply_cmd.set_defaults(handler=_apply)
+    apply_cmd.set_defaults(handler=applying.apply_command)
 
     status_cmd = commands.add_parser("status", help="each VM: desired, observed, phase, reason")
     status_cmd.add_argument(
@@ -109,9 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SPECS_DIR",
         help="the directory of spec files (*.yaml, *.yml, read with the directories below it)",
     )
-    _output_arg(status_cmd)
+    options.output_arg(status_cmd)
     options.state_dir_arg(status_cmd)
-    status_cmd.set_defaults(handler=_status)
+    status_cmd.set_defaults(handler=planning.status_command)
 
     _add_run_command(commands)
 
@@ -131,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--since", metavar="DATE", help="only commits at or after this ISO date or datetime"
     )
     signing.add_audit_args(audit_cmd)
-    _output_arg(audit_cmd)
+    options.output_arg(audit_cmd)
     options.state_dir_arg(audit_cmd)
     audit_cmd.set_defaults(handler=_audit)
 
@@ -174,7 +172,7 @@ def _add_run_command(commands: argparse._SubParsersAction) -> None:  # type: ign
         metavar="SECONDS",
         help="re-read specs and correct drift at least this often (default 30)",
     )
-    _executor_args(run_cmd, poll_interval=0.1)
+    options.executor_args(run_cmd, poll_interval=0.1)
     run_cmd.add_argument(
         "--log-format",
         choices=["text", "json"],
@@ -307,241 +305,6 @@ def _tolerate_unencodable() -> None:
                 reconfigure(errors="backslashreplace")
 
 
-def _executor_args(parser: argparse.ArgumentParser, poll_interval: float) -> None:
-    """How `apply` and `run` poll jobs and retry failures."""
-    parser.add_argument(
-        "--poll-interval",
-        type=float,
-        default=poll_interval,
-        metavar="SECONDS",
-        help=f"how often to poll the fabric while jobs run (default {poll_interval:g})",
-    )
-    parser.add_argument(
-        "--retry-backoff",
-        type=float,
-        default=2.0,
-        metavar="SECONDS",
-        help="wait after a failed job, doubled per failure (default 2)",
-    )
-    parser.add_argument(
-        "--max-attempts",
-        type=int,
-        default=3,
-        help="failed attempts per VM, operation and revision before Blocked",
-    )
-    parser.add_argument(
-        "--max-parallel",
-        type=_positive,
-        metavar="N",
-        help="operations in flight across every plan and fabric (default: each plan's own "
-        "policy.maxParallel only)",
-    )
-    _max_failovers_arg(parser)
-
-
-def _max_failovers_arg(parser: argparse.ArgumentParser, lead: str = "") -> None:
-    """The blast radius across every plan (`run`, `apply`; `plan` shows what they would do)."""
-    parser.add_argument(
-        "--max-failovers-per-revision",
-        type=_positive,
-        metavar="N",
-        help=f"{lead}a revision that would fail over more VMs than N, across every plan, moves "
-        "none of them (default: no limit beyond each plan's policy.maxFailoversPerRevision)",
-    )
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
-    return value
-
-
-def _settings(args: argparse.Namespace) -> execute.Settings:
-    from reconciler.engine import execute
-
-    return execute.Settings(
-        poll_interval=args.poll_interval,
-        backoff_base=args.retry_backoff,
-        max_attempts=args.max_attempts,
-        max_parallel=args.max_parallel,
-        max_failovers_per_revision=args.max_failovers_per_revision,
-    )
-
-
-def _output_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--output",
-        choices=["text", "json"],
-        default="text",
-        help="text for people (default), json for scripts (a contract: README)",
-    )
-
-
-def _observe_and_plan(
-    args: argparse.Namespace,
-    in_force: tuple[DesiredState, str, datetime.datetime | None] | None = None,
-    max_failovers_per_revision: int | None = None,
-) -> tuple[plan.Plan, str]:
-    """Plan the specs under args.specs_dir, or `in_force` (a daemon's desired state, revision)."""
-    from reconciler.core import plan
-    from reconciler.engine import drill_record, execute, fabrics, journal
-    from reconciler.engine import state_dir as layout
-    from reconciler.gitops import revision
-    from reconciler.kits import clock
-
-    made_at = None
-    if in_force is None:
-        desired = specdir.load_plans(args.specs_dir)
-        found = revision.spec_revision(args.specs_dir)
-        rev, made_at = found.id, found.made_at
-    else:
-        desired, rev, made_at = in_force
-    wall = clock.WallClock()
-    history = options.shared_journal(args.state_dir)
-    if history is None and layout.journal_path(args.state_dir).exists():
-        history = journal.Journal(args.state_dir, writer=False)  # read-only: creates nothing
-    with fabrics.open_for(desired, args.state_dir, wall) as opened:
-        if history is not None:
-            # A provider that runs its own jobs reads their steps there (Hyper-V).
-            opened.keep_steps(history, writable=False)
-        observed = opened.observe(desired.fabrics_in_use())
-    fabrics.raise_if_blind(observed)
-    # Plan with the attempts already spent on this revision, and drctl's own
-    # moves, so that plan and status show Blocked and Held exactly as apply does.
-    attempts: plan.AttemptsByAction = {}
-    own: dict[str, datetime.datetime] = {}
-    stopped: frozenset[str] = frozenset()
-    unsettled: dict[str, str] = {}
-    drills: dict[str, plan.DrillRecord] = {}
-    if history is not None:
-        attempts = history.attempts(rev, execute.Settings().backoff)
-        own, stopped = history.own_jobs(), history.stopped_by_drctl()
-        unsettled = history.unsettled(rev)
-        drills = drill_record.latest(history.drills())
-    provenance = plan.Provenance(own, made_at, rev, unsettled, stopped, drills)
-    built = plan.build_plans(
-        desired,
-        observed,
-        wall.now(),
-        attempts,
-        provenance=provenance,
-        max_failovers_per_revision=max_failovers_per_revision,
-    )
-    return built, rev
-
-
-def _without_cyclic_gc(handler: Handler) -> Handler:
-    """Run a command that plans once and exits with the cyclic GC paused until it returns.
-
-    Such a command builds, then drops, values for every VM (100k of them)
-    that hold no cycles: the collector would only walk them again and again,
-    and resumed inside the command, it would walk them all once more. By the
-    time the handler returns they are freed, by reference counting.
-    """
-
-    @functools.wraps(handler)
-    def run(args: argparse.Namespace) -> int:
-        with gcpause.gc_paused():
-            return handler(args)
-
-    return run
-
-
-def _write_lines(lines: Iterable[str]) -> None:
-    # A write per line costs more than making the line: a thousand at a time.
-    pending = iter(lines)
-    while batch := "".join(itertools.islice(pending, 1000)):
-        sys.stdout.write(batch)
-
-
-@_without_cyclic_gc
-def _plan(args: argparse.Namespace) -> int:
-    from reconciler.ui import report
-
-    built, rev = _observe_and_plan(args, max_failovers_per_revision=args.max_failovers_per_revision)
-    if args.output == "json":
-        _write_lines(report.plan_json_lines(built, rev))
-    else:
-        report.print_plan(built, rev)
-    if args.exit_code and not built.converged:
-        return errors.EXIT_NOT_CONVERGED
-    return errors.EXIT_OK
-
-
-@_without_cyclic_gc
-def _status(args: argparse.Namespace) -> int:
-    from reconciler.engine import status
-
-    running = status.running_daemon(args.state_dir)
-    # Plan as the daemon does: with its --max-failovers-per-revision (the blast radius).
-    limit = running.max_failovers_per_revision if running is not None else None
-    try:
-        built, rev = _observe_and_plan(args, max_failovers_per_revision=limit)
-    except errors.SpecError as exc:
-        kept = _in_force_of(running, args.state_dir)
-        if running is not None and kept is not None:
-            # The newest specs are refused: the VMs of the revision in force are what
-            # the daemon acts on, so they are shown, never hidden behind the error
-            # (exit 2 all the same: the specs given are invalid).
-            for problem in exc.problems:
-                print(problem, file=sys.stderr)
-            print(
-                f"drctl: the specs in {errors.shown_path(str(args.specs_dir))} are refused; the "
-                f"daemon (pid {running.pid}) keeps revision {running.revision_in_force} in "
-                "force, shown below",
-                file=sys.stderr,
-            )
-            built, rev = _observe_and_plan(args, kept, max_failovers_per_revision=limit)
-            _print_status(args, built, rev, running)
-            return exc.exit_code  # the specs given are still invalid: exit 2
-        if running is not None and running.revision_in_force is not None:
-            print(
-                f"drctl: the daemon (pid {running.pid}) keeps revision "
-                f"{running.revision_in_force} in force",
-                file=sys.stderr,
-            )
-        elif running is not None:
-            print(
-                f"drctl: the daemon (pid {running.pid}) has no revision in force: it acts on "
-                "nothing until a valid one",
-                file=sys.stderr,
-            )
-        raise
-    _print_status(args, built, rev, running)
-    return errors.EXIT_OK
-
-
-def _print_status(
-    args: argparse.Namespace, built: plan.Plan, rev: str, running: DaemonStatus | None
-) -> None:
-    from reconciler.ui import kept_out, report
-
-    built = kept_out.mark_untrusted(built, rev, running)
-    if args.output == "json":
-        print(json.dumps(report.status_json(built, rev, running), indent=2))
-    else:
-        report.print_status(built, rev, daemon=running)
-
-
-def _in_force_of(
-    running: DaemonStatus | None, state_dir: Path
-) -> tuple[DesiredState, str, datetime.datetime | None] | None:
-    """The desired state a running daemon keeps in force (its copy in the state dir)."""
-    from reconciler.daemon import in_force
-
-    if running is None or running.revision_in_force is None:
-        return None
-    kept = in_force.peek(state_dir)
-    if kept is None or kept[0] != running.revision_in_force or not kept[1].plans:
-        return None
-    rev, desired, made_at = kept
-    return desired, rev, made_at
-
-
 def _audit(args: argparse.Namespace) -> int:
     from reconciler.gitops import audit
 
@@ -555,114 +318,6 @@ def _audit(args: argparse.Namespace) -> int:
     else:
         sys.stdout.writelines(audit.text_lines(entries))
     return errors.EXIT_OK
-
-
-class _StopOnInterrupt:
-    """First Ctrl-C: start nothing more, follow running jobs. Second: leave now."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = signal.signal(signal.SIGINT, self._handle)
-
-    def _handle(self, _signum: int, _frame: FrameType | None) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print(
-            "\ndrctl: stopping: no new operation will start; running jobs are never "
-            "cancelled and are followed to their end. Ctrl-C again to leave now (they keep "
-            "running in the fabric).",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    def restore(self) -> None:
-        signal.signal(signal.SIGINT, self._previous)
-
-
-@contextlib.contextmanager
-def _lock(state_dir: Path, purpose: str) -> Iterator[Lease]:
-    """The fabric lock; a lock file that cannot be written is one line (exit 3)."""
-    from reconciler.engine import state_check
-    from reconciler.engine import state_dir as layout
-    from reconciler.engine.lease import flock
-
-    with contextlib.ExitStack() as stack:
-        try:
-            lease = stack.enter_context(flock.hold(state_dir, purpose))
-        except OSError as exc:
-            raise state_check.refusal(layout.lock_path(state_dir), exc) from exc
-        yield lease
-
-
-def _apply(args: argparse.Namespace) -> int:
-    from reconciler.engine import execute, fabrics, journal, journal_file, state_check
-    from reconciler.gitops import revision
-    from reconciler.kits import clock
-    from reconciler.ui import report
-
-    desired = specdir.load_plans(args.specs_dir)
-    found = revision.spec_revision(args.specs_dir)
-    rev = found.id
-    wall = clock.WallClock()
-    settings = _settings(args)
-    # Before the fabric and the lock: a state dir that cannot be written is
-    # one line naming the path, and nothing is started.
-    state_check.require_usable(args.state_dir)
-    provider = fabrics.open_for(desired, args.state_dir, wall)
-    with provider, _lock(args.state_dir, "apply") as lease:
-        progress = report.Progress()
-        history = journal.Journal(args.state_dir)
-        if history.lost is not None:
-            print(f"drctl: warning: {journal_file.lost_warning(history.lost)}", file=sys.stderr)
-        executor = execute.Executor(
-            provider,
-            history,
-            wall,
-            settings,
-            on_event=progress.event,
-            check_lock=lease.check,
-            on_retired=progress.retired,
-        )
-        print(f"applying {errors.shown_path(str(args.specs_dir))} at revision {rev}", flush=True)
-        stop = _StopOnInterrupt()
-        try:
-            outcome = execute.apply(
-                executor,
-                desired,
-                rev,
-                args.timeout,
-                lambda: stop.requested,
-                progress.step,
-                revision_made_at=found.made_at,
-            )
-        except KeyboardInterrupt:
-            print(
-                "drctl: left while jobs still run in the fabric; run drctl apply again to "
-                "follow them",
-                file=sys.stderr,
-            )
-            return errors.EXIT_NOT_CONVERGED
-        finally:
-            stop.restore()
-    return _summarise(outcome)
-
-
-def _summarise(outcome: execute.Outcome) -> int:
-    built = outcome.plan
-    if outcome.converged:
-        print(f"converged: {len(built.vms)} VMs at their desired site and protected")
-        return errors.EXIT_OK
-    if outcome.interrupted:
-        print("stopped on request before converging", file=sys.stderr)
-    elif outcome.timed_out:
-        print("timed out before converging", file=sys.stderr)
-    else:
-        print("cannot converge without a change by a human:", file=sys.stderr)
-    for vp in built.vms:
-        if not vp.converged:
-            print(f"  {vp.plan}/{vp.name}: {vp.phase}: {vp.reason}", file=sys.stderr)
-    return errors.EXIT_NOT_CONVERGED
 
 
 def _metrics_addr(text: str) -> tuple[str, int]:
@@ -713,7 +368,7 @@ def _run(args: argparse.Namespace) -> int:
             served.port,
             extra={"event": "metrics_serving", "port": served.port},
         )
-    settings = _settings(args)
+    settings = options.settings_of(args)
     config = loop.Config(
         args.specs_dir,
         args.state_dir,

@@ -39,7 +39,7 @@ import collections
 import dataclasses
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
 
@@ -52,6 +52,7 @@ from reconciler.engine import event as events
 from reconciler.engine import fabrics as fabrics_
 from reconciler.engine import intent as intents
 from reconciler.engine import journal as journals
+from reconciler.engine import scope as scopes
 from reconciler.errors import (
     ProviderError,
     RejectedError,
@@ -498,10 +499,12 @@ def next_retry_at(built: plan.Plan, executor: Executor) -> datetime | None:
 
 @dataclass
 class Outcome:
-    plan: plan.Plan
+    plan: plan.Plan  # the VMs of the scope (every VM without one)
     converged: bool
     timed_out: bool = False
     interrupted: bool = False
+    # Actions the scope or a person held at the last pass: (plan, vm) -> why.
+    held: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 def apply(
@@ -512,20 +515,41 @@ def apply(
     stop_requested: Callable[[], bool] = lambda: False,
     after_step: Callable[[plan.Plan], None] = lambda _plan: None,
     revision_made_at: datetime | None = None,
+    scope: scopes.Scope | None = None,
+    confirm: Callable[[plan.Action], str | None] | None = None,
 ) -> Outcome:
     """Step until converged, blocked, out of time, or asked to stop.
 
     After a stop request no operation is started; the jobs already running
-    are followed to their end (never cancelled) before returning.
+    are followed to their end (never cancelled) before returning. With a
+    `scope`, only its VMs are judged and only their actions start; `confirm`
+    may hold an action (a person did not confirm it), saying why.
     """
     clock = executor.clock
     deadline = clock.now() + timedelta(seconds=timeout)
     first = True
+    within = scope or scopes.Scope()
+    held: dict[tuple[str, str], str] = {}
+
+    def hold(action: plan.Action) -> bool:
+        why = within.holds(action)
+        if why is None and confirm is not None:
+            why = confirm(action)
+        if why is not None:
+            held[(action.plan, action.vm)] = why
+        return why is not None
+
     while True:
         stopping = stop_requested()
-        built = executor.step(
-            desired, revision, start=not stopping, revision_made_at=revision_made_at
+        held.clear()
+        stepped = executor.step(
+            desired,
+            revision,
+            start=not stopping,
+            hold=hold if scope is not None or confirm is not None else None,
+            revision_made_at=revision_made_at,
         )
+        built = scopes.scoped(stepped, within, held) if scope is not None or held else stepped
         if first:
             # Nothing at all can be seen: say so at once (exit 3), as a command
             # on one fabric always did, rather than wait out the timeout.
@@ -536,13 +560,13 @@ def apply(
             raise executor.write_error
         after_step(built)
         if built.converged:
-            return Outcome(built, converged=True)
+            return Outcome(built, converged=True, held=dict(held))
         if stopping and not executor.running:
-            return Outcome(built, converged=False, interrupted=True)
+            return Outcome(built, converged=False, interrupted=True, held=dict(held))
         if not stopping and not can_progress(built, executor):
-            return Outcome(built, converged=False)
+            return Outcome(built, converged=False, held=dict(held))
         if clock.now() >= deadline:
-            return Outcome(built, converged=False, timed_out=True)
+            return Outcome(built, converged=False, timed_out=True, held=dict(held))
         clock.sleep(executor.settings.poll_interval)
 
 

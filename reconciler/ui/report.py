@@ -141,7 +141,7 @@ def _action_json(order: int, action: plan.Action) -> dict[str, Any]:
     }
 
 
-def plan_json(built: plan.Plan, revision: str) -> dict[str, Any]:
+def plan_json(built: plan.Plan, revision: str, summary: Sequence[str] = ()) -> dict[str, Any]:
     return {
         "converged": built.converged,
         "revision": revision,
@@ -156,10 +156,11 @@ def plan_json(built: plan.Plan, revision: str) -> dict[str, Any]:
         ],
         "unmanaged": list(built.unmanaged),
         "failoverPaths": dict(built.failover_paths),
+        "summary": list(summary),
     }
 
 
-def plan_json_lines(built: plan.Plan, revision: str) -> Iterator[str]:
+def plan_json_lines(built: plan.Plan, revision: str, summary: Sequence[str] = ()) -> Iterator[str]:
     """`plan_json` as the text `drctl plan --output json` prints: one action or VM a line.
 
     The same document as `json.dumps(plan_json(...))`, written a line at a time
@@ -172,7 +173,8 @@ def plan_json_lines(built: plan.Plan, revision: str) -> Iterator[str]:
     yield from _list_lines("actions", actions)
     yield from _list_lines("vms", (shared.plan_vm(vp) for vp in built.vms))
     yield f' "unmanaged": {json.dumps(list(built.unmanaged))},\n'
-    yield f' "failoverPaths": {json.dumps(dict(built.failover_paths))}}}\n'
+    yield f' "failoverPaths": {json.dumps(dict(built.failover_paths))},\n'
+    yield f' "summary": {json.dumps(list(summary))}}}\n'
 
 
 def _list_lines(key: str, items: Iterable[str]) -> Iterator[str]:
@@ -369,8 +371,16 @@ def print_status(
     print(f"{done}/{len(built.vms)} VMs converged: {verdict}", file=out)
 
 
-def print_plan(built: plan.Plan, revision: str, out: TextIO | None = None) -> None:
+def print_plan(
+    built: plan.Plan, revision: str, out: TextIO | None = None, summary: Sequence[str] = ()
+) -> None:
     out = out or sys.stdout  # looked up now: the caller may have redirected it
+    if summary:
+        # What a reviewer approves, first (ui/summary.py): a line per plan.
+        print(f"plan of revision {revision}:", file=out)
+        for line in summary:
+            print(f"  {line}", file=out)
+        print(file=out)
     print(f"revision {revision}", file=out)
     if built.actions:
         print("actions, in order:", file=out)

@@ -71,6 +71,7 @@ def test_plan_json_text_of_an_empty_plan_is_valid_json() -> None:
         "vms": [],
         "unmanaged": [],
         "failoverPaths": {},
+        "summary": [],
     }
 
 
