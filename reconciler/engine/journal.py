@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import sqlite3
 import time
 import uuid
@@ -99,6 +100,18 @@ CREATE TABLE IF NOT EXISTS drills (
     PRIMARY KEY (plan, id)
 );
 """
+# Every table and index of _SCHEMA, by name (a reader checks them before it skips the set-up).
+_SCHEMA_NAMES = frozenset(re.findall(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)", _SCHEMA))
+# Columns added to `actions` since its first release, each with its declaration.
+_ADDED_COLUMNS = {
+    "direction": "TEXT",  # a journal written before directions were kept
+    "retry_after": "REAL",  # ... or before throttling was kept
+    # ... or before several fabrics: all were the embedded one
+    "fabric": f"TEXT NOT NULL DEFAULT '{EMBEDDED_FABRIC}'",
+    "intent_id": "TEXT",  # ... or before intent ids: their calls carried none
+    "job_started_at": "TEXT",  # ... or before the fabric's own start was kept
+}
+
 
 # How long one statement waits for another process's lock on the journal
 # before drctl says it is busy (and the daemon waits, saying why). Only a
@@ -183,6 +196,10 @@ class Journal:
         return self.identity.lost
 
     def _set_up(self, created: bool) -> None:
+        if not self._writer and not created and self._up_to_date():
+            # A reader (`drctl status` beside a busy daemon) takes no write lock when the
+            # journal has everything: under load it would wait for the daemon's writes.
+            return
         # One transaction, so that a new journal never exists without its id.
         self._db.executescript("BEGIN IMMEDIATE; " + _SCHEMA)  # the write lock first: others wait
         try:
@@ -200,15 +217,7 @@ class Journal:
         if self._db.execute("PRAGMA application_id").fetchone()[0] != journal_file.APPLICATION_ID:
             self._db.execute(f"PRAGMA application_id = {journal_file.APPLICATION_ID}")
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(actions)")}
-        added = {
-            "direction": "TEXT",  # a journal written before directions were kept
-            "retry_after": "REAL",  # ... or before throttling was kept
-            # ... or before several fabrics: all were the embedded one
-            "fabric": f"TEXT NOT NULL DEFAULT '{EMBEDDED_FABRIC}'",
-            "intent_id": "TEXT",  # ... or before intent ids: their calls carried none
-            "job_started_at": "TEXT",  # ... or before the fabric's own start was kept
-        }
-        for name, declaration in added.items():
+        for name, declaration in _ADDED_COLUMNS.items():
             if name not in columns:
                 try:
                     self._db.execute(f"ALTER TABLE actions ADD COLUMN {name} {declaration}")
@@ -216,6 +225,17 @@ class Journal:
                     # Another drctl opening this journal added it a moment before.
                     if "duplicate column" not in str(exc):
                         raise
+
+    def _up_to_date(self) -> bool:
+        """Whether the journal has every table, index and column this drctl writes."""
+        names = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master")}
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(actions)")}
+        app = self._db.execute("PRAGMA application_id").fetchone()[0]
+        return (
+            names >= _SCHEMA_NAMES
+            and set(_ADDED_COLUMNS) <= columns
+            and app == journal_file.APPLICATION_ID
+        )
 
     def close(self) -> None:
         """Close the file; the last connection to close checkpoints the WAL into it."""

@@ -66,14 +66,16 @@ def load_specs(directory: Path) -> DesiredState:
 
 
 def load_plans(directory: Path) -> DesiredState:
-    """`load_specs`, and a SpecError (exit 2) when the specs hold no RecoveryPlan.
+    """`load_specs`, and a SpecError (exit 2) when the specs hold no RecoveryPlan nor Fabric.
 
     For the commands that act on plans (validate, plan, apply, status): an
     empty or wrong directory is a mistake to name with what was searched,
     never "converged". The daemon keeps its own rule (`daemon.change`).
     """
     desired = load_specs(directory)
-    if desired.plans:
+    if desired.plans or desired.fabrics:
+        # A declared Fabric and no plan is the right directory with its last plan
+        # retired (`apply` then deletes what drctl kept for it in the fabric).
         return desired
     files = spec_files(directory)
     if not files:
@@ -81,8 +83,9 @@ def load_plans(directory: Path) -> DesiredState:
     else:
         names = ", ".join(str(f.relative_to(directory)) for f in files[:5])
         more = f" and {len(files) - 5} more" if len(files) > 5 else ""
-        kinds = "a Fabric only" if desired.fabrics else "no RecoveryPlan or Fabric"
-        searched = f"{len(files)} spec files ({names}{more}), which declare {kinds}"
+        searched = (
+            f"{len(files)} spec files ({names}{more}), which declare no RecoveryPlan or Fabric"
+        )
     why = (
         f"the spec directory holds no RecoveryPlan: searched {searched}; point drctl at the "
         "directory that holds the plans (in a clone of the specs repository, usually its specs/)"

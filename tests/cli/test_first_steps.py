@@ -100,8 +100,13 @@ def fake_process(proc: Path, pid: int, argv: list[str], cwd: Path, env: dict[str
     ],
 )
 def test_a_running_daemons_state_dir_is_named_instead_of_making_a_second_fabric(
-    tmp_path: Path, argv: list[str], env: dict[str, str], expected: str
+    tmp_path: Path,
+    argv: list[str],
+    env: dict[str, str],
+    expected: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.delenv("DRCTL_STATE_DIR", raising=False)  # `make test` sets it
     proc = tmp_path / "proc"
     fake_process(proc, 4242, argv, tmp_path, env)
     fake_process(proc, 4243, ["timeout", "5", "drctl", "run", "x"], tmp_path, {})  # its parent

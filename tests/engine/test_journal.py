@@ -152,3 +152,21 @@ def test_an_unsettled_call_stays_open_and_holds_its_vm_under_its_revision_only(
     assert j.unsettled("rev2") == {}
     assert j.abandon_open(T0, "the fabric was replaced") == 1
     assert j.unsettled("rev1") == {}
+
+
+def test_a_reader_beside_a_busy_writer_opens_without_waiting_for_its_lock(tmp_path: Path) -> None:
+    """`drctl status` beside a daemon in the middle of a write: it reads, it never waits out
+    the busy timeout for the write lock (seen failing under load before readers skipped it)."""
+    writer = journal.Journal(tmp_path)
+    fail_once(writer, "rev1", T0)
+    busy = sqlite3.connect(state_dir.journal_path(tmp_path), isolation_level=None)
+    busy.execute("BEGIN IMMEDIATE")  # the daemon's write transaction, held
+    try:
+        reader = journal.Journal(tmp_path, writer=False, busy_timeout=0.1)
+        attempts = reader.attempts("rev1", double)
+        assert attempts[("sql01", Operation.PLANNED_FAILOVER)].failures == 1
+        reader.close()
+    finally:
+        busy.execute("ROLLBACK")
+        busy.close()
+        writer.close()
