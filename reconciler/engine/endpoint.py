@@ -35,6 +35,7 @@ list, each metric's lock one child or value (`engine/metrics.py`).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -130,10 +131,12 @@ class Reply:
     headers: tuple[str, ...] = ()
 
 
-# A page beside /metrics: a line of text (HTTP status, text) or a whole Reply; called
-# on the endpoint's thread, so it must only read what the daemon keeps in memory (no
+# A page beside /metrics: a line of text (HTTP status, text), a whole Reply, or the
+# future of a Reply that a worker thread makes (the status page, made like the
+# exposition: off this thread, shared by the requests that wait for it). Called on
+# the endpoint's thread, so it must only read what the daemon keeps in memory (no
 # I/O, no lock held for long) and be quick.
-Page = Callable[[], "tuple[int, str] | Reply"]
+Page = Callable[[], "tuple[int, str] | Reply | concurrent.futures.Future[Reply]"]
 
 
 class Endpoint:
@@ -177,7 +180,7 @@ class Endpoint:
         started.wait()
 
     def add_page(self, path: str, page: Page) -> None:
-        """Serve `page()` at `path` (GET and HEAD), as plain text."""
+        """Serve `page()` at `path` (GET and HEAD): plain text, or the Reply it makes."""
         self._pages[path] = page
 
     @property
@@ -314,6 +317,9 @@ class Endpoint:
         if page is not None:
             try:
                 answer = page()
+                if isinstance(answer, concurrent.futures.Future):
+                    # Shielded: one client's timeout must not cancel what others wait for.
+                    answer = await asyncio.shield(asyncio.wrap_future(answer))
             except Exception:  # a page must never take the endpoint down
                 log.exception("the page %s failed", path)
                 return _plain(500, f"drctl could not answer {path}: see its log")
