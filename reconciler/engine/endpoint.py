@@ -2,10 +2,11 @@
 
 `Metrics.serve` starts one with the exposition as its `produce`; the CLI
 adds the daemon's probes (`/healthz`, `/readyz`: `add_page`, each a cheap
-function answering a status and a line of text) and closes it when the
-daemon stops. Anyone who can reach the port must not be
-able to take the DR controller down, so everything a client can make it
-hold is bounded:
+function answering a status and a line of text) and the status page (`/`,
+`/status`, `/status.json`: made by a worker, `ui/status_feed.py`, and
+answered as a future of its Reply) and closes it when the daemon stops.
+Anyone who can reach the port must not be able to take the DR controller
+down, so everything a client can make it hold is bounded:
 
 - open connections: at most `max_connections` (64, and never more than a
   quarter of the process's limit of open files, so git, the journal and

@@ -47,14 +47,16 @@ Answer = endpoint.Reply | concurrent.futures.Future[endpoint.Reply]
 
 
 def render_document(snap: status_page.Snapshot) -> endpoint.Reply:
-    """/status.json: `drctl status --output json`'s document, as it prints it."""
+    """/status.json: `drctl status --output json`'s document."""
     if snap.built is None or snap.revision is None:
         d = snap.daemon
         why = "; ".join(d.spec_errors) or d.revision_error or "no valid revision seen yet"
         text = f"no revision in force (acts on nothing): {why}\n"
         return endpoint.Reply(503, text.encode(), endpoint.TEXT, JSON_HEADERS)
     doc = report.status_json(snap.built, snap.revision, snap.daemon)
-    return endpoint.Reply(200, (json.dumps(doc, indent=2) + "\n").encode(), JSON, JSON_HEADERS)
+    # Not indented as drctl prints it: json's C encoder writes only unindented
+    # JSON (at 100k VMs 2.6 s instead of 5.1, 51 MB instead of 73: bench/).
+    return endpoint.Reply(200, (json.dumps(doc) + "\n").encode(), JSON, JSON_HEADERS)
 
 
 def render_html(snap: status_page.Snapshot) -> endpoint.Reply:
@@ -73,9 +75,7 @@ class _Made:
 class _Page:
     """One page of the feed: made from the newest snapshot on a worker, shared, reused."""
 
-    def __init__(
-        self, feed: Feed, name: str, make: Callable[[status_page.Snapshot], endpoint.Reply]
-    ) -> None:
+    def __init__(self, feed: Feed, name: str, make: Make) -> None:
         self._feed = feed
         self._name = name
         self._make = make
@@ -89,7 +89,7 @@ class _Page:
                 return _NOT_YET
             made = self._made
             if made is not None and (
-                made.version == version or time.monotonic() < made.fresh_until
+                made.version == version or self._feed.monotonic() < made.fresh_until
             ):
                 return made.reply
             if self._making is None:
@@ -109,7 +109,7 @@ class _Page:
         version: int,
         making: concurrent.futures.Future[endpoint.Reply],
     ) -> None:
-        started = time.monotonic()
+        started = self._feed.monotonic()
         try:
             reply = self._make(snap)
         except Exception as exc:  # noqa: BLE001 (handed on: the endpoint logs it, answers 500)
@@ -117,22 +117,31 @@ class _Page:
                 self._making = None
             making.set_exception(exc)
             return
-        took = time.monotonic() - started
+        now = self._feed.monotonic()
         with self._feed.lock:
-            self._made = _Made(version, reply, time.monotonic() + REUSE * took)
+            self._made = _Made(version, reply, now + REUSE * (now - started))
             self._making = None
         making.set_result(reply)
+
+
+Make = Callable[[status_page.Snapshot], endpoint.Reply]
 
 
 class Feed:
     """The newest snapshot, and the pages made of it: `html` and `document`."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        make_html: Make = render_html,
+        make_document: Make = render_document,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.lock = threading.Lock()  # held only to swap or read references
+        self.monotonic = monotonic
         self.snapshot: status_page.Snapshot | None = None
         self.version = 0
-        self.html = _Page(self, "status-page", render_html)
-        self.document = _Page(self, "status-json", render_document)
+        self.html = _Page(self, "status-page", make_html)
+        self.document = _Page(self, "status-json", make_document)
 
     def publish(self, snap: status_page.Snapshot) -> None:
         """The daemon's last pass (daemon thread): what the next request shows."""

@@ -91,8 +91,8 @@ class Snapshot:
     recent: tuple[event.Event, ...] = ()  # the actions this daemon saw lately, oldest first
 
 
-def render(snap: Snapshot, refresh: int = REFRESH_SECONDS) -> bytes:
-    """The whole page, as UTF-8."""
+def render(snap: Snapshot, refresh: int = REFRESH_SECONDS, max_vm_rows: int = MAX_VM_ROWS) -> bytes:
+    """The whole page, as UTF-8; at most `max_vm_rows` VMs, those not converged first."""
     built = snap.built
     if built is None:
         title, verdict, kind = "no revision in force", "no revision in force: acts on nothing", ""
@@ -111,7 +111,7 @@ def render(snap: Snapshot, refresh: int = REFRESH_SECONDS) -> bytes:
         *_daemon_section(snap),
     ]
     if built is not None:
-        parts += [*_plans_section(built), *_vms_section(built)]
+        parts += [*_plans_section(built), *_vms_section(built, max_vm_rows)]
     parts += [*_recent_section(snap.recent)]
     if built is not None:
         parts += [*_drills_section(built), *_unmanaged_section(built)]
@@ -214,11 +214,11 @@ def _plans_section(built: plan.Plan) -> Iterator[str]:
     yield from _table("plans", head, rows)
 
 
-def _vms_section(built: plan.Plan) -> Iterator[str]:
+def _vms_section(built: plan.Plan, max_rows: int) -> Iterator[str]:
     shown: Iterable[plan.VMPlan] = built.vms
     left_out = 0
-    if len(built.vms) > MAX_VM_ROWS:
-        unsettled = [vp for vp in built.vms if not vp.converged][:MAX_VM_ROWS]
+    if len(built.vms) > max_rows:
+        unsettled = [vp for vp in built.vms if not vp.converged][:max_rows]
         left_out = len(built.vms) - len(unsettled)
         shown = unsettled
     yield "<h2>VMs</h2>"
@@ -227,7 +227,7 @@ def _vms_section(built: plan.Plan) -> Iterator[str]:
     if left_out:
         yield (
             f'<p class="quiet">{left_out} VMs not shown (converged ones are left out first, '
-            f'and any past the first {MAX_VM_ROWS}): <a href="/status.json">/status.json</a> '
+            f'and any past the first {max_rows}): <a href="/status.json">/status.json</a> '
             "has every VM.</p>"
         )
 
