@@ -26,19 +26,20 @@ lint: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 
 # The tests run real Prometheus and promtool (Debian package `prometheus`), git,
-# real etcd members (Debian package `etcd-server`, 3.4: the leader election), and
+# real etcd members (Debian package `etcd-server`, 3.4: the leader election),
 # zsh, which loads `drctl completion zsh` in its test; systemd-analyze (Debian
-# `systemd`) verifies deploy/systemd and strace shows what its syscall filter lets through.
+# `systemd`) verifies deploy/systemd and strace shows what its syscall filter lets through;
+# a headless Chromium (Debian package `chromium`, driven by Playwright) loads the status page.
 system-deps:
 	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1 \
 	    || ! command -v git >/dev/null 2>&1 || ! command -v etcd >/dev/null 2>&1 \
 	    || ! command -v zsh >/dev/null 2>&1 || ! command -v systemd-analyze >/dev/null 2>&1 \
-	    || ! command -v strace >/dev/null 2>&1; then \
-	  echo "installing prometheus, git, etcd-server, zsh, systemd and strace with apt-get"; \
+	    || ! command -v strace >/dev/null 2>&1 || ! test -x /usr/bin/chromium; then \
+	  echo "installing prometheus, git, etcd-server, zsh, systemd, strace and chromium with apt-get"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
-	    prometheus git etcd-server zsh systemd strace >/dev/null; \
+	    prometheus git etcd-server zsh systemd strace chromium >/dev/null; \
 	fi
 
 test: system-deps lint
@@ -52,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/plan_scale.py
 	$(BIN)/python bench/sim_scale.py
 	$(BIN)/python bench/metrics_scale.py
+	$(BIN)/python bench/status_page_scale.py
 	$(BIN)/python bench/audit_scale.py
 	$(BIN)/python bench/reaction.py
 	$(BIN)/python bench/kill.py

@@ -32,6 +32,7 @@ from reconciler.core.state import (
     Site,
     TestFailoverState,
 )
+from reconciler.engine import status
 from reconciler.fabric.sim import provider as sim
 from reconciler.fabric.sim import timing
 from reconciler.fabric.sim.inventory import Inventory, InventoryVM
@@ -247,3 +248,20 @@ def sim_fabric(state_dir: Path, inventory: Inventory, clock: Clock) -> sim.SimFa
     """A new simulated fabric of `inventory` in `state_dir`, open; the caller closes it."""
     sim.init_fabric(state_dir, inventory, clock)
     return sim.SimFabric(state_dir, clock)
+
+
+# --- what a daemon says of itself ---------------------------------------------------
+
+
+def daemon_status(**changes: object) -> status.DaemonStatus:
+    """A running daemon's status (pid 4242, revision abc123 in force, at NOW), with `changes`."""
+    said = status.DaemonStatus(
+        pid=4242,
+        running=True,
+        revision_in_force="abc123",
+        revision_seen="abc123",
+        spec_valid=True,
+        spec_errors=(),
+        updated_at=NOW,
+    )
+    return dataclasses.replace(said, **changes)  # type: ignore[arg-type]

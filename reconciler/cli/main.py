@@ -387,6 +387,10 @@ def _run(args: argparse.Namespace) -> int:
     if served is not None:
         served.add_page("/healthz", runner.healthz)
         served.add_page("/readyz", runner.readyz)
+        # The read-only status page and its document (ui/status_feed.py).
+        served.add_page("/", runner.feed.html)
+        served.add_page("/status", runner.feed.html)
+        served.add_page("/status.json", runner.feed.document)
     runner.install_signal_handlers()
     try:
         return runner.run()

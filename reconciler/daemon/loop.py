@@ -15,12 +15,14 @@ follower's pass observes and plans without starting anything or writing the
 journal. What each pass tells (its log lines, the outcome of a revision,
 git notes) is daemon/progress.py. With `--require-signed-commits`, a
 revision whose commits git does not verify is kept out like an invalid one
-(daemon/trust.py).
+(daemon/trust.py). After each pass it publishes what it knows to the status
+page (`feed`, ui/status_feed.py), which makes the page off this thread.
 Called by `drctl run` (cli).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import os
@@ -71,6 +73,7 @@ from reconciler.errors import (
 from reconciler.fabric import base
 from reconciler.gitops import revision, signature, watch
 from reconciler.kits import clock as clocks
+from reconciler.ui import status_feed, status_page
 
 # The names `drctl run` (cli) has always used.
 OnRevision = progress.OnRevision
@@ -85,6 +88,8 @@ PENDING_POLL = 1.0
 STATE_RETRY = 1.0
 # /healthz says the loop stalled once no pass ended for this long (or 4 resyncs).
 STALLED_AFTER = 120.0
+# How many of the actions it saw lately the status page shows.
+RECENT_ACTIONS = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,6 +170,9 @@ class Daemon:
         self._unsaved = False  # the revision in force is not kept in the state dir yet
         self._journal_checked = False  # whether a new journal was checked for a lost one
         self.vitals = probes.Vitals()  # what /healthz and /readyz answer from
+        self.feed = status_feed.Feed()  # what the status page shows, after each pass
+        self._planned: tuple[plan.Plan, str] | None = None  # the last plan, and its revision
+        self._recent: collections.deque[execute.Event] = collections.deque(maxlen=RECENT_ACTIONS)
 
     # --- the loop ------------------------------------------------------------
 
@@ -290,6 +298,7 @@ class Daemon:
             log.exception("follower pass failed; retrying")  # the same broad catch, following
             return Result(metrics_.RECONCILE_ERROR, min(5.0, self.config.resync))
         self.metrics.update_from_plan(built, fabrics.merge(observed.values()))
+        self._planned = (built, force.revision)
         # Followers look again often: the jobs the leader follows move the VMs.
         return Result(metrics_.RECONCILE_SUCCESS, min(PENDING_POLL, self.config.resync))
 
@@ -321,7 +330,8 @@ class Daemon:
         result = self._reconcile()
         if result.outcome is not None:
             self.metrics.record_reconcile(result.outcome, time.monotonic() - started)
-            self._write_daemon_file(running=True)
+            said = self._write_daemon_file(running=True)
+            self._publish_page(said)
         self._tell_vitals()
         return result.requeue_after
 
@@ -390,6 +400,7 @@ class Daemon:
                 revision_made_at=self.in_force.made_at,
             )
             self.progress.after_pass(built, self.in_force, self._executor, self._journal)
+            self._planned = (built, self.in_force.revision)
         except LockLostError:
             raise  # not a failed pass: this daemon must stop acting (`run`)
         except StateDirError as exc:
@@ -658,9 +669,15 @@ class Daemon:
     def _event(self, event: execute.Event) -> None:
         progress.tell_event(event)
         self.metrics.record_event(event)
+        self._recent.append(event)
 
-    def _write_daemon_file(self, *, running: bool) -> None:
-        """What `drctl status` shows about a running daemon."""
+    def _publish_page(self, said: status.DaemonStatus) -> None:
+        """Hand the status page this pass: references only, rendered when someone looks."""
+        built, rev = self._planned if self._planned is not None else (None, None)
+        self.feed.publish(status_page.Snapshot(said, built, rev, tuple(self._recent)))
+
+    def _write_daemon_file(self, *, running: bool) -> status.DaemonStatus:
+        """What `drctl status` shows about a running daemon; returns it."""
         said = status.DaemonStatus(
             pid=os.getpid(),
             running=running,
@@ -684,3 +701,4 @@ class Daemon:
         except OSError as exc:
             path = layout.daemon_status_path(self.config.state_dir)
             self.health.trouble(state_check.refusal(path, exc))
+        return said

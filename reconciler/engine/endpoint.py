@@ -2,10 +2,11 @@
 
 `Metrics.serve` starts one with the exposition as its `produce`; the CLI
 adds the daemon's probes (`/healthz`, `/readyz`: `add_page`, each a cheap
-function answering a status and a line of text) and closes it when the
-daemon stops. Anyone who can reach the port must not be
-able to take the DR controller down, so everything a client can make it
-hold is bounded:
+function answering a status and a line of text) and the status page (`/`,
+`/status`, `/status.json`: made by a worker, `ui/status_feed.py`, and
+answered as a future of its Reply) and closes it when the daemon stops.
+Anyone who can reach the port must not be able to take the DR controller
+down, so everything a client can make it hold is bounded:
 
 - open connections: at most `max_connections` (64, and never more than a
   quarter of the process's limit of open files, so git, the journal and
@@ -35,6 +36,7 @@ list, each metric's lock one child or value (`engine/metrics.py`).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -130,10 +132,12 @@ class Reply:
     headers: tuple[str, ...] = ()
 
 
-# A page beside /metrics: a line of text (HTTP status, text) or a whole Reply; called
-# on the endpoint's thread, so it must only read what the daemon keeps in memory (no
+# A page beside /metrics: a line of text (HTTP status, text), a whole Reply, or the
+# future of a Reply that a worker thread makes (the status page, made like the
+# exposition: off this thread, shared by the requests that wait for it). Called on
+# the endpoint's thread, so it must only read what the daemon keeps in memory (no
 # I/O, no lock held for long) and be quick.
-Page = Callable[[], "tuple[int, str] | Reply"]
+Page = Callable[[], "tuple[int, str] | Reply | concurrent.futures.Future[Reply]"]
 
 
 class Endpoint:
@@ -177,7 +181,7 @@ class Endpoint:
         started.wait()
 
     def add_page(self, path: str, page: Page) -> None:
-        """Serve `page()` at `path` (GET and HEAD), as plain text."""
+        """Serve `page()` at `path` (GET and HEAD): plain text, or the Reply it makes."""
         self._pages[path] = page
 
     @property
@@ -314,6 +318,9 @@ class Endpoint:
         if page is not None:
             try:
                 answer = page()
+                if isinstance(answer, concurrent.futures.Future):
+                    # Shielded: one client's timeout must not cancel what others wait for.
+                    answer = await asyncio.shield(asyncio.wrap_future(answer))
             except Exception:  # a page must never take the endpoint down
                 log.exception("the page %s failed", path)
                 return _plain(500, f"drctl could not answer {path}: see its log")

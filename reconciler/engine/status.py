@@ -3,8 +3,8 @@
 The daemon (daemon/loop.py) writes a `DaemonStatus` after every pass and when
 it stops; `drctl status` (cli) reads it with `running_daemon` and ui/report.py
 shows it (its JSON is the `"daemon"` object of `drctl status --output json`,
-a contract: `to_json` keeps its keys and values). A status page will read it
-too.
+a contract: `to_json` keeps its keys and values). The status page shows the
+same status, handed to it in memory after each pass (ui/status_feed.py).
 
 Written atomically (a temporary file renamed over it), so a reader sees the
 previous status or the next, never half of one. Not fsynced: it is rewritten

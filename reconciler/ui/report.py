@@ -282,7 +282,8 @@ def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
         print("  ".join([*cells, row[-1]]).rstrip(), file=out)
 
 
-def _observed_text(vp: plan.VMPlan) -> str:
+def observed_text(vp: plan.VMPlan) -> str:
+    """What the fabric reports of `vp`, in brief: `drctl status`'s OBSERVED column."""
     o = vp.observed
     if not vp.fabric_observed:
         return "(unknown: fabric not observed)"
@@ -295,7 +296,8 @@ def _observed_text(vp: plan.VMPlan) -> str:
     return f"{o.active_site} {o.replication_text}"
 
 
-def _job_text(vp: plan.VMPlan) -> str:
+def job_text(vp: plan.VMPlan) -> str:
+    """`vp`'s running job and its progress (`PlannedFailover 40%`), or `-`."""
     o = vp.observed
     if o is None or o.job is None or not o.job.running:
         return "-"
@@ -351,9 +353,9 @@ def print_status(
             vp.plan,
             vp.name,
             f"{vp.desired.active_site} {vp.desired.replication_text}",
-            _observed_text(vp),
+            observed_text(vp),
             str(vp.phase),
-            _job_text(vp),
+            job_text(vp),
             vp.reason,
         ]
         for vp in built.vms
@@ -415,6 +417,26 @@ def print_plan(
     print_status(built, revision, out)
 
 
+def event_operation(event: execute.Event) -> str:
+    """The operation of an action, and its target site: `PlannedFailover -> rtm`."""
+    where = f" -> {event.target_site}" if event.target_site else ""
+    return f"{event.operation}{where}"
+
+
+def event_outcome(event: execute.Event) -> str:
+    """What became of an action, in a line (apply's progress, the status page)."""
+    if event.kind is execute.EventKind.STARTED:
+        return f"started ({event.job_id})"
+    if event.kind is execute.EventKind.ADOPTED:
+        return f"still running from an earlier drctl ({event.job_id}): following it"
+    if event.kind is execute.EventKind.SUCCEEDED:
+        loss = ""
+        if event.data_loss_seconds:
+            loss = f", {event.data_loss_seconds:.1f}s of writes lost"
+        return f"succeeded in {event.seconds or 0:.1f}s{loss}"
+    return f"{event.kind}: {event.error}"
+
+
 class Progress:
     """Apply's progress: plain lines, plus a live line per running job on a terminal."""
 
@@ -426,21 +448,9 @@ class Progress:
 
     def event(self, event: execute.Event) -> None:
         self._erase()
-        where = f" -> {event.target_site}" if event.target_site else ""
-        what = f"{event.plan}/{event.vm} {event.operation}{where}"
         stamp = event.at.strftime("%H:%M:%S")
-        if event.kind is execute.EventKind.STARTED:
-            line = f"started ({event.job_id})"
-        elif event.kind is execute.EventKind.ADOPTED:
-            line = f"still running from an earlier drctl ({event.job_id}): following it"
-        elif event.kind is execute.EventKind.SUCCEEDED:
-            loss = ""
-            if event.data_loss_seconds:
-                loss = f", {event.data_loss_seconds:.1f}s of writes lost"
-            line = f"succeeded in {event.seconds or 0:.1f}s{loss}"
-        else:
-            line = f"{event.kind}: {event.error}"
-        print(f"{stamp} {what} {line}", file=self.out, flush=True)
+        what = f"{event.plan}/{event.vm} {event_operation(event)}"
+        print(f"{stamp} {what} {event_outcome(event)}", file=self.out, flush=True)
 
     def retired(self, fabric: str, retired: base.Retired) -> None:
         """What became of the object a fabric kept for a plan that left the spec."""

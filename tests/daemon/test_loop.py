@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from e2e import harness
 
+from reconciler.core import plan
 from reconciler.daemon import logs, loop
-from reconciler.engine import execute, metrics
+from reconciler.engine import execute, metrics, status
 from reconciler.engine import state_dir as layout
 from reconciler.fabric.sim import inventory
 from reconciler.fabric.sim import provider as sim
@@ -425,3 +426,46 @@ def test_logging_formats(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert "plan finance converged" in err
     if fmt == "json":
         assert '"event": "plan_converged"' in err
+
+
+def test_each_pass_hands_the_status_page_its_plan_revision_status_and_recent_actions(
+    tmp_path: Path,
+) -> None:
+    s = Setup(tmp_path)
+    s.passes(1)
+    snap = s.daemon.feed.snapshot
+    assert snap is not None and snap.built is not None
+    assert snap.revision == snap.daemon.revision_in_force and snap.built.converged
+    assert snap.recent == ()
+    s.want("rtm")
+    s.daemon.notice_change()
+    s.passes(3)
+    snap = s.daemon.feed.snapshot
+    assert snap is not None and snap.built is not None
+    moving = {vp.name: vp.phase for vp in snap.built.vms}
+    assert moving["web01"] in (plan.Phase.STOPPING, plan.Phase.FAILING_OVER)
+    assert [(e.vm, str(e.operation), str(e.kind)) for e in snap.recent][:2] == [
+        ("web01", "StopVM", "started"),
+        ("web01", "StopVM", "succeeded"),
+    ]
+    assert snap.daemon == status.read_status(s.state)  # this pass's status, as daemon.json says
+    s.passes(40)
+    snap = s.daemon.feed.snapshot
+    assert snap is not None and snap.built is not None and snap.built.converged
+    assert len(snap.recent) == 16  # 8 jobs, started and ended (at most RECENT_ACTIONS)
+    assert (str(snap.recent[-1].operation), str(snap.recent[-1].kind)) == (
+        "ReverseReplicate",
+        "succeeded",
+    )
+
+
+def test_before_a_valid_revision_the_status_page_has_no_plan_and_the_errors(
+    tmp_path: Path,
+) -> None:
+    s = Setup(tmp_path)
+    s.want("ams", PLAN.replace("groups", "grups"))
+    s.daemon = s.new_daemon()
+    s.passes(1)
+    snap = s.daemon.feed.snapshot
+    assert snap is not None and snap.built is None and snap.revision is None
+    assert "unknown key 'grups'" in snap.daemon.spec_errors[0]

@@ -8,6 +8,7 @@ scrapers at once, a collector that fails, a collector that is slow.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import resource
@@ -131,6 +132,30 @@ def test_pages_beside_metrics_answer_their_status_and_line_and_a_failing_one_is_
             b"not found: drctl serves /metrics, /broken, /page, /readyz only\n"
         )
         assert scrape(served.port)[0] == 200  # the endpoint lives on
+
+
+def test_a_page_made_on_a_worker_is_awaited_off_the_loop_and_one_timeout_cancels_it_for_no_one() -> (
+    None
+):
+    """A page may answer a Future: the endpoint serves others meanwhile, and a client
+    that gives up (its answer timeout) leaves the making to those still waiting."""
+    making: concurrent.futures.Future[endpoint.Reply] = concurrent.futures.Future()
+    with serving(answer_timeout=0.3) as served:
+        served.add_page("/slow", lambda: making)
+        early = socket.create_connection(("127.0.0.1", served.port), timeout=5)
+        early.sendall(b"GET /slow HTTP/1.1\r\n\r\n")
+        assert closed_within(early, 2.0) == b""  # timed out: closed without an answer
+        early.close()
+        assert not making.cancelled()
+        served.answer_timeout = 5.0
+        waiting = socket.create_connection(("127.0.0.1", served.port), timeout=5)
+        waiting.sendall(b"GET /slow HTTP/1.1\r\n\r\n")
+        assert scrape(served.port) == (200, "text/plain; version=0.0.4", BODY)  # not blocked
+        making.set_result(endpoint.Reply(200, b"<p>made</p>", "text/html; charset=utf-8"))
+        answer = closed_within(waiting, 5.0)
+        waiting.close()
+    assert answer is not None and answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert answer.endswith(b"\r\n\r\n<p>made</p>")
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,7 @@ from reconciler.core.plan.model import (
     Readiness,
     VMPlan,
 )
-from reconciler.core.plan.pending import Pending, pending
+from reconciler.core.plan.pending import Pending, Wait, pending, waits_for
 
 __all__ = [
     "MAX_ATTEMPTS",
@@ -51,9 +51,11 @@ __all__ = [
     "Provenance",
     "Readiness",
     "VMPlan",
+    "Wait",
     "build_plan",
     "build_plans",
     "pending",
+    "waits_for",
 ]
 
 
