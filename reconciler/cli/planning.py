@@ -12,7 +12,6 @@ import argparse
 import datetime
 import functools
 import itertools
-import json
 import sys
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, NamedTuple
@@ -193,7 +192,7 @@ def _print_status(
 
     built = kept_out.mark_untrusted(built, rev, running)
     if args.output == "json":
-        print(json.dumps(report.status_json(built, rev, running), indent=2))
+        write_lines(report.status_json_lines(built, rev, running))
     else:
         report.print_status(built, rev, daemon=running)
 
