@@ -30,7 +30,7 @@ from reconciler.core.state import (
     ReplicationState,
     Site,
 )
-from reconciler.engine import metrics
+from reconciler.engine import metrics, vm_series
 from reconciler.engine.metrics import Metrics
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -140,7 +140,7 @@ class LabelledGauges:
                     self.info.remove(*old)
                 self._info_labels[d.name] = info
                 self.info.labels(*info).set(1.0)
-            rep = metrics.rpo_replication(vp)
+            rep = vm_series.rpo_replication(vp)
             if rep is not None:
                 replicating.add(key)
                 if rep.last_sync is not None:
