@@ -71,7 +71,7 @@ from reconciler.errors import (
     WatchError,
 )
 from reconciler.fabric import base
-from reconciler.gitops import revision, signature, watch
+from reconciler.gitops import revision, signature, specdir, watch
 from reconciler.kits import clock as clocks
 from reconciler.ui import status_feed, status_page
 
@@ -490,6 +490,10 @@ class Daemon:
         trusted = self.trust is None or self.trust.judge(rev, self.in_force)
         try:
             desired = in_force.load(self.config.specs_dir)
+            if self.in_force is None:
+                # Nothing to act on yet: an empty or wrong directory is not a revision to
+                # put in force (with one in force, `daemon.change` refuses it, saying so).
+                specdir.require_plans(self.config.specs_dir, desired)
         except SpecError as exc:
             self.gate.refused = None
             self._reject(rev.id, exc)

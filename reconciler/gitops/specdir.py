@@ -73,10 +73,19 @@ def load_plans(directory: Path) -> DesiredState:
     never "converged". The daemon keeps its own rule (`daemon.change`).
     """
     desired = load_specs(directory)
+    require_plans(directory, desired)
+    return desired
+
+
+def require_plans(directory: Path, desired: DesiredState) -> None:
+    """A SpecError naming what was searched when `desired` holds no RecoveryPlan nor Fabric.
+
+    `load_plans` asks it, and the daemon for the first revision it would put in force.
+    """
     if desired.plans or desired.fabrics:
         # A declared Fabric and no plan is the right directory with its last plan
         # retired (`apply` then deletes what drctl kept for it in the fabric).
-        return desired
+        return
     files = spec_files(directory)
     if not files:
         searched = "no spec file (*.yaml or *.yml, in it or below it; hidden paths skipped)"
