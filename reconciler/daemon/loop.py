@@ -360,6 +360,9 @@ class Daemon:
 
     def readyz(self) -> tuple[int, str]:
         """/readyz: a revision in force, the state dir usable, a fabric answering."""
+        if not self.vitals.started:
+            # Before the first pass (the lock, or a state dir it cannot make): live.
+            self.vitals.state_problem = self.health.problem
         return probes.readyz(self.vitals)
 
     def _reconcile(self) -> Result:
