@@ -34,6 +34,7 @@ a scrape at least 5x faster than `generate_latest` of the same series,
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import statistics
 import subprocess
@@ -225,9 +226,17 @@ class Site:
         return _ts(forced) - pulled, _ts(started) - pulled
 
     def scrape(self) -> bytes:
+        """One /metrics scrape; a cut-off answer is said and asked again (at most 3 times)."""
         url = f"http://127.0.0.1:{self.port}/metrics"
-        with urllib.request.urlopen(url, timeout=120) as response:
-            return bytes(response.read())
+        for attempt in range(3):
+            try:
+                with urllib.request.urlopen(url, timeout=120) as response:
+                    return bytes(response.read())
+            except http.client.IncompleteRead as cut:
+                print(
+                    f"/metrics answer cut off ({len(cut.partial):,} bytes), attempt {attempt + 1}"
+                )
+        raise AssertionError("/metrics cut off three times")
 
 
 def _ts(entry: dict[str, Any]) -> float:
