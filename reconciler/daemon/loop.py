@@ -71,7 +71,7 @@ from reconciler.errors import (
     WatchError,
 )
 from reconciler.fabric import base
-from reconciler.gitops import revision, signature, specdir, watch
+from reconciler.gitops import revision, signature, spec_cache, specdir, watch
 from reconciler.kits import clock as clocks
 from reconciler.ui import status_feed, status_page
 
@@ -139,6 +139,8 @@ class Daemon:
         self.wake = threading.Event()
         self.in_force: in_force.InForce | None = None
         self.spec_error: SpecError | None = None
+        # Each spec file's validated documents by content: a commit re-parses only its files.
+        self.specs = spec_cache.SpecCache()
         self.gate = admit.Gate()  # refuses a revision that would orphan moves in flight
         self.adoption = adoption.Adoption(config.state_dir) if config.adopt_safely else None
         # Keeps out a revision whose commits are not signed as required (None: not required).
@@ -492,7 +494,7 @@ class Daemon:
         self.revision_seen = rev.id
         trusted = self.trust is None or self.trust.judge(rev, self.in_force)
         try:
-            desired = in_force.load(self.config.specs_dir)
+            desired = in_force.load(self.config.specs_dir, self.specs)
             if self.in_force is None:
                 # Nothing to act on yet: an empty or wrong directory is not a revision to
                 # put in force (with one in force, `daemon.change` refuses it, saying so).

@@ -216,6 +216,12 @@ _NOT_REGULAR = "not a regular file (a FIFO, a socket or a device): remove it"
 
 def read_spec(file: Path) -> str | SpecProblem:
     """The text of spec file `file`, or why it cannot be read."""
+    data = read_spec_bytes(file)
+    return data if isinstance(data, SpecProblem) else decode_spec(str(file), data)
+
+
+def read_spec_bytes(file: Path) -> bytes | SpecProblem:
+    """The bytes of spec file `file` (at most MAX_FILE_BYTES), or why it cannot be read."""
     try:
         # O_NONBLOCK: a FIFO put in the file's place since it was listed must
         # not block the pass; it is then refused as not a regular file.
@@ -234,7 +240,7 @@ def read_spec(file: Path) -> str | SpecProblem:
             return SpecProblem(str(file), 1, f"cannot read the file: {_file_why(exc)}")
     if len(data) > MAX_FILE_BYTES:
         return SpecProblem(str(file), 1, _too_large(len(data)))
-    return decode_spec(str(file), data)
+    return data
 
 
 def decode_spec(name: str, data: bytes) -> str | SpecProblem:
