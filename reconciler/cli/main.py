@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     from reconciler.cli import importing
 
     importing.add_command(commands)
+    from reconciler.cli import breakglass
+
+    breakglass.add_commands(commands)
     from reconciler.cli import completion
 
     completion.add_command(commands, build_parser)
@@ -311,7 +314,12 @@ def _audit(args: argparse.Namespace) -> int:
     since = audit.parse_since(args.since) if args.since else None
     signers = signing.allowed_signers(args.allowed_signers)
     entries = audit.audit_history(
-        args.specs_dir, args.state_dir, vm=args.vm, since=since, allowed_signers=signers
+        args.specs_dir,
+        args.state_dir,
+        vm=args.vm,
+        since=since,
+        allowed_signers=signers,
+        shared=options.shared_journal(args.state_dir),
     )
     if args.output == "json":
         print(json.dumps([entry.to_json() for entry in entries], indent=2))

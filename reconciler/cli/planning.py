@@ -153,7 +153,7 @@ def status_command(args: argparse.Namespace) -> int:
     try:
         built, rev, _ = observe_and_plan(args, max_failovers_per_revision=limit)
     except errors.SpecError as exc:
-        kept = _in_force_of(running, args.state_dir)
+        kept = in_force_of(running, args.state_dir)
         if running is not None and kept is not None:
             # The newest specs are refused: the VMs of the revision in force are what
             # the daemon acts on, so they are shown, never hidden behind the error
@@ -198,7 +198,7 @@ def _print_status(
         report.print_status(built, rev, daemon=running)
 
 
-def _in_force_of(
+def in_force_of(
     running: DaemonStatus | None, state_dir: Path
 ) -> tuple[DesiredState, str, datetime.datetime | None] | None:
     """The desired state a running daemon keeps in force (its copy in the state dir)."""

@@ -151,6 +151,7 @@ class Daemon:
         self.revision_seen: str | None = None
         self.last_change_at: datetime | None = None
         self._changed = True
+        self._pass_requested = False  # SIGUSR1 came (`request_pass`), not yet said
         self._executor: execute.Executor | None = None
         self._journal: journal_backend.Backend | None = None
         self._lease: flock.Lease | None = None  # the fabric lock, while `run` holds it
@@ -320,13 +321,32 @@ class Daemon:
         self.stop.set()
         self.wake.set()
 
+    def request_pass(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
+        """SIGUSR1 (`drctl reconcile`): a pass now, the revision read again, as at a resync.
+
+        Only wakes the loop: a pass under way ends first, and what the pass
+        does is what any pass would.
+        """
+        # Said at the pass, not here: a handler that logs could interleave with a log line
+        # the loop was writing when the signal came.
+        self._pass_requested = True
+        self._changed = True
+        self.wake.set()
+
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGUSR1, self.request_pass)
 
     def reconcile_once(self) -> float:
         """One pass; returns how long the loop may sleep before the next one."""
         started = time.monotonic()
+        if self._pass_requested:
+            self._pass_requested = False
+            log.info(
+                "a pass was requested (SIGUSR1: drctl reconcile)",
+                extra={"event": "pass_requested"},
+            )
         result = self._reconcile()
         if result.outcome is not None:
             self.metrics.record_reconcile(result.outcome, time.monotonic() - started)
