@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from reconciler.core.desired import DesiredState
     from reconciler.core.state import Operation
     from reconciler.engine.status import DaemonStatus
+    from reconciler.ui import status_table
 
 Handler = options.Handler
 
@@ -37,6 +38,7 @@ class Planned(NamedTuple):
     built: plan.Plan
     revision: str
     typical: Mapping[Operation, float]  # how long each operation takes on these fabrics
+    sites: tuple[status_table.SiteState, ...] = ()  # each site's connection at this look
 
 
 def observe_and_plan(
@@ -90,7 +92,9 @@ def observe_and_plan(
         max_failovers_per_revision=max_failovers_per_revision,
     )
     typical = fabrics.merge(observed.values()).typical_durations
-    return Planned(built, rev, typical)
+    from reconciler.ui import status_table
+
+    return Planned(built, rev, typical, status_table.site_states(observed, desired))
 
 
 def without_cyclic_gc(handler: Handler) -> Handler:
@@ -122,7 +126,7 @@ def plan_command(args: argparse.Namespace) -> int:
     from reconciler.cli import saved_plan
     from reconciler.ui import report, summary
 
-    built, rev, typical = observe_and_plan(
+    built, rev, typical, _ = observe_and_plan(
         args, max_failovers_per_revision=args.max_failovers_per_revision
     )
     said = summary.lines(built, typical)
@@ -151,7 +155,7 @@ def status_command(args: argparse.Namespace) -> int:
     # Plan as the daemon does: with its --max-failovers-per-revision (the blast radius).
     limit = running.max_failovers_per_revision if running is not None else None
     try:
-        built, rev, _ = observe_and_plan(args, max_failovers_per_revision=limit)
+        planned = observe_and_plan(args, max_failovers_per_revision=limit)
     except errors.SpecError as exc:
         kept = in_force_of(running, args.state_dir)
         if running is not None and kept is not None:
@@ -166,8 +170,9 @@ def status_command(args: argparse.Namespace) -> int:
                 "force, shown below",
                 file=sys.stderr,
             )
-            built, rev, _ = observe_and_plan(args, kept, max_failovers_per_revision=limit)
-            _print_status(args, built, rev, running)
+            _print_status(
+                args, observe_and_plan(args, kept, max_failovers_per_revision=limit), running
+            )
             return exc.exit_code  # the specs given are still invalid: exit 2
         if running is not None and running.revision_in_force is not None:
             print(
@@ -182,20 +187,19 @@ def status_command(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         raise
-    _print_status(args, built, rev, running)
+    _print_status(args, planned, running)
     return errors.EXIT_OK
 
 
-def _print_status(
-    args: argparse.Namespace, built: plan.Plan, rev: str, running: DaemonStatus | None
-) -> None:
+def _print_status(args: argparse.Namespace, planned: Planned, running: DaemonStatus | None) -> None:
     from reconciler.ui import kept_out, report
 
-    built = kept_out.mark_untrusted(built, rev, running)
+    rev, sites = planned.revision, planned.sites
+    built = kept_out.mark_untrusted(planned.built, rev, running)
     if args.output == "json":
-        print(json.dumps(report.status_json(built, rev, running), indent=2))
+        print(json.dumps(report.status_json(built, rev, running, sites), indent=2))
     else:
-        report.print_status(built, rev, daemon=running)
+        report.print_status(built, rev, daemon=running, sites=sites)
 
 
 def in_force_of(

@@ -18,7 +18,7 @@ from reconciler.core.desired import DesiredVM
 from reconciler.engine import execute, status
 from reconciler.fabric import base
 from reconciler.kits import difference
-from reconciler.ui import drill_report
+from reconciler.ui import drill_report, status_table
 
 # What `drctl plan` says changes for a VM: the fields the desired state sets,
 # as the JSON names them, from what the fabric reports to the desired value.
@@ -116,15 +116,20 @@ def _readiness_json(r: plan.Readiness) -> dict[str, Any]:
 
 
 def status_json(
-    built: plan.Plan, revision: str, daemon: status.DaemonStatus | None = None
+    built: plan.Plan,
+    revision: str,
+    daemon: status.DaemonStatus | None = None,
+    sites: Sequence[status_table.SiteState] | None = None,
 ) -> dict[str, Any]:
+    """`drctl status --output json`; `"sites"` null where they were not looked at (the page)."""
     return {
         "converged": built.converged,
         "revision": revision,
-        "vms": [_vm_json(vp) for vp in built.vms],
+        "vms": [{**_vm_json(vp), **status_table.vm_json(vp)} for vp in built.vms],
         "unmanaged": list(built.unmanaged),
         "daemon": daemon.to_json() if daemon is not None else None,
         "drills": drill_report.status_json(built),
+        "sites": status_table.sites_json(sites),
     }
 
 
@@ -282,26 +287,9 @@ def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
         print("  ".join([*cells, row[-1]]).rstrip(), file=out)
 
 
-def observed_text(vp: plan.VMPlan) -> str:
-    """What the fabric reports of `vp`, in brief: `drctl status`'s OBSERVED column."""
-    o = vp.observed
-    if not vp.fabric_observed:
-        return "(unknown: fabric not observed)"
-    if o is None:
-        return "(not in fabric)"
-    if o.power_unknown:
-        # Briefly, where it runs and where it may (`rtm?`): Unknown is never "off".
-        runs = ",".join([*o.running, *(f"{site}?" for site in o.power_unknown)])
-        return f"{o.active_site} {o.replication_text} runs {runs}"
-    return f"{o.active_site} {o.replication_text}"
-
-
-def job_text(vp: plan.VMPlan) -> str:
-    """`vp`'s running job and its progress (`PlannedFailover 40%`), or `-`."""
-    o = vp.observed
-    if o is None or o.job is None or not o.job.running:
-        return "-"
-    return f"{o.job.operation} {o.job.progress:.0%}"
+# The OBSERVED and JOB cells, for the status page too (ui/status_table.py).
+observed_text = status_table.observed_text
+job_text = status_table.job_text
 
 
 def print_daemon(daemon: status.DaemonStatus | None, revision: str, out: TextIO) -> None:
@@ -343,30 +331,20 @@ def print_status(
     revision: str,
     out: TextIO | None = None,
     daemon: status.DaemonStatus | None = None,
+    sites: Sequence[status_table.SiteState] = (),
 ) -> None:
     out = out or sys.stdout  # looked up now: the caller may have redirected it
     print(f"revision {revision}", file=out)
     print_daemon(daemon, revision, out)
-    rows = [["PLAN", "VM", "DESIRED", "OBSERVED", "PHASE", "JOB", "REASON"]]
-    rows += [
-        [
-            vp.plan,
-            vp.name,
-            f"{vp.desired.active_site} {vp.desired.replication_text}",
-            observed_text(vp),
-            str(vp.phase),
-            job_text(vp),
-            vp.reason,
-        ]
-        for vp in built.vms
-    ]
-    _table(rows, out)
+    _table(status_table.rows(built.vms), out)
     if built.unmanaged:
         print(
             f"unmanaged (in the fabric, in no spec; never touched): {', '.join(built.unmanaged)}",
             file=out,
         )
     for line in drill_report.status_lines(built):
+        print(line, file=out)
+    for line in status_table.site_lines(sites):
         print(line, file=out)
     done = sum(vp.converged for vp in built.vms)
     verdict = "converged" if built.converged else "not converged"
