@@ -108,6 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="the directory of spec files (*.yaml, *.yml, read with the directories below it)",
     )
     options.output_arg(status_cmd)
+    status_cmd.add_argument(
+        "--watch",
+        action="store_true",
+        help="look again every --interval seconds: on a terminal the table is redrawn in place, "
+        "elsewhere printed whole each time it changed (json: a document a line); Ctrl-C stops",
+    )
+    status_cmd.add_argument(
+        "--interval",
+        type=_interval,
+        default=2.0,
+        metavar="SECONDS",
+        help="with --watch: seconds between looks (default 2)",
+    )
     options.state_dir_arg(status_cmd)
     status_cmd.set_defaults(handler=planning.status_command)
 
@@ -326,6 +339,16 @@ def _audit(args: argparse.Namespace) -> int:
     else:
         sys.stdout.writelines(audit.text_lines(entries))
     return errors.EXIT_OK
+
+
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text!r}")
+    return value
 
 
 def _metrics_addr(text: str) -> tuple[str, int]:

@@ -9,8 +9,10 @@ FILE` saves what it planned for `drctl apply --plan FILE` (`cli.saved_plan`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import functools
+import io
 import itertools
 import json
 import sys
@@ -147,8 +149,46 @@ def plan_command(args: argparse.Namespace) -> int:
     return errors.EXIT_OK
 
 
-@without_cyclic_gc
 def status_command(args: argparse.Namespace) -> int:
+    if not args.watch:
+        return _status_once(args)
+    from reconciler.ui import live
+
+    # The first look as `drctl status` would: an error of it (a wrong state
+    # dir, a fabric that cannot be opened) ends the command with its code.
+    first = _captured(args)
+    try:
+        look = functools.partial(_status_look, args)
+        live.watch(look, args.interval, first=first, stamped=args.output != "json")
+    except KeyboardInterrupt:
+        return errors.EXIT_OK  # Ctrl-C is how a watch ends
+    return errors.EXIT_OK
+
+
+def _status_look(args: argparse.Namespace) -> str:
+    """A later look of `drctl status --watch`: an error is shown in the view, which goes on
+    (a spec half-edited, a fabric that does not answer for a moment)."""
+    try:
+        return _captured(args)
+    except errors.SpecError as exc:
+        return "".join(f"{problem}\n" for problem in exc.problems)
+    except errors.DrctlError as exc:
+        return f"drctl: {exc}\n"
+
+
+def _captured(args: argparse.Namespace) -> str:
+    """What `drctl status` prints, its stderr first; JSON as a document a line."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        _status_once(args)
+    text = out.getvalue()
+    if args.output == "json":
+        text = json.dumps(json.loads(text)) + "\n"
+    return err.getvalue() + text
+
+
+@without_cyclic_gc
+def _status_once(args: argparse.Namespace) -> int:
     from reconciler.engine import status
 
     running = status.running_daemon(args.state_dir)

@@ -73,7 +73,7 @@ from reconciler.errors import (
 from reconciler.fabric import base
 from reconciler.gitops import revision, signature, watch
 from reconciler.kits import clock as clocks
-from reconciler.ui import status_feed, status_page
+from reconciler.ui import status_feed, status_page, status_table
 
 # The names `drctl run` (cli) has always used.
 OnRevision = progress.OnRevision
@@ -172,7 +172,8 @@ class Daemon:
         self._journal_checked = False  # whether a new journal was checked for a lost one
         self.vitals = probes.Vitals()  # what /healthz and /readyz answer from
         self.feed = status_feed.Feed()  # what the status page shows, after each pass
-        self._planned: tuple[plan.Plan, str] | None = None  # the last plan, and its revision
+        # The last plan, its revision, and each site's connection at that look.
+        self._planned: tuple[plan.Plan, str, tuple[status_table.SiteState, ...]] | None = None
         self._recent: collections.deque[execute.Event] = collections.deque(maxlen=RECENT_ACTIONS)
 
     # --- the loop ------------------------------------------------------------
@@ -299,7 +300,11 @@ class Daemon:
             log.exception("follower pass failed; retrying")  # the same broad catch, following
             return Result(metrics_.RECONCILE_ERROR, min(5.0, self.config.resync))
         self.metrics.update_from_plan(built, fabrics.merge(observed.values()))
-        self._planned = (built, force.revision)
+        self._planned = (
+            built,
+            force.revision,
+            status_table.site_states(observed, force.desired),
+        )
         # Followers look again often: the jobs the leader follows move the VMs.
         return Result(metrics_.RECONCILE_SUCCESS, min(PENDING_POLL, self.config.resync))
 
@@ -420,7 +425,8 @@ class Daemon:
                 revision_made_at=self.in_force.made_at,
             )
             self.progress.after_pass(built, self.in_force, self._executor, self._journal)
-            self._planned = (built, self.in_force.revision)
+            sites = status_table.site_states(self._executor.observed, self.in_force.desired)
+            self._planned = (built, self.in_force.revision, sites)
         except LockLostError:
             raise  # not a failed pass: this daemon must stop acting (`run`)
         except StateDirError as exc:
@@ -693,8 +699,11 @@ class Daemon:
 
     def _publish_page(self, said: status.DaemonStatus) -> None:
         """Hand the status page this pass: references only, rendered when someone looks."""
-        built, rev = self._planned if self._planned is not None else (None, None)
-        self.feed.publish(status_page.Snapshot(said, built, rev, tuple(self._recent)))
+        if self._planned is None:
+            self.feed.publish(status_page.Snapshot(said, recent=tuple(self._recent)))
+            return
+        built, rev, sites = self._planned
+        self.feed.publish(status_page.Snapshot(said, built, rev, tuple(self._recent), sites))
 
     def _write_daemon_file(self, *, running: bool) -> status.DaemonStatus:
         """What `drctl status` shows about a running daemon; returns it."""

@@ -16,7 +16,6 @@ from typing import Any, TextIO, TypeVar
 from reconciler.core import plan, state
 from reconciler.core.desired import DesiredVM
 from reconciler.engine import execute, status
-from reconciler.fabric import base
 from reconciler.kits import difference
 from reconciler.ui import drill_report, status_table
 
@@ -413,66 +412,6 @@ def event_outcome(event: execute.Event) -> str:
             loss = f", {event.data_loss_seconds:.1f}s of writes lost"
         return f"succeeded in {event.seconds or 0:.1f}s{loss}"
     return f"{event.kind}: {event.error}"
-
-
-class Progress:
-    """Apply's progress: plain lines, plus a live line per running job on a terminal."""
-
-    def __init__(self, out: TextIO | None = None) -> None:
-        self.out = out or sys.stdout
-        self.live = self.out.isatty()
-        self._drawn = 0
-        self._phases: dict[tuple[str, str], plan.Phase] = {}
-
-    def event(self, event: execute.Event) -> None:
-        self._erase()
-        stamp = event.at.strftime("%H:%M:%S")
-        what = f"{event.plan}/{event.vm} {event_operation(event)}"
-        print(f"{stamp} {what} {event_outcome(event)}", file=self.out, flush=True)
-
-    def retired(self, fabric: str, retired: base.Retired) -> None:
-        """What became of the object a fabric kept for a plan that left the spec."""
-        self._erase()
-        stamp = datetime.now().astimezone().strftime("%H:%M:%S")
-        verb = "deleted" if retired.deleted else "left in place"
-        print(
-            f"{stamp} plan {retired.plan} left the spec: {retired.name} of fabric {fabric} "
-            f"{verb} ({retired.reason})",
-            file=self.out,
-            flush=True,
-        )
-
-    def step(self, built: plan.Plan) -> None:
-        self._erase()
-        for vp in built.vms:
-            key = (vp.plan, vp.name)
-            if self._phases.get(key) is not vp.phase:
-                # A VM's first phase is news only when it needs a human.
-                if key in self._phases or vp.phase is plan.Phase.BLOCKED:
-                    print(
-                        f"         {vp.plan}/{vp.name}: {vp.phase}: {vp.reason}",
-                        file=self.out,
-                        flush=True,
-                    )
-                self._phases[key] = vp.phase
-        if self.live:
-            lines = [
-                f"  ... {vp.plan}/{vp.name} {vp.observed.job.operation} "
-                f"{vp.observed.job.progress:.0%}"
-                for vp in built.vms
-                if vp.observed is not None
-                and vp.observed.job is not None
-                and vp.observed.job.running
-            ]
-            for line in lines:
-                print(line, file=self.out)
-            self.out.flush()
-            self._drawn = len(lines)
-
-    def _erase(self) -> None:
-        if self.live and self._drawn:
-            self.out.write(f"\x1b[{self._drawn}F\x1b[J")
-            self._drawn = 0
 
 
 def _print_replica(replica: dict[str, Any], in_force: str | None, out: TextIO) -> None:

@@ -89,6 +89,7 @@ class Snapshot:
     built: plan.Plan | None = None  # the plan of the revision in force; None before one is
     revision: str | None = None  # the revision `built` plans
     recent: tuple[event.Event, ...] = ()  # the actions this daemon saw lately, oldest first
+    sites: tuple[status_table.SiteState, ...] | None = None  # each site's connection then
 
 
 def render(snap: Snapshot, refresh: int = REFRESH_SECONDS, max_vm_rows: int = MAX_VM_ROWS) -> bytes:

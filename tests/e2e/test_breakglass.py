@@ -10,16 +10,12 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from e2e.harness import OTHER_PLAN, Site, wait_until
+from e2e.harness import HR_AT_RTM, Site, wait_until
 
 from reconciler.cli import main as cli
 from reconciler.engine import status
 
 pytestmark = pytest.mark.e2e
-
-HR_AT_RTM = OTHER_PLAN.replace(
-    "{activeSite: ams, replication: ams->rtm}", "{activeSite: rtm, replication: rtm->ams}"
-)
 
 
 def phase(site: Site, vm: str) -> str:
