@@ -78,3 +78,17 @@ def test_reconcile_without_a_daemon_says_so_and_signals_nothing(
             assert other.poll() is None  # still running: nothing was signalled
         finally:
             other.kill()
+
+
+def test_retry_of_a_plan_or_vm_the_revision_lacks_is_exit_2_and_nothing_spent_is_exit_0(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = ["--state-dir", str(site.state)]
+    assert cli.main(["retry", str(site.specs), "--plan", "payroll", *state]) == 2
+    assert "--plan payroll: no such plan in the revision in force (plans: finance, hr)" in (
+        capsys.readouterr().err
+    )
+    assert cli.main(["retry", str(site.specs), "--plan", "hr", "--vm", "sql01", *state]) == 2
+    assert "--vm sql01: no such VM in plan hr" in capsys.readouterr().err
+    assert cli.main(["retry", str(site.specs), *state]) == 0
+    assert "nothing to clear" in capsys.readouterr().err
