@@ -73,7 +73,7 @@ from reconciler.errors import (
 from reconciler.fabric import base
 from reconciler.gitops import revision, signature, spec_cache, specdir, watch
 from reconciler.kits import clock as clocks
-from reconciler.ui import status_feed, status_page
+from reconciler.ui import status_feed, status_page, status_table
 
 # The names `drctl run` (cli) has always used.
 OnRevision = progress.OnRevision
@@ -153,6 +153,7 @@ class Daemon:
         self.revision_seen: str | None = None
         self.last_change_at: datetime | None = None
         self._changed = True
+        self._pass_requested = False  # SIGUSR1 came (`request_pass`), not yet said
         self._executor: execute.Executor | None = None
         self._journal: journal_backend.Backend | None = None
         self._lease: flock.Lease | None = None  # the fabric lock, while `run` holds it
@@ -173,7 +174,8 @@ class Daemon:
         self._journal_checked = False  # whether a new journal was checked for a lost one
         self.vitals = probes.Vitals()  # what /healthz and /readyz answer from
         self.feed = status_feed.Feed()  # what the status page shows, after each pass
-        self._planned: tuple[plan.Plan, str] | None = None  # the last plan, and its revision
+        # The last plan, its revision, and each site's connection at that look.
+        self._planned: tuple[plan.Plan, str, tuple[status_table.SiteState, ...]] | None = None
         self._recent: collections.deque[execute.Event] = collections.deque(maxlen=RECENT_ACTIONS)
 
     # --- the loop ------------------------------------------------------------
@@ -300,7 +302,11 @@ class Daemon:
             log.exception("follower pass failed; retrying")  # the same broad catch, following
             return Result(metrics_.RECONCILE_ERROR, min(5.0, self.config.resync))
         self.metrics.update_from_plan(built, fabrics.merge(observed.values()))
-        self._planned = (built, force.revision)
+        self._planned = (
+            built,
+            force.revision,
+            status_table.site_states(observed, force.desired),
+        )
         # Followers look again often: the jobs the leader follows move the VMs.
         return Result(metrics_.RECONCILE_SUCCESS, min(PENDING_POLL, self.config.resync))
 
@@ -322,13 +328,32 @@ class Daemon:
         self.stop.set()
         self.wake.set()
 
+    def request_pass(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
+        """SIGUSR1 (`drctl reconcile`): a pass now, the revision read again, as at a resync.
+
+        Only wakes the loop: a pass under way ends first, and what the pass
+        does is what any pass would.
+        """
+        # Said at the pass, not here: a handler that logs could interleave with a log line
+        # the loop was writing when the signal came.
+        self._pass_requested = True
+        self._changed = True
+        self.wake.set()
+
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGUSR1, self.request_pass)
 
     def reconcile_once(self) -> float:
         """One pass; returns how long the loop may sleep before the next one."""
         started = time.monotonic()
+        if self._pass_requested:
+            self._pass_requested = False
+            log.info(
+                "a pass was requested (SIGUSR1: drctl reconcile)",
+                extra={"event": "pass_requested"},
+            )
         result = self._reconcile()
         if result.outcome is not None:
             self.metrics.record_reconcile(result.outcome, time.monotonic() - started)
@@ -405,7 +430,8 @@ class Daemon:
                 revision_made_at=self.in_force.made_at,
             )
             self.progress.after_pass(built, self.in_force, self._executor, self._journal)
-            self._planned = (built, self.in_force.revision)
+            sites = status_table.site_states(self._executor.observed, self.in_force.desired)
+            self._planned = (built, self.in_force.revision, sites)
         except LockLostError:
             raise  # not a failed pass: this daemon must stop acting (`run`)
         except StateDirError as exc:
@@ -682,8 +708,11 @@ class Daemon:
 
     def _publish_page(self, said: status.DaemonStatus) -> None:
         """Hand the status page this pass: references only, rendered when someone looks."""
-        built, rev = self._planned if self._planned is not None else (None, None)
-        self.feed.publish(status_page.Snapshot(said, built, rev, tuple(self._recent)))
+        if self._planned is None:
+            self.feed.publish(status_page.Snapshot(said, recent=tuple(self._recent)))
+            return
+        built, rev, sites = self._planned
+        self.feed.publish(status_page.Snapshot(said, built, rev, tuple(self._recent), sites))
 
     def _write_daemon_file(self, *, running: bool) -> status.DaemonStatus:
         """What `drctl status` shows about a running daemon; returns it."""
