@@ -189,6 +189,12 @@ class WatchError(DrctlError):
     exit_code = EXIT_RUNTIME
 
 
+class NoDaemonError(DrctlError):
+    """A command that asks a running `drctl run` found none it can ask (`drctl reconcile`)."""
+
+    exit_code = EXIT_RUNTIME
+
+
 class StateDirError(DrctlError):
     """The state dir cannot be used as it is now: drctl acts on nothing it cannot journal."""
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from reconciler.engine import execute
     from reconciler.engine import scope as scopes
     from reconciler.engine.lease.flock import Lease
+    from reconciler.ui import live
 
 
 class _StopOnInterrupt:
@@ -102,7 +103,7 @@ def apply_command(args: argparse.Namespace) -> int:
     from reconciler.engine import execute, fabrics, journal, journal_file, state_check
     from reconciler.gitops import revision
     from reconciler.kits import clock
-    from reconciler.ui import report
+    from reconciler.ui import live
 
     desired = specdir.load_plans(args.specs_dir)
     found = revision.spec_revision(args.specs_dir)
@@ -116,7 +117,7 @@ def apply_command(args: argparse.Namespace) -> int:
     state_check.require_usable(args.state_dir)
     provider = fabrics.open_for(desired, args.state_dir, wall)
     with provider, _lock(args.state_dir, "apply") as lease:
-        progress = report.Progress()
+        progress = live.Progress()
         history = journal.Journal(args.state_dir)
         if history.lost is not None:
             print(f"drctl: warning: {journal_file.lost_warning(history.lost)}", file=sys.stderr)
@@ -140,7 +141,7 @@ def apply_command(args: argparse.Namespace) -> int:
                     f"{errors.shown_path(str(args.specs_dir))} --out "
                     f"{errors.shown_path(str(saved.path))} again and review it"
                 )
-        confirm = None if args.yes or not _on_a_terminal() else _Confirm().ask
+        confirm = None if args.yes or not _on_a_terminal() else _Confirm(progress).ask
         print(f"applying {errors.shown_path(str(args.specs_dir))} at revision {rev}", flush=True)
         stop = _StopOnInterrupt()
         try:
@@ -156,6 +157,7 @@ def apply_command(args: argparse.Namespace) -> int:
                 confirm=confirm,
             )
         except KeyboardInterrupt:
+            progress.close()
             print(
                 "drctl: left while jobs still run in the fabric; run drctl apply again to "
                 "follow them",
@@ -163,6 +165,7 @@ def apply_command(args: argparse.Namespace) -> int:
             )
             return errors.EXIT_NOT_CONVERGED
         finally:
+            progress.close()
             stop.restore()
     return _summarise(outcome)
 
@@ -205,14 +208,16 @@ def _on_a_terminal() -> bool:
 class _Confirm:
     """At a terminal: ask once per plan before its first unplanned failover starts."""
 
-    def __init__(self) -> None:
+    def __init__(self, progress: live.Progress) -> None:
         self._answers: dict[str, bool] = {}
+        self._progress = progress  # its live lines go while the question is asked
 
     def ask(self, action: plan.Action) -> str | None:
         if action.operation is not Operation.UNPLANNED_FAILOVER:
             return None
         answer = self._answers.get(action.plan)
         if answer is None:
+            self._progress.close()
             moved = [action.vm, *(vm for group in action.plan_groups for vm in group)]
             names = ", ".join(dict.fromkeys(moved))
             source = action.source_site or "its site"

@@ -108,6 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="the directory of spec files (*.yaml, *.yml, read with the directories below it)",
     )
     options.output_arg(status_cmd)
+    status_cmd.add_argument(
+        "--watch",
+        action="store_true",
+        help="look again every --interval seconds: on a terminal the table is redrawn in place, "
+        "elsewhere printed whole each time it changed (json: a document a line); Ctrl-C stops",
+    )
+    status_cmd.add_argument(
+        "--interval",
+        type=_interval,
+        default=2.0,
+        metavar="SECONDS",
+        help="with --watch: seconds between looks (default 2)",
+    )
     options.state_dir_arg(status_cmd)
     status_cmd.set_defaults(handler=planning.status_command)
 
@@ -143,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     from reconciler.cli import importing
 
     importing.add_command(commands)
+    from reconciler.cli import breakglass
+
+    breakglass.add_commands(commands)
     from reconciler.cli import completion
 
     completion.add_command(commands, build_parser)
@@ -311,13 +327,28 @@ def _audit(args: argparse.Namespace) -> int:
     since = audit.parse_since(args.since) if args.since else None
     signers = signing.allowed_signers(args.allowed_signers)
     entries = audit.audit_history(
-        args.specs_dir, args.state_dir, vm=args.vm, since=since, allowed_signers=signers
+        args.specs_dir,
+        args.state_dir,
+        vm=args.vm,
+        since=since,
+        allowed_signers=signers,
+        shared=options.shared_journal(args.state_dir),
     )
     if args.output == "json":
         print(json.dumps([entry.to_json() for entry in entries], indent=2))
     else:
         sys.stdout.writelines(audit.text_lines(entries))
     return errors.EXIT_OK
+
+
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text!r}")
+    return value
 
 
 def _metrics_addr(text: str) -> tuple[str, int]:

@@ -9,9 +9,12 @@ FILE` saves what it planned for `drctl apply --plan FILE` (`cli.saved_plan`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import functools
+import io
 import itertools
+import json
 import sys
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, NamedTuple
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
     from reconciler.core.desired import DesiredState
     from reconciler.core.state import Operation
     from reconciler.engine.status import DaemonStatus
+    from reconciler.ui import status_table
 
 Handler = options.Handler
 
@@ -36,6 +40,7 @@ class Planned(NamedTuple):
     built: plan.Plan
     revision: str
     typical: Mapping[Operation, float]  # how long each operation takes on these fabrics
+    sites: tuple[status_table.SiteState, ...] = ()  # each site's connection at this look
 
 
 def observe_and_plan(
@@ -89,7 +94,9 @@ def observe_and_plan(
         max_failovers_per_revision=max_failovers_per_revision,
     )
     typical = fabrics.merge(observed.values()).typical_durations
-    return Planned(built, rev, typical)
+    from reconciler.ui import status_table
+
+    return Planned(built, rev, typical, status_table.site_states(observed, desired))
 
 
 def without_cyclic_gc(handler: Handler) -> Handler:
@@ -121,7 +128,7 @@ def plan_command(args: argparse.Namespace) -> int:
     from reconciler.cli import saved_plan
     from reconciler.ui import report, summary
 
-    built, rev, typical = observe_and_plan(
+    built, rev, typical, _ = observe_and_plan(
         args, max_failovers_per_revision=args.max_failovers_per_revision
     )
     said = summary.lines(built, typical)
@@ -142,17 +149,55 @@ def plan_command(args: argparse.Namespace) -> int:
     return errors.EXIT_OK
 
 
-@without_cyclic_gc
 def status_command(args: argparse.Namespace) -> int:
+    if not args.watch:
+        return _status_once(args)
+    from reconciler.ui import live
+
+    # The first look as `drctl status` would: an error of it (a wrong state
+    # dir, a fabric that cannot be opened) ends the command with its code.
+    first = _captured(args)
+    try:
+        look = functools.partial(_status_look, args)
+        live.watch(look, args.interval, first=first, stamped=args.output != "json")
+    except KeyboardInterrupt:
+        return errors.EXIT_OK  # Ctrl-C is how a watch ends
+    return errors.EXIT_OK
+
+
+def _status_look(args: argparse.Namespace) -> str:
+    """A later look of `drctl status --watch`: an error is shown in the view, which goes on
+    (a spec half-edited, a fabric that does not answer for a moment)."""
+    try:
+        return _captured(args)
+    except errors.SpecError as exc:
+        return "".join(f"{problem}\n" for problem in exc.problems)
+    except errors.DrctlError as exc:
+        return f"drctl: {exc}\n"
+
+
+def _captured(args: argparse.Namespace) -> str:
+    """What `drctl status` prints, its stderr first; JSON as a document a line."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        _status_once(args)
+    text = out.getvalue()
+    if args.output == "json":
+        text = json.dumps(json.loads(text)) + "\n"
+    return err.getvalue() + text
+
+
+@without_cyclic_gc
+def _status_once(args: argparse.Namespace) -> int:
     from reconciler.engine import status
 
     running = status.running_daemon(args.state_dir)
     # Plan as the daemon does: with its --max-failovers-per-revision (the blast radius).
     limit = running.max_failovers_per_revision if running is not None else None
     try:
-        built, rev, _ = observe_and_plan(args, max_failovers_per_revision=limit)
+        planned = observe_and_plan(args, max_failovers_per_revision=limit)
     except errors.SpecError as exc:
-        kept = _in_force_of(running, args.state_dir)
+        kept = in_force_of(running, args.state_dir)
         if running is not None and kept is not None:
             # The newest specs are refused: the VMs of the revision in force are what
             # the daemon acts on, so they are shown, never hidden behind the error
@@ -165,8 +210,9 @@ def status_command(args: argparse.Namespace) -> int:
                 "force, shown below",
                 file=sys.stderr,
             )
-            built, rev, _ = observe_and_plan(args, kept, max_failovers_per_revision=limit)
-            _print_status(args, built, rev, running)
+            _print_status(
+                args, observe_and_plan(args, kept, max_failovers_per_revision=limit), running
+            )
             return exc.exit_code  # the specs given are still invalid: exit 2
         if running is not None and running.revision_in_force is not None:
             print(
@@ -181,23 +227,22 @@ def status_command(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         raise
-    _print_status(args, built, rev, running)
+    _print_status(args, planned, running)
     return errors.EXIT_OK
 
 
-def _print_status(
-    args: argparse.Namespace, built: plan.Plan, rev: str, running: DaemonStatus | None
-) -> None:
+def _print_status(args: argparse.Namespace, planned: Planned, running: DaemonStatus | None) -> None:
     from reconciler.ui import kept_out, report
 
-    built = kept_out.mark_untrusted(built, rev, running)
+    rev, sites = planned.revision, planned.sites
+    built = kept_out.mark_untrusted(planned.built, rev, running)
     if args.output == "json":
-        write_lines(report.status_json_lines(built, rev, running))
+        write_lines(report.status_json_lines(built, rev, running, sites))
     else:
-        report.print_status(built, rev, daemon=running)
+        report.print_status(built, rev, daemon=running, sites=sites)
 
 
-def _in_force_of(
+def in_force_of(
     running: DaemonStatus | None, state_dir: Path
 ) -> tuple[DesiredState, str, datetime.datetime | None] | None:
     """The desired state a running daemon keeps in force (its copy in the state dir)."""

@@ -23,7 +23,7 @@ from reconciler.core.desired import DesiredState, PlanSpec
 from reconciler.daemon.logs import log
 from reconciler.engine import state_dir as layout
 from reconciler.errors import SpecError, SpecProblem
-from reconciler.gitops import specdir
+from reconciler.gitops import spec_cache, specdir
 
 
 @dataclasses.dataclass
@@ -46,15 +46,16 @@ class InForce:
 _QUOTED = 200
 
 
-def load(specs_dir: Path) -> DesiredState:
+def load(specs_dir: Path, cache: spec_cache.SpecCache | None = None) -> DesiredState:
     """The desired state in `specs_dir`; `SpecError` for whatever is wrong with it.
 
     The daemon's boundary for reading a revision: an error the loader did not
     expect (a byte its reader chokes on, a name it cannot print) makes the
-    revision invalid, like a schema error, and the one in force stays.
+    revision invalid, like a schema error, and the one in force stays. With
+    `cache` (the loop's), only the files changed since its last load are parsed.
     """
     try:
-        return specdir.load_specs(specs_dir)
+        return specdir.load_specs(specs_dir) if cache is None else cache.load(specs_dir)
     except SpecError:
         raise
     except Exception as exc:  # whatever a revision holds must not end the daemon

@@ -71,9 +71,9 @@ from reconciler.errors import (
     WatchError,
 )
 from reconciler.fabric import base
-from reconciler.gitops import revision, signature, watch
+from reconciler.gitops import revision, signature, spec_cache, specdir, watch
 from reconciler.kits import clock as clocks
-from reconciler.ui import status_feed, status_page
+from reconciler.ui import status_feed, status_page, status_table
 
 # The names `drctl run` (cli) has always used.
 OnRevision = progress.OnRevision
@@ -139,6 +139,8 @@ class Daemon:
         self.wake = threading.Event()
         self.in_force: in_force.InForce | None = None
         self.spec_error: SpecError | None = None
+        # Each spec file's validated documents by content: a commit re-parses only its files.
+        self.specs = spec_cache.SpecCache()
         self.gate = admit.Gate()  # refuses a revision that would orphan moves in flight
         self.adoption = adoption.Adoption(config.state_dir) if config.adopt_safely else None
         # Keeps out a revision whose commits are not signed as required (None: not required).
@@ -151,6 +153,7 @@ class Daemon:
         self.revision_seen: str | None = None
         self.last_change_at: datetime | None = None
         self._changed = True
+        self._pass_requested = False  # SIGUSR1 came (`request_pass`), not yet said
         self._executor: execute.Executor | None = None
         self._journal: journal_backend.Backend | None = None
         self._lease: flock.Lease | None = None  # the fabric lock, while `run` holds it
@@ -171,7 +174,8 @@ class Daemon:
         self._journal_checked = False  # whether a new journal was checked for a lost one
         self.vitals = probes.Vitals()  # what /healthz and /readyz answer from
         self.feed = status_feed.Feed()  # what the status page shows, after each pass
-        self._planned: tuple[plan.Plan, str] | None = None  # the last plan, and its revision
+        # The last plan, its revision, and each site's connection at that look.
+        self._planned: tuple[plan.Plan, str, tuple[status_table.SiteState, ...]] | None = None
         self._recent: collections.deque[execute.Event] = collections.deque(maxlen=RECENT_ACTIONS)
 
     # --- the loop ------------------------------------------------------------
@@ -298,7 +302,11 @@ class Daemon:
             log.exception("follower pass failed; retrying")  # the same broad catch, following
             return Result(metrics_.RECONCILE_ERROR, min(5.0, self.config.resync))
         self.metrics.update_from_plan(built, fabrics.merge(observed.values()))
-        self._planned = (built, force.revision)
+        self._planned = (
+            built,
+            force.revision,
+            status_table.site_states(observed, force.desired),
+        )
         # Followers look again often: the jobs the leader follows move the VMs.
         return Result(metrics_.RECONCILE_SUCCESS, min(PENDING_POLL, self.config.resync))
 
@@ -320,13 +328,32 @@ class Daemon:
         self.stop.set()
         self.wake.set()
 
+    def request_pass(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
+        """SIGUSR1 (`drctl reconcile`): a pass now, the revision read again, as at a resync.
+
+        Only wakes the loop: a pass under way ends first, and what the pass
+        does is what any pass would.
+        """
+        # Said at the pass, not here: a handler that logs could interleave with a log line
+        # the loop was writing when the signal came.
+        self._pass_requested = True
+        self._changed = True
+        self.wake.set()
+
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGUSR1, self.request_pass)
 
     def reconcile_once(self) -> float:
         """One pass; returns how long the loop may sleep before the next one."""
         started = time.monotonic()
+        if self._pass_requested:
+            self._pass_requested = False
+            log.info(
+                "a pass was requested (SIGUSR1: drctl reconcile)",
+                extra={"event": "pass_requested"},
+            )
         result = self._reconcile()
         if result.outcome is not None:
             self.metrics.record_reconcile(result.outcome, time.monotonic() - started)
@@ -360,6 +387,9 @@ class Daemon:
 
     def readyz(self) -> tuple[int, str]:
         """/readyz: a revision in force, the state dir usable, a fabric answering."""
+        if not self.vitals.started:
+            # Before the first pass (the lock, or a state dir it cannot make): live.
+            self.vitals.state_problem = self.health.problem
         return probes.readyz(self.vitals)
 
     def _reconcile(self) -> Result:
@@ -400,7 +430,8 @@ class Daemon:
                 revision_made_at=self.in_force.made_at,
             )
             self.progress.after_pass(built, self.in_force, self._executor, self._journal)
-            self._planned = (built, self.in_force.revision)
+            sites = status_table.site_states(self._executor.observed, self.in_force.desired)
+            self._planned = (built, self.in_force.revision, sites)
         except LockLostError:
             raise  # not a failed pass: this daemon must stop acting (`run`)
         except StateDirError as exc:
@@ -489,7 +520,11 @@ class Daemon:
         self.revision_seen = rev.id
         trusted = self.trust is None or self.trust.judge(rev, self.in_force)
         try:
-            desired = in_force.load(self.config.specs_dir)
+            desired = in_force.load(self.config.specs_dir, self.specs)
+            if self.in_force is None:
+                # Nothing to act on yet: an empty or wrong directory is not a revision to
+                # put in force (with one in force, `daemon.change` refuses it, saying so).
+                specdir.require_plans(self.config.specs_dir, desired)
         except SpecError as exc:
             self.gate.refused = None
             self._reject(rev.id, exc)
@@ -673,8 +708,11 @@ class Daemon:
 
     def _publish_page(self, said: status.DaemonStatus) -> None:
         """Hand the status page this pass: references only, rendered when someone looks."""
-        built, rev = self._planned if self._planned is not None else (None, None)
-        self.feed.publish(status_page.Snapshot(said, built, rev, tuple(self._recent)))
+        if self._planned is None:
+            self.feed.publish(status_page.Snapshot(said, recent=tuple(self._recent)))
+            return
+        built, rev, sites = self._planned
+        self.feed.publish(status_page.Snapshot(said, built, rev, tuple(self._recent), sites))
 
     def _write_daemon_file(self, *, running: bool) -> status.DaemonStatus:
         """What `drctl status` shows about a running daemon; returns it."""

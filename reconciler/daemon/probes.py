@@ -56,6 +56,8 @@ def healthz(vitals: Vitals, now: float, stalled_after: float) -> tuple[int, str]
 
 def readyz(vitals: Vitals) -> tuple[int, str]:
     """Readiness: a revision in force, the state dir usable, some fabric answering."""
+    if not vitals.started and vitals.state_problem is not None:
+        return UNAVAILABLE, f"not ready: cannot use the state dir: {vitals.state_problem}"
     if not vitals.started:
         return UNAVAILABLE, (
             "not ready: waiting for the fabric lock, which another drctl on this state dir "

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import re
 import sqlite3
 import time
@@ -43,7 +44,7 @@ from typing import Any
 from reconciler.core import plan
 from reconciler.core.desired import EMBEDDED_FABRIC
 from reconciler.core.state import Operation
-from reconciler.engine import drill_record, journal_file
+from reconciler.engine import drill_record, intervention, journal_file
 from reconciler.engine import state_dir as layout
 from reconciler.errors import StateWriteError
 from reconciler.fabric.base import Step
@@ -92,6 +93,12 @@ CREATE TABLE IF NOT EXISTS steps (
     at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS steps_fabric ON steps (fabric, id);
+CREATE TABLE IF NOT EXISTS interventions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    at TEXT NOT NULL,
+    doc TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS drills (
     plan TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -452,6 +459,37 @@ class Journal:
         return [drill_record.from_text(doc) for (doc,) in rows]
 
     @journal_file.translating
+    def record_intervention(self, record: intervention.Intervention) -> intervention.Intervention:
+        """Keep a break-glass record (engine/intervention.py); the record as kept.
+
+        A retry clears through the newest action now, but for those of its VMs
+        still open: found in the same transaction as the write, so an action
+        recorded after it is never cleared.
+        """
+        with self._write() as db:
+            (through,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM actions").fetchone()
+            names = sorted({vm for _, vm, _ in record.vms})
+            marks = ", ".join("?" * len(names))
+            still_open = db.execute(
+                f"SELECT id FROM actions WHERE vm IN ({marks}) AND result IN (?, ?, ?)",  # noqa: S608
+                (*names, *_OPEN),
+            ).fetchall()
+            kept = dataclasses.replace(
+                record, through=int(through), still_open=frozenset(i for (i,) in still_open)
+            )
+            db.execute(
+                "INSERT INTO interventions (kind, at, doc) VALUES (?, ?, ?)",
+                (kept.kind, kept.at.isoformat(), kept.to_text()),
+            )
+        return kept
+
+    @journal_file.translating
+    def interventions(self) -> list[intervention.Intervention]:
+        """Every break-glass record, oldest first."""
+        rows = self._db.execute("SELECT doc FROM interventions ORDER BY id").fetchall()
+        return [intervention.Intervention.from_json(json.loads(doc)) for (doc,) in rows]
+
+    @journal_file.translating
     def convergences(self) -> dict[tuple[str, str], datetime]:
         """When each VM first converged under each revision: (revision, vm) -> time."""
         rows = self._db.execute("SELECT revision, vm, converged_at FROM convergences").fetchall()
@@ -559,13 +597,15 @@ class Journal:
         consecutive failures of one step. A deferred call (a transient error)
         counts none; it backs off by `backoff` of the deferrals in a row, or
         as long as the fabric asked, and after a failure the later retry wins.
+        The actions a `drctl retry` of this revision cleared count nothing.
         """
         rows = self._db.execute(
-            "SELECT vm, operation, result, error, finished_at, retry_after FROM actions "
+            "SELECT id, vm, operation, result, error, finished_at, retry_after FROM actions "
             "WHERE revision = ? AND result IN (?, ?, ?) ORDER BY id",
             (revision, FAILED, SUCCEEDED, DEFERRED),
         ).fetchall()
-        return tally_attempts(rows, backoff)
+        kept = intervention.cleared(rows, self.interventions(), revision)
+        return tally_attempts((row[1:] for row in kept), backoff)
 
 
 def tally_attempts(

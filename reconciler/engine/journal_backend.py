@@ -18,7 +18,7 @@ from typing import Protocol
 from reconciler.core import plan
 from reconciler.core.desired import EMBEDDED_FABRIC
 from reconciler.core.state import Operation
-from reconciler.engine import journal_file
+from reconciler.engine import intervention, journal_file
 from reconciler.engine.journal import Entry
 from reconciler.fabric.base import Step
 
@@ -69,6 +69,12 @@ class Backend(Protocol):
     def record_drill(self, record: plan.DrillRecord) -> None: ...
 
     def drills(self) -> list[plan.DrillRecord]: ...
+
+    def record_intervention(
+        self, record: intervention.Intervention
+    ) -> intervention.Intervention: ...
+
+    def interventions(self) -> list[intervention.Intervention]: ...
 
     def record_step(self, fabric: str, step: Step) -> None: ...
 

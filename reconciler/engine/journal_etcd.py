@@ -14,6 +14,9 @@ Keys, each a JSON document:
     <prefix>/journal/d/<plan>/<drill id>  one drill of a plan (engine/drill_record.py)
     <prefix>/journal/s/<fabric>/<uuid>    one step of a job a provider runs itself (Hyper-V),
                                           before its call; ordered by create revision
+    <prefix>/journal/i/<uuid>             a break-glass record (engine/intervention.py): written
+                                          unfenced by `drctl retry`/`reconcile`, which lead
+                                          nothing; read from etcd at each `attempts`
 
 An action's `Entry.id` is the etcd revision that created its key: it grows
 with every write, so journal order is id order, as in SQLite. Every write
@@ -35,6 +38,7 @@ since audit reads them all.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -44,7 +48,7 @@ from typing import Any
 from reconciler.core import plan
 from reconciler.core.desired import EMBEDDED_FABRIC
 from reconciler.core.state import Operation
-from reconciler.engine import drill_record, journal, journal_file
+from reconciler.engine import drill_record, intervention, journal, journal_file
 from reconciler.engine import etcd_gateway as gateway_
 from reconciler.engine.lease import etcd as election_
 from reconciler.errors import EtcdUnavailableError, JournalBusyError, LeadershipLostError
@@ -249,12 +253,42 @@ class EtcdJournal:
             if revision is None or r["revision"] == revision
         ]
 
+    def record_intervention(self, record: intervention.Intervention) -> intervention.Intervention:
+        """Keep a break-glass record, unfenced: a person's command holds no lease.
+
+        It starts nothing; the leader reads it at its next `attempts`. A retry
+        clears through the newest action etcd holds now (read just before),
+        but for those of its VMs still open: an intent recorded after that
+        read has a later create revision, so it is never cleared.
+        """
+        self.refresh()
+        names = {vm for _, vm, _ in record.vms}
+        kept = dataclasses.replace(
+            record,
+            through=max(self._rows, default=0),
+            still_open=frozenset(
+                i for i, r in self._rows.items() if r["vm"] in names and r["result"] in journal.OPEN
+            ),
+        )
+        key = f"{self._root}/i/{uuid.uuid4().hex}"
+        self._call(lambda: self._gateway.txn([], [gateway_.put_op(key, kept.to_text())], []))
+        return kept
+
+    def interventions(self) -> list[intervention.Intervention]:
+        # From etcd each time: the leader does not refresh, and these come from elsewhere.
+        found = self._call(lambda: self._gateway.range_prefix(f"{self._root}/i/"))
+        ordered = sorted(found, key=lambda kv: int(kv["create_revision"]))
+        return [
+            intervention.Intervention.from_json(json.loads(gateway_.value_of(kv))) for kv in ordered
+        ]
+
     def attempts(
         self, revision: str, backoff: Callable[[int], float]
     ) -> dict[tuple[str, Operation], plan.Attempts]:
         counted = (journal.FAILED, journal.SUCCEEDED, journal.DEFERRED)
         rows = (
             (
+                i,
                 r["vm"],
                 r["operation"],
                 r["result"],
@@ -262,10 +296,11 @@ class EtcdJournal:
                 r.get("finished_at"),
                 r.get("retry_after"),
             )
-            for _, r in self._ordered()
+            for i, r in self._ordered()
             if r["revision"] == revision and r["result"] in counted
         )
-        return journal.tally_attempts(rows, backoff)
+        kept = intervention.cleared(rows, self.interventions(), revision)
+        return journal.tally_attempts((row[1:] for row in kept), backoff)
 
     # --- beyond the seam ------------------------------------------------------
 

@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 from reconciler import errors
 from reconciler.core import spec
 from reconciler.core.desired import DesiredVM, PlanSpec
-from reconciler.engine import journal
+from reconciler.engine import intervention, journal, journal_backend
 from reconciler.engine import state_dir as layout
 from reconciler.gitops import git, history, signature, specdir
 from reconciler.kits import difference, gcpause
@@ -94,6 +94,9 @@ class AuditEntry:
     invalid: list[str] | None = None  # `file:line: message` when the commit's specs are invalid
     # Who signed the commit, with which key: for the revisions that moved VMs only.
     signed: signature.Signature | None = None
+    # Break-glass under this revision (engine/intervention.py): a retry per VM, a
+    # reconcile request on the entry of the commit itself (plan and vm None).
+    interventions: list[intervention.Intervention] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The entry as `drctl audit --output json` prints it."""
@@ -111,6 +114,8 @@ class AuditEntry:
         }
         if self.invalid is not None:
             doc["invalid"] = self.invalid
+        if self.interventions:  # only where some were made, as `invalid`
+            doc["interventions"] = [_intervention_json(i, self.vm) for i in self.interventions]
         return doc
 
 
@@ -132,6 +137,7 @@ def audit_history(
     vm: str | None = None,
     since: datetime | None = None,
     allowed_signers: Path | None = None,
+    shared: journal_backend.Backend | None = None,
 ) -> list[AuditEntry]:
     """The audit of `specs_dir`'s history, oldest commit first.
 
@@ -141,7 +147,8 @@ def audit_history(
     from the last valid revision before it. Each revision that moved VMs (a
     VM's desired site changed, or drctl acted under it) says who signed it
     (SSH signatures checked against `allowed_signers`). Raises `UsageError`
-    when `specs_dir` is not in a git work tree.
+    when `specs_dir` is not in a git work tree. `shared`: the journal in
+    etcd of a `--lock` replica, read instead of the state dir's.
     """
     repo = history.open_repo(specs_dir)
     tip = history.head(repo)
@@ -150,7 +157,7 @@ def audit_history(
     commits = history.spec_commits(repo, tip, since)
     if not commits:
         return []
-    records = _Records.read(state_dir)
+    records = _Records.read(state_dir, shared)
     mapped = _revisions_by_commit(repo, tip, since, commits, records)
     specs = _Specs(repo, specs_dir)
     cursor = _Cursor(specs)
@@ -200,6 +207,9 @@ def text_lines(entries: list[AuditEntry]) -> Iterator[str]:
             yield "  invalid, nothing changes (the last valid revision stays in force):\n"
             yield from (f"    {problem}\n" for problem in entry.invalid)
             continue
+        if entry.vm is None:  # the revision's own break-glass: reconcile requests
+            yield from (f"  {line}\n" for i in entry.interventions for line in i.lines())
+            continue
         yield f"  {entry.plan}/{entry.vm}\n"
         values = entry.change.values()
         added = bool(values) and all(old is None for old, _ in values)
@@ -213,7 +223,7 @@ def text_lines(entries: list[AuditEntry]) -> Iterator[str]:
         else:
             for name, (old, new) in entry.change.items():
                 yield f"    {name}: {json.dumps(old)} -> {json.dumps(new)}\n"
-        yield from (f"    {_action_text(action)}\n" for action in entry.actions)
+        yield from (f"    {line}\n" for line in _acted_lines(entry))
         if entry.converged_at is not None:
             yield f"    converged at {_iso(entry.converged_at)}\n"
         elif not removed:
@@ -379,25 +389,16 @@ def _replay(
     for commit in commits:
         problems, changes = cursor.step(commit)
         if problems:
-            entries.append(
-                AuditEntry(
-                    commit.sha,
-                    commit.author,
-                    commit.date,
-                    commit.subject,
-                    None,
-                    None,
-                    {},
-                    invalid=problems,
-                )
-            )
+            entries.append(_commit_entry(commit, invalid=problems))
             continue
         revisions = [commit.sha, *mapped.get(commit.sha, [])]
         acted = records.actions_under(revisions)
+        broke = [i for i in records.interventions if i.revision in revisions]
+        retried = {vm: plan for i in broke if i.kind == intervention.RETRY for plan, vm, _ in i.vms}
         found: list[AuditEntry] = []
-        for name in changes.keys() | acted.keys():
+        for name in changes.keys() | acted.keys() | retried.keys():
             change = changes.get(name, {})
-            plan, actions = acted.get(name, (None, []))
+            plan, actions = acted.get(name, (retried.get(name), []))
             state = cursor.valid.get(name)
             if state is not None:
                 plan = state.plan
@@ -406,17 +407,40 @@ def _replay(
             entry = AuditEntry(
                 commit.sha, commit.author, commit.date, commit.subject, plan, name, change, actions
             )
+            entry.interventions = [i for i in broke if any(vm == name for _, vm, _ in i.vms)]
             if change:
                 window[name] = [entry]
             else:
                 window.setdefault(name, []).append(entry)
             found.append(entry)
+        asked = [i for i in broke if i.kind == intervention.RECONCILE]
+        if asked:
+            found.append(_commit_entry(commit, interventions=asked))
         entries.extend(sorted(found, key=lambda e: (e.plan or "", e.vm or "")))
         for name, at in records.convergences_under(revisions).items():
             for entry in window.get(name, []):
                 if entry.converged_at is None or at < entry.converged_at:
                     entry.converged_at = at
     return entries
+
+
+def _commit_entry(
+    commit: history.Commit,
+    invalid: list[str] | None = None,
+    interventions: list[intervention.Intervention] | None = None,
+) -> AuditEntry:
+    """The entry of a commit itself (no VM): its problems, or the reconciles asked under it."""
+    return AuditEntry(
+        commit.sha,
+        commit.author,
+        commit.date,
+        commit.subject,
+        None,
+        None,
+        {},
+        invalid=invalid,
+        interventions=interventions or [],
+    )
 
 
 def _scoped_consent(vm: DesiredVM) -> str | None:
@@ -519,16 +543,24 @@ class _Records:
     # revision -> VM -> (plan, [(journal id, action as JSON)])
     actions: dict[str, dict[str, tuple[str, list[tuple[int, dict[str, Any]]]]]]
     converged: dict[str, dict[str, datetime]]  # revision -> VM -> first converged
+    interventions: list[intervention.Intervention] = field(default_factory=list)
 
     @classmethod
-    def read(cls, state_dir: Path | None) -> _Records:
+    def read(
+        cls, state_dir: Path | None, shared: journal_backend.Backend | None = None
+    ) -> _Records:
         records = cls({}, {})
+        db: journal_backend.Backend
+        if shared is not None:
+            db = shared
         # Never create a journal: an audit only reads.
-        if state_dir is None or not layout.journal_path(state_dir).is_file():
+        elif state_dir is None or not layout.journal_path(state_dir).is_file():
             return records
-        db = journal.Journal(state_dir, writer=False)
+        else:
+            db = journal.Journal(state_dir, writer=False)
         try:
             entries, convergences = db.entries(), db.convergences()
+            records.interventions = db.interventions()
         finally:
             db.close()
         for e in entries:
@@ -539,7 +571,8 @@ class _Records:
         return records
 
     def revisions(self) -> set[str]:
-        return self.actions.keys() | self.converged.keys()
+        broke = {i.revision for i in self.interventions if i.revision is not None}
+        return self.actions.keys() | self.converged.keys() | broke
 
     def actions_under(self, revisions: list[str]) -> dict[str, tuple[str, list[dict[str, Any]]]]:
         """VM -> (plan, actions in journal order) recorded under any of `revisions`."""
@@ -574,6 +607,30 @@ def _action_json(e: journal.Entry) -> dict[str, Any]:
         "dataLossSeconds": e.data_loss_seconds,
         "jobId": e.job_id,
     }
+
+
+def _acted_lines(entry: AuditEntry) -> Iterator[str]:
+    """The VM's actions, each retry of it in its place among them (before what it started)."""
+    pending = sorted(entry.interventions, key=lambda i: i.at)
+    for action in entry.actions:
+        started = action["startedAt"] or action["finishedAt"]
+        while pending and started is not None and datetime.fromisoformat(started) > pending[0].at:
+            yield from pending.pop(0).lines(entry.vm)
+        yield _action_text(action)
+    for record in pending:
+        yield from record.lines(entry.vm)
+
+
+def _intervention_json(record: intervention.Intervention, vm: str | None) -> dict[str, Any]:
+    """A break-glass record as an audit entry shows it: a retry only as it cleared `vm`."""
+    doc: dict[str, Any] = {"kind": record.kind, "by": record.by, "host": record.host}
+    doc["at"] = record.at.isoformat()
+    if record.kind == intervention.RETRY:
+        spent = next((dict(s) for _, name, s in record.vms if name == vm), {})
+        doc["clearedAttempts"] = spent
+    else:
+        doc["detail"] = record.detail
+    return doc
 
 
 def _action_text(action: Mapping[str, Any]) -> str:

@@ -73,10 +73,19 @@ def load_plans(directory: Path) -> DesiredState:
     never "converged". The daemon keeps its own rule (`daemon.change`).
     """
     desired = load_specs(directory)
+    require_plans(directory, desired)
+    return desired
+
+
+def require_plans(directory: Path, desired: DesiredState) -> None:
+    """A SpecError naming what was searched when `desired` holds no RecoveryPlan nor Fabric.
+
+    `load_plans` asks it, and the daemon for the first revision it would put in force.
+    """
     if desired.plans or desired.fabrics:
         # A declared Fabric and no plan is the right directory with its last plan
         # retired (`apply` then deletes what drctl kept for it in the fabric).
-        return desired
+        return
     files = spec_files(directory)
     if not files:
         searched = "no spec file (*.yaml or *.yml, in it or below it; hidden paths skipped)"
@@ -207,6 +216,12 @@ _NOT_REGULAR = "not a regular file (a FIFO, a socket or a device): remove it"
 
 def read_spec(file: Path) -> str | SpecProblem:
     """The text of spec file `file`, or why it cannot be read."""
+    data = read_spec_bytes(file)
+    return data if isinstance(data, SpecProblem) else decode_spec(str(file), data)
+
+
+def read_spec_bytes(file: Path) -> bytes | SpecProblem:
+    """The bytes of spec file `file` (at most MAX_FILE_BYTES), or why it cannot be read."""
     try:
         # O_NONBLOCK: a FIFO put in the file's place since it was listed must
         # not block the pass; it is then refused as not a regular file.
@@ -225,7 +240,7 @@ def read_spec(file: Path) -> str | SpecProblem:
             return SpecProblem(str(file), 1, f"cannot read the file: {_file_why(exc)}")
     if len(data) > MAX_FILE_BYTES:
         return SpecProblem(str(file), 1, _too_large(len(data)))
-    return decode_spec(str(file), data)
+    return data
 
 
 def decode_spec(name: str, data: bytes) -> str | SpecProblem:

@@ -16,9 +16,8 @@ from typing import Any, TextIO, TypeVar
 from reconciler.core import plan, state
 from reconciler.core.desired import DesiredVM
 from reconciler.engine import execute, status
-from reconciler.fabric import base
 from reconciler.kits import difference
-from reconciler.ui import drill_report
+from reconciler.ui import drill_report, status_table
 
 # What `drctl plan` says changes for a VM: the fields the desired state sets,
 # as the JSON names them, from what the fabric reports to the desired value.
@@ -116,20 +115,28 @@ def _readiness_json(r: plan.Readiness) -> dict[str, Any]:
 
 
 def status_json(
-    built: plan.Plan, revision: str, daemon: status.DaemonStatus | None = None
+    built: plan.Plan,
+    revision: str,
+    daemon: status.DaemonStatus | None = None,
+    sites: Sequence[status_table.SiteState] | None = None,
 ) -> dict[str, Any]:
+    """`drctl status --output json`; `"sites"` null where they were not looked at (the page)."""
     return {
         "converged": built.converged,
         "revision": revision,
-        "vms": [_vm_json(vp) for vp in built.vms],
+        "vms": [{**_vm_json(vp), **status_table.vm_json(vp)} for vp in built.vms],
         "unmanaged": list(built.unmanaged),
         "daemon": daemon.to_json() if daemon is not None else None,
         "drills": drill_report.status_json(built),
+        "sites": status_table.sites_json(sites),
     }
 
 
 def status_json_lines(
-    built: plan.Plan, revision: str, daemon: status.DaemonStatus | None = None
+    built: plan.Plan,
+    revision: str,
+    daemon: status.DaemonStatus | None = None,
+    sites: Sequence[status_table.SiteState] | None = None,
 ) -> Iterator[str]:
     """`status_json` as the text `drctl status --output json` prints: one VM a line.
 
@@ -142,7 +149,8 @@ def status_json_lines(
     yield from _list_lines("vms", (shared.status_vm(vp) for vp in built.vms))
     yield f' "unmanaged": {json.dumps(list(built.unmanaged))},\n'
     yield f' "daemon": {json.dumps(daemon.to_json() if daemon is not None else None)},\n'
-    yield f' "drills": {json.dumps(drill_report.status_json(built))}}}\n'
+    yield f' "drills": {json.dumps(drill_report.status_json(built))},\n'
+    yield f' "sites": {json.dumps(status_table.sites_json(sites))}}}\n'
 
 
 def _action_json(order: int, action: plan.Action) -> dict[str, Any]:
@@ -224,6 +232,7 @@ class _SharedParts:
         self._observed: dict[tuple[Any, ...] | None, str] = {}
         self._readiness: dict[plan.Readiness, str] = {}
         self._rest: dict[tuple[Any, ...], str] = {}
+        self._added: dict[tuple[Any, ...], str] = {}
 
     def plan_vm(self, vp: plan.VMPlan) -> str:
         """One entry of `plan_json`'s vms, as JSON text."""
@@ -263,8 +272,26 @@ class _SharedParts:
         rest_key = (desired, observed, vp.placed, vp.protected, vp.phase, vp.reason)
         rest = self._rest.get(rest_key)
         if rest is None:
-            rest = _keep(self._rest, rest_key, _vm_rest(vp, desired, observed) + "}")
-        return f'{{"plan": {_string(vp.plan)}, "name": {_string(vp.name)}, {rest}'
+            rest = _keep(self._rest, rest_key, _vm_rest(vp, desired, observed))
+        # What `drctl status` adds (where it runs, what it waits for, its next
+        # step), keyed by everything `status_table.vm_json` reads: the name
+        # only where a Blocked VM's next step may name it (its action, which
+        # names it too, makes the key of a VM with one its own).
+        o = vp.observed
+        added_key = (
+            vp.placed,
+            vp.protected,
+            vp.phase,
+            vp.reason,
+            vp.action,
+            vp.fabric_observed,
+            None if o is None else (o.job, o.running, o.power_unknown),
+            vp.name if vp.phase is plan.Phase.BLOCKED else None,
+        )
+        added = self._added.get(added_key)
+        if added is None:
+            added = _keep(self._added, added_key, json.dumps(status_table.vm_json(vp))[1:])
+        return f'{{"plan": {_string(vp.plan)}, "name": {_string(vp.name)}, {rest}, {added}'
 
     def _desired_observed(self, vp: plan.VMPlan) -> tuple[str, str]:
         """The JSON text of the VM's desired and observed parts."""
@@ -319,26 +346,9 @@ def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
         print("  ".join([*cells, row[-1]]).rstrip(), file=out)
 
 
-def observed_text(vp: plan.VMPlan) -> str:
-    """What the fabric reports of `vp`, in brief: `drctl status`'s OBSERVED column."""
-    o = vp.observed
-    if not vp.fabric_observed:
-        return "(unknown: fabric not observed)"
-    if o is None:
-        return "(not in fabric)"
-    if o.power_unknown:
-        # Briefly, where it runs and where it may (`rtm?`): Unknown is never "off".
-        runs = ",".join([*o.running, *(f"{site}?" for site in o.power_unknown)])
-        return f"{o.active_site} {o.replication_text} runs {runs}"
-    return f"{o.active_site} {o.replication_text}"
-
-
-def job_text(vp: plan.VMPlan) -> str:
-    """`vp`'s running job and its progress (`PlannedFailover 40%`), or `-`."""
-    o = vp.observed
-    if o is None or o.job is None or not o.job.running:
-        return "-"
-    return f"{o.job.operation} {o.job.progress:.0%}"
+# The OBSERVED and JOB cells, for the status page too (ui/status_table.py).
+observed_text = status_table.observed_text
+job_text = status_table.job_text
 
 
 def print_daemon(daemon: status.DaemonStatus | None, revision: str, out: TextIO) -> None:
@@ -380,30 +390,20 @@ def print_status(
     revision: str,
     out: TextIO | None = None,
     daemon: status.DaemonStatus | None = None,
+    sites: Sequence[status_table.SiteState] = (),
 ) -> None:
     out = out or sys.stdout  # looked up now: the caller may have redirected it
     print(f"revision {revision}", file=out)
     print_daemon(daemon, revision, out)
-    rows = [["PLAN", "VM", "DESIRED", "OBSERVED", "PHASE", "JOB", "REASON"]]
-    rows += [
-        [
-            vp.plan,
-            vp.name,
-            f"{vp.desired.active_site} {vp.desired.replication_text}",
-            observed_text(vp),
-            str(vp.phase),
-            job_text(vp),
-            vp.reason,
-        ]
-        for vp in built.vms
-    ]
-    _table(rows, out)
+    _table(status_table.rows(built.vms), out)
     if built.unmanaged:
         print(
             f"unmanaged (in the fabric, in no spec; never touched): {', '.join(built.unmanaged)}",
             file=out,
         )
     for line in drill_report.status_lines(built):
+        print(line, file=out)
+    for line in status_table.site_lines(sites):
         print(line, file=out)
     done = sum(vp.converged for vp in built.vms)
     verdict = "converged" if built.converged else "not converged"
@@ -472,66 +472,6 @@ def event_outcome(event: execute.Event) -> str:
             loss = f", {event.data_loss_seconds:.1f}s of writes lost"
         return f"succeeded in {event.seconds or 0:.1f}s{loss}"
     return f"{event.kind}: {event.error}"
-
-
-class Progress:
-    """Apply's progress: plain lines, plus a live line per running job on a terminal."""
-
-    def __init__(self, out: TextIO | None = None) -> None:
-        self.out = out or sys.stdout
-        self.live = self.out.isatty()
-        self._drawn = 0
-        self._phases: dict[tuple[str, str], plan.Phase] = {}
-
-    def event(self, event: execute.Event) -> None:
-        self._erase()
-        stamp = event.at.strftime("%H:%M:%S")
-        what = f"{event.plan}/{event.vm} {event_operation(event)}"
-        print(f"{stamp} {what} {event_outcome(event)}", file=self.out, flush=True)
-
-    def retired(self, fabric: str, retired: base.Retired) -> None:
-        """What became of the object a fabric kept for a plan that left the spec."""
-        self._erase()
-        stamp = datetime.now().astimezone().strftime("%H:%M:%S")
-        verb = "deleted" if retired.deleted else "left in place"
-        print(
-            f"{stamp} plan {retired.plan} left the spec: {retired.name} of fabric {fabric} "
-            f"{verb} ({retired.reason})",
-            file=self.out,
-            flush=True,
-        )
-
-    def step(self, built: plan.Plan) -> None:
-        self._erase()
-        for vp in built.vms:
-            key = (vp.plan, vp.name)
-            if self._phases.get(key) is not vp.phase:
-                # A VM's first phase is news only when it needs a human.
-                if key in self._phases or vp.phase is plan.Phase.BLOCKED:
-                    print(
-                        f"         {vp.plan}/{vp.name}: {vp.phase}: {vp.reason}",
-                        file=self.out,
-                        flush=True,
-                    )
-                self._phases[key] = vp.phase
-        if self.live:
-            lines = [
-                f"  ... {vp.plan}/{vp.name} {vp.observed.job.operation} "
-                f"{vp.observed.job.progress:.0%}"
-                for vp in built.vms
-                if vp.observed is not None
-                and vp.observed.job is not None
-                and vp.observed.job.running
-            ]
-            for line in lines:
-                print(line, file=self.out)
-            self.out.flush()
-            self._drawn = len(lines)
-
-    def _erase(self) -> None:
-        if self.live and self._drawn:
-            self.out.write(f"\x1b[{self._drawn}F\x1b[J")
-            self._drawn = 0
 
 
 def _print_replica(replica: dict[str, Any], in_force: str | None, out: TextIO) -> None:

@@ -54,8 +54,8 @@ def render_document(snap: status_page.Snapshot) -> endpoint.Reply:
         return endpoint.Reply(503, text.encode(), endpoint.TEXT, JSON_HEADERS)
     # The text `drctl status --output json` prints: a VM a line, the parts
     # many VMs share encoded once (bench/status_page_scale.py).
-    text = "".join(report.status_json_lines(snap.built, snap.revision, snap.daemon))
-    return endpoint.Reply(200, text.encode(), JSON, JSON_HEADERS)
+    lines = report.status_json_lines(snap.built, snap.revision, snap.daemon, snap.sites)
+    return endpoint.Reply(200, "".join(lines).encode(), JSON, JSON_HEADERS)
 
 
 def render_html(snap: status_page.Snapshot) -> endpoint.Reply:

@@ -28,7 +28,7 @@ from datetime import datetime
 
 from reconciler.core import plan
 from reconciler.engine import event, status
-from reconciler.ui import drill_report, report
+from reconciler.ui import drill_report, report, status_table
 
 REFRESH_SECONDS = 2
 # A page of a few thousand rows is what a browser still draws at once; beyond,
@@ -89,6 +89,7 @@ class Snapshot:
     built: plan.Plan | None = None  # the plan of the revision in force; None before one is
     revision: str | None = None  # the revision `built` plans
     recent: tuple[event.Event, ...] = ()  # the actions this daemon saw lately, oldest first
+    sites: tuple[status_table.SiteState, ...] | None = None  # each site's connection then
 
 
 def render(snap: Snapshot, refresh: int = REFRESH_SECONDS, max_vm_rows: int = MAX_VM_ROWS) -> bytes:
@@ -248,7 +249,8 @@ def _vm_row(vp: plan.VMPlan) -> str:
         f'<tr class="vm {kind}"><td>{_e(vp.plan)}</td><td>{_e(vp.name)}</td>'
         f'<td class="site">{_e(desired)}</td><td class="site">{_e(report.observed_text(vp))}</td>'
         f'<td class="phase k">{_e(phase)}</td><td class="job">{_job_cell(vp)}</td>'
-        f'<td class="waits">{_e(waits_text(vp))}</td><td class="reason">{_e(vp.reason)}</td></tr>'
+        f'<td class="waits">{_e(status_table.waits_text(vp))}</td>'
+        f'<td class="reason">{_e(vp.reason)}</td></tr>'
     )
 
 
@@ -261,29 +263,6 @@ def _job_cell(vp: plan.VMPlan) -> str:
         f'<progress max="100" value="{percent}">{percent}%</progress> '
         f"{_e(report.job_text(vp))} <code>{_e(o.job.id)}</code>"
     )
-
-
-def waits_text(vp: plan.VMPlan) -> str:
-    """What a VM waits for, in words (`plan.waits_for`); empty when it is converged."""
-    wait = plan.waits_for(vp)
-    action = vp.action
-    if wait is None:
-        return ""
-    if wait is plan.Wait.PERSON:
-        return "a person: see the reason"
-    if wait is plan.Wait.JOB:
-        return "its job in the fabric to end"
-    if wait is plan.Wait.FABRIC:
-        return "the site or fabric to answer, or the sync to finish"
-    if action is None:
-        return "-"
-    where = f" -> {action.target_site}" if action.target_site else ""
-    if wait is plan.Wait.TURN:
-        return f"its turn to start {action.operation}{where} (maxParallel, settle time)"
-    said = f"{action.operation}{where} after {', '.join(action.waiting_for) or 'other steps'}"
-    if action.retry_at is not None:
-        said += f" (not before {action.retry_at.strftime('%H:%M:%S %Z')})"
-    return said
 
 
 def _recent_section(recent: tuple[event.Event, ...]) -> Iterator[str]:

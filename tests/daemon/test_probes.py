@@ -53,6 +53,14 @@ def test_readiness_says_what_it_waits_for(vitals: probes.Vitals, said: str) -> N
     assert probes.readyz(vitals) == (503, said)
 
 
+def test_a_state_dir_it_cannot_use_before_the_lock_is_said_not_the_lock() -> None:
+    stuck = probes.Vitals(state_problem="cannot make the state dir /proc/nope: No such file")
+    assert probes.readyz(stuck) == (
+        503,
+        "not ready: cannot use the state dir: cannot make the state dir /proc/nope: No such file",
+    )
+
+
 def test_a_standby_replica_is_ready_it_serves_its_own_observation() -> None:
     standby = probes.Vitals(started=True, revision_in_force="abc", role="standby replica")
     assert probes.readyz(standby) == (200, "ready: revision abc in force, as standby replica")

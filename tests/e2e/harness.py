@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pty
 import resource
+import select
 import signal
 import socket
 import subprocess
@@ -52,6 +54,11 @@ spec:
   vms:
     - name: hr-web
 """
+
+# The hr plan moved to rtm: one VM (hr-web) fails over.
+HR_AT_RTM = OTHER_PLAN.replace(
+    "{activeSite: ams, replication: ams->rtm}", "{activeSite: rtm, replication: rtm->ams}"
+)
 
 TIMINGS = {
     "plannedFailover": 0.5,
@@ -325,3 +332,39 @@ def git_note(site: Site, sha: str) -> str:
         check=False,
     )
     return done.stdout if done.returncode == 0 else ""
+
+
+# A step of `on_a_terminal`: once the screen so far satisfies the test, the act, given the
+# child's pid and the terminal's fd (to type at it).
+TerminalStep = tuple[Callable[[str], bool], Callable[[int, int], object]]
+
+
+def on_a_terminal(
+    args: list[str], steps: list[TerminalStep], timeout: float = 60
+) -> tuple[int, str]:
+    """`drctl ARGS` on a real pseudo-terminal (200 columns), doing each step in turn; the
+    exit code and everything the terminal received. Killed at `timeout`."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: drctl on the terminal
+        os.environ["COLUMNS"] = "200"
+        os.execv(sys.executable, [sys.executable, "-m", "reconciler", *args])  # noqa: S606
+    seen = b""
+    pending = list(steps)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break  # the child left: its end of the terminal closed
+            if not chunk:
+                break
+            seen += chunk
+        if pending and pending[0][0](seen.decode(errors="replace")):
+            pending.pop(0)[1](pid, fd)
+    else:
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), seen.decode(errors="replace")

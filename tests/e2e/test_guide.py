@@ -53,10 +53,10 @@ class Step:
         return [q.replace('\\"', '"') for q in quoted]
 
 
-def guide_steps(readme: str) -> list[Step]:
-    """The commands of the `sh` blocks under the guide's heading, with their comments
-    (a line holding only a comment goes on with the comment of the command above it)."""
-    section = readme.split(HEADING + "\n", 1)[1].split("\n## ", 1)[0]
+def guide_steps(readme: str, heading: str = HEADING) -> list[Step]:
+    """The commands of the `sh` blocks under `heading`, with their comments (a line
+    holding only a comment goes on with the comment of the command above it)."""
+    section = readme.split(heading + "\n", 1)[1].split("\n## ", 1)[0]
     steps: list[Step] = []
     for block in re.findall(r"^```sh\n(.*?)^```$", section, flags=re.MULTILINE | re.DOTALL):
         for line in block.splitlines():

@@ -111,7 +111,7 @@ def test_drctl_apply_fails_over_unplanned_to_an_older_recovery_snapshot_with_con
             f"commitAfterSeconds: 0, allowDataLoss: {{from: ams, until: '{until}'}}}}",
         )
     )
-    done = driver.apply("--timeout", driver.seconds(4))
+    done = driver.apply("--timeout", driver.seconds(7))
     vms = driver.vms()
     assert {vm["observed"]["activeSite"] for vm in vms.values()} == {"rtm"}, done.stderr
     failovers = {(c.vm, c.command) for c in driver.hosts.calls if c.host == rtm}

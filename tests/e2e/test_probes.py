@@ -41,3 +41,22 @@ def test_a_daemon_without_its_fabric_is_alive_but_not_ready(site: Site) -> None:
     assert "run drctl fabric init INVENTORY.yaml first" in said[1]
     assert probe(site.metrics_port, "/healthz")[0] == 200
     assert site.daemon is not None and site.daemon.poll() is None
+
+
+def test_a_daemon_on_an_empty_specs_directory_is_not_ready_and_says_what_it_searched(
+    site: Site,
+) -> None:
+    for name in ("finance.yaml", "hr.yaml"):
+        (site.specs / name).unlink()  # a wrong or empty directory on the first start
+    site.start()
+    said = wait_until(
+        "/readyz to say the directory holds no plan",
+        lambda: (
+            (r := probe(site.metrics_port, "/readyz"))[0] == 503 and "no RecoveryPlan" in r[1] and r
+        ),
+    )
+    assert said[1].startswith(
+        f"not ready: no valid revision in force: {site.specs}: the spec directory holds no "
+        "RecoveryPlan: searched no spec file"
+    )
+    assert site.metric("drctl_spec_valid") == 0

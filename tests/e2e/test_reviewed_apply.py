@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from e2e import harness
 from e2e.harness import three_tier
 from e2e.test_apply import Drctl
 
@@ -139,28 +137,13 @@ def test_a_saved_plan_holds_an_operation_it_did_not_show() -> None:
 
 def at_a_terminal(args: list[str], answer: str | None, timeout: float = 60) -> tuple[int, str]:
     """Run drctl on a real pseudo-terminal; type `answer` at its question (None: never asked)."""
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: drctl on the terminal
-        os.execv(sys.executable, [sys.executable, "-m", "reconciler", *args])  # noqa: S606
-    seen = b""
-    asked = False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break  # the child left: its end of the terminal closed
-            if not chunk:
-                break
-            seen += chunk
-        if answer is not None and not asked and b"Type yes to go on:" in seen:
-            os.write(fd, answer.encode() + b"\n")
-            asked = True
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    return os.waitstatus_to_exitcode(status), seen.decode(errors="replace")
+    if answer is None:
+        return harness.on_a_terminal(args, [], timeout)
+    question = (
+        lambda seen: "Type yes to go on:" in seen,
+        lambda _pid, fd: os.write(fd, answer.encode() + b"\n"),
+    )
+    return harness.on_a_terminal(args, [question], timeout)
 
 
 def outage(drctl: Drctl) -> list[str]:

@@ -68,7 +68,11 @@ def test_an_unsigned_failover_moves_nothing_until_it_is_signed(site: Site, keys:
         timeout=60,
     )
     assert site.metric("drctl_spec_revision_trusted") == 1
-    assert json.loads((site.state / "daemon.json").read_text())["revisionUntrusted"] is None
+    # daemon.json is written after the pass's metrics: wait for it, never race it.
+    wait_until(
+        "daemon.json without an untrusted revision",
+        lambda: json.loads((site.state / "daemon.json").read_text())["revisionUntrusted"] is None,
+    )
 
     audit = site.drctl("audit", str(site.specs), "--allowed-signers", str(keys.allowed))
     block = audit.stdout.split(signed[:12], 1)[1]

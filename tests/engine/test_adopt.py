@@ -29,7 +29,7 @@ from reconciler.engine import state_dir as layout
 from reconciler.fabric import base
 from reconciler.fabric.sim import provider as sim
 from reconciler.kits.clock import VirtualClock
-from reconciler.ui import report
+from reconciler.ui import live
 
 REV = "rev1"
 STOP = Operation.STOP_VM
@@ -87,7 +87,7 @@ class Site:
         self.desired = desired(want("sql01", "rtm"))
         self.events: list[execute.Event] = []
         self.out = io.StringIO()  # what `drctl apply` prints
-        self.progress = report.Progress(self.out)
+        self.progress = live.Progress(self.out)
 
     def _provider(self, inner: sim.SimFabric) -> base.Provider:
         return inner if self.intent_ids else fabrics.WithoutIntentIds(inner)
@@ -106,7 +106,7 @@ class Site:
 
     def restart(self) -> execute.Executor:
         """A new drctl on the same state dir, printing what `drctl apply` prints."""
-        self.progress = progress = report.Progress(self.out)
+        self.progress = progress = live.Progress(self.out)
 
         def on_event(event: execute.Event) -> None:
             self.events.append(event)

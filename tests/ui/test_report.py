@@ -12,7 +12,7 @@ from reconciler.core import plan
 from reconciler.core.desired import Group
 from reconciler.core.state import Health, Operation, ProtectionState
 from reconciler.engine import status
-from reconciler.ui import report
+from reconciler.ui import report, status_table
 
 OPS = frozenset({Operation.PLANNED_FAILOVER, Operation.STOP_VM, Operation.DISABLE_REPLICATION})
 
@@ -102,11 +102,13 @@ DAEMON = status.DaemonStatus(
 
 def test_status_json_text_is_the_status_json_document_with_its_key_order() -> None:
     built = _mixed_plan()
-    for daemon in (None, DAEMON):
-        text = "".join(report.status_json_lines(built, "abc123", daemon))
-        expected = report.status_json(built, "abc123", daemon)
+    sites = (status_table.SiteState("sim", "ams", "connected"),)
+    for daemon, seen in ((None, None), (DAEMON, sites)):
+        text = "".join(report.status_json_lines(built, "abc123", daemon, seen))
+        expected = report.status_json(built, "abc123", daemon, seen)
         assert json.dumps(json.loads(text)) == json.dumps(expected)
     assert expected["daemon"] is not None and expected["unmanaged"] == ["legacy01"]
+    assert expected["sites"] and any(vm["action"] for vm in expected["vms"])
 
 
 def test_status_json_text_puts_each_vm_on_its_own_line() -> None:
@@ -130,6 +132,7 @@ def test_status_json_text_of_an_empty_plan_is_valid_json() -> None:
         "unmanaged": [],
         "daemon": None,
         "drills": [],
+        "sites": None,
     }
 
 

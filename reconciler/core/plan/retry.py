@@ -36,8 +36,8 @@ def with_attempts(
         reason = (
             f"{down if decided.reason.startswith(down) else ''}"
             f"{action.operation} failed {tried.failures} times for this revision: "
-            f"{tried.last_error}; fix the cause in the fabric, then commit a spec "
-            "change (a new revision) to try again"
+            f"{tried.last_error}; fix the cause in the fabric, then `drctl retry --vm "
+            f"{action.vm}` (or commit a spec change, a new revision) to try again"
         )
         return dataclasses.replace(decided, phase=Phase.BLOCKED, reason=reason, action=None)
     if tried.retry_at is not None and tried.retry_at > now:

@@ -4,7 +4,10 @@
 returns a `DesiredState` of frozen values (`core.desired`) with the defaults,
 policies and fabrics resolved; or raises `SpecError` listing every problem as
 `file:line: what to change`. `load_text` and `combine` do the same one file at
-a time (the audit validates files out of git history and caches them).
+a time (the audit validates files out of git history and caches them);
+`load_file` and `combine_files` split `load_files` at the file, so that the
+daemon keeps each file's result while its content is unchanged
+(`gitops.spec_cache`) and runs only the rules that span files on every load.
 Pure: reading the files is `gitops.specdir`'s, which the CLI and the daemon
 call; so is pausing the garbage collector around a large load.
 
@@ -17,6 +20,7 @@ with PyYAML's node API to turn a document path into a line.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,9 +48,13 @@ __all__ = [
     "FABRIC_KIND",
     "KIND",
     "SITE_NAME",
+    "FileSpecs",
+    "Names",
     "combine",
+    "combine_files",
     "invalid_name",
     "is_name",
+    "load_file",
     "load_files",
     "load_text",
     "parse_replication",
@@ -61,38 +69,139 @@ def load_files(texts: Mapping[Path, str], unreadable: Sequence[SpecProblem] = ()
     directory invalid as any other problem.
     What is valid but risky comes back located in `DesiredState.warnings`.
     """
-    issues: list[Issue] = []
-    plans: list[PlanSpec] = []
-    fabrics: list[FabricSpec] = []
-    warned: list[_Loaded] = []
-    for file, text in texts.items():
-        loaded = _load_text(file, text, issues)
-        plans.extend(loaded.plans)
-        fabrics.extend(loaded.fabrics)
-        if loaded.warnings:
-            warned.append(loaded)
-    issues.extend(resolve.check_unique_across_plans(plans))
-    resolved, fabric_issues = resolve.resolve_fabrics(plans, fabrics)
+    return combine_files([load_file(file, text) for file, text in texts.items()], unreadable)
+
+
+def load_file(file: Path, text: str) -> FileSpecs:
+    """What the text of spec file `file` holds on its own, validated; never raises.
+
+    Depends on nothing but `file` and `text`: `gitops.spec_cache` keeps it
+    while the file's content is unchanged, and `combine_files` makes the
+    directory of such files what `load_files` would have made of their texts.
+    """
+    loaded = FileSpecs(file, text)
+    docs = parse.documents(file, text, loaded.issues)
+    if docs is None:
+        return loaded
+    for index, doc in enumerate(docs):
+        if doc is None:
+            continue
+        if isinstance(doc, dict) and doc.get("kind") == FABRIC_KIND:
+            fabric = _load_fabric(file, index, doc, loaded.issues, loaded.warnings)
+            if fabric is not None:
+                loaded.fabrics.append(fabric)
+            continue
+        plan = _load_plan(file, index, doc, loaded.issues, loaded.warnings)
+        if plan is not None:
+            loaded.plans.append(plan)
+    if loaded.warnings:
+        loaded.docs = docs
+    loaded.items = {id(plan): resolve.asr_items(plan) for plan in loaded.plans}
+    return loaded
+
+
+def combine_files(
+    files: Sequence[FileSpecs],
+    unreadable: Sequence[SpecProblem] = (),
+    names: Names | None = None,
+) -> DesiredState:
+    """The directory of spec files `files` (from `load_file`, in the directory's order).
+
+    The rules that span files run here, on what each file resolved to: a plan
+    or VM name in two plans, fabric names, which fabric each plan runs on.
+    Raises `SpecError` with every problem, in- and cross-file, located as
+    `load_files` locates them. `names`, when given, counts the names of
+    exactly `files`. Changes nothing of `files` but what it keeps in them.
+    """
+    issues = [issue for loaded in files for issue in loaded.issues]
+    plans = [plan for loaded in files for plan in loaded.plans]
+    fabrics = [fabric for loaded in files for fabric in loaded.fabrics]
+    texts = {loaded.file: loaded.text for loaded in files}
+    if names is None or not names.unique():
+        issues.extend(resolve.check_unique_across_plans(plans))
+    kept = _Kept(files)
+    resolved, fabric_issues = resolve.resolve_fabrics(
+        plans, fabrics, kept.with_fabric, kept.items_of
+    )
     issues.extend(fabric_issues)
     if issues or unreadable:
         raise SpecError([*unreadable, *locate.locate_all(issues, texts)])
     across, quiet = azure.check_plans(resolved, fabrics)
-    if quiet:
-        for loaded in warned:
-            loaded.warnings = [w for w in loaded.warnings if (w.file, w.doc, w.path) not in quiet]
     # Located only now, and only in the files that have any: a valid spec
     # without warnings costs nothing here.
     warnings = [
         warning
-        for loaded in warned
+        for loaded in files
         if loaded.warnings
-        for warning in locate.locate_warnings(loaded.warnings, texts[loaded.file], loaded.docs)
+        for warning in locate.locate_warnings(
+            [w for w in loaded.warnings if (w.file, w.doc, w.path) not in quiet],
+            loaded.text,
+            loaded.docs,
+        )
     ]
     # Rare (a plan of a Hyper-V-to-Azure fabric asking what Azure lacks): the node tree.
     warnings.extend(locate.locate_all(across, texts) if across else [])
     return DesiredState(
         plans=tuple(resolved), fabrics=tuple(fabrics), warnings=tuple(sorted(warnings))
     )
+
+
+class _Kept:
+    """What `resolve_fabrics` asks of each plan, kept by the plan's file: a file unchanged
+    since the last load gives the very same plan objects again, and its VMs are not walked."""
+
+    def __init__(self, files: Sequence[FileSpecs]) -> None:
+        self._owner = {id(plan): loaded for loaded in files for plan in loaded.plans}
+
+    def with_fabric(self, plan: PlanSpec, name: str) -> PlanSpec:
+        kept = self._owner[id(plan)].resolved
+        key = (id(plan), name)
+        found = kept.get(key)
+        if found is None:
+            found = kept[key] = dataclasses.replace(plan, fabric=name)
+        return found
+
+    def items_of(self, plan: PlanSpec) -> tuple[int, ...]:
+        return self._owner[id(plan)].items[id(plan)]
+
+
+class Names:
+    """How often each plan name and VM name is declared in the files added and not removed.
+
+    Kept up to date file by file (`gitops.spec_cache`), it tells `combine_files`
+    without a walk of every VM that no name is declared twice, the usual case;
+    otherwise the names are checked as `load_files` checks them, for the same messages.
+    """
+
+    def __init__(self) -> None:
+        self._plans: dict[str, int] = {}
+        self._vms: dict[str, int] = {}
+        self._twice = 0  # names declared more than once
+
+    def add(self, loaded: FileSpecs) -> None:
+        for plan in loaded.plans:
+            self._count(self._plans, plan.name, 1)
+            for vm in plan.vms:
+                self._count(self._vms, vm.name, 1)
+
+    def remove(self, loaded: FileSpecs) -> None:
+        for plan in loaded.plans:
+            self._count(self._plans, plan.name, -1)
+            for vm in plan.vms:
+                self._count(self._vms, vm.name, -1)
+
+    def unique(self) -> bool:
+        """Whether every plan name and every VM name is declared once."""
+        return self._twice == 0
+
+    def _count(self, counts: dict[str, int], name: str, step: int) -> None:
+        was = counts.get(name, 0)
+        now = was + step
+        if now:
+            counts[name] = now
+        else:
+            del counts[name]
+        self._twice += (now > 1) - (was > 1)
 
 
 def load_text(name: str, text: str) -> list[PlanSpec]:
@@ -102,12 +211,11 @@ def load_text(name: str, text: str) -> list[PlanSpec]:
     Rules that span files (a plan or VM name in two files) are `combine`'s.
     Warnings are `load_files`'s: the audit validates, it does not advise.
     """
-    file = Path(name)
-    issues: list[Issue] = []
-    plans = _load_text(file, text, issues).plans
+    loaded = load_file(Path(name), text)
+    plans, issues = loaded.plans, list(loaded.issues)
     issues.extend(resolve.check_unique_across_plans(plans))
     if issues:
-        raise SpecError(locate.locate_all(issues, {file: text}))
+        raise SpecError(locate.locate_all(issues, {loaded.file: text}))
     return plans
 
 
@@ -123,35 +231,24 @@ def combine(plans: Sequence[PlanSpec], texts: Mapping[str, str]) -> DesiredState
 
 
 @dataclass
-class _Loaded:
-    """What one file's text resolved to; its documents are kept only to locate warnings."""
+class FileSpecs:
+    """What one spec file's text resolved to on its own (`load_file`).
+
+    `issues` are its own problems, not located yet; its documents are kept
+    only to locate its warnings. `items` are the entries of each plan (by
+    its id) that name an asrItem; `resolved` keeps each plan with the fabric
+    `combine_files` resolved it to, by the plan's id and the fabric's name.
+    """
 
     file: Path
+    text: str
     plans: list[PlanSpec] = field(default_factory=list)
     fabrics: list[FabricSpec] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
     warnings: list[Issue] = field(default_factory=list)
     docs: list[Any] = field(default_factory=list)
-
-
-def _load_text(file: Path, text: str, issues: list[Issue]) -> _Loaded:
-    loaded = _Loaded(file)
-    docs = parse.documents(file, text, issues)
-    if docs is None:
-        return loaded
-    for index, doc in enumerate(docs):
-        if doc is None:
-            continue
-        if isinstance(doc, dict) and doc.get("kind") == FABRIC_KIND:
-            fabric = _load_fabric(file, index, doc, issues, loaded.warnings)
-            if fabric is not None:
-                loaded.fabrics.append(fabric)
-            continue
-        plan = _load_plan(file, index, doc, issues, loaded.warnings)
-        if plan is not None:
-            loaded.plans.append(plan)
-    if loaded.warnings:
-        loaded.docs = docs
-    return loaded
+    items: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    resolved: dict[tuple[int, str], PlanSpec] = field(default_factory=dict)
 
 
 def _load_plan(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import graphlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -503,7 +503,8 @@ def check_unique_across_plans(plans: Sequence[PlanSpec]) -> list[Issue]:
             continue
         plan_at[plan.name] = plan
         fresh = dict.fromkeys((vm.name for vm in plan.vms), plan)
-        if len(fresh) == len(plan.vms) and fresh.keys().isdisjoint(vm_at):
+        # Two views: isdisjoint walks the smaller (with a dict it walks the dict, every time).
+        if len(fresh) == len(plan.vms) and fresh.keys().isdisjoint(vm_at.keys()):
             vm_at.update(fresh)  # the usual case: no name clashes, checked as sets
             continue
         # A plan resolves only when every entry is valid, so the index of a
@@ -525,8 +526,26 @@ def check_unique_across_plans(plans: Sequence[PlanSpec]) -> list[Issue]:
     return issues
 
 
+# How `resolve_fabrics` makes a plan that runs on the fabric named (by default a copy).
+WithFabric = Callable[[PlanSpec, str], PlanSpec]
+# Which entries of a plan name an `asrItem` (by default looked for in its VMs).
+ItemsOf = Callable[[PlanSpec], Sequence[int]]
+
+
+def _copy_with_fabric(plan: PlanSpec, name: str) -> PlanSpec:
+    return dataclasses.replace(plan, fabric=name)
+
+
+def asr_items(plan: PlanSpec) -> tuple[int, ...]:
+    """The entries of `plan` that name an `asrItem` (a resolved VM's index is its entry's)."""
+    return tuple(i for i, vm in enumerate(plan.vms) if vm.vm_id is not None)
+
+
 def resolve_fabrics(
-    plans: Sequence[PlanSpec], fabrics: Sequence[FabricSpec]
+    plans: Sequence[PlanSpec],
+    fabrics: Sequence[FabricSpec],
+    with_fabric: WithFabric = _copy_with_fabric,
+    items_of: ItemsOf = asr_items,
 ) -> tuple[list[PlanSpec], list[Issue]]:
     """Each plan with the fabric it runs on, and what is wrong with the fabrics named.
 
@@ -594,7 +613,7 @@ def resolve_fabrics(
                 )
             )
             continue
-        issues.extend(_asr_items_problems(plan, found))
+        issues.extend(_asr_items_problems(plan, found, items_of(plan)))
         if found is not None:
             for i, site in enumerate(plan.sites):
                 if site not in found.sites:
@@ -608,13 +627,15 @@ def resolve_fabrics(
                             f"{found.file} or use one of those",
                         )
                     )
-        resolved.append(plan if plan.fabric == name else dataclasses.replace(plan, fabric=name))
+        resolved.append(plan if plan.fabric == name else with_fabric(plan, name))
     return resolved, issues
 
 
-def _asr_items_problems(plan: PlanSpec, fabric: FabricSpec | None) -> list[Issue]:
+def _asr_items_problems(
+    plan: PlanSpec, fabric: FabricSpec | None, items: Sequence[int]
+) -> list[Issue]:
     """`asrItem` on the VMs of a plan that runs on no ASR fabric: it would pick nothing."""
-    if fabric is not None and fabric.kind == "asr":
+    if not items or (fabric is not None and fabric.kind == "asr"):
         return []
     runs_on = (
         "the embedded simulator (the specs declare no Fabric)"
@@ -629,7 +650,5 @@ def _asr_items_problems(plan: PlanSpec, fabric: FabricSpec | None) -> list[Issue
             "asrItem names a protected item of an Azure Site Recovery vault, but plan "
             f"'{plan.name}' runs on {runs_on}, whose VMs are known by name only: remove asrItem",
         )
-        # A plan without problems has one DesiredVM per entry, in order.
-        for i, vm in enumerate(plan.vms)
-        if vm.vm_id is not None
+        for i in items
     ]
