@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/sim_scale.py
 	$(BIN)/python bench/metrics_scale.py
 	$(BIN)/python bench/status_page_scale.py
+	$(BIN)/python bench/status_scale.py
 	$(BIN)/python bench/audit_scale.py
 	$(BIN)/python bench/reaction.py
 	$(BIN)/python bench/kill.py

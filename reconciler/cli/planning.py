@@ -237,7 +237,7 @@ def _print_status(args: argparse.Namespace, planned: Planned, running: DaemonSta
     rev, sites = planned.revision, planned.sites
     built = kept_out.mark_untrusted(planned.built, rev, running)
     if args.output == "json":
-        print(json.dumps(report.status_json(built, rev, running, sites), indent=2))
+        write_lines(report.status_json_lines(built, rev, running, sites))
     else:
         report.print_status(built, rev, daemon=running, sites=sites)
 

@@ -18,8 +18,9 @@ down, so everything a client can make it hold is bounded:
   cannot begin an HTTP/1.x request line (HTTP/0.9, TLS, garbage) get 400
   at once; the answer, waiting for the exposition and writing it, has
   `answer_timeout`. One request per connection (`Connection: close`).
-- memory: a head over 8 KiB gets 431; the body is written in 64 KiB pieces
-  of one shared bytes object, each once the last is drained, so a client
+- memory: a head over 8 KiB gets 431; the body is written in pieces of at
+  most 64 KiB of shared bytes objects (the exposition comes as a list of
+  them, `engine/vm_series.py`), each once the last is drained, so a client
   that reads slowly holds a piece of it, not a copy.
 
 Off the reconcile path: the endpoint runs on its own thread (an asyncio
@@ -48,7 +49,7 @@ import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 log = logging.getLogger("drctl")
 
@@ -132,6 +133,9 @@ class Reply:
     headers: tuple[str, ...] = ()
 
 
+# What `produce` makes for /metrics: the body, whole or as pieces written one after another.
+Body = bytes | Sequence[bytes]
+
 # A page beside /metrics: a line of text (HTTP status, text), a whole Reply, or the
 # future of a Reply that a worker thread makes (the status page, made like the
 # exposition: off this thread, shared by the requests that wait for it). Called on
@@ -147,7 +151,7 @@ class Endpoint:
         self,
         host: str,
         port: int,
-        produce: Callable[[], bytes],
+        produce: Callable[[], Body],
         content_type: str,
         *,
         max_connections: int | None = None,
@@ -168,9 +172,9 @@ class Endpoint:
         self._tasks: set[asyncio.Task[None]] = set()
         self._accept_failing = False
         self._next_answer_at = 0.0  # loop time at which the next answer may start
-        self._made: bytes | None = None
+        self._made: tuple[bytes, ...] | None = None
         self._fresh_until = 0.0
-        self._making: asyncio.Future[bytes | None] | None = None
+        self._making: asyncio.Future[tuple[bytes, ...] | None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         started = threading.Event()
@@ -292,7 +296,8 @@ class Endpoint:
             conn.answering = True
             async with asyncio.timeout(self.answer_timeout):
                 head, body, head_only = await self._answer(request)
-                await self._pace(len(head) + (0 if head_only else len(body)))
+                size = len(body) if isinstance(body, bytes) else sum(map(len, body))
+                await self._pace(len(head) + (0 if head_only else size))
                 await self._send(writer, head, body, head_only)
         except (OSError, TimeoutError):
             pass  # gone or too slow: closed below, whatever it was
@@ -305,7 +310,7 @@ class Endpoint:
             else:
                 writer.close()
 
-    async def _answer(self, request: tuple[str, str] | _Refusal) -> tuple[bytes, bytes, bool]:
+    async def _answer(self, request: tuple[str, str] | _Refusal) -> tuple[bytes, Body, bool]:
         if isinstance(request, _Refusal):
             return _plain(request.status, request.text, request.headers)
         method, path = request
@@ -332,9 +337,10 @@ class Endpoint:
         body = await self._exposition()
         if body is None:
             return _plain(500, "drctl could not make the metrics: see its log")
-        return _head(200, self._content_type, len(body)), body, method == "HEAD"
+        length = sum(map(len, body))
+        return _head(200, self._content_type, length), body, method == "HEAD"
 
-    async def _exposition(self) -> bytes | None:
+    async def _exposition(self) -> tuple[bytes, ...] | None:
         """The exposition, made on a worker thread and shared by every scrape waiting for it.
 
         None when making it failed (the worker logged why).
@@ -343,7 +349,7 @@ class Endpoint:
             return self._made
         if self._making is None:
             loop = asyncio.get_running_loop()
-            making: asyncio.Future[bytes | None] = loop.create_future()
+            making: asyncio.Future[tuple[bytes, ...] | None] = loop.create_future()
             self._making = making
             worker = threading.Thread(
                 target=self._make, args=(loop, making), name="drctl-metrics-make", daemon=True
@@ -351,11 +357,14 @@ class Endpoint:
             worker.start()
         return await asyncio.shield(self._making)
 
-    def _make(self, loop: asyncio.AbstractEventLoop, making: asyncio.Future[bytes | None]) -> None:
+    def _make(
+        self, loop: asyncio.AbstractEventLoop, making: asyncio.Future[tuple[bytes, ...] | None]
+    ) -> None:
         started = time.monotonic()
-        made: bytes | None
+        made: tuple[bytes, ...] | None
         try:
-            made = self._produce()
+            produced = self._produce()
+            made = (produced,) if isinstance(produced, bytes) else tuple(produced)
         except Exception:
             # A bug in a collector must not end the endpoint: the scrape gets 500.
             log.exception("could not make the metrics exposition")
@@ -365,7 +374,10 @@ class Endpoint:
             loop.call_soon_threadsafe(self._made_one, making, made, took)
 
     def _made_one(
-        self, making: asyncio.Future[bytes | None], made: bytes | None, took: float
+        self,
+        making: asyncio.Future[tuple[bytes, ...] | None],
+        made: tuple[bytes, ...] | None,
+        took: float,
     ) -> None:
         self._making = None
         if made is not None:
@@ -388,15 +400,21 @@ class Endpoint:
             await asyncio.sleep(start - now)
 
     @staticmethod
-    async def _send(
-        writer: asyncio.StreamWriter, head: bytes, body: bytes, head_only: bool
-    ) -> None:
+    async def _send(writer: asyncio.StreamWriter, head: bytes, body: Body, head_only: bool) -> None:
         writer.write(head)
         if not head_only:
-            view = memoryview(body)
-            for start in range(0, len(view), CHUNK):
-                writer.write(view[start : start + CHUNK])
-                await writer.drain()
+            written = 0  # since the last drain
+            for piece in (body,) if isinstance(body, bytes) else body:
+                view = memoryview(piece)
+                for start in range(0, len(view), CHUNK):
+                    part = view[start : start + CHUNK]
+                    writer.write(part)
+                    written += len(part)
+                    # Many pieces are small (a block of VMs' samples): drained
+                    # once per CHUNK written, not once per piece.
+                    if written >= CHUNK:
+                        await writer.drain()
+                        written = 0
         await writer.drain()
 
 

@@ -132,6 +132,27 @@ def status_json(
     }
 
 
+def status_json_lines(
+    built: plan.Plan,
+    revision: str,
+    daemon: status.DaemonStatus | None = None,
+    sites: Sequence[status_table.SiteState] | None = None,
+) -> Iterator[str]:
+    """`status_json` as the text `drctl status --output json` prints: one VM a line.
+
+    The same document as `json.dumps(status_json(...))` (and /status.json's),
+    made as `plan_json_lines` makes the plan's: a line at a time, the parts
+    many VMs share encoded once.
+    """
+    shared = _SharedParts()
+    yield f'{{"converged": {_BOOL[built.converged]}, "revision": {_string(revision)},\n'
+    yield from _list_lines("vms", (shared.status_vm(vp) for vp in built.vms))
+    yield f' "unmanaged": {json.dumps(list(built.unmanaged))},\n'
+    yield f' "daemon": {json.dumps(daemon.to_json() if daemon is not None else None)},\n'
+    yield f' "drills": {json.dumps(drill_report.status_json(built))},\n'
+    yield f' "sites": {json.dumps(status_table.sites_json(sites))}}}\n'
+
+
 def _action_json(order: int, action: plan.Action) -> dict[str, Any]:
     return {
         "order": order,
@@ -211,30 +232,12 @@ class _SharedParts:
         self._observed: dict[tuple[Any, ...] | None, str] = {}
         self._readiness: dict[plan.Readiness, str] = {}
         self._rest: dict[tuple[Any, ...], str] = {}
+        self._added: dict[tuple[Any, ...], str] = {}
 
     def plan_vm(self, vp: plan.VMPlan) -> str:
         """One entry of `plan_json`'s vms, as JSON text."""
-        d, o, r = vp.desired, vp.observed, vp.readiness
-        desired_key = (d.active_site, d.replication)
-        desired = self._desired.get(desired_key)
-        if desired is None:
-            desired = _keep(self._desired, desired_key, json.dumps(_desired_json(d)))
-        observed_key = (
-            None
-            if o is None
-            else (
-                o.active_site,
-                o.running,
-                o.protection_state,
-                o.replication,
-                o.job,
-                o.power_unknown,
-                o.power_seen_at,
-            )
-        )
-        observed = self._observed.get(observed_key)
-        if observed is None:
-            observed = _keep(self._observed, observed_key, json.dumps(_observed_json(o)))
+        desired, observed = self._desired_observed(vp)
+        r = vp.readiness
         readiness = self._readiness.get(r)
         if readiness is None:
             readiness = _keep(self._readiness, r, json.dumps(_readiness_json(r)))
@@ -258,15 +261,72 @@ class _SharedParts:
             rest = _keep(
                 self._rest,
                 rest_key,
-                (
-                    f'"desired": {desired}, "observed": {observed}, '
-                    f'"converged": {_BOOL[vp.converged]}, "placed": {_BOOL[vp.placed]}, '
-                    f'"protected": {_BOOL[vp.protected]}, "phase": {_string(vp.phase)}, '
-                    f'"reason": {_string(vp.reason)}, "readiness": {readiness}, '
-                    f'"changes": {changes}}}'
-                ),
+                f'{_vm_rest(vp, desired, observed)}, "readiness": {readiness}, '
+                f'"changes": {changes}}}',
             )
         return f'{{"plan": {_string(vp.plan)}, "name": {_string(vp.name)}, {rest}'
+
+    def status_vm(self, vp: plan.VMPlan) -> str:
+        """One entry of `status_json`'s vms, as JSON text."""
+        desired, observed = self._desired_observed(vp)
+        rest_key = (desired, observed, vp.placed, vp.protected, vp.phase, vp.reason)
+        rest = self._rest.get(rest_key)
+        if rest is None:
+            rest = _keep(self._rest, rest_key, _vm_rest(vp, desired, observed))
+        # What `drctl status` adds (where it runs, what it waits for, its next
+        # step), keyed by everything `status_table.vm_json` reads: the name
+        # only where a Blocked VM's next step may name it (its action, which
+        # names it too, makes the key of a VM with one its own).
+        o = vp.observed
+        added_key = (
+            vp.placed,
+            vp.protected,
+            vp.phase,
+            vp.reason,
+            vp.action,
+            vp.fabric_observed,
+            None if o is None else (o.job, o.running, o.power_unknown),
+            vp.name if vp.phase is plan.Phase.BLOCKED else None,
+        )
+        added = self._added.get(added_key)
+        if added is None:
+            added = _keep(self._added, added_key, json.dumps(status_table.vm_json(vp))[1:])
+        return f'{{"plan": {_string(vp.plan)}, "name": {_string(vp.name)}, {rest}, {added}'
+
+    def _desired_observed(self, vp: plan.VMPlan) -> tuple[str, str]:
+        """The JSON text of the VM's desired and observed parts."""
+        d, o = vp.desired, vp.observed
+        desired_key = (d.active_site, d.replication)
+        desired = self._desired.get(desired_key)
+        if desired is None:
+            desired = _keep(self._desired, desired_key, json.dumps(_desired_json(d)))
+        observed_key = (
+            None
+            if o is None
+            else (
+                o.active_site,
+                o.running,
+                o.protection_state,
+                o.replication,
+                o.job,
+                o.power_unknown,
+                o.power_seen_at,
+            )
+        )
+        observed = self._observed.get(observed_key)
+        if observed is None:
+            observed = _keep(self._observed, observed_key, json.dumps(_observed_json(o)))
+        return desired, observed
+
+
+def _vm_rest(vp: plan.VMPlan, desired: str, observed: str) -> str:
+    """The members of `_vm_json` after the name, in its order, without the closing brace."""
+    return (
+        f'"desired": {desired}, "observed": {observed}, '
+        f'"converged": {_BOOL[vp.converged]}, "placed": {_BOOL[vp.placed]}, '
+        f'"protected": {_BOOL[vp.protected]}, "phase": {_string(vp.phase)}, '
+        f'"reason": {_string(vp.reason)}'
+    )
 
 
 _SHARED_MAX = 4096

@@ -31,7 +31,7 @@ BODY = b"drctl_up 1\n"
 
 @contextlib.contextmanager
 def serving(
-    produce: Callable[[], bytes] = lambda: BODY, **bounds: float
+    produce: Callable[[], endpoint.Body] = lambda: BODY, **bounds: float
 ) -> Iterator[endpoint.Endpoint]:
     served = endpoint.Endpoint("127.0.0.1", 0, produce, "text/plain; version=0.0.4", **bounds)  # type: ignore[arg-type]
     try:
@@ -93,6 +93,18 @@ def test_metrics_answers_get_and_head_with_the_exposition() -> None:
     assert head.startswith(b"HTTP/1.1 200 OK\r\n")
     assert f"Content-Length: {len(BODY)}\r\n".encode() in head
     assert head.endswith(b"\r\n\r\n")  # no body
+
+
+def test_an_exposition_in_pieces_is_answered_as_their_join_with_its_whole_length() -> None:
+    """Small pieces, empty ones and one past the 64 KiB chunk: as `Metrics` hands them over."""
+    pieces = [b"# HELP a x\n", b"", *(b'a{vm="%d"} 1.0\n' % i for i in range(5000))]
+    pieces.append(b"b 2.0\n" * 20000)
+    whole = b"".join(pieces)
+    assert len(pieces[-1]) > endpoint.CHUNK
+    with serving(lambda: pieces) as served:
+        assert scrape(served.port) == (200, "text/plain; version=0.0.4", whole)
+        head = exchange(served.port, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert f"Content-Length: {len(whole)}\r\n".encode() in head
 
 
 def test_other_paths_are_404_and_other_methods_405_with_a_plain_body() -> None:
@@ -307,7 +319,7 @@ def test_the_daemon_never_waits_for_a_scrape_in_progress() -> None:
     """prometheus_client holds no lock across a collection that the daemon's updates need."""
     metrics = Metrics()
     stuck = _Stuck()
-    metrics.registry.register(stuck)  # type: ignore[arg-type]
+    metrics.others.register(stuck)  # type: ignore[arg-type]
     served = metrics.serve("127.0.0.1", 0)
     try:
         scraper = threading.Thread(target=lambda: scrape(served.port))
