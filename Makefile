@@ -29,17 +29,19 @@ lint: $(STAMP)
 # real etcd members (Debian package `etcd-server`, 3.4: the leader election),
 # zsh, which loads `drctl completion zsh` in its test; systemd-analyze (Debian
 # `systemd`) verifies deploy/systemd and strace shows what its syscall filter lets through;
-# a headless Chromium (Debian package `chromium`, driven by Playwright) loads the status page.
+# a headless Chromium (Debian package `chromium`, driven by Playwright) loads the status page;
+# curl is what the README's daemon walk-through (tests/e2e/test_walkthrough.py) types.
 system-deps:
 	@if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1 \
 	    || ! command -v git >/dev/null 2>&1 || ! command -v etcd >/dev/null 2>&1 \
 	    || ! command -v zsh >/dev/null 2>&1 || ! command -v systemd-analyze >/dev/null 2>&1 \
-	    || ! command -v strace >/dev/null 2>&1 || ! test -x /usr/bin/chromium; then \
-	  echo "installing prometheus, git, etcd-server, zsh, systemd, strace and chromium with apt-get"; \
+	    || ! command -v strace >/dev/null 2>&1 || ! test -x /usr/bin/chromium \
+	    || ! command -v curl >/dev/null 2>&1; then \
+	  echo "installing prometheus, git, etcd-server, zsh, systemd, strace, chromium and curl with apt-get"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
-	    prometheus git etcd-server zsh systemd strace chromium >/dev/null; \
+	    prometheus git etcd-server zsh systemd strace chromium curl >/dev/null; \
 	fi
 
 test: system-deps lint
