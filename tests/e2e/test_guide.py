@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +71,24 @@ def guide_steps(readme: str, heading: str = HEADING) -> list[Step]:
 def split_comment(line: str) -> tuple[str, str]:
     parts = re.split(r"\s{2,}# ?", line, maxsplit=1)
     return parts[0].strip(), parts[1].strip() if len(parts) > 1 else ""
+
+
+def keep_promise(step: Step, run: Callable[[], subprocess.CompletedProcess[str]]) -> None:
+    """Run a step's command (again, for "until ...") until it exits and shows what its
+    comment says; an AssertionError with what it showed instead."""
+    deadline = time.monotonic() + (UNTIL_SECONDS if step.until else 0)
+    while True:
+        done = run()
+        seen = done.stdout + done.stderr
+        missing = [s for s in step.shows if s not in seen]
+        if done.returncode == step.exit_code and not missing:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"{step.command}\n  expected exit {step.exit_code} showing {missing}\n"
+                f"  got exit {done.returncode}:\n{seen}"
+            )
+        time.sleep(0.2)
 
 
 class Rehearsal:
@@ -144,19 +162,7 @@ class Rehearsal:
             self.git_server(up=False)
         if step.command.startswith("git push"):
             self.git_server(up=True)
-        deadline = time.monotonic() + (UNTIL_SECONDS if step.until else 0)
-        while True:
-            done = self.shell(step.command)
-            seen = done.stdout + done.stderr
-            missing = [s for s in step.shows if s not in seen]
-            if done.returncode == step.exit_code and not missing:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{step.command}\n  expected exit {step.exit_code} showing {missing}\n"
-                    f"  got exit {done.returncode}:\n{seen}"
-                )
-            time.sleep(0.2)
+        keep_promise(step, lambda: self.shell(step.command))
 
 
 @pytest.fixture

@@ -14,13 +14,12 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from e2e.harness import ENV, TIMINGS, free_port
-from e2e.test_guide import ROOT, UNTIL_SECONDS, Step, guide_steps
+from e2e.test_guide import ROOT, Step, guide_steps, keep_promise
 
 pytestmark = pytest.mark.e2e
 
@@ -70,9 +69,9 @@ class Newcomer:
             self.daemon.terminate()
             assert self.daemon.wait(timeout=20) == 0
             return
-        deadline = time.monotonic() + (UNTIL_SECONDS if step.until else 0)
-        while True:
-            done = subprocess.run(
+        keep_promise(
+            step,
+            lambda: subprocess.run(
                 ["bash", "-c", command],
                 cwd=self.root,
                 env=self.env,
@@ -80,17 +79,8 @@ class Newcomer:
                 text=True,
                 timeout=60,
                 check=False,
-            )
-            seen = done.stdout + done.stderr
-            missing = [s for s in step.shows if s not in seen]
-            if done.returncode == step.exit_code and not missing:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{step.command}\n  expected exit {step.exit_code} showing {missing}\n"
-                    f"  got exit {done.returncode}:\n{seen}"
-                )
-            time.sleep(0.2)
+            ),
+        )
 
 
 @pytest.fixture
